@@ -1,0 +1,14 @@
+//! Record batch v2, the only record format Rivulet reads and writes.
+
+pub mod batch;
+pub mod builder;
+pub mod compression;
+pub mod record;
+
+pub use batch::{BatchError, BatchHeader, Batches, TimestampType};
+pub use builder::{BatchBuilder, NewRecord};
+pub use compression::Compression;
+pub use record::{decode_records, skim_records, Header, Record, RecordError, RecordMeta};
+
+#[cfg(test)]
+mod tests;

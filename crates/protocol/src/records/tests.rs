@@ -1,0 +1,196 @@
+use proptest::prelude::*;
+
+use super::batch::{self, BatchHeader, Batches, TimestampType, HEADER_LEN};
+use super::*;
+
+const CODECS: [Compression; 5] =
+    [Compression::None, Compression::Gzip, Compression::Snappy, Compression::Lz4, Compression::Zstd];
+
+fn sample_batch(compression: Compression) -> Vec<u8> {
+    let mut builder = BatchBuilder::new(compression);
+    builder.append(&NewRecord { timestamp: 1_000, key: Some(b"k1"), value: Some(b"v1"), headers: &[] });
+    builder.append(&NewRecord { timestamp: 1_005, key: None, value: None, headers: &[("h", Some(b"x")), ("h", None)] });
+    builder.append(&NewRecord { timestamp: 999, key: Some(b""), value: Some(b""), headers: &[] });
+    builder.build().unwrap()
+}
+
+#[test]
+fn built_batches_decode_to_the_same_records_for_every_codec() {
+    for codec in CODECS {
+        let bytes = sample_batch(codec);
+        batch::verify_crc(&bytes).unwrap();
+        let (header, records) = decode_records(&bytes, 1 << 20).unwrap();
+        assert_eq!(header.records_count, 3);
+        assert_eq!(header.last_offset_delta, 2);
+        assert_eq!(header.base_timestamp, 1_000);
+        assert_eq!(header.max_timestamp, 1_005);
+        assert_eq!(header.compression().unwrap(), codec);
+        assert_eq!(records.len(), 3);
+        assert_eq!(records[0].key.as_deref(), Some(&b"k1"[..]));
+        assert_eq!(records[1].key, None);
+        assert_eq!(records[1].value, None);
+        assert_eq!(records[1].timestamp, 1_005);
+        assert_eq!(records[1].headers.len(), 2);
+        assert_eq!(records[1].headers[0].key, "h");
+        assert_eq!(records[1].headers[1].value, None);
+        assert_eq!(records[2].key.as_deref(), Some(&b""[..]));
+        assert_eq!(records[2].timestamp, 999);
+        assert_eq!(records.iter().map(|r| r.offset).collect::<Vec<_>>(), vec![0, 1, 2]);
+    }
+}
+
+#[test]
+fn skim_sees_every_record_with_its_offset_delta_and_timestamp() {
+    for codec in CODECS {
+        let bytes = sample_batch(codec);
+        let header = BatchHeader::parse(&bytes).unwrap();
+        let mut seen = Vec::new();
+        let count = skim_records(&header, &bytes, |meta| {
+            seen.push((meta.offset_delta, meta.timestamp, meta.key_is_null));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(count, 3);
+        assert_eq!(seen, vec![(0, 1_000, false), (1, 1_005, true), (2, 999, false)], "{codec:?}");
+    }
+}
+
+#[test]
+fn skim_rejects_a_header_count_larger_than_the_records() {
+    for codec in CODECS {
+        let mut bytes = sample_batch(codec);
+        bytes[batch::RECORDS_COUNT_AT..batch::RECORDS_COUNT_AT + 4].copy_from_slice(&4i32.to_be_bytes());
+        let header = BatchHeader::parse(&bytes).unwrap();
+        let result = skim_records(&header, &bytes, |_| Ok(()));
+        assert!(result.is_err(), "{codec:?}: {result:?}");
+    }
+}
+
+#[test]
+fn skim_rejects_a_header_count_smaller_than_the_records() {
+    for codec in CODECS {
+        let mut bytes = sample_batch(codec);
+        bytes[batch::RECORDS_COUNT_AT..batch::RECORDS_COUNT_AT + 4].copy_from_slice(&2i32.to_be_bytes());
+        let header = BatchHeader::parse(&bytes).unwrap();
+        let result = skim_records(&header, &bytes, |_| Ok(()));
+        assert!(matches!(result, Err(RecordError::CountMismatch { .. })), "{codec:?}: {result:?}");
+    }
+}
+
+#[test]
+fn patching_offset_and_epoch_keeps_the_crc_valid() {
+    let mut bytes = sample_batch(Compression::None);
+    batch::patch_offset_and_epoch(&mut bytes[..HEADER_LEN], 42, 7);
+    batch::verify_crc(&bytes).unwrap();
+    let header = BatchHeader::parse(&bytes).unwrap();
+    assert_eq!(header.base_offset, 42);
+    assert_eq!(header.partition_leader_epoch, 7);
+    assert_eq!(header.last_offset(), 44);
+}
+
+#[test]
+fn log_append_time_patch_sets_type_and_max_timestamp_with_a_fresh_crc() {
+    let mut bytes = sample_batch(Compression::Lz4);
+    let (head, body) = bytes.split_at_mut(HEADER_LEN);
+    batch::patch_log_append_time(head, body, 123_456);
+    batch::verify_crc(&bytes).unwrap();
+    let (header, records) = decode_records(&bytes, 1 << 20).unwrap();
+    assert_eq!(header.timestamp_type(), TimestampType::LogAppendTime);
+    assert_eq!(header.max_timestamp, 123_456);
+    assert!(records.iter().all(|r| r.timestamp == 123_456));
+}
+
+#[test]
+fn a_flipped_bit_fails_the_crc() {
+    let mut bytes = sample_batch(Compression::None);
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x01;
+    assert!(matches!(batch::verify_crc(&bytes), Err(BatchError::CrcMismatch { .. })));
+}
+
+#[test]
+fn batches_splits_a_run_and_stops_at_a_torn_tail() {
+    let a = sample_batch(Compression::None);
+    let b = sample_batch(Compression::Gzip);
+    let mut run = a.clone();
+    run.extend_from_slice(&b);
+    let sizes: Vec<usize> = Batches::new(&run).map(|r| r.unwrap().1.len()).collect();
+    assert_eq!(sizes, vec![a.len(), b.len()]);
+
+    let torn = &run[..run.len() - 3];
+    let results: Vec<_> = Batches::new(torn).collect();
+    assert_eq!(results.len(), 2);
+    assert!(results[0].is_ok());
+    assert!(matches!(results[1], Err(BatchError::Truncated { .. })));
+}
+
+#[test]
+fn legacy_magic_is_reported_as_unsupported() {
+    let mut bytes = sample_batch(Compression::None);
+    bytes[batch::MAGIC_AT] = 1;
+    assert_eq!(BatchHeader::parse(&bytes), Err(BatchError::UnsupportedMagic(1)));
+}
+
+fn arb_record() -> impl Strategy<Value = (i64, Option<Vec<u8>>, Option<Vec<u8>>, Vec<(String, Option<Vec<u8>>)>)> {
+    (
+        0i64..2_000_000_000_000,
+        proptest::option::of(proptest::collection::vec(any::<u8>(), 0..40)),
+        proptest::option::of(proptest::collection::vec(any::<u8>(), 0..200)),
+        proptest::collection::vec(("[a-z]{0,5}", proptest::option::of(proptest::collection::vec(any::<u8>(), 0..8))), 0..3),
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn any_records_round_trip_through_any_codec(
+        records in proptest::collection::vec(arb_record(), 1..30),
+        codec_index in 0usize..5,
+        base_offset in 0i64..1_000_000,
+    ) {
+        let codec = CODECS[codec_index];
+        let mut builder = BatchBuilder::new(codec).base_offset(base_offset);
+        for (timestamp, key, value, headers) in &records {
+            let headers: Vec<(&str, Option<&[u8]>)> =
+                headers.iter().map(|(k, v)| (k.as_str(), v.as_deref())).collect();
+            builder.append(&NewRecord { timestamp: *timestamp, key: key.as_deref(), value: value.as_deref(), headers: &headers });
+        }
+        let bytes = builder.build().unwrap();
+        batch::verify_crc(&bytes).unwrap();
+        let header = BatchHeader::parse(&bytes).unwrap();
+        prop_assert_eq!(skim_records(&header, &bytes, |_| Ok(())).unwrap(), records.len());
+        let (_, decoded) = decode_records(&bytes, 1 << 24).unwrap();
+        prop_assert_eq!(decoded.len(), records.len());
+        for (i, (record, (timestamp, key, value, headers))) in decoded.iter().zip(&records).enumerate() {
+            prop_assert_eq!(record.offset, base_offset + i as i64);
+            prop_assert_eq!(record.timestamp, *timestamp);
+            prop_assert_eq!(record.key.as_deref(), key.as_deref());
+            prop_assert_eq!(record.value.as_deref(), value.as_deref());
+            prop_assert_eq!(record.headers.len(), headers.len());
+        }
+    }
+
+    #[test]
+    fn garbage_never_panics_the_batch_readers(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+        for item in Batches::new(&bytes) {
+            if let Ok((header, batch)) = item {
+                let _ = skim_records(&header, batch, |_| Ok(()));
+                let _ = decode_records(batch, 1 << 16);
+            }
+        }
+    }
+
+    #[test]
+    fn corrupted_batches_never_panic_the_readers(index in 0usize..400, value: u8, codec_index in 0usize..5) {
+        let mut bytes = sample_batch(CODECS[codec_index]);
+        let i = index % bytes.len();
+        bytes[i] = value;
+        if let Ok(header) = BatchHeader::parse(&bytes) {
+            if header.size() <= bytes.len() {
+                let _ = skim_records(&header, &bytes[..header.size()], |_| Ok(()));
+            }
+        }
+        let _ = decode_records(&bytes, 1 << 16);
+    }
+}
