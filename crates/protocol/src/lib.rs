@@ -3,6 +3,8 @@
 //! every Kafka error code, and record batch v2 (header view and patching, CRC32C,
 //! compression, records). No I/O here; the broker and the client share it.
 
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
 pub mod error_code;
 pub mod frame;
 pub mod records;

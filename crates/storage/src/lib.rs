@@ -1,0 +1,27 @@
+//! Rivulet's storage: each partition an append-only log of segments in Kafka's own
+//! on-disk layout and formats, so Kafka's knowledge and tools apply.
+//!
+//! Plain `std::fs` positioned I/O, no async runtime: callers run these calls on
+//! blocking threads. Time comes in through [`protocol::time::Clock`].
+
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+pub mod checkpoint;
+pub mod config;
+pub mod error;
+pub mod leader_epoch;
+pub mod log;
+pub mod log_manager;
+pub mod offset_index;
+pub mod segment;
+pub mod time_index;
+pub mod validate;
+
+pub use config::LogConfig;
+pub use error::{AppendError, StorageError};
+pub use log::{LoadState, Log, LogAppendInfo, ReadOutcome, ReadSlice};
+pub use log_manager::{LogManager, SharedLog};
+pub use validate::Origin;
+
+#[cfg(test)]
+mod log_tests;

@@ -1,0 +1,407 @@
+//! Tests of the log: unit tests of append, read, roll, recovery and truncation, and a
+//! property test that runs random operations (appends, rolls, reads, truncations,
+//! clean restarts and crashes with a torn last write) against a `Vec` model.
+
+use std::collections::BTreeMap;
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+
+use proptest::prelude::*;
+use protocol::records::{decode_records, BatchBuilder, Compression, NewRecord};
+use protocol::time::{Clock, ManualClock};
+use protocol::TopicPartition;
+
+use crate::config::LogConfig;
+use crate::error::AppendError;
+use crate::log::{LoadState, Log, ReadOutcome};
+use crate::segment::file_name;
+use crate::validate::Origin;
+
+const NOW: i64 = 1_700_000_000_000;
+
+fn config(pairs: &[(&str, &str)]) -> Arc<LogConfig> {
+    let overrides: BTreeMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    Arc::new(LogConfig::resolve(&overrides, &BTreeMap::new()).unwrap())
+}
+
+fn batch(values: &[&[u8]], timestamp: i64, compression: Compression) -> Vec<u8> {
+    let mut builder = BatchBuilder::new(compression);
+    for value in values {
+        builder.append(&NewRecord { timestamp, key: Some(b"key"), value: Some(value), headers: &[] });
+    }
+    builder.build().unwrap()
+}
+
+fn open(dir: &Path, config: Arc<LogConfig>, clock: Arc<ManualClock>, state: LoadState) -> Log {
+    Log::open(dir, TopicPartition::new("t", 0), config, clock as Arc<dyn Clock>, state).unwrap()
+}
+
+fn new_log(dir: &Path, config: Arc<LogConfig>) -> (Log, Arc<ManualClock>) {
+    let clock = Arc::new(ManualClock::new(NOW));
+    (open(dir, config, Arc::clone(&clock), LoadState::default()), clock)
+}
+
+/// Every record from `offset` to the LEO, read in fetch-sized steps.
+fn read_all(log: &Log, mut offset: i64) -> Vec<(i64, Vec<u8>)> {
+    let mut out = Vec::new();
+    let leo = log.log_end_offset().0;
+    while offset < leo {
+        let bytes = log.read_bytes(offset, leo, 300).unwrap();
+        assert!(!bytes.is_empty(), "read at {offset} below LEO {leo} returned nothing");
+        let mut rest = &bytes[..];
+        while !rest.is_empty() {
+            let (header, records) = decode_records(rest, 1 << 20).unwrap();
+            rest = &rest[header.size()..];
+            for record in records {
+                if record.offset >= offset {
+                    out.push((record.offset, record.value.unwrap().to_vec()));
+                }
+            }
+            offset = header.next_offset();
+        }
+    }
+    out
+}
+
+#[test]
+fn appends_get_consecutive_offsets_from_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, _) = new_log(dir.path(), config(&[]));
+    let first = log.append_as_leader(&batch(&[b"a", b"b", b"c"], NOW, Compression::None), 0, Origin::Client).unwrap();
+    assert_eq!((first.first_offset.0, first.last_offset.0), (0, 2));
+    let second = log.append_as_leader(&batch(&[b"d"], NOW, Compression::Gzip), 0, Origin::Client).unwrap();
+    assert_eq!((second.first_offset.0, second.last_offset.0), (3, 3));
+    assert_eq!(log.log_end_offset().0, 4);
+    let values: Vec<Vec<u8>> = read_all(&log, 0).into_iter().map(|(_, v)| v).collect();
+    assert_eq!(values, vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec(), b"d".to_vec()]);
+}
+
+#[test]
+fn a_read_inside_a_batch_returns_the_whole_batch_from_its_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, _) = new_log(dir.path(), config(&[]));
+    log.append_as_leader(&batch(&[b"a", b"b", b"c"], NOW, Compression::Lz4), 0, Origin::Client).unwrap();
+    let ReadOutcome::Data(slice) = log.read(1, 3).unwrap() else { panic!("expected data") };
+    assert_eq!(slice.first_batch_base_offset, 0);
+    let bytes = slice.read(1, true).unwrap();
+    let (header, records) = decode_records(&bytes, 1 << 20).unwrap();
+    assert_eq!(header.base_offset, 0);
+    assert_eq!(records.len(), 3);
+}
+
+#[test]
+fn reads_stop_at_the_bound_and_out_of_range_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, _) = new_log(dir.path(), config(&[]));
+    log.append_as_leader(&batch(&[b"a"], NOW, Compression::None), 0, Origin::Client).unwrap();
+    log.append_as_leader(&batch(&[b"b"], NOW, Compression::None), 0, Origin::Client).unwrap();
+    let bytes = log.read_bytes(0, 1, 1 << 20).unwrap();
+    let (header, _) = decode_records(&bytes, 1 << 20).unwrap();
+    assert_eq!(bytes.len(), header.size(), "only the batch below the bound");
+    assert!(matches!(log.read(2, 2).unwrap(), ReadOutcome::Empty));
+    assert!(log.read(3, 3).is_err());
+}
+
+#[test]
+fn max_bytes_returns_whole_batches_and_at_least_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, _) = new_log(dir.path(), config(&[]));
+    let big = vec![7u8; 1000];
+    for _ in 0..3 {
+        log.append_as_leader(&batch(&[&big], NOW, Compression::None), 0, Origin::Client).unwrap();
+    }
+    let one = log.read_bytes(0, 3, 10).unwrap();
+    let (header, _) = decode_records(&one, 1 << 20).unwrap();
+    assert_eq!(one.len(), header.size());
+    let two = log.read_bytes(0, 3, header.size() * 2 + header.size() / 2).unwrap();
+    assert_eq!(two.len(), header.size() * 2);
+}
+
+#[test]
+fn segments_roll_at_segment_bytes_and_are_named_by_base_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, _) = new_log(dir.path(), config(&[("segment.bytes", "200")]));
+    for i in 0..10u8 {
+        log.append_as_leader(&batch(&[&[i; 40]], NOW, Compression::None), 0, Origin::Client).unwrap();
+    }
+    assert!(log.segment_count() > 3, "{} segments", log.segment_count());
+    for base in log.segment_base_offsets() {
+        for suffix in ["log", "index", "timeindex"] {
+            assert!(dir.path().join(file_name(base, suffix)).exists(), "{base}.{suffix}");
+        }
+    }
+    assert_eq!(read_all(&log, 0).len(), 10);
+    assert_eq!(read_all(&log, 7).first().map(|r| r.0), Some(7));
+}
+
+#[test]
+fn segments_roll_after_segment_ms_measured_by_record_timestamps() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, clock) = new_log(dir.path(), config(&[("segment.ms", "1000")]));
+    log.append_as_leader(&batch(&[b"a"], NOW, Compression::None), 0, Origin::Client).unwrap();
+    clock.advance(500);
+    log.append_as_leader(&batch(&[b"b"], NOW + 500, Compression::None), 0, Origin::Client).unwrap();
+    assert_eq!(log.segment_count(), 1);
+    clock.advance(600);
+    let info = log.append_as_leader(&batch(&[b"c"], NOW + 1_100, Compression::None), 0, Origin::Client).unwrap();
+    assert_eq!(log.segment_count(), 2);
+    assert_eq!(info.rolled_segment, Some(0));
+    assert_eq!(log.segment_base_offsets(), vec![0, 2]);
+}
+
+#[test]
+fn validation_refuses_bad_batches_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, _) = new_log(dir.path(), config(&[("max.message.bytes", "300")]));
+    let mut corrupt = batch(&[b"a"], NOW, Compression::None);
+    let last = corrupt.len() - 1;
+    corrupt[last] ^= 0xff;
+    assert!(matches!(log.append_as_leader(&corrupt, 0, Origin::Client), Err(AppendError::CorruptMessage(_))));
+    let large = batch(&[&[0u8; 400]], NOW, Compression::None);
+    assert!(matches!(log.append_as_leader(&large, 0, Origin::Client), Err(AppendError::MessageTooLarge { .. })));
+    let mut magic1 = batch(&[b"a"], NOW, Compression::None);
+    magic1[16] = 1;
+    assert!(matches!(log.append_as_leader(&magic1, 0, Origin::Client), Err(AppendError::UnsupportedMagic(1))));
+    let mut miscounted = batch(&[b"a", b"b"], NOW, Compression::None);
+    miscounted[57..61].copy_from_slice(&3i32.to_be_bytes());
+    let crc = crc32c::crc32c(&miscounted[21..]);
+    miscounted[17..21].copy_from_slice(&crc.to_be_bytes());
+    assert!(matches!(log.append_as_leader(&miscounted, 0, Origin::Client), Err(AppendError::InvalidRecord(_))));
+    let mut two = batch(&[b"a"], NOW, Compression::None);
+    two.extend_from_slice(&batch(&[b"b"], NOW, Compression::None));
+    assert!(matches!(log.append_as_leader(&two, 0, Origin::Client), Err(AppendError::InvalidRecord(_))));
+    let future = batch(&[b"a"], NOW + 2 * 3_600_000, Compression::None);
+    match log.append_as_leader(&future, 0, Origin::Client) {
+        Err(AppendError::InvalidTimestamp { record_errors, .. }) => assert_eq!(record_errors.len(), 1),
+        other => panic!("expected INVALID_TIMESTAMP, got {other:?}"),
+    }
+    assert_eq!(log.log_end_offset().0, 0);
+    assert_eq!(log.size_in_bytes(), 0);
+}
+
+#[test]
+fn log_append_time_topics_stamp_the_broker_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, clock) = new_log(dir.path(), config(&[("message.timestamp.type", "LogAppendTime")]));
+    clock.set(NOW + 42);
+    let info = log.append_as_leader(&batch(&[b"a", b"b"], 5, Compression::Zstd), 0, Origin::Client).unwrap();
+    assert_eq!(info.log_append_time, NOW + 42);
+    let bytes = log.read_bytes(0, 2, 1 << 20).unwrap();
+    let (_, records) = decode_records(&bytes, 1 << 20).unwrap();
+    assert!(records.iter().all(|r| r.timestamp == NOW + 42));
+}
+
+#[test]
+fn timestamps_are_found_through_the_time_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, _) = new_log(dir.path(), config(&[("index.interval.bytes", "1"), ("segment.bytes", "300")]));
+    for i in 0..20i64 {
+        log.append_as_leader(&batch(&[b"v"], NOW + i * 10, Compression::None), 0, Origin::Client).unwrap();
+    }
+    assert_eq!(log.offset_for_timestamp(NOW).unwrap().map(|f| f.0), Some(0));
+    assert_eq!(log.offset_for_timestamp(NOW + 55).unwrap().map(|f| (f.0, f.1)), Some((6, NOW + 60)));
+    assert_eq!(log.offset_for_timestamp(NOW + 190).unwrap().map(|f| f.0), Some(19));
+    assert_eq!(log.offset_for_timestamp(NOW + 191).unwrap(), None);
+    assert_eq!(log.offset_of_max_timestamp().unwrap().map(|f| (f.0, f.1)), Some((19, NOW + 190)));
+}
+
+#[test]
+fn a_clean_restart_keeps_everything_without_recovery() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(&[("segment.bytes", "300"), ("index.interval.bytes", "50")]);
+    let (mut log, clock) = new_log(dir.path(), Arc::clone(&cfg));
+    for i in 0..30u8 {
+        log.append_as_leader(&batch(&[&[i; 20]], NOW + i64::from(i), Compression::None), 0, Origin::Client).unwrap();
+    }
+    let before = read_all(&log, 0);
+    log.close().unwrap();
+    let state = LoadState { recovery_point: log.recovery_point().0, log_start_offset: 0, clean_shutdown: true };
+    drop(log);
+    let log = open(dir.path(), cfg, clock, state);
+    assert_eq!(log.log_end_offset().0, 30);
+    assert_eq!(read_all(&log, 0), before);
+    assert_eq!(log.offset_of_max_timestamp().unwrap().map(|f| f.0), Some(29));
+}
+
+#[test]
+fn a_crash_with_a_torn_tail_truncates_only_the_torn_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(&[]);
+    let (mut log, clock) = new_log(dir.path(), Arc::clone(&cfg));
+    for i in 0..5u8 {
+        log.append_as_leader(&batch(&[&[i; 20]], NOW, Compression::Snappy), 0, Origin::Client).unwrap();
+    }
+    let before = read_all(&log, 0);
+    drop(log);
+    let torn = batch(&[b"never acknowledged"], NOW, Compression::None);
+    let mut file = OpenOptions::new().append(true).open(dir.path().join(file_name(0, "log"))).unwrap();
+    file.write_all(&torn[..torn.len() / 2]).unwrap();
+    drop(file);
+    std::fs::remove_file(dir.path().join(file_name(0, "index"))).unwrap();
+    let state = LoadState { recovery_point: 0, log_start_offset: 0, clean_shutdown: false };
+    let mut log = open(dir.path(), Arc::clone(&cfg), Arc::clone(&clock), state);
+    assert_eq!(log.log_end_offset().0, 5);
+    assert_eq!(read_all(&log, 0), before);
+    let next = log.append_as_leader(&batch(&[b"after"], NOW, Compression::None), 0, Origin::Client).unwrap();
+    assert_eq!(next.first_offset.0, 5);
+}
+
+#[test]
+fn a_corrupt_batch_in_the_middle_cuts_the_log_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(&[]);
+    let (mut log, clock) = new_log(dir.path(), Arc::clone(&cfg));
+    let mut sizes = Vec::new();
+    for i in 0..4u8 {
+        let info = log.append_as_leader(&batch(&[&[i; 30]], NOW, Compression::None), 0, Origin::Client).unwrap();
+        sizes.push(info.bytes);
+    }
+    drop(log);
+    let path = dir.path().join(file_name(0, "log"));
+    let mut bytes = std::fs::read(&path).unwrap();
+    let third = sizes[0] + sizes[1] + 70;
+    bytes[third] ^= 0x55;
+    std::fs::write(&path, &bytes).unwrap();
+    let state = LoadState { recovery_point: 0, log_start_offset: 0, clean_shutdown: false };
+    let log = open(dir.path(), cfg, clock, state);
+    assert_eq!(log.log_end_offset().0, 2);
+    assert_eq!(read_all(&log, 0).len(), 2);
+}
+
+#[test]
+fn truncation_removes_offsets_at_and_above_and_offsets_continue_from_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, _) = new_log(dir.path(), config(&[("segment.bytes", "200")]));
+    for i in 0..10u8 {
+        log.append_as_leader(&batch(&[&[i; 40]], NOW, Compression::None), 0, Origin::Client).unwrap();
+    }
+    log.truncate_to(4).unwrap();
+    assert_eq!(log.log_end_offset().0, 4);
+    assert_eq!(read_all(&log, 0).len(), 4);
+    let info = log.append_as_leader(&batch(&[b"x"], NOW, Compression::None), 0, Origin::Client).unwrap();
+    assert_eq!(info.first_offset.0, 4);
+}
+
+#[test]
+fn leader_epochs_are_recorded_on_append() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, _) = new_log(dir.path(), config(&[]));
+    log.append_as_leader(&batch(&[b"a"], NOW, Compression::None), 0, Origin::Client).unwrap();
+    log.append_as_leader(&batch(&[b"b"], NOW, Compression::None), 3, Origin::Client).unwrap();
+    assert_eq!(log.leader_epochs().epoch_for_offset(0), Some(0));
+    assert_eq!(log.leader_epochs().epoch_for_offset(1), Some(3));
+    let bytes = log.read_bytes(1, 2, 1 << 20).unwrap();
+    assert_eq!(i32::from_be_bytes(bytes[12..16].try_into().unwrap()), 3);
+}
+
+// ---- the model test ----
+
+#[derive(Debug, Clone)]
+enum Op {
+    Append { records: u8, size: u16, codec: u8 },
+    Roll,
+    Read { at: u16 },
+    TruncateTo { at: u16 },
+    Flush,
+    CleanRestart,
+    Crash { torn_bytes: u16 },
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        8 => (1u8..6, 0u16..120, 0u8..5).prop_map(|(records, size, codec)| Op::Append { records, size, codec }),
+        1 => Just(Op::Roll),
+        3 => any::<u16>().prop_map(|at| Op::Read { at }),
+        1 => any::<u16>().prop_map(|at| Op::TruncateTo { at }),
+        1 => Just(Op::Flush),
+        1 => Just(Op::CleanRestart),
+        1 => (0u16..200).prop_map(|torn_bytes| Op::Crash { torn_bytes }),
+    ]
+}
+
+const CODECS: [Compression; 5] = [Compression::None, Compression::Gzip, Compression::Snappy, Compression::Lz4, Compression::Zstd];
+
+fn run_model(ops: &[Op]) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(&[("segment.bytes", "1500"), ("index.interval.bytes", "100"), ("segment.index.bytes", "40")]);
+    let clock = Arc::new(ManualClock::new(NOW));
+    let mut log = open(dir.path(), Arc::clone(&cfg), Arc::clone(&clock), LoadState::default());
+    let mut model: Vec<Vec<u8>> = Vec::new();
+    let mut counter = 0u32;
+    for op in ops {
+        match *op {
+            Op::Append { records, size, codec } => {
+                let values: Vec<Vec<u8>> = (0..records)
+                    .map(|_| {
+                        counter += 1;
+                        let mut v = counter.to_be_bytes().to_vec();
+                        v.resize(4 + size as usize, (counter % 251) as u8);
+                        v
+                    })
+                    .collect();
+                let refs: Vec<&[u8]> = values.iter().map(Vec::as_slice).collect();
+                clock.advance(1);
+                let info = log.append_as_leader(&batch(&refs, clock.now_ms(), CODECS[codec as usize]), 0, Origin::Client).unwrap();
+                assert_eq!(info.first_offset.0, model.len() as i64);
+                model.extend(values);
+            }
+            Op::Roll => {
+                log.roll().unwrap();
+            }
+            Op::Read { at } => {
+                if model.is_empty() {
+                    continue;
+                }
+                let at = i64::from(at) % model.len() as i64;
+                let got = read_all(&log, at);
+                let want: Vec<(i64, Vec<u8>)> = model.iter().enumerate().skip(at as usize).map(|(i, v)| (i as i64, v.clone())).collect();
+                assert_eq!(got, want, "read at {at}");
+            }
+            Op::TruncateTo { at } => {
+                let at = i64::from(at) % (model.len() as i64 + 1);
+                log.truncate_to(at).unwrap();
+                // Truncation removes whole batches: the LEO may land below `at`.
+                model.truncate(log.log_end_offset().0 as usize);
+                assert!(log.log_end_offset().0 <= at);
+            }
+            Op::Flush => {
+                let leo = log.log_end_offset().0;
+                log.flush(leo).unwrap();
+                assert_eq!(log.recovery_point().0, leo);
+            }
+            Op::CleanRestart => {
+                log.close().unwrap();
+                let state = LoadState { recovery_point: log.recovery_point().0, log_start_offset: log.log_start_offset().0, clean_shutdown: true };
+                drop(log);
+                log = open(dir.path(), Arc::clone(&cfg), Arc::clone(&clock), state);
+            }
+            Op::Crash { torn_bytes } => {
+                let state = LoadState { recovery_point: log.recovery_point().0, log_start_offset: log.log_start_offset().0, clean_shutdown: false };
+                let active = *log.segment_base_offsets().last().unwrap();
+                drop(log);
+                if torn_bytes > 0 {
+                    // A write the crash cut short: part of a batch that was never acknowledged.
+                    let torn = batch(&[&vec![9u8; torn_bytes as usize]], clock.now_ms(), Compression::None);
+                    let cut = (torn_bytes as usize).min(torn.len() - 1);
+                    let mut file = OpenOptions::new().append(true).open(dir.path().join(file_name(active, "log"))).unwrap();
+                    file.write_all(&torn[..cut]).unwrap();
+                }
+                log = open(dir.path(), Arc::clone(&cfg), Arc::clone(&clock), state);
+            }
+        }
+        assert_eq!(log.log_end_offset().0, model.len() as i64, "after {op:?}");
+    }
+    let all: Vec<Vec<u8>> = read_all(&log, 0).into_iter().map(|(_, v)| v).collect();
+    assert_eq!(all, model);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn the_log_behaves_like_a_vec_through_rolls_truncations_and_crashes(ops in proptest::collection::vec(op(), 1..60)) {
+        run_model(&ops);
+    }
+}
