@@ -32,6 +32,8 @@ use crate::log::{LoadState, Log};
 
 pub const META_PROPERTIES: &str = "meta.properties";
 pub const PARTITION_METADATA: &str = "partition.metadata";
+/// The folder of the cluster metadata log: `__cluster_metadata-0`, as in KRaft.
+pub const METADATA_LOG_PREFIX: &str = "__cluster_metadata";
 
 /// A log shared between the request handlers and background tasks.
 pub type SharedLog = Arc<Mutex<Log>>;
@@ -185,6 +187,10 @@ impl LogManager {
                 if name.ends_with("-delete") {
                     tracing::info!(dir = %entry.path().display(), "finishing an interrupted topic deletion");
                     fs::remove_dir_all(entry.path()).map_err(io_err("removing deleted log"))?;
+                    continue;
+                }
+                if name.starts_with(METADATA_LOG_PREFIX) {
+                    // The cluster metadata log is the broker's own, not a topic's.
                     continue;
                 }
                 let Some(topic_partition) = parse_partition_dir(&name) else { continue };

@@ -118,7 +118,7 @@ impl Encodable for AddPartitionsToTxnRequest {
             types::CompactArray(types::Struct { version }).encode(buf, &self.transactions)?;
         } else {
             if !self.transactions.is_empty() {
-                bail!("A field is set that is not available on the selected protocol version");
+                // Rivulet patch: a field the version lacks is dropped, not an error (see vendor/README.md).
             }
         }
         if version <= 3 {
@@ -129,21 +129,21 @@ impl Encodable for AddPartitionsToTxnRequest {
             }
         } else {
             if !self.v3_and_below_transactional_id.is_empty() {
-                bail!("A field is set that is not available on the selected protocol version");
+                // Rivulet patch: a field the version lacks is dropped, not an error (see vendor/README.md).
             }
         }
         if version <= 3 {
             types::Int64.encode(buf, &self.v3_and_below_producer_id)?;
         } else {
             if self.v3_and_below_producer_id != 0 {
-                bail!("A field is set that is not available on the selected protocol version");
+                // Rivulet patch: a field the version lacks is dropped, not an error (see vendor/README.md).
             }
         }
         if version <= 3 {
             types::Int16.encode(buf, &self.v3_and_below_producer_epoch)?;
         } else {
             if self.v3_and_below_producer_epoch != 0 {
-                bail!("A field is set that is not available on the selected protocol version");
+                // Rivulet patch: a field the version lacks is dropped, not an error (see vendor/README.md).
             }
         }
         if version <= 3 {
@@ -155,7 +155,7 @@ impl Encodable for AddPartitionsToTxnRequest {
             }
         } else {
             if !self.v3_and_below_topics.is_empty() {
-                bail!("A field is set that is not available on the selected protocol version");
+                // Rivulet patch: a field the version lacks is dropped, not an error (see vendor/README.md).
             }
         }
         if version >= 3 {
@@ -179,7 +179,7 @@ impl Encodable for AddPartitionsToTxnRequest {
                 types::CompactArray(types::Struct { version }).compute_size(&self.transactions)?;
         } else {
             if !self.transactions.is_empty() {
-                bail!("A field is set that is not available on the selected protocol version");
+                // Rivulet patch: a field the version lacks is dropped, not an error (see vendor/README.md).
             }
         }
         if version <= 3 {
@@ -191,21 +191,21 @@ impl Encodable for AddPartitionsToTxnRequest {
             }
         } else {
             if !self.v3_and_below_transactional_id.is_empty() {
-                bail!("A field is set that is not available on the selected protocol version");
+                // Rivulet patch: a field the version lacks is dropped, not an error (see vendor/README.md).
             }
         }
         if version <= 3 {
             total_size += types::Int64.compute_size(&self.v3_and_below_producer_id)?;
         } else {
             if self.v3_and_below_producer_id != 0 {
-                bail!("A field is set that is not available on the selected protocol version");
+                // Rivulet patch: a field the version lacks is dropped, not an error (see vendor/README.md).
             }
         }
         if version <= 3 {
             total_size += types::Int16.compute_size(&self.v3_and_below_producer_epoch)?;
         } else {
             if self.v3_and_below_producer_epoch != 0 {
-                bail!("A field is set that is not available on the selected protocol version");
+                // Rivulet patch: a field the version lacks is dropped, not an error (see vendor/README.md).
             }
         }
         if version <= 3 {
@@ -218,7 +218,7 @@ impl Encodable for AddPartitionsToTxnRequest {
             }
         } else {
             if !self.v3_and_below_topics.is_empty() {
-                bail!("A field is set that is not available on the selected protocol version");
+                // Rivulet patch: a field the version lacks is dropped, not an error (see vendor/README.md).
             }
         }
         if version >= 3 {
@@ -572,35 +572,35 @@ impl Encodable for AddPartitionsToTxnTransaction {
             types::CompactString.encode(buf, &self.transactional_id)?;
         } else {
             if !self.transactional_id.is_empty() {
-                bail!("A field is set that is not available on the selected protocol version");
+                // Rivulet patch: a field the version lacks is dropped, not an error (see vendor/README.md).
             }
         }
         if version >= 4 {
             types::Int64.encode(buf, &self.producer_id)?;
         } else {
             if self.producer_id != 0 {
-                bail!("A field is set that is not available on the selected protocol version");
+                // Rivulet patch: a field the version lacks is dropped, not an error (see vendor/README.md).
             }
         }
         if version >= 4 {
             types::Int16.encode(buf, &self.producer_epoch)?;
         } else {
             if self.producer_epoch != 0 {
-                bail!("A field is set that is not available on the selected protocol version");
+                // Rivulet patch: a field the version lacks is dropped, not an error (see vendor/README.md).
             }
         }
         if version >= 4 {
             types::Boolean.encode(buf, &self.verify_only)?;
         } else {
             if self.verify_only {
-                bail!("A field is set that is not available on the selected protocol version");
+                // Rivulet patch: a field the version lacks is dropped, not an error (see vendor/README.md).
             }
         }
         if version >= 4 {
             types::CompactArray(types::Struct { version }).encode(buf, &self.topics)?;
         } else {
             if !self.topics.is_empty() {
-                bail!("A field is set that is not available on the selected protocol version");
+                // Rivulet patch: a field the version lacks is dropped, not an error (see vendor/README.md).
             }
         }
         if version >= 3 {
@@ -623,28 +623,28 @@ impl Encodable for AddPartitionsToTxnTransaction {
             total_size += types::CompactString.compute_size(&self.transactional_id)?;
         } else {
             if !self.transactional_id.is_empty() {
-                bail!("A field is set that is not available on the selected protocol version");
+                // Rivulet patch: a field the version lacks is dropped, not an error (see vendor/README.md).
             }
         }
         if version >= 4 {
             total_size += types::Int64.compute_size(&self.producer_id)?;
         } else {
             if self.producer_id != 0 {
-                bail!("A field is set that is not available on the selected protocol version");
+                // Rivulet patch: a field the version lacks is dropped, not an error (see vendor/README.md).
             }
         }
         if version >= 4 {
             total_size += types::Int16.compute_size(&self.producer_epoch)?;
         } else {
             if self.producer_epoch != 0 {
-                bail!("A field is set that is not available on the selected protocol version");
+                // Rivulet patch: a field the version lacks is dropped, not an error (see vendor/README.md).
             }
         }
         if version >= 4 {
             total_size += types::Boolean.compute_size(&self.verify_only)?;
         } else {
             if self.verify_only {
-                bail!("A field is set that is not available on the selected protocol version");
+                // Rivulet patch: a field the version lacks is dropped, not an error (see vendor/README.md).
             }
         }
         if version >= 4 {
@@ -652,7 +652,7 @@ impl Encodable for AddPartitionsToTxnTransaction {
                 types::CompactArray(types::Struct { version }).compute_size(&self.topics)?;
         } else {
             if !self.topics.is_empty() {
-                bail!("A field is set that is not available on the selected protocol version");
+                // Rivulet patch: a field the version lacks is dropped, not an error (see vendor/README.md).
             }
         }
         if version >= 3 {

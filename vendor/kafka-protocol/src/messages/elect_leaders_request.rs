@@ -90,7 +90,7 @@ impl Encodable for ElectLeadersRequest {
             types::Int8.encode(buf, &self.election_type)?;
         } else {
             if self.election_type != 0 {
-                bail!("A field is set that is not available on the selected protocol version");
+                // Rivulet patch: a field the version lacks is dropped, not an error (see vendor/README.md).
             }
         }
         if version >= 2 {
@@ -119,7 +119,7 @@ impl Encodable for ElectLeadersRequest {
             total_size += types::Int8.compute_size(&self.election_type)?;
         } else {
             if self.election_type != 0 {
-                bail!("A field is set that is not available on the selected protocol version");
+                // Rivulet patch: a field the version lacks is dropped, not an error (see vendor/README.md).
             }
         }
         if version >= 2 {

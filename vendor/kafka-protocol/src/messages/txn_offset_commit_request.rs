@@ -172,21 +172,21 @@ impl Encodable for TxnOffsetCommitRequest {
             types::Int32.encode(buf, &self.generation_id)?;
         } else {
             if self.generation_id != -1 {
-                bail!("A field is set that is not available on the selected protocol version");
+                // Rivulet patch: a field the version lacks is dropped, not an error (see vendor/README.md).
             }
         }
         if version >= 3 {
             types::CompactString.encode(buf, &self.member_id)?;
         } else {
             if &self.member_id != "" {
-                bail!("A field is set that is not available on the selected protocol version");
+                // Rivulet patch: a field the version lacks is dropped, not an error (see vendor/README.md).
             }
         }
         if version >= 3 {
             types::CompactString.encode(buf, &self.group_instance_id)?;
         } else {
             if !self.group_instance_id.is_none() {
-                bail!("A field is set that is not available on the selected protocol version");
+                // Rivulet patch: a field the version lacks is dropped, not an error (see vendor/README.md).
             }
         }
         if version >= 3 {
@@ -226,21 +226,21 @@ impl Encodable for TxnOffsetCommitRequest {
             total_size += types::Int32.compute_size(&self.generation_id)?;
         } else {
             if self.generation_id != -1 {
-                bail!("A field is set that is not available on the selected protocol version");
+                // Rivulet patch: a field the version lacks is dropped, not an error (see vendor/README.md).
             }
         }
         if version >= 3 {
             total_size += types::CompactString.compute_size(&self.member_id)?;
         } else {
             if &self.member_id != "" {
-                bail!("A field is set that is not available on the selected protocol version");
+                // Rivulet patch: a field the version lacks is dropped, not an error (see vendor/README.md).
             }
         }
         if version >= 3 {
             total_size += types::CompactString.compute_size(&self.group_instance_id)?;
         } else {
             if !self.group_instance_id.is_none() {
-                bail!("A field is set that is not available on the selected protocol version");
+                // Rivulet patch: a field the version lacks is dropped, not an error (see vendor/README.md).
             }
         }
         if version >= 3 {

@@ -1,0 +1,386 @@
+//! Broker configuration with Kafka's key names and defaults, read from a Kafka-style
+//! `server.properties` and `--override key=value` pairs (later wins).
+//!
+//! Every known key is typed and validated; an invalid value stops start-up with a
+//! message naming the key; an unknown key is a warning (Kafka logs "not a known
+//! config"). The raw values are kept too: topic configs take their defaults from
+//! the broker keys that are their synonyms (`log.segment.bytes` for
+//! `segment.bytes`), resolved once here (`log.roll.hours` into `log.roll.ms`...).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use storage::config::{validate_value, ConfigDef, ConfigType, Validator};
+
+const LONG_MAX: &str = "9223372036854775807";
+const INT_MAX: &str = "2147483647";
+
+macro_rules! def {
+    ($name:literal, $kind:ident, $default:expr, $validator:expr, $doc:literal) => {
+        ConfigDef { name: $name, kind: ConfigType::$kind, default: $default, validator: $validator, broker_synonyms: &[], doc: $doc }
+    };
+}
+
+/// The broker keys this broker knows. `""` as a default means "no value".
+pub const BROKER_CONFIGS: &[ConfigDef] = &[
+    def!("advertised.listeners", String, "", Validator::Any, "Listeners to publish to clients, if different from listeners."),
+    def!("auto.create.topics.enable", Boolean, "true", Validator::Any, "Create a topic on first use in metadata requests."),
+    def!("broker.id", Int, "-1", Validator::AtLeast(-1), "Alias of node.id (ZooKeeper era)."),
+    def!("compression.gzip.level", Int, "-1", Validator::Between(-1, 9), "Default gzip level."),
+    def!("compression.lz4.level", Int, "9", Validator::Between(1, 17), "Default lz4 level."),
+    def!("compression.type", String, "producer", Validator::OneOf(&["uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"]), "Default topic compression."),
+    def!("compression.zstd.level", Int, "3", Validator::Between(-131072, 22), "Default zstd level."),
+    def!("connections.max.idle.ms", Long, "600000", Validator::AtLeast(0), "Close connections idle this long."),
+    def!("controller.listener.names", String, "CONTROLLER", Validator::Any, "Listeners used by the controller quorum."),
+    def!("controller.quorum.voters", String, "", Validator::Any, "The controller quorum (id@host:port,...)."),
+    def!("default.replication.factor", Int, "1", Validator::AtLeast(1), "Replication factor of auto-created topics."),
+    def!("delete.topic.enable", Boolean, "true", Validator::Any, "Allow deleting topics."),
+    def!("fetch.max.bytes", Int, "57671680", Validator::AtLeast(1024), "The most bytes one fetch response carries."),
+    def!("inter.broker.listener.name", String, "", Validator::Any, "Listener for broker-to-broker traffic."),
+    def!("listener.security.protocol.map", String, "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT", Validator::Any, "Listener name to security protocol."),
+    def!("listeners", String, "PLAINTEXT://127.0.0.1:9092", Validator::Any, "Addresses the broker listens on."),
+    def!("log.cleaner.delete.retention.ms", Long, "86400000", Validator::AtLeast(0), "Default delete.retention.ms."),
+    def!("log.cleaner.max.compaction.lag.ms", Long, LONG_MAX, Validator::AtLeast(1), "Default max.compaction.lag.ms."),
+    def!("log.cleaner.min.cleanable.ratio", Double, "0.5", Validator::DoubleBetween(0.0, 1.0), "Default min.cleanable.dirty.ratio."),
+    def!("log.cleaner.min.compaction.lag.ms", Long, "0", Validator::AtLeast(0), "Default min.compaction.lag.ms."),
+    def!("log.cleanup.policy", List, "delete", Validator::ListOf(&["compact", "delete"]), "Default cleanup.policy."),
+    def!("log.dir", String, "./data", Validator::Any, "The log directory (when log.dirs is not set)."),
+    def!("log.dirs", String, "", Validator::Any, "Comma-separated log directories."),
+    def!("log.flush.interval.messages", Long, LONG_MAX, Validator::AtLeast(1), "Default flush.messages."),
+    def!("log.flush.interval.ms", Long, "", Validator::AtLeast(0), "Default flush.ms (log.flush.scheduler.interval.ms when unset)."),
+    def!("log.flush.offset.checkpoint.interval.ms", Int, "60000", Validator::AtLeast(0), "How often recovery points are checkpointed."),
+    def!("log.flush.scheduler.interval.ms", Long, LONG_MAX, Validator::AtLeast(0), "How often logs are checked for a time-based flush."),
+    def!("log.flush.start.offset.checkpoint.interval.ms", Int, "60000", Validator::AtLeast(0), "How often log start offsets are checkpointed."),
+    def!("log.index.interval.bytes", Int, "4096", Validator::AtLeast(0), "Default index.interval.bytes."),
+    def!("log.index.size.max.bytes", Int, "10485760", Validator::AtLeast(4), "Default segment.index.bytes."),
+    def!("log.local.retention.bytes", Long, "-2", Validator::AtLeast(-2), "Default local.retention.bytes."),
+    def!("log.local.retention.ms", Long, "-2", Validator::AtLeast(-2), "Default local.retention.ms."),
+    def!("log.message.timestamp.after.max.ms", Long, "3600000", Validator::AtLeast(0), "Default message.timestamp.after.max.ms."),
+    def!("log.message.timestamp.before.max.ms", Long, LONG_MAX, Validator::AtLeast(0), "Default message.timestamp.before.max.ms."),
+    def!("log.message.timestamp.type", String, "CreateTime", Validator::OneOf(&["CreateTime", "LogAppendTime"]), "Default message.timestamp.type."),
+    def!("log.preallocate", Boolean, "false", Validator::Any, "Default preallocate."),
+    def!("log.retention.bytes", Long, "-1", Validator::Any, "Default retention.bytes."),
+    def!("log.retention.check.interval.ms", Long, "300000", Validator::AtLeast(1), "How often retention is checked."),
+    def!("log.retention.hours", Int, "168", Validator::Any, "Default retention in hours."),
+    def!("log.retention.minutes", Int, "", Validator::Any, "Default retention in minutes."),
+    def!("log.retention.ms", Long, "", Validator::Any, "Default retention.ms."),
+    def!("log.roll.hours", Int, "168", Validator::AtLeast(1), "Default segment.ms in hours."),
+    def!("log.roll.jitter.hours", Int, "0", Validator::AtLeast(0), "Default segment.jitter.ms in hours."),
+    def!("log.roll.jitter.ms", Long, "", Validator::Any, "Default segment.jitter.ms."),
+    def!("log.roll.ms", Long, "", Validator::Any, "Default segment.ms."),
+    def!("log.segment.bytes", Int, "1073741824", Validator::AtLeast(14), "Default segment.bytes."),
+    def!("log.segment.delete.delay.ms", Long, "60000", Validator::AtLeast(0), "Default file.delete.delay.ms."),
+    def!("max.connections", Int, INT_MAX, Validator::AtLeast(0), "The most connections the broker accepts."),
+    def!("max.connections.per.ip", Int, INT_MAX, Validator::AtLeast(0), "The most connections from one IP address."),
+    def!("message.max.bytes", Int, "1048588", Validator::AtLeast(0), "Default max.message.bytes."),
+    def!("metadata.log.dir", String, "", Validator::Any, "Where the cluster metadata log lives (first log dir when unset)."),
+    def!("min.insync.replicas", Int, "1", Validator::AtLeast(1), "Default min.insync.replicas."),
+    def!("node.id", Int, "1", Validator::AtLeast(0), "This node's id in the cluster."),
+    def!("num.io.threads", Int, "8", Validator::AtLeast(1), "Accepted for compatibility; the async runtime schedules request work."),
+    def!("num.network.threads", Int, "3", Validator::AtLeast(1), "Accepted for compatibility; connections are async tasks."),
+    def!("num.partitions", Int, "1", Validator::AtLeast(1), "Partitions of auto-created topics."),
+    def!("num.recovery.threads.per.data.dir", Int, "2", Validator::AtLeast(1), "Accepted for compatibility."),
+    def!("process.roles", List, "broker,controller", Validator::ListOf(&["broker", "controller"]), "broker, controller, or both (combined mode)."),
+    def!("queued.max.requests", Int, "500", Validator::AtLeast(1), "Requests a connection may have queued before reading pauses."),
+    def!("replica.high.watermark.checkpoint.interval.ms", Long, "5000", Validator::AtLeast(1), "How often high watermarks are checkpointed."),
+    def!("socket.receive.buffer.bytes", Int, "102400", Validator::AtLeast(-1), "SO_RCVBUF (-1: OS default)."),
+    def!("socket.request.max.bytes", Int, "104857600", Validator::AtLeast(1), "The largest request accepted."),
+    def!("socket.send.buffer.bytes", Int, "102400", Validator::AtLeast(-1), "SO_SNDBUF (-1: OS default)."),
+    def!("unclean.leader.election.enable", Boolean, "false", Validator::Any, "Default unclean.leader.election.enable."),
+];
+
+/// A listener to bind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listener {
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+}
+
+/// Why the configuration is unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+}
+
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// Every key given (file, then overrides), validated.
+    pub raw: BTreeMap<String, String>,
+    pub node_id: i32,
+    pub listeners: Vec<Listener>,
+    pub advertised_listeners: Vec<Listener>,
+    pub log_dirs: Vec<PathBuf>,
+    pub metadata_log_dir: PathBuf,
+    pub num_partitions: i32,
+    pub default_replication_factor: i16,
+    pub auto_create_topics_enable: bool,
+    pub delete_topic_enable: bool,
+    pub socket_request_max_bytes: usize,
+    pub connections_max_idle_ms: u64,
+    pub max_connections: usize,
+    pub queued_max_requests: usize,
+    pub fetch_max_bytes: usize,
+    pub recovery_checkpoint_interval_ms: u64,
+    pub high_watermark_checkpoint_interval_ms: u64,
+    pub flush_scheduler_interval_ms: u64,
+    /// Values for topic config synonyms, keyed by broker key.
+    pub topic_defaults: BTreeMap<String, String>,
+}
+
+/// Parses Java properties text: `key=value` or `key: value`, `#`/`!` comments,
+/// backslash line continuations. Enough for `server.properties`.
+pub fn parse_properties(text: &str) -> Vec<(String, String)> {
+    let mut pairs = Vec::new();
+    let mut pending = String::new();
+    for line in text.lines() {
+        let trimmed = line.trim_start();
+        if pending.is_empty() && (trimmed.is_empty() || trimmed.starts_with('#') || trimmed.starts_with('!')) {
+            continue;
+        }
+        if let Some(body) = trimmed.strip_suffix('\\') {
+            pending.push_str(body);
+            continue;
+        }
+        pending.push_str(trimmed);
+        let entry = std::mem::take(&mut pending);
+        let split = entry.find(['=', ':']);
+        let (key, value) = match split {
+            Some(i) => (&entry[..i], &entry[i + 1..]),
+            None => (entry.as_str(), ""),
+        };
+        pairs.push((key.trim().to_string(), value.trim().to_string()));
+    }
+    pairs
+}
+
+fn def_of(name: &str) -> Option<&'static ConfigDef> {
+    BROKER_CONFIGS.iter().find(|d| d.name == name)
+}
+
+/// Keys from other broker features that are accepted (and validated later by the
+/// features that own them) without a warning.
+fn known_elsewhere(name: &str) -> bool {
+    const PREFIXES: &[&str] = &["group.", "offsets.", "transaction.", "transactional.", "log.cleaner.", "ssl.", "sasl.", "listener.name.", "metadata.", "controller.", "broker.", "replica.", "unstable.", "metric.", "kafka.metrics."];
+    PREFIXES.iter().any(|p| name.starts_with(p))
+}
+
+fn parse_listeners(key: &str, value: &str) -> Result<Vec<Listener>, ConfigError> {
+    let mut listeners = Vec::new();
+    for item in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let bad = || ConfigError::Invalid(format!("Invalid value {item} for configuration {key}: expected NAME://host:port"));
+        let (name, address) = item.split_once("://").ok_or_else(bad)?;
+        let (host, port) = address.rsplit_once(':').ok_or_else(bad)?;
+        let port: u16 = port.parse().map_err(|_| bad())?;
+        let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+        if name.is_empty() {
+            return Err(bad());
+        }
+        listeners.push(Listener { name: name.to_string(), host, port });
+    }
+    Ok(listeners)
+}
+
+impl BrokerConfig {
+    /// Builds the config from an optional properties file and overrides.
+    pub fn load(file: Option<&std::path::Path>, overrides: &[(String, String)]) -> Result<BrokerConfig, ConfigError> {
+        let mut pairs = Vec::new();
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+            pairs.extend(parse_properties(&text));
+        }
+        pairs.extend(overrides.iter().cloned());
+        BrokerConfig::from_pairs(pairs)
+    }
+
+    pub fn from_pairs(pairs: Vec<(String, String)>) -> Result<BrokerConfig, ConfigError> {
+        let mut raw = BTreeMap::new();
+        for (key, value) in pairs {
+            match def_of(&key) {
+                Some(def) => {
+                    validate_value(def, &value).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+                }
+                None if known_elsewhere(&key) => {}
+                None => tracing::warn!(key = %key, "ignoring unknown broker configuration key (not a known config)"),
+            }
+            raw.insert(key, value);
+        }
+        let get = |key: &str| -> String {
+            raw.get(key).cloned().unwrap_or_else(|| def_of(key).map(|d| d.default.to_string()).unwrap_or_default())
+        };
+        let int = |key: &str| -> i64 { get(key).trim().parse().unwrap_or_else(|_| panic!("{key} was validated as a number")) };
+        let boolean = |key: &str| get(key).trim().eq_ignore_ascii_case("true");
+        let opt_long = |key: &str| -> Option<i64> { raw.get(key).and_then(|v| v.trim().parse().ok()) };
+
+        let node_id = match (raw.get("node.id"), raw.get("broker.id")) {
+            (Some(_), _) => int("node.id") as i32,
+            (None, Some(_)) => int("broker.id") as i32,
+            (None, None) => int("node.id") as i32,
+        };
+        let roles = get("process.roles");
+        if !roles.split(',').any(|r| r.trim() == "broker") {
+            return Err(ConfigError::Invalid("process.roles must include 'broker': a controller-only node is not supported yet".into()));
+        }
+        let controller_names: Vec<String> = get("controller.listener.names").split(',').map(|s| s.trim().to_string()).collect();
+        let all_listeners = parse_listeners("listeners", &get("listeners"))?;
+        let listeners: Vec<Listener> = all_listeners.iter().filter(|l| !controller_names.contains(&l.name)).cloned().collect();
+        if listeners.is_empty() {
+            return Err(ConfigError::Invalid("listeners must name at least one client listener (e.g. PLAINTEXT://127.0.0.1:9092)".into()));
+        }
+        let protocol_map: BTreeMap<String, String> = get("listener.security.protocol.map")
+            .split(',')
+            .filter_map(|pair| pair.split_once(':'))
+            .map(|(n, p)| (n.trim().to_string(), p.trim().to_string()))
+            .collect();
+        for listener in &listeners {
+            let protocol = protocol_map.get(&listener.name).cloned().unwrap_or_else(|| listener.name.clone());
+            if protocol != "PLAINTEXT" {
+                return Err(ConfigError::Invalid(format!(
+                    "Invalid value {} for configuration listeners: security protocol {protocol} is not supported yet (PLAINTEXT only)",
+                    listener.name
+                )));
+            }
+        }
+        let advertised_raw = get("advertised.listeners");
+        let advertised_listeners = if advertised_raw.trim().is_empty() {
+            listeners.clone()
+        } else {
+            let advertised = parse_listeners("advertised.listeners", &advertised_raw)?;
+            for a in &advertised {
+                if a.host == "0.0.0.0" {
+                    return Err(ConfigError::Invalid("advertised.listeners cannot use the nonroutable meta-address 0.0.0.0. Use a routable IP address.".into()));
+                }
+            }
+            advertised
+        };
+        let log_dirs: Vec<PathBuf> = {
+            let dirs = get("log.dirs");
+            let dirs = if dirs.trim().is_empty() { get("log.dir") } else { dirs };
+            dirs.split(',').map(str::trim).filter(|s| !s.is_empty()).map(PathBuf::from).collect()
+        };
+        if log_dirs.is_empty() {
+            return Err(ConfigError::Invalid("log.dirs must name at least one directory".into()));
+        }
+        let metadata_log_dir = match raw.get("metadata.log.dir").filter(|v| !v.trim().is_empty()) {
+            Some(dir) => PathBuf::from(dir.trim()),
+            None => log_dirs[0].clone(),
+        };
+
+        // Topic config defaults: the broker keys that are synonyms, with Kafka's
+        // unit conversions resolved.
+        let mut topic_defaults = BTreeMap::new();
+        for def in storage::config::TOPIC_CONFIGS {
+            for key in def.broker_synonyms {
+                if let Some(value) = raw.get(*key) {
+                    topic_defaults.insert(key.to_string(), value.clone());
+                }
+            }
+        }
+        let roll_ms = opt_long("log.roll.ms").unwrap_or_else(|| int("log.roll.hours") * 3_600_000);
+        topic_defaults.insert("log.roll.ms".into(), roll_ms.to_string());
+        let jitter_ms = opt_long("log.roll.jitter.ms").unwrap_or_else(|| int("log.roll.jitter.hours") * 3_600_000);
+        topic_defaults.insert("log.roll.jitter.ms".into(), jitter_ms.to_string());
+        let retention_ms = opt_long("log.retention.ms")
+            .or_else(|| opt_long("log.retention.minutes").map(|m| m * 60_000))
+            .unwrap_or_else(|| int("log.retention.hours") * 3_600_000);
+        topic_defaults.insert("log.retention.ms".into(), retention_ms.to_string());
+        let flush_ms = opt_long("log.flush.interval.ms").unwrap_or_else(|| int("log.flush.scheduler.interval.ms"));
+        topic_defaults.insert("log.flush.interval.ms".into(), flush_ms.to_string());
+        // Every topic default must itself be a valid topic value.
+        storage::LogConfig::resolve(&BTreeMap::new(), &topic_defaults).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+
+        Ok(BrokerConfig {
+            node_id,
+            listeners,
+            advertised_listeners,
+            log_dirs,
+            metadata_log_dir,
+            num_partitions: int("num.partitions") as i32,
+            default_replication_factor: int("default.replication.factor") as i16,
+            auto_create_topics_enable: boolean("auto.create.topics.enable"),
+            delete_topic_enable: boolean("delete.topic.enable"),
+            socket_request_max_bytes: int("socket.request.max.bytes") as usize,
+            connections_max_idle_ms: int("connections.max.idle.ms") as u64,
+            max_connections: int("max.connections").min(1 << 20) as usize,
+            queued_max_requests: int("queued.max.requests").min(10_000) as usize,
+            fetch_max_bytes: int("fetch.max.bytes") as usize,
+            recovery_checkpoint_interval_ms: int("log.flush.offset.checkpoint.interval.ms").max(100) as u64,
+            high_watermark_checkpoint_interval_ms: int("replica.high.watermark.checkpoint.interval.ms").max(100) as u64,
+            flush_scheduler_interval_ms: int("log.flush.scheduler.interval.ms").clamp(100, 1 << 40) as u64,
+            topic_defaults,
+            raw,
+        })
+    }
+
+    /// The first client listener's address to bind.
+    pub fn bind_addresses(&self) -> Result<Vec<(Listener, SocketAddr)>, ConfigError> {
+        self.listeners
+            .iter()
+            .map(|l| {
+                let host = if l.host.is_empty() { "0.0.0.0" } else { l.host.as_str() };
+                let host = if host == "localhost" { "127.0.0.1" } else { host };
+                let addr: SocketAddr = format!("{host}:{}", l.port)
+                    .parse()
+                    .or_else(|_| format!("[{host}]:{}", l.port).parse())
+                    .map_err(|_| ConfigError::Invalid(format!("Invalid value {}://{}:{} for configuration listeners: host must be an IP address or localhost", l.name, l.host, l.port)))?;
+                Ok((l.clone(), addr))
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
+        items.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_are_the_embedded_single_node() {
+        let config = BrokerConfig::from_pairs(Vec::new()).unwrap();
+        assert_eq!(config.node_id, 1);
+        assert_eq!(config.listeners, vec![Listener { name: "PLAINTEXT".into(), host: "127.0.0.1".into(), port: 9092 }]);
+        assert_eq!(config.log_dirs, vec![PathBuf::from("./data")]);
+        assert!(config.auto_create_topics_enable);
+        assert_eq!(config.socket_request_max_bytes, 104_857_600);
+        assert_eq!(config.topic_defaults["log.roll.ms"], "604800000");
+    }
+
+    #[test]
+    fn properties_parse_like_java() {
+        let text = "# comment\n! also\nnode.id=3\nlisteners = PLAINTEXT://127.0.0.1:19092,CONTROLLER://127.0.0.1:19093\nlog.dirs: /tmp/a,\\\n  /tmp/b\n";
+        let config = BrokerConfig::from_pairs(parse_properties(text)).unwrap();
+        assert_eq!(config.node_id, 3);
+        assert_eq!(config.listeners.len(), 1, "the CONTROLLER listener is not a client listener");
+        assert_eq!(config.log_dirs, vec![PathBuf::from("/tmp/a"), PathBuf::from("/tmp/b")]);
+    }
+
+    #[test]
+    fn invalid_values_name_the_key() {
+        for (key, value) in [("num.partitions", "zero"), ("log.segment.bytes", "5"), ("auto.create.topics.enable", "maybe"), ("listeners", "nonsense")] {
+            let err = BrokerConfig::from_pairs(pairs(&[(key, value)])).unwrap_err().to_string();
+            assert!(err.contains(key), "{key}: {err}");
+        }
+    }
+
+    #[test]
+    fn unit_synonyms_resolve_to_milliseconds() {
+        let config = BrokerConfig::from_pairs(pairs(&[("log.roll.hours", "2"), ("log.retention.minutes", "3")])).unwrap();
+        assert_eq!(config.topic_defaults["log.roll.ms"], "7200000");
+        assert_eq!(config.topic_defaults["log.retention.ms"], "180000");
+        let config = BrokerConfig::from_pairs(pairs(&[("log.roll.ms", "1000"), ("log.roll.hours", "2")])).unwrap();
+        assert_eq!(config.topic_defaults["log.roll.ms"], "1000");
+    }
+
+    #[test]
+    fn unknown_keys_are_kept_and_only_warned_about() {
+        let config = BrokerConfig::from_pairs(pairs(&[("no.such.key", "1")])).unwrap();
+        assert_eq!(config.raw.get("no.such.key").map(String::as_str), Some("1"));
+    }
+}

@@ -1,0 +1,40 @@
+//! The one place crate errors become Kafka error codes. Exhaustive matches (no `_`)
+//! so that a new error variant fails to compile until it is mapped.
+
+use protocol::ErrorCode;
+use replication::ReplicationError;
+use storage::{AppendError, StorageError};
+
+pub fn storage_error_code(error: &StorageError) -> ErrorCode {
+    match error {
+        StorageError::Io { .. } => ErrorCode::KafkaStorageError,
+        StorageError::OffsetOutOfRange { .. } => ErrorCode::OffsetOutOfRange,
+        StorageError::Corrupt(..) => ErrorCode::KafkaStorageError,
+        StorageError::LogExists(_) => ErrorCode::UnknownServerError,
+    }
+}
+
+pub fn append_error_code(error: &AppendError) -> ErrorCode {
+    match error {
+        AppendError::CorruptMessage(_) => ErrorCode::CorruptMessage,
+        AppendError::UnsupportedMagic(_) => ErrorCode::InvalidRecord,
+        AppendError::MessageTooLarge { .. } => ErrorCode::MessageTooLarge,
+        AppendError::RecordListTooLarge { .. } => ErrorCode::RecordListTooLarge,
+        AppendError::InvalidRecord(_) => ErrorCode::InvalidRecord,
+        AppendError::InvalidTimestamp { .. } => ErrorCode::InvalidTimestamp,
+        AppendError::UnsupportedCompression(_) => ErrorCode::UnsupportedCompressionType,
+        AppendError::Storage(e) => storage_error_code(e),
+    }
+}
+
+pub fn replication_error_code(error: &ReplicationError) -> ErrorCode {
+    match error {
+        ReplicationError::NotLeaderOrFollower(_) => ErrorCode::NotLeaderOrFollower,
+        ReplicationError::UnknownTopicOrPartition(_) => ErrorCode::UnknownTopicOrPartition,
+        ReplicationError::NotEnoughReplicas { .. } => ErrorCode::NotEnoughReplicas,
+        ReplicationError::FencedLeaderEpoch { .. } => ErrorCode::FencedLeaderEpoch,
+        ReplicationError::UnknownLeaderEpoch { .. } => ErrorCode::UnknownLeaderEpoch,
+        ReplicationError::Append(e) => append_error_code(e),
+        ReplicationError::Storage(e) => storage_error_code(e),
+    }
+}

@@ -1,0 +1,43 @@
+//! DeleteTopics (key 20): by name (v1-5) or by name or id (v6).
+
+use bytes::Bytes;
+use metadata::controller::DeleteTarget;
+use protocol::kafka::messages::delete_topics_response::DeletableTopicResult;
+use protocol::kafka::messages::{ApiKey, DeleteTopicsRequest, DeleteTopicsResponse, TopicName};
+use protocol::kafka::protocol::StrBytes;
+
+use super::{ApiSpec, Reply, RequestContext};
+
+pub const API: ApiSpec = ApiSpec::new(ApiKey::DeleteTopics, 1, 6);
+
+pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
+    let request: DeleteTopicsRequest = match ctx.decode(body) {
+        Ok(request) => request,
+        Err(reply) => return reply,
+    };
+    let targets: Vec<DeleteTarget> = if ctx.api_version >= 6 {
+        request
+            .topics
+            .iter()
+            .map(|t| match (&t.name, t.topic_id.is_nil()) {
+                (Some(name), true) => DeleteTarget::Name(name.to_string()),
+                (None, false) => DeleteTarget::Id(t.topic_id),
+                (name, _) => DeleteTarget::Malformed { name: name.as_ref().map(|n| n.to_string()), id: t.topic_id },
+            })
+            .collect()
+    } else {
+        request.topic_names.iter().map(|n| DeleteTarget::Name(n.to_string())).collect()
+    };
+    let outcomes = ctx.broker.delete_topics(targets).await;
+    let responses = outcomes
+        .into_iter()
+        .map(|o| {
+            DeletableTopicResult::default()
+                .with_name(o.name.map(|n| TopicName(StrBytes::from_string(n))))
+                .with_topic_id(o.topic_id)
+                .with_error_code(o.error.code())
+                .with_error_message(o.message.map(StrBytes::from_string))
+        })
+        .collect();
+    ctx.respond(&DeleteTopicsResponse::default().with_responses(responses))
+}

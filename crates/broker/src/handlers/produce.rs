@@ -1,0 +1,181 @@
+//! Produce (key 0): append a client's record batches, one per partition.
+//!
+//! Advertised from v0 (KAFKA-18659: old librdkafka decides compression support by
+//! Produce v0 being listed) but served from v3; v0-2 requests close the connection,
+//! as Kafka 4 does. Each partition's batch is validated and appended whole or not at
+//! all, with Kafka's error code. acks=0 gets no response; an error then closes the
+//! connection so the producer notices. acks=-1 waits for the ISR (here, this broker)
+//! and needs `min.insync.replicas` in sync.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use protocol::kafka::messages::produce_response::{BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse};
+use protocol::kafka::messages::{ApiKey, ProduceRequest, ProduceResponse};
+use protocol::kafka::protocol::StrBytes;
+use protocol::ErrorCode;
+use replication::{ReplicationError, SharedPartition};
+use storage::{AppendError, Origin};
+
+use super::{ApiSpec, Reply, RequestContext};
+use crate::broker::blocking;
+use crate::errors::replication_error_code;
+
+pub const API: ApiSpec = ApiSpec { key: ApiKey::Produce, min: 3, max: 13, advertised_min: 0 };
+
+/// One partition's part of the request, resolved.
+struct Target {
+    topic_index: usize,
+    index: i32,
+    partition: Result<SharedPartition, ErrorCode>,
+    records: Option<Bytes>,
+}
+
+/// One partition's answer.
+struct Outcome {
+    error: ErrorCode,
+    base_offset: i64,
+    log_append_time: i64,
+    log_start_offset: i64,
+    record_errors: Vec<(i32, String)>,
+    message: Option<String>,
+}
+
+impl Outcome {
+    fn failed(error: ErrorCode, message: Option<String>) -> Outcome {
+        Outcome { error, base_offset: -1, log_append_time: -1, log_start_offset: -1, record_errors: Vec::new(), message }
+    }
+}
+
+fn append(partition: &SharedPartition, records: Option<&Bytes>, acks: i16) -> (Outcome, Option<(SharedPartition, i64)>) {
+    let Some(records) = records else {
+        return (Outcome::failed(ErrorCode::InvalidRecord, Some("Produce request with null records".into())), None);
+    };
+    match partition.append_as_leader(records, acks, Origin::Client) {
+        Ok(outcome) => {
+            let info = &outcome.info;
+            if outcome.flush_now {
+                // flush.messages / flush.ms: durable before acknowledged.
+                if let Err(e) = partition.flush(info.last_offset.0 + 1) {
+                    tracing::error!(partition = %partition.topic_partition(), error = %e, "flush failed");
+                    return (Outcome::failed(replication_error_code(&e), Some(e.to_string())), None);
+                }
+            }
+            let background = outcome.flush_rolled_up_to.map(|up_to| (Arc::clone(partition), up_to));
+            (
+                Outcome {
+                    error: ErrorCode::None,
+                    base_offset: info.first_offset.0,
+                    log_append_time: info.log_append_time,
+                    log_start_offset: info.log_start_offset.0,
+                    record_errors: Vec::new(),
+                    message: None,
+                },
+                background,
+            )
+        }
+        Err(error) => {
+            let code = replication_error_code(&error);
+            tracing::debug!(partition = %partition.topic_partition(), error = %error, "produce refused");
+            let outcome = match error {
+                ReplicationError::Append(AppendError::InvalidTimestamp { message, record_errors }) => {
+                    Outcome { record_errors, ..Outcome::failed(code, Some(message)) }
+                }
+                ReplicationError::Append(AppendError::InvalidRecord(message)) => Outcome::failed(code, Some(message)),
+                other => Outcome::failed(code, Some(other.to_string())),
+            };
+            (outcome, None)
+        }
+    }
+}
+
+pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
+    let request: ProduceRequest = match ctx.decode(body) {
+        Ok(request) => request,
+        Err(reply) => return reply,
+    };
+    let acks = request.acks;
+    let by_id = ctx.api_version >= 13;
+    let broker = &ctx.broker;
+    let mut targets = Vec::new();
+    for (topic_index, topic) in request.topic_data.iter().enumerate() {
+        let (found, missing) = if by_id {
+            (broker.metadata.image().topic_by_id(&topic.topic_id).map(|t| Arc::clone(&t.name)), ErrorCode::UnknownTopicId)
+        } else {
+            (Some(Arc::from(topic.name.as_str())), ErrorCode::UnknownTopicOrPartition)
+        };
+        for data in &topic.partition_data {
+            let partition = match &found {
+                None => Err(missing),
+                Some(name) if metadata::topic_name::is_internal(name) => Err(ErrorCode::InvalidTopicException),
+                Some(name) => broker
+                    .replicas
+                    .get(&protocol::TopicPartition::new(Arc::clone(name), data.index))
+                    .ok_or(ErrorCode::UnknownTopicOrPartition),
+            };
+            targets.push(Target { topic_index, index: data.index, partition, records: data.records.clone() });
+        }
+    }
+    let valid_acks = matches!(acks, -1..=1);
+    let results: Vec<(usize, i32, Outcome)> = blocking(move || {
+        let mut background = Vec::new();
+        let results = targets
+            .into_iter()
+            .map(|target| {
+                let outcome = match (&target.partition, valid_acks) {
+                    (Err(code), _) => Outcome::failed(*code, None),
+                    (Ok(_), false) => Outcome::failed(ErrorCode::InvalidRequiredAcks, None),
+                    (Ok(partition), true) => {
+                        let (outcome, flush) = append(partition, target.records.as_ref(), acks);
+                        background.extend(flush);
+                        outcome
+                    }
+                };
+                (target.topic_index, target.index, outcome)
+            })
+            .collect();
+        if !background.is_empty() {
+            // A roll closed a segment: fsync it without holding up the producer.
+            tokio::task::spawn_blocking(move || {
+                for (partition, up_to) in background {
+                    if let Err(e) = partition.flush(up_to) {
+                        tracing::warn!(partition = %partition.topic_partition(), error = %e, "flushing a rolled segment failed");
+                    }
+                }
+            });
+        }
+        results
+    })
+    .await;
+    if acks == 0 {
+        return match results.iter().find(|(_, _, o)| o.error != ErrorCode::None) {
+            Some((_, _, failed)) => Reply::Close(format!("acks=0 produce failed with {}", failed.error)),
+            None => Reply::Nothing,
+        };
+    }
+    let mut responses: Vec<TopicProduceResponse> = request
+        .topic_data
+        .iter()
+        .map(|t| TopicProduceResponse::default().with_name(t.name.clone()).with_topic_id(t.topic_id))
+        .collect();
+    for (topic_index, index, outcome) in results {
+        let errors = outcome
+            .record_errors
+            .into_iter()
+            .map(|(batch_index, message)| {
+                BatchIndexAndErrorMessage::default().with_batch_index(batch_index).with_batch_index_error_message(Some(StrBytes::from_string(message)))
+            })
+            .collect();
+        responses[topic_index].partition_responses.push(
+            PartitionProduceResponse::default()
+                .with_index(index)
+                .with_error_code(outcome.error.code())
+                .with_base_offset(outcome.base_offset)
+                .with_log_append_time_ms(outcome.log_append_time)
+                .with_log_start_offset(outcome.log_start_offset)
+                .with_record_errors(errors)
+                .with_error_message(outcome.message.map(StrBytes::from_string)),
+        );
+    }
+    ctx.respond(&ProduceResponse::default().with_responses(responses))
+}

@@ -1,0 +1,17 @@
+//! The Rivulet broker: a Kafka broker that unmodified Kafka clients use.
+//!
+//! [`broker::RunningBroker::start`] brings one up from a [`config::BrokerConfig`];
+//! [`network`] serves connections; [`handlers`] holds one file per Kafka API.
+
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+pub mod broker;
+pub mod clock;
+pub mod config;
+pub mod errors;
+pub mod handlers;
+pub mod metadata_store;
+pub mod network;
+
+pub use broker::{Broker, BrokerError, RunningBroker};
+pub use config::BrokerConfig;

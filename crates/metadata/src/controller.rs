@@ -1,0 +1,446 @@
+//! The controller's decisions: admin requests in, metadata records out.
+//!
+//! Sans-IO: each call reads the current image and returns per-item outcomes plus the
+//! records that make them so. The caller persists the records (in order, all or
+//! none) and applies them to the image; only then are the outcomes answered. With
+//! `validate_only` the outcomes are answered and the records dropped.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use protocol::ErrorCode;
+use uuid::Uuid;
+
+use crate::image::ClusterImage;
+use crate::records::{ConfigResource, MetadataRecord};
+use crate::topic_name;
+
+/// Broker settings the controller decides with.
+#[derive(Debug, Clone)]
+pub struct ControllerConfig {
+    /// `num.partitions`: partitions of a topic created without a count.
+    pub num_partitions: i32,
+    /// `default.replication.factor`.
+    pub default_replication_factor: i16,
+    /// `delete.topic.enable`.
+    pub delete_topic_enable: bool,
+    /// Kafka refuses a CreateTopics request creating more partitions than this.
+    pub max_partitions_per_request: i64,
+}
+
+impl Default for ControllerConfig {
+    fn default() -> Self {
+        ControllerConfig { num_partitions: 1, default_replication_factor: 1, delete_topic_enable: true, max_partitions_per_request: 10_000 }
+    }
+}
+
+/// A topic to create, as CreateTopics (or auto-creation) asks for it.
+#[derive(Debug, Clone, Default)]
+pub struct TopicSpec {
+    pub name: String,
+    /// -1: `num.partitions`.
+    pub num_partitions: i32,
+    /// -1: `default.replication.factor`.
+    pub replication_factor: i16,
+    /// Explicit replica assignment per partition index.
+    pub assignments: Vec<(i32, Vec<i32>)>,
+    /// Config overrides; a `None` value is an error, as in Kafka.
+    pub configs: Vec<(String, Option<String>)>,
+}
+
+/// A created (or, with validate-only, creatable) topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreatedTopic {
+    pub topic_id: Uuid,
+    pub num_partitions: i32,
+    pub replication_factor: i16,
+    pub configs: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreateTopicOutcome {
+    pub name: String,
+    pub result: Result<CreatedTopic, (ErrorCode, String)>,
+}
+
+/// A topic to delete, by name or by id (DeleteTopics v6).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeleteTarget {
+    Name(String),
+    Id(Uuid),
+    /// Both or neither were given: always an error.
+    Malformed { name: Option<String>, id: Uuid },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeleteTopicOutcome {
+    pub name: Option<String>,
+    pub topic_id: Uuid,
+    pub error: ErrorCode,
+    pub message: Option<String>,
+}
+
+/// Validates one topic config key and value; the error message goes to the client.
+pub type ConfigValidator<'a> = &'a dyn Fn(&str, &str) -> Result<(), String>;
+
+#[derive(Debug, Clone, Default)]
+pub struct Controller {
+    pub config: ControllerConfig,
+}
+
+fn fail<T>(code: ErrorCode, message: impl Into<String>) -> Result<T, (ErrorCode, String)> {
+    Err((code, message.into()))
+}
+
+impl Controller {
+    pub fn new(config: ControllerConfig) -> Controller {
+        Controller { config }
+    }
+
+    /// Decides a CreateTopics request.
+    pub fn create_topics(
+        &self,
+        image: &ClusterImage,
+        specs: &[TopicSpec],
+        validate_config: ConfigValidator<'_>,
+        new_id: &mut dyn FnMut() -> Uuid,
+    ) -> (Vec<CreateTopicOutcome>, Vec<MetadataRecord>) {
+        let mut outcomes = Vec::with_capacity(specs.len());
+        let mut records = Vec::new();
+        let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+        for spec in specs {
+            *seen.entry(spec.name.as_str()).or_default() += 1;
+        }
+        let requested: i64 = specs
+            .iter()
+            .map(|s| if s.assignments.is_empty() { i64::from(self.resolve_partitions(s.num_partitions)) } else { s.assignments.len() as i64 })
+            .sum();
+        // Names created earlier in this request collide like existing ones.
+        let mut created_keys: BTreeSet<String> = BTreeSet::new();
+        for spec in specs {
+            let result = if requested > self.config.max_partitions_per_request {
+                fail(ErrorCode::PolicyViolation, format!("Excessively large number of partitions per request: {requested}"))
+            } else if seen[spec.name.as_str()] > 1 {
+                fail(ErrorCode::InvalidRequest, "Duplicate topic name.")
+            } else {
+                self.create_one(image, spec, validate_config, &created_keys)
+            };
+            let result = result.map(|(mut topic, partitions)| {
+                topic.topic_id = new_id();
+                created_keys.insert(topic_name::collision_key(&spec.name));
+                records.push(MetadataRecord::Topic { name: spec.name.clone(), topic_id: topic.topic_id });
+                for (partition, replicas) in partitions {
+                    records.push(MetadataRecord::Partition {
+                        topic_id: topic.topic_id,
+                        partition,
+                        isr: replicas.clone(),
+                        leader: replicas[0],
+                        replicas,
+                        leader_epoch: 0,
+                        partition_epoch: 0,
+                    });
+                }
+                for (name, value) in &topic.configs {
+                    records.push(MetadataRecord::Config {
+                        resource: ConfigResource::Topic(spec.name.clone()),
+                        name: name.clone(),
+                        value: Some(value.clone()),
+                    });
+                }
+                topic
+            });
+            outcomes.push(CreateTopicOutcome { name: spec.name.clone(), result });
+        }
+        (outcomes, records)
+    }
+
+    fn resolve_partitions(&self, requested: i32) -> i32 {
+        if requested == -1 {
+            self.config.num_partitions
+        } else {
+            requested
+        }
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn create_one(
+        &self,
+        image: &ClusterImage,
+        spec: &TopicSpec,
+        validate_config: ConfigValidator<'_>,
+        created_in_request: &BTreeSet<String>,
+    ) -> Result<(CreatedTopic, Vec<(i32, Vec<i32>)>), (ErrorCode, String)> {
+        if spec.name == "__cluster_metadata" {
+            return fail(ErrorCode::InvalidRequest, "Creation of internal topic __cluster_metadata is prohibited.");
+        }
+        topic_name::validate(&spec.name).map_err(|m| (ErrorCode::InvalidTopicException, m))?;
+        if image.topic(&spec.name).is_some() {
+            return fail(ErrorCode::TopicAlreadyExists, format!("Topic '{}' already exists.", spec.name));
+        }
+        let key = topic_name::collision_key(&spec.name);
+        if let Some(existing) = image.topics.keys().find(|t| topic_name::collision_key(t) == key) {
+            return fail(ErrorCode::InvalidTopicException, format!("Topic '{}' collides with existing topic: {existing}", spec.name));
+        }
+        if created_in_request.contains(&key) {
+            return fail(ErrorCode::InvalidTopicException, format!("Topic '{}' collides with another topic in this request", spec.name));
+        }
+        let mut configs = BTreeMap::new();
+        for (name, value) in &spec.configs {
+            let Some(value) = value else {
+                return fail(ErrorCode::InvalidConfig, format!("Null value not supported for topic configs: {name}"));
+            };
+            validate_config(name, value).map_err(|m| (ErrorCode::InvalidConfig, m))?;
+            configs.insert(name.clone(), value.clone());
+        }
+        let brokers: Vec<i32> = image.brokers.keys().copied().collect();
+        let partitions = if !spec.assignments.is_empty() {
+            if spec.num_partitions != -1 || spec.replication_factor != -1 {
+                return fail(ErrorCode::InvalidRequest, "Both numPartitions or replicationFactor and replicasAssignments were set. Both cannot be used at the same time.");
+            }
+            self.check_assignments(&spec.assignments, &brokers)?;
+            let mut partitions = spec.assignments.clone();
+            partitions.sort_by_key(|(p, _)| *p);
+            partitions
+        } else {
+            let replication_factor = if spec.replication_factor == -1 { self.config.default_replication_factor } else { spec.replication_factor };
+            if replication_factor <= 0 {
+                return fail(ErrorCode::InvalidReplicationFactor, "Replication factor must be larger than 0, or -1 to use the default value.");
+            }
+            let num_partitions = self.resolve_partitions(spec.num_partitions);
+            if num_partitions <= 0 {
+                return fail(ErrorCode::InvalidPartitions, "Number of partitions was set to an invalid non-positive value.");
+            }
+            if replication_factor as usize > brokers.len() {
+                return fail(
+                    ErrorCode::InvalidReplicationFactor,
+                    format!("Unable to replicate the partition {replication_factor} time(s): The target replication factor of {replication_factor} cannot be reached because only {} broker(s) are registered.", brokers.len()),
+                );
+            }
+            place_replicas(&spec.name, num_partitions, replication_factor as usize, &brokers)
+        };
+        let replication_factor = partitions.first().map(|(_, r)| r.len() as i16).unwrap_or(0);
+        Ok((
+            CreatedTopic { topic_id: Uuid::nil(), num_partitions: partitions.len() as i32, replication_factor, configs },
+            partitions,
+        ))
+    }
+
+    fn check_assignments(&self, assignments: &[(i32, Vec<i32>)], brokers: &[i32]) -> Result<(), (ErrorCode, String)> {
+        let mut indexes: Vec<i32> = assignments.iter().map(|(p, _)| *p).collect();
+        indexes.sort_unstable();
+        if indexes.iter().enumerate().any(|(i, p)| *p != i as i32) {
+            return fail(ErrorCode::InvalidReplicaAssignment, "Partitions should be a consecutive 0-based integer sequence");
+        }
+        let rf = assignments[0].1.len();
+        for (partition, replicas) in assignments {
+            if replicas.is_empty() {
+                return fail(ErrorCode::InvalidReplicaAssignment, format!("Partition {partition} has no replicas"));
+            }
+            if replicas.len() != rf {
+                return fail(ErrorCode::InvalidReplicaAssignment, "All partitions should have the same number of replicas");
+            }
+            let unique: BTreeSet<i32> = replicas.iter().copied().collect();
+            if unique.len() != replicas.len() {
+                return fail(ErrorCode::InvalidReplicaAssignment, format!("Duplicate brokers in the assignment of partition {partition}"));
+            }
+            if let Some(missing) = replicas.iter().find(|b| !brokers.contains(b)) {
+                return fail(ErrorCode::InvalidReplicaAssignment, format!("The manual partition assignment includes broker {missing}, but no such broker is registered."));
+            }
+        }
+        Ok(())
+    }
+
+    /// Partitions to add to every topic named, for auto-creation: Kafka's defaults.
+    pub fn auto_create_spec(&self, name: &str) -> TopicSpec {
+        TopicSpec { name: name.to_string(), num_partitions: -1, replication_factor: -1, assignments: Vec::new(), configs: Vec::new() }
+    }
+
+    /// Decides a DeleteTopics request.
+    pub fn delete_topics(&self, image: &ClusterImage, targets: &[DeleteTarget]) -> (Vec<DeleteTopicOutcome>, Vec<MetadataRecord>) {
+        let mut outcomes = Vec::with_capacity(targets.len());
+        let mut records = Vec::new();
+        let mut seen_ids = BTreeSet::new();
+        let duplicate_names: BTreeSet<&str> = {
+            let mut count: BTreeMap<&str, usize> = BTreeMap::new();
+            for target in targets {
+                if let DeleteTarget::Name(name) = target {
+                    *count.entry(name).or_default() += 1;
+                }
+            }
+            count.into_iter().filter(|(_, n)| *n > 1).map(|(name, _)| name).collect()
+        };
+        for target in targets {
+            let outcome = |name: Option<String>, topic_id: Uuid, error: ErrorCode, message: Option<String>| DeleteTopicOutcome { name, topic_id, error, message };
+            let resolved = match target {
+                DeleteTarget::Malformed { name, id } => {
+                    outcomes.push(outcome(name.clone(), *id, ErrorCode::InvalidRequest, Some("Neither or both topic name and id were given".into())));
+                    continue;
+                }
+                DeleteTarget::Name(name) if duplicate_names.contains(name.as_str()) => {
+                    outcomes.push(outcome(Some(name.clone()), Uuid::nil(), ErrorCode::InvalidRequest, Some("Duplicate topic name.".into())));
+                    continue;
+                }
+                DeleteTarget::Name(name) => image.topic(name).ok_or_else(|| outcome(Some(name.clone()), Uuid::nil(), ErrorCode::UnknownTopicOrPartition, Some("This server does not host this topic-partition.".into()))),
+                DeleteTarget::Id(id) => image.topic_by_id(id).ok_or_else(|| outcome(None, *id, ErrorCode::UnknownTopicId, Some("This server does not host this topic ID.".into()))),
+            };
+            let topic = match resolved {
+                Ok(topic) => topic,
+                Err(error) => {
+                    outcomes.push(error);
+                    continue;
+                }
+            };
+            if !self.config.delete_topic_enable {
+                outcomes.push(outcome(Some(topic.name.to_string()), topic.topic_id, ErrorCode::TopicDeletionDisabled, Some("Topic deletion is disabled.".into())));
+                continue;
+            }
+            if !seen_ids.insert(topic.topic_id) {
+                outcomes.push(outcome(Some(topic.name.to_string()), topic.topic_id, ErrorCode::InvalidRequest, Some("Duplicate topic id.".into())));
+                continue;
+            }
+            records.push(MetadataRecord::RemoveTopic { topic_id: topic.topic_id });
+            outcomes.push(outcome(Some(topic.name.to_string()), topic.topic_id, ErrorCode::None, None));
+        }
+        (outcomes, records)
+    }
+}
+
+/// Kafka-style placement: partition `p`'s replicas start at broker `(start + p)`,
+/// where `start` depends on the topic name, so leaders spread over the brokers.
+fn place_replicas(topic: &str, partitions: i32, replication_factor: usize, brokers: &[i32]) -> Vec<(i32, Vec<i32>)> {
+    let start = topic.bytes().fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize));
+    (0..partitions)
+        .map(|p| {
+            let first = start.wrapping_add(p as usize);
+            let replicas = (0..replication_factor).map(|i| brokers[(first + i) % brokers.len()]).collect();
+            (p, replicas)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::records::Endpoint;
+
+    fn image_with_brokers(ids: &[i32]) -> ClusterImage {
+        let mut image = ClusterImage::default();
+        for (offset, &node_id) in ids.iter().enumerate() {
+            image
+                .apply(
+                    offset as i64,
+                    &MetadataRecord::RegisterBroker {
+                        node_id,
+                        incarnation_id: Uuid::from_u128(node_id as u128),
+                        endpoints: vec![Endpoint { name: "PLAINTEXT".into(), host: "127.0.0.1".into(), port: 9092, security_protocol: "PLAINTEXT".into() }],
+                        rack: None,
+                    },
+                )
+                .unwrap();
+        }
+        image
+    }
+
+    fn any_config(name: &str, value: &str) -> Result<(), String> {
+        if name == "bad" {
+            Err(format!("Unknown topic config name: {name}"))
+        } else if value == "x" {
+            Err(format!("Invalid value {value} for configuration {name}"))
+        } else {
+            Ok(())
+        }
+    }
+
+    fn spec(name: &str, partitions: i32, rf: i16) -> TopicSpec {
+        TopicSpec { name: name.into(), num_partitions: partitions, replication_factor: rf, ..TopicSpec::default() }
+    }
+
+    fn create(image: &mut ClusterImage, specs: &[TopicSpec]) -> Vec<CreateTopicOutcome> {
+        let controller = Controller::default();
+        let mut n = 0u128;
+        let (outcomes, records) = controller.create_topics(image, specs, &any_config, &mut || {
+            n += 1;
+            Uuid::from_u128(n)
+        });
+        for record in &records {
+            let offset = image.last_offset + 1;
+            image.apply(offset, record).unwrap();
+        }
+        outcomes
+    }
+
+    fn error_of(outcome: &CreateTopicOutcome) -> ErrorCode {
+        match &outcome.result {
+            Ok(_) => ErrorCode::None,
+            Err((code, _)) => *code,
+        }
+    }
+
+    #[test]
+    fn a_created_topic_has_its_partitions_led_by_the_single_broker() {
+        let mut image = image_with_brokers(&[1]);
+        let outcomes = create(&mut image, &[spec("orders", 3, 1)]);
+        assert_eq!(error_of(&outcomes[0]), ErrorCode::None);
+        let topic = image.topic("orders").unwrap();
+        assert_eq!(topic.partitions.len(), 3);
+        assert!(topic.partitions.values().all(|p| p.leader == 1 && p.isr == vec![1] && p.leader_epoch == 0));
+        assert_eq!(image.topic_by_id(&topic.topic_id).unwrap().name.as_ref(), "orders");
+    }
+
+    #[test]
+    fn defaults_apply_for_minus_one() {
+        let mut image = image_with_brokers(&[1]);
+        let outcomes = create(&mut image, &[spec("t", -1, -1)]);
+        let created = outcomes[0].result.clone().unwrap();
+        assert_eq!((created.num_partitions, created.replication_factor), (1, 1));
+    }
+
+    #[test]
+    fn bad_requests_get_kafkas_error_codes() {
+        let mut image = image_with_brokers(&[1]);
+        create(&mut image, &[spec("exists", 1, 1)]);
+        let mut with_bad_config = spec("c", 1, 1);
+        with_bad_config.configs = vec![("bad".into(), Some("1".into()))];
+        let mut with_null_config = spec("d", 1, 1);
+        with_null_config.configs = vec![("retention.ms".into(), None)];
+        let outcomes = create(
+            &mut image,
+            &[spec("exists", 1, 1), spec("bad name", 1, 1), spec("zero", 0, 1), spec("rf3", 1, 3), spec("rf0", 1, 0), with_bad_config, with_null_config, spec("dup", 1, 1), spec("dup", 1, 1), spec("exists_", 1, 1)],
+        );
+        let codes: Vec<ErrorCode> = outcomes.iter().map(error_of).collect();
+        assert_eq!(
+            codes,
+            vec![
+                ErrorCode::TopicAlreadyExists,
+                ErrorCode::InvalidTopicException,
+                ErrorCode::InvalidPartitions,
+                ErrorCode::InvalidReplicationFactor,
+                ErrorCode::InvalidReplicationFactor,
+                ErrorCode::InvalidConfig,
+                ErrorCode::InvalidConfig,
+                ErrorCode::InvalidRequest,
+                ErrorCode::InvalidRequest,
+                ErrorCode::None,
+            ]
+        );
+        let outcomes = create(&mut image, &[spec("exists.", 1, 1)]);
+        assert_eq!(error_of(&outcomes[0]), ErrorCode::InvalidTopicException, "collides after '.'/'_' normalisation");
+    }
+
+    #[test]
+    fn deletion_by_name_and_by_id() {
+        let mut image = image_with_brokers(&[1]);
+        create(&mut image, &[spec("a", 1, 1), spec("b", 1, 1)]);
+        let b_id = image.topic("b").unwrap().topic_id;
+        let controller = Controller::default();
+        let (outcomes, records) = controller.delete_topics(
+            &image,
+            &[DeleteTarget::Name("a".into()), DeleteTarget::Id(b_id), DeleteTarget::Name("nope".into()), DeleteTarget::Id(Uuid::from_u128(999))],
+        );
+        let codes: Vec<ErrorCode> = outcomes.iter().map(|o| o.error).collect();
+        assert_eq!(codes, vec![ErrorCode::None, ErrorCode::None, ErrorCode::UnknownTopicOrPartition, ErrorCode::UnknownTopicId]);
+        for record in &records {
+            image.apply(image.last_offset + 1, record).unwrap();
+        }
+        assert!(image.topics.is_empty());
+    }
+}

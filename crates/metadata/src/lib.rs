@@ -1,0 +1,16 @@
+//! Cluster metadata as Kafka's KRaft keeps it: an ordered log of records (broker
+//! registrations, topics, partitions, configs, removals) whose replay yields the
+//! [`ClusterImage`]. The [`controller`] turns admin requests into records; the
+//! broker persists them (today in a single-node metadata log, later in a quorum)
+//! and applies them in order. No I/O here.
+
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+pub mod controller;
+pub mod image;
+pub mod records;
+pub mod topic_name;
+
+pub use controller::{Controller, ControllerConfig, CreateTopicOutcome, CreatedTopic, DeleteTarget, DeleteTopicOutcome, TopicSpec};
+pub use image::{BrokerInfo, ClusterImage, PartitionImage, TopicImage};
+pub use records::{ConfigResource, Endpoint, MetadataRecord};
