@@ -1,0 +1,9 @@
+//! The group coordinator: membership, rebalances and committed offsets.
+
+pub mod coordinator;
+pub mod offsets;
+pub mod records;
+pub mod state;
+
+#[cfg(test)]
+mod tests;

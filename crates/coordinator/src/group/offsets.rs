@@ -1,0 +1,423 @@
+//! Committed offsets and the administrative side of groups: OffsetCommit,
+//! OffsetFetch, ListGroups, DescribeGroups, DeleteGroups, OffsetDelete, loading
+//! `__consumer_offsets` at start-up and offset retention.
+//!
+//! An offset commit is written to `__consumer_offsets` first and enters the cache
+//! only once the write succeeded, so what OffsetFetch answers survives a restart.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use bytes::Bytes;
+use protocol::kafka::messages::ConsumerProtocolSubscription;
+use protocol::kafka::protocol::Decodable;
+use protocol::ErrorCode;
+
+use super::coordinator::GroupCoordinator;
+use super::records::{DecodeError, OffsetsKey, StoredGroup, StoredOffset};
+use super::state::{CommittedOffset, Group, GroupState, Member};
+
+/// One partition of an OffsetCommit.
+#[derive(Debug, Clone)]
+pub struct OffsetCommitEntry {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: Option<String>,
+}
+
+/// What DescribeGroups reports of a group.
+#[derive(Debug, Clone)]
+pub struct GroupDescription {
+    pub error: ErrorCode,
+    pub group_id: String,
+    pub state: GroupState,
+    pub protocol_type: String,
+    pub protocol: String,
+    pub members: Vec<MemberDescription>,
+}
+
+#[derive(Debug, Clone)]
+pub struct MemberDescription {
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub metadata: Bytes,
+    pub assignment: Bytes,
+}
+
+/// A listed group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupListing {
+    pub group_id: String,
+    pub protocol_type: String,
+    pub state: GroupState,
+}
+
+/// Maps a failed `__consumer_offsets` append to what a commit answers (Kafka's
+/// `GroupMetadataManager` mapping).
+fn commit_error(append_error: ErrorCode) -> ErrorCode {
+    match append_error {
+        ErrorCode::UnknownTopicOrPartition | ErrorCode::NotEnoughReplicas | ErrorCode::NotEnoughReplicasAfterAppend | ErrorCode::RequestTimedOut => {
+            ErrorCode::CoordinatorNotAvailable
+        }
+        ErrorCode::NotLeaderOrFollower | ErrorCode::KafkaStorageError => ErrorCode::NotCoordinator,
+        ErrorCode::MessageTooLarge | ErrorCode::RecordListTooLarge | ErrorCode::InvalidFetchSize => ErrorCode::InvalidCommitOffsetSize,
+        other => other,
+    }
+}
+
+impl GroupCoordinator {
+    /// OffsetCommit: per-partition errors, in the order given.
+    pub fn commit_offsets(
+        &mut self,
+        group_id: &str,
+        member_id: &str,
+        group_instance_id: Option<&str>,
+        generation_id: i32,
+        entries: &[OffsetCommitEntry],
+    ) -> Vec<ErrorCode> {
+        let now = self.clock.now_ms();
+        let all = |code: ErrorCode| vec![code; entries.len()];
+        if group_id.is_empty() {
+            return all(ErrorCode::InvalidGroupId);
+        }
+        let group_error = match self.groups.get(group_id) {
+            None if generation_id < 0 => None,
+            None => Some(ErrorCode::IllegalGeneration),
+            Some(group) => {
+                if group.is(GroupState::Dead) {
+                    Some(ErrorCode::CoordinatorNotAvailable)
+                } else if group.is_static_member_fenced(member_id, group_instance_id) {
+                    Some(ErrorCode::FencedInstanceId)
+                } else if generation_id < 0 && group.is(GroupState::Empty) {
+                    None
+                } else if group.is(GroupState::CompletingRebalance) {
+                    Some(ErrorCode::RebalanceInProgress)
+                } else if !group.has_member(member_id) {
+                    Some(ErrorCode::UnknownMemberId)
+                } else if generation_id != group.generation_id {
+                    Some(ErrorCode::IllegalGeneration)
+                } else {
+                    None
+                }
+            }
+        };
+        if let Some(error) = group_error {
+            return all(error);
+        }
+        let group = self.groups.entry(group_id.to_string()).or_insert_with(|| Group::new(group_id, now));
+        if let Some(member) = group.members.get_mut(member_id) {
+            // A commit shows the member is alive.
+            member.session_deadline_ms = now + i64::from(member.session_timeout_ms);
+        }
+        let mut errors = Vec::with_capacity(entries.len());
+        let mut records = Vec::new();
+        let mut accepted = Vec::new();
+        for entry in entries {
+            let metadata = entry.metadata.clone().unwrap_or_default();
+            if metadata.len() > self.config.offset_metadata_max_bytes {
+                errors.push(ErrorCode::OffsetMetadataTooLarge);
+                continue;
+            }
+            let value = StoredOffset { offset: entry.offset, leader_epoch: entry.leader_epoch, metadata: metadata.clone(), commit_timestamp_ms: now };
+            let key = OffsetsKey::Offset { group: group_id.to_string(), topic: entry.topic.clone(), partition: entry.partition };
+            records.push((key.encode(), Some(value.encode())));
+            accepted.push((entry, CommittedOffset { offset: entry.offset, leader_epoch: entry.leader_epoch, metadata, commit_timestamp_ms: now }));
+            errors.push(ErrorCode::None);
+        }
+        if records.is_empty() {
+            return errors;
+        }
+        if let Err(append_error) = self.log.append(self.partition_for(group_id), &records) {
+            let error = commit_error(append_error);
+            return errors.into_iter().map(|e| if e == ErrorCode::None { error } else { e }).collect();
+        }
+        let group = self.groups.get_mut(group_id).expect("group exists");
+        for (entry, committed) in accepted {
+            group.offsets.insert((entry.topic.clone(), entry.partition), committed);
+        }
+        errors
+    }
+
+    /// OffsetFetch: committed offsets of `partitions`, or of every partition when
+    /// `None`. Unknown groups and partitions answer offset -1 without error.
+    pub fn fetch_offsets(&self, group_id: &str, partitions: Option<&[(String, i32)]>) -> Vec<(String, i32, Option<CommittedOffset>)> {
+        let group = self.groups.get(group_id);
+        match partitions {
+            Some(partitions) => partitions
+                .iter()
+                .map(|(topic, partition)| {
+                    let committed = group.and_then(|g| g.offsets.get(&(topic.clone(), *partition))).cloned();
+                    (topic.clone(), *partition, committed)
+                })
+                .collect(),
+            None => group
+                .map(|g| g.offsets.iter().map(|((t, p), c)| (t.clone(), *p, Some(c.clone()))).collect())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// ListGroups, optionally filtered by state names (case-insensitive).
+    pub fn list_groups(&self, states: &[String]) -> Vec<GroupListing> {
+        let wanted: Vec<GroupState> = states.iter().filter_map(|s| GroupState::parse(s)).collect();
+        self.groups
+            .values()
+            .filter(|g| !g.is(GroupState::Dead))
+            .filter(|g| states.is_empty() || wanted.contains(&g.state))
+            .map(|g| GroupListing { group_id: g.group_id.clone(), protocol_type: g.protocol_type.clone().unwrap_or_default(), state: g.state })
+            .collect()
+    }
+
+    /// DescribeGroups for one group. Member metadata and assignments are shown only
+    /// for a Stable group, as Kafka does.
+    pub fn describe_group(&self, group_id: &str) -> GroupDescription {
+        let Some(group) = self.groups.get(group_id) else {
+            return GroupDescription {
+                error: ErrorCode::None,
+                group_id: group_id.to_string(),
+                state: GroupState::Dead,
+                protocol_type: String::new(),
+                protocol: String::new(),
+                members: Vec::new(),
+            };
+        };
+        let stable = group.is(GroupState::Stable);
+        let protocol = group.protocol_name.clone().unwrap_or_default();
+        let members = group
+            .members
+            .values()
+            .map(|m| MemberDescription {
+                member_id: m.member_id.clone(),
+                group_instance_id: m.group_instance_id.clone(),
+                client_id: m.client_id.clone(),
+                client_host: m.client_host.clone(),
+                metadata: if stable { m.metadata_for(&protocol).cloned().unwrap_or_default() } else { Bytes::new() },
+                assignment: if stable { m.assignment.clone() } else { Bytes::new() },
+            })
+            .collect();
+        GroupDescription {
+            error: ErrorCode::None,
+            group_id: group_id.to_string(),
+            state: group.state,
+            protocol_type: group.protocol_type.clone().unwrap_or_default(),
+            protocol: if stable { protocol } else { String::new() },
+            members,
+        }
+    }
+
+    /// DeleteGroups for one group: only an empty group can be deleted.
+    pub fn delete_group(&mut self, group_id: &str) -> ErrorCode {
+        let Some(group) = self.groups.get(group_id) else {
+            return ErrorCode::GroupIdNotFound;
+        };
+        match group.state {
+            GroupState::Dead => return ErrorCode::GroupIdNotFound,
+            GroupState::Empty => {}
+            _ => return ErrorCode::NonEmptyGroup,
+        }
+        let mut records: Vec<(Bytes, Option<Bytes>)> = group
+            .offsets
+            .keys()
+            .map(|(topic, partition)| (OffsetsKey::Offset { group: group_id.to_string(), topic: topic.clone(), partition: *partition }.encode(), None))
+            .collect();
+        records.push((OffsetsKey::Group { group: group_id.to_string() }.encode(), None));
+        if let Err(e) = self.log.append(self.partition_for(group_id), &records) {
+            return commit_error(e);
+        }
+        self.groups.remove(group_id);
+        ErrorCode::None
+    }
+
+    /// OffsetDelete: removes committed offsets the group is not consuming.
+    pub fn delete_offsets(&mut self, group_id: &str, partitions: &[(String, i32)]) -> Result<Vec<ErrorCode>, ErrorCode> {
+        let Some(group) = self.groups.get(group_id) else {
+            return Err(ErrorCode::GroupIdNotFound);
+        };
+        if group.is(GroupState::Dead) {
+            return Err(ErrorCode::GroupIdNotFound);
+        }
+        let subscribed: BTreeSet<String> = if group.is(GroupState::Empty) {
+            BTreeSet::new()
+        } else if group.protocol_type.as_deref() == Some("consumer") {
+            subscribed_topics(group)
+        } else {
+            return Err(ErrorCode::NonEmptyGroup);
+        };
+        let mut errors = Vec::with_capacity(partitions.len());
+        let mut records = Vec::new();
+        let mut doomed = Vec::new();
+        for (topic, partition) in partitions {
+            if subscribed.contains(topic) {
+                errors.push(ErrorCode::GroupSubscribedToTopic);
+                continue;
+            }
+            if group.offsets.contains_key(&(topic.clone(), *partition)) {
+                records.push((OffsetsKey::Offset { group: group_id.to_string(), topic: topic.clone(), partition: *partition }.encode(), None));
+                doomed.push((topic.clone(), *partition));
+            }
+            errors.push(ErrorCode::None);
+        }
+        if !records.is_empty() {
+            if let Err(e) = self.log.append(self.partition_for(group_id), &records) {
+                return Err(commit_error(e));
+            }
+        }
+        let group = self.groups.get_mut(group_id).expect("group exists");
+        for key in doomed {
+            group.offsets.remove(&key);
+        }
+        Ok(errors)
+    }
+
+    /// Rebuilds the cache from one `__consumer_offsets` partition's records, in
+    /// log order: `(key, value or tombstone)`. Groups with members come back Stable
+    /// (their members must heartbeat within a session), as in Kafka.
+    pub fn load(&mut self, records: impl IntoIterator<Item = (Bytes, Option<Bytes>)>) -> Result<(), DecodeError> {
+        let now = self.clock.now_ms();
+        let mut offsets: BTreeMap<String, BTreeMap<(String, i32), CommittedOffset>> = BTreeMap::new();
+        let mut groups: BTreeMap<String, Option<StoredGroup>> = BTreeMap::new();
+        for (key, value) in records {
+            match OffsetsKey::decode(key)? {
+                OffsetsKey::Offset { group, topic, partition } => {
+                    let entry = offsets.entry(group).or_default();
+                    match value {
+                        Some(value) => {
+                            let stored = StoredOffset::decode(value)?;
+                            entry.insert(
+                                (topic, partition),
+                                CommittedOffset { offset: stored.offset, leader_epoch: stored.leader_epoch, metadata: stored.metadata, commit_timestamp_ms: stored.commit_timestamp_ms },
+                            );
+                        }
+                        None => {
+                            entry.remove(&(topic, partition));
+                        }
+                    }
+                }
+                OffsetsKey::Group { group } => {
+                    let stored = value.map(StoredGroup::decode).transpose()?;
+                    if stored.is_none() {
+                        // A deleted group: its offsets were tombstoned too.
+                        offsets.remove(&group);
+                    }
+                    groups.insert(group, stored);
+                }
+            }
+        }
+        let ids: BTreeSet<String> = offsets.keys().chain(groups.keys()).cloned().collect();
+        for group_id in ids {
+            let stored = groups.remove(&group_id).flatten();
+            let group_offsets = offsets.remove(&group_id).unwrap_or_default();
+            if stored.is_none() && group_offsets.is_empty() {
+                continue;
+            }
+            let mut group = Group::new(&group_id, now);
+            group.offsets = group_offsets;
+            if let Some(stored) = stored {
+                group.generation_id = stored.generation_id;
+                group.protocol_type = (!stored.protocol_type.is_empty()).then_some(stored.protocol_type);
+                group.protocol_name = stored.protocol.clone();
+                group.leader_id = stored.leader;
+                group.state_since_ms = if stored.current_state_timestamp_ms > 0 { stored.current_state_timestamp_ms } else { now };
+                for m in stored.members {
+                    if let Some(instance) = &m.group_instance_id {
+                        group.static_members.insert(instance.clone(), m.member_id.clone());
+                    }
+                    let protocols = stored.protocol.clone().map(|p| vec![(p, m.subscription.clone())]).unwrap_or_default();
+                    group.members.insert(
+                        m.member_id.clone(),
+                        Member {
+                            member_id: m.member_id,
+                            group_instance_id: m.group_instance_id,
+                            client_id: m.client_id,
+                            client_host: m.client_host,
+                            session_timeout_ms: m.session_timeout_ms,
+                            rebalance_timeout_ms: m.rebalance_timeout_ms,
+                            protocol_type: group.protocol_type.clone().unwrap_or_default(),
+                            protocols,
+                            assignment: m.assignment,
+                            session_deadline_ms: now + i64::from(m.session_timeout_ms),
+                            awaiting_join: false,
+                            awaiting_sync: false,
+                            is_new: false,
+                        },
+                    );
+                }
+                if !group.members.is_empty() {
+                    group.state = GroupState::Stable;
+                }
+                if group.leader_id.as_ref().is_some_and(|l| !group.members.contains_key(l)) {
+                    group.leader_id = group.members.keys().next().cloned();
+                }
+            }
+            self.groups.insert(group_id, group);
+        }
+        Ok(())
+    }
+
+    /// Expires offsets past `offsets.retention.minutes`: for a group that has been
+    /// empty that long, all its offsets; for a group that never used the group
+    /// protocol (standalone commits), each offset by its commit time. An empty group
+    /// with no offsets left is removed.
+    pub(crate) fn expire_offsets(&mut self, now: i64) {
+        let retention = self.config.offsets_retention_ms;
+        let group_ids: Vec<String> = self.groups.keys().cloned().collect();
+        for group_id in group_ids {
+            let group = &self.groups[&group_id];
+            if !group.is(GroupState::Empty) {
+                continue;
+            }
+            let expired: Vec<(String, i32)> = if group.protocol_type.is_none() {
+                group.offsets.iter().filter(|(_, c)| now - c.commit_timestamp_ms >= retention).map(|(k, _)| k.clone()).collect()
+            } else if now - group.state_since_ms >= retention {
+                group.offsets.keys().cloned().collect()
+            } else {
+                Vec::new()
+            };
+            let remove_group = expired.len() == group.offsets.len();
+            if expired.is_empty() && !remove_group {
+                continue;
+            }
+            let mut records: Vec<(Bytes, Option<Bytes>)> = expired
+                .iter()
+                .map(|(topic, partition)| (OffsetsKey::Offset { group: group_id.clone(), topic: topic.clone(), partition: *partition }.encode(), None))
+                .collect();
+            if remove_group {
+                records.push((OffsetsKey::Group { group: group_id.clone() }.encode(), None));
+            }
+            if let Err(e) = self.log.append(self.partition_for(&group_id), &records) {
+                tracing::warn!(group = %group_id, error = %e, "expiring offsets failed; will retry");
+                continue;
+            }
+            tracing::info!(group = %group_id, expired = expired.len(), removed = remove_group, "expired committed offsets");
+            if remove_group {
+                self.groups.remove(&group_id);
+            } else if let Some(group) = self.groups.get_mut(&group_id) {
+                for key in expired {
+                    group.offsets.remove(&key);
+                }
+            }
+        }
+    }
+}
+
+/// Topics the members of a consumer-protocol group subscribe to, read from their
+/// subscription metadata (ConsumerProtocolSubscription).
+fn subscribed_topics(group: &Group) -> BTreeSet<String> {
+    let mut topics = BTreeSet::new();
+    let protocol = group.protocol_name.clone().unwrap_or_default();
+    for member in group.members.values() {
+        let Some(metadata) = member.metadata_for(&protocol) else { continue };
+        let mut bytes = metadata.clone();
+        if bytes.len() < 2 {
+            continue;
+        }
+        let version = i16::from_be_bytes([bytes[0], bytes[1]]);
+        let _ = bytes::Buf::get_i16(&mut bytes);
+        if let Ok(subscription) = ConsumerProtocolSubscription::decode(&mut bytes, version.clamp(0, 3)) {
+            topics.extend(subscription.topics.iter().map(|t| t.to_string()));
+        }
+    }
+    topics
+}

@@ -1,0 +1,337 @@
+//! The group state machine driven by a manual clock: timeouts without sleeping.
+
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use protocol::time::ManualClock;
+use protocol::ErrorCode;
+
+use super::coordinator::{GroupConfig, GroupCoordinator, JoinParams, JoinResult, OffsetsLog, SyncParams, SyncResult};
+use super::offsets::OffsetCommitEntry;
+use super::state::GroupState;
+
+/// Keeps every appended record, per partition, like `__consumer_offsets` would.
+#[derive(Default)]
+struct MemoryLog {
+    records: Mutex<Vec<(i32, Bytes, Option<Bytes>)>>,
+    fail_with: Mutex<Option<ErrorCode>>,
+}
+
+impl OffsetsLog for MemoryLog {
+    fn append(&self, partition: i32, records: &[(Bytes, Option<Bytes>)]) -> Result<(), ErrorCode> {
+        if let Some(error) = *self.fail_with.lock().unwrap() {
+            return Err(error);
+        }
+        let mut log = self.records.lock().unwrap();
+        for (k, v) in records {
+            log.push((partition, k.clone(), v.clone()));
+        }
+        Ok(())
+    }
+}
+
+struct Harness {
+    clock: Arc<ManualClock>,
+    log: Arc<MemoryLog>,
+    coordinator: GroupCoordinator,
+}
+
+type Slot<T> = Arc<Mutex<Option<T>>>;
+
+fn config() -> GroupConfig {
+    GroupConfig { initial_rebalance_delay_ms: 3_000, ..GroupConfig::default() }
+}
+
+impl Harness {
+    fn new(config: GroupConfig) -> Harness {
+        let clock = Arc::new(ManualClock::new(1_000_000));
+        let log = Arc::new(MemoryLog::default());
+        let coordinator = GroupCoordinator::new(config, clock.clone(), log.clone());
+        Harness { clock, log, coordinator }
+    }
+
+    fn join(&mut self, member_id: &str, instance: Option<&str>, protocols: &[(&str, &[u8])]) -> Slot<JoinResult> {
+        let slot: Slot<JoinResult> = Arc::new(Mutex::new(None));
+        let out = slot.clone();
+        let params = JoinParams {
+            group_id: "g".into(),
+            member_id: member_id.into(),
+            group_instance_id: instance.map(str::to_string),
+            client_id: "client".into(),
+            client_host: "/127.0.0.1".into(),
+            session_timeout_ms: 10_000,
+            rebalance_timeout_ms: 30_000,
+            protocol_type: "consumer".into(),
+            protocols: protocols.iter().map(|(n, m)| (n.to_string(), Bytes::copy_from_slice(m))).collect(),
+            require_known_member_id: true,
+        };
+        self.coordinator.join(params, Box::new(move |r| *out.lock().unwrap() = Some(r)));
+        slot
+    }
+
+    /// The KIP-394 two-step join: returns the slot of the second join.
+    fn join_new(&mut self, protocols: &[(&str, &[u8])]) -> Slot<JoinResult> {
+        let first = self.join("", None, protocols);
+        let first = first.lock().unwrap().clone().expect("answered at once");
+        assert_eq!(first.error, ErrorCode::MemberIdRequired);
+        assert!(!first.member_id.is_empty());
+        self.join(&first.member_id, None, protocols)
+    }
+
+    fn sync(&mut self, member_id: &str, generation: i32, assignments: &[(&str, &[u8])]) -> Slot<SyncResult> {
+        let slot: Slot<SyncResult> = Arc::new(Mutex::new(None));
+        let out = slot.clone();
+        let params = SyncParams {
+            group_id: "g".into(),
+            generation_id: generation,
+            member_id: member_id.into(),
+            group_instance_id: None,
+            protocol_type: Some("consumer".into()),
+            protocol_name: None,
+            assignments: assignments.iter().map(|(m, a)| (m.to_string(), Bytes::copy_from_slice(a))).collect(),
+        };
+        self.coordinator.sync(params, Box::new(move |r| *out.lock().unwrap() = Some(r)));
+        slot
+    }
+
+    fn advance(&mut self, ms: i64) {
+        self.clock.advance(ms);
+        self.coordinator.tick();
+    }
+
+    fn state(&self) -> GroupState {
+        self.coordinator.group("g").map(|g| g.state).unwrap_or(GroupState::Dead)
+    }
+}
+
+fn take<T: Clone>(slot: &Slot<T>) -> Option<T> {
+    slot.lock().unwrap().clone()
+}
+
+const RANGE: &[(&str, &[u8])] = &[("range", b"sub")];
+
+/// Brings three members to a Stable generation 1; returns their ids, leader first.
+fn stable_group_of_three(h: &mut Harness) -> Vec<String> {
+    let joins: Vec<_> = (0..3).map(|_| h.join_new(RANGE)).collect();
+    assert!(joins.iter().all(|j| take(j).is_none()), "joins wait for the initial delay");
+    assert_eq!(h.state(), GroupState::PreparingRebalance);
+    h.advance(3_000);
+    let results: Vec<JoinResult> = joins.iter().map(|j| take(j).expect("answered when the delay ended")).collect();
+    assert!(results.iter().all(|r| r.error == ErrorCode::None && r.generation_id == 1));
+    assert!(results.iter().all(|r| r.protocol_name.as_deref() == Some("range")));
+    let leader = results[0].leader.clone();
+    assert!(results.iter().all(|r| r.leader == leader));
+    let leader_result = results.iter().find(|r| r.member_id == leader).unwrap();
+    assert_eq!(leader_result.members.len(), 3, "the leader sees every member");
+    assert!(results.iter().filter(|r| r.member_id != leader).all(|r| r.members.is_empty()));
+    let mut ids: Vec<String> = results.iter().map(|r| r.member_id.clone()).collect();
+    ids.sort_by_key(|id| id != &leader);
+    let followers: Vec<_> = ids[1..].iter().map(|id| h.sync(id, 1, &[])).collect();
+    assert!(followers.iter().all(|s| take(s).is_none()), "followers wait for the leader's sync");
+    let assignment: Vec<(&str, &[u8])> = vec![(ids[0].as_str(), b"a0"), (ids[1].as_str(), b"a1"), (ids[2].as_str(), b"a2")];
+    let leader_sync = h.sync(&ids[0], 1, &assignment);
+    assert_eq!(take(&leader_sync).unwrap().assignment, Bytes::from_static(b"a0"));
+    assert_eq!(take(&followers[0]).unwrap().assignment, Bytes::from_static(b"a1"));
+    assert_eq!(take(&followers[1]).unwrap().assignment, Bytes::from_static(b"a2"));
+    assert_eq!(h.state(), GroupState::Stable);
+    ids
+}
+
+#[test]
+fn three_members_rebalance_into_one_stable_generation_with_the_leaders_assignment() {
+    let mut h = Harness::new(config());
+    stable_group_of_three(&mut h);
+    let stored = h.log.records.lock().unwrap().len();
+    assert_eq!(stored, 1, "the assignment is persisted once");
+}
+
+#[test]
+fn a_member_that_stops_heartbeating_is_removed_after_its_session_and_the_rest_rebalance() {
+    let mut h = Harness::new(config());
+    let ids = stable_group_of_three(&mut h);
+    for _ in 0..3 {
+        h.clock.advance(4_000);
+        assert_eq!(h.coordinator.heartbeat("g", &ids[0], None, 1), ErrorCode::None);
+        assert_eq!(h.coordinator.heartbeat("g", &ids[1], None, 1), ErrorCode::None);
+        h.coordinator.tick();
+    }
+    // ids[2] last heard of 12 s ago with a 10 s session.
+    assert_eq!(h.state(), GroupState::PreparingRebalance);
+    assert_eq!(h.coordinator.heartbeat("g", &ids[0], None, 1), ErrorCode::RebalanceInProgress);
+    assert_eq!(h.coordinator.heartbeat("g", &ids[2], None, 1), ErrorCode::UnknownMemberId);
+    let a = h.join(&ids[0], None, RANGE);
+    assert!(take(&a).is_none());
+    let b = h.join(&ids[1], None, RANGE);
+    let (a, b) = (take(&a).unwrap(), take(&b).unwrap());
+    assert_eq!((a.generation_id, b.generation_id), (2, 2), "completes as soon as every remaining member rejoined");
+    assert_eq!(h.state(), GroupState::CompletingRebalance);
+}
+
+#[test]
+fn leaving_starts_a_rebalance_and_the_last_leave_empties_the_group() {
+    let mut h = Harness::new(config());
+    let ids = stable_group_of_three(&mut h);
+    let errors = h.coordinator.leave("g", &[(ids[2].clone(), None)]).unwrap();
+    assert_eq!(errors, vec![ErrorCode::None]);
+    assert_eq!(h.state(), GroupState::PreparingRebalance);
+    let errors = h.coordinator.leave("g", &[(ids[0].clone(), None), (ids[1].clone(), None), ("ghost".into(), None)]).unwrap();
+    assert_eq!(errors, vec![ErrorCode::None, ErrorCode::None, ErrorCode::UnknownMemberId]);
+    assert_eq!(h.state(), GroupState::Empty);
+}
+
+#[test]
+fn a_member_that_does_not_rejoin_within_the_rebalance_timeout_is_dropped() {
+    let mut h = Harness::new(config());
+    let ids = stable_group_of_three(&mut h);
+    let a = h.join(&ids[0], None, &[("range", b"new-subscription")]);
+    assert_eq!(h.state(), GroupState::PreparingRebalance);
+    h.clock.advance(5_000);
+    assert_eq!(h.coordinator.heartbeat("g", &ids[1], None, 1), ErrorCode::RebalanceInProgress);
+    let b = h.join(&ids[1], None, RANGE);
+    h.advance(25_001);
+    let a = take(&a).expect("answered at the rebalance timeout");
+    assert!(take(&b).is_some());
+    assert_eq!(a.generation_id, 2);
+    assert!(!h.coordinator.group("g").unwrap().has_member(&ids[2]));
+}
+
+#[test]
+fn stale_generations_and_unknown_members_are_fenced_with_kafkas_codes() {
+    let mut h = Harness::new(config());
+    let ids = stable_group_of_three(&mut h);
+    assert_eq!(h.coordinator.heartbeat("g", &ids[0], None, 0), ErrorCode::IllegalGeneration);
+    assert_eq!(h.coordinator.heartbeat("g", "nobody", None, 1), ErrorCode::UnknownMemberId);
+    assert_eq!(h.coordinator.heartbeat("other", &ids[0], None, 1), ErrorCode::UnknownMemberId);
+    let sync = h.sync(&ids[1], 7, &[]);
+    assert_eq!(take(&sync).unwrap().error, ErrorCode::IllegalGeneration);
+    let entry = OffsetCommitEntry { topic: "t".into(), partition: 0, offset: 5, leader_epoch: -1, metadata: None };
+    assert_eq!(h.coordinator.commit_offsets("g", &ids[0], None, 0, std::slice::from_ref(&entry)), vec![ErrorCode::IllegalGeneration]);
+    assert_eq!(h.coordinator.commit_offsets("g", "nobody", None, 1, std::slice::from_ref(&entry)), vec![ErrorCode::UnknownMemberId]);
+    assert_eq!(h.coordinator.commit_offsets("g", &ids[0], None, 1, &[entry]), vec![ErrorCode::None]);
+}
+
+#[test]
+fn bad_joins_get_kafkas_errors() {
+    let mut h = Harness::new(config());
+    let mut params = JoinParams { group_id: "g".into(), session_timeout_ms: 1_000, protocol_type: "consumer".into(), protocols: vec![("range".into(), Bytes::new())], ..JoinParams::default() };
+    let slot: Slot<JoinResult> = Arc::new(Mutex::new(None));
+    let out = slot.clone();
+    h.coordinator.join(params.clone(), Box::new(move |r| *out.lock().unwrap() = Some(r)));
+    assert_eq!(take(&slot).unwrap().error, ErrorCode::InvalidSessionTimeout);
+    params.session_timeout_ms = 10_000;
+    params.member_id = "made-up".into();
+    let out = slot.clone();
+    h.coordinator.join(params.clone(), Box::new(move |r| *out.lock().unwrap() = Some(r)));
+    assert_eq!(take(&slot).unwrap().error, ErrorCode::UnknownMemberId);
+    h.join_new(RANGE);
+    params.member_id = String::new();
+    params.protocol_type = "connect".into();
+    let out = slot.clone();
+    h.coordinator.join(params.clone(), Box::new(move |r| *out.lock().unwrap() = Some(r)));
+    assert_eq!(take(&slot).unwrap().error, ErrorCode::InconsistentGroupProtocol);
+    params.protocol_type = "consumer".into();
+    params.protocols = vec![("roundrobin".into(), Bytes::new())];
+    let out = slot.clone();
+    h.coordinator.join(params, Box::new(move |r| *out.lock().unwrap() = Some(r)));
+    assert_eq!(take(&slot).unwrap().error, ErrorCode::InconsistentGroupProtocol);
+}
+
+#[test]
+fn the_protocol_every_member_supports_wins_the_vote() {
+    let mut h = Harness::new(GroupConfig { initial_rebalance_delay_ms: 0, ..GroupConfig::default() });
+    let a = h.join_new(&[("cooperative-sticky", b""), ("range", b"")]);
+    h.advance(0);
+    let a = take(&a).unwrap();
+    assert_eq!(a.protocol_name.as_deref(), Some("cooperative-sticky"));
+    h.sync(&a.member_id, 1, &[]);
+    let b = h.join_new(&[("range", b""), ("cooperative-sticky", b"")]);
+    let a2 = h.join(&a.member_id, None, &[("cooperative-sticky", b""), ("range", b"")]);
+    let (a2, b) = (take(&a2).unwrap(), take(&b).unwrap());
+    assert_eq!(a2.generation_id, 2);
+    // One vote each; ties go to the smallest name, as a deterministic rule.
+    assert_eq!(a2.protocol_name, b.protocol_name);
+}
+
+#[test]
+fn a_restarted_static_member_gets_its_assignment_back_without_a_rebalance() {
+    let mut h = Harness::new(GroupConfig { initial_rebalance_delay_ms: 0, ..GroupConfig::default() });
+    let a = h.join("", Some("instance-a"), RANGE);
+    h.advance(0);
+    let a = take(&a).unwrap();
+    assert_eq!(a.error, ErrorCode::None, "static members skip MEMBER_ID_REQUIRED");
+    let sync = h.sync(&a.member_id, 1, &[(a.member_id.as_str(), b"partitions-of-a")]);
+    assert_eq!(take(&sync).unwrap().error, ErrorCode::None);
+    // The process restarts: a new join with no member id and the same instance id.
+    let again = h.join("", Some("instance-a"), RANGE);
+    let again = take(&again).expect("answered at once");
+    assert_eq!(again.error, ErrorCode::None);
+    assert_eq!(again.generation_id, 1, "no new generation");
+    assert_ne!(again.member_id, a.member_id);
+    assert_eq!(h.state(), GroupState::Stable);
+    let sync = h.sync(&again.member_id, 1, &[]);
+    assert_eq!(take(&sync).unwrap().assignment, Bytes::from_static(b"partitions-of-a"));
+    // The old incarnation is fenced.
+    assert_eq!(h.coordinator.heartbeat("g", &a.member_id, Some("instance-a"), 1), ErrorCode::FencedInstanceId);
+}
+
+#[test]
+fn committed_offsets_and_groups_survive_a_reload_from_the_log() {
+    let mut h = Harness::new(GroupConfig { initial_rebalance_delay_ms: 0, ..GroupConfig::default() });
+    let a = h.join("", Some("i1"), RANGE);
+    h.advance(0);
+    let a = take(&a).unwrap();
+    h.sync(&a.member_id, 1, &[(a.member_id.as_str(), b"asg")]);
+    let entries = vec![
+        OffsetCommitEntry { topic: "t".into(), partition: 0, offset: 10, leader_epoch: 3, metadata: Some("meta".into()) },
+        OffsetCommitEntry { topic: "t".into(), partition: 1, offset: 20, leader_epoch: -1, metadata: None },
+    ];
+    assert_eq!(h.coordinator.commit_offsets("g", &a.member_id, Some("i1"), 1, &entries), vec![ErrorCode::None; 2]);
+    assert_eq!(h.coordinator.commit_offsets("standalone", "", None, -1, &entries[..1]), vec![ErrorCode::None]);
+    let records: Vec<(Bytes, Option<Bytes>)> = h.log.records.lock().unwrap().iter().map(|(_, k, v)| (k.clone(), v.clone())).collect();
+    let mut reloaded = GroupCoordinator::new(GroupConfig::default(), h.clock.clone(), h.log.clone());
+    reloaded.load(records).unwrap();
+    let fetched = reloaded.fetch_offsets("g", Some(&[("t".into(), 0), ("t".into(), 1), ("t".into(), 2)]));
+    assert_eq!(fetched[0].2.as_ref().map(|c| (c.offset, c.leader_epoch, c.metadata.as_str())), Some((10, 3, "meta")));
+    assert_eq!(fetched[1].2.as_ref().map(|c| c.offset), Some(20));
+    assert!(fetched[2].2.is_none());
+    assert_eq!(reloaded.fetch_offsets("standalone", None).len(), 1);
+    let group = reloaded.group("g").unwrap();
+    assert_eq!(group.state, GroupState::Stable);
+    assert_eq!(group.generation_id, 1);
+    assert_eq!(group.members[&a.member_id].assignment, Bytes::from_static(b"asg"));
+    assert_eq!(group.static_members.get("i1"), Some(&a.member_id));
+}
+
+#[test]
+fn a_failed_write_is_not_acknowledged_and_leaves_the_cache_alone() {
+    let mut h = Harness::new(config());
+    *h.log.fail_with.lock().unwrap() = Some(ErrorCode::NotLeaderOrFollower);
+    let entry = OffsetCommitEntry { topic: "t".into(), partition: 0, offset: 5, leader_epoch: -1, metadata: None };
+    assert_eq!(h.coordinator.commit_offsets("solo", "", None, -1, &[entry]), vec![ErrorCode::NotCoordinator]);
+    assert!(h.coordinator.fetch_offsets("solo", Some(&[("t".into(), 0)]))[0].2.is_none());
+}
+
+#[test]
+fn only_empty_groups_can_be_deleted_and_offsets_in_use_cannot_be_deleted() {
+    let mut h = Harness::new(config());
+    let ids = stable_group_of_three(&mut h);
+    assert_eq!(h.coordinator.delete_group("g"), ErrorCode::NonEmptyGroup);
+    assert_eq!(h.coordinator.delete_group("nope"), ErrorCode::GroupIdNotFound);
+    let leave: Vec<(String, Option<String>)> = ids.iter().map(|id| (id.clone(), None)).collect();
+    h.coordinator.leave("g", &leave).unwrap();
+    assert_eq!(h.state(), GroupState::Empty);
+    assert_eq!(h.coordinator.delete_group("g"), ErrorCode::None);
+    assert!(h.coordinator.group("g").is_none());
+}
+
+#[test]
+fn offsets_of_a_group_empty_longer_than_the_retention_expire() {
+    let mut h = Harness::new(GroupConfig { offsets_retention_ms: 60_000, offsets_retention_check_interval_ms: 1_000, ..GroupConfig::default() });
+    let entry = OffsetCommitEntry { topic: "t".into(), partition: 0, offset: 5, leader_epoch: -1, metadata: None };
+    h.coordinator.commit_offsets("solo", "", None, -1, &[entry]);
+    h.advance(30_000);
+    assert_eq!(h.coordinator.fetch_offsets("solo", None).len(), 1);
+    h.advance(31_000);
+    assert!(h.coordinator.fetch_offsets("solo", None).is_empty());
+    assert!(h.coordinator.group("solo").is_none());
+}
