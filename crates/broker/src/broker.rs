@@ -55,6 +55,8 @@ pub struct Broker {
     pub log_manager: Arc<LogManager>,
     /// The endpoints this broker advertises (with the ports actually bound).
     pub endpoints: Vec<Endpoint>,
+    /// The consumer group coordinator.
+    pub groups: crate::groups::Groups,
     shutdown: watch::Sender<bool>,
 }
 
@@ -97,7 +99,11 @@ impl Broker {
             let now = broker.clock.now_ms();
             let image = broker.metadata.commit(&records, now)?;
             let config = broker.config.clone();
-            broker.replicas.apply_image(&image, &move |topic| resolve_log_config(&config, topic))?;
+            // Host the partitions first, then let clients see the change: a topic
+            // in the image always has its logs.
+            let applied = broker.replicas.apply_image(&image, &move |topic| resolve_log_config(&config, topic));
+            broker.metadata.publish(Arc::clone(&image));
+            applied?;
             Ok(image)
         })
         .await
@@ -222,7 +228,8 @@ impl RunningBroker {
         });
         let replicas = ReplicaManager::new(config.node_id, Arc::clone(&log_manager), discovered);
         let (shutdown, _) = watch::channel(false);
-        let broker = Arc::new(Broker {
+        let broker = Arc::new_cyclic(|weak| Broker {
+            groups: crate::groups::Groups::new(&config, Arc::clone(&clock), weak.clone()),
             config,
             cluster_id,
             clock,
@@ -245,6 +252,15 @@ impl RunningBroker {
         };
         broker.commit(vec![registration]).await?;
         log_manager.finish_loading()?;
+        let loaded = {
+            let b = Arc::clone(&broker);
+            blocking(move || crate::groups::load_groups(&b.groups, &b.replicas)).await
+        };
+        match loaded {
+            Ok(records) if records > 0 => tracing::info!(records, "loaded consumer groups from __consumer_offsets"),
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "loading consumer groups failed; committed offsets may be missing"),
+        }
         tracing::info!(
             node_id = broker.node_id(),
             cluster_id = %broker.cluster_id,
@@ -258,6 +274,7 @@ impl RunningBroker {
             tasks.push(tokio::spawn(crate::network::accept_loop(Arc::clone(&broker), socket)));
         }
         tasks.push(tokio::spawn(background_tasks(Arc::clone(&broker))));
+        tasks.push(tokio::spawn(crate::groups::run_timer(Arc::clone(&broker))));
         for address in &addresses {
             tracing::info!(%address, "listening");
         }

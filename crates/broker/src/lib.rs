@@ -9,6 +9,7 @@ pub mod broker;
 pub mod clock;
 pub mod config;
 pub mod errors;
+pub mod groups;
 pub mod handlers;
 pub mod metadata_store;
 pub mod network;

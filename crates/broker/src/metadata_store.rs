@@ -34,7 +34,10 @@ pub enum MetadataError {
 
 pub struct MetadataStore {
     log: std::sync::Mutex<Log>,
+    /// What readers see: published once the broker has acted on it.
     image: RwLock<Arc<ClusterImage>>,
+    /// What the log holds: the base of the next commit.
+    committed: std::sync::Mutex<Arc<ClusterImage>>,
 }
 
 impl std::fmt::Debug for MetadataStore {
@@ -73,7 +76,8 @@ impl MetadataStore {
             }
         }
         tracing::info!(records = leo, topics = image.topics.len(), "replayed the cluster metadata log");
-        Ok(MetadataStore { log: std::sync::Mutex::new(log), image: RwLock::new(Arc::new(image)) })
+        let image = Arc::new(image);
+        Ok(MetadataStore { log: std::sync::Mutex::new(log), image: RwLock::new(Arc::clone(&image)), committed: std::sync::Mutex::new(image) })
     }
 
     /// The current image.
@@ -81,13 +85,16 @@ impl MetadataStore {
         Arc::clone(&self.image.read().unwrap_or_else(|p| p.into_inner()))
     }
 
-    /// Makes `records` durable and applies them, all or none. Blocking (fsync).
-    /// Callers serialise commits (the controller runs one decision at a time).
+    /// Makes `records` durable and applies them to the committed image, all or
+    /// none, and returns it; readers see it after [`MetadataStore::publish`].
+    /// Blocking (fsync). Callers serialise commits (the controller runs one decision
+    /// at a time).
     pub fn commit(&self, records: &[MetadataRecord], now_ms: i64) -> Result<Arc<ClusterImage>, MetadataError> {
+        let mut committed = self.committed.lock().unwrap_or_else(|p| p.into_inner());
         if records.is_empty() {
-            return Ok(self.image());
+            return Ok(Arc::clone(&committed));
         }
-        let mut next = (*self.image()).clone();
+        let mut next = (**committed).clone();
         let mut log = self.log.lock().unwrap_or_else(|p| p.into_inner());
         let first = log.log_end_offset().0;
         // Apply to a copy first: a record the image refuses is never written.
@@ -105,8 +112,13 @@ impl MetadataStore {
         let leo = log.log_end_offset().0;
         log.flush(leo)?;
         let next = Arc::new(next);
-        *self.image.write().unwrap_or_else(|p| p.into_inner()) = Arc::clone(&next);
+        *committed = Arc::clone(&next);
         Ok(next)
+    }
+
+    /// Makes `image` the one readers see.
+    pub fn publish(&self, image: Arc<ClusterImage>) {
+        *self.image.write().unwrap_or_else(|p| p.into_inner()) = image;
     }
 
     /// Flushes and closes the metadata log.

@@ -17,11 +17,22 @@ use crate::broker::Broker;
 
 pub mod api_versions;
 pub mod create_topics;
+pub mod delete_groups;
 pub mod delete_topics;
+pub mod describe_groups;
 pub mod fetch;
+pub mod find_coordinator;
+pub mod heartbeat;
+pub mod join_group;
+pub mod leave_group;
+pub mod list_groups;
 pub mod list_offsets;
 pub mod metadata;
+pub mod offset_commit;
+pub mod offset_delete;
+pub mod offset_fetch;
 pub mod produce;
+pub mod sync_group;
 
 /// The versions of one API this broker serves.
 #[derive(Debug, Clone, Copy)]
@@ -47,9 +58,20 @@ pub const APIS: &[ApiSpec] = &[
     fetch::API,
     list_offsets::API,
     metadata::API,
+    offset_commit::API,
+    offset_fetch::API,
+    find_coordinator::API,
+    join_group::API,
+    heartbeat::API,
+    leave_group::API,
+    sync_group::API,
+    describe_groups::API,
+    list_groups::API,
     api_versions::API,
     create_topics::API,
     delete_topics::API,
+    delete_groups::API,
+    offset_delete::API,
 ];
 
 pub fn spec_for(key: ApiKey) -> Option<&'static ApiSpec> {
@@ -128,6 +150,17 @@ pub async fn dispatch(broker: &Arc<Broker>, request: RequestFrame, peer: SocketA
         ApiKey::Produce => produce::handle(&ctx, body).await,
         ApiKey::Fetch => fetch::handle(&ctx, body).await,
         ApiKey::ListOffsets => list_offsets::handle(&ctx, body).await,
+        ApiKey::FindCoordinator => find_coordinator::handle(&ctx, body).await,
+        ApiKey::JoinGroup => join_group::handle(&ctx, body).await,
+        ApiKey::SyncGroup => sync_group::handle(&ctx, body).await,
+        ApiKey::Heartbeat => heartbeat::handle(&ctx, body).await,
+        ApiKey::LeaveGroup => leave_group::handle(&ctx, body).await,
+        ApiKey::OffsetCommit => offset_commit::handle(&ctx, body).await,
+        ApiKey::OffsetFetch => offset_fetch::handle(&ctx, body).await,
+        ApiKey::ListGroups => list_groups::handle(&ctx, body).await,
+        ApiKey::DescribeGroups => describe_groups::handle(&ctx, body).await,
+        ApiKey::DeleteGroups => delete_groups::handle(&ctx, body).await,
+        ApiKey::OffsetDelete => offset_delete::handle(&ctx, body).await,
         other => Reply::Close(format!("API {other:?} has no handler")),
     }
 }

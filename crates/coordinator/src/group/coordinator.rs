@@ -14,6 +14,7 @@
 //! 4. Members heartbeat within `session.timeout.ms`; a heartbeat during a rebalance
 //!    answers REBALANCE_IN_PROGRESS so the member rejoins. A member that stops
 //!    heartbeating, leaves, or joins with new protocols starts a rebalance.
+//!
 //! Static members (`group.instance.id`) keep their assignment across restarts: a
 //! rejoin with a new member id replaces the old member without a rebalance.
 //!

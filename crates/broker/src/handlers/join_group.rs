@@ -1,0 +1,81 @@
+//! JoinGroup (key 11): join a group, waiting until the rebalance completes.
+//! v0-9 (v0/v1 kept for old librdkafka, as Kafka 4.1 does). From v4 a first join
+//! without a member id is answered MEMBER_ID_REQUIRED with an id to join with.
+
+use bytes::Bytes;
+use coordinator::{JoinParams, JoinResult};
+use protocol::kafka::messages::join_group_response::JoinGroupResponseMember;
+use protocol::kafka::messages::{ApiKey, JoinGroupRequest, JoinGroupResponse};
+use protocol::kafka::protocol::StrBytes;
+use protocol::ErrorCode;
+use tokio::sync::oneshot;
+
+use super::{ApiSpec, Reply, RequestContext};
+use crate::broker::blocking;
+use crate::groups::ensure_offsets_topic;
+
+pub const API: ApiSpec = ApiSpec::new(ApiKey::JoinGroup, 0, 9);
+
+fn response(result: JoinResult) -> JoinGroupResponse {
+    JoinGroupResponse::default()
+        .with_error_code(result.error.code())
+        .with_generation_id(result.generation_id)
+        .with_protocol_type(result.protocol_type.map(StrBytes::from_string))
+        .with_protocol_name(Some(StrBytes::from_string(result.protocol_name.unwrap_or_default())))
+        .with_leader(StrBytes::from_string(result.leader))
+        .with_skip_assignment(result.skip_assignment)
+        .with_member_id(StrBytes::from_string(result.member_id))
+        .with_members(
+            result
+                .members
+                .into_iter()
+                .map(|m| {
+                    JoinGroupResponseMember::default()
+                        .with_member_id(StrBytes::from_string(m.member_id))
+                        .with_group_instance_id(m.group_instance_id.map(StrBytes::from_string))
+                        .with_metadata(m.metadata)
+                })
+                .collect(),
+        )
+}
+
+pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
+    let request: JoinGroupRequest = match ctx.decode(body) {
+        Ok(request) => request,
+        Err(reply) => return reply,
+    };
+    if let Err(code) = ensure_offsets_topic(&ctx.broker).await {
+        let result = JoinResult { error: code, generation_id: -1, protocol_type: None, protocol_name: None, leader: String::new(), member_id: request.member_id.to_string(), members: Vec::new(), skip_assignment: false };
+        return ctx.respond(&response(result));
+    }
+    let params = JoinParams {
+        group_id: request.group_id.to_string(),
+        member_id: request.member_id.to_string(),
+        group_instance_id: request.group_instance_id.as_ref().map(|s| s.to_string()),
+        client_id: ctx.client_id.clone().unwrap_or_default(),
+        client_host: format!("/{}", ctx.peer.ip()),
+        session_timeout_ms: request.session_timeout_ms,
+        rebalance_timeout_ms: if ctx.api_version >= 1 { request.rebalance_timeout_ms } else { request.session_timeout_ms },
+        protocol_type: request.protocol_type.to_string(),
+        protocols: request.protocols.iter().map(|p| (p.name.to_string(), p.metadata.clone())).collect(),
+        require_known_member_id: ctx.api_version >= 4,
+    };
+    let (tx, rx) = oneshot::channel();
+    let broker = std::sync::Arc::clone(&ctx.broker);
+    blocking(move || {
+        broker.groups.lock().join(params, Box::new(move |result| {
+            let _ = tx.send(result);
+        }))
+    })
+    .await;
+    let mut shutdown = ctx.broker.shutdown_signal();
+    let result = tokio::select! {
+        result = rx => result.unwrap_or_else(|_| error_result(ErrorCode::UnknownServerError)),
+        _ = shutdown.changed() => error_result(ErrorCode::CoordinatorNotAvailable),
+    };
+    ctx.respond(&response(result))
+}
+
+fn error_result(error: ErrorCode) -> JoinResult {
+    JoinResult { error, generation_id: -1, protocol_type: None, protocol_name: None, leader: String::new(), member_id: String::new(), members: Vec::new(), skip_assignment: false }
+}

@@ -1,0 +1,63 @@
+//! OffsetCommit (key 8): store a group's (or a standalone consumer's) positions.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use coordinator::OffsetCommitEntry;
+use protocol::kafka::messages::offset_commit_response::{OffsetCommitResponsePartition, OffsetCommitResponseTopic};
+use protocol::kafka::messages::{ApiKey, OffsetCommitRequest, OffsetCommitResponse};
+use protocol::ErrorCode;
+
+use super::{ApiSpec, Reply, RequestContext};
+use crate::broker::blocking;
+use crate::groups::ensure_offsets_topic;
+
+pub const API: ApiSpec = ApiSpec::new(ApiKey::OffsetCommit, 2, 9);
+
+pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
+    let request: OffsetCommitRequest = match ctx.decode(body) {
+        Ok(request) => request,
+        Err(reply) => return reply,
+    };
+    let entries: Vec<OffsetCommitEntry> = request
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions.iter().map(move |p| OffsetCommitEntry {
+                topic: t.name.to_string(),
+                partition: p.partition_index,
+                offset: p.committed_offset,
+                leader_epoch: p.committed_leader_epoch,
+                metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
+            })
+        })
+        .collect();
+    let errors = match ensure_offsets_topic(&ctx.broker).await {
+        Err(code) => vec![code; entries.len()],
+        Ok(()) => {
+            let broker = Arc::clone(&ctx.broker);
+            let group_id = request.group_id.to_string();
+            let member_id = request.member_id.to_string();
+            let instance = request.group_instance_id.as_ref().map(|s| s.to_string());
+            let generation = request.generation_id_or_member_epoch;
+            blocking(move || broker.groups.lock().commit_offsets(&group_id, &member_id, instance.as_deref(), generation, &entries)).await
+        }
+    };
+    let mut errors = errors.into_iter();
+    let topics = request
+        .topics
+        .iter()
+        .map(|t| {
+            OffsetCommitResponseTopic::default().with_name(t.name.clone()).with_topic_id(t.topic_id).with_partitions(
+                t.partitions
+                    .iter()
+                    .map(|p| {
+                        let error = errors.next().unwrap_or(ErrorCode::UnknownServerError);
+                        OffsetCommitResponsePartition::default().with_partition_index(p.partition_index).with_error_code(error.code())
+                    })
+                    .collect(),
+            )
+        })
+        .collect();
+    ctx.respond(&OffsetCommitResponse::default().with_topics(topics))
+}

@@ -1,0 +1,45 @@
+//! OffsetDelete (key 47): delete a group's committed offsets for partitions it does
+//! not consume (GROUP_SUBSCRIBED_TO_TOPIC for those it does).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use protocol::kafka::messages::offset_delete_response::{OffsetDeleteResponsePartition, OffsetDeleteResponseTopic};
+use protocol::kafka::messages::{ApiKey, OffsetDeleteRequest, OffsetDeleteResponse};
+use protocol::ErrorCode;
+
+use super::{ApiSpec, Reply, RequestContext};
+use crate::broker::blocking;
+
+pub const API: ApiSpec = ApiSpec::new(ApiKey::OffsetDelete, 0, 0);
+
+pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
+    let request: OffsetDeleteRequest = match ctx.decode(body) {
+        Ok(request) => request,
+        Err(reply) => return reply,
+    };
+    let partitions: Vec<(String, i32)> = request.topics.iter().flat_map(|t| t.partitions.iter().map(move |p| (t.name.to_string(), p.partition_index))).collect();
+    let broker = Arc::clone(&ctx.broker);
+    let group_id = request.group_id.to_string();
+    let outcome = blocking(move || broker.groups.lock().delete_offsets(&group_id, &partitions)).await;
+    let response = match outcome {
+        Err(code) => OffsetDeleteResponse::default().with_error_code(code.code()),
+        Ok(errors) => {
+            let mut errors = errors.into_iter();
+            let topics = request
+                .topics
+                .iter()
+                .map(|t| {
+                    OffsetDeleteResponseTopic::default().with_name(t.name.clone()).with_partitions(
+                        t.partitions
+                            .iter()
+                            .map(|p| OffsetDeleteResponsePartition::default().with_partition_index(p.partition_index).with_error_code(errors.next().unwrap_or(ErrorCode::UnknownServerError).code()))
+                            .collect(),
+                    )
+                })
+                .collect();
+            OffsetDeleteResponse::default().with_error_code(0).with_topics(topics)
+        }
+    };
+    ctx.respond(&response)
+}
