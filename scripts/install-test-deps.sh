@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Installs everything the Rivulet interop suite needs, idempotently:
+#   * kcat (Debian package)                       -> /usr/bin/kcat
+#   * Python venv with pinned clients + pytest    -> <repo>/.venv
+#   * kafkajs (+ codecs) from package-lock.json   -> tests/interop/js/node_modules
+# Fast when everything is already installed (hash stamps, no network).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+log() { printf '[install-test-deps] %s\n' "$*" >&2; }
+
+sha() { sha256sum "$@" | sha256sum | cut -d' ' -f1; }
+
+# ---------------------------------------------------------------- kcat
+install_kcat() {
+    if command -v kcat >/dev/null 2>&1; then
+        return 0
+    fi
+    log "installing kcat (apt-get)"
+    local sudo=""
+    if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+    export DEBIAN_FRONTEND=noninteractive
+    if ! $sudo apt-get install -y -q --no-install-recommends kcat >/dev/null; then
+        log "apt-get install failed; running apt-get update and retrying"
+        $sudo apt-get update -q >/dev/null
+        $sudo apt-get install -y -q --no-install-recommends kcat >/dev/null
+    fi
+    command -v kcat >/dev/null 2>&1 || { log "kcat still missing after install"; exit 1; }
+}
+
+# ---------------------------------------------------------------- python venv
+install_venv() {
+    local req="tests/interop/requirements.txt"
+    local venv="$ROOT/.venv"
+    local stamp="$venv/.rivulet-requirements.sha256"
+    local want
+    want="$(sha "$req")"
+    if [ -x "$venv/bin/python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+        return 0
+    fi
+    local py="${PYTHON:-}"
+    if [ -z "$py" ]; then
+        if command -v python3 >/dev/null 2>&1; then py=python3; else py=python; fi
+    fi
+    if [ ! -x "$venv/bin/python" ]; then
+        log "creating venv at $venv with $py ($($py --version 2>&1))"
+        "$py" -m venv "$venv"
+    fi
+    log "installing pinned Python packages from $req"
+    "$venv/bin/python" -m pip install --disable-pip-version-check -q -r "$req"
+    "$venv/bin/python" - <<'PY'
+import confluent_kafka, kafka, kafka.codec as c, pytest  # noqa: F401
+missing = [n for n, ok in (("snappy", c.has_snappy()), ("lz4", c.has_lz4()), ("zstd", c.has_zstd())) if not ok]
+if missing:
+    raise SystemExit("kafka-python codecs missing: %s" % missing)
+PY
+    echo "$want" >"$stamp"
+}
+
+# ---------------------------------------------------------------- node deps
+install_node() {
+    local dir="$ROOT/tests/interop/js"
+    local stamp="$dir/node_modules/.rivulet-lock.sha256"
+    local want
+    want="$(sha "$dir/package.json" "$dir/package-lock.json")"
+    if [ -d "$dir/node_modules/kafkajs" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+        return 0
+    fi
+    command -v npm >/dev/null 2>&1 || { log "npm not found (Node 20 + npm required)"; exit 1; }
+    # kafkajs-lz4 depends on the native `lz4` package (node-gyp). Point node-gyp at the
+    # system Node headers so it never tries to download them (no internet here).
+    if [ -z "${npm_config_nodedir:-}" ] && [ -f /usr/include/node/node.h ]; then
+        export npm_config_nodedir=/usr
+    fi
+    log "npm ci in tests/interop/js"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+    # Codec check: kafkajs itself is mandatory, the codec packages are reported.
+    (cd "$dir" && node --input-type=module -e "
+import { loadCodecs } from './lib.mjs';
+const c = await loadCodecs();
+console.error('[install-test-deps] kafkajs codecs available: ' + JSON.stringify(c));
+")
+    echo "$want" >"$stamp"
+}
+
+install_kcat
+install_venv
+install_node
+log "ok (kcat $(kcat -V 2>&1 | sed -n 's/^Version \([^ ]*\).*/\1/p'), $("$ROOT/.venv/bin/python" --version), node $(node --version))"

@@ -1,0 +1,88 @@
+"""pytest fixtures for the Rivulet interop suite.
+
+Fixtures
+  broker          module-scoped default broker (shared by the tests of one module; tests use
+                  unique topic names from the `topic` fixture so they do not interfere).
+  broker_factory  function-scoped factory: `broker_factory(overrides={...})` starts a fresh
+                  broker with its own port + data dir; all are stopped (SIGTERM, exit code 0
+                  asserted) at the end of the test.
+  topic           a unique, valid topic name derived from the test name.
+
+When a test fails, the stderr tail of every broker alive during it is attached to the report.
+"""
+from __future__ import annotations
+
+import itertools
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from rivulet_harness import LIVE_BROKERS, Broker, HarnessError, check_broker_binary  # noqa: E402
+
+_counter = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def rivulet_bin():
+    """The broker binary; without it the whole session stops with one clear message."""
+    message = None
+    try:
+        return check_broker_binary()
+    except HarnessError as exc:
+        message = str(exc)
+    pytest.exit(message, returncode=1)
+
+
+@pytest.fixture(scope="module")
+def broker(rivulet_bin, tmp_path_factory, request):
+    overrides = getattr(request.module, "BROKER_OVERRIDES", {})
+    name = request.module.__name__.rsplit(".", 1)[-1]
+    b = Broker(tmp_path_factory.mktemp(f"{name}-broker"), overrides=overrides, name=f"{name}-broker")
+    try:
+        b.start()
+        yield b
+    finally:
+        b.close()
+
+
+@pytest.fixture
+def broker_factory(rivulet_bin, tmp_path):
+    made: list[Broker] = []
+
+    def make(overrides=None, start=True, name=None, properties=None) -> Broker:
+        b = Broker(tmp_path / f"broker{len(made)}", overrides=overrides,
+                   name=name or f"broker{len(made)}", properties=properties)
+        made.append(b)
+        if start:
+            b.start()
+        return b
+
+    yield make
+    errors = []
+    for b in made:
+        try:
+            b.close()
+        except Exception as exc:  # noqa: BLE001 - report all, fail once
+            errors.append(exc)
+    if errors:
+        raise errors[0]
+
+
+@pytest.fixture
+def topic(request) -> str:
+    base = re.sub(r"[^a-zA-Z0-9._-]+", "_", request.node.name.removeprefix("test_"))
+    return f"{base[:180]}-{next(_counter)}"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed:
+        for b in list(LIVE_BROKERS):
+            report.sections.append(
+                (f"rivulet {b.name} stderr tail ({call.when}; {b.stderr_path})", b.stderr_tail()))
