@@ -157,14 +157,15 @@ impl BatchHeader {
         LOG_OVERHEAD + self.batch_length as usize
     }
 
-    /// The offset of the batch's last record (base + last delta).
+    /// The offset of the batch's last record (base + last delta). Wraps as Kafka's
+    /// long arithmetic does: both fields come off the wire or the disk unchecked.
     pub fn last_offset(&self) -> i64 {
-        self.base_offset + i64::from(self.last_offset_delta)
+        self.base_offset.wrapping_add(i64::from(self.last_offset_delta))
     }
 
     /// The next offset after this batch.
     pub fn next_offset(&self) -> i64 {
-        self.last_offset() + 1
+        self.last_offset().wrapping_add(1)
     }
 
     pub fn compression(&self) -> Result<Compression, BatchError> {

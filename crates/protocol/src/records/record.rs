@@ -295,7 +295,7 @@ fn decode_one(data: &Bytes, rest: &mut &[u8], index: usize, header: &BatchHeader
         return Err(format!("{} bytes left over inside the record", body.len()));
     }
     Ok(Record {
-        offset: header.base_offset + i64::from(offset_delta),
+        offset: header.base_offset.wrapping_add(i64::from(offset_delta)),
         timestamp: header.base_timestamp.wrapping_add(timestamp_delta),
         key,
         value,

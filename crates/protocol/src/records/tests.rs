@@ -89,6 +89,31 @@ fn patching_offset_and_epoch_keeps_the_crc_valid() {
 }
 
 #[test]
+fn offsets_at_the_ends_of_i64_wrap_instead_of_panicking() {
+    // Found by `cargo fuzz run batch_parser`: a header with base offset i64::MIN and
+    // last offset delta -1 made `last_offset()` overflow ("attempt to add with
+    // overflow" in debug builds). Produce validation formats it into its error
+    // message before checking the base offset, so a client could hit it.
+    let mut header = [0u8; HEADER_LEN];
+    header[batch::BASE_OFFSET_AT..batch::BASE_OFFSET_AT + 8].copy_from_slice(&i64::MIN.to_be_bytes());
+    header[batch::BATCH_LENGTH_AT..batch::BATCH_LENGTH_AT + 4].copy_from_slice(&49i32.to_be_bytes());
+    header[batch::MAGIC_AT] = 2;
+    header[batch::LAST_OFFSET_DELTA_AT..batch::LAST_OFFSET_DELTA_AT + 4].copy_from_slice(&(-1i32).to_be_bytes());
+    let parsed = BatchHeader::parse(&header).unwrap();
+    assert_eq!(parsed.last_offset(), i64::MAX);
+    assert_eq!(parsed.next_offset(), i64::MIN);
+
+    // Record offsets past i64::MAX wrap the same way in decode_records.
+    let mut bytes = sample_batch(Compression::None);
+    batch::patch_offset_and_epoch(&mut bytes[..HEADER_LEN], i64::MAX, 0);
+    let parsed = BatchHeader::parse(&bytes).unwrap();
+    assert_eq!(parsed.last_offset(), i64::MIN + 1);
+    let (_, records) = decode_records(&bytes, 1 << 20).unwrap();
+    let offsets: Vec<i64> = records.iter().map(|r| r.offset).collect();
+    assert_eq!(offsets, vec![i64::MAX, i64::MIN, i64::MIN + 1]);
+}
+
+#[test]
 fn log_append_time_patch_sets_type_and_max_timestamp_with_a_fresh_crc() {
     let mut bytes = sample_batch(Compression::Lz4);
     let (head, body) = bytes.split_at_mut(HEADER_LEN);
