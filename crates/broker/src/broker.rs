@@ -12,7 +12,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use metadata::{ClusterImage, Controller, ControllerConfig, CreateTopicOutcome, DeleteTopicOutcome, Endpoint, MetadataRecord, TopicImage, TopicSpec};
+use std::collections::BTreeMap;
+
+use metadata::{ClusterImage, ConfigResource, Controller, ControllerConfig, CreateTopicOutcome, DeleteTopicOutcome, Endpoint, MetadataRecord, PartitionIncrease, TopicImage, TopicSpec};
 use metadata::controller::DeleteTarget;
 use protocol::time::Clock;
 use protocol::ErrorCode;
@@ -81,7 +83,8 @@ impl Broker {
 
     /// The effective log config of a topic: its overrides over the broker defaults.
     pub fn log_config_for(&self, topic: &TopicImage) -> Arc<LogConfig> {
-        resolve_log_config(&self.config, topic)
+        let image = self.metadata.image();
+        resolve_log_config(&crate::configs::topic_defaults(&self.config, &image), topic)
     }
 
     pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
@@ -98,10 +101,10 @@ impl Broker {
         blocking(move || {
             let now = broker.clock.now_ms();
             let image = broker.metadata.commit(&records, now)?;
-            let config = broker.config.clone();
+            let defaults = crate::configs::topic_defaults(&broker.config, &image);
             // Host the partitions first, then let clients see the change: a topic
             // in the image always has its logs.
-            let applied = broker.replicas.apply_image(&image, &move |topic| resolve_log_config(&config, topic));
+            let applied = broker.replicas.apply_image(&image, &move |topic| resolve_log_config(&defaults, topic));
             broker.metadata.publish(Arc::clone(&image));
             applied?;
             Ok(image)
@@ -151,6 +154,45 @@ impl Broker {
         outcomes
     }
 
+    /// CreatePartitions: decide, and unless validating only, commit.
+    pub async fn create_partitions(self: &Arc<Self>, increases: Vec<PartitionIncrease>, validate_only: bool) -> Vec<(String, Result<(), (ErrorCode, String)>)> {
+        let _decision = self.controller_lock.lock().await;
+        let image = self.metadata.image();
+        let (mut outcomes, records) = self.controller.create_partitions(&image, &increases);
+        if validate_only || records.is_empty() {
+            return outcomes;
+        }
+        if let Err(e) = self.commit(records).await {
+            tracing::error!(error = %e, "committing new partitions failed");
+            for (_, result) in &mut outcomes {
+                if result.is_ok() {
+                    *result = Err((ErrorCode::UnknownServerError, format!("metadata commit failed: {e}")));
+                }
+            }
+        }
+        outcomes
+    }
+
+    /// Replaces the config overrides of `resource` with `wanted` (validated first).
+    pub async fn alter_configs(self: &Arc<Self>, resource: ConfigResource, wanted: BTreeMap<String, String>, validate_only: bool) -> Result<(), (ErrorCode, String)> {
+        let _decision = self.controller_lock.lock().await;
+        let image = self.metadata.image();
+        match &resource {
+            ConfigResource::Topic(topic) => {
+                if image.topic(topic).is_none() {
+                    return Err((ErrorCode::UnknownTopicOrPartition, format!("Topic {topic} does not exist.")));
+                }
+                crate::configs::validate_topic_overrides(&self.config, &image, &wanted)?;
+            }
+            ConfigResource::Broker(_) | ConfigResource::BrokerDefault => crate::configs::validate_broker_overrides(&self.config, &image, &wanted)?,
+        }
+        let records = self.controller.alter_configs(&image, &resource, &wanted);
+        if validate_only || records.is_empty() {
+            return Ok(());
+        }
+        self.commit(records).await.map(|_| ()).map_err(|e| (ErrorCode::UnknownServerError, format!("metadata commit failed: {e}")))
+    }
+
     /// Creates topics that a Metadata request asked for (auto-creation), with the
     /// broker's defaults. Topics that exist by then are left alone.
     pub async fn auto_create_topics(self: &Arc<Self>, names: Vec<String>) -> Vec<CreateTopicOutcome> {
@@ -169,14 +211,14 @@ impl Broker {
     }
 }
 
-pub fn resolve_log_config(config: &BrokerConfig, topic: &TopicImage) -> Arc<LogConfig> {
-    match LogConfig::resolve(&topic.configs, &config.topic_defaults) {
+pub fn resolve_log_config(defaults: &BTreeMap<String, String>, topic: &TopicImage) -> Arc<LogConfig> {
+    match LogConfig::resolve(&topic.configs, defaults) {
         Ok(resolved) => Arc::new(resolved),
         Err(e) => {
             // Configs are validated before they are committed; a value that no
             // longer validates (a newer rule) falls back to the broker defaults.
             tracing::error!(topic = %topic.name, error = %e, "topic config is invalid; using broker defaults");
-            Arc::new(LogConfig::resolve(&Default::default(), &config.topic_defaults).expect("broker defaults were validated at start-up"))
+            Arc::new(LogConfig::resolve(&Default::default(), defaults).unwrap_or_default())
         }
     }
 }
@@ -307,7 +349,8 @@ async fn background_tasks(broker: Arc<Broker>) {
     let mut recovery = tokio::time::interval(Duration::from_millis(broker.config.recovery_checkpoint_interval_ms));
     let mut high_watermarks = tokio::time::interval(Duration::from_millis(broker.config.high_watermark_checkpoint_interval_ms));
     let mut flushes = tokio::time::interval(Duration::from_millis(broker.config.flush_scheduler_interval_ms.min(1 << 30)));
-    for interval in [&mut recovery, &mut high_watermarks, &mut flushes] {
+    let mut retention = tokio::time::interval(Duration::from_millis(broker.config.retention_check_interval_ms));
+    for interval in [&mut recovery, &mut high_watermarks, &mut flushes, &mut retention] {
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         interval.tick().await;
     }
@@ -325,6 +368,17 @@ async fn background_tasks(broker: Arc<Broker>) {
                 if let Err(e) = blocking(move || b.replicas.checkpoint_high_watermarks()).await {
                     tracing::warn!(error = %e, "writing the high watermark checkpoint failed");
                 }
+            }
+            _ = retention.tick() => {
+                let b = Arc::clone(&broker);
+                blocking(move || {
+                    for partition in b.replicas.partitions() {
+                        if let Err(e) = partition.apply_retention() {
+                            tracing::warn!(partition = %partition.topic_partition(), error = %e, "retention pass failed");
+                        }
+                    }
+                })
+                .await;
             }
             _ = flushes.tick() => {
                 let b = Arc::clone(&broker);

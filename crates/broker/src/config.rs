@@ -100,6 +100,47 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
     def!("unclean.leader.election.enable", Boolean, "false", Validator::Any, "Default unclean.leader.election.enable."),
 ];
 
+/// Topic config defaults from broker keys (the synonyms), with Kafka's unit
+/// conversions resolved (`log.roll.hours` into `log.roll.ms`...). Used for the
+/// static config and again whenever dynamic broker configs change.
+pub fn topic_defaults_from(raw: &BTreeMap<String, String>) -> Result<BTreeMap<String, String>, ConfigError> {
+    let get = |key: &str| -> String { raw.get(key).cloned().unwrap_or_else(|| def_of(key).map(|d| d.default.to_string()).unwrap_or_default()) };
+    let int = |key: &str| -> i64 { get(key).trim().parse().unwrap_or(0) };
+    let opt_long = |key: &str| -> Option<i64> { raw.get(key).and_then(|v| v.trim().parse().ok()) };
+    let mut topic_defaults = BTreeMap::new();
+    for def in storage::config::TOPIC_CONFIGS {
+        for key in def.broker_synonyms {
+            if let Some(value) = raw.get(*key) {
+                topic_defaults.insert(key.to_string(), value.clone());
+            }
+        }
+    }
+    let roll_ms = opt_long("log.roll.ms").unwrap_or_else(|| int("log.roll.hours") * 3_600_000);
+    topic_defaults.insert("log.roll.ms".into(), roll_ms.to_string());
+    let jitter_ms = opt_long("log.roll.jitter.ms").unwrap_or_else(|| int("log.roll.jitter.hours") * 3_600_000);
+    topic_defaults.insert("log.roll.jitter.ms".into(), jitter_ms.to_string());
+    let retention_ms = opt_long("log.retention.ms")
+        .or_else(|| opt_long("log.retention.minutes").map(|m| m * 60_000))
+        .unwrap_or_else(|| int("log.retention.hours") * 3_600_000);
+    topic_defaults.insert("log.retention.ms".into(), retention_ms.to_string());
+    let flush_ms = opt_long("log.flush.interval.ms").unwrap_or_else(|| int("log.flush.scheduler.interval.ms"));
+    topic_defaults.insert("log.flush.interval.ms".into(), flush_ms.to_string());
+    // Every topic default must itself be a valid topic value.
+    storage::LogConfig::resolve(&BTreeMap::new(), &topic_defaults).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+    Ok(topic_defaults)
+}
+
+/// Broker keys that may change at run time (IncrementalAlterConfigs on a broker or
+/// the cluster default): the defaults of topic configs, as in Kafka.
+pub fn is_dynamic_broker_key(name: &str) -> bool {
+    storage::config::TOPIC_CONFIGS.iter().any(|d| d.broker_synonyms.contains(&name))
+        || matches!(name, "log.roll.hours" | "log.roll.jitter.hours" | "log.retention.hours" | "log.retention.minutes")
+}
+
+pub fn broker_config_def(name: &str) -> Option<&'static ConfigDef> {
+    def_of(name)
+}
+
 /// A listener to bind.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listener {
@@ -138,6 +179,7 @@ pub struct BrokerConfig {
     pub recovery_checkpoint_interval_ms: u64,
     pub high_watermark_checkpoint_interval_ms: u64,
     pub flush_scheduler_interval_ms: u64,
+    pub retention_check_interval_ms: u64,
     /// Values for topic config synonyms, keyed by broker key.
     pub topic_defaults: BTreeMap<String, String>,
 }
@@ -224,7 +266,6 @@ impl BrokerConfig {
         };
         let int = |key: &str| -> i64 { get(key).trim().parse().unwrap_or_else(|_| panic!("{key} was validated as a number")) };
         let boolean = |key: &str| get(key).trim().eq_ignore_ascii_case("true");
-        let opt_long = |key: &str| -> Option<i64> { raw.get(key).and_then(|v| v.trim().parse().ok()) };
 
         let node_id = match (raw.get("node.id"), raw.get("broker.id")) {
             (Some(_), _) => int("node.id") as i32,
@@ -280,28 +321,7 @@ impl BrokerConfig {
             None => log_dirs[0].clone(),
         };
 
-        // Topic config defaults: the broker keys that are synonyms, with Kafka's
-        // unit conversions resolved.
-        let mut topic_defaults = BTreeMap::new();
-        for def in storage::config::TOPIC_CONFIGS {
-            for key in def.broker_synonyms {
-                if let Some(value) = raw.get(*key) {
-                    topic_defaults.insert(key.to_string(), value.clone());
-                }
-            }
-        }
-        let roll_ms = opt_long("log.roll.ms").unwrap_or_else(|| int("log.roll.hours") * 3_600_000);
-        topic_defaults.insert("log.roll.ms".into(), roll_ms.to_string());
-        let jitter_ms = opt_long("log.roll.jitter.ms").unwrap_or_else(|| int("log.roll.jitter.hours") * 3_600_000);
-        topic_defaults.insert("log.roll.jitter.ms".into(), jitter_ms.to_string());
-        let retention_ms = opt_long("log.retention.ms")
-            .or_else(|| opt_long("log.retention.minutes").map(|m| m * 60_000))
-            .unwrap_or_else(|| int("log.retention.hours") * 3_600_000);
-        topic_defaults.insert("log.retention.ms".into(), retention_ms.to_string());
-        let flush_ms = opt_long("log.flush.interval.ms").unwrap_or_else(|| int("log.flush.scheduler.interval.ms"));
-        topic_defaults.insert("log.flush.interval.ms".into(), flush_ms.to_string());
-        // Every topic default must itself be a valid topic value.
-        storage::LogConfig::resolve(&BTreeMap::new(), &topic_defaults).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        let topic_defaults = topic_defaults_from(&raw)?;
 
         Ok(BrokerConfig {
             node_id,
@@ -321,6 +341,7 @@ impl BrokerConfig {
             recovery_checkpoint_interval_ms: int("log.flush.offset.checkpoint.interval.ms").max(100) as u64,
             high_watermark_checkpoint_interval_ms: int("replica.high.watermark.checkpoint.interval.ms").max(100) as u64,
             flush_scheduler_interval_ms: int("log.flush.scheduler.interval.ms").clamp(100, 1 << 40) as u64,
+            retention_check_interval_ms: int("log.retention.check.interval.ms").clamp(10, 1 << 40) as u64,
             topic_defaults,
             raw,
         })

@@ -8,6 +8,7 @@
 pub mod broker;
 pub mod clock;
 pub mod config;
+pub mod configs;
 pub mod errors;
 pub mod groups;
 pub mod handlers;

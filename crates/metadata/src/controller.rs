@@ -304,6 +304,105 @@ impl Controller {
     }
 }
 
+/// Each topic's outcome of a CreatePartitions request.
+pub type PartitionOutcomes = Vec<(String, Result<(), (ErrorCode, String)>)>;
+
+/// A CreatePartitions request for one topic.
+#[derive(Debug, Clone)]
+pub struct PartitionIncrease {
+    pub topic: String,
+    /// The new total partition count.
+    pub count: i32,
+    /// Replicas for each new partition, when given.
+    pub assignments: Option<Vec<Vec<i32>>>,
+}
+
+impl Controller {
+    /// Decides a CreatePartitions request: per-topic errors and the new partitions.
+    pub fn create_partitions(&self, image: &ClusterImage, increases: &[PartitionIncrease]) -> (PartitionOutcomes, Vec<MetadataRecord>) {
+        let mut outcomes = Vec::new();
+        let mut records = Vec::new();
+        let brokers: Vec<i32> = image.brokers.keys().copied().collect();
+        let mut seen = BTreeSet::new();
+        for increase in increases {
+            let result = (|| {
+                if !seen.insert(increase.topic.clone()) {
+                    return fail(ErrorCode::InvalidRequest, "Duplicate topic in the request.");
+                }
+                let Some(topic) = image.topic(&increase.topic) else {
+                    return fail(ErrorCode::UnknownTopicOrPartition, format!("The topic '{}' does not exist.", increase.topic));
+                };
+                let current = topic.partitions.len() as i32;
+                if increase.count < current {
+                    return fail(ErrorCode::InvalidPartitions, format!("The topic {} currently has {current} partition(s); {} would not be an increase.", increase.topic, increase.count));
+                }
+                if increase.count == current {
+                    return fail(ErrorCode::InvalidPartitions, format!("Topic already has {current} partition(s)."));
+                }
+                let new_count = (increase.count - current) as usize;
+                let rf = topic.partitions.values().next().map(|p| p.replicas.len()).unwrap_or(1);
+                let placed: Vec<Vec<i32>> = match &increase.assignments {
+                    Some(assignments) => {
+                        if assignments.len() != new_count {
+                            return fail(ErrorCode::InvalidReplicaAssignment, format!("Increasing the number of partitions by {new_count} but {} assignments provided.", assignments.len()));
+                        }
+                        for replicas in assignments {
+                            if replicas.len() != rf {
+                                return fail(ErrorCode::InvalidReplicaAssignment, format!("Inconsistent replication factor between partitions, partition 0 has {rf} while the new assignment has {}.", replicas.len()));
+                            }
+                            if let Some(missing) = replicas.iter().find(|b| !brokers.contains(b)) {
+                                return fail(ErrorCode::InvalidReplicaAssignment, format!("The manual partition assignment includes broker {missing}, but no such broker is registered."));
+                            }
+                        }
+                        assignments.clone()
+                    }
+                    None => {
+                        if rf > brokers.len() {
+                            return fail(ErrorCode::InvalidReplicationFactor, format!("Unable to replicate the partition {rf} time(s): only {} broker(s) are registered.", brokers.len()));
+                        }
+                        place_replicas(&increase.topic, increase.count, rf, &brokers).into_iter().skip(current as usize).map(|(_, r)| r).collect()
+                    }
+                };
+                for (i, replicas) in placed.into_iter().enumerate() {
+                    records.push(MetadataRecord::Partition {
+                        topic_id: topic.topic_id,
+                        partition: current + i as i32,
+                        isr: replicas.clone(),
+                        leader: replicas[0],
+                        replicas,
+                        leader_epoch: 0,
+                        partition_epoch: 0,
+                    });
+                }
+                Ok(())
+            })();
+            outcomes.push((increase.topic.clone(), result));
+        }
+        (outcomes, records)
+    }
+
+    /// The records that turn `resource`'s current config overrides into `wanted`.
+    pub fn alter_configs(&self, image: &ClusterImage, resource: &ConfigResource, wanted: &BTreeMap<String, String>) -> Vec<MetadataRecord> {
+        let empty = BTreeMap::new();
+        let current = match resource {
+            ConfigResource::Topic(topic) => image.topic(topic).map(|t| &t.configs).unwrap_or(&empty),
+            other => image.broker_configs.get(other).unwrap_or(&empty),
+        };
+        let mut records = Vec::new();
+        for (name, value) in wanted {
+            if current.get(name) != Some(value) {
+                records.push(MetadataRecord::Config { resource: resource.clone(), name: name.clone(), value: Some(value.clone()) });
+            }
+        }
+        for name in current.keys() {
+            if !wanted.contains_key(name) {
+                records.push(MetadataRecord::Config { resource: resource.clone(), name: name.clone(), value: None });
+            }
+        }
+        records
+    }
+}
+
 /// Kafka-style placement: partition `p`'s replicas start at broker `(start + p)`,
 /// where `start` depends on the topic name, so leaders spread over the brokers.
 fn place_replicas(topic: &str, partitions: i32, replication_factor: usize, brokers: &[i32]) -> Vec<(i32, Vec<i32>)> {

@@ -262,6 +262,30 @@ impl Partition {
         Ok(found)
     }
 
+    /// DeleteRecords: makes records below `offset` unreadable (`-1`: the high
+    /// watermark). Returns the new log start offset (the "low watermark").
+    pub fn delete_records(&self, offset: i64) -> Result<i64, ReplicationError> {
+        let high_watermark = {
+            let state = lock(&self.state);
+            if state.leader != self.node_id {
+                return Err(ReplicationError::NotLeaderOrFollower(self.topic_partition.clone()));
+            }
+            state.high_watermark
+        };
+        let target = if offset == -1 { high_watermark } else { offset };
+        let mut log = lock(&self.log);
+        if target < 0 || target > high_watermark {
+            return Err(StorageError::OffsetOutOfRange { requested: offset, log_start_offset: log.log_start_offset().0, log_end_offset: high_watermark }.into());
+        }
+        Ok(log.delete_records_before(target, high_watermark)?)
+    }
+
+    /// One retention pass over the log (time, size, log start offset).
+    pub fn apply_retention(&self) -> Result<storage::retention::RetentionOutcome, ReplicationError> {
+        let high_watermark = self.high_watermark();
+        Ok(lock(&self.log).apply_retention(high_watermark)?)
+    }
+
     pub fn high_watermark(&self) -> i64 {
         lock(&self.state).high_watermark
     }

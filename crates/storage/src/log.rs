@@ -113,19 +113,19 @@ impl Default for LoadState {
 
 #[derive(Debug)]
 pub struct Log {
-    dir: PathBuf,
-    topic_partition: TopicPartition,
-    config: Arc<LogConfig>,
-    clock: Arc<dyn Clock>,
-    segments: BTreeMap<i64, Segment>,
-    log_start_offset: i64,
-    recovery_point: i64,
-    leader_epochs: LeaderEpochCache,
-    unflushed_messages: i64,
-    last_flush_ms: i64,
+    pub(crate) dir: PathBuf,
+    pub(crate) topic_partition: TopicPartition,
+    pub(crate) config: Arc<LogConfig>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) segments: BTreeMap<i64, Segment>,
+    pub(crate) log_start_offset: i64,
+    pub(crate) recovery_point: i64,
+    pub(crate) leader_epochs: LeaderEpochCache,
+    pub(crate) unflushed_messages: i64,
+    pub(crate) last_flush_ms: i64,
 }
 
-fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> StorageError {
+pub(crate) fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> StorageError {
     let context = context.into();
     move |source| StorageError::Io { context, source }
 }
@@ -231,11 +231,11 @@ impl Log {
         self.config = config;
     }
 
-    fn active(&self) -> &Segment {
+    pub(crate) fn active(&self) -> &Segment {
         self.segments.values().next_back().expect("a log always has a segment")
     }
 
-    fn active_mut(&mut self) -> &mut Segment {
+    pub(crate) fn active_mut(&mut self) -> &mut Segment {
         self.segments.values_mut().next_back().expect("a log always has a segment")
     }
 
@@ -493,7 +493,11 @@ impl Log {
         let active = self.active_mut();
         active.truncate_to(offset).map_err(io_err("truncating segment"))?;
         self.leader_epochs.truncate_from_end(offset).map_err(io_err("leader epoch checkpoint"))?;
-        self.recovery_point = self.recovery_point.min(self.log_end_offset().0);
+        let leo = self.log_end_offset().0;
+        self.recovery_point = self.recovery_point.min(leo);
+        // Truncation removes whole batches; one straddling the log start takes the
+        // start back with it (Kafka: `logStartOffset = min(logStartOffset, target)`).
+        self.log_start_offset = self.log_start_offset.min(leo);
         Ok(())
     }
 

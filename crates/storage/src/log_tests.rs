@@ -307,6 +307,7 @@ enum Op {
     Flush,
     CleanRestart,
     Crash { torn_bytes: u16 },
+    DeleteRecords { at: u16 },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -318,6 +319,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::Flush),
         1 => Just(Op::CleanRestart),
         1 => (0u16..200).prop_map(|torn_bytes| Op::Crash { torn_bytes }),
+        1 => any::<u16>().prop_map(|at| Op::DeleteRecords { at }),
     ]
 }
 
@@ -329,6 +331,9 @@ fn run_model(ops: &[Op]) {
     let clock = Arc::new(ManualClock::new(NOW));
     let mut log = open(dir.path(), Arc::clone(&cfg), Arc::clone(&clock), LoadState::default());
     let mut model: Vec<Vec<u8>> = Vec::new();
+    // Offsets below `start` were deleted (DeleteRecords); the model keeps them as
+    // placeholders so a record's index stays its offset.
+    let mut start = 0i64;
     let mut counter = 0u32;
     for op in ops {
         match *op {
@@ -351,19 +356,20 @@ fn run_model(ops: &[Op]) {
                 log.roll().unwrap();
             }
             Op::Read { at } => {
-                if model.is_empty() {
+                if model.len() as i64 <= start {
                     continue;
                 }
-                let at = i64::from(at) % model.len() as i64;
+                let at = start + i64::from(at) % (model.len() as i64 - start);
                 let got = read_all(&log, at);
                 let want: Vec<(i64, Vec<u8>)> = model.iter().enumerate().skip(at as usize).map(|(i, v)| (i as i64, v.clone())).collect();
                 assert_eq!(got, want, "read at {at}");
             }
             Op::TruncateTo { at } => {
-                let at = i64::from(at) % (model.len() as i64 + 1);
+                let at = start + i64::from(at) % (model.len() as i64 - start + 1);
                 log.truncate_to(at).unwrap();
                 // Truncation removes whole batches: the LEO may land below `at`.
                 model.truncate(log.log_end_offset().0 as usize);
+                start = start.min(model.len() as i64);
                 assert!(log.log_end_offset().0 <= at);
             }
             Op::Flush => {
@@ -376,6 +382,14 @@ fn run_model(ops: &[Op]) {
                 let state = LoadState { recovery_point: log.recovery_point().0, log_start_offset: log.log_start_offset().0, clean_shutdown: true };
                 drop(log);
                 log = open(dir.path(), Arc::clone(&cfg), Arc::clone(&clock), state);
+            }
+            Op::DeleteRecords { at } => {
+                let leo = model.len() as i64;
+                let at = start + i64::from(at) % (leo - start + 1);
+                let new_start = log.delete_records_before(at, leo).unwrap();
+                assert_eq!(new_start, at.max(start));
+                start = new_start;
+                assert_eq!(log.log_start_offset().0, start);
             }
             Op::Crash { torn_bytes } => {
                 let state = LoadState { recovery_point: log.recovery_point().0, log_start_offset: log.log_start_offset().0, clean_shutdown: false };
@@ -392,9 +406,10 @@ fn run_model(ops: &[Op]) {
             }
         }
         assert_eq!(log.log_end_offset().0, model.len() as i64, "after {op:?}");
+        assert_eq!(log.log_start_offset().0, start.min(model.len() as i64), "after {op:?}");
     }
-    let all: Vec<Vec<u8>> = read_all(&log, 0).into_iter().map(|(_, v)| v).collect();
-    assert_eq!(all, model);
+    let all: Vec<Vec<u8>> = read_all(&log, start).into_iter().map(|(_, v)| v).collect();
+    assert_eq!(all, model[start as usize..].to_vec());
 }
 
 proptest! {
@@ -404,4 +419,86 @@ proptest! {
     fn the_log_behaves_like_a_vec_through_rolls_truncations_and_crashes(ops in proptest::collection::vec(op(), 1..60)) {
         run_model(&ops);
     }
+}
+
+// ---- retention and DeleteRecords ----
+
+fn fill(log: &mut Log, clock: &ManualClock, count: u8, step_ms: i64) {
+    for i in 0..count {
+        clock.advance(step_ms);
+        log.append_as_leader(&batch(&[&[i; 40]], clock.now_ms(), Compression::None), 0, Origin::Client).unwrap();
+    }
+}
+
+#[test]
+fn delete_records_moves_the_log_start_and_drops_whole_segments_below_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, clock) = new_log(dir.path(), config(&[("segment.bytes", "200")]));
+    fill(&mut log, &clock, 10, 1);
+    let segments_before = log.segment_count();
+    let start = log.delete_records_before(5, 10).unwrap();
+    assert_eq!(start, 5);
+    assert_eq!(log.log_start_offset().0, 5);
+    assert!(log.segment_count() < segments_before);
+    assert!(log.segment_base_offsets()[0] <= 5);
+    assert!(log.read(4, 10).is_err(), "below the log start is out of range");
+    assert_eq!(read_all(&log, 5).first().map(|r| r.0), Some(5));
+    assert_eq!(log.offset_for_timestamp(0).unwrap().map(|f| f.0), Some(5), "timestamp lookups start at the log start");
+}
+
+#[test]
+fn time_retention_deletes_old_segments_but_keeps_the_log_usable() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, clock) = new_log(dir.path(), config(&[("segment.bytes", "200"), ("retention.ms", "1000")]));
+    fill(&mut log, &clock, 10, 100);
+    clock.advance(950);
+    let outcome = log.apply_retention(10).unwrap();
+    assert!(outcome.segments_deleted > 0);
+    let remaining = log.segment_base_offsets();
+    assert!(remaining[0] > 0 && remaining[0] <= 9, "{remaining:?}");
+    clock.advance(10_000);
+    log.apply_retention(10).unwrap();
+    assert_eq!(log.log_start_offset().0, 10, "everything expired: the log starts at its end");
+    assert_eq!(log.log_end_offset().0, 10, "offsets are never reused");
+    let next = log.append_as_leader(&batch(&[b"new"], clock.now_ms(), Compression::None), 0, Origin::Client).unwrap();
+    assert_eq!(next.first_offset.0, 10);
+}
+
+#[test]
+fn size_retention_keeps_the_newest_segments_within_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, clock) = new_log(dir.path(), config(&[("segment.bytes", "200"), ("retention.bytes", "400")]));
+    fill(&mut log, &clock, 20, 1);
+    log.apply_retention(20).unwrap();
+    assert!(log.size_in_bytes() <= 400 + 200, "size {}", log.size_in_bytes());
+    assert!(log.log_start_offset().0 > 0);
+    assert_eq!(read_all(&log, log.log_start_offset().0).last().map(|r| r.0), Some(19));
+}
+
+#[test]
+fn retention_never_deletes_above_the_high_watermark_nor_on_compacted_topics() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, clock) = new_log(dir.path(), config(&[("segment.bytes", "200"), ("retention.ms", "10")]));
+    fill(&mut log, &clock, 10, 100);
+    clock.advance(1_000);
+    assert_eq!(log.apply_retention(0).unwrap().segments_deleted, 0, "nothing below a high watermark of 0");
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, clock) = new_log(dir.path(), config(&[("segment.bytes", "200"), ("retention.ms", "10"), ("cleanup.policy", "compact")]));
+    fill(&mut log, &clock, 10, 100);
+    clock.advance(1_000);
+    assert_eq!(log.apply_retention(10).unwrap().segments_deleted, 0);
+}
+
+#[test]
+fn the_log_start_offset_survives_a_restart_through_the_load_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(&[("segment.bytes", "200")]);
+    let (mut log, clock) = new_log(dir.path(), Arc::clone(&cfg));
+    fill(&mut log, &clock, 10, 1);
+    log.delete_records_before(7, 10).unwrap();
+    log.close().unwrap();
+    let state = LoadState { recovery_point: log.recovery_point().0, log_start_offset: log.log_start_offset().0, clean_shutdown: true };
+    drop(log);
+    let log = open(dir.path(), cfg, clock, state);
+    assert_eq!(log.log_start_offset().0, 7);
 }

@@ -15,14 +15,22 @@ use protocol::kafka::protocol::{Decodable, Encodable};
 
 use crate::broker::Broker;
 
+pub mod alter_configs;
 pub mod api_versions;
+pub mod create_partitions;
 pub mod create_topics;
 pub mod delete_groups;
+pub mod delete_records;
 pub mod delete_topics;
+pub mod describe_cluster;
+pub mod describe_configs;
 pub mod describe_groups;
+pub mod describe_log_dirs;
+pub mod elect_leaders;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod heartbeat;
+pub mod incremental_alter_configs;
 pub mod join_group;
 pub mod leave_group;
 pub mod list_groups;
@@ -70,8 +78,16 @@ pub const APIS: &[ApiSpec] = &[
     api_versions::API,
     create_topics::API,
     delete_topics::API,
+    delete_records::API,
+    describe_configs::API,
+    alter_configs::API,
+    describe_log_dirs::API,
+    create_partitions::API,
     delete_groups::API,
+    elect_leaders::API,
+    incremental_alter_configs::API,
     offset_delete::API,
+    describe_cluster::API,
 ];
 
 pub fn spec_for(key: ApiKey) -> Option<&'static ApiSpec> {
@@ -161,6 +177,14 @@ pub async fn dispatch(broker: &Arc<Broker>, request: RequestFrame, peer: SocketA
         ApiKey::DescribeGroups => describe_groups::handle(&ctx, body).await,
         ApiKey::DeleteGroups => delete_groups::handle(&ctx, body).await,
         ApiKey::OffsetDelete => offset_delete::handle(&ctx, body).await,
+        ApiKey::DeleteRecords => delete_records::handle(&ctx, body).await,
+        ApiKey::DescribeConfigs => describe_configs::handle(&ctx, body).await,
+        ApiKey::AlterConfigs => alter_configs::handle(&ctx, body).await,
+        ApiKey::IncrementalAlterConfigs => incremental_alter_configs::handle(&ctx, body).await,
+        ApiKey::CreatePartitions => create_partitions::handle(&ctx, body).await,
+        ApiKey::DescribeLogDirs => describe_log_dirs::handle(&ctx, body).await,
+        ApiKey::DescribeCluster => describe_cluster::handle(&ctx, body).await,
+        ApiKey::ElectLeaders => elect_leaders::handle(&ctx, body).await,
         other => Reply::Close(format!("API {other:?} has no handler")),
     }
 }

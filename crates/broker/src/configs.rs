@@ -1,0 +1,183 @@
+//! Configs as the admin APIs see them: describe (values, sources, synonyms, types,
+//! documentation) and alter (validated, then stored as metadata records).
+//!
+//! Precedence, highest first, as in Kafka: a topic's own override
+//! (DYNAMIC_TOPIC_CONFIG), this broker's dynamic value (DYNAMIC_BROKER_CONFIG), the
+//! cluster-wide dynamic default (DYNAMIC_DEFAULT_BROKER_CONFIG), `server.properties`
+//! or `--override` (STATIC_BROKER_CONFIG), Kafka's default (DEFAULT_CONFIG). Only the
+//! broker keys that are topic-config defaults can change at run time.
+
+use std::collections::BTreeMap;
+
+use metadata::{ClusterImage, ConfigResource, TopicImage};
+use protocol::ErrorCode;
+use storage::config::{topic_config_def, validate_value, ConfigDef, ConfigType, TOPIC_CONFIGS};
+use storage::LogConfig;
+
+use crate::config::{broker_config_def, is_dynamic_broker_key, topic_defaults_from, BrokerConfig, BROKER_CONFIGS};
+
+/// Kafka's `ConfigSource` values.
+pub mod source {
+    pub const DYNAMIC_TOPIC_CONFIG: i8 = 1;
+    pub const DYNAMIC_BROKER_CONFIG: i8 = 2;
+    pub const DYNAMIC_DEFAULT_BROKER_CONFIG: i8 = 3;
+    pub const STATIC_BROKER_CONFIG: i8 = 4;
+    pub const DEFAULT_CONFIG: i8 = 5;
+}
+
+/// Kafka's `ConfigResource.Type` values.
+pub mod resource_type {
+    pub const TOPIC: i8 = 2;
+    pub const BROKER: i8 = 4;
+    pub const BROKER_LOGGER: i8 = 8;
+}
+
+/// Kafka's `ConfigDef.Type` ids in DescribeConfigs v3+.
+pub fn type_id(kind: ConfigType) -> i8 {
+    match kind {
+        ConfigType::Boolean => 1,
+        ConfigType::String => 2,
+        ConfigType::Int => 3,
+        ConfigType::Long => 5,
+        ConfigType::Double => 6,
+        ConfigType::List => 7,
+    }
+}
+
+/// One described config.
+#[derive(Debug, Clone)]
+pub struct ConfigEntry {
+    pub name: String,
+    pub value: Option<String>,
+    pub source: i8,
+    pub read_only: bool,
+    pub synonyms: Vec<(String, Option<String>, i8)>,
+    pub def: &'static ConfigDef,
+}
+
+fn dynamic<'a>(image: &'a ClusterImage, resource: &ConfigResource) -> Option<&'a BTreeMap<String, String>> {
+    image.broker_configs.get(resource)
+}
+
+/// Broker keys with their values: static, then the dynamic cluster default, then
+/// this broker's dynamic values.
+pub fn effective_broker_raw(config: &BrokerConfig, image: &ClusterImage) -> BTreeMap<String, String> {
+    let mut raw = config.raw.clone();
+    for resource in [ConfigResource::BrokerDefault, ConfigResource::Broker(config.node_id)] {
+        if let Some(values) = dynamic(image, &resource) {
+            raw.extend(values.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+    }
+    raw
+}
+
+/// Topic config defaults with dynamic broker configs applied.
+pub fn topic_defaults(config: &BrokerConfig, image: &ClusterImage) -> BTreeMap<String, String> {
+    if image.broker_configs.is_empty() {
+        return config.topic_defaults.clone();
+    }
+    topic_defaults_from(&effective_broker_raw(config, image)).unwrap_or_else(|e| {
+        tracing::error!(error = %e, "dynamic broker configs are invalid; using the static ones");
+        config.topic_defaults.clone()
+    })
+}
+
+/// Where a broker key's value comes from, and the value.
+fn broker_key_source(config: &BrokerConfig, image: &ClusterImage, key: &str) -> Option<(String, i8)> {
+    if let Some(v) = dynamic(image, &ConfigResource::Broker(config.node_id)).and_then(|m| m.get(key)) {
+        return Some((v.clone(), source::DYNAMIC_BROKER_CONFIG));
+    }
+    if let Some(v) = dynamic(image, &ConfigResource::BrokerDefault).and_then(|m| m.get(key)) {
+        return Some((v.clone(), source::DYNAMIC_DEFAULT_BROKER_CONFIG));
+    }
+    config.raw.get(key).map(|v| (v.clone(), source::STATIC_BROKER_CONFIG))
+}
+
+/// Every topic config of `topic` with its effective value, source and synonyms.
+pub fn describe_topic(config: &BrokerConfig, image: &ClusterImage, topic: &TopicImage) -> Vec<ConfigEntry> {
+    let defaults = topic_defaults(config, image);
+    let effective = LogConfig::resolve(&topic.configs, &defaults).map(|c| c.values).unwrap_or_default();
+    TOPIC_CONFIGS
+        .iter()
+        .map(|def| {
+            let mut synonyms = Vec::new();
+            if let Some(v) = topic.configs.get(def.name) {
+                synonyms.push((def.name.to_string(), Some(v.clone()), source::DYNAMIC_TOPIC_CONFIG));
+            }
+            for key in def.broker_synonyms {
+                if let Some((v, s)) = broker_key_source(config, image, key) {
+                    synonyms.push((key.to_string(), Some(v), s));
+                }
+            }
+            let default_name = def.broker_synonyms.first().copied().unwrap_or(def.name);
+            synonyms.push((default_name.to_string(), Some(def.default.to_string()), source::DEFAULT_CONFIG));
+            let source = synonyms.first().map(|s| s.2).unwrap_or(source::DEFAULT_CONFIG);
+            let value = effective.get(def.name).cloned().unwrap_or_else(|| def.default.to_string());
+            ConfigEntry { name: def.name.to_string(), value: Some(value), source, read_only: false, synonyms, def }
+        })
+        .collect()
+}
+
+/// Every broker config with its value and source. `node` is `None` for the
+/// cluster-wide default resource (name "").
+pub fn describe_broker(config: &BrokerConfig, image: &ClusterImage, node: Option<i32>) -> Vec<ConfigEntry> {
+    BROKER_CONFIGS
+        .iter()
+        .map(|def| {
+            let mut synonyms = Vec::new();
+            let per_broker = node.and_then(|n| dynamic(image, &ConfigResource::Broker(n))).and_then(|m| m.get(def.name));
+            if let Some(v) = per_broker {
+                synonyms.push((def.name.to_string(), Some(v.clone()), source::DYNAMIC_BROKER_CONFIG));
+            }
+            if let Some(v) = dynamic(image, &ConfigResource::BrokerDefault).and_then(|m| m.get(def.name)) {
+                synonyms.push((def.name.to_string(), Some(v.clone()), source::DYNAMIC_DEFAULT_BROKER_CONFIG));
+            }
+            if node.is_some() {
+                if let Some(v) = config.raw.get(def.name) {
+                    synonyms.push((def.name.to_string(), Some(v.clone()), source::STATIC_BROKER_CONFIG));
+                }
+            }
+            let default = (!def.default.is_empty()).then(|| def.default.to_string());
+            synonyms.push((def.name.to_string(), default.clone(), source::DEFAULT_CONFIG));
+            let (value, source) = synonyms.first().map(|s| (s.1.clone(), s.2)).unwrap_or((default, source::DEFAULT_CONFIG));
+            ConfigEntry { name: def.name.to_string(), value, source, read_only: !is_dynamic_broker_key(def.name), synonyms, def }
+        })
+        .collect()
+}
+
+/// A config change refused, with Kafka's code and a message naming the key.
+pub type ConfigRejection = (ErrorCode, String);
+
+/// Checks a full set of topic overrides.
+pub fn validate_topic_overrides(config: &BrokerConfig, image: &ClusterImage, overrides: &BTreeMap<String, String>) -> Result<(), ConfigRejection> {
+    for (name, value) in overrides {
+        let def = topic_config_def(name).ok_or_else(|| (ErrorCode::InvalidConfig, format!("Unknown topic config name: {name}")))?;
+        validate_value(def, value).map_err(|e| (ErrorCode::InvalidConfig, e.to_string()))?;
+    }
+    LogConfig::resolve(overrides, &topic_defaults(config, image)).map_err(|e| (ErrorCode::InvalidConfig, e.to_string()))?;
+    Ok(())
+}
+
+/// Checks a full set of dynamic broker values.
+pub fn validate_broker_overrides(config: &BrokerConfig, image: &ClusterImage, overrides: &BTreeMap<String, String>) -> Result<(), ConfigRejection> {
+    let fixed: Vec<&str> = overrides.keys().filter(|k| !is_dynamic_broker_key(k)).map(String::as_str).collect();
+    if !fixed.is_empty() {
+        return Err((ErrorCode::InvalidRequest, format!("Cannot update these configs dynamically: {}", fixed.join(", "))));
+    }
+    for (name, value) in overrides {
+        let def = broker_config_def(name).ok_or_else(|| (ErrorCode::InvalidConfig, format!("Unknown broker config name: {name}")))?;
+        validate_value(def, value).map_err(|e| (ErrorCode::InvalidConfig, e.to_string()))?;
+    }
+    let mut raw = effective_broker_raw(config, image);
+    raw.extend(overrides.iter().map(|(k, v)| (k.clone(), v.clone())));
+    topic_defaults_from(&raw).map_err(|e| (ErrorCode::InvalidConfig, e.to_string()))?;
+    Ok(())
+}
+
+/// The config definition a key has for a resource type (for list operations).
+pub fn def_for(resource: &ConfigResource, name: &str) -> Option<&'static ConfigDef> {
+    match resource {
+        ConfigResource::Topic(_) => topic_config_def(name),
+        _ => broker_config_def(name),
+    }
+}

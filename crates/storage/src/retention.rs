@@ -1,0 +1,116 @@
+//! Moving the start of a log: DeleteRecords, and retention by time and size.
+//!
+//! Whole segments are deleted from the oldest on, Kafka's way
+//! (`UnifiedLog.deleteOldSegments`): a segment goes when its predicate holds, the
+//! segments before it went too, and everything up to the next segment's base is
+//! below the high watermark. When every segment qualifies, a new empty active
+//! segment is rolled first, so the log always has one. The log start offset then
+//! moves to the first remaining segment's base (or further, by DeleteRecords).
+//! Readers holding a deleted segment's file keep reading it: the file is unlinked,
+//! its open descriptor stays valid.
+
+use crate::error::StorageError;
+use crate::log::{io_err, Log};
+use crate::segment::Segment;
+
+/// What a retention pass removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RetentionOutcome {
+    pub segments_deleted: usize,
+    pub bytes_deleted: u64,
+    pub log_start_offset: i64,
+}
+
+impl Log {
+    /// DeleteRecords: records below `offset` become unreadable and their segments
+    /// are deleted once wholly below it. `offset` must not pass the high watermark
+    /// (the caller checks). Returns the new log start offset.
+    pub fn delete_records_before(&mut self, offset: i64, high_watermark: i64) -> Result<i64, StorageError> {
+        let leo = self.log_end_offset().0;
+        let offset = offset.min(leo);
+        if offset > self.log_start_offset {
+            self.log_start_offset = offset;
+            self.leader_epochs.truncate_from_start(offset).map_err(io_err("leader epoch checkpoint"))?;
+        }
+        self.delete_segments_while(high_watermark, |segment, next, log_start| next.is_some_and(|n| n.base_offset() <= log_start) && segment.base_offset() < log_start)?;
+        Ok(self.log_start_offset)
+    }
+
+    /// One retention pass: segments below the log start offset, then by
+    /// `retention.ms` and `retention.bytes` when `cleanup.policy` includes delete.
+    pub fn apply_retention(&mut self, high_watermark: i64) -> Result<RetentionOutcome, StorageError> {
+        let mut outcome = RetentionOutcome::default();
+        let add = |outcome: &mut RetentionOutcome, (n, bytes): (usize, u64)| {
+            outcome.segments_deleted += n;
+            outcome.bytes_deleted += bytes;
+        };
+        let gone = self.delete_segments_while(high_watermark, |_, next, log_start| next.is_some_and(|n| n.base_offset() <= log_start))?;
+        add(&mut outcome, gone);
+        if self.config.cleanup_policy_delete {
+            let retention_ms = self.config.retention_ms;
+            if retention_ms >= 0 {
+                let now = self.clock.now_ms();
+                let gone = self.delete_segments_while(high_watermark, |segment, _, _| now.saturating_sub(segment.largest_timestamp()) > retention_ms)?;
+                add(&mut outcome, gone);
+            }
+            let retention_bytes = self.config.retention_bytes;
+            if retention_bytes >= 0 {
+                let mut excess = self.size_in_bytes() as i64 - retention_bytes;
+                let gone = self.delete_segments_while(high_watermark, |segment, _, _| {
+                    if excess - i64::from(segment.size()) >= 0 {
+                        excess -= i64::from(segment.size());
+                        true
+                    } else {
+                        false
+                    }
+                })?;
+                add(&mut outcome, gone);
+            }
+        }
+        outcome.log_start_offset = self.log_start_offset;
+        if outcome.segments_deleted > 0 {
+            tracing::info!(partition = %self.topic_partition, segments = outcome.segments_deleted, bytes = outcome.bytes_deleted, log_start_offset = self.log_start_offset, "deleted old segments");
+        }
+        Ok(outcome)
+    }
+
+    /// Deletes segments from the oldest while `predicate(segment, next, log_start)`
+    /// holds. Returns the number of segments and bytes deleted.
+    fn delete_segments_while<F>(&mut self, high_watermark: i64, mut predicate: F) -> Result<(usize, u64), StorageError>
+    where
+        F: FnMut(&Segment, Option<&Segment>, i64) -> bool,
+    {
+        let leo = self.log_end_offset().0;
+        let segments: Vec<&Segment> = self.segments.values().collect();
+        let mut doomed = Vec::new();
+        for (i, segment) in segments.iter().enumerate() {
+            let next = segments.get(i + 1).copied();
+            let last_and_empty = next.is_none() && segment.size() == 0;
+            let upper = next.map(|n| n.base_offset()).unwrap_or(leo);
+            if last_and_empty || high_watermark < upper || !predicate(segment, next, self.log_start_offset) {
+                break;
+            }
+            doomed.push(segment.base_offset());
+        }
+        if doomed.is_empty() {
+            return Ok((0, 0));
+        }
+        if doomed.len() == self.segments.len() {
+            // Never leave a log without a segment: start the next one first.
+            self.roll()?;
+        }
+        let mut bytes = 0u64;
+        for base in &doomed {
+            let segment = self.segments.remove(base).expect("listed above");
+            bytes += u64::from(segment.size());
+            segment.delete_files().map_err(io_err(format!("deleting segment {base} of {}", self.topic_partition)))?;
+        }
+        let first_base = *self.segments.keys().next().expect("a log always has a segment");
+        if first_base > self.log_start_offset {
+            self.log_start_offset = first_base;
+            self.leader_epochs.truncate_from_start(first_base).map_err(io_err("leader epoch checkpoint"))?;
+        }
+        self.recovery_point = self.recovery_point.max(self.log_start_offset);
+        Ok((doomed.len(), bytes))
+    }
+}
