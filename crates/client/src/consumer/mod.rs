@@ -1,0 +1,3 @@
+//! placeholder
+pub mod assignor;
+pub mod protocol;
