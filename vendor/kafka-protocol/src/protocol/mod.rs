@@ -243,7 +243,13 @@ pub(crate) fn write_unknown_tagged_fields<B: ByteBufMut, R: RangeBounds<i32>>(
     range: R,
     unknown_tagged_fields: &BTreeMap<i32, Bytes>,
 ) -> Result<()> {
-    for (&k, v) in unknown_tagged_fields.range(range) {
+    // Rivulet patch: a tag is an unsigned varint on the wire and is kept as `tag as
+    // i32`, so tags of 2^31 and up are negative keys. `range` (tags after the known
+    // ones) never held them, yet the field count written before counts every unknown
+    // field: the message encoded with fewer fields than it announced. Negative keys
+    // are the largest tags as u32, so they go last, in the same ascending order.
+    let negative = unknown_tagged_fields.range(..0);
+    for (&k, v) in unknown_tagged_fields.range(range).chain(negative) {
         if v.len() > u32::MAX as usize {
             bail!("Tagged field is too long to encode ({} bytes)", v.len());
         }

@@ -904,6 +904,16 @@ impl<T: Decodable> Decoder<Option<T>> for OptionStruct {
     }
 }
 
+/// Rivulet patch: the capacity to reserve for an array that claims `count`
+/// elements. Every element takes at least one byte on the wire, so no more than
+/// the bytes left can follow; and since an element can take far more memory than
+/// wire bytes (a struct of strings and maps is 100+ bytes), the reservation is
+/// capped at the bytes left in bytes, not elements. A real array grows past it as
+/// its elements decode; a lying count costs at most the size of its own frame.
+fn prealloc<T, B: ByteBuf>(count: usize, buf: &B) -> usize {
+    count.min(buf.remaining() / std::mem::size_of::<T>().max(1))
+}
+
 /// An array whose length is encoded with an `i32`.
 #[derive(Debug, Copy, Clone)]
 pub struct Array<E>(pub E);
@@ -985,9 +995,8 @@ impl<T, E: Decoder<T>> Decoder<Option<Vec<T>>> for Array<E> {
         match Int32.decode(buf)? {
             -1 => Ok(None),
             n if n >= 0 => {
-                // Rivulet patch: never trust a length prefix for the allocation; each
-                // element takes at least one byte, so cap by what is left.
-                let mut result = Vec::with_capacity((n as usize).min(buf.remaining()));
+                // Rivulet patch: never trust a length prefix for the allocation.
+                let mut result = Vec::with_capacity(prealloc::<T, B>(n as usize, buf));
                 for _ in 0..n {
                     result.push(self.0.decode(buf)?);
                 }
@@ -1096,7 +1105,7 @@ impl<T, E: Decoder<T>> Decoder<Option<Vec<T>>> for CompactArray<E> {
             0 => Ok(None),
             n => {
                 // Rivulet patch: see Array above.
-                let mut result = Vec::with_capacity(((n - 1) as usize).min(buf.remaining()));
+                let mut result = Vec::with_capacity(prealloc::<T, B>((n - 1) as usize, buf));
                 for _ in 1..n {
                     result.push(self.0.decode(buf)?);
                 }
