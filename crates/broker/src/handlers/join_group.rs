@@ -59,6 +59,7 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
         protocol_type: request.protocol_type.to_string(),
         protocols: request.protocols.iter().map(|p| (p.name.to_string(), p.metadata.clone())).collect(),
         require_known_member_id: ctx.api_version >= 4,
+        supports_skip_assignment: ctx.api_version >= 9,
     };
     let (tx, rx) = oneshot::channel();
     let broker = std::sync::Arc::clone(&ctx.broker);

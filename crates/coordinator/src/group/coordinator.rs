@@ -93,6 +93,9 @@ pub struct JoinParams {
     pub protocols: Vec<(String, Bytes)>,
     /// v4+: a first join without a member id gets MEMBER_ID_REQUIRED.
     pub require_known_member_id: bool,
+    /// v9+ (KIP-814): the answer can tell a rejoining static leader to skip the
+    /// assignment; older versions must not name it leader.
+    pub supports_skip_assignment: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -405,9 +408,13 @@ impl GroupCoordinator {
             old(SyncResult::error(ErrorCode::FencedInstanceId));
         }
         let group = self.groups.get_mut(&group_id).expect("group exists");
+        let previous_leader = group.leader_id.clone().unwrap_or_default();
         let mut member = group.members.remove(old_member_id).expect("static member is a member");
-        let same_protocols = member.same_protocols(&params.protocols);
         member.member_id = new_member_id.clone();
+        // Kafka keeps the new protocols (a restarted member's metadata often differs,
+        // e.g. cooperative-sticky's owned partitions) and rebalances only if that
+        // changes the protocol the group would select.
+        member.protocols = params.protocols.clone();
         member.client_id = params.client_id.clone();
         member.client_host = params.client_host.clone();
         member.session_timeout_ms = params.session_timeout_ms;
@@ -423,14 +430,26 @@ impl GroupCoordinator {
         }
         let state = group.state;
         group.members.insert(new_member_id.clone(), member);
+        let same_protocol = group.select_protocol() == group.protocol_name;
         match state {
-            GroupState::Stable if same_protocols => {
+            GroupState::Stable if same_protocol => {
                 if let Err(error) = self.store_group(&group_id) {
                     // Undo is not needed for correctness: the member rejoins.
                     return respond(JoinResult::error(&new_member_id, error));
                 }
                 let mut result = self.join_result_for(&group_id, &new_member_id);
-                result.skip_assignment = result.leader == new_member_id;
+                if result.leader == new_member_id {
+                    if params.supports_skip_assignment {
+                        // KIP-814: it is the leader (and keeps watching metadata) but
+                        // must not assign: a Stable group would not pass it on.
+                        result.skip_assignment = true;
+                    } else {
+                        // Before v9 a member told it leads would assign and then rejoin
+                        // to pass its assignment on; Kafka names the previous leader id.
+                        result.leader = previous_leader;
+                        result.members = Vec::new();
+                    }
+                }
                 respond(result);
             }
             GroupState::PreparingRebalance => {

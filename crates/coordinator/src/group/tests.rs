@@ -51,6 +51,12 @@ impl Harness {
     }
 
     fn join(&mut self, member_id: &str, instance: Option<&str>, protocols: &[(&str, &[u8])]) -> Slot<JoinResult> {
+        self.join_v(member_id, instance, protocols, 7)
+    }
+
+    /// A JoinGroup of request `version` (v4+ asks for MEMBER_ID_REQUIRED, v9+ can skip
+    /// the assignment).
+    fn join_v(&mut self, member_id: &str, instance: Option<&str>, protocols: &[(&str, &[u8])], version: i16) -> Slot<JoinResult> {
         let slot: Slot<JoinResult> = Arc::new(Mutex::new(None));
         let out = slot.clone();
         let params = JoinParams {
@@ -63,7 +69,8 @@ impl Harness {
             rebalance_timeout_ms: 30_000,
             protocol_type: "consumer".into(),
             protocols: protocols.iter().map(|(n, m)| (n.to_string(), Bytes::copy_from_slice(m))).collect(),
-            require_known_member_id: true,
+            require_known_member_id: version >= 4,
+            supports_skip_assignment: version >= 9,
         };
         self.coordinator.join(params, Box::new(move |r| *out.lock().unwrap() = Some(r)));
         slot
@@ -334,4 +341,59 @@ fn offsets_of_a_group_empty_longer_than_the_retention_expire() {
     h.advance(31_000);
     assert!(h.coordinator.fetch_offsets("solo", None).is_empty());
     assert!(h.coordinator.group("solo").is_none());
+}
+
+/// Two static members, Stable at generation 1; returns (leader, follower) join results.
+fn stable_static_pair(h: &mut Harness) -> (JoinResult, JoinResult) {
+    let a = h.join("", Some("ia"), RANGE);
+    h.advance(0);
+    let a = take(&a).unwrap();
+    h.sync(&a.member_id, 1, &[(a.member_id.as_str(), b"asg-a")]);
+    let b = h.join("", Some("ib"), RANGE);
+    let a2 = h.join(&a.member_id, Some("ia"), RANGE);
+    let (a2, b) = (take(&a2).unwrap(), take(&b).unwrap());
+    assert_eq!((a2.generation_id, a2.leader == a2.member_id), (2, true));
+    let bs = h.sync(&b.member_id, 2, &[]);
+    h.sync(&a2.member_id, 2, &[(a2.member_id.as_str(), b"asg-a"), (b.member_id.as_str(), b"asg-b")]);
+    assert_eq!(take(&bs).unwrap().assignment, Bytes::from_static(b"asg-b"));
+    assert_eq!(h.state(), GroupState::Stable);
+    (a2, b)
+}
+
+#[test]
+fn a_restarted_static_leader_is_not_told_it_leads_before_v9() {
+    // Kafka (KIP-814): before JoinGroup v9 the answer names the previous leader id, so the
+    // restarted leader syncs as a follower instead of assigning and then rejoining (which
+    // made kafka-python's static leader rebalance the whole group on every restart).
+    let mut h = Harness::new(GroupConfig { initial_rebalance_delay_ms: 0, ..GroupConfig::default() });
+    let (leader, _) = stable_static_pair(&mut h);
+    let again = take(&h.join_v("", Some("ia"), RANGE, 7)).expect("answered at once");
+    assert_eq!(again.error, ErrorCode::None);
+    assert_eq!(again.generation_id, 2);
+    assert_eq!(again.leader, leader.member_id, "the previous leader id");
+    assert_ne!(again.member_id, leader.member_id);
+    assert!(again.members.is_empty() && !again.skip_assignment);
+    assert_eq!(h.state(), GroupState::Stable);
+    assert_eq!(take(&h.sync(&again.member_id, 2, &[])).unwrap().assignment, Bytes::from_static(b"asg-a"));
+    // v9: it is the leader and sees the members, but skips the assignment
+    let v9 = take(&h.join_v("", Some("ia"), RANGE, 9)).unwrap();
+    assert_eq!((v9.leader == v9.member_id, v9.skip_assignment, v9.members.len()), (true, true, 2));
+    assert_eq!(h.state(), GroupState::Stable);
+    assert_eq!(h.coordinator.group("g").unwrap().generation_id, 2);
+}
+
+#[test]
+fn a_restarted_static_member_with_new_metadata_keeps_its_assignment_without_a_rebalance() {
+    let mut h = Harness::new(GroupConfig { initial_rebalance_delay_ms: 0, ..GroupConfig::default() });
+    let (_, follower) = stable_static_pair(&mut h);
+    // cooperative-sticky members restart with different user data (no owned partitions)
+    let again = take(&h.join("", Some("ib"), &[("range", b"other-metadata")])).unwrap();
+    assert_eq!((again.error, again.generation_id), (ErrorCode::None, 2));
+    assert_eq!(h.state(), GroupState::Stable);
+    assert_ne!(again.member_id, follower.member_id);
+    assert_eq!(take(&h.sync(&again.member_id, 2, &[])).unwrap().assignment, Bytes::from_static(b"asg-b"));
+    // the stored member carries the new metadata, as DescribeGroups shows
+    let described = h.coordinator.describe_group("g");
+    let m = described.members.iter().find(|m| m.member_id == again.member_id).unwrap();
+    assert_eq!(m.metadata, Bytes::from_static(b"other-metadata"));
 }
