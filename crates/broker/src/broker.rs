@@ -59,6 +59,8 @@ pub struct Broker {
     pub endpoints: Vec<Endpoint>,
     /// The consumer group coordinator.
     pub groups: crate::groups::Groups,
+    /// Where each compacted log is clean up to.
+    pub cleaner: crate::cleaner::CleanerState,
     shutdown: watch::Sender<bool>,
 }
 
@@ -270,8 +272,10 @@ impl RunningBroker {
         });
         let replicas = ReplicaManager::new(config.node_id, Arc::clone(&log_manager), discovered);
         let (shutdown, _) = watch::channel(false);
+        let cleaner = crate::cleaner::CleanerState::load(&config.log_dirs);
         let broker = Arc::new_cyclic(|weak| Broker {
             groups: crate::groups::Groups::new(&config, Arc::clone(&clock), weak.clone()),
+            cleaner,
             config,
             cluster_id,
             clock,
@@ -317,6 +321,7 @@ impl RunningBroker {
         }
         tasks.push(tokio::spawn(background_tasks(Arc::clone(&broker))));
         tasks.push(tokio::spawn(crate::groups::run_timer(Arc::clone(&broker))));
+        tasks.push(tokio::spawn(crate::cleaner::run(Arc::clone(&broker))));
         for address in &addresses {
             tracing::info!(%address, "listening");
         }

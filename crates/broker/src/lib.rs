@@ -6,6 +6,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod broker;
+pub mod cleaner;
 pub mod clock;
 pub mod config;
 pub mod configs;

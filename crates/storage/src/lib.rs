@@ -7,6 +7,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod checkpoint;
+pub mod cleaner;
 pub mod config;
 pub mod error;
 pub mod leader_epoch;
@@ -26,3 +27,6 @@ pub use validate::Origin;
 
 #[cfg(test)]
 mod log_tests;
+
+#[cfg(test)]
+mod cleaner_tests;

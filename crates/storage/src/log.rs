@@ -159,6 +159,7 @@ impl Log {
     pub fn open(dir: &Path, topic_partition: TopicPartition, config: Arc<LogConfig>, clock: Arc<dyn Clock>, state: LoadState) -> Result<Log, StorageError> {
         std::fs::create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))?;
         let now = clock.now_ms();
+        crate::cleaner::complete_swaps(dir).map_err(io_err(format!("completing interrupted cleaning in {}", dir.display())))?;
         let offsets = list_segments(dir).map_err(io_err(format!("listing {}", dir.display())))?;
         let mut segments = BTreeMap::new();
         // The segment holding the recovery point and all after it may hold unflushed bytes.

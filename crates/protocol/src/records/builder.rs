@@ -29,6 +29,11 @@ pub struct BatchBuilder {
     base_timestamp: Option<i64>,
     max_timestamp: i64,
     count: i32,
+    /// The offset delta the next record gets (records normally take 0, 1, 2...).
+    next_offset_delta: i32,
+    /// Overrides for rewriting an existing batch (the log cleaner).
+    last_offset_delta_override: Option<i32>,
+    max_timestamp_override: Option<i64>,
     records: Vec<u8>,
 }
 
@@ -64,8 +69,38 @@ impl BatchBuilder {
             base_timestamp: None,
             max_timestamp: -1,
             count: 0,
+            next_offset_delta: 0,
+            last_offset_delta_override: None,
+            max_timestamp_override: None,
             records: Vec::new(),
         }
+    }
+
+    /// Fixes the base timestamp (rewriting a batch keeps its original one, so the
+    /// records' timestamp deltas stay valid).
+    pub fn base_timestamp(mut self, base_timestamp: i64) -> Self {
+        self.base_timestamp = Some(base_timestamp);
+        self
+    }
+
+    /// Keeps a rewritten batch's offset span even when its last records are gone,
+    /// as Kafka's cleaner does.
+    pub fn last_offset_delta(mut self, last_offset_delta: i32) -> Self {
+        self.last_offset_delta_override = Some(last_offset_delta);
+        self
+    }
+
+    /// Sets the max timestamp instead of computing it from the records.
+    pub fn max_timestamp(mut self, max_timestamp: i64) -> Self {
+        self.max_timestamp_override = Some(max_timestamp);
+        self
+    }
+
+    /// Adds a record at an explicit offset delta (gaps allowed, increasing).
+    pub fn append_at(&mut self, offset_delta: i32, record: &NewRecord<'_>) -> i32 {
+        assert!(offset_delta >= self.next_offset_delta, "offset deltas must increase");
+        self.next_offset_delta = offset_delta;
+        self.append(record)
     }
 
     pub fn base_offset(mut self, base_offset: i64) -> Self {
@@ -125,7 +160,7 @@ impl BatchBuilder {
         let base = self.base_timestamp.unwrap_or(record.timestamp);
         let mut len = 1;
         len += varlong_len(record.timestamp.wrapping_sub(base));
-        len += varint_len(self.count);
+        len += varint_len(self.next_offset_delta);
         len += bytes_len(record.key);
         len += bytes_len(record.value);
         len += varint_len(record.headers.len() as i32);
@@ -136,7 +171,7 @@ impl BatchBuilder {
         len
     }
 
-    /// Adds a record; returns its offset delta.
+    /// Adds a record at the next offset delta; returns that delta.
     pub fn append(&mut self, record: &NewRecord<'_>) -> i32 {
         let base = *self.base_timestamp.get_or_insert(record.timestamp);
         let body_len = self.record_body_len(record);
@@ -145,7 +180,7 @@ impl BatchBuilder {
         let start = out.len();
         out.push(0);
         write_varlong(out, record.timestamp.wrapping_sub(base));
-        write_varint(out, self.count);
+        write_varint(out, self.next_offset_delta);
         put_bytes(out, record.key);
         put_bytes(out, record.value);
         write_varint(out, record.headers.len() as i32);
@@ -156,7 +191,8 @@ impl BatchBuilder {
         debug_assert_eq!(out.len() - start, body_len);
         self.max_timestamp = self.max_timestamp.max(record.timestamp);
         self.count += 1;
-        self.count - 1
+        self.next_offset_delta += 1;
+        self.next_offset_delta - 1
     }
 
     /// Encodes the batch. An empty builder gives a batch with no records.
@@ -173,9 +209,10 @@ impl BatchBuilder {
         out.push(MAGIC_V2 as u8);
         out.extend_from_slice(&0u32.to_be_bytes());
         out.extend_from_slice(&attributes.to_be_bytes());
-        out.extend_from_slice(&(self.count - 1).max(0).to_be_bytes());
+        let last_offset_delta = self.last_offset_delta_override.unwrap_or((self.next_offset_delta - 1).max(0));
+        out.extend_from_slice(&last_offset_delta.to_be_bytes());
         out.extend_from_slice(&base_timestamp.to_be_bytes());
-        out.extend_from_slice(&self.max_timestamp.to_be_bytes());
+        out.extend_from_slice(&self.max_timestamp_override.unwrap_or(self.max_timestamp).to_be_bytes());
         out.extend_from_slice(&self.producer_id.to_be_bytes());
         out.extend_from_slice(&self.producer_epoch.to_be_bytes());
         out.extend_from_slice(&self.base_sequence.to_be_bytes());
