@@ -14,6 +14,7 @@ pub mod leader_epoch;
 pub mod log;
 pub mod log_manager;
 pub mod offset_index;
+pub mod recompress;
 pub mod retention;
 pub mod segment;
 pub mod time_index;

@@ -279,6 +279,17 @@ impl Log {
         let now = self.clock.now_ms();
         let validated = validate_records(records, &self.config, now, origin)?;
         let log_append_time = self.config.message_timestamp_type == MessageTimestampType::LogAppendTime;
+        // A topic with its own compression.type gets its batches in that codec,
+        // as Kafka recompresses them; "producer" keeps what the client sent.
+        let recompressed;
+        let (records, validated) = match crate::recompress::target_codec(&self.config) {
+            Some(target) if validated.iter().any(|b| b.header.compression().ok() != Some(target)) => {
+                recompressed = crate::recompress::recompress(records, &validated, target)?;
+                let revalidated = validate_records(&recompressed, &self.config, now, Origin::Coordinator)?;
+                (&recompressed[..], revalidated)
+            }
+            _ => (records, validated),
+        };
         let mut bytes = records.to_vec();
         let mut infos = Vec::with_capacity(validated.len());
         let mut next = self.log_end_offset().0;

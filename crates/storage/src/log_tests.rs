@@ -502,3 +502,16 @@ fn the_log_start_offset_survives_a_restart_through_the_load_state() {
     let log = open(dir.path(), cfg, clock, state);
     assert_eq!(log.log_start_offset().0, 7);
 }
+
+#[test]
+fn a_topic_compression_type_recompresses_produced_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, _) = new_log(dir.path(), config(&[("compression.type", "zstd")]));
+    log.append_as_leader(&batch(&[b"a", b"b", b"c"], NOW, Compression::Gzip), 0, Origin::Client).unwrap();
+    log.append_as_leader(&batch(&[b"d"], NOW, Compression::None), 0, Origin::Client).unwrap();
+    let bytes = log.read_bytes(0, 4, 1 << 20).unwrap();
+    let (header, records) = decode_records(&bytes, 1 << 20).unwrap();
+    assert_eq!(header.compression().unwrap(), Compression::Zstd);
+    assert_eq!(records.iter().map(|r| r.value.clone().unwrap().to_vec()).collect::<Vec<_>>(), vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]);
+    assert_eq!(read_all(&log, 0).len(), 4);
+}
