@@ -724,7 +724,8 @@ impl GroupCoordinator {
     /// LeaveGroup for one or more members; per-member errors.
     pub fn leave(&mut self, group_id: &str, leaving: &[(String, Option<String>)]) -> Result<Vec<ErrorCode>, ErrorCode> {
         let Some(group) = self.groups.get(group_id) else {
-            return Err(ErrorCode::UnknownMemberId);
+            // Kafka answers an unknown group per member (v0-2 show the first one).
+            return Ok(vec![ErrorCode::UnknownMemberId; leaving.len()]);
         };
         if group.is(GroupState::Dead) {
             return Err(ErrorCode::CoordinatorNotAvailable);

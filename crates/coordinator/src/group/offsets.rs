@@ -93,12 +93,14 @@ impl GroupCoordinator {
                     Some(ErrorCode::FencedInstanceId)
                 } else if generation_id < 0 && group.is(GroupState::Empty) {
                     None
-                } else if group.is(GroupState::CompletingRebalance) {
-                    Some(ErrorCode::RebalanceInProgress)
                 } else if !group.has_member(member_id) {
                     Some(ErrorCode::UnknownMemberId)
                 } else if generation_id != group.generation_id {
                     Some(ErrorCode::IllegalGeneration)
+                } else if group.is(GroupState::CompletingRebalance) {
+                    // A member of the new generation that has not synced yet (Kafka's
+                    // order: fencing first, so a stale member learns it is stale).
+                    Some(ErrorCode::RebalanceInProgress)
                 } else {
                     None
                 }

@@ -397,3 +397,27 @@ fn a_restarted_static_member_with_new_metadata_keeps_its_assignment_without_a_re
     let m = described.members.iter().find(|m| m.member_id == again.member_id).unwrap();
     assert_eq!(m.metadata, Bytes::from_static(b"other-metadata"));
 }
+
+#[test]
+fn commits_are_fenced_before_they_are_told_to_wait_for_the_sync() {
+    // Kafka checks the member and the generation first: a stale member committing while the
+    // group completes a rebalance must learn it is stale (ILLEGAL_GENERATION / UNKNOWN_MEMBER_ID),
+    // not be told to wait (REBALANCE_IN_PROGRESS) and keep its partitions.
+    let mut h = Harness::new(config());
+    let ids = stable_group_of_three(&mut h);
+    let joins: Vec<_> = ids.iter().map(|id| h.join(id, None, &[("range", b"other")])).collect();
+    assert!(joins.iter().all(|j| take(j).is_some_and(|r| r.generation_id == 2)));
+    assert_eq!(h.state(), GroupState::CompletingRebalance);
+    let entry = OffsetCommitEntry { topic: "t".into(), partition: 0, offset: 5, leader_epoch: -1, metadata: None };
+    let commit = |h: &mut Harness, member: &str, generation: i32| h.coordinator.commit_offsets("g", member, None, generation, std::slice::from_ref(&entry));
+    assert_eq!(commit(&mut h, &ids[0], 1), vec![ErrorCode::IllegalGeneration]);
+    assert_eq!(commit(&mut h, "gone", 1), vec![ErrorCode::UnknownMemberId]);
+    assert_eq!(commit(&mut h, &ids[0], 2), vec![ErrorCode::RebalanceInProgress]);
+}
+
+#[test]
+fn leaving_an_unknown_group_is_an_error_per_member() {
+    let mut h = Harness::new(config());
+    let leaving = vec![("a".to_string(), None), (String::new(), Some("i".to_string()))];
+    assert_eq!(h.coordinator.leave("nope", &leaving), Ok(vec![ErrorCode::UnknownMemberId; 2]));
+}
