@@ -16,12 +16,18 @@ use crate::groups::ensure_offsets_topic;
 
 pub const API: ApiSpec = ApiSpec::new(ApiKey::JoinGroup, 0, 9);
 
-fn response(result: JoinResult) -> JoinGroupResponse {
+fn response(result: JoinResult, version: i16) -> JoinGroupResponse {
+    // The protocol name is nullable from v7, and Kafka sends null rather than "" there.
+    let protocol_name = match result.protocol_name {
+        Some(name) if !name.is_empty() => Some(StrBytes::from_string(name)),
+        _ if version >= 7 => None,
+        _ => Some(StrBytes::from_static_str("")),
+    };
     JoinGroupResponse::default()
         .with_error_code(result.error.code())
         .with_generation_id(result.generation_id)
         .with_protocol_type(result.protocol_type.map(StrBytes::from_string))
-        .with_protocol_name(Some(StrBytes::from_string(result.protocol_name.unwrap_or_default())))
+        .with_protocol_name(protocol_name)
         .with_leader(StrBytes::from_string(result.leader))
         .with_skip_assignment(result.skip_assignment)
         .with_member_id(StrBytes::from_string(result.member_id))
@@ -46,7 +52,7 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
     };
     if let Err(code) = ensure_offsets_topic(&ctx.broker).await {
         let result = JoinResult { error: code, generation_id: -1, protocol_type: None, protocol_name: None, leader: String::new(), member_id: request.member_id.to_string(), members: Vec::new(), skip_assignment: false };
-        return ctx.respond(&response(result));
+        return ctx.respond(&response(result, ctx.api_version));
     }
     let params = JoinParams {
         group_id: request.group_id.to_string(),
@@ -74,7 +80,7 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
         result = rx => result.unwrap_or_else(|_| error_result(ErrorCode::UnknownServerError)),
         _ = shutdown.changed() => error_result(ErrorCode::CoordinatorNotAvailable),
     };
-    ctx.respond(&response(result))
+    ctx.respond(&response(result, ctx.api_version))
 }
 
 fn error_result(error: ErrorCode) -> JoinResult {
