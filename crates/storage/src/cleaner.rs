@@ -54,6 +54,9 @@ impl Default for CleanerConfig {
     }
 }
 
+/// The files of a segment, by suffix.
+const SUFFIXES: [&str; 4] = ["log", "index", "timeindex", "txnindex"];
+
 /// Bytes of map memory one key costs (hash, offset, table overhead).
 const MAP_ENTRY_BYTES: usize = 48;
 
@@ -107,6 +110,8 @@ struct SegmentView {
     next_offset: i64,
     size: u32,
     file: Arc<File>,
+    /// The segment's aborted transactions: carried into the cleaned segment.
+    aborted: Vec<crate::producer_state::AbortedTxn>,
 }
 
 impl Log {
@@ -128,7 +133,13 @@ impl Log {
             .take_while(|s| s.base_offset() < active_base)
             .take_while(|s| s.next_offset() <= high_watermark)
             .take_while(|s| lag <= 0 || s.largest_timestamp() <= now.saturating_sub(lag))
-            .map(|s| SegmentView { base_offset: s.base_offset(), next_offset: s.next_offset(), size: s.size(), file: Arc::clone(s.log_file()) })
+            .map(|s| SegmentView {
+                base_offset: s.base_offset(),
+                next_offset: s.next_offset(),
+                size: s.size(),
+                file: Arc::clone(s.log_file()),
+                aborted: s.aborted_transactions().to_vec(),
+            })
             .collect()
     }
 }
@@ -378,6 +389,14 @@ pub fn clean(
             })?;
         }
         let bytes_out = u64::from(writer.finish().map_err(io_err("finishing a cleaned segment"))?);
+        let aborted: Vec<_> = range[group_start..group_end].iter().flat_map(|v| v.aborted.iter().copied()).collect();
+        if !aborted.is_empty() {
+            let mut txn_index = crate::txn_index::TxnIndex::open(&cleaned_path(&dir, base, "txnindex")).map_err(io_err("writing a cleaned transaction index"))?;
+            for entry in aborted {
+                txn_index.append(entry).map_err(io_err("writing a cleaned transaction index"))?;
+            }
+            txn_index.flush().map_err(io_err("writing a cleaned transaction index"))?;
+        }
         outputs.push(CleanedSegment { base_offset: base, replaces: range[group_start..group_end].iter().map(|v| v.base_offset).collect(), bytes_in, bytes_out });
         group_start = group_end;
     }
@@ -387,7 +406,7 @@ pub fn clean(
     if !unchanged {
         tracing::info!(partition = %tp, "log changed while cleaning (retention or truncation); dropping the cleaned output");
         for output in &outputs {
-            for suffix in ["log", "index", "timeindex"] {
+            for suffix in SUFFIXES {
                 let _ = fs::remove_file(cleaned_path(&dir, output.base_offset, suffix));
             }
         }
@@ -411,8 +430,12 @@ fn swap_path(dir: &Path, base: i64, suffix: &str) -> PathBuf {
 /// `.swap` -> final, load it.
 fn swap_in(log: &mut Log, output: &CleanedSegment) -> Result<(), StorageError> {
     let dir = log.dir.clone();
-    for suffix in ["log", "index", "timeindex"] {
-        fs::rename(cleaned_path(&dir, output.base_offset, suffix), swap_path(&dir, output.base_offset, suffix)).map_err(io_err("renaming a cleaned segment to .swap"))?;
+    for suffix in SUFFIXES {
+        let from = cleaned_path(&dir, output.base_offset, suffix);
+        if suffix == "txnindex" && !from.exists() {
+            continue;
+        }
+        fs::rename(from, swap_path(&dir, output.base_offset, suffix)).map_err(io_err("renaming a cleaned segment to .swap"))?;
     }
     File::open(&dir).and_then(|d| d.sync_all()).map_err(io_err("syncing the log directory"))?;
     for base in &output.replaces {
@@ -420,8 +443,12 @@ fn swap_in(log: &mut Log, output: &CleanedSegment) -> Result<(), StorageError> {
             old.delete_files().map_err(io_err("deleting a cleaned-over segment"))?;
         }
     }
-    for suffix in ["log", "index", "timeindex"] {
-        fs::rename(swap_path(&dir, output.base_offset, suffix), dir.join(file_name(output.base_offset, suffix))).map_err(io_err("renaming a .swap segment"))?;
+    for suffix in SUFFIXES {
+        let from = swap_path(&dir, output.base_offset, suffix);
+        if suffix == "txnindex" && !from.exists() {
+            continue;
+        }
+        fs::rename(from, dir.join(file_name(output.base_offset, suffix))).map_err(io_err("renaming a .swap segment"))?;
     }
     let config = Arc::clone(&log.config);
     let (segment, _) = Segment::open(&dir, output.base_offset, config.index_interval_bytes, usize::MAX, usize::MAX, false, log.clock.now_ms())
@@ -463,7 +490,7 @@ pub fn complete_swaps(dir: &Path) -> io::Result<()> {
                 crate::segment::delete_segment_files(dir, old)?;
             }
         }
-        for suffix in ["log", "index", "timeindex"] {
+        for suffix in SUFFIXES {
             let from = swap_path(dir, base, suffix);
             if from.exists() {
                 fs::rename(&from, dir.join(file_name(base, suffix)))?;

@@ -46,6 +46,9 @@ pub enum AppendError {
     /// A codec id the broker does not know.
     #[error("unsupported compression: {0}")]
     UnsupportedCompression(String),
+    /// Idempotence and transaction rules (producer_state.rs).
+    #[error(transparent)]
+    Producer(#[from] crate::producer_state::ProducerError),
     #[error(transparent)]
     Storage(#[from] StorageError),
 }

@@ -17,7 +17,9 @@ pub mod offset_index;
 pub mod recompress;
 pub mod retention;
 pub mod segment;
+pub mod producer_state;
 pub mod time_index;
+pub mod txn_index;
 pub mod validate;
 
 pub use config::LogConfig;

@@ -30,6 +30,7 @@ use protocol::{Offset, TopicPartition};
 use crate::config::{LogConfig, MessageTimestampType};
 use crate::error::{AppendError, StorageError};
 use crate::leader_epoch::LeaderEpochCache;
+use crate::producer_state::{self, ProducerStateManager, SequenceCheck};
 use crate::segment::{BatchInfo, Segment};
 use crate::validate::{validate_records, Origin};
 
@@ -46,6 +47,9 @@ pub struct LogAppendInfo {
     pub bytes: usize,
     /// The base offset of the segment that a roll closed, to flush in the background.
     pub rolled_segment: Option<i64>,
+    /// The batch was a retry of one already appended: these are its original
+    /// offsets and nothing was written.
+    pub duplicate: bool,
 }
 
 /// Where a fetch's bytes lie: a byte range of one segment file. Reading it is done
@@ -123,6 +127,7 @@ pub struct Log {
     pub(crate) leader_epochs: LeaderEpochCache,
     pub(crate) unflushed_messages: i64,
     pub(crate) last_flush_ms: i64,
+    pub(crate) producer_state: ProducerStateManager,
 }
 
 pub(crate) fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> StorageError {
@@ -205,6 +210,7 @@ impl Log {
             leader_epochs: LeaderEpochCache::load(dir),
             unflushed_messages: 0,
             last_flush_ms: now,
+            producer_state: ProducerStateManager::new(0),
         };
         let first_base = *log.segments.keys().next().expect("at least one segment");
         let leo = log.log_end_offset().0;
@@ -212,7 +218,94 @@ impl Log {
         log.recovery_point = state.recovery_point.clamp(log.log_start_offset, leo);
         log.leader_epochs.truncate_from_end(leo).map_err(io_err("leader epoch checkpoint"))?;
         log.leader_epochs.truncate_from_start(log.log_start_offset).map_err(io_err("leader epoch checkpoint"))?;
+        // Producer state: the newest snapshot the log is known to cover, then the
+        // batches after it (all of the unflushed part after an unclean stop).
+        let trusted_up_to = if state.clean_shutdown { leo } else { first_unflushed.min(leo) };
+        log.reload_producer_state(trusted_up_to)?;
         Ok(log)
+    }
+
+    /// Rebuilds the producer state from the newest snapshot at or below
+    /// `max_snapshot_offset` and the log after it, re-indexing aborted transactions
+    /// the transaction indexes lack.
+    pub(crate) fn reload_producer_state(&mut self, max_snapshot_offset: i64) -> Result<(), StorageError> {
+        let leo = self.log_end_offset().0;
+        producer_state::delete_snapshots_above(&self.dir, leo).map_err(io_err("deleting stale producer snapshots"))?;
+        let mut state = producer_state::load_latest_snapshot(&self.dir, max_snapshot_offset).unwrap_or_else(|| ProducerStateManager::new(self.log_start_offset));
+        let from = state.map_end_offset().max(self.log_start_offset);
+        let bases: Vec<i64> = self.segments.keys().copied().collect();
+        for (i, base) in bases.iter().enumerate() {
+            let next_base = bases.get(i + 1).copied().unwrap_or(i64::MAX);
+            if next_base <= from {
+                continue;
+            }
+            let segment = &self.segments[base];
+            let mut batches = Vec::new();
+            let start = segment.translate_offset(from).map_err(io_err("replaying producer state"))?.map(|(p, _)| p).unwrap_or(segment.size());
+            segment
+                .scan_headers(start, |position, header| {
+                    batches.push((position, *header));
+                    std::ops::ControlFlow::Continue(())
+                })
+                .map_err(io_err("replaying producer state"))?;
+            let mut aborted_here = Vec::new();
+            for (position, header) in batches {
+                if header.last_offset() < from || !header.has_producer_id() {
+                    continue;
+                }
+                let control = if header.is_control() {
+                    let bytes = segment.read_at(position, header.size() as u32).map_err(io_err("reading a control batch"))?;
+                    producer_state::control_type(&bytes)
+                } else {
+                    None
+                };
+                match state.update(&header, control, leo) {
+                    Ok(Some(aborted)) => aborted_here.push(aborted),
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!(partition = %self.topic_partition, error = %e, "inconsistent producer state while replaying"),
+                }
+            }
+            let segment = self.segments.get_mut(base).expect("listed above");
+            for aborted in aborted_here {
+                segment.append_aborted(aborted).map_err(io_err("rebuilding the transaction index"))?;
+            }
+        }
+        self.producer_state = state;
+        Ok(())
+    }
+
+    pub fn producer_state(&self) -> &ProducerStateManager {
+        &self.producer_state
+    }
+
+    /// The first offset of the oldest open transaction: the last stable offset
+    /// cannot pass it.
+    pub fn first_unstable_offset(&self) -> Option<i64> {
+        self.producer_state.first_unstable_offset()
+    }
+
+    /// Aborted transactions a read_committed fetch from `start` below `upper` must
+    /// report: `(producer id, first offset)`.
+    pub fn aborted_transactions(&self, start: i64, upper: i64) -> Vec<(i64, i64)> {
+        let first_base = self.segments.range(..=start).next_back().map(|(b, _)| *b).unwrap_or(i64::MIN);
+        let mut out = Vec::new();
+        for (base, segment) in self.segments.range(first_base..) {
+            if *base >= upper && !out.is_empty() {
+                break;
+            }
+            for aborted in segment.aborted_transactions() {
+                if aborted.last_offset >= start && aborted.first_offset < upper {
+                    out.push((aborted.producer_id, aborted.first_offset));
+                }
+            }
+        }
+        out
+    }
+
+    /// Forgets idle producers (`producer.id.expiration.ms`).
+    pub fn expire_producers(&mut self, max_idle_ms: i64) -> usize {
+        let now = self.clock.now_ms();
+        self.producer_state.expire(now, max_idle_ms)
     }
 
     pub fn topic_partition(&self) -> &TopicPartition {
@@ -278,6 +371,23 @@ impl Log {
     pub fn append_as_leader(&mut self, records: &[u8], leader_epoch: i32, origin: Origin) -> Result<LogAppendInfo, AppendError> {
         let now = self.clock.now_ms();
         let validated = validate_records(records, &self.config, now, origin)?;
+        // Idempotence: a retried batch is answered with its original offsets.
+        for batch in validated.iter().filter(|b| b.header.has_producer_id()) {
+            let control = if batch.header.is_control() { producer_state::control_type(&records[batch.range.clone()]) } else { None };
+            if let SequenceCheck::Duplicate { first_offset, last_offset } = self.producer_state.check(&batch.header, control)? {
+                return Ok(LogAppendInfo {
+                    first_offset: Offset(first_offset),
+                    last_offset: Offset(last_offset),
+                    log_append_time: -1,
+                    max_timestamp: batch.header.max_timestamp,
+                    log_start_offset: Offset(self.log_start_offset),
+                    records: 0,
+                    bytes: 0,
+                    rolled_segment: None,
+                    duplicate: true,
+                });
+            }
+        }
         let log_append_time = self.config.message_timestamp_type == MessageTimestampType::LogAppendTime;
         // A topic with its own compression.type gets its batches in that codec,
         // as Kafka recompresses them; "producer" keeps what the client sent.
@@ -331,6 +441,19 @@ impl Log {
             return Err(StorageError::io(format!("appending to {}", segment.log_path().display()), e).into());
         }
         self.leader_epochs.assign(leader_epoch, first_offset).map_err(io_err("leader epoch checkpoint"))?;
+        let leo = self.log_end_offset().0;
+        for (info, batch) in infos.iter().zip(&validated) {
+            if !batch.header.has_producer_id() {
+                continue;
+            }
+            let mut header = batch.header;
+            header.base_offset = info.base_offset;
+            header.max_timestamp = info.max_timestamp;
+            let control = if header.is_control() { producer_state::control_type(&records[batch.range.clone()]) } else { None };
+            if let Some(aborted) = self.producer_state.update(&header, control, leo)? {
+                self.active_mut().append_aborted(aborted).map_err(io_err("writing the transaction index"))?;
+            }
+        }
         self.unflushed_messages += record_count;
         Ok(LogAppendInfo {
             first_offset: Offset(first_offset),
@@ -341,6 +464,7 @@ impl Log {
             records: record_count,
             bytes: bytes.len(),
             rolled_segment,
+            duplicate: false,
         })
     }
 
@@ -391,6 +515,9 @@ impl Log {
         let segment = Segment::create(&self.dir, new_base, self.config.index_interval_bytes, self.config.max_index_entries(), self.config.max_time_index_entries(), now)
             .map_err(io_err(format!("rolling {} at {new_base}", self.topic_partition)))?;
         self.segments.insert(new_base, segment);
+        // A producer snapshot at every roll bounds the replay after a crash.
+        self.producer_state.set_map_end_offset(new_base);
+        producer_state::write_snapshot(&self.dir, &self.producer_state, 3).map_err(io_err("writing a producer snapshot"))?;
         Ok(old_base)
     }
 
@@ -510,6 +637,7 @@ impl Log {
         // Truncation removes whole batches; one straddling the log start takes the
         // start back with it (Kafka: `logStartOffset = min(logStartOffset, target)`).
         self.log_start_offset = self.log_start_offset.min(leo);
+        self.reload_producer_state(leo)?;
         Ok(())
     }
 
@@ -556,6 +684,8 @@ impl Log {
         }
         self.recovery_point = leo;
         self.unflushed_messages = 0;
+        self.producer_state.set_map_end_offset(leo);
+        producer_state::write_snapshot(&self.dir, &self.producer_state, 3).map_err(io_err("writing a producer snapshot"))?;
         Ok(())
     }
 

@@ -515,3 +515,85 @@ fn a_topic_compression_type_recompresses_produced_batches() {
     assert_eq!(records.iter().map(|r| r.value.clone().unwrap().to_vec()).collect::<Vec<_>>(), vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]);
     assert_eq!(read_all(&log, 0).len(), 4);
 }
+
+// ---- idempotence and transactions ----
+
+fn producer_batch(pid: i64, epoch: i16, seq: i32, values: &[&[u8]], transactional: bool) -> Vec<u8> {
+    let mut builder = BatchBuilder::new(Compression::None).producer(pid, epoch, seq).transactional(transactional);
+    for value in values {
+        builder.append(&NewRecord { timestamp: NOW, key: None, value: Some(value), headers: &[] });
+    }
+    builder.build().unwrap()
+}
+
+#[test]
+fn a_retried_batch_gets_its_original_offsets_and_is_not_written_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, _) = new_log(dir.path(), config(&[]));
+    let first = producer_batch(9, 0, 0, &[b"a", b"b"], false);
+    let info = log.append_as_leader(&first, 0, Origin::Client).unwrap();
+    assert_eq!((info.first_offset.0, info.duplicate), (0, false));
+    log.append_as_leader(&producer_batch(9, 0, 2, &[b"c"], false), 0, Origin::Client).unwrap();
+    let retry = log.append_as_leader(&first, 0, Origin::Client).unwrap();
+    assert_eq!((retry.first_offset.0, retry.last_offset.0, retry.duplicate), (0, 1, true));
+    assert_eq!(log.log_end_offset().0, 3);
+    let gap = log.append_as_leader(&producer_batch(9, 0, 7, &[b"x"], false), 0, Origin::Client);
+    assert!(matches!(gap, Err(AppendError::Producer(crate::producer_state::ProducerError::OutOfOrderSequence { .. }))));
+    let stale = log.append_as_leader(&producer_batch(9, -1, 3, &[b"x"], false), 0, Origin::Client);
+    assert!(matches!(stale, Err(AppendError::Producer(crate::producer_state::ProducerError::InvalidProducerEpoch { .. }))));
+}
+
+#[test]
+fn producer_state_survives_clean_and_unclean_restarts() {
+    for clean in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(&[("segment.bytes", "300")]);
+        let (mut log, clock) = new_log(dir.path(), Arc::clone(&cfg));
+        let mut last = Vec::new();
+        for i in 0..8 {
+            last = producer_batch(5, 0, i, &[&[i as u8; 30]], false);
+            log.append_as_leader(&last, 0, Origin::Client).unwrap();
+        }
+        let state = if clean {
+            log.close().unwrap();
+            LoadState { recovery_point: log.recovery_point().0, log_start_offset: 0, clean_shutdown: true }
+        } else {
+            LoadState { recovery_point: 0, log_start_offset: 0, clean_shutdown: false }
+        };
+        drop(log);
+        let mut log = open(dir.path(), Arc::clone(&cfg), clock, state);
+        let retry = log.append_as_leader(&last, 0, Origin::Client).unwrap();
+        assert!(retry.duplicate, "clean={clean}");
+        assert_eq!(retry.first_offset.0, 7);
+        let next = log.append_as_leader(&producer_batch(5, 0, 8, &[b"n"], false), 0, Origin::Client).unwrap();
+        assert_eq!(next.first_offset.0, 8, "clean={clean}");
+    }
+}
+
+#[test]
+fn open_transactions_hold_back_the_stable_offset_and_aborts_are_indexed() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(&[]);
+    let (mut log, clock) = new_log(dir.path(), Arc::clone(&cfg));
+    log.append_as_leader(&batch(&[b"plain"], NOW, Compression::None), 0, Origin::Client).unwrap();
+    log.append_as_leader(&producer_batch(1, 0, 0, &[b"t1-a", b"t1-b"], true), 0, Origin::Client).unwrap();
+    log.append_as_leader(&producer_batch(2, 0, 0, &[b"t2"], true), 0, Origin::Client).unwrap();
+    assert_eq!(log.first_unstable_offset(), Some(1));
+    let abort = crate::producer_state::marker_batch(1, 0, crate::producer_state::CONTROL_ABORT, 0, NOW);
+    log.append_as_leader(&abort, 0, Origin::Coordinator).unwrap();
+    assert_eq!(log.first_unstable_offset(), Some(3));
+    let commit = crate::producer_state::marker_batch(2, 0, crate::producer_state::CONTROL_COMMIT, 0, NOW);
+    log.append_as_leader(&commit, 0, Origin::Coordinator).unwrap();
+    assert_eq!(log.first_unstable_offset(), None);
+    assert_eq!(log.aborted_transactions(0, 10), vec![(1, 1)]);
+    assert_eq!(log.aborted_transactions(5, 10), vec![], "the abort marker is at 4, before the fetch");
+    // A client may not write markers.
+    assert!(log.append_as_leader(&abort, 0, Origin::Client).is_err());
+    // The index and state survive an unclean restart (rebuilt by replay).
+    drop(log);
+    let state = LoadState { recovery_point: 0, log_start_offset: 0, clean_shutdown: false };
+    std::fs::remove_file(dir.path().join(crate::segment::file_name(0, "txnindex"))).unwrap();
+    let log = open(dir.path(), cfg, clock, state);
+    assert_eq!(log.aborted_transactions(0, 10), vec![(1, 1)]);
+    assert_eq!(log.first_unstable_offset(), None);
+}

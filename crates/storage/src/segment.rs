@@ -21,7 +21,9 @@ use std::sync::Arc;
 use protocol::records::batch::{self, BatchHeader, HEADER_LEN};
 
 use crate::offset_index::{IndexError, OffsetIndex};
+use crate::producer_state::AbortedTxn;
 use crate::time_index::{TimeIndex, TimestampOffset};
+use crate::txn_index::TxnIndex;
 
 /// What a batch contributes to segment bookkeeping.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,7 +52,7 @@ pub fn file_name(base_offset: i64, suffix: &str) -> String {
 
 /// Deletes the files of the segment at `base_offset` in `dir`, whichever exist.
 pub fn delete_segment_files(dir: &Path, base_offset: i64) -> io::Result<()> {
-    for suffix in ["log", "index", "timeindex"] {
+    for suffix in ["log", "index", "timeindex", "txnindex"] {
         match std::fs::remove_file(dir.join(file_name(base_offset, suffix))) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
             _ => {}
@@ -75,6 +77,7 @@ pub struct Segment {
     size: u32,
     index: OffsetIndex,
     time_index: TimeIndex,
+    txn_index: TxnIndex,
     index_interval_bytes: u32,
     bytes_since_last_index_entry: u32,
     /// Largest batch max timestamp, and the last offset of the batch that has it.
@@ -97,6 +100,11 @@ impl Segment {
         let log = open_log(&log_path, true)?;
         let index = OffsetIndex::create_empty(&dir.join(file_name(base_offset, "index")), base_offset, max_index_entries)?;
         let time_index = TimeIndex::create_empty(&dir.join(file_name(base_offset, "timeindex")), base_offset, max_time_entries)?;
+        let txn_path = dir.join(file_name(base_offset, "txnindex"));
+        if txn_path.exists() {
+            std::fs::remove_file(&txn_path)?;
+        }
+        let txn_index = TxnIndex::open(&txn_path)?;
         Ok(Segment {
             base_offset,
             log_path,
@@ -104,6 +112,7 @@ impl Segment {
             size: 0,
             index,
             time_index,
+            txn_index,
             index_interval_bytes,
             bytes_since_last_index_entry: 0,
             max_timestamp: -1,
@@ -147,6 +156,7 @@ impl Segment {
             ),
         };
         let size = u32::try_from(file_len).unwrap_or(u32::MAX);
+        let txn_index = TxnIndex::open(&dir.join(file_name(base_offset, "txnindex")))?;
         let mut segment = Segment {
             base_offset,
             log_path,
@@ -154,6 +164,7 @@ impl Segment {
             size,
             index,
             time_index,
+            txn_index,
             index_interval_bytes,
             bytes_since_last_index_entry: 0,
             max_timestamp: -1,
@@ -391,6 +402,7 @@ impl Segment {
         self.index.truncate_to(offset)?;
         self.index.truncate_to_position(position)?;
         self.time_index.truncate_to(offset)?;
+        self.txn_index.truncate_to(offset)?;
         self.log.set_len(u64::from(position))?;
         self.size = position;
         self.bytes_since_last_index_entry = 0;
@@ -436,7 +448,18 @@ impl Segment {
     pub fn flush(&self) -> io::Result<()> {
         self.log.sync_data()?;
         self.index.flush()?;
-        self.time_index.flush()
+        self.time_index.flush()?;
+        self.txn_index.flush()
+    }
+
+    /// Aborted transactions whose marker is in this segment.
+    pub fn aborted_transactions(&self) -> &[AbortedTxn] {
+        self.txn_index.entries()
+    }
+
+    /// Records an aborted transaction whose marker is in this segment.
+    pub fn append_aborted(&mut self, entry: AbortedTxn) -> io::Result<()> {
+        self.txn_index.append(entry)
     }
 
     /// Handles for an fsync without the log's lock.
@@ -446,7 +469,7 @@ impl Segment {
 
     /// Deletes the segment's files.
     pub fn delete_files(&self) -> io::Result<()> {
-        for path in [self.log_path.as_path(), self.index.path(), self.time_index.path()] {
+        for path in [self.log_path.as_path(), self.index.path(), self.time_index.path(), self.txn_index.path()] {
             match std::fs::remove_file(path) {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
                 _ => {}

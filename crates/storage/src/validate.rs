@@ -103,7 +103,7 @@ fn validate_batch(header: BatchHeader, bytes: &[u8], range: Range<usize>, config
     if origin == Origin::Client && header.is_control() {
         return Err(AppendError::InvalidRecord("Clients are not allowed to write control records".into()));
     }
-    if header.has_producer_id() && header.base_sequence < 0 {
+    if origin == Origin::Client && header.has_producer_id() && header.base_sequence < 0 {
         return Err(AppendError::InvalidRecord(format!("Invalid sequence number {} in record batch with producerId {}", header.base_sequence, header.producer_id)));
     }
     let check_timestamps = config.message_timestamp_type == MessageTimestampType::CreateTime;
