@@ -77,6 +77,10 @@ pub trait OffsetsLog: Send + Sync {
     /// Appends `(key, value)` records (a `None` value is a tombstone) to one
     /// partition, durably as an acks=all produce. The error is Kafka's code.
     fn append(&self, partition: i32, records: &[(Bytes, Option<Bytes>)]) -> Result<(), ErrorCode>;
+
+    /// Appends offset commits as part of a producer's transaction (a
+    /// transactional batch carrying its producer id and epoch).
+    fn append_transactional(&self, partition: i32, records: &[(Bytes, Option<Bytes>)], producer_id: i64, producer_epoch: i16) -> Result<(), ErrorCode>;
 }
 
 /// A JoinGroup request's fields, whatever its version.

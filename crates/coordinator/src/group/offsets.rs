@@ -26,6 +26,15 @@ pub struct OffsetCommitEntry {
     pub metadata: Option<String>,
 }
 
+/// One entry of `__consumer_offsets` as start-up replays it.
+#[derive(Debug, Clone)]
+pub enum LoadEntry {
+    /// A record; `producer_id` is set when it belongs to a transaction.
+    Record { key: Bytes, value: Option<Bytes>, producer_id: Option<i64> },
+    /// A transaction marker.
+    Marker { producer_id: i64, commit: bool },
+}
+
 /// What DescribeGroups reports of a group.
 #[derive(Debug, Clone)]
 pub struct GroupDescription {
@@ -107,6 +116,7 @@ impl GroupCoordinator {
             }
         };
         if let Some(error) = group_error {
+            tracing::trace!(group = group_id, member = member_id, generation = generation_id, %error, "offset commit refused");
             return all(error);
         }
         let group = self.groups.entry(group_id.to_string()).or_insert_with(|| Group::new(group_id, now));
@@ -138,15 +148,108 @@ impl GroupCoordinator {
         }
         let group = self.groups.get_mut(group_id).expect("group exists");
         for (entry, committed) in accepted {
+            tracing::trace!(group = group_id, member = member_id, generation = generation_id, topic = %entry.topic, partition = entry.partition, offset = entry.offset, "offset committed");
             group.offsets.insert((entry.topic.clone(), entry.partition), committed);
         }
         errors
+    }
+
+    /// TxnOffsetCommit: offsets committed inside `producer_id`'s transaction. They
+    /// become visible when the transaction commits ([`GroupCoordinator::complete_transaction`]).
+    #[allow(clippy::too_many_arguments)]
+    pub fn txn_commit_offsets(
+        &mut self,
+        group_id: &str,
+        producer_id: i64,
+        producer_epoch: i16,
+        member_id: &str,
+        group_instance_id: Option<&str>,
+        generation_id: i32,
+        entries: &[OffsetCommitEntry],
+    ) -> Vec<ErrorCode> {
+        let now = self.clock.now_ms();
+        let all = |code: ErrorCode| vec![code; entries.len()];
+        if group_id.is_empty() {
+            return all(ErrorCode::InvalidGroupId);
+        }
+        if let Some(group) = self.groups.get(group_id) {
+            if group.is(GroupState::Dead) {
+                return all(ErrorCode::CoordinatorNotAvailable);
+            }
+            if group.is_static_member_fenced(member_id, group_instance_id) {
+                return all(ErrorCode::FencedInstanceId);
+            }
+            // Membership is checked when the producer says who it is (KIP-447).
+            if !member_id.is_empty() && !group.has_member(member_id) {
+                return all(ErrorCode::UnknownMemberId);
+            }
+            if generation_id >= 0 && generation_id != group.generation_id {
+                return all(ErrorCode::IllegalGeneration);
+            }
+        }
+        let mut errors = Vec::with_capacity(entries.len());
+        let mut records = Vec::new();
+        let mut accepted = Vec::new();
+        for entry in entries {
+            let metadata = entry.metadata.clone().unwrap_or_default();
+            if metadata.len() > self.config.offset_metadata_max_bytes {
+                errors.push(ErrorCode::OffsetMetadataTooLarge);
+                continue;
+            }
+            let value = StoredOffset { offset: entry.offset, leader_epoch: entry.leader_epoch, metadata: metadata.clone(), commit_timestamp_ms: now };
+            let key = OffsetsKey::Offset { group: group_id.to_string(), topic: entry.topic.clone(), partition: entry.partition };
+            records.push((key.encode(), Some(value.encode())));
+            accepted.push(((entry.topic.clone(), entry.partition), CommittedOffset { offset: entry.offset, leader_epoch: entry.leader_epoch, metadata, commit_timestamp_ms: now }));
+            errors.push(ErrorCode::None);
+        }
+        if records.is_empty() {
+            return errors;
+        }
+        if let Err(e) = self.log.append_transactional(self.partition_for(group_id), &records, producer_id, producer_epoch) {
+            let error = commit_error(e);
+            return errors.into_iter().map(|c| if c == ErrorCode::None { error } else { c }).collect();
+        }
+        let group = self.groups.entry(group_id.to_string()).or_insert_with(|| Group::new(group_id, now));
+        group.pending_txn_offsets.entry(producer_id).or_default().extend(accepted);
+        errors
+    }
+
+    /// A COMMIT or ABORT marker for `producer_id` was written to `__consumer_offsets`
+    /// partition `partition`: its pending offsets there are applied or dropped.
+    pub fn complete_transaction(&mut self, partition: i32, producer_id: i64, commit: bool) {
+        let partitions = self.config.offsets_partitions;
+        for group in self.groups.values_mut() {
+            if super::records::partition_for(&group.group_id, partitions) != partition {
+                continue;
+            }
+            if let Some(pending) = group.pending_txn_offsets.remove(&producer_id) {
+                if commit {
+                    group.offsets.extend(pending);
+                }
+            }
+        }
+    }
+
+    /// Whether a transaction still holds uncommitted offsets for the partition
+    /// (OffsetFetch with `require_stable` answers UNSTABLE_OFFSET_COMMIT then).
+    pub fn has_pending_transactional_offset(&self, group_id: &str, topic: &str, partition: i32) -> bool {
+        self.groups
+            .get(group_id)
+            .is_some_and(|g| g.pending_txn_offsets.values().any(|p| p.contains_key(&(topic.to_string(), partition))))
     }
 
     /// OffsetFetch: committed offsets of `partitions`, or of every partition when
     /// `None`. Unknown groups and partitions answer offset -1 without error.
     pub fn fetch_offsets(&self, group_id: &str, partitions: Option<&[(String, i32)]>) -> Vec<(String, i32, Option<CommittedOffset>)> {
         let group = self.groups.get(group_id);
+        if tracing::enabled!(tracing::Level::TRACE) {
+            let found: Vec<(i32, i64)> = partitions
+                .unwrap_or_default()
+                .iter()
+                .map(|(t, p)| (*p, group.and_then(|g| g.offsets.get(&(t.clone(), *p))).map_or(-1, |c| c.offset)))
+                .collect();
+            tracing::trace!(group = group_id, ?found, "offsets fetched");
+        }
         match partitions {
             Some(partitions) => partitions
                 .iter()
@@ -277,6 +380,43 @@ impl GroupCoordinator {
     /// log order: `(key, value or tombstone)`. Groups with members come back Stable
     /// (their members must heartbeat within a session), as in Kafka.
     pub fn load(&mut self, records: impl IntoIterator<Item = (Bytes, Option<Bytes>)>) -> Result<(), DecodeError> {
+        self.load_entries(records.into_iter().map(|(key, value)| LoadEntry::Record { key, value, producer_id: None }))
+    }
+
+    /// Like [`GroupCoordinator::load`], with transactions: records of a
+    /// transactional batch count once their COMMIT marker is seen; those of a
+    /// transaction still open become pending transactional offsets.
+    pub fn load_entries(&mut self, entries: impl IntoIterator<Item = LoadEntry>) -> Result<(), DecodeError> {
+        let mut applied: Vec<(Bytes, Option<Bytes>)> = Vec::new();
+        let mut open: BTreeMap<i64, Vec<(Bytes, Option<Bytes>)>> = BTreeMap::new();
+        for entry in entries {
+            match entry {
+                LoadEntry::Record { key, value, producer_id: None } => applied.push((key, value)),
+                LoadEntry::Record { key, value, producer_id: Some(pid) } => open.entry(pid).or_default().push((key, value)),
+                LoadEntry::Marker { producer_id, commit } => {
+                    if let Some(records) = open.remove(&producer_id) {
+                        if commit {
+                            applied.extend(records);
+                        }
+                    }
+                }
+            }
+        }
+        self.load_applied(applied)?;
+        let now = self.clock.now_ms();
+        for (pid, records) in open {
+            for (key, value) in records {
+                let (OffsetsKey::Offset { group, topic, partition }, Some(value)) = (OffsetsKey::decode(key)?, value) else { continue };
+                let stored = StoredOffset::decode(value)?;
+                let committed = CommittedOffset { offset: stored.offset, leader_epoch: stored.leader_epoch, metadata: stored.metadata, commit_timestamp_ms: stored.commit_timestamp_ms };
+                let group = self.groups.entry(group.clone()).or_insert_with(|| Group::new(&group, now));
+                group.pending_txn_offsets.entry(pid).or_default().insert((topic, partition), committed);
+            }
+        }
+        Ok(())
+    }
+
+    fn load_applied(&mut self, records: Vec<(Bytes, Option<Bytes>)>) -> Result<(), DecodeError> {
         let now = self.clock.now_ms();
         let mut offsets: BTreeMap<String, BTreeMap<(String, i32), CommittedOffset>> = BTreeMap::new();
         let mut groups: BTreeMap<String, Option<StoredGroup>> = BTreeMap::new();

@@ -127,6 +127,9 @@ pub struct Group {
     /// When the members of a new generation must have synced.
     pub sync_deadline_ms: Option<i64>,
     pub offsets: BTreeMap<(String, i32), CommittedOffset>,
+    /// Offsets committed inside open transactions, by producer id: applied by
+    /// the COMMIT marker, dropped by ABORT.
+    pub pending_txn_offsets: BTreeMap<i64, BTreeMap<(String, i32), CommittedOffset>>,
     pub state_since_ms: i64,
 }
 
@@ -147,6 +150,7 @@ impl Group {
             initial_delay_deadline_ms: None,
             sync_deadline_ms: None,
             offsets: BTreeMap::new(),
+            pending_txn_offsets: BTreeMap::new(),
             state_since_ms: now_ms,
         }
     }

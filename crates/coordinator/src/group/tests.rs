@@ -28,6 +28,10 @@ impl OffsetsLog for MemoryLog {
         }
         Ok(())
     }
+
+    fn append_transactional(&self, partition: i32, records: &[(Bytes, Option<Bytes>)], _producer_id: i64, _producer_epoch: i16) -> Result<(), ErrorCode> {
+        self.append(partition, records)
+    }
 }
 
 struct Harness {
@@ -420,4 +424,40 @@ fn leaving_an_unknown_group_is_an_error_per_member() {
     let mut h = Harness::new(config());
     let leaving = vec![("a".to_string(), None), (String::new(), Some("i".to_string()))];
     assert_eq!(h.coordinator.leave("nope", &leaving), Ok(vec![ErrorCode::UnknownMemberId; 2]));
+}
+
+#[test]
+fn transactional_offsets_count_only_once_their_transaction_commits() {
+    let mut h = Harness::new(config());
+    let entry = |offset| OffsetCommitEntry { topic: "t".into(), partition: 0, offset, leader_epoch: -1, metadata: None };
+    assert_eq!(h.coordinator.txn_commit_offsets("g", 7, 0, "", None, -1, &[entry(5)]), vec![ErrorCode::None]);
+    assert!(h.coordinator.fetch_offsets("g", Some(&[("t".into(), 0)]))[0].2.is_none());
+    assert!(h.coordinator.has_pending_transactional_offset("g", "t", 0));
+    let partition = h.coordinator.partition_for("g");
+    h.coordinator.complete_transaction(partition, 7, true);
+    assert_eq!(h.coordinator.fetch_offsets("g", Some(&[("t".into(), 0)]))[0].2.as_ref().map(|c| c.offset), Some(5));
+    h.coordinator.txn_commit_offsets("g", 8, 0, "", None, -1, &[entry(9)]);
+    h.coordinator.complete_transaction(partition, 8, false);
+    assert_eq!(h.coordinator.fetch_offsets("g", Some(&[("t".into(), 0)]))[0].2.as_ref().map(|c| c.offset), Some(5), "aborted offsets are dropped");
+
+    // Replayed from the log: committed ones apply, open ones stay pending.
+    use super::offsets::LoadEntry;
+    use super::records::{OffsetsKey, StoredOffset};
+    let record = |offset: i64| {
+        let key = OffsetsKey::Offset { group: "g2".into(), topic: "t".into(), partition: 0 }.encode();
+        let value = StoredOffset { offset, leader_epoch: -1, metadata: String::new(), commit_timestamp_ms: 1 }.encode();
+        (key, Some(value))
+    };
+    let (k1, v1) = record(10);
+    let (k2, v2) = record(20);
+    let mut reloaded = GroupCoordinator::new(config(), h.clock.clone(), h.log.clone());
+    reloaded
+        .load_entries(vec![
+            LoadEntry::Record { key: k1, value: v1, producer_id: Some(1) },
+            LoadEntry::Marker { producer_id: 1, commit: true },
+            LoadEntry::Record { key: k2, value: v2, producer_id: Some(2) },
+        ])
+        .unwrap();
+    assert_eq!(reloaded.fetch_offsets("g2", None)[0].2.as_ref().map(|c| c.offset), Some(10));
+    assert!(reloaded.has_pending_transactional_offset("g2", "t", 0));
 }

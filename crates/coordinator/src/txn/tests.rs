@@ -1,0 +1,130 @@
+//! The transaction coordinator driven by a manual clock and in-memory fakes.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use protocol::time::ManualClock;
+use protocol::ErrorCode;
+
+use super::coordinator::{MarkerWriter, ProducerIdSource, TxnConfig, TxnCoordinator, TxnLog};
+use super::records::TxnState;
+
+#[derive(Default)]
+struct Fakes {
+    log: Mutex<Vec<(Bytes, Option<Bytes>)>>,
+    markers: Mutex<Vec<(i64, i16, bool, Vec<(String, i32)>)>>,
+    next_id: AtomicI64,
+    fail_markers: Mutex<bool>,
+}
+
+impl TxnLog for Fakes {
+    fn append(&self, _partition: i32, key: Bytes, value: Option<Bytes>) -> Result<(), ErrorCode> {
+        self.log.lock().unwrap().push((key, value));
+        Ok(())
+    }
+}
+
+impl MarkerWriter for Fakes {
+    fn write_markers(&self, producer_id: i64, producer_epoch: i16, commit: bool, _coordinator_epoch: i32, partitions: &[(String, i32)]) -> Result<(), ErrorCode> {
+        if *self.fail_markers.lock().unwrap() {
+            return Err(ErrorCode::NotLeaderOrFollower);
+        }
+        self.markers.lock().unwrap().push((producer_id, producer_epoch, commit, partitions.to_vec()));
+        Ok(())
+    }
+}
+
+impl ProducerIdSource for Fakes {
+    fn next_producer_id(&self) -> Result<i64, ErrorCode> {
+        Ok(1000 + self.next_id.fetch_add(1, Ordering::SeqCst))
+    }
+}
+
+fn coordinator() -> (TxnCoordinator, Arc<Fakes>, Arc<ManualClock>) {
+    let fakes = Arc::new(Fakes::default());
+    let clock = Arc::new(ManualClock::new(1_000_000));
+    let c = TxnCoordinator::new(TxnConfig::default(), clock.clone(), fakes.clone(), fakes.clone(), fakes.clone());
+    (c, fakes, clock)
+}
+
+fn tp(topic: &str, partition: i32) -> (String, i32) {
+    (topic.to_string(), partition)
+}
+
+#[test]
+fn a_transaction_commits_with_markers_on_every_partition() {
+    let (mut c, fakes, _) = coordinator();
+    let (pid, epoch) = c.init_producer_id(Some("tx"), 60_000, None).unwrap();
+    assert_eq!(epoch, 0);
+    c.add_partitions("tx", pid, epoch, &[tp("a", 0), tp("b", 1)]).unwrap();
+    c.add_offsets("tx", pid, epoch, "group").unwrap();
+    assert_eq!(c.transaction("tx").unwrap().state, TxnState::Ongoing);
+    c.end_transaction("tx", pid, epoch, true).unwrap();
+    assert_eq!(c.transaction("tx").unwrap().state, TxnState::CompleteCommit);
+    let markers = fakes.markers.lock().unwrap();
+    assert_eq!(markers.len(), 1);
+    assert!(markers[0].2, "a commit marker");
+    assert_eq!(markers[0].3.len(), 3);
+    assert!(markers[0].3.iter().any(|(t, _)| t == "__consumer_offsets"));
+    drop(markers);
+    // A retried EndTxn is answered the same way.
+    c.end_transaction("tx", pid, epoch, true).unwrap();
+    assert_eq!(c.end_transaction("tx", pid, epoch, false), Err(ErrorCode::InvalidTxnState));
+}
+
+#[test]
+fn a_new_instance_fences_the_old_one_and_aborts_its_open_transaction() {
+    let (mut c, fakes, _) = coordinator();
+    let (pid, old_epoch) = c.init_producer_id(Some("tx"), 60_000, None).unwrap();
+    c.add_partitions("tx", pid, old_epoch, &[tp("a", 0)]).unwrap();
+    let (pid2, new_epoch) = c.init_producer_id(Some("tx"), 60_000, None).unwrap();
+    assert_eq!(pid2, pid);
+    assert!(new_epoch > old_epoch + 1, "bumped once to fence and once for the new instance");
+    let markers = fakes.markers.lock().unwrap();
+    assert_eq!(markers.len(), 1);
+    assert!(!markers[0].2, "the old transaction was aborted");
+    drop(markers);
+    assert_eq!(c.add_partitions("tx", pid, old_epoch, &[tp("a", 1)]), Err(ErrorCode::ProducerFenced));
+    assert_eq!(c.end_transaction("tx", pid, old_epoch, true), Err(ErrorCode::ProducerFenced));
+    assert_eq!(c.add_partitions("tx", 999, new_epoch, &[tp("a", 1)]), Err(ErrorCode::InvalidProducerIdMapping));
+}
+
+#[test]
+fn timed_out_transactions_are_aborted_with_a_bumped_epoch() {
+    let (mut c, fakes, clock) = coordinator();
+    let (pid, epoch) = c.init_producer_id(Some("tx"), 10_000, None).unwrap();
+    c.add_partitions("tx", pid, epoch, &[tp("a", 0)]).unwrap();
+    clock.advance(5_000);
+    c.tick();
+    assert_eq!(c.transaction("tx").unwrap().state, TxnState::Ongoing);
+    clock.advance(6_000);
+    c.tick();
+    assert_eq!(c.transaction("tx").unwrap().state, TxnState::CompleteAbort);
+    assert_eq!(fakes.markers.lock().unwrap()[0].1, epoch + 1);
+    assert_eq!(c.end_transaction("tx", pid, epoch, true), Err(ErrorCode::ProducerFenced), "the zombie is fenced");
+}
+
+#[test]
+fn timeouts_beyond_the_maximum_are_refused() {
+    let (mut c, _, _) = coordinator();
+    assert_eq!(c.init_producer_id(Some("tx"), 900_001, None), Err(ErrorCode::InvalidTransactionTimeout));
+    let (pid, epoch) = c.init_producer_id(None, 0, None).unwrap();
+    assert_eq!((pid, epoch), (1000, 0), "idempotent producers get a fresh id");
+}
+
+#[test]
+fn a_restart_completes_a_prepared_transaction() {
+    let (mut c, fakes, clock) = coordinator();
+    let (pid, epoch) = c.init_producer_id(Some("tx"), 60_000, None).unwrap();
+    c.add_partitions("tx", pid, epoch, &[tp("a", 0)]).unwrap();
+    *fakes.fail_markers.lock().unwrap() = true;
+    assert!(c.end_transaction("tx", pid, epoch, true).is_err());
+    assert_eq!(c.transaction("tx").unwrap().state, TxnState::PrepareCommit);
+    *fakes.fail_markers.lock().unwrap() = false;
+    let records = fakes.log.lock().unwrap().clone();
+    let mut restarted = TxnCoordinator::new(TxnConfig::default(), clock.clone(), fakes.clone(), fakes.clone(), fakes.clone());
+    restarted.load(records).unwrap();
+    assert_eq!(restarted.transaction("tx").unwrap().state, TxnState::CompleteCommit);
+    assert!(fakes.markers.lock().unwrap().iter().any(|m| m.0 == pid && m.2));
+}
