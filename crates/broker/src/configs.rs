@@ -82,64 +82,90 @@ pub fn topic_defaults(config: &BrokerConfig, image: &ClusterImage) -> BTreeMap<S
     })
 }
 
-/// Where a broker key's value comes from, and the value.
-fn broker_key_source(config: &BrokerConfig, image: &ClusterImage, key: &str) -> Option<(String, i8)> {
-    if let Some(v) = dynamic(image, &ConfigResource::Broker(config.node_id)).and_then(|m| m.get(key)) {
-        return Some((v.clone(), source::DYNAMIC_BROKER_CONFIG));
+/// Kafka's `DynamicBrokerConfig.brokerConfigSynonyms`: the broker keys that set
+/// the same value, highest priority first (`log.retention.ms` before
+/// `log.retention.minutes` before `log.retention.hours`).
+fn broker_key_synonyms(key: &str) -> Vec<&str> {
+    match key {
+        "log.roll.ms" | "log.roll.hours" => vec!["log.roll.ms", "log.roll.hours"],
+        "log.roll.jitter.ms" | "log.roll.jitter.hours" => vec!["log.roll.jitter.ms", "log.roll.jitter.hours"],
+        "log.flush.interval.ms" => vec!["log.flush.interval.ms", "log.flush.scheduler.interval.ms"],
+        "log.retention.ms" | "log.retention.minutes" | "log.retention.hours" => vec!["log.retention.ms", "log.retention.minutes", "log.retention.hours"],
+        other => vec![other],
     }
-    if let Some(v) = dynamic(image, &ConfigResource::BrokerDefault).and_then(|m| m.get(key)) {
-        return Some((v.clone(), source::DYNAMIC_DEFAULT_BROKER_CONFIG));
-    }
-    config.raw.get(key).map(|v| (v.clone(), source::STATIC_BROKER_CONFIG))
 }
 
-/// Every topic config of `topic` with its effective value, source and synonyms.
+/// Kafka's `ConfigHelper.configSynonyms`: the values `name` and its synonyms have,
+/// by source (this broker's dynamic values, the cluster-wide dynamic defaults, the
+/// static config, the built-in defaults), each source listing the synonyms in
+/// priority order; entries before the first one named `name` are dropped, so a key
+/// whose only values are under a lower-priority synonym (`retention.ms` with only
+/// `log.retention.hours=168`) has none, as in Kafka.
+fn broker_synonyms(config: &BrokerConfig, image: &ClusterImage, node: Option<i32>, name: &str) -> Vec<(String, Option<String>, i8)> {
+    let keys = broker_key_synonyms(name);
+    let mut out = Vec::new();
+    let mut add = |values: Option<&BTreeMap<String, String>>, source: i8| {
+        for key in &keys {
+            if let Some(v) = values.and_then(|m| m.get(*key)) {
+                out.push((key.to_string(), Some(v.clone()), source));
+            }
+        }
+    };
+    add(node.and_then(|n| dynamic(image, &ConfigResource::Broker(n))), source::DYNAMIC_BROKER_CONFIG);
+    add(dynamic(image, &ConfigResource::BrokerDefault), source::DYNAMIC_DEFAULT_BROKER_CONFIG);
+    add(Some(&config.raw), source::STATIC_BROKER_CONFIG);
+    for key in &keys {
+        if let Some(def) = broker_config_def(key).filter(|d| !d.default.is_empty()) {
+            out.push((key.to_string(), Some(def.default.to_string()), source::DEFAULT_CONFIG));
+        }
+    }
+    let first = out.iter().position(|(n, _, _)| n == name).unwrap_or(out.len());
+    out.split_off(first)
+}
+
+/// Every topic config of `topic` with its effective value, source and synonyms
+/// (Kafka's `ConfigHelper.createTopicConfigEntry`): the topic's override if any,
+/// then the synonyms of its primary broker key; the source is the first synonym's.
 pub fn describe_topic(config: &BrokerConfig, image: &ClusterImage, topic: &TopicImage) -> Vec<ConfigEntry> {
     let defaults = topic_defaults(config, image);
     let effective = LogConfig::resolve(&topic.configs, &defaults).map(|c| c.values).unwrap_or_default();
     TOPIC_CONFIGS
         .iter()
         .map(|def| {
-            let mut synonyms = Vec::new();
-            if let Some(v) = topic.configs.get(def.name) {
-                synonyms.push((def.name.to_string(), Some(v.clone()), source::DYNAMIC_TOPIC_CONFIG));
-            }
-            for key in def.broker_synonyms {
-                if let Some((v, s)) = broker_key_source(config, image, key) {
-                    synonyms.push((key.to_string(), Some(v), s));
-                }
-            }
-            let default_name = def.broker_synonyms.first().copied().unwrap_or(def.name);
-            synonyms.push((default_name.to_string(), Some(def.default.to_string()), source::DEFAULT_CONFIG));
-            let source = synonyms.first().map(|s| s.2).unwrap_or(source::DEFAULT_CONFIG);
             let value = effective.get(def.name).cloned().unwrap_or_else(|| def.default.to_string());
+            let mut synonyms = Vec::new();
+            if topic.configs.contains_key(def.name) {
+                synonyms.push((def.name.to_string(), Some(value.clone()), source::DYNAMIC_TOPIC_CONFIG));
+            }
+            if let Some(primary) = def.broker_synonyms.first() {
+                synonyms.extend(broker_synonyms(config, image, Some(config.node_id), primary));
+            }
+            let source = synonyms.first().map(|s| s.2).unwrap_or(source::DEFAULT_CONFIG);
             ConfigEntry { name: def.name.to_string(), value: Some(value), source, read_only: false, synonyms, def }
         })
         .collect()
 }
 
-/// Every broker config with its value and source. `node` is `None` for the
-/// cluster-wide default resource (name "").
+/// Broker configs with their values and sources (Kafka's
+/// `ConfigHelper.createBrokerConfigEntry`). For this broker (`node` is its id):
+/// every key. For the cluster-wide default resource (name "", `node` is `None`):
+/// only the keys set there, with only those synonyms, as Kafka lists them.
 pub fn describe_broker(config: &BrokerConfig, image: &ClusterImage, node: Option<i32>) -> Vec<ConfigEntry> {
+    let cluster_defaults = dynamic(image, &ConfigResource::BrokerDefault);
     BROKER_CONFIGS
         .iter()
+        .filter(|def| node.is_some() || cluster_defaults.is_some_and(|m| m.contains_key(def.name)))
         .map(|def| {
-            let mut synonyms = Vec::new();
-            let per_broker = node.and_then(|n| dynamic(image, &ConfigResource::Broker(n))).and_then(|m| m.get(def.name));
-            if let Some(v) = per_broker {
-                synonyms.push((def.name.to_string(), Some(v.clone()), source::DYNAMIC_BROKER_CONFIG));
+            let mut synonyms = broker_synonyms(config, image, node, def.name);
+            if node.is_none() {
+                synonyms.retain(|s| s.2 == source::DYNAMIC_DEFAULT_BROKER_CONFIG);
             }
-            if let Some(v) = dynamic(image, &ConfigResource::BrokerDefault).and_then(|m| m.get(def.name)) {
-                synonyms.push((def.name.to_string(), Some(v.clone()), source::DYNAMIC_DEFAULT_BROKER_CONFIG));
-            }
-            if node.is_some() {
-                if let Some(v) = config.raw.get(def.name) {
-                    synonyms.push((def.name.to_string(), Some(v.clone()), source::STATIC_BROKER_CONFIG));
-                }
-            }
-            let default = (!def.default.is_empty()).then(|| def.default.to_string());
-            synonyms.push((def.name.to_string(), default.clone(), source::DEFAULT_CONFIG));
-            let (value, source) = synonyms.first().map(|s| (s.1.clone(), s.2)).unwrap_or((default, source::DEFAULT_CONFIG));
+            let value = match node {
+                // The value in force: the first synonym named like the key.
+                Some(_) => synonyms.first().filter(|s| s.0 == def.name).and_then(|s| s.1.clone()),
+                None => cluster_defaults.and_then(|m| m.get(def.name)).cloned(),
+            };
+            let source = synonyms.first().map(|s| s.2).unwrap_or(source::DEFAULT_CONFIG);
             ConfigEntry { name: def.name.to_string(), value, source, read_only: !is_dynamic_broker_key(def.name), synonyms, def }
         })
         .collect()
