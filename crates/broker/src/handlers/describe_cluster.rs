@@ -11,8 +11,10 @@ use super::{ApiSpec, Reply, RequestContext};
 pub const API: ApiSpec = ApiSpec::new(ApiKey::DescribeCluster, 0, 2);
 
 const ENDPOINT_BROKERS: i8 = 1;
-/// No authorizer: every cluster operation (DESCRIBE, ALTER, ...) is allowed.
-const CLUSTER_OPERATIONS: i32 = (1 << 4) | (1 << 5) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 12);
+/// No authorizer: every operation Kafka defines on the cluster resource is allowed
+/// (`AclEntry.supportedOperations(CLUSTER)`: CREATE 5, ALTER 7, DESCRIBE 8,
+/// CLUSTER_ACTION 9, DESCRIBE_CONFIGS 10, ALTER_CONFIGS 11, IDEMPOTENT_WRITE 12).
+pub const CLUSTER_OPERATIONS: i32 = (1 << 5) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 12);
 
 pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
     let request: DescribeClusterRequest = match ctx.decode(body) {
