@@ -98,12 +98,19 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
             )
         })
         .collect();
+    // Metadata v8-10 can ask for the cluster's operations (librdkafka's
+    // DescribeCluster does); no authorizer, so all of them.
+    let cluster_ops = if (8..=10).contains(&version) && request.include_cluster_authorized_operations {
+        super::describe_cluster::CLUSTER_OPERATIONS
+    } else {
+        AUTHORIZED_OPERATIONS_OMITTED
+    };
     let response = MetadataResponse::default()
         .with_brokers(brokers)
         .with_cluster_id(Some(StrBytes::from_string(ctx.broker.cluster_id.clone())))
         .with_controller_id(BrokerId(ctx.broker.node_id()))
         .with_topics(topics)
-        .with_cluster_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED);
+        .with_cluster_authorized_operations(cluster_ops);
     ctx.respond(&response)
 }
 
