@@ -61,6 +61,8 @@ pub struct Broker {
     pub groups: crate::groups::Groups,
     /// Where each compacted log is clean up to.
     pub cleaner: crate::cleaner::CleanerState,
+    /// The transaction coordinator.
+    pub transactions: crate::transactions::Transactions,
     shutdown: watch::Sender<bool>,
 }
 
@@ -87,6 +89,11 @@ impl Broker {
     pub fn log_config_for(&self, topic: &TopicImage) -> Arc<LogConfig> {
         let image = self.metadata.image();
         resolve_log_config(&crate::configs::topic_defaults(&self.config, &image), topic)
+    }
+
+    /// The lock every controller decision takes.
+    pub fn controller_lock(&self) -> &AsyncMutex<()> {
+        &self.controller_lock
     }
 
     pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
@@ -275,6 +282,7 @@ impl RunningBroker {
         let cleaner = crate::cleaner::CleanerState::load(&config.log_dirs);
         let broker = Arc::new_cyclic(|weak| Broker {
             groups: crate::groups::Groups::new(&config, Arc::clone(&clock), weak.clone()),
+            transactions: crate::transactions::Transactions::new(&config, Arc::clone(&clock), weak.clone()),
             cleaner,
             config,
             cluster_id,
@@ -307,6 +315,15 @@ impl RunningBroker {
             Ok(_) => {}
             Err(e) => tracing::error!(error = %e, "loading consumer groups failed; committed offsets may be missing"),
         }
+        let loaded = {
+            let b = Arc::clone(&broker);
+            blocking(move || crate::transactions::load_transactions(&b.transactions, &b.replicas)).await
+        };
+        match loaded {
+            Ok(records) if records > 0 => tracing::info!(records, "loaded transactions from __transaction_state"),
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "loading transactions failed"),
+        }
         tracing::info!(
             node_id = broker.node_id(),
             cluster_id = %broker.cluster_id,
@@ -322,6 +339,7 @@ impl RunningBroker {
         tasks.push(tokio::spawn(background_tasks(Arc::clone(&broker))));
         tasks.push(tokio::spawn(crate::groups::run_timer(Arc::clone(&broker))));
         tasks.push(tokio::spawn(crate::cleaner::run(Arc::clone(&broker))));
+        tasks.push(tokio::spawn(crate::transactions::run_timer(Arc::clone(&broker))));
         for address in &addresses {
             tracing::info!(%address, "listening");
         }

@@ -3,6 +3,7 @@
 
 use protocol::ErrorCode;
 use replication::ReplicationError;
+use storage::producer_state::ProducerError;
 use storage::{AppendError, StorageError};
 
 pub fn storage_error_code(error: &StorageError) -> ErrorCode {
@@ -23,7 +24,17 @@ pub fn append_error_code(error: &AppendError) -> ErrorCode {
         AppendError::InvalidRecord(_) => ErrorCode::InvalidRecord,
         AppendError::InvalidTimestamp { .. } => ErrorCode::InvalidTimestamp,
         AppendError::UnsupportedCompression(_) => ErrorCode::UnsupportedCompressionType,
+        AppendError::Producer(e) => producer_error_code(e),
         AppendError::Storage(e) => storage_error_code(e),
+    }
+}
+
+pub fn producer_error_code(error: &ProducerError) -> ErrorCode {
+    match error {
+        ProducerError::InvalidProducerEpoch { .. } => ErrorCode::InvalidProducerEpoch,
+        ProducerError::OutOfOrderSequence { .. } => ErrorCode::OutOfOrderSequenceNumber,
+        ProducerError::InvalidTxnState { .. } => ErrorCode::InvalidTxnState,
+        ProducerError::CoordinatorFenced { .. } => ErrorCode::TransactionCoordinatorFenced,
     }
 }
 

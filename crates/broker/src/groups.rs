@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
-use coordinator::{GroupConfig, GroupCoordinator, OffsetsLog};
+use coordinator::{GroupConfig, GroupCoordinator, LoadEntry, OffsetsLog};
 use metadata::TopicSpec;
 use protocol::records::{decode_records, BatchBuilder, Compression, NewRecord};
 use protocol::time::Clock;
@@ -45,11 +45,24 @@ struct ReplicaOffsetsLog {
 
 impl OffsetsLog for ReplicaOffsetsLog {
     fn append(&self, partition: i32, records: &[(Bytes, Option<Bytes>)]) -> Result<(), ErrorCode> {
+        self.append_batch(partition, records, None)
+    }
+
+    fn append_transactional(&self, partition: i32, records: &[(Bytes, Option<Bytes>)], producer_id: i64, producer_epoch: i16) -> Result<(), ErrorCode> {
+        self.append_batch(partition, records, Some((producer_id, producer_epoch)))
+    }
+}
+
+impl ReplicaOffsetsLog {
+    fn append_batch(&self, partition: i32, records: &[(Bytes, Option<Bytes>)], producer: Option<(i64, i16)>) -> Result<(), ErrorCode> {
         let broker = self.broker.upgrade().ok_or(ErrorCode::CoordinatorNotAvailable)?;
         let tp = TopicPartition::new(OFFSETS_TOPIC, partition);
         let partition = broker.replicas.get(&tp).ok_or(ErrorCode::NotCoordinator)?;
         let now = self.clock.now_ms();
         let mut builder = BatchBuilder::new(Compression::None);
+        if let Some((producer_id, producer_epoch)) = producer {
+            builder = builder.producer(producer_id, producer_epoch, -1).transactional(true);
+        }
         for (key, value) in records {
             builder.append(&NewRecord { timestamp: now, key: Some(key), value: value.as_deref(), headers: &[] });
         }
@@ -150,18 +163,23 @@ pub fn load_groups(groups: &Groups, replicas: &ReplicaManager) -> Result<usize, 
                 rest = &rest[header.size()..];
                 offset = header.next_offset();
                 if header.is_control() {
+                    if let Some(record) = batch.first() {
+                        let kind = record.key.as_ref().filter(|k| k.len() >= 4).map(|k| i16::from_be_bytes([k[2], k[3]]));
+                        records.push(LoadEntry::Marker { producer_id: header.producer_id, commit: kind == Some(1) });
+                    }
                     continue;
                 }
+                let producer_id = (header.is_transactional() && header.has_producer_id()).then_some(header.producer_id);
                 for record in batch {
                     if let Some(key) = record.key {
-                        records.push((key, record.value));
+                        records.push(LoadEntry::Record { key, value: record.value, producer_id });
                     }
                 }
             }
         }
     }
     let count = records.len();
-    groups.lock().load(records).map_err(|e| e.to_string())?;
+    groups.lock().load_entries(records).map_err(|e| e.to_string())?;
     Ok(count)
 }
 

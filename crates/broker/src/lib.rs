@@ -15,6 +15,7 @@ pub mod groups;
 pub mod handlers;
 pub mod metadata_store;
 pub mod network;
+pub mod transactions;
 
 pub use broker::{Broker, BrokerError, RunningBroker};
 pub use config::BrokerConfig;

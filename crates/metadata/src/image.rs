@@ -52,6 +52,8 @@ pub struct ClusterImage {
     pub topics: BTreeMap<Arc<str>, TopicImage>,
     pub topic_names: BTreeMap<Uuid, Arc<str>>,
     pub broker_configs: BTreeMap<ConfigResource, BTreeMap<String, String>>,
+    /// The next producer id not yet handed out.
+    pub next_producer_id: i64,
     /// Offset of the last record applied (-1: none).
     pub last_offset: i64,
 }
@@ -134,6 +136,9 @@ impl ClusterImage {
                     Some(value) => configs.insert(name.clone(), value.clone()),
                     None => configs.remove(name),
                 };
+            }
+            MetadataRecord::ProducerIds { next_producer_id, .. } => {
+                self.next_producer_id = self.next_producer_id.max(*next_producer_id);
             }
             MetadataRecord::RemoveTopic { topic_id } => {
                 let name = self.topic_names.remove(topic_id).ok_or(ImageError::UnknownTopicId(*topic_id))?;

@@ -67,6 +67,12 @@ pub enum MetadataRecord {
     RemoveTopic {
         topic_id: Uuid,
     },
+    /// Producer ids below `next_producer_id` are handed out (KRaft's
+    /// `ProducerIdsRecord`); a broker takes them in blocks.
+    ProducerIds {
+        broker_id: i32,
+        next_producer_id: i64,
+    },
 }
 
 impl MetadataRecord {

@@ -71,6 +71,9 @@ pub struct PartitionRead {
     pub high_watermark: i64,
     pub last_stable_offset: i64,
     pub log_start_offset: i64,
+    /// For read_committed: aborted transactions `(producer id, first offset)` that
+    /// overlap what may be read.
+    pub aborted_transactions: Vec<(i64, i64)>,
 }
 
 /// What an append did, and what the caller should fsync.
@@ -214,14 +217,25 @@ impl Partition {
             self.check_leader_epoch(&state, current_leader_epoch)?;
             state.high_watermark
         };
-        let last_stable_offset = high_watermark;
+        let log = lock(&self.log);
+        let last_stable_offset = log.first_unstable_offset().map_or(high_watermark, |first| first.min(high_watermark));
         let bound = match isolation {
             IsolationLevel::ReadUncommitted => high_watermark,
             IsolationLevel::ReadCommitted => last_stable_offset,
         };
-        let log = lock(&self.log);
         let outcome = log.read(offset, bound)?;
-        Ok(PartitionRead { outcome, high_watermark, last_stable_offset, log_start_offset: log.log_start_offset().0 })
+        let aborted_transactions = match isolation {
+            IsolationLevel::ReadCommitted => log.aborted_transactions(offset, bound),
+            IsolationLevel::ReadUncommitted => Vec::new(),
+        };
+        Ok(PartitionRead { outcome, high_watermark, last_stable_offset, log_start_offset: log.log_start_offset().0, aborted_transactions })
+    }
+
+    /// The last stable offset: the high watermark, held back by the oldest open
+    /// transaction.
+    pub fn last_stable_offset(&self) -> i64 {
+        let high_watermark = self.high_watermark();
+        lock(&self.log).first_unstable_offset().map_or(high_watermark, |first| first.min(high_watermark))
     }
 
     /// Offsets for ListOffsets: (offset, timestamp, leader epoch) for a timestamp or
@@ -236,11 +250,11 @@ impl Partition {
             self.check_leader_epoch(&state, current_leader_epoch)?;
             (state.high_watermark, state.leader_epoch)
         };
+        let log = lock(&self.log);
         let last_fetchable = match isolation {
             IsolationLevel::ReadUncommitted => high_watermark,
-            IsolationLevel::ReadCommitted => high_watermark,
+            IsolationLevel::ReadCommitted => log.first_unstable_offset().map_or(high_watermark, |first| first.min(high_watermark)),
         };
-        let log = lock(&self.log);
         let epoch_of = |offset: i64| log.leader_epochs().epoch_for_offset(offset).unwrap_or(-1);
         let found = match timestamp {
             -1 => Some((last_fetchable, -1, leader_epoch)),

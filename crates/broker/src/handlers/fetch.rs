@@ -20,8 +20,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use protocol::kafka::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use protocol::kafka::messages::{ApiKey, BrokerId, FetchRequest, FetchResponse};
+use protocol::kafka::messages::fetch_response::{AbortedTransaction, FetchableTopicResponse, PartitionData};
+use protocol::kafka::messages::{ApiKey, BrokerId, FetchRequest, FetchResponse, ProducerId};
 use protocol::{ErrorCode, TopicPartition};
 use replication::event::Listener;
 use replication::{IsolationLevel, ReplicationError, SharedPartition};
@@ -101,7 +101,12 @@ fn read_items(items: &[Item], max_bytes: usize, isolation: IsolationLevel) -> (V
             total += records.len();
         }
         let aborted = match isolation {
-            IsolationLevel::ReadCommitted => Some(Vec::new()),
+            IsolationLevel::ReadCommitted => Some(
+                read.aborted_transactions
+                    .iter()
+                    .map(|(producer_id, first_offset)| AbortedTransaction::default().with_producer_id(ProducerId(*producer_id)).with_first_offset(*first_offset))
+                    .collect(),
+            ),
             IsolationLevel::ReadUncommitted => None,
         };
         out.push(

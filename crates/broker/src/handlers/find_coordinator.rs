@@ -1,6 +1,7 @@
 //! FindCoordinator (key 10): which broker coordinates a group (or, later, a
 //! transactional id). One key (v0-3) or many (v4+). On a single node the answer is
-//! always this broker; the first group lookup creates `__consumer_offsets`.
+//! always this broker; the first group lookup creates `__consumer_offsets`, the
+//! first transactional one `__transaction_state`.
 
 use bytes::Bytes;
 use protocol::kafka::messages::find_coordinator_response::Coordinator;
@@ -23,7 +24,11 @@ async fn lookup(ctx: &RequestContext, key_type: i8) -> Result<(i32, String, i32)
             let endpoint = ctx.broker.endpoints.first().ok_or((ErrorCode::CoordinatorNotAvailable, "no listener".to_string()))?;
             Ok((ctx.broker.node_id(), endpoint.host.clone(), i32::from(endpoint.port)))
         }
-        KEY_TYPE_TRANSACTION => Err((ErrorCode::CoordinatorNotAvailable, "Transactions are not supported by this broker yet.".into())),
+        KEY_TYPE_TRANSACTION => {
+            crate::transactions::ensure_transaction_topic(&ctx.broker).await.map_err(|e| (e, "The coordinator is not available.".to_string()))?;
+            let endpoint = ctx.broker.endpoints.first().ok_or((ErrorCode::CoordinatorNotAvailable, "no listener".to_string()))?;
+            Ok((ctx.broker.node_id(), endpoint.host.clone(), i32::from(endpoint.port)))
+        }
         other => Err((ErrorCode::InvalidRequest, format!("Unknown coordinator key type {other}"))),
     }
 }

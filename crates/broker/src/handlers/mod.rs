@@ -15,6 +15,8 @@ use protocol::kafka::protocol::{Decodable, Encodable};
 
 use crate::broker::Broker;
 
+pub mod add_offsets_to_txn;
+pub mod add_partitions_to_txn;
 pub mod alter_configs;
 pub mod api_versions;
 pub mod create_partitions;
@@ -26,21 +28,27 @@ pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
 pub mod describe_log_dirs;
+pub mod describe_producers;
+pub mod describe_transactions;
 pub mod elect_leaders;
+pub mod end_txn;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod heartbeat;
 pub mod incremental_alter_configs;
+pub mod init_producer_id;
 pub mod join_group;
 pub mod leave_group;
 pub mod list_groups;
 pub mod list_offsets;
+pub mod list_transactions;
 pub mod metadata;
 pub mod offset_commit;
 pub mod offset_delete;
 pub mod offset_fetch;
 pub mod produce;
 pub mod sync_group;
+pub mod txn_offset_commit;
 
 /// The versions of one API this broker serves.
 #[derive(Debug, Clone, Copy)]
@@ -79,6 +87,11 @@ pub const APIS: &[ApiSpec] = &[
     create_topics::API,
     delete_topics::API,
     delete_records::API,
+    init_producer_id::API,
+    add_partitions_to_txn::API,
+    add_offsets_to_txn::API,
+    end_txn::API,
+    txn_offset_commit::API,
     describe_configs::API,
     alter_configs::API,
     describe_log_dirs::API,
@@ -88,6 +101,9 @@ pub const APIS: &[ApiSpec] = &[
     incremental_alter_configs::API,
     offset_delete::API,
     describe_cluster::API,
+    describe_producers::API,
+    describe_transactions::API,
+    list_transactions::API,
 ];
 
 pub fn spec_for(key: ApiKey) -> Option<&'static ApiSpec> {
@@ -185,6 +201,14 @@ pub async fn dispatch(broker: &Arc<Broker>, request: RequestFrame, peer: SocketA
         ApiKey::DescribeLogDirs => describe_log_dirs::handle(&ctx, body).await,
         ApiKey::DescribeCluster => describe_cluster::handle(&ctx, body).await,
         ApiKey::ElectLeaders => elect_leaders::handle(&ctx, body).await,
+        ApiKey::InitProducerId => init_producer_id::handle(&ctx, body).await,
+        ApiKey::AddPartitionsToTxn => add_partitions_to_txn::handle(&ctx, body).await,
+        ApiKey::AddOffsetsToTxn => add_offsets_to_txn::handle(&ctx, body).await,
+        ApiKey::EndTxn => end_txn::handle(&ctx, body).await,
+        ApiKey::TxnOffsetCommit => txn_offset_commit::handle(&ctx, body).await,
+        ApiKey::DescribeProducers => describe_producers::handle(&ctx, body).await,
+        ApiKey::DescribeTransactions => describe_transactions::handle(&ctx, body).await,
+        ApiKey::ListTransactions => list_transactions::handle(&ctx, body).await,
         other => Reply::Close(format!("API {other:?} has no handler")),
     }
 }

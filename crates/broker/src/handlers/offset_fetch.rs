@@ -12,20 +12,21 @@ use protocol::kafka::messages::offset_fetch_response::{
 };
 use protocol::kafka::messages::{ApiKey, GroupId, OffsetFetchRequest, OffsetFetchResponse, TopicName};
 use protocol::kafka::protocol::StrBytes;
+use protocol::ErrorCode;
 
 use super::{ApiSpec, Reply, RequestContext};
 use crate::broker::blocking;
 
 pub const API: ApiSpec = ApiSpec::new(ApiKey::OffsetFetch, 1, 9);
 
-type Fetched = Vec<(String, i32, Option<CommittedOffset>)>;
-type ByTopic = Vec<(String, Vec<(i32, Option<CommittedOffset>)>)>;
+type Fetched = Vec<(String, i32, Answer)>;
+type ByTopic = Vec<(String, Vec<(i32, Answer)>)>;
 type Query = (String, Option<Vec<(String, i32)>>);
 
 /// Groups the answer by topic, keeping the order topics first appear.
 fn by_topic(fetched: Fetched) -> ByTopic {
     let mut order: Vec<String> = Vec::new();
-    let mut map: BTreeMap<String, Vec<(i32, Option<CommittedOffset>)>> = BTreeMap::new();
+    let mut map: BTreeMap<String, Vec<(i32, Answer)>> = BTreeMap::new();
     for (topic, partition, committed) in fetched {
         if !map.contains_key(&topic) {
             order.push(topic.clone());
@@ -38,11 +39,28 @@ fn by_topic(fetched: Fetched) -> ByTopic {
     }).collect()
 }
 
-fn fields(committed: &Option<CommittedOffset>) -> (i64, i32, Option<StrBytes>) {
+/// A partition's answer: committed offset, or UNSTABLE_OFFSET_COMMIT while a
+/// transaction holds an uncommitted offset for it and the client asked for stable
+/// offsets (`Err`).
+type Answer = Result<Option<CommittedOffset>, ()>;
+
+fn fields(committed: &Answer) -> (i64, i32, Option<StrBytes>, i16) {
     match committed {
-        Some(c) => (c.offset, c.leader_epoch, Some(StrBytes::from_string(c.metadata.clone()))),
-        None => (-1, -1, Some(StrBytes::from_static_str(""))),
+        Ok(Some(c)) => (c.offset, c.leader_epoch, Some(StrBytes::from_string(c.metadata.clone())), 0),
+        Ok(None) => (-1, -1, Some(StrBytes::from_static_str("")), 0),
+        Err(()) => (-1, -1, Some(StrBytes::from_static_str("")), ErrorCode::UnstableOffsetCommit.code()),
     }
+}
+
+fn stable_fetch(core: &coordinator::GroupCoordinator, group: &str, wanted: Option<&[(String, i32)]>, require_stable: bool) -> Vec<(String, i32, Answer)> {
+    core.fetch_offsets(group, wanted)
+        .into_iter()
+        .map(|(topic, partition, committed)| {
+            let unstable = require_stable && core.has_pending_transactional_offset(group, &topic, partition);
+            let answer = if unstable { Err(()) } else { Ok(committed) };
+            (topic, partition, answer)
+        })
+        .collect()
 }
 
 pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
@@ -57,7 +75,8 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
             .topics
             .as_ref()
             .map(|topics| topics.iter().flat_map(|t| t.partition_indexes.iter().map(move |p| (t.name.to_string(), *p))).collect());
-        let fetched = blocking(move || broker.groups.lock().fetch_offsets(&group_id, wanted.as_deref())).await;
+        let require_stable = ctx.api_version >= 7 && request.require_stable;
+        let fetched = blocking(move || stable_fetch(&broker.groups.lock(), &group_id, wanted.as_deref(), require_stable)).await;
         let topics = by_topic(fetched)
             .into_iter()
             .map(|(topic, partitions)| {
@@ -65,13 +84,13 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
                     partitions
                         .iter()
                         .map(|(p, c)| {
-                            let (offset, epoch, metadata) = fields(c);
+                            let (offset, epoch, metadata, error) = fields(c);
                             OffsetFetchResponsePartition::default()
                                 .with_partition_index(*p)
                                 .with_committed_offset(offset)
                                 .with_committed_leader_epoch(epoch)
                                 .with_metadata(metadata)
-                                .with_error_code(0)
+                                .with_error_code(error)
                         })
                         .collect(),
                 )
@@ -87,10 +106,11 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
             (g.group_id.to_string(), wanted)
         })
         .collect();
+    let require_stable = request.require_stable;
     let answers = blocking(move || {
         let core = broker.groups.lock();
         queries.into_iter().map(|(group, wanted)| {
-            let fetched = core.fetch_offsets(&group, wanted.as_deref());
+            let fetched = stable_fetch(&core, &group, wanted.as_deref(), require_stable);
             (group, fetched)
         }).collect::<Vec<_>>()
     })
@@ -105,13 +125,13 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
                         partitions
                             .iter()
                             .map(|(p, c)| {
-                                let (offset, epoch, metadata) = fields(c);
+                                let (offset, epoch, metadata, error) = fields(c);
                                 OffsetFetchResponsePartitions::default()
                                     .with_partition_index(*p)
                                     .with_committed_offset(offset)
                                     .with_committed_leader_epoch(epoch)
                                     .with_metadata(metadata)
-                                    .with_error_code(0)
+                                    .with_error_code(error)
                             })
                             .collect(),
                     )

@@ -1,0 +1,67 @@
+//! TxnOffsetCommit (key 28): offsets committed inside a transaction, visible once
+//! it commits (consume-transform-produce, KIP-98/KIP-447).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use coordinator::OffsetCommitEntry;
+use protocol::kafka::messages::txn_offset_commit_response::{TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic};
+use protocol::kafka::messages::{ApiKey, TxnOffsetCommitRequest, TxnOffsetCommitResponse};
+use protocol::ErrorCode;
+
+use super::{ApiSpec, Reply, RequestContext};
+use crate::broker::blocking;
+
+pub const API: ApiSpec = ApiSpec::new(ApiKey::TxnOffsetCommit, 0, 5);
+
+pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
+    let request: TxnOffsetCommitRequest = match ctx.decode(body) {
+        Ok(request) => request,
+        Err(reply) => return reply,
+    };
+    let entries: Vec<OffsetCommitEntry> = request
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions.iter().map(move |p| OffsetCommitEntry {
+                topic: t.name.to_string(),
+                partition: p.partition_index,
+                offset: p.committed_offset,
+                leader_epoch: p.committed_leader_epoch,
+                metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
+            })
+        })
+        .collect();
+    let broker = Arc::clone(&ctx.broker);
+    let transactional_id = request.transactional_id.to_string();
+    let group = request.group_id.to_string();
+    let (pid, epoch) = (request.producer_id.0, request.producer_epoch);
+    let member = request.member_id.to_string();
+    let instance = request.group_instance_id.as_ref().map(|s| s.to_string());
+    let generation = if ctx.api_version >= 3 { request.generation_id } else { -1 };
+    let errors = blocking(move || {
+        // The producer must own the transaction it commits offsets in.
+        let owner = broker.transactions.lock().transaction(&transactional_id).map(|t| (t.producer_id, t.producer_epoch, t.state));
+        match owner {
+            None => vec![ErrorCode::InvalidProducerIdMapping; entries.len()],
+            Some((owner_pid, _, _)) if owner_pid != pid => vec![ErrorCode::InvalidProducerIdMapping; entries.len()],
+            Some((_, owner_epoch, _)) if owner_epoch != epoch => vec![ErrorCode::InvalidProducerEpoch; entries.len()],
+            Some(_) => broker.groups.lock().txn_commit_offsets(&group, pid, epoch, &member, instance.as_deref(), generation, &entries),
+        }
+    })
+    .await;
+    let mut errors = errors.into_iter();
+    let topics = request
+        .topics
+        .iter()
+        .map(|t| {
+            TxnOffsetCommitResponseTopic::default().with_name(t.name.clone()).with_partitions(
+                t.partitions
+                    .iter()
+                    .map(|p| TxnOffsetCommitResponsePartition::default().with_partition_index(p.partition_index).with_error_code(errors.next().unwrap_or(ErrorCode::UnknownServerError).code()))
+                    .collect(),
+            )
+        })
+        .collect();
+    ctx.respond(&TxnOffsetCommitResponse::default().with_topics(topics))
+}
