@@ -63,6 +63,8 @@ pub struct Broker {
     pub cleaner: crate::cleaner::CleanerState,
     /// The transaction coordinator.
     pub transactions: crate::transactions::Transactions,
+    /// Produce requests with acks != 0 answered so far (for the fault hook).
+    pub produce_requests: std::sync::atomic::AtomicU64,
     shutdown: watch::Sender<bool>,
 }
 
@@ -283,6 +285,7 @@ impl RunningBroker {
         let broker = Arc::new_cyclic(|weak| Broker {
             groups: crate::groups::Groups::new(&config, Arc::clone(&clock), weak.clone()),
             transactions: crate::transactions::Transactions::new(&config, Arc::clone(&clock), weak.clone()),
+            produce_requests: std::sync::atomic::AtomicU64::new(0),
             cleaner,
             config,
             cluster_id,

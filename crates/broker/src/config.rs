@@ -185,6 +185,10 @@ pub struct BrokerConfig {
     pub high_watermark_checkpoint_interval_ms: u64,
     pub flush_scheduler_interval_ms: u64,
     pub retention_check_interval_ms: u64,
+    /// Test hook `rivulet.testing.drop.produce.response.every`: after appending,
+    /// drop every Nth produce response (0: never), so clients retry and
+    /// idempotence can be tested against real retries.
+    pub testing_drop_produce_response_every: u64,
     /// Values for topic config synonyms, keyed by broker key.
     pub topic_defaults: BTreeMap<String, String>,
 }
@@ -222,7 +226,7 @@ fn def_of(name: &str) -> Option<&'static ConfigDef> {
 /// Keys from other broker features that are accepted (and validated later by the
 /// features that own them) without a warning.
 fn known_elsewhere(name: &str) -> bool {
-    const PREFIXES: &[&str] = &["group.", "offsets.", "transaction.", "transactional.", "log.cleaner.", "ssl.", "sasl.", "listener.name.", "metadata.", "controller.", "broker.", "replica.", "unstable.", "metric.", "kafka.metrics."];
+    const PREFIXES: &[&str] = &["rivulet.testing.", "group.", "offsets.", "transaction.", "transactional.", "log.cleaner.", "ssl.", "sasl.", "listener.name.", "metadata.", "controller.", "broker.", "replica.", "unstable.", "metric.", "kafka.metrics."];
     PREFIXES.iter().any(|p| name.starts_with(p))
 }
 
@@ -347,6 +351,7 @@ impl BrokerConfig {
             high_watermark_checkpoint_interval_ms: int("replica.high.watermark.checkpoint.interval.ms").max(100) as u64,
             flush_scheduler_interval_ms: int("log.flush.scheduler.interval.ms").clamp(100, 1 << 40) as u64,
             retention_check_interval_ms: int("log.retention.check.interval.ms").clamp(10, 1 << 40) as u64,
+            testing_drop_produce_response_every: raw.get("rivulet.testing.drop.produce.response.every").and_then(|v| v.trim().parse().ok()).unwrap_or(0),
             topic_defaults,
             raw,
         })

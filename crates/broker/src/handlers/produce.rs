@@ -147,6 +147,14 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
         results
     })
     .await;
+    let every = broker.config.testing_drop_produce_response_every;
+    if acks != 0 && every > 0 {
+        let n = broker.produce_requests.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        if n % every == 0 {
+            tracing::warn!(n, "test hook: dropping this produce response after the append");
+            return Reply::Nothing;
+        }
+    }
     if acks == 0 {
         return match results.iter().find(|(_, _, o)| o.error != ErrorCode::None) {
             Some((_, _, failed)) => Reply::Close(format!("acks=0 produce failed with {}", failed.error)),
