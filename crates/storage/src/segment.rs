@@ -253,7 +253,7 @@ impl Segment {
                 tracing::warn!(segment = %self.log_path.display(), position, size, file_len, "torn batch at the end of the segment");
                 break;
             }
-            if header.base_offset < self.next_offset || header.last_offset_delta < 0 || header.last_offset() - self.base_offset > i64::from(u32::MAX) {
+            if header.base_offset < self.next_offset || header.last_offset_delta < 0 || header.last_offset().checked_sub(self.base_offset).is_none_or(|d| d > i64::from(u32::MAX)) {
                 tracing::warn!(segment = %self.log_path.display(), position, base_offset = header.base_offset, expected_at_least = self.next_offset, "batch offsets out of order during recovery");
                 break;
             }

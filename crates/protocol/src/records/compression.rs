@@ -29,6 +29,9 @@ const XERIAL_MAGIC: &[u8; 8] = b"\x82SNAPPY\x00";
 const XERIAL_HEADER_LEN: usize = 16;
 const XERIAL_BLOCK: usize = 32 * 1024;
 
+/// The largest zstd window (log2 bytes) a batch may need to decompress.
+const ZSTD_WINDOW_LOG_MAX: u32 = 25;
+
 /// Snappy cannot expand input by more than this factor (a 3-byte copy op yields at
 /// most 64 bytes); a raw block claiming more is corrupt, not a reason to allocate.
 const SNAPPY_MAX_RATIO: usize = 22;
@@ -92,7 +95,14 @@ pub fn decompress_reader<'a>(
         Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(body)),
         Compression::Snappy => Box::new(SnappyReader::new(body)?),
         Compression::Lz4 => Box::new(lz4::Decoder::new(body)?),
-        Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(body)?),
+        Compression::Zstd => {
+            let mut decoder = zstd::stream::read::Decoder::with_buffer(body)?;
+            // A frame may ask for a window up to 2^27 bytes (Kafka's limit, 128 MiB
+            // of memory per decompression); we allow 2^25: a few hundred bytes of
+            // produce must not cost 128 MiB. Producers use 2^21-2^23 in practice.
+            decoder.window_log_max(ZSTD_WINDOW_LOG_MAX)?;
+            Box::new(decoder)
+        }
     })
 }
 
