@@ -8,6 +8,7 @@
 //! `log.cleaner.io.max.bytes.per.second`.
 
 use std::collections::BTreeMap;
+use std::ops::ControlFlow;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -56,14 +57,15 @@ fn clean_once(broker: &Broker, throttle_bytes_per_second: f64) -> bool {
     let mut best: Option<(f64, replication::SharedPartition, i64)> = None;
     for partition in broker.replicas.partitions() {
         let tp = partition.topic_partition().clone();
-        let high_watermark = partition.high_watermark();
+        // Undecided transactions are never cleaned: stop at the last stable offset.
+        let upper_bound = partition.last_stable_offset();
         let log = partition.log().lock().unwrap_or_else(|p| p.into_inner());
         let config = log.config();
         if !config.cleanup_policy_compact {
             continue;
         }
         let first_dirty = broker.cleaner.get(&tp).max(log.log_start_offset().0);
-        let dirtiness = log.dirtiness(first_dirty, high_watermark);
+        let dirtiness = log.dirtiness(first_dirty, upper_bound);
         if dirtiness.dirty_bytes == 0 {
             continue;
         }
@@ -89,8 +91,14 @@ fn clean_once(broker: &Broker, throttle_bytes_per_second: f64) -> bool {
         ..CleanerConfig::default()
     };
     let mut budget = Throttle::new(throttle_bytes_per_second);
-    let high_watermark = partition.high_watermark();
-    match clean(partition.log(), first_dirty, high_watermark, &config, &mut |bytes| budget.consume(bytes)) {
+    let upper_bound = partition.last_stable_offset();
+    let mut pace = |bytes| {
+        if broker.is_shutting_down() {
+            return ControlFlow::Break(());
+        }
+        budget.consume(bytes, || broker.is_shutting_down())
+    };
+    match clean(partition.log(), first_dirty, upper_bound, &config, &mut pace) {
         Ok(Some(outcome)) => {
             broker.cleaner.set(partition.topic_partition(), outcome.cleaned_up_to);
             true
@@ -103,7 +111,8 @@ fn clean_once(broker: &Broker, throttle_bytes_per_second: f64) -> bool {
     }
 }
 
-/// A simple rate limit: sleeps so that consumed bytes stay under the rate.
+/// A simple rate limit: sleeps so that consumed bytes stay under the rate, in short
+/// naps so that a shutdown is noticed at once.
 struct Throttle {
     bytes_per_second: f64,
     consumed: f64,
@@ -116,15 +125,21 @@ impl Throttle {
         Throttle { bytes_per_second, consumed: 0.0, started: std::time::Instant::now() }
     }
 
-    fn consume(&mut self, bytes: u64) {
+    fn consume(&mut self, bytes: u64, stop: impl Fn() -> bool) -> ControlFlow<()> {
         if !self.bytes_per_second.is_finite() || self.bytes_per_second <= 0.0 {
-            return;
+            return ControlFlow::Continue(());
         }
         self.consumed += bytes as f64;
         let due = Duration::from_secs_f64(self.consumed / self.bytes_per_second);
-        let elapsed = self.started.elapsed();
-        if due > elapsed {
-            std::thread::sleep(due - elapsed);
+        loop {
+            let elapsed = self.started.elapsed();
+            if due <= elapsed {
+                return ControlFlow::Continue(());
+            }
+            if stop() {
+                return ControlFlow::Break(());
+            }
+            std::thread::sleep((due - elapsed).min(Duration::from_millis(50)));
         }
     }
 }

@@ -20,6 +20,7 @@
 //! segments they replace and completes the rename ([`complete_swaps`]). At no
 //! point is a record's only copy removed.
 
+use std::cell::Cell;
 use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
@@ -35,6 +36,7 @@ use protocol::records::{decode_records, BatchBuilder, NewRecord};
 
 use crate::error::StorageError;
 use crate::log::{io_err, Log};
+use crate::producer_state::AbortedTxn;
 use crate::offset_index::OffsetIndex;
 use crate::segment::{file_name, Segment};
 use crate::time_index::TimeIndex;
@@ -111,7 +113,7 @@ struct SegmentView {
     size: u32,
     file: Arc<File>,
     /// The segment's aborted transactions: carried into the cleaned segment.
-    aborted: Vec<crate::producer_state::AbortedTxn>,
+    aborted: Vec<AbortedTxn>,
 }
 
 impl Log {
@@ -144,8 +146,8 @@ impl Log {
     }
 }
 
-/// Reads every whole batch of a segment file in order.
-fn for_each_batch(view: &SegmentView, mut visit: impl FnMut(BatchHeader, &[u8]) -> Result<(), StorageError>) -> Result<(), StorageError> {
+/// Reads every whole batch of a segment file in order, until `visit` breaks.
+fn for_each_batch(view: &SegmentView, mut visit: impl FnMut(BatchHeader, &[u8]) -> Result<ControlFlow<()>, StorageError>) -> Result<(), StorageError> {
     const CHUNK: usize = 1 << 20;
     let mut position = 0u64;
     let end = u64::from(view.size);
@@ -159,7 +161,9 @@ fn for_each_batch(view: &SegmentView, mut visit: impl FnMut(BatchHeader, &[u8]) 
         for item in batches.by_ref() {
             match item {
                 Ok((header, bytes)) => {
-                    visit(header, bytes)?;
+                    if visit(header, bytes)?.is_break() {
+                        return Ok(());
+                    }
                     consumed += bytes.len();
                 }
                 Err(_) => break,
@@ -256,9 +260,6 @@ impl SegmentWriter {
 /// Rebuilds `bytes` (one batch) keeping only the records `keep` accepts; `None`
 /// when no record is left, the original bytes when all are kept.
 fn filter_batch(header: &BatchHeader, bytes: &[u8], max_batch_bytes: usize, mut keep: impl FnMut(i64, Option<&[u8]>, bool, i64) -> bool) -> Result<Option<Vec<u8>>, StorageError> {
-    if header.is_control() {
-        return Ok(Some(bytes.to_vec()));
-    }
     let (_, records) = decode_records(bytes, max_batch_bytes).map_err(|e| StorageError::Corrupt(PathBuf::new(), format!("batch at {}: {e}", header.base_offset)))?;
     let kept: Vec<_> = records.iter().filter(|r| keep(r.offset, r.key.as_deref(), r.value.is_none(), r.timestamp)).collect();
     if kept.len() == records.len() {
@@ -292,19 +293,107 @@ fn filter_batch(header: &BatchHeader, bytes: &[u8], max_batch_bytes: usize, mut 
     Ok(Some(rebuilt))
 }
 
-/// Cleans `log` (shared) once. `first_dirty` is where the last cleaning stopped.
-/// `throttle(bytes)` is called after each batch read or written (I/O limit).
+/// Kafka's `CleanedTransactionMetadata`: follows transactions through the batches
+/// of the range being cleaned, in offset order. A transactional batch of a producer
+/// whose aborted transaction (from the transaction indexes) has begun is aborted
+/// until that producer's ABORT marker; other transactional batches are committed
+/// (the range ends at the last stable offset, so every transaction in it is
+/// decided). Aborted batches neither enter the offset map nor survive the cleaning.
+/// A marker may go once no batch of its transaction is left: a COMMIT when this
+/// pass read none of its batches, an ABORT when this pass saw none (the batches it
+/// saw are dropped now, the marker next time).
+struct TxnTracker {
+    /// Aborted transactions not yet begun, by first offset.
+    pending: std::collections::VecDeque<AbortedTxn>,
+    /// Producer -> (its aborted transaction, whether a batch of it was read).
+    aborting: HashMap<i64, (AbortedTxn, bool)>,
+    /// Producers with a committed transaction whose batches were read.
+    committing: std::collections::HashSet<i64>,
+}
+
+/// What a control batch is, from its one record's key (version, type).
+fn control_type(header: &BatchHeader, bytes: &[u8], max_batch_bytes: usize) -> Result<Option<i16>, StorageError> {
+    let (_, records) = decode_records(bytes, max_batch_bytes).map_err(|e| StorageError::Corrupt(PathBuf::new(), format!("control batch at {}: {e}", header.base_offset)))?;
+    Ok(records.first().and_then(|r| r.key.as_deref()).filter(|k| k.len() >= 4).map(|k| i16::from_be_bytes([k[2], k[3]])))
+}
+
+impl TxnTracker {
+    /// Tracks the batches from `from` on: aborted transactions whose marker lies
+    /// before it are over.
+    fn new(views: &[&SegmentView], from: i64) -> TxnTracker {
+        let mut aborted: Vec<AbortedTxn> = views.iter().flat_map(|v| v.aborted.iter().copied()).filter(|a| a.last_offset >= from).collect();
+        aborted.sort_by_key(|a| (a.first_offset, a.last_offset));
+        TxnTracker { pending: aborted.into(), aborting: HashMap::new(), committing: Default::default() }
+    }
+
+    fn begin_up_to(&mut self, offset: i64) {
+        while self.pending.front().is_some_and(|a| a.first_offset <= offset) {
+            let txn = self.pending.pop_front().expect("checked");
+            self.aborting.entry(txn.producer_id).or_insert((txn, false));
+        }
+    }
+
+    /// A data batch: true when it belongs to an aborted transaction.
+    fn on_batch(&mut self, header: &BatchHeader) -> bool {
+        self.begin_up_to(header.last_offset());
+        if !header.is_transactional() {
+            return false;
+        }
+        match self.aborting.get_mut(&header.producer_id) {
+            Some((_, seen)) => {
+                *seen = true;
+                true
+            }
+            None => {
+                self.committing.insert(header.producer_id);
+                false
+            }
+        }
+    }
+
+    /// A control batch: whether it may be dropped (its transaction has no batch
+    /// left), and the aborted transaction to keep indexed when an ABORT marker stays.
+    fn on_control(&mut self, header: &BatchHeader, kind: Option<i16>) -> (bool, Option<AbortedTxn>) {
+        self.begin_up_to(header.last_offset());
+        match kind {
+            Some(crate::producer_state::CONTROL_ABORT) => match self.aborting.remove(&header.producer_id) {
+                Some((txn, true)) => (false, Some(txn)),
+                Some((txn, false)) => (true, Some(txn)),
+                None => (true, None),
+            },
+            Some(crate::producer_state::CONTROL_COMMIT) => (!self.committing.remove(&header.producer_id), None),
+            // An empty control batch (already cleaned) may go; unknown types stay.
+            None => (true, None),
+            Some(_) => (false, None),
+        }
+    }
+}
+
+/// Cleans `log` (shared) once. `first_dirty` is where the last cleaning stopped;
+/// `upper_bound` is the first offset that may not be cleaned (the last stable
+/// offset: undecided transactions are never cleaned).
+/// `throttle(bytes)` is called after each batch read or written (I/O limit); when it
+/// breaks (the broker is shutting down), the cleaning stops, its partial output is
+/// removed and nothing changes (`Ok(None)`).
 pub fn clean(
     log: &std::sync::Mutex<Log>,
     first_dirty: i64,
-    high_watermark: i64,
+    upper_bound: i64,
     config: &CleanerConfig,
-    throttle: &mut dyn FnMut(u64),
+    throttle: &mut dyn FnMut(u64) -> ControlFlow<()>,
 ) -> Result<Option<CleanOutcome>, StorageError> {
+    let aborted = Cell::new(false);
+    // True while the cleaning may go on.
+    let mut pace = |bytes: u64| {
+        if !aborted.get() && throttle(bytes).is_break() {
+            aborted.set(true);
+        }
+        !aborted.get()
+    };
     // 1. What to clean, under the lock.
     let (dir, views, delete_retention_ms, segment_bytes, index_interval_bytes, now, tp) = {
         let log = log.lock().unwrap_or_else(|p| p.into_inner());
-        let views = log.cleanable_segments(high_watermark);
+        let views = log.cleanable_segments(upper_bound);
         let delete_retention_ms = log.config.values.get("delete.retention.ms").and_then(|v| v.parse::<i64>().ok()).unwrap_or(86_400_000);
         (log.dir.clone(), views, delete_retention_ms, log.config.segment_bytes, log.config.index_interval_bytes, log.clock.now_ms(), log.topic_partition.clone())
     };
@@ -313,17 +402,28 @@ pub fn clean(
     if end <= first_dirty {
         return Ok(None);
     }
-    // 2a. The offset map from the dirty part, bounded by the dedupe buffer.
+    let all: Vec<&SegmentView> = views.iter().collect();
+    // 2a. The offset map from the dirty part, bounded by the dedupe buffer; records
+    // of aborted transactions do not count.
     let max_keys = (config.dedupe_buffer_bytes / MAP_ENTRY_BYTES).max(1);
     let mut map: HashMap<(u64, u64), i64> = HashMap::new();
     let mut mapped_end = first_dirty;
+    let first_mapped = views.iter().find(|v| v.next_offset > first_dirty).map_or(first_dirty, |v| v.base_offset);
+    let mut txns = TxnTracker::new(&all, first_mapped);
     for view in views.iter().filter(|v| v.next_offset > first_dirty) {
         let before = map.len();
         let mut segment_keys: Vec<((u64, u64), i64)> = Vec::new();
         for_each_batch(view, |header, bytes| {
-            throttle(bytes.len() as u64);
-            if header.is_control() || header.last_offset() < first_dirty {
-                return Ok(());
+            if !pace(bytes.len() as u64) {
+                return Ok(ControlFlow::Break(()));
+            }
+            if header.is_control() {
+                let kind = control_type(&header, bytes, config.max_batch_bytes)?;
+                txns.on_control(&header, kind);
+                return Ok(ControlFlow::Continue(()));
+            }
+            if txns.on_batch(&header) || header.last_offset() < first_dirty {
+                return Ok(ControlFlow::Continue(()));
             }
             let (_, records) = decode_records(bytes, config.max_batch_bytes).map_err(|e| StorageError::Corrupt(dir.clone(), format!("batch at {}: {e}", header.base_offset)))?;
             for record in records {
@@ -331,8 +431,11 @@ pub fn clean(
                     segment_keys.push((key_digest(key), record.offset));
                 }
             }
-            Ok(())
+            Ok(ControlFlow::Continue(()))
         })?;
+        if aborted.get() {
+            return Ok(None);
+        }
         if before > 0 && before + segment_keys.len() > max_keys {
             // The map is full: clean up to here, the rest next time.
             break;
@@ -347,6 +450,7 @@ pub fn clean(
     }
     // 2b. Rewrite every segment below the mapped end, in groups of one segment's size.
     let range: Vec<&SegmentView> = views.iter().filter(|v| v.next_offset <= mapped_end).collect();
+    let mut txns = TxnTracker::new(&range, i64::MIN);
     let mut outputs: Vec<CleanedSegment> = Vec::new();
     let mut records_removed = 0u64;
     let delete_horizon = now.saturating_sub(delete_retention_ms);
@@ -360,39 +464,72 @@ pub fn clean(
         }
         let base = range[group_start].base_offset;
         let mut writer = SegmentWriter::create(&dir, base, index_interval_bytes).map_err(io_err("creating a cleaned segment"))?;
+        let mut kept_aborts: Vec<AbortedTxn> = Vec::new();
         let mut bytes_in = 0u64;
         for view in &range[group_start..group_end] {
             bytes_in += u64::from(view.size);
             for_each_batch(view, |header, bytes| {
-                throttle(bytes.len() as u64);
-                let mut removed = 0u64;
-                let kept = filter_batch(&header, bytes, config.max_batch_bytes, |offset, key, tombstone, timestamp| {
-                    let keep = match key {
-                        None => false,
-                        Some(key) => match map.get(&key_digest(key)) {
-                            Some(&latest) if latest > offset => false,
-                            _ => !(tombstone && timestamp < delete_horizon),
-                        },
-                    };
-                    if !keep {
-                        removed += 1;
+                if !pace(bytes.len() as u64) {
+                    return Ok(ControlFlow::Break(()));
+                }
+                let kept = if header.is_control() {
+                    // A marker goes when its transaction has nothing left and it is
+                    // older than delete.retention.ms, like a tombstone.
+                    let kind = control_type(&header, bytes, config.max_batch_bytes)?;
+                    let (may_go, txn) = txns.on_control(&header, kind);
+                    if may_go && header.max_timestamp < delete_horizon {
+                        records_removed += 1;
+                        None
+                    } else {
+                        kept_aborts.extend(txn);
+                        Some(bytes.to_vec())
                     }
-                    keep
-                })?;
-                records_removed += removed;
+                } else if txns.on_batch(&header) {
+                    records_removed += u64::from(header.records_count.max(0) as u32);
+                    None
+                } else {
+                    let mut removed = 0u64;
+                    let kept = filter_batch(&header, bytes, config.max_batch_bytes, |offset, key, tombstone, timestamp| {
+                        let keep = match key {
+                            None => false,
+                            Some(key) => match map.get(&key_digest(key)) {
+                                Some(&latest) if latest > offset => false,
+                                _ => !(tombstone && timestamp < delete_horizon),
+                            },
+                        };
+                        if !keep {
+                            removed += 1;
+                        }
+                        keep
+                    })?;
+                    records_removed += removed;
+                    kept
+                };
                 if let Some(kept) = kept {
                     let kept_header = BatchHeader::parse(&kept).map_err(|e| StorageError::Corrupt(dir.clone(), e.to_string()))?;
                     writer.write_batch(&kept_header, &kept).map_err(io_err("writing a cleaned segment"))?;
-                    throttle(kept.len() as u64);
+                    pace(kept.len() as u64);
                 }
-                Ok(())
+                Ok(ControlFlow::Continue(()))
             })?;
+            if aborted.get() {
+                break;
+            }
+        }
+        if aborted.get() {
+            drop(writer);
+            remove_cleaned(&dir, base);
+            for output in &outputs {
+                remove_cleaned(&dir, output.base_offset);
+            }
+            tracing::info!(partition = %tp, "cleaning stopped before it finished (shutting down); nothing changed");
+            return Ok(None);
         }
         let bytes_out = u64::from(writer.finish().map_err(io_err("finishing a cleaned segment"))?);
-        let aborted: Vec<_> = range[group_start..group_end].iter().flat_map(|v| v.aborted.iter().copied()).collect();
-        if !aborted.is_empty() {
+        // The cleaned transaction index lists the aborted transactions whose markers stay.
+        if !kept_aborts.is_empty() {
             let mut txn_index = crate::txn_index::TxnIndex::open(&cleaned_path(&dir, base, "txnindex")).map_err(io_err("writing a cleaned transaction index"))?;
-            for entry in aborted {
+            for entry in kept_aborts {
                 txn_index.append(entry).map_err(io_err("writing a cleaned transaction index"))?;
             }
             txn_index.flush().map_err(io_err("writing a cleaned transaction index"))?;
@@ -406,9 +543,7 @@ pub fn clean(
     if !unchanged {
         tracing::info!(partition = %tp, "log changed while cleaning (retention or truncation); dropping the cleaned output");
         for output in &outputs {
-            for suffix in SUFFIXES {
-                let _ = fs::remove_file(cleaned_path(&dir, output.base_offset, suffix));
-            }
+            remove_cleaned(&dir, output.base_offset);
         }
         return Ok(None);
     }
@@ -420,6 +555,14 @@ pub fn clean(
     }
     tracing::info!(partition = %tp, segments = outcome.segments_in, bytes_in = outcome.bytes_in, bytes_out = outcome.bytes_out, removed = outcome.records_removed, cleaned_up_to = outcome.cleaned_up_to, "cleaned log");
     Ok(Some(outcome))
+}
+
+/// Removes the `.cleaned` files of one output segment (best effort: leftovers are
+/// deleted at the next start anyway).
+fn remove_cleaned(dir: &Path, base: i64) {
+    for suffix in SUFFIXES {
+        let _ = fs::remove_file(cleaned_path(dir, base, suffix));
+    }
 }
 
 fn swap_path(dir: &Path, base: i64, suffix: &str) -> PathBuf {

@@ -104,7 +104,7 @@ fn expected(written: &[Written], cleaned_up_to: i64, delete_horizon: i64) -> Vec
 fn run_clean(log: Log) -> (Log, Option<crate::cleaner::CleanOutcome>) {
     let hw = log.log_end_offset().0;
     let shared = Mutex::new(log);
-    let outcome = clean(&shared, 0, hw, &CleanerConfig::default(), &mut |_| {}).unwrap();
+    let outcome = clean(&shared, 0, hw, &CleanerConfig::default(), &mut |_| std::ops::ControlFlow::Continue(())).unwrap();
     (shared.into_inner().unwrap(), outcome)
 }
 
@@ -231,6 +231,123 @@ fn a_crash_at_any_step_of_the_swap_loses_nothing() {
         }
         let log = open(&crash, Arc::clone(&cfg), Arc::clone(&clock));
         assert_eq!(read_everything(&log), want, "after a crash with {deleted} old segments deleted");
+    }
+}
+
+/// A batch of keyed records from a producer (transactional or not).
+fn producer_batch(pid: i64, seq: i32, records: &[(&[u8], &[u8])], transactional: bool) -> Vec<u8> {
+    let mut builder = BatchBuilder::new(Compression::None).producer(pid, 0, seq).transactional(transactional);
+    for (key, value) in records {
+        builder.append(&NewRecord { timestamp: NOW, key: Some(key), value: Some(value), headers: &[] });
+    }
+    builder.build().unwrap()
+}
+
+/// (key, value) of every data record, and (producer id, control type) of every marker.
+type Contents = (Vec<(Vec<u8>, Vec<u8>)>, Vec<(i64, i16)>);
+
+fn contents(log: &Log) -> Contents {
+    let mut data = Vec::new();
+    let mut markers = Vec::new();
+    let leo = log.log_end_offset().0;
+    let bytes = log.read_bytes(log.log_start_offset().0, leo, 1 << 24).unwrap();
+    let mut rest = &bytes[..];
+    while !rest.is_empty() {
+        let (header, records) = decode_records(rest, 1 << 24).unwrap();
+        rest = &rest[header.size()..];
+        for r in records {
+            let key = r.key.map(|k| k.to_vec()).unwrap_or_default();
+            if header.is_control() {
+                markers.push((header.producer_id, i16::from_be_bytes([key[2], key[3]])));
+            } else {
+                data.push((key, r.value.map(|v| v.to_vec()).unwrap_or_default()));
+            }
+        }
+    }
+    (data, markers)
+}
+
+#[test]
+fn aborted_transactions_are_dropped_and_never_shadow_committed_values() {
+    use crate::producer_state::{marker_batch, CONTROL_ABORT, CONTROL_COMMIT};
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(NOW));
+    let mut log = open(dir.path(), config(&[("cleanup.policy", "compact"), ("delete.retention.ms", "1000")]), Arc::clone(&clock));
+    log.append_as_leader(&producer_batch(-1, -1, &[(b"a", b"1")], false), 0, Origin::Client).unwrap();
+    // Producer 7 writes a new value of `a` in a transaction it aborts.
+    log.append_as_leader(&producer_batch(7, 0, &[(b"a", b"aborted"), (b"x", b"aborted")], true), 0, Origin::Client).unwrap();
+    // Producer 8 commits `b` meanwhile.
+    log.append_as_leader(&producer_batch(8, 0, &[(b"b", b"committed")], true), 0, Origin::Client).unwrap();
+    log.append_as_leader(&marker_batch(7, 0, CONTROL_ABORT, 0, NOW), 0, Origin::Coordinator).unwrap();
+    log.append_as_leader(&marker_batch(8, 0, CONTROL_COMMIT, 0, NOW), 0, Origin::Coordinator).unwrap();
+    log.append_as_leader(&producer_batch(-1, -1, &[(b"b", b"2")], false), 0, Origin::Client).unwrap();
+    log.roll().unwrap();
+    assert_eq!(log.aborted_transactions(0, 100), vec![(7, 1)]);
+
+    let (log, outcome) = run_clean(log);
+    assert!(outcome.is_some());
+    let (data, markers) = contents(&log);
+    // `a` keeps its committed value; the aborted records are gone; `b`'s latest stays.
+    assert_eq!(data, vec![(b"a".to_vec(), b"1".to_vec()), (b"b".to_vec(), b"2".to_vec())]);
+    // This pass saw both transactions' batches: both markers stay, the abort indexed.
+    assert_eq!(markers, vec![(7, CONTROL_ABORT), (8, CONTROL_COMMIT)]);
+    assert_eq!(log.aborted_transactions(0, 100), vec![(7, 1)]);
+    assert_eq!(log.log_end_offset().0, 7, "offsets never change");
+
+    // Once nothing of either transaction is left and the markers are older than
+    // delete.retention.ms, the next cleaning drops them (and the index entry).
+    clock.advance(2_000);
+    let (log, _) = run_clean(log);
+    let (data, markers) = contents(&log);
+    assert_eq!(data, vec![(b"a".to_vec(), b"1".to_vec()), (b"b".to_vec(), b"2".to_vec())]);
+    assert_eq!(markers, vec![]);
+    assert_eq!(log.aborted_transactions(0, 100), vec![]);
+}
+
+#[test]
+fn a_committed_transactions_marker_stays_while_its_records_do() {
+    use crate::producer_state::{marker_batch, CONTROL_COMMIT};
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(NOW));
+    let mut log = open(dir.path(), config(&[("cleanup.policy", "compact"), ("delete.retention.ms", "0")]), Arc::clone(&clock));
+    log.append_as_leader(&producer_batch(8, 0, &[(b"t", b"committed")], true), 0, Origin::Client).unwrap();
+    log.append_as_leader(&marker_batch(8, 0, CONTROL_COMMIT, 0, NOW), 0, Origin::Coordinator).unwrap();
+    log.roll().unwrap();
+    clock.advance(10);
+    let (log, _) = run_clean(log);
+    assert_eq!(contents(&log), (vec![(b"t".to_vec(), b"committed".to_vec())], vec![(8, CONTROL_COMMIT)]));
+}
+
+#[test]
+fn a_cleaning_told_to_stop_leaves_no_trace() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(NOW));
+    let mut log = open(dir.path(), config(&[("segment.bytes", "300"), ("cleanup.policy", "compact")]), Arc::clone(&clock));
+    let mut written = Vec::new();
+    for round in 0..30u8 {
+        written.extend(append(&mut log, &[(Some(vec![round % 3]), Some(vec![round]))], NOW, Compression::None));
+    }
+    log.roll().unwrap();
+    let bases = log.segment_base_offsets();
+    // Stop at various points: while mapping, and while writing cleaned segments.
+    let shared = Mutex::new(log);
+    for budget in [1u64, 500, 2_000, 4_000] {
+        let mut seen = 0u64;
+        let outcome = clean(&shared, 0, 1_000, &CleanerConfig::default(), &mut |bytes| {
+            seen += bytes;
+            if seen > budget {
+                std::ops::ControlFlow::Break(())
+            } else {
+                std::ops::ControlFlow::Continue(())
+            }
+        })
+        .unwrap();
+        assert!(outcome.is_none(), "stopped after {budget} bytes");
+        let leftovers: Vec<String> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).filter(|n| n.ends_with(".cleaned") || n.ends_with(".swap")).collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+        let log = shared.lock().unwrap();
+        assert_eq!(log.segment_base_offsets(), bases);
+        assert_eq!(read_everything(&log), written);
     }
 }
 
