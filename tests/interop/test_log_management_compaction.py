@@ -1,0 +1,189 @@
+"""Log compaction with real clients: after the cleaner runs, a compacted topic holds the latest
+record of each key, in offset order with the original offsets (below the active segment;
+the active segment is never cleaned, as in Kafka); tombstones go once older than
+delete.retention.ms; keyless records are refused with INVALID_RECORD; and a kill -9 while the
+cleaner rewrites a big topic loses nothing."""
+from __future__ import annotations
+
+import random
+import time
+
+import kafka.errors
+import pytest
+from confluent_kafka import KafkaError
+
+from kclients import cf_produce, cf_read, cf_watermarks, kcat_read, kp_producer, kp_read, rec
+from rivulet_harness import wait_until
+from test_log_management_support import (cf_offsets, compacted_model, create_topic, segments, set_topic_config,
+                                         wait_cleaned_to)
+
+BROKER_OVERRIDES = {"log.cleaner.backoff.ms": "100", "log.retention.check.interval.ms": "200"}
+
+COMPACT = {"cleanup.policy": "compact", "segment.bytes": "1000", "min.cleanable.dirty.ratio": "0.01"}
+
+
+def produce(bootstrap, topic, specs):
+    """Produce (key, value) pairs one per batch with confluent-kafka; returns them as records
+    with their offsets."""
+    res = cf_produce(bootstrap, topic, [rec(v, key=k) for k, v in specs], batch_num_messages=1, linger_ms=0)
+    assert [r["error"] for r in res] == [None] * len(specs), res
+    return [{"offset": r["offset"], "key": k, "value": v} for r, (k, v) in zip(res, specs)]
+
+
+def val(key: bytes, n: int) -> bytes:
+    return key + b"=%d;" % n + b"." * 80
+
+
+def as_tuples(records):
+    return [(r["offset"], r["key"], r["value"]) for r in records]
+
+
+def active_base(broker, topic) -> int:
+    return segments(broker.partition_dir(topic, 0))[-1][0]
+
+
+def test_compaction_keeps_the_latest_record_per_key_in_offset_order(broker, topic):
+    b = broker.bootstrap
+    create_topic(b, topic, config=COMPACT)
+    keys = [b"k%d" % i for i in range(10)]
+    specs = [(k, val(k, r)) for r in range(4) for k in keys]
+    specs += [(b"k3", None), (b"k7", None)]
+    specs += [(k, val(k, r)) for r in range(4, 6) for k in keys if k not in (b"k3", b"k7")]
+    produced = produce(b, topic, specs)
+    assert [r["offset"] for r in produced] == list(range(len(specs)))
+    segments_before = len(segments(broker.partition_dir(topic, 0)))
+    end = active_base(broker, topic)
+    wait_cleaned_to(broker.data_dir, topic, end)
+    expected = compacted_model(produced, end)
+    # What compaction must have removed: every older value of a key updated before `end`.
+    assert len(expected) < len(produced) and all(r["offset"] >= end or r["key"] not in
+                                                 {x["key"] for x in produced if end > x["offset"] > r["offset"]}
+                                                 for r in expected)
+    got = kp_read(b, topic, offset="beginning")
+    assert as_tuples(got) == as_tuples(expected)
+    got = cf_read(b, topic, offset=0, min_records=len(expected))
+    assert as_tuples(got) == as_tuples(expected)
+    # The tombstones are kept (delete.retention.ms is a day) and read as null values.
+    assert [(r["key"], r["value"]) for r in got if r["value"] is None] == [(b"k3", None), (b"k7", None)]
+    # kcat (librdkafka 2.0) reads the same keys and values.
+    assert [(r["offset"], r["key"]) for r in kcat_read(b, topic)] == [(r["offset"], r["key"]) for r in expected]
+    # Offsets never change: the high watermark and the log start stay.
+    assert cf_offsets(b, topic) == (0, len(specs))
+    assert len(segments(broker.partition_dir(topic, 0))) < segments_before
+
+
+def test_tombstones_go_after_delete_retention_ms(broker, topic):
+    b = broker.bootstrap
+    create_topic(b, topic, config=COMPACT)
+    produced = produce(b, topic, [(b"a", val(b"a", 1)), (b"b", val(b"b", 1)), (b"c", val(b"c", 1)),
+                                  (b"b", None), (b"a", val(b"a", 2))])
+    produced += produce(b, topic, [(b"f%d" % i, val(b"f", i)) for i in range(12)])
+    end = active_base(broker, topic)
+    assert end > 4, "the tombstone must be in a segment the cleaner may clean"
+    wait_cleaned_to(broker.data_dir, topic, end)
+    got = cf_read(b, topic, offset=0, min_records=1)
+    assert as_tuples(got) == as_tuples(compacted_model(produced, end))
+    assert (3, b"b", None) in as_tuples(got)
+
+    # A shorter delete.retention.ms applies to the next cleaning: the tombstone, now older
+    # than it, goes (and with it every trace of key b).
+    set_topic_config(b, topic, delete_retention_ms=100)
+    time.sleep(0.3)
+    produced += produce(b, topic, [(b"g%d" % i, val(b"g", i)) for i in range(12)])
+    end2 = active_base(broker, topic)
+    assert end2 > end
+    wait_cleaned_to(broker.data_dir, topic, end2)
+    expected = [r for r in compacted_model(produced, end2) if r["key"] != b"b"]
+    got = cf_read(b, topic, offset=0, min_records=len(expected))
+    assert as_tuples(got) == as_tuples(expected)
+    assert [r["offset"] for r in kp_read(b, topic, offset="beginning")] == [r["offset"] for r in expected]
+
+
+def test_keyless_records_are_refused_with_invalid_record(broker, topic):
+    b = broker.bootstrap
+    create_topic(b, topic, config={"cleanup.policy": "compact,delete"})
+    assert produce(b, topic, [(b"k", b"v")])[0]["offset"] == 0
+    res = cf_produce(b, topic, [rec(b"no key")], message_timeout_ms=5000, retries=0)
+    assert res[0]["error"] is not None and res[0]["error"].code() == KafkaError.INVALID_RECORD, res
+    # One keyless record refuses its whole batch (kafka-python batches these three).
+    producer = kp_producer(b, linger_ms=500, retries=0)
+    try:
+        futures = [producer.send(topic, value=b"1", key=b"a"), producer.send(topic, value=b"2"),
+                   producer.send(topic, value=b"3", key=b"c")]
+        producer.flush(timeout=30)
+        for f in futures:
+            with pytest.raises(kafka.errors.InvalidRecordError):
+                f.get(timeout=30)
+    finally:
+        producer.close(timeout=10)
+    assert cf_watermarks(b, topic) == (0, 1)
+    assert as_tuples(cf_read(b, topic, offset=0, min_records=1)) == [(0, b"k", b"v")]
+
+
+def test_kill9_while_cleaning_a_big_topic_loses_nothing(broker_factory, topic):
+    """The cleaner is throttled so a cleaning of ~9 MB takes seconds; the broker is killed
+    while the cleaned segments are being written (`.cleaned` files on disk), twice. After each
+    restart every key's latest value is still there, at its offset, and nothing else changed.
+    A SIGTERM during a cleaning stops it promptly; then an unthrottled cleaning finishes and
+    leaves exactly one record per key."""
+    broker = broker_factory(overrides={"log.cleaner.backoff.ms": "100",
+                                       "log.cleaner.io.max.bytes.per.second": "3000000"})
+    b = broker.bootstrap
+    create_topic(b, topic, config={"segment.bytes": "1048576", "cleanup.policy": "delete"})
+    nkeys, rounds = 3000, 20
+    values = {}
+    specs = []
+    for r in range(rounds):
+        for i in range(nkeys):
+            key = b"key-%05d" % i
+            specs.append((key, b"%s round %d " % (key, r) + b"#" * 120))
+    res = cf_produce(b, topic, [rec(v, key=k) for k, v in specs], linger_ms=20, batch_size=500000)
+    assert [r["error"] for r in res] == [None] * len(specs)
+    assert [r["offset"] for r in res] == list(range(len(specs)))
+    for offset, (k, v) in enumerate(specs):
+        values[offset] = (k, v)
+    latest = {}
+    for offset, (k, _) in enumerate(specs):
+        latest[k] = offset
+    pdir = broker.partition_dir(topic, 0)
+    assert len(segments(pdir)) >= 5
+
+    def check_nothing_lost():
+        got = cf_read(b, topic, offset=0, min_records=1, timeout=60)
+        offsets = [r["offset"] for r in got]
+        assert offsets == sorted(offsets) and len(set(offsets)) == len(offsets)
+        for r in got:
+            assert (r["key"], r["value"]) == values[r["offset"]], r["offset"]
+        present = {r["offset"] for r in got}
+        missing = [k for k, o in latest.items() if o not in present]
+        assert not missing, f"{len(missing)} keys lost their latest value, e.g. {missing[:5]}"
+        assert cf_watermarks(b, topic) == (0, len(specs))
+        return got
+
+    set_topic_config(b, topic, cleanup_policy="compact")
+    for attempt in range(2):
+        wait_until(lambda: list(pdir.glob("*.cleaned")), 60, "the cleaner to write .cleaned files", interval=0.02)
+        time.sleep(random.uniform(0.0, 0.4))
+        broker.kill9()
+        leftovers = sorted(p.name for p in pdir.iterdir() if p.suffix in (".cleaned", ".swap"))
+        assert leftovers, "the kill should have caught the cleaner mid-way"
+        broker.start()
+        assert not [p for p in pdir.iterdir() if p.suffix in (".cleaned", ".swap")], leftovers
+        check_nothing_lost()
+
+    # A graceful stop in the middle of a (throttled, slow) cleaning stops the cleaning at
+    # once and removes its partial output.
+    wait_until(lambda: list(pdir.glob("*.cleaned")), 60, "the cleaner to write .cleaned files", interval=0.02)
+    started = time.monotonic()
+    broker.stop()
+    assert time.monotonic() - started < 5, "a cleaning in progress held up the shutdown"
+    assert not [p for p in pdir.iterdir() if p.suffix in (".cleaned", ".swap")]
+    check_files = segments(pdir)
+    # Unthrottled, the cleaning completes: one record per key below the active segment.
+    broker.start(extra_overrides={"log.cleaner.io.max.bytes.per.second": "1e12"})
+    assert len(check_files) >= 5
+    end = active_base(broker, topic)
+    wait_cleaned_to(broker.data_dir, topic, end, timeout=60)
+    got = check_nothing_lost()
+    produced = [{"offset": o, "key": k, "value": v} for o, (k, v) in values.items()]
+    assert as_tuples(got) == as_tuples(compacted_model(produced, end))
