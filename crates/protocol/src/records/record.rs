@@ -167,20 +167,25 @@ fn skim_one<R: Read>(source: &mut Source<R>, index: usize, base_timestamp: i64) 
 /// Walks every record of `batch` (a whole v2 batch whose header is `header`),
 /// calling `visit` for each, and checks that the batch holds exactly
 /// `header.records_count` records. Never holds more than one record's fields.
-pub fn skim_records<F>(header: &BatchHeader, batch: &[u8], mut visit: F) -> Result<usize, RecordError>
+pub fn skim_records<F>(header: &BatchHeader, batch: &[u8], visit: F) -> Result<usize, RecordError>
 where
     F: FnMut(&RecordMeta) -> Result<(), RecordError>,
 {
     let compression = header.compression()?;
     let body = &batch[HEADER_LEN..];
-    let compressed = compression != Compression::None;
-    let reader: Box<dyn Read + '_> = if compressed {
-        let inner = decompress_reader(compression, body).map_err(|e| RecordError::Decompression(e.to_string()))?;
-        Box::new(BufReader::with_capacity(16 * 1024, inner))
-    } else {
-        Box::new(body)
-    };
-    let mut source = Source { reader };
+    if compression == Compression::None {
+        // The common case stays monomorphic over a slice: no dynamic dispatch
+        // per varint byte.
+        return walk(&mut Source { reader: body }, header, false, visit);
+    }
+    let inner = decompress_reader(compression, body).map_err(|e| RecordError::Decompression(e.to_string()))?;
+    walk(&mut Source { reader: BufReader::with_capacity(16 * 1024, inner) }, header, true, visit)
+}
+
+fn walk<R: Read, F>(source: &mut Source<R>, header: &BatchHeader, compressed: bool, mut visit: F) -> Result<usize, RecordError>
+where
+    F: FnMut(&RecordMeta) -> Result<(), RecordError>,
+{
     let declared = header.records_count;
     let mut count = 0usize;
     loop {
@@ -192,7 +197,7 @@ where
             }
             break;
         }
-        let meta = match skim_one(&mut source, count, header.base_timestamp) {
+        let meta = match skim_one(source, count, header.base_timestamp) {
             Ok(Ok(meta)) => meta,
             Ok(Err(error)) => return Err(error),
             // The bytes end before the header's count is reached (between records
