@@ -496,7 +496,9 @@ impl GroupCoordinator {
         group.transition_to(GroupState::PreparingRebalance, now);
         let timeout = group.max_rebalance_timeout_ms();
         group.rebalance_deadline_ms = Some(now + timeout);
-        group.initial_delay_deadline_ms = if was_empty {
+        // No delay configured: the join phase ends as soon as everyone is in, not at
+        // the next timer tick (up to 50 ms per JoinGroup of a new group otherwise).
+        group.initial_delay_deadline_ms = if was_empty && self.config.initial_rebalance_delay_ms > 0 {
             Some(now + self.config.initial_rebalance_delay_ms.min(timeout))
         } else {
             None

@@ -461,3 +461,13 @@ fn transactional_offsets_count_only_once_their_transaction_commits() {
     assert_eq!(reloaded.fetch_offsets("g2", None)[0].2.as_ref().map(|c| c.offset), Some(10));
     assert!(reloaded.has_pending_transactional_offset("g2", "t", 0));
 }
+
+#[test]
+fn without_an_initial_delay_a_new_group_completes_its_first_join_at_once() {
+    // group.initial.rebalance.delay.ms=0: nothing to wait for, so no waiting for a tick.
+    let mut h = Harness::new(GroupConfig { initial_rebalance_delay_ms: 0, ..GroupConfig::default() });
+    let a = h.join_new(RANGE);
+    let a = take(&a).expect("answered without a tick");
+    assert_eq!((a.error, a.generation_id, a.leader == a.member_id), (ErrorCode::None, 1, true));
+    assert_eq!(h.state(), GroupState::CompletingRebalance);
+}
