@@ -216,7 +216,7 @@ async fn send_request(shared: Arc<SenderShared>, node: i32, mut batches: Vec<Pro
         Ok(response) => response,
         Err(e) => return retry_or_fail_all(&shared, encoded, e),
     };
-    let mut results: HashMap<(String, i32), (i16, i64, i64, Option<String>)> = HashMap::new();
+    let mut results: HashMap<(String, i32), PartitionResult> = HashMap::new();
     for topic in response.responses {
         for p in topic.partition_responses {
             let message = p.error_message.map(|m| m.to_string());
@@ -250,6 +250,9 @@ async fn send_request(shared: Arc<SenderShared>, node: i32, mut batches: Vec<Pro
         shared.request_metadata_refresh();
     }
 }
+
+/// A partition's Produce answer: error code, base offset, log append time, message.
+type PartitionResult = (i16, i64, i64, Option<String>);
 
 fn retry_or_fail_all(shared: &Arc<SenderShared>, batches: Vec<ProducerBatch>, error: ClientError) {
     if error.needs_metadata_refresh() {
