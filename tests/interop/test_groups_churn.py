@@ -79,7 +79,7 @@ def test_members_joining_leaving_and_dying_while_records_flow(broker, spawn, gto
     def add(g):
         kind = rng.choice(g["kinds"])
         w = spawn(kind, broker.bootstrap, g["group"], [topic], f"{kind}-{next(counter)}", session_ms=SESSION_MS,
-                  sleep_per_record_ms=2, batch=20)
+                  sleep_per_record_ms=2, batch=20, max_bytes=4096)
         g["members"].append(w)
         g["all"].append(w)
 
@@ -120,8 +120,8 @@ def test_members_joining_leaving_and_dying_while_records_flow(broker, spawn, gto
                 for e in w.snapshot():
                     f.write(json.dumps(e) + "\n")
         dups = check_group_delivery(g["all"], written)
-        check_exclusive_ownership(g["all"])
-        report[name] = (len(g["all"]), dups)
+        zombies = check_exclusive_ownership(g["all"])
+        report[name] = (len(g["all"]), dups, f"{len(zombies)} zombie overlaps")
         close_all(g["members"])
     kills = sum(1 for _, a in actions if a == "kill")
     assert kills >= 2 and any(a == "add" for _, a in actions), actions

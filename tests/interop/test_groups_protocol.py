@@ -167,9 +167,11 @@ def test_find_coordinator_single_key_and_batched(broker):
             r = raw.call(FindCoordinatorRequest, v, key_type=0, coordinator_keys=["a", "b", "c"])
             assert [(c.key, c.error_code, c.node_id, c.port) for c in r.coordinators] == \
                 [(k, 0, 1, broker.port) for k in "abc"], (v, r)
-        # transactions have no coordinator yet: an error per key, not a dropped connection
+        # transactional ids (key type 1) are coordinated here too; an unknown type is refused
         r = raw.call(FindCoordinatorRequest, 4, key_type=1, coordinator_keys=["tx"])
-        assert r.coordinators[0].error_code == COORDINATOR_NOT_AVAILABLE
+        assert [(c.error_code, c.node_id) for c in r.coordinators] == [(0, 1)]
+        r = raw.call(FindCoordinatorRequest, 4, key_type=7, coordinator_keys=["x"])
+        assert r.coordinators[0].error_code == 42  # INVALID_REQUEST
 
 
 # ---------------------------------------------------------------------------- JoinGroup / SyncGroup
