@@ -248,28 +248,49 @@ impl Connection {
 
     /// Sends `request` in `version`.
     pub async fn send_version<R: Request>(&self, request: &R, version: i16, extra: Option<Duration>) -> Result<R::Response> {
+        self.enqueue_version(request, version, extra).await?.await
+    }
+
+    /// Queues `request` on the connection and returns a future of its answer.
+    /// Requests are written in the order their `enqueue` calls complete, so a
+    /// caller that awaits this in order (the producer's sender, for sequence
+    /// numbers) keeps that order on the wire.
+    pub async fn enqueue_request<R: Request>(&self, request: &R) -> Result<impl std::future::Future<Output = Result<R::Response>> + Send + 'static> {
+        let version = self.version_of::<R>()?;
+        self.enqueue_version(request, version, None).await
+    }
+
+    async fn enqueue_version<R: Request>(
+        &self,
+        request: &R,
+        version: i16,
+        extra: Option<Duration>,
+    ) -> Result<impl std::future::Future<Output = Result<R::Response>> + Send + 'static> {
         let api_key = ApiKey::try_from(R::KEY).map_err(|_| ClientError::Protocol(format!("unknown api key {}", R::KEY)))?;
         let (frame, correlation_id) = self.encode(request, version)?;
         let (reply, answer) = oneshot::channel();
         let pending = Pending { correlation_id, api_key, reply };
         self.enqueue(Outgoing { frame, pending: Some(pending) }).await?;
         let timeout = self.inner.options.request_timeout + extra.unwrap_or_default();
-        let bytes = match tokio::time::timeout(timeout, answer).await {
-            Ok(Ok(result)) => result?,
-            Ok(Err(_)) => return Err(self.closed_error()),
-            Err(_) => {
-                let error = ClientError::Timeout {
-                    what: format!("{api_key:?} to {}", self.address()),
-                    timeout_ms: timeout.as_millis() as u64,
-                };
-                self.inner.shared.close(error.clone());
-                return Err(error);
-            }
-        };
-        let (got, response) = decode_response::<R::Response>(api_key, version, bytes)
-            .map_err(|e| ClientError::Protocol(format!("{api_key:?} v{version} response from {}: {e}", self.address())))?;
-        debug_assert_eq!(got, correlation_id, "the reader matched the response by correlation id");
-        Ok(response)
+        let connection = self.clone();
+        Ok(async move {
+            let bytes = match tokio::time::timeout(timeout, answer).await {
+                Ok(Ok(result)) => result?,
+                Ok(Err(_)) => return Err(connection.closed_error()),
+                Err(_) => {
+                    let error = ClientError::Timeout {
+                        what: format!("{api_key:?} to {}", connection.address()),
+                        timeout_ms: timeout.as_millis() as u64,
+                    };
+                    connection.inner.shared.close(error.clone());
+                    return Err(error);
+                }
+            };
+            let (got, response) = decode_response::<R::Response>(api_key, version, bytes)
+                .map_err(|e| ClientError::Protocol(format!("{api_key:?} v{version} response from {}: {e}", connection.address())))?;
+            debug_assert_eq!(got, correlation_id, "the reader matched the response by correlation id");
+            Ok(response)
+        })
     }
 
     /// Sends a request that gets no answer (Produce with acks=0).

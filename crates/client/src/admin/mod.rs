@@ -180,7 +180,7 @@ impl Admin {
     /// Grows `topic` to `total` partitions (CreatePartitions).
     pub async fn create_partitions(&self, topic: &str, total: i32) -> Result<()> {
         let request = CreatePartitionsRequest::default()
-            .with_topics(vec![CreatePartitionsTopic::default().with_name(topic_name(topic)).with_count(total)])
+            .with_topics(vec![CreatePartitionsTopic::default().with_name(topic_name(topic)).with_count(total).with_assignments(None)])
             .with_timeout_ms(self.timeout_ms());
         let response = self.cluster.any_connection().await?.send(&request).await?;
         for result in response.results {

@@ -117,7 +117,10 @@ pub(crate) async fn run(shared: Arc<SenderShared>) {
         for (node, mut batches) in drained.by_node {
             assign_sequences(&shared, &mut batches);
             let permit = permits.remove(&node);
-            tokio::spawn(send_request(Arc::clone(&shared), node, batches, permit));
+            // Requests are queued on the connection here, in drain order, so a
+            // partition's sequences reach the broker in order; answers are awaited
+            // on their own tasks.
+            send_request(&shared, node, batches, permit).await;
         }
         if shared.stop.load(Ordering::Acquire) && !shared.accumulator.has_queued() {
             return;
@@ -159,7 +162,7 @@ fn fail_batch(shared: &SenderShared, batch: ProducerBatch, error: ClientError) {
     shared.accumulator.batch_done();
 }
 
-async fn send_request(shared: Arc<SenderShared>, node: i32, mut batches: Vec<ProducerBatch>, permit: Option<OwnedSemaphorePermit>) {
+async fn send_request(shared: &Arc<SenderShared>, node: i32, mut batches: Vec<ProducerBatch>, permit: Option<OwnedSemaphorePermit>) {
     let config = &shared.config;
     let producer = shared.producer_id.lock().expect("producer id lock poisoned").as_ref().map(|s| (s.producer_id, s.producer_epoch));
     let transactional = shared.transactional.load(Ordering::Acquire);
@@ -172,7 +175,7 @@ async fn send_request(shared: Arc<SenderShared>, node: i32, mut batches: Vec<Pro
                 topics.entry(batch.tp.topic.to_string()).or_default().push(data);
                 encoded.push(batch);
             }
-            Err(e) => fail_batch(&shared, batch, e),
+            Err(e) => fail_batch(shared, batch, e),
         }
     }
     if encoded.is_empty() {
@@ -193,7 +196,7 @@ async fn send_request(shared: Arc<SenderShared>, node: i32, mut batches: Vec<Pro
         Ok(connection) => connection,
         Err(e) => {
             drop(permit);
-            return retry_or_fail_all(&shared, encoded, e);
+            return retry_or_fail_all(shared, encoded, e);
         }
     };
     if config.acks == Acks::None {
@@ -206,15 +209,29 @@ async fn send_request(shared: Arc<SenderShared>, node: i32, mut batches: Vec<Pro
                     shared.accumulator.batch_done();
                 }
             }
-            Err(e) => retry_or_fail_all(&shared, encoded, e),
+            Err(e) => retry_or_fail_all(shared, encoded, e),
         }
         return;
     }
-    let response = connection.send(&request).await;
-    drop(permit);
+    let answer = match connection.enqueue_request(&request).await {
+        Ok(answer) => answer,
+        Err(e) => {
+            drop(permit);
+            return retry_or_fail_all(shared, encoded, e);
+        }
+    };
+    let shared = Arc::clone(shared);
+    tokio::spawn(async move {
+        let response = answer.await;
+        drop(permit);
+        handle_response(&shared, encoded, response);
+    });
+}
+
+fn handle_response(shared: &Arc<SenderShared>, encoded: Vec<ProducerBatch>, response: crate::error::Result<protocol::kafka::messages::ProduceResponse>) {
     let response = match response {
         Ok(response) => response,
-        Err(e) => return retry_or_fail_all(&shared, encoded, e),
+        Err(e) => return retry_or_fail_all(shared, encoded, e),
     };
     let mut results: HashMap<(String, i32), PartitionResult> = HashMap::new();
     for topic in response.responses {
@@ -227,7 +244,7 @@ async fn send_request(shared: Arc<SenderShared>, node: i32, mut batches: Vec<Pro
     for batch in encoded {
         let key = (batch.tp.topic.to_string(), batch.tp.partition);
         let Some((code, base_offset, log_append_time, message)) = results.remove(&key) else {
-            fail_batch(&shared, batch, ClientError::Protocol(format!("Produce answer has no result for {}", key.0)));
+            fail_batch(shared, batch, ClientError::Protocol(format!("Produce answer has no result for {}", key.0)));
             continue;
         };
         let code = ErrorCode::from_i16(code).unwrap_or(ErrorCode::UnknownServerError);
@@ -244,7 +261,7 @@ async fn send_request(shared: Arc<SenderShared>, node: i32, mut batches: Vec<Pro
         let error = ClientError::Kafka { code, context: batch.tp.to_string(), message };
         refresh |= error.needs_metadata_refresh();
         let retriable = code.is_retriable() || (code == ErrorCode::OutOfOrderSequenceNumber && batch.attempts < 3);
-        retry_or_fail(&shared, batch, error, retriable);
+        retry_or_fail(shared, batch, error, retriable);
     }
     if refresh {
         shared.request_metadata_refresh();

@@ -1,0 +1,186 @@
+//! `rivulet configs describe|alter`, `rivulet transactions list|describe` and
+//! `rivulet cluster describe`: Kafka's `kafka-configs.sh`,
+//! `kafka-transactions.sh` and `kafka-cluster.sh`/`kafka-metadata` views.
+
+use clap::{Args, Subcommand};
+use rivulet_client::admin::{AlterConfigOp, ConfigResource};
+use rivulet_client::Admin;
+
+use crate::common::{print_table, CliError, CliResult, ConnectArgs};
+
+/// The resource a configs command is about.
+#[derive(Args, Debug, Clone)]
+#[group(required = true, multiple = false)]
+struct Entity {
+    /// A topic.
+    #[arg(long)]
+    topic: Option<String>,
+    /// A broker, by node id.
+    #[arg(long)]
+    broker: Option<String>,
+}
+
+impl Entity {
+    fn resource(&self) -> ConfigResource {
+        match (&self.topic, &self.broker) {
+            (Some(topic), _) => ConfigResource::topic(topic),
+            (_, Some(broker)) => ConfigResource::broker(broker),
+            _ => unreachable!("clap requires one of --topic and --broker"),
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct ConfigsArgs {
+    #[command(flatten)]
+    connect: ConnectArgs,
+    #[command(subcommand)]
+    command: ConfigsCommand,
+}
+
+#[derive(Subcommand, Debug)]
+enum ConfigsCommand {
+    /// Show a topic's or broker's configs and where each value comes from.
+    Describe {
+        #[command(flatten)]
+        entity: Entity,
+        /// Also show configs left at their defaults.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Set or delete configs: --add-config k=v,k2=v2 --delete-config k3
+    Alter {
+        #[command(flatten)]
+        entity: Entity,
+        #[arg(long = "add-config", value_delimiter = ',')]
+        add: Vec<String>,
+        #[arg(long = "delete-config", value_delimiter = ',')]
+        delete: Vec<String>,
+    },
+}
+
+pub async fn configs(args: ConfigsArgs) -> CliResult {
+    let admin = Admin::new(args.connect.client_config()?).await?;
+    match args.command {
+        ConfigsCommand::Describe { entity, all } => {
+            let resource = entity.resource();
+            let entries = admin.describe_configs(&resource, None).await?;
+            let rows: Vec<Vec<String>> = entries
+                .iter()
+                .filter(|e| all || e.source != "DEFAULT_CONFIG")
+                .map(|e| {
+                    let value = if e.is_sensitive { "(sensitive)".to_string() } else { e.value.clone().unwrap_or_else(|| "null".into()) };
+                    vec![e.name.clone(), value, e.source.to_string(), if e.read_only { "read-only".into() } else { String::new() }]
+                })
+                .collect();
+            outln!("Configs of {:?} {}:", resource.resource_type, resource.name);
+            print_table(&["NAME", "VALUE", "SOURCE", ""], &rows);
+        }
+        ConfigsCommand::Alter { entity, add, delete } => {
+            let mut ops = Vec::new();
+            for pair in add {
+                let (k, v) = pair.split_once('=').ok_or_else(|| CliError::Usage(format!("--add-config {pair:?}: expected key=value")))?;
+                ops.push(AlterConfigOp::Set(k.trim().to_string(), v.to_string()));
+            }
+            ops.extend(delete.into_iter().map(|k| AlterConfigOp::Delete(k.trim().to_string())));
+            if ops.is_empty() {
+                return Err(CliError::Usage("configs alter needs --add-config or --delete-config".into()));
+            }
+            let resource = entity.resource();
+            admin.incremental_alter_configs(&resource, &ops, false).await?;
+            outln!("Completed updating the configs of {:?} {}.", resource.resource_type, resource.name);
+        }
+    }
+    admin.close();
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub struct TransactionsArgs {
+    #[command(flatten)]
+    connect: ConnectArgs,
+    #[command(subcommand)]
+    command: TransactionsCommand,
+}
+
+#[derive(Subcommand, Debug)]
+enum TransactionsCommand {
+    /// Transactional ids known to the coordinators, with their state.
+    List,
+    /// A transaction's state, producer id and epoch, timeout and partitions.
+    Describe {
+        #[arg(long = "transactional-id", required = true)]
+        transactional_id: String,
+    },
+}
+
+pub async fn transactions(args: TransactionsArgs) -> CliResult {
+    let admin = Admin::new(args.connect.client_config()?).await?;
+    match args.command {
+        TransactionsCommand::List => {
+            let rows: Vec<Vec<String>> = admin
+                .list_transactions()
+                .await?
+                .into_iter()
+                .map(|t| vec![t.transactional_id, t.coordinator.to_string(), t.producer_id.to_string(), t.state])
+                .collect();
+            print_table(&["TRANSACTIONAL-ID", "COORDINATOR", "PRODUCER-ID", "STATE"], &rows);
+        }
+        TransactionsCommand::Describe { transactional_id } => {
+            let rows: Vec<Vec<String>> = admin
+                .describe_transactions(&[&transactional_id])
+                .await?
+                .into_iter()
+                .map(|t| {
+                    let partitions: Vec<String> = t.partitions.iter().map(|tp| tp.to_string()).collect();
+                    vec![
+                        t.coordinator.to_string(),
+                        t.transactional_id,
+                        t.producer_id.to_string(),
+                        t.producer_epoch.to_string(),
+                        t.state,
+                        t.start_time_ms.to_string(),
+                        t.timeout_ms.to_string(),
+                        partitions.join(","),
+                    ]
+                })
+                .collect();
+            print_table(&["COORDINATOR", "TRANSACTIONAL-ID", "PRODUCER-ID", "EPOCH", "STATE", "START-TIME-MS", "TIMEOUT-MS", "PARTITIONS"], &rows);
+        }
+    }
+    admin.close();
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub struct ClusterArgs {
+    #[command(flatten)]
+    connect: ConnectArgs,
+    #[command(subcommand)]
+    command: ClusterCommand,
+}
+
+#[derive(Subcommand, Debug)]
+enum ClusterCommand {
+    /// The cluster id, the controller and the brokers.
+    Describe,
+}
+
+pub async fn cluster(args: ClusterArgs) -> CliResult {
+    let admin = Admin::new(args.connect.client_config()?).await?;
+    match args.command {
+        ClusterCommand::Describe => {
+            let cluster = admin.describe_cluster().await?;
+            outln!("Cluster ID: {}", cluster.cluster_id.as_deref().unwrap_or("-"));
+            outln!("Controller: {}", cluster.controller_id);
+            let rows: Vec<Vec<String>> = cluster
+                .brokers
+                .iter()
+                .map(|b| vec![b.node_id.to_string(), b.host.clone(), b.port.to_string(), b.rack.clone().unwrap_or_else(|| "-".into())])
+                .collect();
+            print_table(&["ID", "HOST", "PORT", "RACK"], &rows);
+        }
+    }
+    admin.close();
+    Ok(())
+}
