@@ -92,6 +92,19 @@ impl Member {
     pub fn same_protocols(&self, other: &[(String, Bytes)]) -> bool {
         self.protocols == other
     }
+
+    /// Whether its session has run out (Kafka's `hasSatisfiedHeartbeat`, negated): a
+    /// member waiting in a rebalance is alive, except a new member whose first join
+    /// waited too long.
+    pub fn session_expired(&self, now_ms: i64) -> bool {
+        if self.awaiting_join {
+            self.is_new && self.session_deadline_ms <= now_ms
+        } else if self.awaiting_sync {
+            false
+        } else {
+            self.session_deadline_ms <= now_ms
+        }
+    }
 }
 
 /// A committed offset.
@@ -217,6 +230,23 @@ impl Group {
         }
         let best = votes.values().copied().max()?;
         votes.into_iter().find(|(_, v)| *v == best).map(|(n, _)| n.to_string())
+    }
+
+    /// Whether [`crate::GroupCoordinator::tick`] has anything to do for this group now:
+    /// an expired pending member or session, the end of the join phase, or a sync
+    /// deadline. Cheap and allocation-free, so ticks cost little for idle groups.
+    pub fn timer_due(&self, now_ms: i64) -> bool {
+        if self.pending_members.values().any(|deadline| *deadline <= now_ms) || self.members.values().any(|m| m.session_expired(now_ms)) {
+            return true;
+        }
+        match self.state {
+            GroupState::PreparingRebalance => match self.initial_delay_deadline_ms {
+                Some(deadline) => deadline <= now_ms,
+                None => self.rebalance_deadline_ms.is_some_and(|d| d <= now_ms) || self.all_members_joined(),
+            },
+            GroupState::CompletingRebalance | GroupState::Stable => self.sync_deadline_ms.is_some_and(|d| d <= now_ms),
+            GroupState::Empty | GroupState::Dead => false,
+        }
     }
 
     pub fn all_members_joined(&self) -> bool {

@@ -3,7 +3,7 @@
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use protocol::time::ManualClock;
+use protocol::time::{Clock, ManualClock};
 use protocol::ErrorCode;
 
 use super::coordinator::{GroupConfig, GroupCoordinator, JoinParams, JoinResult, OffsetsLog, SyncParams, SyncResult};
@@ -470,4 +470,19 @@ fn without_an_initial_delay_a_new_group_completes_its_first_join_at_once() {
     let a = take(&a).expect("answered without a tick");
     assert_eq!((a.error, a.generation_id, a.leader == a.member_id), (ErrorCode::None, 1, true));
     assert_eq!(h.state(), GroupState::CompletingRebalance);
+}
+
+#[test]
+fn ticks_only_visit_groups_with_a_timer_due() {
+    let mut h = Harness::new(config());
+    let ids = stable_group_of_three(&mut h);
+    let group = h.coordinator.group("g").unwrap();
+    let now = h.clock.now_ms();
+    assert!(!group.timer_due(now), "a Stable group between heartbeats has nothing due");
+    assert!(group.timer_due(now + 10_000), "sessions of 10 s run out");
+    // a member waiting in a rebalance is not expired by its session, the rebalance deadline is due
+    h.join(&ids[0], None, &[("range", b"changed")]);
+    let group = h.coordinator.group("g").unwrap();
+    assert!(!group.timer_due(now + 1));
+    assert!(group.timer_due(now + 30_000));
 }
