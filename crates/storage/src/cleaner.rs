@@ -21,18 +21,20 @@
 //! point is a record's only copy removed.
 
 use std::cell::Cell;
-use std::collections::hash_map::DefaultHasher;
+use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::io::{self, Write};
 use std::ops::ControlFlow;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use protocol::records::batch::{BatchHeader, Batches, TimestampType, HEADER_LEN, LOG_OVERHEAD};
-use protocol::records::{decode_records, BatchBuilder, NewRecord};
+use protocol::records::batch::{compute_crc, set_crc, BatchHeader, Batches, TimestampType, BATCH_LENGTH_AT, HEADER_LEN, LOG_OVERHEAD, MAX_TIMESTAMP_AT, RECORDS_COUNT_AT};
+use protocol::records::compression::{compress, decompress_to_vec};
+use protocol::records::{decode_records, Compression};
+use protocol::varint::{read_varint, read_varlong};
 
 use crate::error::StorageError;
 use crate::log::{io_err, Log};
@@ -94,15 +96,127 @@ impl Dirtiness {
     }
 }
 
-/// A 128-bit digest of a key: collisions are not a practical concern.
-fn key_digest(key: &[u8]) -> (u64, u64) {
-    let mut a = DefaultHasher::new();
-    0u8.hash(&mut a);
-    key.hash(&mut a);
-    let mut b = DefaultHasher::new();
-    1u8.hash(&mut b);
-    key.hash(&mut b);
-    (a.finish(), b.finish())
+/// Digests keys for the offset map: SipHash with keys drawn at random for each
+/// cleaning (so no one can aim for a collision) and CRC32C, 96 bits in all. Two
+/// keys must collide on both to be taken for one: with 10^7 keys the chance is
+/// about 10^-15 per cleaning (Kafka keys its map by MD5).
+struct KeyDigest(RandomState);
+
+type Digest = (u64, u32);
+
+impl KeyDigest {
+    fn new() -> KeyDigest {
+        KeyDigest(RandomState::new())
+    }
+
+    fn of(&self, key: &[u8]) -> Digest {
+        (self.0.hash_one(key), crc32c::crc32c(key))
+    }
+}
+
+/// The offset map's own hasher: a digest is already uniformly random, so its
+/// SipHash half is the hash (no second SipHash per lookup).
+#[derive(Default)]
+struct DigestHasher(u64);
+
+impl Hasher for DigestHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    fn write_u64(&mut self, v: u64) {
+        self.0 ^= v;
+    }
+
+    fn write_u32(&mut self, v: u32) {
+        self.0 ^= u64::from(v).rotate_left(32);
+    }
+}
+
+type OffsetMap = HashMap<Digest, i64, BuildHasherDefault<DigestHasher>>;
+
+/// One record of a batch, borrowed from the (decompressed) records: its whole
+/// encoding, so a kept record is copied as it is.
+struct RawRecord<'a> {
+    bytes: &'a [u8],
+    offset: i64,
+    timestamp: i64,
+    key: Option<&'a [u8]>,
+    tombstone: bool,
+}
+
+/// The records section of a batch: borrowed when uncompressed, else decompressed.
+fn batch_body<'a>(header: &BatchHeader, bytes: &'a [u8], max_batch_bytes: usize) -> Result<std::borrow::Cow<'a, [u8]>, StorageError> {
+    let corrupt = |e: String| StorageError::Corrupt(PathBuf::new(), format!("batch at {}: {e}", header.base_offset));
+    let compression = header.compression().map_err(|e| corrupt(e.to_string()))?;
+    let body = bytes.get(HEADER_LEN..).ok_or_else(|| corrupt("shorter than its header".into()))?;
+    if compression == Compression::None {
+        Ok(std::borrow::Cow::Borrowed(body))
+    } else {
+        decompress_to_vec(compression, body, max_batch_bytes).map(std::borrow::Cow::Owned).map_err(|e| corrupt(e.to_string()))
+    }
+}
+
+/// The fields of one record (after its length) the cleaner needs.
+struct RecordFields<'a> {
+    timestamp_delta: i64,
+    offset_delta: i32,
+    key: Option<&'a [u8]>,
+    tombstone: bool,
+}
+
+fn record_fields(record: &[u8]) -> Result<RecordFields<'_>, String> {
+    let mut record = record.get(1..).ok_or("empty record")?;
+    let timestamp_delta = read_varlong(&mut record).map_err(|e| e.to_string())?;
+    let offset_delta = read_varint(&mut record).map_err(|e| e.to_string())?;
+    let key_length = read_varint(&mut record).map_err(|e| e.to_string())?;
+    let key = match key_length {
+        -1 => None,
+        n if n >= 0 && n as usize <= record.len() => {
+            let (key, tail) = record.split_at(n as usize);
+            record = tail;
+            Some(key)
+        }
+        n => return Err(format!("key length {n}")),
+    };
+    let value_length = read_varint(&mut record).map_err(|e| e.to_string())?;
+    if value_length < -1 || value_length as isize > record.len() as isize {
+        return Err(format!("value length {value_length}"));
+    }
+    Ok(RecordFields { timestamp_delta, offset_delta, key, tombstone: value_length == -1 })
+}
+
+/// Walks the records of one batch body without copying them.
+fn walk_records<'a>(header: &BatchHeader, body: &'a [u8], mut visit: impl FnMut(RawRecord<'a>)) -> Result<(), StorageError> {
+    let corrupt = |i: usize, e: &str| StorageError::Corrupt(PathBuf::new(), format!("batch at {}, record {i}: {e}", header.base_offset));
+    let log_append_time = header.timestamp_type() == TimestampType::LogAppendTime;
+    let mut rest = body;
+    let mut count = 0usize;
+    while !rest.is_empty() {
+        let start = rest;
+        let length = read_varint(&mut rest).map_err(|e| corrupt(count, &e.to_string()))?;
+        if length <= 0 || length as usize > rest.len() {
+            return Err(corrupt(count, &format!("length {length}")));
+        }
+        let prefix = start.len() - rest.len();
+        let (record, after) = rest.split_at(length as usize);
+        let bytes = &start[..prefix + length as usize];
+        rest = after;
+        let fields = record_fields(record).map_err(|e| corrupt(count, &e))?;
+        let timestamp = if log_append_time { header.max_timestamp } else { header.base_timestamp.wrapping_add(fields.timestamp_delta) };
+        visit(RawRecord { bytes, offset: header.base_offset + i64::from(fields.offset_delta), timestamp, key: fields.key, tombstone: fields.tombstone });
+        count += 1;
+    }
+    if count != header.records_count.max(0) as usize {
+        return Err(corrupt(count, &format!("{count} records where the header says {}", header.records_count)));
+    }
+    Ok(())
 }
 
 /// A segment of the range being cleaned, as seen under the log lock.
@@ -245,52 +359,60 @@ impl SegmentWriter {
         Ok(())
     }
 
-    fn finish(mut self) -> io::Result<u32> {
+    /// Completes the segment; returns its size and its files, to be fsynced before
+    /// the swap (all outputs at once, so the disk writes the earlier ones while the
+    /// later ones are built).
+    fn finish(mut self) -> io::Result<(u32, Vec<File>)> {
         if self.max_timestamp >= 0 {
             self.time_index.maybe_append(self.max_timestamp, self.offset_of_max_timestamp, true)?;
         }
         self.log.flush()?;
-        self.log.sync_all()?;
-        self.index.flush()?;
-        self.time_index.flush()?;
-        Ok(self.position)
+        let files = vec![self.index.try_clone_file()?, self.time_index.try_clone_file()?, self.log];
+        Ok((self.position, files))
     }
 }
 
-/// Rebuilds `bytes` (one batch) keeping only the records `keep` accepts; `None`
-/// when no record is left, the original bytes when all are kept.
-fn filter_batch(header: &BatchHeader, bytes: &[u8], max_batch_bytes: usize, mut keep: impl FnMut(i64, Option<&[u8]>, bool, i64) -> bool) -> Result<Option<Vec<u8>>, StorageError> {
-    let (_, records) = decode_records(bytes, max_batch_bytes).map_err(|e| StorageError::Corrupt(PathBuf::new(), format!("batch at {}: {e}", header.base_offset)))?;
-    let kept: Vec<_> = records.iter().filter(|r| keep(r.offset, r.key.as_deref(), r.value.is_none(), r.timestamp)).collect();
-    if kept.len() == records.len() {
-        return Ok(Some(bytes.to_vec()));
+/// Keeps the records of one batch that `keep` accepts: `None` when none is left,
+/// the batch as it is when all are, else the batch with the kept records copied
+/// as they are (same base offset, offset span, base timestamp, producer fields and
+/// codec; count, max timestamp, length and CRC recomputed).
+fn filter_batch<'b>(header: &BatchHeader, bytes: &'b [u8], max_batch_bytes: usize, mut keep: impl FnMut(&RawRecord) -> bool) -> Result<Option<std::borrow::Cow<'b, [u8]>>, StorageError> {
+    let body = batch_body(header, bytes, max_batch_bytes)?;
+    let mut kept: Vec<(usize, usize)> = Vec::new();
+    let mut total = 0usize;
+    let mut max_timestamp = -1i64;
+    walk_records(header, &body, |record| {
+        total += 1;
+        if keep(&record) {
+            let start = record.bytes.as_ptr() as usize - body.as_ptr() as usize;
+            kept.push((start, start + record.bytes.len()));
+            max_timestamp = max_timestamp.max(record.timestamp);
+        }
+    })?;
+    if kept.len() == total {
+        return Ok(Some(std::borrow::Cow::Borrowed(bytes)));
     }
     if kept.is_empty() {
         return Ok(None);
     }
+    let mut records = Vec::with_capacity(kept.iter().map(|(a, b)| b - a).sum());
+    for (a, b) in &kept {
+        records.extend_from_slice(&body[*a..*b]);
+    }
     let compression = header.compression().map_err(|e| StorageError::Corrupt(PathBuf::new(), e.to_string()))?;
-    let mut builder = BatchBuilder::new(compression)
-        .base_offset(header.base_offset)
-        .partition_leader_epoch(header.partition_leader_epoch)
-        .timestamp_type(header.timestamp_type())
-        .producer(header.producer_id, header.producer_epoch, header.base_sequence)
-        .transactional(header.is_transactional())
-        .base_timestamp(header.base_timestamp)
-        .last_offset_delta(header.last_offset_delta);
-    if header.timestamp_type() == TimestampType::LogAppendTime {
-        builder = builder.max_timestamp(header.max_timestamp);
+    let records = if compression == Compression::None { records } else { compress(compression, &records).map_err(|e| StorageError::io("re-compressing a cleaned batch", e))? };
+    let mut out = Vec::with_capacity(HEADER_LEN + records.len());
+    out.extend_from_slice(&bytes[..HEADER_LEN]);
+    out.extend_from_slice(&records);
+    let length = (out.len() - LOG_OVERHEAD) as i32;
+    out[BATCH_LENGTH_AT..BATCH_LENGTH_AT + 4].copy_from_slice(&length.to_be_bytes());
+    if header.timestamp_type() == TimestampType::CreateTime {
+        out[MAX_TIMESTAMP_AT..MAX_TIMESTAMP_AT + 8].copy_from_slice(&max_timestamp.to_be_bytes());
     }
-    for record in kept {
-        let headers: Vec<(&str, Option<&[u8]>)> = record.headers.iter().map(|h| (h.key.as_str(), h.value.as_deref())).collect();
-        let timestamp = if header.timestamp_type() == TimestampType::LogAppendTime { header.base_timestamp } else { record.timestamp };
-        builder.append_at(
-            (record.offset - header.base_offset) as i32,
-            &NewRecord { timestamp, key: record.key.as_deref(), value: record.value.as_deref(), headers: &headers },
-        );
-    }
-    let rebuilt = builder.build().map_err(|e| StorageError::io("re-encoding a cleaned batch", e))?;
-    debug_assert!(rebuilt.len() >= HEADER_LEN);
-    Ok(Some(rebuilt))
+    out[RECORDS_COUNT_AT..RECORDS_COUNT_AT + 4].copy_from_slice(&(kept.len() as i32).to_be_bytes());
+    let crc = compute_crc(&out);
+    set_crc(&mut out, crc);
+    Ok(Some(std::borrow::Cow::Owned(out)))
 }
 
 /// Kafka's `CleanedTransactionMetadata`: follows transactions through the batches
@@ -406,13 +528,18 @@ pub fn clean(
     // 2a. The offset map from the dirty part, bounded by the dedupe buffer; records
     // of aborted transactions do not count.
     let max_keys = (config.dedupe_buffer_bytes / MAP_ENTRY_BYTES).max(1);
-    let mut map: HashMap<(u64, u64), i64> = HashMap::new();
+    let digest = KeyDigest::new();
+    let mut map = OffsetMap::default();
     let mut mapped_end = first_dirty;
     let first_mapped = views.iter().find(|v| v.next_offset > first_dirty).map_or(first_dirty, |v| v.base_offset);
     let mut txns = TxnTracker::new(&all, first_mapped);
+    // Keys go straight into the map. When it is full, mapping stops at the end of
+    // the last whole segment mapped; keys mapped past it (from the segment being
+    // read) can only make the cleaning drop records that have a later record of
+    // their key, which is always right.
     for view in views.iter().filter(|v| v.next_offset > first_dirty) {
-        let before = map.len();
-        let mut segment_keys: Vec<((u64, u64), i64)> = Vec::new();
+        let first_segment = mapped_end == first_dirty;
+        let mut full = false;
         for_each_batch(view, |header, bytes| {
             if !pace(bytes.len() as u64) {
                 return Ok(ControlFlow::Break(()));
@@ -425,23 +552,24 @@ pub fn clean(
             if txns.on_batch(&header) || header.last_offset() < first_dirty {
                 return Ok(ControlFlow::Continue(()));
             }
-            let (_, records) = decode_records(bytes, config.max_batch_bytes).map_err(|e| StorageError::Corrupt(dir.clone(), format!("batch at {}: {e}", header.base_offset)))?;
-            for record in records {
-                if let Some(key) = &record.key {
-                    segment_keys.push((key_digest(key), record.offset));
-                }
+            if !first_segment && map.len() >= max_keys {
+                full = true;
+                return Ok(ControlFlow::Break(()));
             }
+            let body = batch_body(&header, bytes, config.max_batch_bytes)?;
+            walk_records(&header, &body, |record| {
+                if let Some(key) = record.key {
+                    map.insert(digest.of(key), record.offset);
+                }
+            })?;
             Ok(ControlFlow::Continue(()))
         })?;
         if aborted.get() {
             return Ok(None);
         }
-        if before > 0 && before + segment_keys.len() > max_keys {
+        if full {
             // The map is full: clean up to here, the rest next time.
             break;
-        }
-        for (digest, offset) in segment_keys {
-            map.insert(digest, offset);
         }
         mapped_end = view.next_offset;
     }
@@ -452,6 +580,7 @@ pub fn clean(
     let range: Vec<&SegmentView> = views.iter().filter(|v| v.next_offset <= mapped_end).collect();
     let mut txns = TxnTracker::new(&range, i64::MIN);
     let mut outputs: Vec<CleanedSegment> = Vec::new();
+    let mut to_sync: Vec<File> = Vec::new();
     let mut records_removed = 0u64;
     let delete_horizon = now.saturating_sub(delete_retention_ms);
     let mut group_start = 0;
@@ -482,19 +611,19 @@ pub fn clean(
                         None
                     } else {
                         kept_aborts.extend(txn);
-                        Some(bytes.to_vec())
+                        Some(std::borrow::Cow::Borrowed(bytes))
                     }
                 } else if txns.on_batch(&header) {
                     records_removed += u64::from(header.records_count.max(0) as u32);
                     None
                 } else {
                     let mut removed = 0u64;
-                    let kept = filter_batch(&header, bytes, config.max_batch_bytes, |offset, key, tombstone, timestamp| {
-                        let keep = match key {
+                    let kept = filter_batch(&header, bytes, config.max_batch_bytes, |record| {
+                        let keep = match record.key {
                             None => false,
-                            Some(key) => match map.get(&key_digest(key)) {
-                                Some(&latest) if latest > offset => false,
-                                _ => !(tombstone && timestamp < delete_horizon),
+                            Some(key) => match map.get(&digest.of(key)) {
+                                Some(&latest) if latest > record.offset => false,
+                                _ => !(record.tombstone && record.timestamp < delete_horizon),
                             },
                         };
                         if !keep {
@@ -525,7 +654,9 @@ pub fn clean(
             tracing::info!(partition = %tp, "cleaning stopped before it finished (shutting down); nothing changed");
             return Ok(None);
         }
-        let bytes_out = u64::from(writer.finish().map_err(io_err("finishing a cleaned segment"))?);
+        let (size, files) = writer.finish().map_err(io_err("finishing a cleaned segment"))?;
+        let bytes_out = u64::from(size);
+        to_sync.extend(files);
         // The cleaned transaction index lists the aborted transactions whose markers stay.
         if !kept_aborts.is_empty() {
             let mut txn_index = crate::txn_index::TxnIndex::open(&cleaned_path(&dir, base, "txnindex")).map_err(io_err("writing a cleaned transaction index"))?;
@@ -537,6 +668,11 @@ pub fn clean(
         outputs.push(CleanedSegment { base_offset: base, replaces: range[group_start..group_end].iter().map(|v| v.base_offset).collect(), bytes_in, bytes_out });
         group_start = group_end;
     }
+    // The cleaned segments are durable before any of them replaces anything.
+    for file in &to_sync {
+        file.sync_data().map_err(io_err("syncing a cleaned segment"))?;
+    }
+    drop(to_sync);
     // 3. Swap in, under the lock, if the range is still what was cleaned.
     let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
     let unchanged = range.iter().all(|v| log.segments.get(&v.base_offset).is_some_and(|s| s.size() == v.size && s.next_offset() == v.next_offset));

@@ -65,6 +65,9 @@ fn read_everything(log: &Log) -> Vec<Written> {
         let mut rest = &bytes[..];
         while !rest.is_empty() {
             let (header, records) = decode_records(rest, 1 << 24).unwrap();
+            // Rebuilt batches carry a correct length, count and CRC.
+            protocol::records::batch::verify_crc(&rest[..header.size()]).unwrap();
+            assert_eq!(records.len(), header.records_count as usize);
             rest = &rest[header.size()..];
             for r in records {
                 if r.offset >= offset {
