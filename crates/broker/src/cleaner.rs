@@ -91,6 +91,7 @@ fn clean_once(broker: &Broker, throttle_bytes_per_second: f64) -> bool {
         ..CleanerConfig::default()
     };
     let mut budget = Throttle::new(throttle_bytes_per_second);
+    let started = budget.started;
     let upper_bound = partition.last_stable_offset();
     let mut pace = |bytes| {
         if broker.is_shutting_down() {
@@ -100,6 +101,16 @@ fn clean_once(broker: &Broker, throttle_bytes_per_second: f64) -> bool {
     };
     match clean(partition.log(), first_dirty, upper_bound, &config, &mut pace) {
         Ok(Some(outcome)) => {
+            let seconds = started.elapsed().as_secs_f64();
+            // Kafka's cleaner logs the same figures ("Log cleaner thread 0 cleaned log ...").
+            tracing::info!(
+                partition = %partition.topic_partition(),
+                bytes_in = outcome.bytes_in,
+                bytes_out = outcome.bytes_out,
+                seconds = format!("{seconds:.3}"),
+                mb_per_second = format!("{:.1}", outcome.bytes_in as f64 / 1e6 / seconds.max(1e-9)),
+                "cleaner pass done"
+            );
             broker.cleaner.set(partition.topic_partition(), outcome.cleaned_up_to);
             true
         }
