@@ -69,7 +69,8 @@ def test_compaction_keeps_the_latest_record_per_key_in_offset_order(broker, topi
     assert [(r["offset"], r["key"]) for r in kcat_read(b, topic)] == [(r["offset"], r["key"]) for r in expected]
     # Offsets never change: the high watermark and the log start stay.
     assert cf_offsets(b, topic) == (0, len(specs))
-    assert len(segments(broker.partition_dir(topic, 0))) < segments_before
+    # (Segments merge only when a later pass finds them small: never more than before.)
+    assert len(segments(broker.partition_dir(topic, 0))) <= segments_before
 
 
 def test_tombstones_go_after_delete_retention_ms(broker, topic):
