@@ -186,8 +186,9 @@ pub struct BrokerConfig {
     pub flush_scheduler_interval_ms: u64,
     pub retention_check_interval_ms: u64,
     /// Test hook `rivulet.testing.drop.produce.response.every`: after appending,
-    /// drop every Nth produce response (0: never), so clients retry and
-    /// idempotence can be tested against real retries.
+    /// drop every Nth produce response (0: never): the connection stays silent
+    /// for the request's timeout, then closes, so clients retry and idempotence
+    /// can be tested against real retries.
     pub testing_drop_produce_response_every: u64,
     /// Values for topic config synonyms, keyed by broker key.
     pub topic_defaults: BTreeMap<String, String>,

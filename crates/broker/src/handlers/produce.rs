@@ -151,8 +151,18 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
     if acks != 0 && every > 0 {
         let n = broker.produce_requests.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
         if n % every == 0 {
+            // A lost response, as a client can see one from Kafka: responses on a
+            // connection are answered in order, so the connection goes silent (the
+            // client times out) until it is closed. Skipping just this response
+            // would let later ones overtake it, which no Kafka broker does.
             tracing::warn!(n, "test hook: dropping this produce response after the append");
-            return Reply::Nothing;
+            let stall = std::time::Duration::from_millis(request.timeout_ms.clamp(0, 30_000) as u64);
+            let mut shutdown = broker.shutdown_signal();
+            tokio::select! {
+                _ = tokio::time::sleep(stall) => {}
+                _ = shutdown.changed() => {}
+            }
+            return Reply::Close("test hook: produce response dropped".into());
         }
     }
     if acks == 0 {
