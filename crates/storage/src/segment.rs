@@ -269,6 +269,9 @@ impl Segment {
             batches += 1;
         }
         self.size = position as u32;
+        // Aborts whose markers did not survive are not aborts: the replay of the
+        // log re-indexes those that did.
+        self.txn_index.truncate_to(self.next_offset)?;
         let truncated_bytes = file_len - position;
         if truncated_bytes > 0 {
             tracing::warn!(segment = %self.log_path.display(), valid_bytes = position, truncated_bytes, "truncating invalid tail of segment");
