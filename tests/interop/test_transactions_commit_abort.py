@@ -191,3 +191,28 @@ def test_transaction_timeout_above_the_maximum_is_refused(broker_factory, topic)
     with pytest.raises(KafkaException) as info:
         producer.init_transactions(10)
     assert "INVALID_TRANSACTION_TIMEOUT" in str(info.value) or info.value.args[0].code() == INVALID_TRANSACTION_TIMEOUT
+
+
+def test_read_committed_with_interleaved_transactions_across_segments(broker, topic):
+    """Three producers' transactions interleave on one partition of tiny segments: B opens
+    first, C aborts, D opens, B aborts after several rolls (its ABORT marker lands in a segment
+    past D's first offset, the LSO). A read_committed fetch from 0 must list B's abort as well as
+    C's, so none of B's records are delivered."""
+    create_topic(broker.bootstrap, topic, 1, segment_bytes=200)
+    pb, pc, pd = (cf_txn_producer(broker.bootstrap, f"{topic}-{n}", linger_ms=0) for n in "bcd")
+    for p in (pb, pc, pd):
+        p.init_transactions(30)
+        p.begin_transaction()
+    cf_send_all(pb, [(topic, 0, b"b-1")])
+    cf_send_all(pc, [(topic, 0, b"c-1")])
+    pc.abort_transaction(30)
+    cf_send_all(pd, [(topic, 0, b"d-1")])
+    for i in range(4):  # rolls
+        cf_send_all(pb, [(topic, 0, f"b-{i + 2}".encode())])
+    pb.abort_transaction(30)
+    assert lso(broker.bootstrap, topic, 0) == 3, "D's transaction holds the LSO"
+    assert len(list(broker.partition_dir(topic, 0).glob("*.log"))) >= 3
+    for reader in (read_topic, lambda b, t, n, i: {0: [{"value": v} for v in kp_read_topic(b, t, n, i)[0]]}):
+        assert values(reader(broker.bootstrap, topic, 1, "read_committed")) == {0: []}
+    pd.commit_transaction(30)
+    assert values(read_topic(broker.bootstrap, topic, 1, "read_committed")) == {0: [b"d-1"]}

@@ -208,7 +208,7 @@ impl ProducerStateManager {
 
     /// Records an appended batch (any origin; replay at start-up too). Control
     /// batches end transactions; returns the aborted transaction to index, if any.
-    pub fn update(&mut self, header: &BatchHeader, control_type: Option<(i16, i32)>, high_watermark_hint: i64) -> Result<Option<AbortedTxn>, ProducerError> {
+    pub fn update(&mut self, header: &BatchHeader, control_type: Option<(i16, i32)>) -> Result<Option<AbortedTxn>, ProducerError> {
         self.map_end_offset = self.map_end_offset.max(header.next_offset());
         if !header.has_producer_id() {
             return Ok(None);
@@ -232,7 +232,11 @@ impl ProducerStateManager {
             };
             self.ongoing.remove(&first_offset);
             if kind == CONTROL_ABORT {
-                let lso = self.first_unstable_offset().unwrap_or(high_watermark_hint).min(high_watermark_hint.max(header.next_offset()));
+                // Kafka's: the first offset of the oldest transaction still open, else
+                // just past the marker. Not the log end: replayed at start-up, a
+                // later end would claim transactions begun after this marker had
+                // ended too, and read_committed fetches would miss their aborts.
+                let lso = self.first_unstable_offset().unwrap_or(header.next_offset());
                 return Ok(Some(AbortedTxn { producer_id, first_offset, last_offset: header.last_offset(), last_stable_offset: lso }));
             }
             return Ok(None);
@@ -462,12 +466,12 @@ mod tests {
         let mut state = ProducerStateManager::new(0);
         let first = header(7, 0, 0, 3, 0, false);
         assert_eq!(state.check(&first, None), Ok(SequenceCheck::Accept));
-        state.update(&first, None, 0).unwrap();
+        state.update(&first, None).unwrap();
         assert_eq!(state.check_plain(&header(7, 0, 0, 3, 99, false)), Ok(SequenceCheck::Duplicate { first_offset: 0, last_offset: 2 }));
         assert!(matches!(state.check_plain(&header(7, 0, 5, 1, 3, false)), Err(ProducerError::OutOfOrderSequence { expected: 3, .. })));
         let second = header(7, 0, 3, 2, 3, false);
         assert_eq!(state.check(&second, None), Ok(SequenceCheck::Accept));
-        state.update(&second, None, 0).unwrap();
+        state.update(&second, None).unwrap();
         assert!(matches!(state.check_plain(&header(7, -1, 5, 1, 5, false)), Err(ProducerError::InvalidProducerEpoch { .. })));
         assert!(matches!(state.check_plain(&header(7, 1, 5, 1, 5, false)), Err(ProducerError::OutOfOrderSequence { expected: 0, .. })));
         assert_eq!(state.check_plain(&header(7, 1, 0, 1, 5, false)), Ok(SequenceCheck::Accept));
@@ -477,22 +481,22 @@ mod tests {
     #[test]
     fn transactions_open_on_the_first_batch_and_close_on_a_marker() {
         let mut state = ProducerStateManager::new(0);
-        state.update(&header(1, 0, 0, 2, 10, true), None, 10).unwrap();
-        state.update(&header(2, 0, 0, 1, 12, true), None, 10).unwrap();
+        state.update(&header(1, 0, 0, 2, 10, true), None).unwrap();
+        state.update(&header(2, 0, 0, 1, 12, true), None).unwrap();
         assert_eq!(state.first_unstable_offset(), Some(10));
         assert!(matches!(state.check_plain(&header(1, 0, 2, 1, 13, false)), Err(ProducerError::InvalidTxnState { .. })));
-        let aborted = state.update(&control(1, 0, 13), Some((CONTROL_ABORT, 0)), 14).unwrap();
-        assert_eq!(aborted.map(|a| (a.producer_id, a.first_offset, a.last_offset)), Some((1, 10, 13)));
+        let aborted = state.update(&control(1, 0, 13), Some((CONTROL_ABORT, 0))).unwrap();
+        assert_eq!(aborted.map(|a| (a.producer_id, a.first_offset, a.last_offset, a.last_stable_offset)), Some((1, 10, 13, 12)));
         assert_eq!(state.first_unstable_offset(), Some(12));
-        assert_eq!(state.update(&control(2, 0, 14), Some((CONTROL_COMMIT, 0)), 15).unwrap(), None);
+        assert_eq!(state.update(&control(2, 0, 14), Some((CONTROL_COMMIT, 0))).unwrap(), None);
         assert_eq!(state.first_unstable_offset(), None);
     }
 
     #[test]
     fn snapshots_round_trip_in_kafkas_format() {
         let mut state = ProducerStateManager::new(0);
-        state.update(&header(1, 3, 10, 5, 100, true), None, 0).unwrap();
-        state.update(&header(2, 0, i32::MAX - 1, 3, 105, false), None, 0).unwrap();
+        state.update(&header(1, 3, 10, 5, 100, true), None).unwrap();
+        state.update(&header(2, 0, i32::MAX - 1, 3, 105, false), None).unwrap();
         let bytes = state.encode_snapshot();
         let back = ProducerStateManager::decode_snapshot(&bytes, 108).unwrap();
         assert_eq!(back.producer(1).unwrap().current_txn_first_offset, Some(100));
