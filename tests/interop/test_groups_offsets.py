@@ -146,6 +146,13 @@ def test_commit_metadata_round_trips_through_every_client_and_a_restart(broker_f
     check()
     b.restart()
     check()
+    # a deleted group stays deleted (its tombstones win at load), the others are untouched
+    admin = kp_admin(b.bootstrap)
+    try:
+        assert admin.delete_groups(["meta-kp"]) == {"meta-kp": "OK"}
+    finally:
+        admin.close()
     b.kill9()
     b.start()
-    check()
+    assert committed_offsets(b.bootstrap, "meta-kp") == {}
+    assert committed_offsets(b.bootstrap, "meta-cf") == {(topic, 0): (7, "cf-meta-é\x00"), (topic, 1): (9, "")}
