@@ -542,3 +542,27 @@ def test_delete_groups_and_offset_delete_error_codes(broker):
             assert [(x.group_id, x.error_code) for x in r.results] == [
                 (active, NON_EMPTY_GROUP), (idle, NONE if v == 0 else GROUP_ID_NOT_FOUND), ("no-such-group", GROUP_ID_NOT_FOUND)]
     members[0].close()
+
+
+def test_offset_commit_limits_and_standalone_commits(broker):
+    group = gid("solo")
+    with Raw(broker.bootstrap) as raw:
+        def commit(gen, member, metadata, version=8):
+            return raw.call(OffsetCommitRequest, version, group_id=group, generation_id_or_member_epoch=gen,
+                            member_id=member, group_instance_id=None, topics=[{"name": "t", "partitions": [
+                                {"partition_index": 0, "committed_offset": 3, "committed_metadata": metadata},
+                                {"partition_index": 1, "committed_offset": 4, "committed_metadata": "ok"}]}]
+                            ).topics[0].partitions
+        # offset.metadata.max.bytes (4096): that partition only is refused
+        assert [p.error_code for p in commit(-1, "", "x" * 4097)] == [12, NONE]  # OFFSET_METADATA_TOO_LARGE
+        assert [p.error_code for p in commit(-1, "", "x" * 4096)] == [NONE, NONE]
+        # a standalone group (no members) takes commits with generation -1 only
+        assert [p.error_code for p in commit(3, "", None)] == [UNKNOWN_MEMBER_ID] * 2
+        assert [p.error_code for p in commit(-1, "someone", None)] == [NONE, NONE]
+        r = raw.call(OffsetFetchRequest, 1, group_id=group, topics=[{"name": "t", "partition_indexes": [0, 1]}])
+        assert [(p.committed_offset, p.metadata) for p in r.topics[0].partitions] == [(3, ""), (4, "ok")]
+        # an unknown group refuses a generation it cannot know of
+        r = raw.call(OffsetCommitRequest, 8, group_id=gid("never"), generation_id_or_member_epoch=1, member_id="m",
+                     group_instance_id=None, topics=[{"name": "t", "partitions": [{"partition_index": 0, "committed_offset": 1}]}])
+        assert r.topics[0].partitions[0].error_code == ILLEGAL_GENERATION
+        assert describe(broker.bootstrap, group).group_state == "Empty"
