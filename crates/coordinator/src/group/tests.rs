@@ -486,3 +486,42 @@ fn ticks_only_visit_groups_with_a_timer_due() {
     assert!(!group.timer_due(now + 1));
     assert!(group.timer_due(now + 30_000));
 }
+
+#[test]
+fn a_member_that_never_syncs_is_removed_at_the_rebalance_timeout() {
+    let mut h = Harness::new(GroupConfig { initial_rebalance_delay_ms: 0, ..GroupConfig::default() });
+    let a = take(&h.join_new(RANGE)).unwrap();
+    h.sync(&a.member_id, 1, &[(a.member_id.as_str(), b"a")]);
+    let b = h.join_new(RANGE);
+    let a2 = take(&h.join(&a.member_id, None, RANGE)).unwrap();
+    let b = take(&b).unwrap();
+    assert_eq!((a2.generation_id, b.generation_id), (2, 2));
+    // the leader syncs; b never does (and keeps heartbeating, so its session lives)
+    h.sync(&a.member_id, 2, &[(a.member_id.as_str(), b"a"), (b.member_id.as_str(), b"b")]);
+    assert_eq!(h.state(), GroupState::Stable);
+    for _ in 0..5 {
+        h.clock.advance(5_000);
+        assert_eq!(h.coordinator.heartbeat("g", &b.member_id, None, 2), ErrorCode::None);
+        assert_eq!(h.coordinator.heartbeat("g", &a.member_id, None, 2), ErrorCode::None);
+        h.coordinator.tick();
+    }
+    h.advance(5_001); // 30 s: the members' rebalance timeout
+    assert!(!h.coordinator.group("g").unwrap().has_member(&b.member_id));
+    assert_eq!(h.coordinator.heartbeat("g", &a.member_id, None, 2), ErrorCode::RebalanceInProgress);
+}
+
+#[test]
+fn a_member_id_handed_out_but_never_used_holds_the_rebalance_until_its_session_ends() {
+    let mut h = Harness::new(GroupConfig { initial_rebalance_delay_ms: 0, ..GroupConfig::default() });
+    let a = take(&h.join_new(RANGE)).unwrap();
+    h.sync(&a.member_id, 1, &[(a.member_id.as_str(), b"a")]);
+    // b asks for a member id (MEMBER_ID_REQUIRED) and disappears
+    assert_eq!(take(&h.join("", None, RANGE)).unwrap().error, ErrorCode::MemberIdRequired);
+    // a rejoins as leader: the rebalance waits for the pending member, as Kafka's does
+    let a2 = h.join(&a.member_id, None, RANGE);
+    h.advance(9_000);
+    assert!(take(&a2).is_none());
+    h.advance(1_000); // the pending member's 10 s session
+    let a2 = take(&a2).expect("completed once the pending member expired");
+    assert_eq!((a2.error, a2.generation_id, a2.members.len()), (ErrorCode::None, 2, 1));
+}
