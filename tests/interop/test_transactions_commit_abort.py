@@ -11,8 +11,9 @@ from confluent_kafka import KafkaError, KafkaException
 
 from kclients import b64, kcat_read, kp_producer
 from rivulet_harness import node_script
-from test_transactions_support import (INVALID_TRANSACTION_TIMEOUT, NONE, TXN_BROKER, cf_send_all, cf_txn_producer,
-                                       create_topic, kp_read_topic, lso, raw, raw_init_pid, read_topic, values)
+from test_transactions_support import (INVALID_PRODUCER_EPOCH, INVALID_TRANSACTION_TIMEOUT, NONE, PRODUCER_FENCED,
+                                       TXN_BROKER, cf_send_all, cf_txn_producer, create_topic, kp_read_topic, lso, raw,
+                                       raw_init_pid, read_topic, values)
 
 BROKER_OVERRIDES = TXN_BROKER
 
@@ -216,3 +217,23 @@ def test_read_committed_with_interleaved_transactions_across_segments(broker, to
         assert values(reader(broker.bootstrap, topic, 1, "read_committed")) == {0: []}
     pd.commit_transaction(30)
     assert values(read_topic(broker.bootstrap, topic, 1, "read_committed")) == {0: [b"d-1"]}
+
+
+def test_init_producer_id_with_an_old_epoch_is_fenced(broker, topic):
+    """KIP-360: a producer may ask InitProducerId for a bump of its current epoch; an older
+    instance (a zombie) is fenced (PRODUCER_FENCED from v4, INVALID_PRODUCER_EPOCH before)."""
+    from kafka.protocol.producer.transaction import InitProducerIdRequest
+    tx = f"{topic}-tx"
+
+    def init(conn, version, pid=-1, epoch=-1):
+        r = conn.call(InitProducerIdRequest, version, transactional_id=tx, transaction_timeout_ms=60000,
+                      producer_id=pid, producer_epoch=epoch)
+        return r.error_code, r.producer_id, r.producer_epoch
+
+    with raw(broker.bootstrap) as c:
+        err, pid, e0 = init(c, 4)
+        assert err == NONE
+        assert init(c, 4)[2] == e0 + 1  # a new instance
+        assert init(c, 4, pid, e0)[0] == PRODUCER_FENCED
+        assert init(c, 3, pid, e0)[0] == INVALID_PRODUCER_EPOCH
+        assert init(c, 4, pid, e0 + 1) == (NONE, pid, e0 + 2)  # the current one bumps its own epoch

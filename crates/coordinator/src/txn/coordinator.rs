@@ -70,6 +70,11 @@ pub struct TxnMetadata {
     pub partitions: BTreeSet<(String, i32)>,
     pub start_ms: i64,
     pub last_update_ms: i64,
+    /// The epoch the coordinator bumped away from when it aborted this id's
+    /// transaction on its own (a timeout), or -1: that producer may still ask
+    /// for a new epoch with KIP-360's InitProducerId; any older instance is a
+    /// zombie. Kept in memory only (after a restart such a producer is fenced).
+    pub last_producer_epoch: i16,
 }
 
 impl TxnMetadata {
@@ -159,12 +164,17 @@ impl TxnCoordinator {
                 partitions: BTreeSet::new(),
                 start_ms: -1,
                 last_update_ms: now,
+                last_producer_epoch: -1,
             };
             let txn = self.transition(txn, TxnState::Empty)?;
             return Ok((txn.producer_id, txn.producer_epoch));
         };
-        if let Some((producer_id, epoch)) = expected.filter(|(p, _)| *p >= 0) {
-            if producer_id != current.producer_id || epoch > current.producer_epoch {
+        let expected = expected.filter(|(p, _)| *p >= 0);
+        if let Some((producer_id, epoch)) = expected {
+            // KIP-360: only the current producer (or the one a timeout fenced) may
+            // bump its own epoch; an older instance is a zombie.
+            let current_or_timed_out = epoch == current.producer_epoch || (current.last_producer_epoch >= 0 && epoch == current.last_producer_epoch);
+            if producer_id != current.producer_id || !current_or_timed_out {
                 return Err(ErrorCode::ProducerFenced);
             }
         }
@@ -177,10 +187,15 @@ impl TxnCoordinator {
             _ => {}
         }
         let current = self.txns[transactional_id].clone();
+        if matches!(current.state, TxnState::PrepareCommit | TxnState::PrepareAbort) {
+            // Its markers are not all written yet (the timer retries them).
+            return Err(ErrorCode::ConcurrentTransactions);
+        }
         let mut next = current.clone();
         next.timeout_ms = timeout_ms;
         next.partitions.clear();
         next.start_ms = -1;
+        next.last_producer_epoch = expected.map_or(-1, |(_, epoch)| epoch);
         if current.producer_epoch >= i16::MAX - 1 {
             // Epochs are exhausted: a new producer id starts at epoch 0.
             next.producer_id = self.producer_ids.next_producer_id()?;
@@ -196,6 +211,7 @@ impl TxnCoordinator {
     fn abort_with_bumped_epoch(&mut self, txn: &TxnMetadata) -> Result<(), ErrorCode> {
         let mut fenced = txn.clone();
         fenced.producer_epoch = if txn.producer_epoch < i16::MAX - 1 { txn.producer_epoch + 1 } else { txn.producer_epoch };
+        fenced.last_producer_epoch = txn.producer_epoch;
         self.complete(fenced, false)
     }
 
@@ -250,10 +266,17 @@ impl TxnCoordinator {
         }
     }
 
-    /// Prepare, write the markers, complete.
+    /// Prepare, write the markers, complete. Once the Prepare state is persisted
+    /// the outcome is decided and the answer is success, as in Kafka: markers that
+    /// cannot be written now are retried by [`TxnCoordinator::tick`] (the id
+    /// answers CONCURRENT_TRANSACTIONS meanwhile) and at the next start-up.
     fn complete(&mut self, txn: TxnMetadata, commit: bool) -> Result<(), ErrorCode> {
         let prepared = self.transition(txn, if commit { TxnState::PrepareCommit } else { TxnState::PrepareAbort })?;
-        self.finish(prepared)
+        let id = prepared.transactional_id.clone();
+        if let Err(e) = self.finish(prepared) {
+            tracing::warn!(transactional_id = %id, error = %e, "completing a prepared transaction failed; will retry");
+        }
+        Ok(())
     }
 
     /// From a Prepare state: markers, then Complete.
@@ -267,9 +290,16 @@ impl TxnCoordinator {
         Ok(())
     }
 
-    /// Aborts transactions open longer than their timeout; expires idle ids.
+    /// Finishes prepared transactions whose markers failed; aborts transactions
+    /// open longer than their timeout; expires idle ids.
     pub fn tick(&mut self) {
         let now = self.clock.now_ms();
+        let prepared: Vec<TxnMetadata> = self.txns.values().filter(|t| matches!(t.state, TxnState::PrepareCommit | TxnState::PrepareAbort)).cloned().collect();
+        for txn in prepared {
+            if let Err(e) = self.finish(txn.clone()) {
+                tracing::warn!(transactional_id = %txn.transactional_id, error = %e, "completing a prepared transaction failed; will retry");
+            }
+        }
         let timed_out: Vec<TxnMetadata> = self
             .txns
             .values()
@@ -317,6 +347,7 @@ impl TxnCoordinator {
                             partitions: stored.partitions.into_iter().collect(),
                             start_ms: stored.start_ms,
                             last_update_ms: stored.last_update_ms,
+                            last_producer_epoch: -1,
                         },
                     );
                 }

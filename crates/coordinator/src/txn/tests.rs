@@ -10,10 +10,13 @@ use protocol::ErrorCode;
 use super::coordinator::{MarkerWriter, ProducerIdSource, TxnConfig, TxnCoordinator, TxnLog};
 use super::records::TxnState;
 
+/// A marker write: producer id, epoch, commit, partitions.
+type Marker = (i64, i16, bool, Vec<(String, i32)>);
+
 #[derive(Default)]
 struct Fakes {
     log: Mutex<Vec<(Bytes, Option<Bytes>)>>,
-    markers: Mutex<Vec<(i64, i16, bool, Vec<(String, i32)>)>>,
+    markers: Mutex<Vec<Marker>>,
     next_id: AtomicI64,
     fail_markers: Mutex<bool>,
 }
@@ -119,7 +122,7 @@ fn a_restart_completes_a_prepared_transaction() {
     let (pid, epoch) = c.init_producer_id(Some("tx"), 60_000, None).unwrap();
     c.add_partitions("tx", pid, epoch, &[tp("a", 0)]).unwrap();
     *fakes.fail_markers.lock().unwrap() = true;
-    assert!(c.end_transaction("tx", pid, epoch, true).is_err());
+    assert_eq!(c.end_transaction("tx", pid, epoch, true), Ok(()), "decided once PrepareCommit is persisted");
     assert_eq!(c.transaction("tx").unwrap().state, TxnState::PrepareCommit);
     *fakes.fail_markers.lock().unwrap() = false;
     let records = fakes.log.lock().unwrap().clone();
@@ -127,4 +130,45 @@ fn a_restart_completes_a_prepared_transaction() {
     restarted.load(records).unwrap();
     assert_eq!(restarted.transaction("tx").unwrap().state, TxnState::CompleteCommit);
     assert!(fakes.markers.lock().unwrap().iter().any(|m| m.0 == pid && m.2));
+}
+
+#[test]
+fn markers_that_failed_are_retried_by_the_timer() {
+    let (mut c, fakes, _) = coordinator();
+    let (pid, epoch) = c.init_producer_id(Some("tx"), 60_000, None).unwrap();
+    c.add_partitions("tx", pid, epoch, &[tp("a", 0)]).unwrap();
+    *fakes.fail_markers.lock().unwrap() = true;
+    assert_eq!(c.end_transaction("tx", pid, epoch, false), Ok(()));
+    c.tick();
+    assert_eq!(c.transaction("tx").unwrap().state, TxnState::PrepareAbort);
+    assert_eq!(c.add_partitions("tx", pid, epoch, &[tp("a", 0)]), Err(ErrorCode::ConcurrentTransactions));
+    assert_eq!(c.init_producer_id(Some("tx"), 60_000, None), Err(ErrorCode::ConcurrentTransactions));
+    *fakes.fail_markers.lock().unwrap() = false;
+    c.tick();
+    assert_eq!(c.transaction("tx").unwrap().state, TxnState::CompleteAbort);
+    assert_eq!(fakes.markers.lock().unwrap().len(), 1);
+    c.add_partitions("tx", pid, epoch, &[tp("a", 0)]).unwrap();
+}
+
+#[test]
+fn only_the_current_or_timed_out_producer_may_bump_its_own_epoch() {
+    let (mut c, _, clock) = coordinator();
+    let (pid, e0) = c.init_producer_id(Some("tx"), 10_000, None).unwrap();
+    let (_, e1) = c.init_producer_id(Some("tx"), 10_000, None).unwrap();
+    // The first instance (a zombie now) asks for a bump with its own epoch: fenced.
+    assert_eq!(c.init_producer_id(Some("tx"), 10_000, Some((pid, e0))), Err(ErrorCode::ProducerFenced));
+    assert_eq!(c.init_producer_id(Some("tx"), 10_000, Some((pid + 1, e1))), Err(ErrorCode::ProducerFenced));
+    // The current one may (KIP-360), and gets the next epoch.
+    let (_, e2) = c.init_producer_id(Some("tx"), 10_000, Some((pid, e1))).unwrap();
+    assert_eq!(e2, e1 + 1);
+    // A transaction aborted for its timeout bumps the epoch; its producer may still
+    // recover with the epoch it had, once; the instance before it may not.
+    c.add_partitions("tx", pid, e2, &[tp("a", 0)]).unwrap();
+    clock.advance(11_000);
+    c.tick();
+    assert_eq!(c.transaction("tx").unwrap().state, TxnState::CompleteAbort);
+    assert_eq!(c.init_producer_id(Some("tx"), 10_000, Some((pid, e1))), Err(ErrorCode::ProducerFenced));
+    let (_, e3) = c.init_producer_id(Some("tx"), 10_000, Some((pid, e2))).unwrap();
+    assert_eq!(e3, e2 + 2);
+    assert_eq!(c.init_producer_id(Some("tx"), 10_000, Some((pid, e0))), Err(ErrorCode::ProducerFenced));
 }
