@@ -57,6 +57,8 @@ pub struct PartitionInfo {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicInfo {
     pub name: String,
+    /// The name again, shared by every `TopicPartition` the producer makes.
+    pub shared_name: Arc<str>,
     pub topic_id: uuid::Uuid,
     pub is_internal: bool,
     pub error: ErrorCode,
@@ -244,7 +246,7 @@ impl Cluster {
                 })
                 .collect();
             partitions.sort_by_key(|p| p.partition);
-            let info = TopicInfo { name: name.clone(), topic_id: topic.topic_id, is_internal: topic.is_internal, error, partitions };
+            let info = TopicInfo { shared_name: Arc::from(name.as_str()), name: name.clone(), topic_id: topic.topic_id, is_internal: topic.is_internal, error, partitions };
             next.topics.insert(name, Arc::new(info));
         }
         let next = Arc::new(next);

@@ -5,26 +5,45 @@
 //! It speaks the Kafka protocol through the same wire layer as the Rivulet broker
 //! (the `protocol` crate), so it works with any Kafka broker, not only Rivulet.
 //!
-//! ```no_run
+//! This example runs as a doctest against a broker started in the process (the
+//! hidden lines); point `bootstrap.servers` at any Kafka cluster instead.
+//!
+//! ```
 //! use rivulet_client::{Admin, ClientConfig, Consumer, NewTopic, Producer, ProducerRecord};
 //! use std::time::Duration;
 //!
-//! # async fn run() -> Result<(), rivulet_client::ClientError> {
-//! let config = ClientConfig::new().set("bootstrap.servers", "127.0.0.1:9092");
+//! # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let dir = tempfile::tempdir()?;
+//! # let broker_config = broker::BrokerConfig::from_pairs(vec![
+//! #     ("listeners".into(), "PLAINTEXT://127.0.0.1:0".into()),
+//! #     ("log.dirs".into(), dir.path().display().to_string()),
+//! #     ("group.initial.rebalance.delay.ms".into(), "0".into()),
+//! #     ("offsets.topic.num.partitions".into(), "1".into()),
+//! # ])?;
+//! # let running = broker::RunningBroker::start(broker_config, std::sync::Arc::new(broker::clock::SystemClock)).await?;
+//! # let bootstrap = running.addresses[0].to_string();
+//! let config = ClientConfig::new().set("bootstrap.servers", bootstrap);
 //!
 //! let admin = Admin::new(config.clone()).await?;
 //! admin.create_topics(&[NewTopic::new("greetings", 3, 1)]).await?;
 //!
 //! let producer = Producer::new(config.clone()).await?;
-//! producer.send(ProducerRecord::new("greetings").key("k").value("hello")).await?.await?;
+//! let written = producer.send(ProducerRecord::new("greetings").key("k").value("hello")).await?.await?;
+//! producer.close().await?;
 //!
 //! let mut consumer = Consumer::new(config.set("group.id", "readers").set("auto.offset.reset", "earliest")).await?;
 //! consumer.subscribe(&["greetings"])?;
-//! for record in consumer.poll(Duration::from_secs(1)).await? {
-//!     println!("{}: {:?}", record.offset, record.value);
+//! let mut read = Vec::new();
+//! while read.is_empty() {
+//!     read = consumer.poll(Duration::from_millis(500)).await?;
 //! }
+//! assert_eq!(read[0].value.as_deref(), Some(&b"hello"[..]));
+//! assert_eq!((read[0].partition, read[0].offset), (written.partition, written.offset));
 //! consumer.close().await?;
-//! # Ok(()) }
+//! # running.shutdown().await?;
+//! # Ok(())
+//! # }
 //! ```
 //!
 //! Module map: [`connection`] (one broker connection, version negotiation,

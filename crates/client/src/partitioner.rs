@@ -98,7 +98,12 @@ impl StickyPartitioner {
             }
         };
         let updated = Sticky { partition: sticky.partition, bytes: sticky.bytes + bytes };
-        self.state.insert(topic.to_string(), updated);
+        match self.state.get_mut(topic) {
+            Some(slot) => *slot = updated,
+            None => {
+                self.state.insert(topic.to_string(), updated);
+            }
+        }
         sticky.partition
     }
 

@@ -57,6 +57,8 @@ struct Buffered {
     records: VecDeque<ConsumerRecord>,
     /// The position after the last buffered record.
     next_offset: i64,
+    /// Key and value bytes buffered, to bound fetching ahead.
+    bytes: usize,
 }
 
 type InFlight = (i32, Vec<(TopicPartition, i64)>, Result<FetchResponse>);
@@ -72,10 +74,6 @@ pub(crate) struct Fetcher {
 impl Fetcher {
     pub fn new() -> Fetcher {
         Fetcher { in_flight: JoinSet::new(), nodes_in_flight: HashSet::new(), partitions_in_flight: HashSet::new(), buffered: BTreeMap::new() }
-    }
-
-    pub fn has_buffered(&self, tp: &TopicPartition) -> bool {
-        self.buffered.get(tp).is_some_and(|b| !b.records.is_empty())
     }
 
     pub fn has_in_flight(&self) -> bool {
@@ -120,7 +118,10 @@ impl Fetcher {
                 }
             }
             let take = (max - records.len()).min(buffer.records.len());
-            records.extend(buffer.records.drain(..take));
+            for record in buffer.records.drain(..take) {
+                buffer.bytes = buffer.bytes.saturating_sub(record.value.as_ref().map_or(0, Bytes::len) + record.key.as_ref().map_or(0, Bytes::len));
+                records.push(record);
+            }
             let next = buffer.records.front().map_or(buffer.next_offset, |r| r.offset);
             positions.push((tp.clone(), next));
             if buffer.records.is_empty() {
@@ -133,18 +134,34 @@ impl Fetcher {
         (records, positions)
     }
 
-    /// Sends a Fetch to each leader without one in flight, for `partitions`
-    /// (partition, position) that have nothing buffered.
+    /// Where the next fetch of `tp` starts: after its buffered records (fetching
+    /// ahead while the application drains them, up to `max_ahead_bytes`), or at
+    /// `position` when nothing is buffered. `None`: enough is buffered.
+    fn fetch_offset(&self, tp: &TopicPartition, position: i64, max_ahead_bytes: usize) -> Option<i64> {
+        match self.buffered.get(tp) {
+            Some(b) if b.bytes >= max_ahead_bytes => None,
+            Some(b) => Some(b.next_offset),
+            None => Some(position),
+        }
+    }
+
+    /// Sends a Fetch to each leader without one in flight, for every partition
+    /// of `partitions` (partition, position) not in flight and not buffered to
+    /// the limit. Asking for every partition at once matters: a request holding
+    /// only caught-up partitions would wait `fetch.max.wait.ms` while the others
+    /// have data. Returns whether some leader is unknown.
     pub fn send_fetches(&mut self, cluster: &Arc<Cluster>, config: &ConsumerConfig, partitions: &[(TopicPartition, i64)]) -> bool {
         let metadata = cluster.metadata();
         let mut by_node: HashMap<i32, Vec<(TopicPartition, i64)>> = HashMap::new();
         let mut unknown_leader = false;
+        let max_ahead = config.max_partition_fetch_bytes.max(1) as usize;
         for (tp, position) in partitions {
-            if self.has_buffered(tp) || self.partitions_in_flight.contains(tp) {
+            if self.partitions_in_flight.contains(tp) {
                 continue;
             }
+            let Some(offset) = self.fetch_offset(tp, *position, max_ahead) else { continue };
             match metadata.leader_for(tp) {
-                Some(node) if !self.nodes_in_flight.contains(&node) => by_node.entry(node).or_default().push((tp.clone(), *position)),
+                Some(node) if !self.nodes_in_flight.contains(&node) => by_node.entry(node).or_default().push((tp.clone(), offset)),
                 Some(_) => {}
                 None => unknown_leader = true,
             }
@@ -180,6 +197,29 @@ impl Fetcher {
             _ = tokio::time::sleep_until(deadline) => return Vec::new(),
         };
         let Some(joined) = joined else { return Vec::new() };
+        self.process(joined, isolation_level, &mut position_of)
+    }
+
+    /// Buffers every fetch that has already completed, without waiting, so the
+    /// next requests go out while the application works through the buffer.
+    pub fn complete_ready(
+        &mut self,
+        isolation_level: IsolationLevel,
+        mut position_of: impl FnMut(&TopicPartition) -> Option<i64>,
+    ) -> Vec<FetchEvent> {
+        let mut events = Vec::new();
+        while let Some(joined) = self.in_flight.try_join_next() {
+            events.extend(self.process(joined, isolation_level, &mut position_of));
+        }
+        events
+    }
+
+    fn process(
+        &mut self,
+        joined: std::result::Result<InFlight, tokio::task::JoinError>,
+        isolation_level: IsolationLevel,
+        position_of: &mut impl FnMut(&TopicPartition) -> Option<i64>,
+    ) -> Vec<FetchEvent> {
         let (node, wanted, result) = match joined {
             Ok(done) => done,
             Err(e) => return vec![FetchEvent::Error(TopicPartition::new("", -1), ClientError::Protocol(format!("fetch task failed: {e}")))],
@@ -206,7 +246,13 @@ impl Fetcher {
             for partition in topic.partitions {
                 let tp = TopicPartition::new(Arc::clone(&name), partition.partition_index);
                 let Some(&fetch_offset) = requested.get(&tp) else { continue };
-                if position_of(&tp) != Some(fetch_offset) {
+                // Data is used only if it continues exactly where the partition
+                // stands: after its buffer, or at its position.
+                let expected = match self.buffered.get(&tp) {
+                    Some(b) => position_of(&tp).map(|_| b.next_offset),
+                    None => position_of(&tp),
+                };
+                if expected != Some(fetch_offset) {
                     continue;
                 }
                 self.handle_partition(tp, fetch_offset, partition, isolation_level, &mut events);
@@ -290,7 +336,12 @@ impl Fetcher {
         if records.is_empty() && next_offset == fetch_offset {
             return;
         }
-        self.buffered.insert(tp, Buffered { records, next_offset });
+        let bytes: usize = records.iter().map(|r| r.value.as_ref().map_or(0, Bytes::len) + r.key.as_ref().map_or(0, Bytes::len)).sum();
+        let buffer = self.buffered.entry(tp).or_insert_with(|| Buffered { records: VecDeque::new(), next_offset: fetch_offset, bytes: 0 });
+        debug_assert_eq!(buffer.next_offset, fetch_offset, "fetched data continues the buffer");
+        buffer.records.extend(records);
+        buffer.next_offset = next_offset;
+        buffer.bytes += bytes;
     }
 }
 

@@ -248,6 +248,11 @@ impl Consumer {
             }
             self.update_positions().await?;
             self.maybe_auto_commit();
+            let assignment = &self.assignment;
+            let events = self
+                .fetcher
+                .complete_ready(self.config.isolation_level, |tp| assignment.get(tp).filter(|s| !s.paused).and_then(|s| s.position));
+            self.handle_fetch_events(events).await?;
             let max = self.config.max_poll_records;
             let assignment = &self.assignment;
             let (records, positions) = self.fetcher.drain(max, |tp| assignment.get(tp).filter(|s| !s.paused).and_then(|s| s.position));

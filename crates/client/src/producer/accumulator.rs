@@ -76,7 +76,8 @@ impl ProducerBatch {
         if let Some(bytes) = &self.encoded {
             return Ok(bytes.clone());
         }
-        let mut builder = self.builder.clone();
+        // Once encoded, only the bytes are used (retries resend them).
+        let mut builder = std::mem::replace(&mut self.builder, BatchBuilder::new(Compression::None));
         if let (Some((producer_id, epoch)), Some(sequence)) = (producer, self.sequence) {
             builder = builder.producer(producer_id, epoch, sequence).transactional(transactional);
         }

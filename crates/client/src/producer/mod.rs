@@ -289,7 +289,7 @@ impl Producer {
                 sticky.partition(&record.topic, partitions, &available, size)
             }
         };
-        let tp = TopicPartition::new(Arc::<str>::from(topic.name.as_str()), partition);
+        let tp = TopicPartition::new(Arc::clone(&topic.shared_name), partition);
         if self.inner.transaction.needs_partition(&tp)? {
             self.add_partition_to_transaction(&tp).await?;
         }
