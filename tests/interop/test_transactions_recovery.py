@@ -5,6 +5,7 @@ kafka-python's admin client); broker restarts (SIGTERM and kill -9) with committ
 and open transactions."""
 from __future__ import annotations
 
+import struct
 import time
 
 import pytest
@@ -191,3 +192,82 @@ def test_open_transaction_aborted_by_a_new_instance_after_kill9(broker_factory, 
     cf_send_all(successor, [(topic, 0, b"new")])
     successor.commit_transaction(30)
     assert values(read_topic(b.bootstrap, topic, 1, "read_committed")) == {0: [b"new"]}
+
+
+# ---------------------------------------------------------------------------- a crash between
+# PrepareCommit/PrepareAbort and the markers
+
+def java_hash_partition(s: str, partitions: int) -> int:
+    h = 0
+    for ch in s:
+        h = (31 * h + ord(ch)) & 0xFFFFFFFF
+    if h >= 2**31:
+        h -= 2**32
+    return 0 if h == -2**31 else abs(h) % partitions
+
+
+def append_record_to_log(partition_dir, key: bytes, value: bytes) -> int:
+    """Appends a one-record batch at the log end of the partition's last segment (the broker
+    must be down and restart unclean, so recovery indexes it). Returns its offset."""
+    from kwire import _crc32c, varint
+    segment = sorted(partition_dir.glob("*.log"))[-1]
+    data = segment.read_bytes()
+    next_offset, pos = int(segment.stem), 0
+    while pos + 12 <= len(data):
+        base, length = struct.unpack(">qi", data[pos:pos + 12])
+        last_delta = struct.unpack(">i", data[pos + 23:pos + 27])[0]
+        next_offset, pos = base + last_delta + 1, pos + 12 + length
+    ts = int(time.time() * 1000)
+    rec = b"\x00" + varint(0) + varint(0) + varint(len(key)) + key + varint(len(value)) + value + varint(0)
+    after_crc = struct.pack(">hiqqqhii", 0, 0, ts, ts, -1, -1, -1, 1) + varint(len(rec)) + rec
+    after_length = struct.pack(">ibI", 0, 2, _crc32c(after_crc)) + after_crc
+    with open(segment, "ab") as f:
+        f.write(struct.pack(">qi", next_offset, len(after_length)) + after_length)
+    return next_offset
+
+
+def txn_state_value(pid: int, epoch: int, timeout_ms: int, status: int, partitions: dict, start_ms: int) -> bytes:
+    def s(x: str) -> bytes:
+        return struct.pack(">h", len(x)) + x.encode()
+    out = struct.pack(">hqhib", 0, pid, epoch, timeout_ms, status) + struct.pack(">i", len(partitions))
+    for topic, ps in sorted(partitions.items()):
+        out += s(topic) + struct.pack(">i", len(ps)) + b"".join(struct.pack(">i", p) for p in ps)
+    return out + struct.pack(">qq", int(time.time() * 1000), start_ms)
+
+
+@pytest.mark.parametrize("outcome", ["commit", "abort"])
+def test_a_prepared_transaction_is_completed_at_start_up(broker_factory, topic, tmp_path, outcome):
+    """The broker dies after persisting PrepareCommit (or PrepareAbort) and before writing any
+    marker (simulated: the Prepare record is appended to __transaction_state while it is down).
+    At start-up the coordinator writes the markers and completes the transaction."""
+    b = broker_factory(overrides=TXN_BROKER)
+    create_topic(b.bootstrap, topic, 2)
+    tx = f"{topic}-tx"
+    holder = Proc.python("hold-open", {"bootstrap": b.bootstrap, "transactional_id": tx,
+                                       "transaction_timeout_ms": 60000,
+                                       "records": [[topic, p, f"held-{p}-{i}"] for p in range(2) for i in range(2)]},
+                         tmp_path, "holder")
+    holder.wait_for(lambda e: e["ev"] == "open", 30, "the open transaction")
+    holder.kill9()
+    admin = kp_admin(b.bootstrap)
+    try:
+        desc = admin.describe_transactions([tx])[tx]
+    finally:
+        admin.close()
+    assert str(desc.state.value) == "Ongoing"
+    b.kill9()
+    key = struct.pack(">h", 0) + struct.pack(">h", len(tx)) + tx.encode()
+    value = txn_state_value(desc.producer_id, desc.producer_epoch, desc.transaction_timeout_ms,
+                            2 if outcome == "commit" else 3, {topic: [0, 1]}, desc.transaction_start_time_ms)
+    append_record_to_log(b.partition_dir("__transaction_state", java_hash_partition(tx, 50)), key, value)
+    b.start()
+    admin = kp_admin(b.bootstrap)
+    try:
+        assert state_of(admin, tx) == ("CompleteCommit" if outcome == "commit" else "CompleteAbort")
+    finally:
+        admin.close()
+    held = {p: [f"held-{p}-{i}".encode() for i in range(2)] for p in range(2)}
+    assert values(read_topic(b.bootstrap, topic, 2, "read_committed")) == (
+        held if outcome == "commit" else {0: [], 1: []})
+    for p in range(2):
+        assert lso(b.bootstrap, topic, p) == hwm(b.bootstrap, topic, p) == 3
