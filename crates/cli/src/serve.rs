@@ -51,6 +51,10 @@ pub fn run(args: ServeArgs) -> ExitCode {
         }
     };
     runtime.block_on(async move {
+        // Watch SIGTERM before starting: the listeners accept (and a supervisor may
+        // stop the broker) before start-up ends, and an unwatched SIGTERM kills the
+        // process without a clean shutdown.
+        let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
         let running = match RunningBroker::start(config, Arc::new(SystemClock)).await {
             Ok(running) => running,
             Err(e) => {
@@ -58,7 +62,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        wait_for_signal().await;
+        wait_for_signal(term).await;
         match running.shutdown().await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -69,9 +73,8 @@ pub fn run(args: ServeArgs) -> ExitCode {
     })
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
+async fn wait_for_signal(term: std::io::Result<tokio::signal::unix::Signal>) {
+    let mut term = match term {
         Ok(term) => term,
         Err(e) => {
             tracing::warn!(error = %e, "cannot watch SIGTERM; stop with Ctrl-C");
