@@ -717,11 +717,10 @@ fn swap_in(log: &mut Log, output: &CleanedSegment) -> Result<(), StorageError> {
         fs::rename(from, swap_path(&dir, output.base_offset, suffix)).map_err(io_err("renaming a cleaned segment to .swap"))?;
     }
     File::open(&dir).and_then(|d| d.sync_all()).map_err(io_err("syncing the log directory"))?;
-    for base in &output.replaces {
-        if let Some(old) = log.segments.remove(base) {
-            old.delete_files().map_err(io_err("deleting a cleaned-over segment"))?;
-        }
-    }
+    // The replaced segments leave under `.deleted` names (freed in the background);
+    // a crash from here on leaves `.swap` files that the next start completes.
+    let replaced: Vec<Segment> = output.replaces.iter().filter_map(|base| log.segments.remove(base)).collect();
+    crate::retention::retire(&dir, replaced).map_err(io_err("deleting a cleaned-over segment"))?;
     for suffix in SUFFIXES {
         let from = swap_path(&dir, output.base_offset, suffix);
         if suffix == "txnindex" && !from.exists() {

@@ -7,11 +7,18 @@
 //! segment is rolled first, so the log always has one. The log start offset then
 //! moves to the first remaining segment's base (or further, by DeleteRecords).
 //! Readers holding a deleted segment's file keep reading it: the file is unlinked,
-//! its open descriptor stays valid.
+//! its open descriptor stays valid. Deleting never holds up appends or fetches:
+//! under the log's lock the files are only renamed to `.deleted` (a restart removes
+//! leftovers); unlinking them and closing them, which frees their page cache and
+//! can take a while for a large segment, happens on a background thread
+//! ([`retire`]), as Kafka's asynchronous segment deletion does.
+
+use std::io;
+use std::path::Path;
 
 use crate::error::StorageError;
 use crate::log::{io_err, Log};
-use crate::segment::Segment;
+use crate::segment::{file_name, Segment};
 
 /// What a retention pass removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -100,11 +107,13 @@ impl Log {
             self.roll()?;
         }
         let mut bytes = 0u64;
+        let mut gone = Vec::with_capacity(doomed.len());
         for base in &doomed {
             let segment = self.segments.remove(base).expect("listed above");
             bytes += u64::from(segment.size());
-            segment.delete_files().map_err(io_err(format!("deleting segment {base} of {}", self.topic_partition)))?;
+            gone.push(segment);
         }
+        retire(&self.dir, gone).map_err(io_err(format!("deleting segments of {}", self.topic_partition)))?;
         let first_base = *self.segments.keys().next().expect("a log always has a segment");
         if first_base > self.log_start_offset {
             self.log_start_offset = first_base;
@@ -112,5 +121,93 @@ impl Log {
         }
         self.recovery_point = self.recovery_point.max(self.log_start_offset);
         Ok((doomed.len(), bytes))
+    }
+}
+
+/// Takes segments out of the log directory at once and frees them in the
+/// background: their files are renamed to `.deleted` now (cheap, and a crash
+/// leaves only names the next start removes); a thread then unlinks them and drops
+/// the segments, closing the files, which is when the kernel frees their pages.
+/// Readers that still hold a file keep it until they are done.
+pub(crate) fn retire(dir: &Path, segments: Vec<Segment>) -> io::Result<()> {
+    let mut paths = Vec::new();
+    for segment in &segments {
+        for suffix in ["log", "index", "timeindex", "txnindex"] {
+            let from = dir.join(file_name(segment.base_offset(), suffix));
+            let to = dir.join(format!("{}.deleted", file_name(segment.base_offset(), suffix)));
+            match std::fs::rename(&from, &to) {
+                Ok(()) => paths.push(to),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    let spawned = std::thread::Builder::new().name("segment-delete".into()).spawn(move || {
+        for path in &paths {
+            if let Err(e) = std::fs::remove_file(path) {
+                if e.kind() != io::ErrorKind::NotFound {
+                    tracing::warn!(path = %path.display(), error = %e, "removing a deleted segment file failed; the next start removes it");
+                }
+            }
+        }
+        drop(segments);
+    });
+    if let Err(e) = spawned {
+        // The segments are out of the log already; their `.deleted` files stay until
+        // the next start.
+        tracing::warn!(error = %e, "cannot start a thread to delete segment files; the next start removes them");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use protocol::records::{BatchBuilder, Compression, NewRecord};
+    use protocol::time::{Clock, ManualClock};
+    use protocol::TopicPartition;
+
+    use crate::log::{LoadState, Log, ReadOutcome};
+    use crate::{LogConfig, Origin};
+
+    const NOW: i64 = 1_700_000_000_000;
+
+    fn names(dir: &std::path::Path) -> Vec<String> {
+        let mut out: Vec<String> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn deleted_segments_leave_at_once_and_readers_keep_their_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let overrides: BTreeMap<String, String> = [("segment.bytes", "200"), ("retention.ms", "1000")].iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let config = Arc::new(LogConfig::resolve(&overrides, &BTreeMap::new()).unwrap());
+        let clock = Arc::new(ManualClock::new(NOW));
+        let mut log = Log::open(dir.path(), TopicPartition::new("r", 0), config, Arc::clone(&clock) as Arc<dyn Clock>, LoadState::default()).unwrap();
+        for i in 0..6u8 {
+            let mut builder = BatchBuilder::new(Compression::None);
+            builder.append(&NewRecord { timestamp: NOW, key: Some(b"k"), value: Some(&[i; 100]), headers: &[] });
+            log.append_as_leader(&builder.build().unwrap(), 0, Origin::Client).unwrap();
+        }
+        assert!(log.segment_count() >= 3);
+        // A fetch in flight holds the first segment's file.
+        let ReadOutcome::Data(slice) = log.read(0, 6).unwrap() else { panic!("data expected") };
+        clock.advance(2_000);
+        let outcome = log.apply_retention(6).unwrap();
+        assert_eq!(outcome.log_start_offset, 6);
+        assert!(names(dir.path()).iter().all(|n| !n.ends_with(".log") || n.starts_with("00000000000000000006")), "{:?}", names(dir.path()));
+        // The reader still gets its bytes.
+        assert!(!slice.read(1 << 20, true).unwrap().is_empty());
+        // The background thread unlinks the renamed files.
+        for _ in 0..200 {
+            if !names(dir.path()).iter().any(|n| n.ends_with(".deleted")) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(!names(dir.path()).iter().any(|n| n.ends_with(".deleted")), "{:?}", names(dir.path()));
     }
 }
