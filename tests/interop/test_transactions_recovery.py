@@ -66,6 +66,9 @@ def test_killed_producers_transaction_is_aborted_at_its_timeout(broker, topic, t
         assert [t for ts in admin.list_transactions(producer_id_filters=[pid]).values() for t in ts][0].producer_id == pid
         assert not [t for ts in admin.list_transactions(state_filters=["CompleteCommit"]).values()
                     for t in ts if t.transactional_id == tx]
+        running = lambda ms: [t.transactional_id for ts in admin.list_transactions(duration_filter_ms=ms).values()  # noqa: E731
+                              for t in ts if t.transactional_id == tx]
+        assert running(1) == [tx] and running(600_000) == []
         desc = admin.describe_transactions([tx])[tx]
         assert str(desc.state.value) == "Ongoing" and desc.producer_id == pid
         assert desc.transaction_timeout_ms == 4000 and desc.transaction_start_time_ms > 0

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use coordinator::TxnState;
 use protocol::kafka::messages::list_transactions_response::TransactionState;
 use protocol::kafka::messages::{ApiKey, ListTransactionsRequest, ListTransactionsResponse, ProducerId, TransactionalId};
 use protocol::kafka::protocol::StrBytes;
@@ -33,7 +34,9 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
             .transactions()
             .filter(|t| states.is_empty() || states.iter().any(|s| s == t.state.name()))
             .filter(|t| producers.is_empty() || producers.contains(&t.producer_id))
-            .filter(|t| duration < 0 || (t.start_ms >= 0 && now - t.start_ms >= duration))
+            .filter(|t| t.state != TxnState::Dead)
+            // Kafka's: running strictly longer than the filter.
+            .filter(|t| duration < 0 || (t.start_ms >= 0 && now - t.start_ms > duration))
             .map(|t| (t.transactional_id.clone(), t.producer_id, t.state.name()))
             .collect::<Vec<_>>()
     })
