@@ -71,11 +71,9 @@ fn clean_once(broker: &Broker, throttle_bytes_per_second: f64) -> bool {
         }
         let min_ratio = config.values.get("min.cleanable.dirty.ratio").and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.5);
         let max_lag = config.values.get("max.compaction.lag.ms").and_then(|v| v.parse::<i64>().ok()).unwrap_or(i64::MAX);
-        let overdue = max_lag < i64::MAX && {
-            // The oldest dirty data is the first dirty segment's; its age is bounded
-            // below by the log's creation, so use the segment timestamps.
-            log.offset_for_timestamp(0).ok().flatten().is_some_and(|(_, ts, _)| now.saturating_sub(ts) > max_lag)
-        };
+        // max.compaction.lag.ms: the oldest dirty data (the first batch of the first
+        // dirty segment, as Kafka measures it) must not wait longer than that.
+        let overdue = max_lag < i64::MAX && log.first_dirty_batch_timestamp(first_dirty).is_some_and(|ts| now.saturating_sub(ts) > max_lag);
         let ratio = dirtiness.ratio();
         if ratio >= min_ratio || overdue {
             let score = if overdue { f64::INFINITY } else { ratio };

@@ -240,6 +240,13 @@ impl Log {
         Dirtiness { dirty_bytes, cleanable_bytes, end }
     }
 
+    /// When the oldest uncleaned data was written: the first batch timestamp of the
+    /// first segment holding offsets at or after `first_dirty` (Kafka's test for
+    /// `max.compaction.lag.ms`). `None` when there is no such batch.
+    pub fn first_dirty_batch_timestamp(&self, first_dirty: i64) -> Option<i64> {
+        self.segments.values().find(|s| s.next_offset() > first_dirty).and_then(|s| s.rolling_based_timestamp()).filter(|&ts| ts >= 0)
+    }
+
     fn cleanable_segments(&self, high_watermark: i64) -> Vec<SegmentView> {
         let now = self.clock.now_ms();
         let lag = self.config.values.get("min.compaction.lag.ms").and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
