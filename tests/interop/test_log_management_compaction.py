@@ -14,8 +14,8 @@ from confluent_kafka import KafkaError
 
 from kclients import cf_produce, cf_read, cf_watermarks, kcat_read, kp_producer, kp_read, rec
 from rivulet_harness import wait_until
-from test_log_management_support import (cf_offsets, compacted_model, create_topic, segments, set_topic_config,
-                                         wait_cleaned_to)
+from test_log_management_support import (cf_offsets, cleaner_checkpoint, compacted_model, create_topic, segments,
+                                         set_topic_config, wait_cleaned_to)
 
 BROKER_OVERRIDES = {"log.cleaner.backoff.ms": "100", "log.retention.check.interval.ms": "200"}
 
@@ -191,3 +191,30 @@ def test_kill9_while_cleaning_a_big_topic_loses_nothing(broker_factory, topic):
     got = check_nothing_lost()
     produced = [{"offset": o, "key": k, "value": v} for o, (k, v) in values.items()]
     assert as_tuples(got) == as_tuples(compacted_model(produced, end))
+
+
+def test_max_compaction_lag_forces_cleaning_of_old_dirty_data(broker, topic):
+    """Below min.cleanable.dirty.ratio a log is cleaned only once its oldest dirty data is
+    older than max.compaction.lag.ms, measured from the first dirty batch (not from the
+    log's oldest record, which here is hours old)."""
+    b = broker.bootstrap
+    # segment.ms: the first fresh record rolls a new segment (its timestamp is hours
+    # after the old ones'), so the dirty part after the first cleaning is all fresh.
+    create_topic(b, topic, config={**COMPACT, "min.cleanable.dirty.ratio": "0.9", "max.compaction.lag.ms": "3600000",
+                                   "segment.ms": "100"})
+    old = int(time.time() * 1000) - 2 * 3_600_000
+    res = cf_produce(b, topic, [rec(val(b"u%d" % i, i), key=b"u%d" % i, timestamp=old + i) for i in range(60)],
+                     batch_num_messages=1, linger_ms=0)
+    assert [r["error"] for r in res] == [None] * 60
+    fresh_start = produce(b, topic, [(b"f0", val(b"f", 0))])[0]["offset"]
+    assert active_base(broker, topic) == fresh_start
+    wait_cleaned_to(broker.data_dir, topic, fresh_start)  # dirty ratio 1.0: cleaned at once
+    assert cleaner_checkpoint(broker.data_dir)[(topic, 0)] == fresh_start
+    # A little fresh data: the dirty ratio stays far below 0.9, and it is not old.
+    produce(b, topic, [(b"f%d" % (i % 3), val(b"f", i)) for i in range(1, 13)])
+    end = active_base(broker, topic)
+    assert end > fresh_start
+    time.sleep(1.5)
+    assert cleaner_checkpoint(broker.data_dir)[(topic, 0)] == fresh_start, "fresh dirty data below the ratio must wait"
+    set_topic_config(b, topic, max_compaction_lag_ms=500)
+    wait_cleaned_to(broker.data_dir, topic, end)
