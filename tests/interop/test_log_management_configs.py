@@ -234,3 +234,16 @@ def test_dynamic_broker_configs_are_topic_defaults(broker_factory, topic):
     assert cf_incremental(b, "1", [("log.retention.ms", "DELETE", None)], kind=ResourceType.BROKER) is None
     assert cf_incremental(b, topic, [("retention.ms", "DELETE", None)]) is None
     assert cf_summary(cf_describe(b, topic), "retention.ms") == ("604800000", DEFAULT, True, [])
+
+
+def test_describe_with_documentation_and_selected_keys(broker, topic):
+    create_topic(broker.bootstrap, topic)
+    code, docs = raw_describe(broker.bootstrap, 2, topic, documentation=True, keys=["retention.ms", "cleanup.policy"])
+    assert code == 0 and set(docs) == {"retention.ms", "cleanup.policy"}
+    # Kafka's ConfigType ids: LONG 5, LIST 7; each with its documentation.
+    assert docs["retention.ms"][0] == 5 and docs["cleanup.policy"][0] == 7
+    assert all(doc for _, doc in docs.values()), docs
+    code, plain = raw_describe(broker.bootstrap, 2, topic, keys=["retention.ms"])
+    assert code == 0 and plain == {"retention.ms": ("604800000", DEFAULT, False, [])}
+    code, docs = raw_describe(broker.bootstrap, 2, "no-such-topic-doc", documentation=True)
+    assert (code, docs) == (3, {})

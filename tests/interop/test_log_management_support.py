@@ -187,18 +187,21 @@ def raw_incremental(bootstrap: str, resource_type: int, name: str, ops: Sequence
     return r.error_code, r.error_message
 
 
-def raw_describe(bootstrap: str, resource_type: int, name: str) -> tuple:
+def raw_describe(bootstrap: str, resource_type: int, name: str, documentation: bool = False, keys=None) -> tuple:
     """DescribeConfigs v4 on the wire with synonyms: (error code, {name: (value, source id,
-    read_only, [(synonym name, value, source id)])})."""
+    read_only, [(synonym name, value, source id)])}), or with `documentation`, {name:
+    (config type id, documentation)}."""
     from kafka.protocol.admin import DescribeConfigsRequest, DescribeConfigsResponse
     raw = Raw(bootstrap)
     try:
         resp = raw.call(DescribeConfigsRequest, DescribeConfigsResponse, 4, include_synonyms=True,
-                        include_documentation=False,
-                        resources=[{"resource_type": resource_type, "resource_name": name, "configuration_keys": None}])
+                        include_documentation=documentation,
+                        resources=[{"resource_type": resource_type, "resource_name": name, "configuration_keys": keys}])
     finally:
         raw.close()
     (r,) = resp.results
+    if documentation:
+        return r.error_code, {c.name: (c.config_type, c.documentation) for c in r.configs}
     return r.error_code, {c.name: (c.value, c.config_source, c.read_only,
                                    [(s.name, s.value, s.source) for s in c.synonyms]) for c in r.configs}
 
