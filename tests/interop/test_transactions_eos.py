@@ -49,21 +49,26 @@ def check_output(bootstrap: str, sent: dict, output: str, group: str, input_topi
         p: len(sent[p]) for p in range(PARTITIONS)}
 
 
-def run_with_kill(make, bootstrap: str, topic: str) -> None:
-    """Starts a processor that pauses inside each transaction after writing; kills it in the
-    pause of a transaction after some have committed; starts a second one that runs to the
-    end of the input."""
-    first = make("first", pause_in_txn_s=0.3, exit_when_idle_s=0)
+def run_with_kill(make, bootstrap: str, topic: str, kill_after: str = "produced") -> None:
+    """Starts a processor that pauses inside each transaction (after writing the records, or
+    after sending the offsets too); kills it in such a pause after some transactions have
+    committed; starts a second one that runs to the end of the input."""
+    pause = {"pause_in_txn_s": 0.3} if kill_after == "produced" else {"pause_after_offsets_s": 0.3}
+    first = make("first", exit_when_idle_s=0, **pause)
     first.wait_for(lambda e: e["ev"] == "committed" and e["total"] >= RECORDS // 4, 60, "a quarter committed")
-    n = len(first.of("produced"))
-    first.wait_for(lambda e: e["ev"] == "produced" and len(first.of("produced")) > n, 30, "a transaction in flight")
+    n = len(first.of(kill_after))
+    first.wait_for(lambda e: e["ev"] == kill_after and len(first.of(kill_after)) > n, 30, "a transaction in flight")
     first.kill9()
-    second = make("second", pause_in_txn_s=0, exit_when_idle_s=3)
+    second = make("second", exit_when_idle_s=3)
     second.wait_for(lambda e: e["ev"] == "idle", 90, "the second processor to drain the input")
     assert second.wait_exit(30) == 0
 
 
-def test_confluent_consume_transform_produce_exactly_once_across_kill(broker, topic, tmp_path):
+@pytest.mark.parametrize("kill_after", ["produced", "offsets_sent"])
+def test_confluent_consume_transform_produce_exactly_once_across_kill(broker, topic, tmp_path, kill_after):
+    """Killed after writing a transaction's records, or after sending its offsets too (the
+    group then has pending transactional offsets, which the new instance's InitProducerId
+    aborts before its consumer fetches the committed offsets)."""
     inp, out, group, tx = f"{topic}-in", f"{topic}-out", f"{topic}-g", f"{topic}-tx"
     sent = fill_input(broker.bootstrap, inp)
     create_topic(broker.bootstrap, out, PARTITIONS)
@@ -72,7 +77,7 @@ def test_confluent_consume_transform_produce_exactly_once_across_kill(broker, to
         return Proc.python("processor", dict(bootstrap=broker.bootstrap, input=inp, output=out, group=group,
                                              transactional_id=tx, batch=50, session_ms=3000, **kw), tmp_path, name)
 
-    run_with_kill(make, broker.bootstrap, topic)
+    run_with_kill(make, broker.bootstrap, topic, kill_after)
     check_output(broker.bootstrap, sent, out, group, inp)
 
 
@@ -81,7 +86,7 @@ def test_kafkajs_consume_transform_produce_exactly_once_across_kill(broker, topi
     sent = fill_input(broker.bootstrap, inp)
     create_topic(broker.bootstrap, out, PARTITIONS)
 
-    def make(name, pause_in_txn_s, exit_when_idle_s):
+    def make(name, exit_when_idle_s, pause_in_txn_s=0):
         return Proc.node("txn_processor", {"brokers": [broker.bootstrap], "input": inp, "output": out,
                                            "groupId": group, "transactionalId": tx, "sessionTimeout": 3000,
                                            "pauseInTxnMs": int(pause_in_txn_s * 1000),

@@ -10,7 +10,8 @@
 * Client processes that a test can SIGKILL, run from this file as a script
   (`python test_transactions_support.py <role> '<json>'`), printing one JSON event per line:
   - `processor`: a confluent-kafka consume-transform-produce loop (group member,
-    read_committed, `send_offsets_to_transaction`), events produced / committed / idle / error;
+    read_committed, `send_offsets_to_transaction`), events produced / offsets_sent / committed /
+    idle / error;
   - `hold-open`: a transactional producer that writes, flushes, prints `open` and sleeps with
     the transaction open (to be killed).
   `Proc` runs either (or `node js/txn_*.mjs`) and collects the events.
@@ -322,6 +323,9 @@ def run_processor(spec: dict) -> None:
             time.sleep(spec["pause_in_txn_s"])
         positions = consumer.position(consumer.assignment())
         producer.send_offsets_to_transaction(positions, consumer.consumer_group_metadata(), 30)
+        _emit({"ev": "offsets_sent"})
+        if spec.get("pause_after_offsets_s"):
+            time.sleep(spec["pause_after_offsets_s"])
         try:
             producer.commit_transaction(30)
         except KafkaException as exc:
