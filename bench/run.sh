@@ -49,9 +49,17 @@ for _ in $(seq 1 100); do
     sleep 0.1
 done
 
+# On a shared machine: BENCH_WAIT_LOAD=1.5 waits (up to 30 minutes) for the
+# 1-minute load average to fall below 1.5 before measuring.
+if [[ -n "${BENCH_WAIT_LOAD:-}" ]]; then
+    for _ in $(seq 1 180); do
+        awk -v max="$BENCH_WAIT_LOAD" '{ exit !($1 < max) }' /proc/loadavg && break
+        sleep 10
+    done
+fi
 echo "== $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 status=0
-"$bench_dir/target/release/rivulet-bench" --broker "127.0.0.1:$port" "$@" || status=$?
+"$bench_dir/target/release/rivulet-bench" --broker "127.0.0.1:$port" --broker-pid "$broker_pid" "$@" || status=$?
 if [[ -s "$work/broker.log" ]]; then
     echo "== broker log (warnings and errors)" >&2
     tail -n 20 "$work/broker.log" >&2

@@ -37,6 +37,8 @@ use rdkafka::{Offset, TopicPartitionList};
 #[derive(Debug, Clone)]
 struct Options {
     broker: Option<String>,
+    /// The broker's process id, to report its CPU time.
+    broker_pid: Option<String>,
     targets: Vec<Target>,
     scenarios: Vec<u32>,
     runs: usize,
@@ -66,7 +68,7 @@ impl Target {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: rivulet-bench [--broker HOST:PORT] [--targets mock,broker] [--scenarios 1,2,3,4]\n\
+        "usage: rivulet-bench [--broker HOST:PORT] [--broker-pid PID] [--targets mock,broker] [--scenarios 1,2,3,4]\n\
          \x20                    [--runs 3] [--records 1000000] [--e2e-seconds 5] [--e2e-rate 10000]\n\
          \x20                    [--keep-topics] [--settle-ms 0]"
     );
@@ -76,6 +78,7 @@ fn usage() -> ! {
 fn parse_options() -> Options {
     let mut options = Options {
         broker: None,
+        broker_pid: None,
         targets: vec![Target::Mock, Target::Broker],
         scenarios: vec![1, 2, 3, 4],
         runs: 3,
@@ -90,6 +93,7 @@ fn parse_options() -> Options {
         let mut value = || args.next().unwrap_or_else(|| usage());
         match arg.as_str() {
             "--broker" => options.broker = Some(value()),
+            "--broker-pid" => options.broker_pid = Some(value()),
             "--targets" => {
                 options.targets = value()
                     .split(',')
@@ -569,6 +573,46 @@ struct Measurement {
     readback_mb_per_s: Option<f64>,
     verified: Verified,
     load: String,
+    cpu: Cpu,
+}
+
+/// CPU seconds (user + system) spent during a run: by this process (the client,
+/// and for the mock the mock cluster's thread too) and by the broker process.
+#[derive(Debug, Clone, Copy, Default)]
+struct Cpu {
+    bench: f64,
+    broker: f64,
+}
+
+/// User + system CPU seconds of a process so far, from `/proc/<pid>/stat`.
+fn cpu_seconds(pid: &str) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return 0.0 };
+    // Fields after the parenthesised command: state is field 3, utime 14, stime 15.
+    let Some(close) = stat.rfind(')') else { return 0.0 };
+    let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0 // USER_HZ is 100 on Linux
+}
+
+struct CpuMeter {
+    broker_pid: Option<String>,
+    bench: f64,
+    broker: f64,
+}
+
+impl CpuMeter {
+    fn start(target: Target, options: &Options) -> CpuMeter {
+        let broker_pid = if target == Target::Broker { options.broker_pid.clone() } else { None };
+        let broker = broker_pid.as_deref().map(cpu_seconds).unwrap_or(0.0);
+        CpuMeter { broker_pid, bench: cpu_seconds("self"), broker }
+    }
+
+    fn stop(&self) -> Cpu {
+        Cpu {
+            bench: cpu_seconds("self") - self.bench,
+            broker: self.broker_pid.as_deref().map(cpu_seconds).unwrap_or(0.0) - self.broker,
+        }
+    }
 }
 
 fn loadavg() -> String {
@@ -600,11 +644,13 @@ fn print_run(scenario: u32, target: Target, run: &str, m: &Measurement) {
     let lat = m.latency.map(|l| format!("{} / {} / {} / {}", ms(l.p50_us), ms(l.p99_us), ms(l.p999_us), ms(l.max_us))).unwrap_or_else(|| "-".into());
     let readback = m.readback_mb_per_s.map(|r| format!("{r:.0}")).unwrap_or_else(|| "-".into());
     println!(
-        "  {scenario:<2} {:<8} {run:<5} {:>10.0} rec/s {:>7.1} MB/s  ms p50/p99/p999/max {lat:<30} read-back {readback:>5} MB/s  verified {:<12} load {}",
+        "  {scenario:<2} {:<8} {run:<5} {:>10.0} rec/s {:>7.1} MB/s  ms p50/p99/p999/max {lat:<30} read-back {readback:>5} MB/s  verified {:<12} cpu s bench {:.2} broker {:.2}  load {}",
         target.name(),
         m.records_per_s,
         m.mb_per_s,
         m.verified.label(),
+        m.cpu.bench,
+        m.cpu.broker,
         m.load
     );
 }
@@ -637,15 +683,19 @@ impl Report {
         .collect();
         println!();
         println!(
-            "{} records per run; median of {} warm runs, the cold (first) run shown apart. Latency in ms: \
-             scenarios 1-2 ack latency (send call to delivery report), 4 send to consumer receipt.",
+            "{} records per run; median of {} warm runs (scenario 4: the run with the median p99), the cold (first) run \
+             shown apart. Latency in ms: scenarios 1-2 ack latency (send call to delivery report), 4 send to consumer \
+             receipt. CPU: seconds used during the run by the benchmark process (client; for the mock, the mock too) \
+             and by the broker process.",
             options.records, options.runs
         );
         println!();
-        println!("| # | scenario | target | records/s | MB/s | ratio rivulet/mock | lat p50 | p99 | p999 | max | read-back MB/s | cold records/s | cold MB/s | verified |");
-        println!("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+        println!("| # | scenario | target | records/s | MB/s | ratio rivulet/mock | lat p50 | p99 | p999 | max | read-back MB/s | CPU s bench + broker | cold records/s | cold MB/s | verified |");
+        println!("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
         for (&(scenario, target), (cold, warm)) in &self.rows {
-            let Some(m) = median_by(warm, |m| m.records_per_s).or_else(|| cold.clone()) else { continue };
+            // The median run: by throughput, or by p99 latency for the paced scenario 4.
+            let key = |m: &Measurement| if scenario == 4 { m.latency.map(|l| l.p99_us as f64).unwrap_or(0.0) } else { m.records_per_s };
+            let Some(m) = median_by(warm, key).or_else(|| cold.clone()) else { continue };
             let ratio = match (target, scenario) {
                 (Target::Broker, 1 | 2) => self
                     .rows
@@ -669,8 +719,9 @@ impl Report {
             } else {
                 format!("{} ({} runs)", m.verified.label(), all.len())
             };
+            let cpu = if target == Target::Broker && m.cpu.broker > 0.0 { format!("{:.2} + {:.2}", m.cpu.bench, m.cpu.broker) } else { format!("{:.2}", m.cpu.bench) };
             println!(
-                "| {scenario} | {} | {} | {:.0} | {:.1} | {ratio} | {p50} | {p99} | {p999} | {max} | {readback} | {cold_rps} | {cold_mbs} | {verified} |",
+                "| {scenario} | {} | {} | {:.0} | {:.1} | {ratio} | {p50} | {p99} | {p999} | {max} | {readback} | {cpu} | {cold_rps} | {cold_mbs} | {verified} |",
                 titles.get(&scenario).copied().unwrap_or(""),
                 target.name(),
                 m.records_per_s,
@@ -711,7 +762,9 @@ fn run_produce(s: &ProduceScenario, target: Target, run: usize, options: &Option
     cluster.create_topic(&topic, s.partitions);
     let load = loadavg();
     let bootstrap = cluster.bootstrap();
+    let meter = CpuMeter::start(target, options);
     let produced = produce(&bootstrap, &topic, s.partitions, s.acks, values, options.records);
+    let cpu = meter.stop();
     let (read_elapsed, _, read) = consume(&bootstrap, &topic, s.partitions, values);
     let verified = verify_read(&format!("scenario {} {} run {run}", s.id, target.name()), target, values, &read);
     let secs = produced.elapsed.as_secs_f64();
@@ -723,12 +776,15 @@ fn run_produce(s: &ProduceScenario, target: Target, run: usize, options: &Option
         readback_mb_per_s: Some(read.digest.bytes as f64 / read_elapsed.as_secs_f64() / 1e6),
         verified,
         load,
+        cpu,
     }
 }
 
-fn run_consume(target: Target, cluster: &Cluster, topic: &str, partitions: i32, values: &Values) -> Measurement {
+fn run_consume(target: Target, cluster: &Cluster, topic: &str, partitions: i32, values: &Values, options: &Options) -> Measurement {
     let load = loadavg();
+    let meter = CpuMeter::start(target, options);
     let (elapsed, startup, read) = consume(&cluster.bootstrap(), topic, partitions, values);
+    let cpu = meter.stop();
     let secs = elapsed.as_secs_f64();
     println!("     (scenario 3, {}: {:.0} ms from assign to the first record, {:.2} s first to last)", target.name(), startup.as_secs_f64() * 1000.0, secs);
     Measurement {
@@ -738,6 +794,7 @@ fn run_consume(target: Target, cluster: &Cluster, topic: &str, partitions: i32, 
         readback_mb_per_s: None,
         verified: verify_read(&format!("scenario 3 {topic}"), target, values, &read),
         load,
+        cpu,
     }
 }
 
@@ -749,6 +806,7 @@ fn run_e2e(target: Target, run: usize, options: &Options) -> Measurement {
     let topic = format!("bench-s4-{}-r{run}-{}", target.name(), std::process::id());
     cluster.create_topic(&topic, 1);
     let bootstrap = cluster.bootstrap();
+    let meter = CpuMeter::start(target, options);
     let warmup = options.e2e_rate as usize; // one second
     let total = warmup + (options.e2e_rate * options.e2e_seconds) as usize;
     let start = Instant::now();
@@ -827,6 +885,7 @@ fn run_e2e(target: Target, run: usize, options: &Options) -> Measurement {
     let produce_secs = t0.elapsed().as_secs_f64();
     producer.flush(Duration::from_secs(60)).expect("flush");
     let (digest, latencies) = consumer_thread.join().expect("consumer thread");
+    let cpu = meter.stop();
     let acks = Latency::of(producer.context().latencies.lock().expect("latencies")[warmup.min(total)..].to_vec());
     println!(
         "     (scenario 4, {}: produce ack latency p50/p99/p999/max {} / {} / {} / {} ms)",
@@ -849,6 +908,7 @@ fn run_e2e(target: Target, run: usize, options: &Options) -> Measurement {
         readback_mb_per_s: None,
         verified,
         load,
+        cpu,
     }
 }
 
@@ -893,7 +953,7 @@ fn main() {
         for run in 0..=options.runs {
             for &target in &options.targets {
                 let (cluster, topic) = prefilled.get(&target).expect("pre-filled topic");
-                let m = run_consume(target, cluster, topic, 6, values);
+                let m = run_consume(target, cluster, topic, 6, values, &options);
                 report.record(3, target, run == 0, m);
             }
         }
