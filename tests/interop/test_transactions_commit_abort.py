@@ -63,9 +63,9 @@ def test_confluent_commit_and_abort_across_topics(broker, topic):
     for t in (ta, tb):
         assert kp_read_topic(broker.bootstrap, t, 2, "read_committed") == {p: committed[(t, p)] for p in range(2)}
         assert kp_read_topic(broker.bootstrap, t, 2, "read_uncommitted") == {p: everything[(t, p)] for p in range(2)}
-        for p in range(2):
-            got = kcat_read(broker.bootstrap, t, p, extra=["-X", "isolation.level=read_committed"])
-            assert [r["value"] for r in got] == committed[(t, p)]
+    for p in range(2):
+        got = kcat_read(broker.bootstrap, ta, p, extra=["-X", "isolation.level=read_committed"])
+        assert [r["value"] for r in got] == committed[(ta, p)]
     # control records occupy offsets: 4 transactions of 3 records + 4 markers per partition
     recs = read_topic(broker.bootstrap, ta, 2, "read_uncommitted")[0]
     assert [r["offset"] for r in recs] == [0, 1, 2, 4, 5, 6, 8, 9, 10, 12, 13, 14]

@@ -59,7 +59,7 @@ def run_with_kill(make, bootstrap: str, topic: str, kill_after: str = "produced"
     n = len(first.of(kill_after))
     first.wait_for(lambda e: e["ev"] == kill_after and len(first.of(kill_after)) > n, 30, "a transaction in flight")
     first.kill9()
-    second = make("second", exit_when_idle_s=3)
+    second = make("second", exit_when_idle_s=2)
     second.wait_for(lambda e: e["ev"] == "idle", 90, "the second processor to drain the input")
     assert second.wait_exit(30) == 0
 
@@ -75,7 +75,7 @@ def test_confluent_consume_transform_produce_exactly_once_across_kill(broker, to
 
     def make(name, **kw):
         return Proc.python("processor", dict(bootstrap=broker.bootstrap, input=inp, output=out, group=group,
-                                             transactional_id=tx, batch=50, session_ms=3000, **kw), tmp_path, name)
+                                             transactional_id=tx, batch=50, session_ms=2000, **kw), tmp_path, name)
 
     run_with_kill(make, broker.bootstrap, topic, kill_after)
     check_output(broker.bootstrap, sent, out, group, inp)
@@ -88,7 +88,7 @@ def test_kafkajs_consume_transform_produce_exactly_once_across_kill(broker, topi
 
     def make(name, exit_when_idle_s, pause_in_txn_s=0):
         return Proc.node("txn_processor", {"brokers": [broker.bootstrap], "input": inp, "output": out,
-                                           "groupId": group, "transactionalId": tx, "sessionTimeout": 3000,
+                                           "groupId": group, "transactionalId": tx, "sessionTimeout": 2000,
                                            "pauseInTxnMs": int(pause_in_txn_s * 1000),
                                            "exitWhenIdleMs": int(exit_when_idle_s * 1000), "batch": 50},
                          tmp_path, name)

@@ -136,7 +136,7 @@ def test_kafka_python_idempotent_retries_write_once(dropping_broker, topic):
     create_topic(dropping_broker.bootstrap, topic, 3)
     records, sent = spread(300, 3)
     producer = kp_producer(dropping_broker.bootstrap, enable_idempotence=True, acks="all", linger_ms=0,
-                           batch_size=400, request_timeout_ms=1500, retry_backoff_ms=50, retries=100,
+                           batch_size=400, request_timeout_ms=1000, retry_backoff_ms=50, retries=100,
                            max_in_flight_requests_per_connection=5, delivery_timeout_ms=60000)
     try:
         futures = []
