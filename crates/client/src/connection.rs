@@ -114,7 +114,15 @@ impl Shared {
             state.closed = Some(reason.clone());
         }
         for pending in state.queue.drain(..) {
-            let _ = pending.reply.send(Err(reason.clone()));
+            // Name the request that was waiting: it is usually the one the
+            // broker closed the connection over.
+            let error = match &reason {
+                ClientError::Network { address, reason } => {
+                    ClientError::Network { address: address.clone(), reason: format!("{reason} (awaiting {:?})", pending.api_key) }
+                }
+                other => other.clone(),
+            };
+            let _ = pending.reply.send(Err(error));
         }
     }
 
