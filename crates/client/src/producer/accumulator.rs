@@ -119,6 +119,10 @@ struct State {
     queues: HashMap<TopicPartition, VecDeque<ProducerBatch>>,
     flushing: usize,
     closed: bool,
+    /// Where the next drain starts among the queues, advanced every drain so
+    /// that, when a request cannot take every ready batch, no partition waits
+    /// behind the same others every time (Java's `drainIndex`).
+    drain_start: usize,
 }
 
 /// What `drain` hands the sender: batches by partition leader, and when to look again.
@@ -132,7 +136,7 @@ pub(crate) struct Drained {
 impl Accumulator {
     pub fn new(compression: Compression, batch_size: usize) -> Accumulator {
         Accumulator {
-            state: Mutex::new(State { queues: HashMap::new(), flushing: 0, closed: false }),
+            state: Mutex::new(State { queues: HashMap::new(), flushing: 0, closed: false, drain_start: 0 }),
             wakeup: Notify::new(),
             incomplete: watch::channel(0).0,
             compression,
@@ -239,7 +243,15 @@ impl Accumulator {
         let earliest = |at: Instant, next: &mut Option<Instant>| {
             *next = Some(next.map_or(at, |n: Instant| n.min(at)));
         };
-        for queue in state.queues.values_mut() {
+        let mut order: Vec<TopicPartition> = state.queues.keys().cloned().collect();
+        order.sort();
+        if !order.is_empty() {
+            let start = state.drain_start % order.len();
+            order.rotate_left(start);
+        }
+        state.drain_start = state.drain_start.wrapping_add(1);
+        for tp in &order {
+            let queue = state.queues.get_mut(tp).expect("keys were just listed");
             // Batches past delivery.timeout.ms fail without being sent (again).
             while queue.front().is_some_and(|b| now.duration_since(b.created) >= delivery_timeout) {
                 drained.expired.extend(queue.pop_front());
