@@ -69,26 +69,57 @@ pub async fn configs(args: ConfigsArgs) -> CliResult {
                 .iter()
                 .filter(|e| all || e.source != "DEFAULT_CONFIG")
                 .map(|e| {
-                    let value = if e.is_sensitive { "(sensitive)".to_string() } else { e.value.clone().unwrap_or_else(|| "null".into()) };
-                    vec![e.name.clone(), value, e.source.to_string(), if e.read_only { "read-only".into() } else { String::new() }]
+                    let value = if e.is_sensitive {
+                        "(sensitive)".to_string()
+                    } else {
+                        e.value.clone().unwrap_or_else(|| "null".into())
+                    };
+                    vec![
+                        e.name.clone(),
+                        value,
+                        e.source.to_string(),
+                        if e.read_only {
+                            "read-only".into()
+                        } else {
+                            String::new()
+                        },
+                    ]
                 })
                 .collect();
             outln!("Configs of {:?} {}:", resource.resource_type, resource.name);
             print_table(&["NAME", "VALUE", "SOURCE", ""], &rows);
         }
-        ConfigsCommand::Alter { entity, add, delete } => {
+        ConfigsCommand::Alter {
+            entity,
+            add,
+            delete,
+        } => {
             let mut ops = Vec::new();
             for pair in add {
-                let (k, v) = pair.split_once('=').ok_or_else(|| CliError::Usage(format!("--add-config {pair:?}: expected key=value")))?;
+                let (k, v) = pair.split_once('=').ok_or_else(|| {
+                    CliError::Usage(format!("--add-config {pair:?}: expected key=value"))
+                })?;
                 ops.push(AlterConfigOp::Set(k.trim().to_string(), v.to_string()));
             }
-            ops.extend(delete.into_iter().map(|k| AlterConfigOp::Delete(k.trim().to_string())));
+            ops.extend(
+                delete
+                    .into_iter()
+                    .map(|k| AlterConfigOp::Delete(k.trim().to_string())),
+            );
             if ops.is_empty() {
-                return Err(CliError::Usage("configs alter needs --add-config or --delete-config".into()));
+                return Err(CliError::Usage(
+                    "configs alter needs --add-config or --delete-config".into(),
+                ));
             }
             let resource = entity.resource();
-            admin.incremental_alter_configs(&resource, &ops, false).await?;
-            outln!("Completed updating the configs of {:?} {}.", resource.resource_type, resource.name);
+            admin
+                .incremental_alter_configs(&resource, &ops, false)
+                .await?;
+            outln!(
+                "Completed updating the configs of {:?} {}.",
+                resource.resource_type,
+                resource.name
+            );
         }
     }
     admin.close();
@@ -122,9 +153,19 @@ pub async fn transactions(args: TransactionsArgs) -> CliResult {
                 .list_transactions()
                 .await?
                 .into_iter()
-                .map(|t| vec![t.transactional_id, t.coordinator.to_string(), t.producer_id.to_string(), t.state])
+                .map(|t| {
+                    vec![
+                        t.transactional_id,
+                        t.coordinator.to_string(),
+                        t.producer_id.to_string(),
+                        t.state,
+                    ]
+                })
                 .collect();
-            print_table(&["TRANSACTIONAL-ID", "COORDINATOR", "PRODUCER-ID", "STATE"], &rows);
+            print_table(
+                &["TRANSACTIONAL-ID", "COORDINATOR", "PRODUCER-ID", "STATE"],
+                &rows,
+            );
         }
         TransactionsCommand::Describe { transactional_id } => {
             let rows: Vec<Vec<String>> = admin
@@ -132,7 +173,8 @@ pub async fn transactions(args: TransactionsArgs) -> CliResult {
                 .await?
                 .into_iter()
                 .map(|t| {
-                    let partitions: Vec<String> = t.partitions.iter().map(|tp| tp.to_string()).collect();
+                    let partitions: Vec<String> =
+                        t.partitions.iter().map(|tp| tp.to_string()).collect();
                     vec![
                         t.coordinator.to_string(),
                         t.transactional_id,
@@ -145,7 +187,19 @@ pub async fn transactions(args: TransactionsArgs) -> CliResult {
                     ]
                 })
                 .collect();
-            print_table(&["COORDINATOR", "TRANSACTIONAL-ID", "PRODUCER-ID", "EPOCH", "STATE", "START-TIME-MS", "TIMEOUT-MS", "PARTITIONS"], &rows);
+            print_table(
+                &[
+                    "COORDINATOR",
+                    "TRANSACTIONAL-ID",
+                    "PRODUCER-ID",
+                    "EPOCH",
+                    "STATE",
+                    "START-TIME-MS",
+                    "TIMEOUT-MS",
+                    "PARTITIONS",
+                ],
+                &rows,
+            );
         }
     }
     admin.close();
@@ -171,12 +225,22 @@ pub async fn cluster(args: ClusterArgs) -> CliResult {
     match args.command {
         ClusterCommand::Describe => {
             let cluster = admin.describe_cluster().await?;
-            outln!("Cluster ID: {}", cluster.cluster_id.as_deref().unwrap_or("-"));
+            outln!(
+                "Cluster ID: {}",
+                cluster.cluster_id.as_deref().unwrap_or("-")
+            );
             outln!("Controller: {}", cluster.controller_id);
             let rows: Vec<Vec<String>> = cluster
                 .brokers
                 .iter()
-                .map(|b| vec![b.node_id.to_string(), b.host.clone(), b.port.to_string(), b.rack.clone().unwrap_or_else(|| "-".into())])
+                .map(|b| {
+                    vec![
+                        b.node_id.to_string(),
+                        b.host.clone(),
+                        b.port.to_string(),
+                        b.rack.clone().unwrap_or_else(|| "-".into()),
+                    ]
+                })
                 .collect();
             print_table(&["ID", "HOST", "PORT", "RACK"], &rows);
         }

@@ -25,7 +25,13 @@ macro_rules! outln {
 #[derive(Args, Debug, Clone)]
 pub struct ConnectArgs {
     /// The broker(s) to connect to: host:port[,host:port...].
-    #[arg(long = "bootstrap-server", short = 'b', value_name = "HOST:PORT", default_value = "127.0.0.1:9092", global = true)]
+    #[arg(
+        long = "bootstrap-server",
+        short = 'b',
+        value_name = "HOST:PORT",
+        default_value = "127.0.0.1:9092",
+        global = true
+    )]
     pub bootstrap_server: String,
     /// A client .properties file (security, timeouts, client.id...), as Kafka's --command-config.
     #[arg(long = "command-config", value_name = "FILE", global = true)]
@@ -73,7 +79,9 @@ pub type CliResult<T = ()> = Result<T, CliError>;
 /// Parses `key=value`.
 pub fn parse_pair(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
-        Some((key, value)) if !key.trim().is_empty() => Ok((key.trim().to_string(), value.to_string())),
+        Some((key, value)) if !key.trim().is_empty() => {
+            Ok((key.trim().to_string(), value.to_string()))
+        }
         _ => Err(format!("expected KEY=VALUE, got {text:?}")),
     }
 }
@@ -84,7 +92,10 @@ pub fn run<F>(work: F) -> ExitCode
 where
     F: std::future::Future<Output = CliResult>,
 {
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("rivulet: cannot start the runtime: {e}");
@@ -123,7 +134,11 @@ pub fn print_table(header: &[&str], rows: &[Vec<String>]) {
         }
     }
     let line = |cells: Vec<&str>| {
-        let text: Vec<String> = cells.iter().enumerate().map(|(i, c)| format!("{:<w$}", c, w = widths[i])).collect();
+        let text: Vec<String> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{:<w$}", c, w = widths[i]))
+            .collect();
         outln!("{}", text.join("  ").trim_end());
     };
     line(header.to_vec());

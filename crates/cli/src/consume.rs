@@ -71,12 +71,21 @@ pub async fn run(args: ConsumeArgs) -> CliResult {
     let output = if args.json {
         Output::Json
     } else {
-        Output::Format(format::parse(args.format.as_deref().unwrap_or("%s\\n")).map_err(CliError::Usage)?)
+        Output::Format(
+            format::parse(args.format.as_deref().unwrap_or("%s\\n")).map_err(CliError::Usage)?,
+        )
     };
     let mut config = args
         .connect
         .client_config()?
-        .set("auto.offset.reset", if args.from_beginning { "earliest" } else { "latest" })
+        .set(
+            "auto.offset.reset",
+            if args.from_beginning {
+                "earliest"
+            } else {
+                "latest"
+            },
+        )
         .set("isolation.level", args.isolation_level.clone())
         // Reading must not create the topic (kcat and Kafka's tool report it missing).
         .set("allow.auto.create.topics", "false");
@@ -94,15 +103,22 @@ pub async fn run(args: ConsumeArgs) -> CliResult {
         let partitions: Vec<TopicPartition> = if args.partition.is_empty() {
             consumer.partitions_for(&args.topic).await?
         } else {
-            args.partition.iter().map(|p| TopicPartition::new(args.topic.as_str(), *p)).collect()
+            args.partition
+                .iter()
+                .map(|p| TopicPartition::new(args.topic.as_str(), *p))
+                .collect()
         };
         consumer.assign(&partitions)?;
         match (args.offset.as_deref(), args.timestamp) {
             (_, Some(ts)) => consumer.seek_to_time(&partitions, ts)?,
-            (Some("beginning" | "earliest" | "start"), _) => consumer.seek_to_beginning(&partitions)?,
+            (Some("beginning" | "earliest" | "start"), _) => {
+                consumer.seek_to_beginning(&partitions)?
+            }
             (Some("end" | "latest"), _) => consumer.seek_to_end(&partitions)?,
             (Some(n), _) => {
-                let offset: i64 = n.parse().map_err(|_| CliError::Usage(format!("--offset {n:?}: use beginning, end or a number")))?;
+                let offset: i64 = n.parse().map_err(|_| {
+                    CliError::Usage(format!("--offset {n:?}: use beginning, end or a number"))
+                })?;
                 for tp in &partitions {
                     consumer.seek(tp, offset)?;
                 }

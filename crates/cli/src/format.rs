@@ -54,7 +54,11 @@ pub fn parse(format: &str) -> Result<Vec<Token>, String> {
                         literal.push('%');
                         continue;
                     }
-                    other => return Err(format!("unknown format token %{other} (use %t %p %o %k %s %K %S %T %h)")),
+                    other => {
+                        return Err(format!(
+                            "unknown format token %{other} (use %t %p %o %k %s %K %S %T %h)"
+                        ))
+                    }
                 };
                 if !literal.is_empty() {
                     tokens.push(Token::Literal(std::mem::take(&mut literal)));
@@ -82,11 +86,17 @@ pub fn parse(format: &str) -> Result<Vec<Token>, String> {
 }
 
 fn len(bytes: &Option<bytes::Bytes>) -> String {
-    bytes.as_ref().map_or("-1".to_string(), |b| b.len().to_string())
+    bytes
+        .as_ref()
+        .map_or("-1".to_string(), |b| b.len().to_string())
 }
 
 /// Writes `record` per `tokens`.
-pub fn write(out: &mut impl Write, tokens: &[Token], record: &ConsumerRecord) -> std::io::Result<()> {
+pub fn write(
+    out: &mut impl Write,
+    tokens: &[Token],
+    record: &ConsumerRecord,
+) -> std::io::Result<()> {
     for token in tokens {
         match token {
             Token::Literal(text) => out.write_all(text.as_bytes())?,
@@ -102,7 +112,13 @@ pub fn write(out: &mut impl Write, tokens: &[Token], record: &ConsumerRecord) ->
                 let headers: Vec<String> = record
                     .headers
                     .iter()
-                    .map(|h| format!("{}={}", h.key, String::from_utf8_lossy(h.value.as_deref().unwrap_or_default())))
+                    .map(|h| {
+                        format!(
+                            "{}={}",
+                            h.key,
+                            String::from_utf8_lossy(h.value.as_deref().unwrap_or_default())
+                        )
+                    })
                     .collect();
                 out.write_all(headers.join(",").as_bytes())?;
             }
@@ -120,7 +136,11 @@ fn text(bytes: &Option<bytes::Bytes>) -> Value {
 
 /// The record as one JSON line.
 pub fn to_json(record: &ConsumerRecord) -> String {
-    let headers: Map<String, Value> = record.headers.iter().map(|h| (h.key.clone(), text(&h.value))).collect();
+    let headers: Map<String, Value> = record
+        .headers
+        .iter()
+        .map(|h| (h.key.clone(), text(&h.value)))
+        .collect();
     json!({
         "topic": &*record.topic,
         "partition": record.partition,

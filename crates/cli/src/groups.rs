@@ -81,7 +81,10 @@ pub async fn run(args: GroupsArgs) -> CliResult {
     match args.command {
         GroupsCommand::List => {
             let groups = admin.list_groups().await?;
-            let rows: Vec<Vec<String>> = groups.iter().map(|g| vec![g.group_id.clone(), g.state.clone(), g.protocol_type.clone()]).collect();
+            let rows: Vec<Vec<String>> = groups
+                .iter()
+                .map(|g| vec![g.group_id.clone(), g.state.clone(), g.protocol_type.clone()])
+                .collect();
             print_table(&["GROUP", "STATE", "TYPE"], &rows);
         }
         GroupsCommand::Describe { groups } => {
@@ -89,7 +92,16 @@ pub async fn run(args: GroupsArgs) -> CliResult {
                 describe(&admin, &group).await?;
             }
         }
-        GroupsCommand::ResetOffsets { group, selection, to_earliest, to_latest, to_offset, to_timestamp, shift_by, execute } => {
+        GroupsCommand::ResetOffsets {
+            group,
+            selection,
+            to_earliest,
+            to_latest,
+            to_offset,
+            to_timestamp,
+            shift_by,
+            execute,
+        } => {
             let partitions = select(&admin, &group, &selection).await?;
             let target = match (to_earliest, to_latest, to_offset, to_timestamp, shift_by) {
                 (true, ..) => Target::Timestamp(EARLIEST_TIMESTAMP),
@@ -103,7 +115,9 @@ pub async fn run(args: GroupsArgs) -> CliResult {
         }
         GroupsCommand::DeleteOffsets { group, selection } => {
             let partitions = select(&admin, &group, &selection).await?;
-            admin.delete_consumer_group_offsets(&group, &partitions).await?;
+            admin
+                .delete_consumer_group_offsets(&group, &partitions)
+                .await?;
             for tp in partitions {
                 outln!("Deleted the offset of {tp} in group {group}.");
             }
@@ -127,20 +141,43 @@ async fn describe(admin: &Admin, group: &str) -> CliResult {
         "Group {} is {} (protocol {}, assignor {}, coordinator {})",
         description.group_id,
         description.state,
-        if description.protocol_type.is_empty() { "-" } else { &description.protocol_type },
-        if description.protocol.is_empty() { "-" } else { &description.protocol },
+        if description.protocol_type.is_empty() {
+            "-"
+        } else {
+            &description.protocol_type
+        },
+        if description.protocol.is_empty() {
+            "-"
+        } else {
+            &description.protocol
+        },
         description.coordinator
     );
     let committed = admin.list_consumer_group_offsets(group, None).await?;
     let mut owner: BTreeMap<TopicPartition, (String, String, String)> = BTreeMap::new();
     for member in &description.members {
         for tp in &member.assignment {
-            owner.insert(tp.clone(), (member.member_id.clone(), member.host.clone(), member.client_id.clone()));
+            owner.insert(
+                tp.clone(),
+                (
+                    member.member_id.clone(),
+                    member.host.clone(),
+                    member.client_id.clone(),
+                ),
+            );
         }
     }
-    let partitions: BTreeSet<TopicPartition> = committed.keys().chain(owner.keys()).cloned().collect();
-    let queries: Vec<(TopicPartition, i64)> = partitions.iter().map(|tp| (tp.clone(), LATEST_TIMESTAMP)).collect();
-    let ends = if queries.is_empty() { BTreeMap::new() } else { admin.list_offsets(&queries).await? };
+    let partitions: BTreeSet<TopicPartition> =
+        committed.keys().chain(owner.keys()).cloned().collect();
+    let queries: Vec<(TopicPartition, i64)> = partitions
+        .iter()
+        .map(|tp| (tp.clone(), LATEST_TIMESTAMP))
+        .collect();
+    let ends = if queries.is_empty() {
+        BTreeMap::new()
+    } else {
+        admin.list_offsets(&queries).await?
+    };
     let rows: Vec<Vec<String>> = partitions
         .iter()
         .map(|tp| {
@@ -151,7 +188,10 @@ async fn describe(admin: &Admin, group: &str) -> CliResult {
                 (None, Some(e)) => e.to_string(),
                 _ => "-".into(),
             };
-            let (member, host, client) = owner.get(tp).cloned().unwrap_or_else(|| ("-".into(), "-".into(), "-".into()));
+            let (member, host, client) = owner
+                .get(tp)
+                .cloned()
+                .unwrap_or_else(|| ("-".into(), "-".into(), "-".into()));
             vec![
                 group.to_string(),
                 tp.topic.to_string(),
@@ -165,42 +205,88 @@ async fn describe(admin: &Admin, group: &str) -> CliResult {
             ]
         })
         .collect();
-    print_table(&["GROUP", "TOPIC", "PARTITION", "CURRENT-OFFSET", "LOG-END-OFFSET", "LAG", "CONSUMER-ID", "HOST", "CLIENT-ID"], &rows);
+    print_table(
+        &[
+            "GROUP",
+            "TOPIC",
+            "PARTITION",
+            "CURRENT-OFFSET",
+            "LOG-END-OFFSET",
+            "LAG",
+            "CONSUMER-ID",
+            "HOST",
+            "CLIENT-ID",
+        ],
+        &rows,
+    );
     if !description.members.is_empty() {
         outln!();
         let rows: Vec<Vec<String>> = description
             .members
             .iter()
             .map(|m| {
-                let assignment: Vec<String> = m.assignment.iter().map(|tp| tp.to_string()).collect();
-                vec![m.member_id.clone(), m.group_instance_id.clone().unwrap_or_else(|| "-".into()), m.host.clone(), m.client_id.clone(), assignment.join(",")]
+                let assignment: Vec<String> =
+                    m.assignment.iter().map(|tp| tp.to_string()).collect();
+                vec![
+                    m.member_id.clone(),
+                    m.group_instance_id.clone().unwrap_or_else(|| "-".into()),
+                    m.host.clone(),
+                    m.client_id.clone(),
+                    assignment.join(","),
+                ]
             })
             .collect();
-        print_table(&["CONSUMER-ID", "INSTANCE-ID", "HOST", "CLIENT-ID", "ASSIGNMENT"], &rows);
+        print_table(
+            &[
+                "CONSUMER-ID",
+                "INSTANCE-ID",
+                "HOST",
+                "CLIENT-ID",
+                "ASSIGNMENT",
+            ],
+            &rows,
+        );
     }
     outln!();
     Ok(())
 }
 
-async fn select(admin: &Admin, group: &str, selection: &Selection) -> CliResult<Vec<TopicPartition>> {
+async fn select(
+    admin: &Admin,
+    group: &str,
+    selection: &Selection,
+) -> CliResult<Vec<TopicPartition>> {
     if selection.all_topics {
-        return Ok(admin.list_consumer_group_offsets(group, None).await?.into_keys().collect());
+        return Ok(admin
+            .list_consumer_group_offsets(group, None)
+            .await?
+            .into_keys()
+            .collect());
     }
     if selection.topics.is_empty() {
-        return Err(CliError::Usage("give --topic TOPIC[:P,P...] or --all-topics".into()));
+        return Err(CliError::Usage(
+            "give --topic TOPIC[:P,P...] or --all-topics".into(),
+        ));
     }
     let mut partitions = Vec::new();
     for spec in &selection.topics {
         match spec.split_once(':') {
             Some((topic, list)) => {
                 for p in list.split(',') {
-                    let p: i32 = p.trim().parse().map_err(|_| CliError::Usage(format!("--topic {spec}: partitions are numbers")))?;
+                    let p: i32 = p.trim().parse().map_err(|_| {
+                        CliError::Usage(format!("--topic {spec}: partitions are numbers"))
+                    })?;
                     partitions.push(TopicPartition::new(topic, p));
                 }
             }
             None => {
                 let topic = &admin.describe_topics(&[spec]).await?[0];
-                partitions.extend(topic.partitions.iter().map(|p| TopicPartition::new(spec.as_str(), p.partition)));
+                partitions.extend(
+                    topic
+                        .partitions
+                        .iter()
+                        .map(|p| TopicPartition::new(spec.as_str(), p.partition)),
+                );
             }
         }
     }
@@ -213,12 +299,43 @@ enum Target {
     Shift(i64),
 }
 
-async fn reset(admin: &Admin, group: &str, partitions: &[TopicPartition], target: Target, execute: bool) -> CliResult {
-    let earliest = admin.list_offsets(&partitions.iter().map(|tp| (tp.clone(), EARLIEST_TIMESTAMP)).collect::<Vec<_>>()).await?;
-    let latest = admin.list_offsets(&partitions.iter().map(|tp| (tp.clone(), LATEST_TIMESTAMP)).collect::<Vec<_>>()).await?;
-    let committed = admin.list_consumer_group_offsets(group, Some(partitions)).await?;
+async fn reset(
+    admin: &Admin,
+    group: &str,
+    partitions: &[TopicPartition],
+    target: Target,
+    execute: bool,
+) -> CliResult {
+    let earliest = admin
+        .list_offsets(
+            &partitions
+                .iter()
+                .map(|tp| (tp.clone(), EARLIEST_TIMESTAMP))
+                .collect::<Vec<_>>(),
+        )
+        .await?;
+    let latest = admin
+        .list_offsets(
+            &partitions
+                .iter()
+                .map(|tp| (tp.clone(), LATEST_TIMESTAMP))
+                .collect::<Vec<_>>(),
+        )
+        .await?;
+    let committed = admin
+        .list_consumer_group_offsets(group, Some(partitions))
+        .await?;
     let found = match target {
-        Target::Timestamp(ts) => admin.list_offsets(&partitions.iter().map(|tp| (tp.clone(), ts)).collect::<Vec<_>>()).await?,
+        Target::Timestamp(ts) => {
+            admin
+                .list_offsets(
+                    &partitions
+                        .iter()
+                        .map(|tp| (tp.clone(), ts))
+                        .collect::<Vec<_>>(),
+                )
+                .await?
+        }
         _ => BTreeMap::new(),
     };
     let mut plan = BTreeMap::new();
@@ -227,13 +344,27 @@ async fn reset(admin: &Admin, group: &str, partitions: &[TopicPartition], target
         let high = latest.get(tp).map_or(0, |o| o.offset);
         let wanted = match target {
             Target::Offset(offset) => offset,
-            Target::Timestamp(_) => found.get(tp).map(|o| o.offset).filter(|o| *o >= 0).unwrap_or(high),
+            Target::Timestamp(_) => found
+                .get(tp)
+                .map(|o| o.offset)
+                .filter(|o| *o >= 0)
+                .unwrap_or(high),
             Target::Shift(n) => committed.get(tp).map_or(low, |o| o.offset) + n,
         };
         // As Kafka's tool: clamp into the log.
         plan.insert(tp.clone(), OffsetAndMetadata::new(wanted.clamp(low, high)));
     }
-    let rows: Vec<Vec<String>> = plan.iter().map(|(tp, o)| vec![group.to_string(), tp.topic.to_string(), tp.partition.to_string(), o.offset.to_string()]).collect();
+    let rows: Vec<Vec<String>> = plan
+        .iter()
+        .map(|(tp, o)| {
+            vec![
+                group.to_string(),
+                tp.topic.to_string(),
+                tp.partition.to_string(),
+                o.offset.to_string(),
+            ]
+        })
+        .collect();
     print_table(&["GROUP", "TOPIC", "PARTITION", "NEW-OFFSET"], &rows);
     if execute {
         admin.alter_consumer_group_offsets(group, &plan).await?;

@@ -88,7 +88,11 @@ pub async fn run(args: PerfArgs) -> CliResult {
     }
 }
 
-fn merged_config(connect: &ConnectArgs, file: &Option<PathBuf>, props: &[(String, String)]) -> CliResult<ClientConfig> {
+fn merged_config(
+    connect: &ConnectArgs,
+    file: &Option<PathBuf>,
+    props: &[(String, String)],
+) -> CliResult<ClientConfig> {
     let mut config = connect.client_config()?;
     if let Some(path) = file {
         config = config.merge(&ClientConfig::from_properties_file(path)?);
@@ -115,7 +119,8 @@ struct Stats {
 
 impl Stats {
     fn record(&mut self, latency_us: u64, bytes: u64) {
-        self.latencies_us.push(latency_us.min(u64::from(u32::MAX)) as u32);
+        self.latencies_us
+            .push(latency_us.min(u64::from(u32::MAX)) as u32);
         self.window_count += 1;
         self.window_bytes += bytes;
         self.window_latency_us += latency_us;
@@ -125,7 +130,12 @@ impl Stats {
     }
 
     fn take_window(&mut self) -> (u64, u64, u64, u64) {
-        let window = (self.window_count, self.window_bytes, self.window_latency_us, self.window_max_us);
+        let window = (
+            self.window_count,
+            self.window_bytes,
+            self.window_latency_us,
+            self.window_max_us,
+        );
         self.window_count = 0;
         self.window_bytes = 0;
         self.window_latency_us = 0;
@@ -153,7 +163,10 @@ async fn produce(connect: &ConnectArgs, perf: ProducePerf) -> CliResult {
     let producer = Producer::new(config).await?;
     producer.partitions_for(&perf.topic).await?;
     let value = payload(perf.record_size);
-    let stats = Arc::new(Mutex::new(Stats { latencies_us: Vec::with_capacity(perf.num_records.min(50_000_000) as usize), ..Default::default() }));
+    let stats = Arc::new(Mutex::new(Stats {
+        latencies_us: Vec::with_capacity(perf.num_records.min(50_000_000) as usize),
+        ..Default::default()
+    }));
     let start = Instant::now();
     let interval = Duration::from_millis(perf.reporting_interval.max(100));
     let reporter = {
@@ -162,7 +175,8 @@ async fn produce(connect: &ConnectArgs, perf: ProducePerf) -> CliResult {
             let mut last = Instant::now();
             loop {
                 tokio::time::sleep(interval).await;
-                let (count, bytes, latency_us, max_us) = stats.lock().expect("stats lock poisoned").take_window();
+                let (count, bytes, latency_us, max_us) =
+                    stats.lock().expect("stats lock poisoned").take_window();
                 let elapsed = last.elapsed().as_secs_f64();
                 last = Instant::now();
                 eprintln!(
@@ -213,7 +227,8 @@ async fn produce(connect: &ConnectArgs, perf: ProducePerf) -> CliResult {
         if stats.latencies_us.is_empty() {
             return 0;
         }
-        let index = ((stats.latencies_us.len() as f64 * p) as usize).min(stats.latencies_us.len() - 1);
+        let index =
+            ((stats.latencies_us.len() as f64 * p) as usize).min(stats.latencies_us.len() - 1);
         u64::from(stats.latencies_us[index]) / 1000
     };
     outln!(
@@ -228,13 +243,19 @@ async fn produce(connect: &ConnectArgs, perf: ProducePerf) -> CliResult {
         percentile(0.999),
     );
     if stats.errors > 0 {
-        return Err(CliError::Usage(format!("{} of {} records failed", stats.errors, perf.num_records)));
+        return Err(CliError::Usage(format!(
+            "{} of {} records failed",
+            stats.errors, perf.num_records
+        )));
     }
     Ok(())
 }
 
 async fn consume(connect: &ConnectArgs, perf: ConsumePerf) -> CliResult {
-    let group = perf.group.clone().unwrap_or_else(|| format!("perf-consumer-{}", rivulet_client::clock::now_ms()));
+    let group = perf
+        .group
+        .clone()
+        .unwrap_or_else(|| format!("perf-consumer-{}", rivulet_client::clock::now_ms()));
     let mut config = merged_config(connect, &perf.consumer_config, &perf.consumer_props)?;
     config.insert("group.id", group);
     if config.get("auto.offset.reset").is_none() {
@@ -262,7 +283,8 @@ async fn consume(connect: &ConnectArgs, perf: ConsumePerf) -> CliResult {
         first_record_at.get_or_insert_with(Instant::now);
         last_record = Instant::now();
         for record in &records {
-            let size = record.value.as_ref().map_or(0, Bytes::len) + record.key.as_ref().map_or(0, Bytes::len);
+            let size = record.value.as_ref().map_or(0, Bytes::len)
+                + record.key.as_ref().map_or(0, Bytes::len);
             bytes += size as u64;
             window_bytes += size as u64;
         }

@@ -57,33 +57,46 @@ fn json_bytes(value: &Value) -> Option<Bytes> {
 }
 
 fn parse_json_line(topic: &str, line: &str, number: usize) -> CliResult<ProducerRecord> {
-    let object: Value = serde_json::from_str(line).map_err(|e| CliError::Usage(format!("line {number}: not JSON: {e}")))?;
+    let object: Value = serde_json::from_str(line)
+        .map_err(|e| CliError::Usage(format!("line {number}: not JSON: {e}")))?;
     let Value::Object(fields) = object else {
-        return Err(CliError::Usage(format!("line {number}: expected a JSON object")));
+        return Err(CliError::Usage(format!(
+            "line {number}: expected a JSON object"
+        )));
     };
     let mut record = ProducerRecord::new(topic);
     record.key = fields.get("key").and_then(json_bytes);
     record.value = fields.get("value").and_then(json_bytes);
     if let Some(headers) = fields.get("headers") {
         let Value::Object(headers) = headers else {
-            return Err(CliError::Usage(format!("line {number}: headers must be an object")));
+            return Err(CliError::Usage(format!(
+                "line {number}: headers must be an object"
+            )));
         };
         for (key, value) in headers {
             record.headers.push((key.clone(), json_bytes(value)));
         }
     }
     if let Some(partition) = fields.get("partition") {
-        let p = partition.as_i64().ok_or_else(|| CliError::Usage(format!("line {number}: partition must be a number")))?;
+        let p = partition
+            .as_i64()
+            .ok_or_else(|| CliError::Usage(format!("line {number}: partition must be a number")))?;
         record.partition = Some(p as i32);
     }
     if let Some(timestamp) = fields.get("timestamp") {
-        record.timestamp = Some(timestamp.as_i64().ok_or_else(|| CliError::Usage(format!("line {number}: timestamp must be a number")))?);
+        record.timestamp = Some(timestamp.as_i64().ok_or_else(|| {
+            CliError::Usage(format!("line {number}: timestamp must be a number"))
+        })?);
     }
     Ok(record)
 }
 
 pub async fn run(args: ProduceArgs) -> CliResult {
-    let mut config = args.connect.client_config()?.set("acks", args.acks.clone()).set("compression.type", args.compression.clone());
+    let mut config = args
+        .connect
+        .client_config()?
+        .set("acks", args.acks.clone())
+        .set("compression.type", args.compression.clone());
     for (k, v) in &args.properties {
         config.insert(k.clone(), v.clone());
     }
@@ -109,7 +122,11 @@ pub async fn run(args: ProduceArgs) -> CliResult {
             parse_json_line(&args.topic, line, number)?
         } else {
             let mut record = ProducerRecord::new(args.topic.clone());
-            match args.key_separator.as_deref().and_then(|sep| line.split_once(sep)) {
+            match args
+                .key_separator
+                .as_deref()
+                .and_then(|sep| line.split_once(sep))
+            {
                 Some((key, value)) => {
                     record.key = Some(Bytes::from(key.to_string()));
                     record.value = Some(Bytes::from(value.to_string()));
@@ -122,7 +139,9 @@ pub async fn run(args: ProduceArgs) -> CliResult {
             record.partition = Some(p);
         }
         for (k, v) in &args.headers {
-            record.headers.push((k.clone(), Some(Bytes::from(v.clone()))));
+            record
+                .headers
+                .push((k.clone(), Some(Bytes::from(v.clone()))));
         }
         deliveries.push(producer.send(record).await?);
         if deliveries.len() >= 10_000 {
@@ -139,7 +158,10 @@ async fn report(deliveries: Vec<rivulet_client::DeliveryFuture>, verbose: bool) 
     for delivery in deliveries {
         let metadata = delivery.await?;
         if verbose {
-            eprintln!("{}-{}@{}", metadata.topic, metadata.partition, metadata.offset);
+            eprintln!(
+                "{}-{}@{}",
+                metadata.topic, metadata.partition, metadata.offset
+            );
         }
     }
     Ok(())

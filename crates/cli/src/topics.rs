@@ -65,8 +65,18 @@ enum TopicsCommand {
 pub async fn run(args: TopicsArgs) -> CliResult {
     let admin = Admin::new(args.connect.client_config()?).await?;
     match args.command {
-        TopicsCommand::Create { topic, partitions, replication_factor, configs, if_not_exists } => {
-            let mut new = NewTopic::new(&topic, partitions.unwrap_or(-1), replication_factor.unwrap_or(-1));
+        TopicsCommand::Create {
+            topic,
+            partitions,
+            replication_factor,
+            configs,
+            if_not_exists,
+        } => {
+            let mut new = NewTopic::new(
+                &topic,
+                partitions.unwrap_or(-1),
+                replication_factor.unwrap_or(-1),
+            );
             new.configs = configs.into_iter().collect::<BTreeMap<_, _>>();
             match admin.create_topics(&[new]).await {
                 Ok(()) => outln!("Created topic {topic}."),
@@ -80,17 +90,28 @@ pub async fn run(args: TopicsArgs) -> CliResult {
             }
         }
         TopicsCommand::Describe { topics } => describe(&admin, topics).await?,
-        TopicsCommand::Alter { topic, partitions, configs } => {
+        TopicsCommand::Alter {
+            topic,
+            partitions,
+            configs,
+        } => {
             if partitions.is_none() && configs.is_empty() {
-                return Err(CliError::Usage("topics alter needs --partitions or --config".into()));
+                return Err(CliError::Usage(
+                    "topics alter needs --partitions or --config".into(),
+                ));
             }
             if let Some(total) = partitions {
                 admin.create_partitions(&topic, total).await?;
                 outln!("Topic {topic} now has {total} partitions.");
             }
             if !configs.is_empty() {
-                let ops: Vec<AlterConfigOp> = configs.into_iter().map(|(k, v)| AlterConfigOp::Set(k, v)).collect();
-                admin.incremental_alter_configs(&ConfigResource::topic(&topic), &ops, false).await?;
+                let ops: Vec<AlterConfigOp> = configs
+                    .into_iter()
+                    .map(|(k, v)| AlterConfigOp::Set(k, v))
+                    .collect();
+                admin
+                    .incremental_alter_configs(&ConfigResource::topic(&topic), &ops, false)
+                    .await?;
                 outln!("Updated the configs of topic {topic}.");
             }
         }
@@ -98,7 +119,8 @@ pub async fn run(args: TopicsArgs) -> CliResult {
             for topic in topics {
                 match admin.delete_topics(&[&topic]).await {
                     Ok(()) => outln!("Deleted topic {topic}."),
-                    Err(e) if if_exists && e.code() == Some(ErrorCode::UnknownTopicOrPartition) => {}
+                    Err(e) if if_exists && e.code() == Some(ErrorCode::UnknownTopicOrPartition) => {
+                    }
                     Err(e) => return Err(e.into()),
                 }
             }
@@ -116,23 +138,37 @@ async fn describe(admin: &Admin, topics: Vec<String>) -> CliResult {
         admin.describe_topics(&names).await?
     };
     for topic in described {
-        outln!("Topic: {}\tTopicId: {}\tPartitionCount: {}\tInternal: {}", topic.name, topic.topic_id, topic.partitions.len(), topic.is_internal);
+        outln!(
+            "Topic: {}\tTopicId: {}\tPartitionCount: {}\tInternal: {}",
+            topic.name,
+            topic.topic_id,
+            topic.partitions.len(),
+            topic.is_internal
+        );
         let rows: Vec<Vec<String>> = topic
             .partitions
             .iter()
             .map(|p| {
-                let list = |ids: &[i32]| ids.iter().map(i32::to_string).collect::<Vec<_>>().join(",");
+                let list =
+                    |ids: &[i32]| ids.iter().map(i32::to_string).collect::<Vec<_>>().join(",");
                 vec![
                     format!("  {}", p.partition),
                     p.leader.to_string(),
                     p.leader_epoch.to_string(),
                     list(&p.replicas),
                     list(&p.isr),
-                    if p.error.is_ok() { String::new() } else { p.error.name().to_string() },
+                    if p.error.is_ok() {
+                        String::new()
+                    } else {
+                        p.error.name().to_string()
+                    },
                 ]
             })
             .collect();
-        print_table(&["  PARTITION", "LEADER", "EPOCH", "REPLICAS", "ISR", "ERROR"], &rows);
+        print_table(
+            &["  PARTITION", "LEADER", "EPOCH", "REPLICAS", "ISR", "ERROR"],
+            &rows,
+        );
     }
     Ok(())
 }

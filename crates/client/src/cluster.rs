@@ -15,7 +15,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
 
 use protocol::kafka::messages::{
-    find_coordinator_request::FindCoordinatorRequest, metadata_request::MetadataRequestTopic, ApiKey, MetadataRequest, TopicName,
+    find_coordinator_request::FindCoordinatorRequest, metadata_request::MetadataRequestTopic,
+    ApiKey, MetadataRequest, TopicName,
 };
 use protocol::kafka::protocol::StrBytes;
 use protocol::{ErrorCode, TopicPartition};
@@ -94,7 +95,10 @@ impl ClusterMetadata {
     }
 
     pub fn partition_count(&self, topic: &str) -> Option<usize> {
-        self.topics.get(topic).filter(|t| t.error.is_ok()).map(|t| t.partitions.len())
+        self.topics
+            .get(topic)
+            .filter(|t| t.error.is_ok())
+            .map(|t| t.partitions.len())
     }
 }
 
@@ -121,7 +125,9 @@ pub struct Cluster {
 
 impl std::fmt::Debug for Cluster {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Cluster").field("bootstrap", &self.config.bootstrap_servers).finish()
+        f.debug_struct("Cluster")
+            .field("bootstrap", &self.config.bootstrap_servers)
+            .finish()
     }
 }
 
@@ -166,19 +172,31 @@ impl Cluster {
 
     /// Whether the snapshot is older than `metadata.max.age.ms` (or never fetched).
     pub fn metadata_is_stale(&self) -> bool {
-        self.refreshed_at.lock().expect("refresh time lock poisoned").is_none_or(|at| at.elapsed() >= self.config.metadata_max_age)
+        self.refreshed_at
+            .lock()
+            .expect("refresh time lock poisoned")
+            .is_none_or(|at| at.elapsed() >= self.config.metadata_max_age)
     }
 
     /// Refreshes the topics of interest (single-flight: a refresh that completes
     /// while we wait for the lock counts as ours).
     pub async fn refresh(&self) -> Result<Arc<ClusterMetadata>> {
-        let topics: Vec<String> = self.interest.lock().expect("interest lock poisoned").iter().cloned().collect();
+        let topics: Vec<String> = self
+            .interest
+            .lock()
+            .expect("interest lock poisoned")
+            .iter()
+            .cloned()
+            .collect();
         self.refresh_scope(MetadataScope::Topics(topics)).await
     }
 
     /// Refreshes metadata for `scope` and returns the new snapshot.
     pub async fn refresh_scope(&self, scope: MetadataScope) -> Result<Arc<ClusterMetadata>> {
-        let seen = *self.refresh_count.lock().expect("refresh count lock poisoned");
+        let seen = *self
+            .refresh_count
+            .lock()
+            .expect("refresh count lock poisoned");
         let mut guard = self.refresh_lock.lock().await;
         if *guard > seen && matches!(scope, MetadataScope::Topics(_)) {
             // Someone refreshed while we waited; theirs is at least as fresh.
@@ -186,7 +204,10 @@ impl Cluster {
         }
         let result = self.fetch_metadata(&scope).await;
         *guard += 1;
-        *self.refresh_count.lock().expect("refresh count lock poisoned") = *guard;
+        *self
+            .refresh_count
+            .lock()
+            .expect("refresh count lock poisoned") = *guard;
         result
     }
 
@@ -197,7 +218,10 @@ impl Cluster {
             MetadataScope::Topics(names) => Some(
                 names
                     .iter()
-                    .map(|n| MetadataRequestTopic::default().with_name(Some(TopicName(StrBytes::from_string(n.clone())))))
+                    .map(|n| {
+                        MetadataRequestTopic::default()
+                            .with_name(Some(TopicName(StrBytes::from_string(n.clone()))))
+                    })
                     .collect(),
             ),
         };
@@ -221,13 +245,21 @@ impl Cluster {
             .brokers
             .into_iter()
             .map(|b| {
-                let info = BrokerInfo { node_id: b.node_id.0, host: b.host.to_string(), port: b.port, rack: b.rack.map(|r| r.to_string()) };
+                let info = BrokerInfo {
+                    node_id: b.node_id.0,
+                    host: b.host.to_string(),
+                    port: b.port,
+                    rack: b.rack.map(|r| r.to_string()),
+                };
                 (b.node_id.0, info)
             })
             .collect();
         for topic in response.topics {
-            let Some(name) = topic.name.map(|n| n.0.to_string()) else { continue };
-            let error = ErrorCode::from_i16(topic.error_code).unwrap_or(ErrorCode::UnknownServerError);
+            let Some(name) = topic.name.map(|n| n.0.to_string()) else {
+                continue;
+            };
+            let error =
+                ErrorCode::from_i16(topic.error_code).unwrap_or(ErrorCode::UnknownServerError);
             if error == ErrorCode::UnknownTopicOrPartition {
                 next.topics.remove(&name);
                 continue;
@@ -242,16 +274,27 @@ impl Cluster {
                     replicas: p.replica_nodes.iter().map(|b| b.0).collect(),
                     isr: p.isr_nodes.iter().map(|b| b.0).collect(),
                     offline_replicas: p.offline_replicas.iter().map(|b| b.0).collect(),
-                    error: ErrorCode::from_i16(p.error_code).unwrap_or(ErrorCode::UnknownServerError),
+                    error: ErrorCode::from_i16(p.error_code)
+                        .unwrap_or(ErrorCode::UnknownServerError),
                 })
                 .collect();
             partitions.sort_by_key(|p| p.partition);
-            let info = TopicInfo { shared_name: Arc::from(name.as_str()), name: name.clone(), topic_id: topic.topic_id, is_internal: topic.is_internal, error, partitions };
+            let info = TopicInfo {
+                shared_name: Arc::from(name.as_str()),
+                name: name.clone(),
+                topic_id: topic.topic_id,
+                is_internal: topic.is_internal,
+                error,
+                partitions,
+            };
             next.topics.insert(name, Arc::new(info));
         }
         let next = Arc::new(next);
         *self.metadata.write().expect("metadata lock poisoned") = Arc::clone(&next);
-        *self.refreshed_at.lock().expect("refresh time lock poisoned") = Some(Instant::now());
+        *self
+            .refreshed_at
+            .lock()
+            .expect("refresh time lock poisoned") = Some(Instant::now());
         Ok(next)
     }
 
@@ -266,12 +309,17 @@ impl Cluster {
         loop {
             let snapshot = self.refresh().await?;
             match snapshot.topic(topic) {
-                Some(info) if info.error.is_ok() && !info.partitions.is_empty() => return Ok(Arc::clone(info)),
+                Some(info) if info.error.is_ok() && !info.partitions.is_empty() => {
+                    return Ok(Arc::clone(info))
+                }
                 Some(info) if !info.error.is_retriable() && !info.error.is_ok() => {
                     return Err(ClientError::kafka(info.error, topic));
                 }
                 _ if Instant::now() >= deadline => {
-                    return Err(ClientError::kafka(ErrorCode::UnknownTopicOrPartition, topic));
+                    return Err(ClientError::kafka(
+                        ErrorCode::UnknownTopicOrPartition,
+                        topic,
+                    ));
                 }
                 _ => tokio::time::sleep(self.config.retry_backoff).await,
             }
@@ -287,19 +335,32 @@ impl Cluster {
             Some(broker) => broker.address(),
             None => {
                 let snapshot = self.refresh().await?;
-                snapshot.brokers.get(&node_id).map(BrokerInfo::address).ok_or_else(|| {
-                    ClientError::kafka(ErrorCode::BrokerNotAvailable, format!("node {node_id} is not in the cluster metadata"))
-                })?
+                snapshot
+                    .brokers
+                    .get(&node_id)
+                    .map(BrokerInfo::address)
+                    .ok_or_else(|| {
+                        ClientError::kafka(
+                            ErrorCode::BrokerNotAvailable,
+                            format!("node {node_id} is not in the cluster metadata"),
+                        )
+                    })?
             }
         };
         let connection = Connection::connect(&address, node_id, self.options.clone()).await?;
-        self.connections.lock().expect("connections lock poisoned").insert(node_id, connection.clone());
+        self.connections
+            .lock()
+            .expect("connections lock poisoned")
+            .insert(node_id, connection.clone());
         Ok(connection)
     }
 
     fn cached_connection(&self, node_id: i32) -> Option<Connection> {
         let connections = self.connections.lock().expect("connections lock poisoned");
-        connections.get(&node_id).filter(|c| !c.is_closed()).cloned()
+        connections
+            .get(&node_id)
+            .filter(|c| !c.is_closed())
+            .cloned()
     }
 
     /// A connection to any broker: an open one, else a known broker, else a
@@ -311,7 +372,12 @@ impl Cluster {
                 return Ok(c.clone());
             }
         }
-        let mut candidates: Vec<(i32, String)> = self.metadata().brokers.values().map(|b| (b.node_id, b.address())).collect();
+        let mut candidates: Vec<(i32, String)> = self
+            .metadata()
+            .brokers
+            .values()
+            .map(|b| (b.node_id, b.address()))
+            .collect();
         for (index, address) in self.config.bootstrap_servers.iter().enumerate() {
             candidates.push((-1 - index as i32, address.clone()));
         }
@@ -319,7 +385,10 @@ impl Cluster {
         for (node_id, address) in candidates {
             match Connection::connect(&address, node_id, self.options.clone()).await {
                 Ok(connection) => {
-                    self.connections.lock().expect("connections lock poisoned").insert(node_id, connection.clone());
+                    self.connections
+                        .lock()
+                        .expect("connections lock poisoned")
+                        .insert(node_id, connection.clone());
                     return Ok(connection);
                 }
                 Err(e) => {
@@ -328,7 +397,10 @@ impl Cluster {
                 }
             }
         }
-        Err(last_error.unwrap_or_else(|| ClientError::Config { key: "bootstrap.servers".into(), reason: "empty".into() }))
+        Err(last_error.unwrap_or_else(|| ClientError::Config {
+            key: "bootstrap.servers".into(),
+            reason: "empty".into(),
+        }))
     }
 
     /// A connection to the leader of `tp`, refreshing metadata if it is unknown.
@@ -337,7 +409,9 @@ impl Cluster {
             Some(leader) => leader,
             None => {
                 self.topic(&tp.topic).await?;
-                self.refresh().await?.leader_for(tp).ok_or_else(|| ClientError::kafka(ErrorCode::LeaderNotAvailable, tp.to_string()))?
+                self.refresh().await?.leader_for(tp).ok_or_else(|| {
+                    ClientError::kafka(ErrorCode::LeaderNotAvailable, tp.to_string())
+                })?
             }
         };
         self.connection(leader).await
@@ -345,20 +419,31 @@ impl Cluster {
 
     /// The coordinator of a group (`key_type` 0) or transactional id (1).
     pub async fn coordinator(&self, key_type: i8, key: &str) -> Result<Connection> {
-        let cached = self.coordinators.lock().expect("coordinators lock poisoned").get(&(key_type, key.to_string())).copied();
+        let cached = self
+            .coordinators
+            .lock()
+            .expect("coordinators lock poisoned")
+            .get(&(key_type, key.to_string()))
+            .copied();
         if let Some(node_id) = cached {
             if let Ok(connection) = self.connection(node_id).await {
                 return Ok(connection);
             }
         }
         let node_id = self.find_coordinator(key_type, key).await?;
-        self.coordinators.lock().expect("coordinators lock poisoned").insert((key_type, key.to_string()), node_id);
+        self.coordinators
+            .lock()
+            .expect("coordinators lock poisoned")
+            .insert((key_type, key.to_string()), node_id);
         self.connection(node_id).await
     }
 
     /// Forgets a coordinator after NOT_COORDINATOR or a lost connection.
     pub fn coordinator_dead(&self, key_type: i8, key: &str) {
-        self.coordinators.lock().expect("coordinators lock poisoned").remove(&(key_type, key.to_string()));
+        self.coordinators
+            .lock()
+            .expect("coordinators lock poisoned")
+            .remove(&(key_type, key.to_string()));
     }
 
     async fn find_coordinator(&self, key_type: i8, key: &str) -> Result<i32> {
@@ -387,22 +472,44 @@ impl Cluster {
         }
         let response = connection.send_version(&request, version, None).await?;
         let (node_id, host, port, code, message) = if version >= 4 {
-            let c = response
-                .coordinators
-                .into_iter()
-                .next()
-                .ok_or_else(|| ClientError::Protocol("FindCoordinator answer without coordinators".into()))?;
-            (c.node_id.0, c.host.to_string(), c.port, c.error_code, c.error_message.map(|m| m.to_string()))
+            let c = response.coordinators.into_iter().next().ok_or_else(|| {
+                ClientError::Protocol("FindCoordinator answer without coordinators".into())
+            })?;
+            (
+                c.node_id.0,
+                c.host.to_string(),
+                c.port,
+                c.error_code,
+                c.error_message.map(|m| m.to_string()),
+            )
         } else {
             let r = response;
-            (r.node_id.0, r.host.to_string(), r.port, r.error_code, r.error_message.map(|m| m.to_string()))
+            (
+                r.node_id.0,
+                r.host.to_string(),
+                r.port,
+                r.error_code,
+                r.error_message.map(|m| m.to_string()),
+            )
         };
-        ClientError::check(code, || format!("coordinator for {key}"), message.as_deref())?;
+        ClientError::check(
+            code,
+            || format!("coordinator for {key}"),
+            message.as_deref(),
+        )?;
         // The coordinator may not be in our snapshot yet: add its address.
         let known = self.metadata().brokers.contains_key(&node_id);
         if !known {
             let mut snapshot = (*self.metadata()).clone();
-            snapshot.brokers.insert(node_id, BrokerInfo { node_id, host, port, rack: None });
+            snapshot.brokers.insert(
+                node_id,
+                BrokerInfo {
+                    node_id,
+                    host,
+                    port,
+                    rack: None,
+                },
+            );
             *self.metadata.write().expect("metadata lock poisoned") = Arc::new(snapshot);
         }
         Ok(node_id)
@@ -415,7 +522,13 @@ impl Cluster {
 
     /// Closes every connection.
     pub fn close(&self) {
-        let connections: Vec<Connection> = self.connections.lock().expect("connections lock poisoned").drain().map(|(_, c)| c).collect();
+        let connections: Vec<Connection> = self
+            .connections
+            .lock()
+            .expect("connections lock poisoned")
+            .drain()
+            .map(|(_, c)| c)
+            .collect();
         for connection in connections {
             connection.close("client closed");
         }

@@ -87,10 +87,13 @@ impl ClientConfig {
     {
         match self.get(key) {
             None => Ok(default),
-            Some(text) => text.trim().parse().map_err(|e: T::Err| ClientError::Config {
-                key: key.to_string(),
-                reason: format!("{text:?}: {e}"),
-            }),
+            Some(text) => text
+                .trim()
+                .parse()
+                .map_err(|e: T::Err| ClientError::Config {
+                    key: key.to_string(),
+                    reason: format!("{text:?}: {e}"),
+                }),
         }
     }
 
@@ -104,13 +107,22 @@ impl ClientConfig {
             None => Ok(default),
             Some(v) if v == "true" => Ok(true),
             Some(v) if v == "false" => Ok(false),
-            Some(v) => Err(ClientError::Config { key: key.into(), reason: format!("{v:?} is not true or false") }),
+            Some(v) => Err(ClientError::Config {
+                key: key.into(),
+                reason: format!("{v:?} is not true or false"),
+            }),
         }
     }
 
     /// A comma-separated list, trimmed, empties dropped.
     pub fn list(&self, key: &str) -> Option<Vec<String>> {
-        self.get(key).map(|v| v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect())
+        self.get(key).map(|v| {
+            v.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect()
+        })
     }
 }
 
@@ -145,9 +157,14 @@ impl CommonConfig {
             });
         }
         for server in &bootstrap_servers {
-            let ok = server.rsplit_once(':').is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+            let ok = server
+                .rsplit_once(':')
+                .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
             if !ok {
-                return Err(ClientError::Config { key: "bootstrap.servers".into(), reason: format!("{server:?} is not host:port") });
+                return Err(ClientError::Config {
+                    key: "bootstrap.servers".into(),
+                    reason: format!("{server:?} is not host:port"),
+                });
             }
         }
         let security = config.get("security.protocol").unwrap_or("PLAINTEXT");
@@ -159,7 +176,10 @@ impl CommonConfig {
         }
         Ok(CommonConfig {
             bootstrap_servers,
-            client_id: config.get("client.id").unwrap_or(default_client_id).to_string(),
+            client_id: config
+                .get("client.id")
+                .unwrap_or(default_client_id)
+                .to_string(),
             request_timeout: config.ms_or("request.timeout.ms", 30_000)?,
             connection_setup_timeout: config.ms_or("socket.connection.setup.timeout.ms", 10_000)?,
             metadata_max_age: config.ms_or("metadata.max.age.ms", 300_000)?,
@@ -178,14 +198,22 @@ mod tests {
     fn properties_files_parse_like_java() {
         let text = "# comment\n! also\nbootstrap.servers = a:9092,b:9093\nclient.id: tool\n\nlinger.ms=7\n";
         let config = ClientConfig::from_properties(text).unwrap();
-        assert_eq!(config.list("bootstrap.servers").unwrap(), vec!["a:9092", "b:9093"]);
+        assert_eq!(
+            config.list("bootstrap.servers").unwrap(),
+            vec!["a:9092", "b:9093"]
+        );
         assert_eq!(config.get("client.id"), Some("tool"));
-        assert_eq!(config.ms_or("linger.ms", 5).unwrap(), Duration::from_millis(7));
+        assert_eq!(
+            config.ms_or("linger.ms", 5).unwrap(),
+            Duration::from_millis(7)
+        );
     }
 
     #[test]
     fn a_bad_value_names_its_key() {
-        let config = ClientConfig::new().set("bootstrap.servers", "x:1").set("request.timeout.ms", "soon");
+        let config = ClientConfig::new()
+            .set("bootstrap.servers", "x:1")
+            .set("request.timeout.ms", "soon");
         let error = CommonConfig::from_config(&config, "t").unwrap_err();
         assert!(error.to_string().contains("request.timeout.ms"), "{error}");
     }

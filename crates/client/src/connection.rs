@@ -117,9 +117,10 @@ impl Shared {
             // Name the request that was waiting: it is usually the one the
             // broker closed the connection over.
             let error = match &reason {
-                ClientError::Network { address, reason } => {
-                    ClientError::Network { address: address.clone(), reason: format!("{reason} (awaiting {:?})", pending.api_key) }
-                }
+                ClientError::Network { address, reason } => ClientError::Network {
+                    address: address.clone(),
+                    reason: format!("{reason} (awaiting {:?})", pending.api_key),
+                },
                 other => other.clone(),
             };
             let _ = pending.reply.send(Err(error));
@@ -127,7 +128,11 @@ impl Shared {
     }
 
     fn closed(&self) -> Option<ClientError> {
-        self.pending.lock().expect("pending queue lock poisoned").closed.clone()
+        self.pending
+            .lock()
+            .expect("pending queue lock poisoned")
+            .closed
+            .clone()
     }
 }
 
@@ -159,24 +164,50 @@ impl Drop for Inner {
 
 impl std::fmt::Debug for Connection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Connection({} node {})", self.inner.shared.address, self.inner.node_id)
+        write!(
+            f,
+            "Connection({} node {})",
+            self.inner.shared.address, self.inner.node_id
+        )
     }
 }
 
 impl Connection {
     /// Connects to `address` and negotiates API versions.
-    pub async fn connect(address: &str, node_id: i32, options: ConnectionOptions) -> Result<Connection> {
-        let connect_error = |reason: String| ClientError::Connect { address: address.to_string(), reason };
-        let stream = tokio::time::timeout(options.connection_setup_timeout, TcpStream::connect(address))
-            .await
-            .map_err(|_| connect_error(format!("no answer in {} ms", options.connection_setup_timeout.as_millis())))?
-            .map_err(|e| connect_error(e.to_string()))?;
+    pub async fn connect(
+        address: &str,
+        node_id: i32,
+        options: ConnectionOptions,
+    ) -> Result<Connection> {
+        let connect_error = |reason: String| ClientError::Connect {
+            address: address.to_string(),
+            reason,
+        };
+        let stream = tokio::time::timeout(
+            options.connection_setup_timeout,
+            TcpStream::connect(address),
+        )
+        .await
+        .map_err(|_| {
+            connect_error(format!(
+                "no answer in {} ms",
+                options.connection_setup_timeout.as_millis()
+            ))
+        })?
+        .map_err(|e| connect_error(e.to_string()))?;
         let _ = stream.set_nodelay(true);
         let (reader, writer) = stream.into_split();
-        let shared = Arc::new(Shared { address: address.to_string(), pending: Mutex::new(PendingQueue::default()) });
+        let shared = Arc::new(Shared {
+            address: address.to_string(),
+            pending: Mutex::new(PendingQueue::default()),
+        });
         let (outgoing, outgoing_rx) = mpsc::channel(OUTGOING_QUEUE);
         let write_task = tokio::spawn(write_loop(writer, outgoing_rx, Arc::clone(&shared)));
-        let read_task = tokio::spawn(read_loop(reader, Arc::clone(&shared), options.max_response_bytes));
+        let read_task = tokio::spawn(read_loop(
+            reader,
+            Arc::clone(&shared),
+            options.max_response_bytes,
+        ));
         let mut connection = Connection {
             inner: Arc::new(Inner {
                 shared,
@@ -190,7 +221,9 @@ impl Connection {
             }),
         };
         let versions = connection.negotiate().await?;
-        Arc::get_mut(&mut connection.inner).expect("no other handle exists yet").versions = versions;
+        Arc::get_mut(&mut connection.inner)
+            .expect("no other handle exists yet")
+            .versions = versions;
         Ok(connection)
     }
 
@@ -201,10 +234,20 @@ impl Connection {
         let mut response: ApiVersionsResponse = self.send_version(&request, 3, None).await?;
         if response.error_code == ErrorCode::UnsupportedVersion.code() {
             // KIP-511: the broker answered v0 with its own ApiVersions range.
-            response = self.send_version(&ApiVersionsRequest::default(), 0, None).await?;
+            response = self
+                .send_version(&ApiVersionsRequest::default(), 0, None)
+                .await?;
         }
-        ClientError::check(response.error_code, || format!("ApiVersions from {}", self.address()), None)?;
-        Ok(response.api_keys.iter().map(|v| (v.api_key, (v.min_version, v.max_version))).collect())
+        ClientError::check(
+            response.error_code,
+            || format!("ApiVersions from {}", self.address()),
+            None,
+        )?;
+        Ok(response
+            .api_keys
+            .iter()
+            .map(|v| (v.api_key, (v.min_version, v.max_version)))
+            .collect())
     }
 
     pub fn address(&self) -> &str {
@@ -232,12 +275,22 @@ impl Connection {
 
     /// The version to send `R` in: the highest both sides speak.
     pub fn version_of<R: Request>(&self) -> Result<i16> {
-        let key = ApiKey::try_from(R::KEY).map_err(|_| ClientError::Protocol(format!("unknown api key {}", R::KEY)))?;
-        let ours = (R::VERSIONS.min, client_max_version(key).unwrap_or(R::VERSIONS.max).min(R::VERSIONS.max));
+        let key = ApiKey::try_from(R::KEY)
+            .map_err(|_| ClientError::Protocol(format!("unknown api key {}", R::KEY)))?;
+        let ours = (
+            R::VERSIONS.min,
+            client_max_version(key)
+                .unwrap_or(R::VERSIONS.max)
+                .min(R::VERSIONS.max),
+        );
         let theirs = self.broker_versions(key);
         match theirs {
             Some((min, max)) if max.min(ours.1) >= min.max(ours.0) => Ok(max.min(ours.1)),
-            _ => Err(ClientError::UnsupportedApi { api: key, address: self.address().to_string(), broker_versions: theirs }),
+            _ => Err(ClientError::UnsupportedApi {
+                api: key,
+                address: self.address().to_string(),
+                broker_versions: theirs,
+            }),
         }
     }
 
@@ -249,13 +302,22 @@ impl Connection {
 
     /// Like [`Connection::send`], allowing `extra` time beyond `request.timeout.ms`
     /// (for requests the broker holds: Fetch's max wait, JoinGroup's rebalance).
-    pub async fn send_with_extra_time<R: Request>(&self, request: &R, extra: Duration) -> Result<R::Response> {
+    pub async fn send_with_extra_time<R: Request>(
+        &self,
+        request: &R,
+        extra: Duration,
+    ) -> Result<R::Response> {
         let version = self.version_of::<R>()?;
         self.send_version(request, version, Some(extra)).await
     }
 
     /// Sends `request` in `version`.
-    pub async fn send_version<R: Request>(&self, request: &R, version: i16, extra: Option<Duration>) -> Result<R::Response> {
+    pub async fn send_version<R: Request>(
+        &self,
+        request: &R,
+        version: i16,
+        extra: Option<Duration>,
+    ) -> Result<R::Response> {
         self.enqueue_version(request, version, extra).await?.await
     }
 
@@ -263,7 +325,10 @@ impl Connection {
     /// Requests are written in the order their `enqueue` calls complete, so a
     /// caller that awaits this in order (the producer's sender, for sequence
     /// numbers) keeps that order on the wire.
-    pub async fn enqueue_request<R: Request>(&self, request: &R) -> Result<impl std::future::Future<Output = Result<R::Response>> + Send + 'static> {
+    pub async fn enqueue_request<R: Request>(
+        &self,
+        request: &R,
+    ) -> Result<impl std::future::Future<Output = Result<R::Response>> + Send + 'static> {
         let version = self.version_of::<R>()?;
         self.enqueue_version(request, version, None).await
     }
@@ -274,11 +339,20 @@ impl Connection {
         version: i16,
         extra: Option<Duration>,
     ) -> Result<impl std::future::Future<Output = Result<R::Response>> + Send + 'static> {
-        let api_key = ApiKey::try_from(R::KEY).map_err(|_| ClientError::Protocol(format!("unknown api key {}", R::KEY)))?;
+        let api_key = ApiKey::try_from(R::KEY)
+            .map_err(|_| ClientError::Protocol(format!("unknown api key {}", R::KEY)))?;
         let (frame, correlation_id) = self.encode(request, version)?;
         let (reply, answer) = oneshot::channel();
-        let pending = Pending { correlation_id, api_key, reply };
-        self.enqueue(Outgoing { frame, pending: Some(pending) }).await?;
+        let pending = Pending {
+            correlation_id,
+            api_key,
+            reply,
+        };
+        self.enqueue(Outgoing {
+            frame,
+            pending: Some(pending),
+        })
+        .await?;
         let timeout = self.inner.options.request_timeout + extra.unwrap_or_default();
         let connection = self.clone();
         Ok(async move {
@@ -294,9 +368,17 @@ impl Connection {
                     return Err(error);
                 }
             };
-            let (got, response) = decode_response::<R::Response>(api_key, version, bytes)
-                .map_err(|e| ClientError::Protocol(format!("{api_key:?} v{version} response from {}: {e}", connection.address())))?;
-            debug_assert_eq!(got, correlation_id, "the reader matched the response by correlation id");
+            let (got, response) =
+                decode_response::<R::Response>(api_key, version, bytes).map_err(|e| {
+                    ClientError::Protocol(format!(
+                        "{api_key:?} v{version} response from {}: {e}",
+                        connection.address()
+                    ))
+                })?;
+            debug_assert_eq!(
+                got, correlation_id,
+                "the reader matched the response by correlation id"
+            );
             Ok(response)
         })
     }
@@ -305,7 +387,11 @@ impl Connection {
     pub async fn send_oneway<R: Request>(&self, request: &R) -> Result<()> {
         let version = self.version_of::<R>()?;
         let (frame, _) = self.encode(request, version)?;
-        self.enqueue(Outgoing { frame, pending: None }).await
+        self.enqueue(Outgoing {
+            frame,
+            pending: None,
+        })
+        .await
     }
 
     fn encode<R: Request>(&self, request: &R, version: i16) -> Result<(BytesMut, i32)> {
@@ -315,7 +401,8 @@ impl Connection {
             .with_request_api_version(version)
             .with_correlation_id(correlation_id)
             .with_client_id(Some(self.inner.client_id.clone()));
-        let frame = encode_request(&header, request).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let frame =
+            encode_request(&header, request).map_err(|e| ClientError::Protocol(e.to_string()))?;
         Ok((frame, correlation_id))
     }
 
@@ -323,28 +410,45 @@ impl Connection {
         if let Some(reason) = self.inner.shared.closed() {
             return Err(reason);
         }
-        self.inner.outgoing.send(outgoing).await.map_err(|_| self.closed_error())
+        self.inner
+            .outgoing
+            .send(outgoing)
+            .await
+            .map_err(|_| self.closed_error())
     }
 
     fn closed_error(&self) -> ClientError {
-        self.inner.shared.closed().unwrap_or_else(|| ClientError::Network {
-            address: self.address().to_string(),
-            reason: "connection closed".into(),
-        })
+        self.inner
+            .shared
+            .closed()
+            .unwrap_or_else(|| ClientError::Network {
+                address: self.address().to_string(),
+                reason: "connection closed".into(),
+            })
     }
 
     /// Closes the connection; requests waiting fail with `reason`.
     pub fn close(&self, reason: &str) {
-        self.inner.shared.close(ClientError::Network { address: self.address().to_string(), reason: reason.to_string() });
+        self.inner.shared.close(ClientError::Network {
+            address: self.address().to_string(),
+            reason: reason.to_string(),
+        });
         for task in &self.inner.tasks {
             task.abort();
         }
     }
 }
 
-async fn write_loop(writer: tokio::net::tcp::OwnedWriteHalf, mut outgoing: mpsc::Receiver<Outgoing>, shared: Arc<Shared>) {
+async fn write_loop(
+    writer: tokio::net::tcp::OwnedWriteHalf,
+    mut outgoing: mpsc::Receiver<Outgoing>,
+    shared: Arc<Shared>,
+) {
     let mut writer = BufWriter::with_capacity(WRITE_BUFFER_BYTES, writer);
-    let network_error = |e: std::io::Error| ClientError::Network { address: shared.address.clone(), reason: e.to_string() };
+    let network_error = |e: std::io::Error| ClientError::Network {
+        address: shared.address.clone(),
+        reason: e.to_string(),
+    };
     while let Some(first) = outgoing.recv().await {
         let mut next = Some(first);
         let mut written = 0usize;
@@ -369,22 +473,35 @@ async fn write_loop(writer: tokio::net::tcp::OwnedWriteHalf, mut outgoing: mpsc:
     }
 }
 
-async fn read_loop(mut reader: tokio::net::tcp::OwnedReadHalf, shared: Arc<Shared>, max_response_bytes: usize) {
+async fn read_loop(
+    mut reader: tokio::net::tcp::OwnedReadHalf,
+    shared: Arc<Shared>,
+    max_response_bytes: usize,
+) {
     let error = loop {
         let size = match reader.read_i32().await {
             Ok(size) => size,
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break "closed by the broker".to_string(),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                break "closed by the broker".to_string()
+            }
             Err(e) => break e.to_string(),
         };
         if size < 4 || size as usize > max_response_bytes {
-            break format!("response frame of {size} bytes (limit {max_response_bytes}, max.response.size)");
+            break format!(
+                "response frame of {size} bytes (limit {max_response_bytes}, max.response.size)"
+            );
         }
         let mut frame = BytesMut::zeroed(size as usize);
         if let Err(e) = reader.read_exact(&mut frame).await {
             break e.to_string();
         }
         let correlation_id = i32::from_be_bytes([frame[0], frame[1], frame[2], frame[3]]);
-        let pending = shared.pending.lock().expect("pending queue lock poisoned").queue.pop_front();
+        let pending = shared
+            .pending
+            .lock()
+            .expect("pending queue lock poisoned")
+            .queue
+            .pop_front();
         match pending {
             Some(p) if p.correlation_id == correlation_id => {
                 let _ = p.reply.send(Ok(frame.freeze()));
@@ -400,5 +517,8 @@ async fn read_loop(mut reader: tokio::net::tcp::OwnedReadHalf, shared: Arc<Share
             None => break format!("unsolicited response (correlation id {correlation_id})"),
         }
     };
-    shared.close(ClientError::Network { address: shared.address.clone(), reason: error });
+    shared.close(ClientError::Network {
+        address: shared.address.clone(),
+        reason: error,
+    });
 }

@@ -10,7 +10,11 @@ use protocol::ErrorCode;
 pub enum ClientError {
     /// The broker answered with a Kafka error code.
     #[error("{code}{}{}", context_suffix(.context), message_suffix(.message))]
-    Kafka { code: ErrorCode, context: String, message: Option<String> },
+    Kafka {
+        code: ErrorCode,
+        context: String,
+        message: Option<String>,
+    },
     /// No TCP connection to any of the addresses tried.
     #[error("cannot connect to {address}: {reason}")]
     Connect { address: String, reason: String },
@@ -22,7 +26,11 @@ pub enum ClientError {
     Timeout { what: String, timeout_ms: u64 },
     /// The broker does not serve this API in any version the client speaks.
     #[error("the broker at {address} does not support {api:?}{}", versions_suffix(.broker_versions))]
-    UnsupportedApi { api: ApiKey, address: String, broker_versions: Option<(i16, i16)> },
+    UnsupportedApi {
+        api: ApiKey,
+        address: String,
+        broker_versions: Option<(i16, i16)>,
+    },
     /// A response could not be decoded, or broke the protocol.
     #[error("protocol error: {0}")]
     Protocol(String),
@@ -64,7 +72,11 @@ pub type Result<T, E = ClientError> = std::result::Result<T, E>;
 impl ClientError {
     /// A Kafka error for `context` (a topic-partition, group or resource name).
     pub fn kafka(code: ErrorCode, context: impl Into<String>) -> ClientError {
-        ClientError::Kafka { code, context: context.into(), message: None }
+        ClientError::Kafka {
+            code,
+            context: context.into(),
+            message: None,
+        }
     }
 
     /// From a wire code: `Ok(())` for NONE.
@@ -73,7 +85,11 @@ impl ClientError {
             return Ok(());
         }
         let code = ErrorCode::from_i16(code).unwrap_or(ErrorCode::UnknownServerError);
-        Err(ClientError::Kafka { code, context: context(), message: message.map(str::to_string) })
+        Err(ClientError::Kafka {
+            code,
+            context: context(),
+            message: message.map(str::to_string),
+        })
     }
 
     /// The Kafka error code, when the broker sent one.
@@ -88,7 +104,9 @@ impl ClientError {
     pub fn is_retriable(&self) -> bool {
         match self {
             ClientError::Kafka { code, .. } => code.is_retriable(),
-            ClientError::Connect { .. } | ClientError::Network { .. } | ClientError::Timeout { .. } => true,
+            ClientError::Connect { .. }
+            | ClientError::Network { .. }
+            | ClientError::Timeout { .. } => true,
             ClientError::UnsupportedApi { .. }
             | ClientError::Protocol(_)
             | ClientError::Config { .. }
@@ -101,7 +119,9 @@ impl ClientError {
     pub fn needs_metadata_refresh(&self) -> bool {
         match self {
             ClientError::Kafka { code, .. } => invalidates_metadata(*code),
-            ClientError::Connect { .. } | ClientError::Network { .. } | ClientError::Timeout { .. } => true,
+            ClientError::Connect { .. }
+            | ClientError::Network { .. }
+            | ClientError::Timeout { .. } => true,
             _ => false,
         }
     }
@@ -110,12 +130,24 @@ impl ClientError {
     pub fn hint(&self) -> Option<&'static str> {
         match self {
             ClientError::Kafka { code, .. } => hint(*code),
-            ClientError::Connect { .. } => Some("check --bootstrap-server and that the broker is running and reachable"),
-            ClientError::Network { .. } => Some("the broker closed the connection; check its log and retry"),
-            ClientError::Timeout { .. } => Some("the broker is slow or unreachable; retry, or raise request.timeout.ms"),
-            ClientError::UnsupportedApi { .. } => Some("this broker version does not implement the operation"),
-            ClientError::Config { .. } => Some("fix the value in --command-config or the command line"),
-            ClientError::Protocol(_) | ClientError::InvalidArgument(_) | ClientError::Closed => None,
+            ClientError::Connect { .. } => {
+                Some("check --bootstrap-server and that the broker is running and reachable")
+            }
+            ClientError::Network { .. } => {
+                Some("the broker closed the connection; check its log and retry")
+            }
+            ClientError::Timeout { .. } => {
+                Some("the broker is slow or unreachable; retry, or raise request.timeout.ms")
+            }
+            ClientError::UnsupportedApi { .. } => {
+                Some("this broker version does not implement the operation")
+            }
+            ClientError::Config { .. } => {
+                Some("fix the value in --command-config or the command line")
+            }
+            ClientError::Protocol(_) | ClientError::InvalidArgument(_) | ClientError::Closed => {
+                None
+            }
         }
     }
 }
@@ -185,7 +217,10 @@ mod tests {
     #[test]
     fn kafka_errors_name_the_code_and_context() {
         let error = ClientError::kafka(ErrorCode::UnknownTopicOrPartition, "orders-3");
-        assert_eq!(error.to_string(), "UNKNOWN_TOPIC_OR_PARTITION (3) (orders-3)");
+        assert_eq!(
+            error.to_string(),
+            "UNKNOWN_TOPIC_OR_PARTITION (3) (orders-3)"
+        );
         assert!(error.is_retriable());
         assert!(error.needs_metadata_refresh());
         assert!(error.hint().is_some());

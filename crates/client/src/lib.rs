@@ -67,7 +67,9 @@ pub mod rpc;
 pub use admin::{Admin, NewTopic};
 pub use config::ClientConfig;
 pub use consumer::{Consumer, ConsumerRecord, RebalanceListener};
-pub use rpc::OffsetAndMetadata;
 pub use error::{ClientError, Result};
-pub use producer::{ConsumerGroupMetadata, DeliveryFuture, Producer, ProducerRecord, RecordMetadata};
+pub use producer::{
+    ConsumerGroupMetadata, DeliveryFuture, Producer, ProducerRecord, RecordMetadata,
+};
 pub use protocol::{ErrorCode, TopicPartition};
+pub use rpc::OffsetAndMetadata;

@@ -71,7 +71,11 @@ struct Sticky {
 
 impl StickyPartitioner {
     pub fn new(batch_size: usize, seed: u64) -> Self {
-        StickyPartitioner { batch_size: batch_size.max(1), state: HashMap::new(), rng: seed | 1 }
+        StickyPartitioner {
+            batch_size: batch_size.max(1),
+            state: HashMap::new(),
+            rng: seed | 1,
+        }
     }
 
     fn next_random(&mut self) -> u64 {
@@ -86,7 +90,13 @@ impl StickyPartitioner {
 
     /// The partition for a keyless record of `bytes` bytes. `available` lists the
     /// partitions that have a leader (all partitions are used if it is empty).
-    pub fn partition(&mut self, topic: &str, partitions: i32, available: &[i32], bytes: usize) -> i32 {
+    pub fn partition(
+        &mut self,
+        topic: &str,
+        partitions: i32,
+        available: &[i32],
+        bytes: usize,
+    ) -> i32 {
         assert!(partitions > 0, "a topic has at least one partition");
         let current = self.state.get(topic).copied();
         let sticky = match current {
@@ -94,10 +104,16 @@ impl StickyPartitioner {
             _ => {
                 let previous = current.map(|s| s.partition);
                 let partition = self.pick(partitions, available, previous);
-                Sticky { partition, bytes: 0 }
+                Sticky {
+                    partition,
+                    bytes: 0,
+                }
             }
         };
-        let updated = Sticky { partition: sticky.partition, bytes: sticky.bytes + bytes };
+        let updated = Sticky {
+            partition: sticky.partition,
+            bytes: sticky.bytes + bytes,
+        };
         match self.state.get_mut(topic) {
             Some(slot) => *slot = updated,
             None => {
@@ -108,7 +124,11 @@ impl StickyPartitioner {
     }
 
     fn pick(&mut self, partitions: i32, available: &[i32], previous: Option<i32>) -> i32 {
-        let choices: Vec<i32> = if available.is_empty() { (0..partitions).collect() } else { available.to_vec() };
+        let choices: Vec<i32> = if available.is_empty() {
+            (0..partitions).collect()
+        } else {
+            available.to_vec()
+        };
         if choices.len() == 1 {
             return choices[0];
         }
@@ -133,11 +153,19 @@ mod tests {
             (b"foobar", -790_332_482),
             (b"a-little-bit-long-string", -985_981_536),
             (b"a-little-bit-longer-string", -1_486_304_829),
-            (b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8", -58_897_971),
+            (
+                b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8",
+                -58_897_971,
+            ),
             (b"abc", 479_470_107),
         ];
         for (key, expected) in cases {
-            assert_eq!(murmur2(key), *expected, "key {:?}", String::from_utf8_lossy(key));
+            assert_eq!(
+                murmur2(key),
+                *expected,
+                "key {:?}",
+                String::from_utf8_lossy(key)
+            );
         }
     }
 
@@ -152,7 +180,10 @@ mod tests {
         assert_eq!(partition_for_key(b"foobar", 6), 1_357_151_166 % 6);
         assert_eq!(partition_for_key(b"foobar", 6), 0);
         assert_eq!(partition_for_key(b"abc", 10), 7);
-        assert_eq!(partition_for_key(b"a-little-bit-long-string", 100), (-985_981_536i32 & 0x7fff_ffff) % 100);
+        assert_eq!(
+            partition_for_key(b"a-little-bit-long-string", 100),
+            (-985_981_536i32 & 0x7fff_ffff) % 100
+        );
         assert_eq!(partition_for_key(b"", 7), to_positive(murmur2(b"")) % 7);
     }
 
@@ -167,7 +198,11 @@ mod tests {
     fn keyless_records_stick_until_batch_size_then_move() {
         let mut sticky = StickyPartitioner::new(100, 42);
         let first = sticky.partition("t", 4, &[], 60);
-        assert_eq!(sticky.partition("t", 4, &[], 60), first, "60 < 100 bytes: same partition");
+        assert_eq!(
+            sticky.partition("t", 4, &[], 60),
+            first,
+            "60 < 100 bytes: same partition"
+        );
         let next = sticky.partition("t", 4, &[], 10);
         assert_ne!(next, first, "120 bytes reached batch.size: a new partition");
     }

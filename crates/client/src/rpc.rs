@@ -6,9 +6,15 @@
 use std::collections::{BTreeMap, HashMap};
 
 use protocol::kafka::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
-use protocol::kafka::messages::offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
-use protocol::kafka::messages::offset_fetch_request::{OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics};
-use protocol::kafka::messages::{BrokerId, GroupId, ListOffsetsRequest, OffsetCommitRequest, OffsetFetchRequest, TopicName};
+use protocol::kafka::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
+use protocol::kafka::messages::offset_fetch_request::{
+    OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics,
+};
+use protocol::kafka::messages::{
+    BrokerId, GroupId, ListOffsetsRequest, OffsetCommitRequest, OffsetFetchRequest, TopicName,
+};
 use protocol::kafka::protocol::StrBytes;
 use protocol::{ErrorCode, TopicPartition};
 use tokio::time::Instant;
@@ -39,7 +45,11 @@ pub struct OffsetAndMetadata {
 
 impl OffsetAndMetadata {
     pub fn new(offset: i64) -> Self {
-        OffsetAndMetadata { offset, leader_epoch: None, metadata: String::new() }
+        OffsetAndMetadata {
+            offset,
+            leader_epoch: None,
+            metadata: String::new(),
+        }
     }
 }
 
@@ -68,7 +78,8 @@ pub(crate) async fn list_offsets(
                 cluster.topic(&tp.topic).await?;
                 leader = cluster.refresh().await?.leader_for(&tp);
             }
-            let leader = leader.ok_or_else(|| ClientError::kafka(ErrorCode::LeaderNotAvailable, tp.to_string()))?;
+            let leader = leader
+                .ok_or_else(|| ClientError::kafka(ErrorCode::LeaderNotAvailable, tp.to_string()))?;
             by_leader.entry(leader).or_default().push((tp, timestamp));
         }
         let mut retry = Vec::new();
@@ -76,16 +87,33 @@ pub(crate) async fn list_offsets(
         for (leader, queries) in by_leader {
             let mut topics: BTreeMap<String, Vec<ListOffsetsPartition>> = BTreeMap::new();
             for (tp, timestamp) in &queries {
-                topics
-                    .entry(tp.topic.to_string())
-                    .or_default()
-                    .push(ListOffsetsPartition::default().with_partition_index(tp.partition).with_timestamp(*timestamp).with_current_leader_epoch(-1));
+                topics.entry(tp.topic.to_string()).or_default().push(
+                    ListOffsetsPartition::default()
+                        .with_partition_index(tp.partition)
+                        .with_timestamp(*timestamp)
+                        .with_current_leader_epoch(-1),
+                );
             }
             let request = ListOffsetsRequest::default()
                 .with_replica_id(BrokerId(-1))
                 .with_isolation_level(isolation_level)
-                .with_timeout_ms(cluster.config.request_timeout.as_millis().min(i32::MAX as u128) as i32)
-                .with_topics(topics.into_iter().map(|(n, p)| ListOffsetsTopic::default().with_name(topic_name(&n)).with_partitions(p)).collect());
+                .with_timeout_ms(
+                    cluster
+                        .config
+                        .request_timeout
+                        .as_millis()
+                        .min(i32::MAX as u128) as i32,
+                )
+                .with_topics(
+                    topics
+                        .into_iter()
+                        .map(|(n, p)| {
+                            ListOffsetsTopic::default()
+                                .with_name(topic_name(&n))
+                                .with_partitions(p)
+                        })
+                        .collect(),
+                );
             let response = match cluster.connection(leader).await {
                 Ok(connection) => connection.send(&request).await,
                 Err(e) => Err(e),
@@ -104,10 +132,19 @@ pub(crate) async fn list_offsets(
                     let tp = TopicPartition::new(topic.name.0.to_string(), p.partition_index);
                     match ClientError::check(p.error_code, || tp.to_string(), None) {
                         Ok(()) => {
-                            results.insert(tp, ListedOffset { offset: p.offset, timestamp: p.timestamp });
+                            results.insert(
+                                tp,
+                                ListedOffset {
+                                    offset: p.offset,
+                                    timestamp: p.timestamp,
+                                },
+                            );
                         }
                         Err(e) if e.is_retriable() => {
-                            let timestamp = queries.iter().find(|(q, _)| *q == tp).map_or(LATEST_TIMESTAMP, |q| q.1);
+                            let timestamp = queries
+                                .iter()
+                                .find(|(q, _)| *q == tp)
+                                .map_or(LATEST_TIMESTAMP, |q| q.1);
                             last_error = Some(e);
                             retry.push((tp, timestamp));
                         }
@@ -118,7 +155,9 @@ pub(crate) async fn list_offsets(
         }
         if !retry.is_empty() {
             if Instant::now() >= deadline {
-                return Err(last_error.unwrap_or_else(|| ClientError::kafka(ErrorCode::RequestTimedOut, "ListOffsets")));
+                return Err(last_error.unwrap_or_else(|| {
+                    ClientError::kafka(ErrorCode::RequestTimedOut, "ListOffsets")
+                }));
             }
             tokio::time::sleep(cluster.config.retry_backoff).await;
             cluster.refresh().await?;
@@ -131,7 +170,11 @@ pub(crate) async fn list_offsets(
 /// Runs `call` at the coordinator of `group`, rediscovering it after
 /// NOT_COORDINATOR and retrying COORDINATOR_LOAD_IN_PROGRESS, until
 /// `request.timeout.ms`.
-pub(crate) async fn at_group_coordinator<T, F, Fut>(cluster: &Cluster, group: &str, mut call: F) -> Result<T>
+pub(crate) async fn at_group_coordinator<T, F, Fut>(
+    cluster: &Cluster,
+    group: &str,
+    mut call: F,
+) -> Result<T>
 where
     F: FnMut(crate::connection::Connection) -> Fut,
     Fut: std::future::Future<Output = Result<T>>,
@@ -164,7 +207,10 @@ pub(crate) async fn fetch_committed(
 ) -> Result<BTreeMap<TopicPartition, OffsetAndMetadata>> {
     let mut by_topic: BTreeMap<String, Vec<i32>> = BTreeMap::new();
     for tp in partitions.unwrap_or(&[]) {
-        by_topic.entry(tp.topic.to_string()).or_default().push(tp.partition);
+        by_topic
+            .entry(tp.topic.to_string())
+            .or_default()
+            .push(tp.partition);
     }
     at_group_coordinator(cluster, group, |connection| {
         let by_topic = by_topic.clone();
@@ -173,18 +219,42 @@ pub(crate) async fn fetch_committed(
             let mut request = OffsetFetchRequest::default().with_require_stable(require_stable);
             if version >= 8 {
                 let topics = partitions.map(|_| {
-                    by_topic.iter().map(|(n, p)| OffsetFetchRequestTopics::default().with_name(topic_name(n)).with_partition_indexes(p.clone())).collect()
+                    by_topic
+                        .iter()
+                        .map(|(n, p)| {
+                            OffsetFetchRequestTopics::default()
+                                .with_name(topic_name(n))
+                                .with_partition_indexes(p.clone())
+                        })
+                        .collect()
                 });
-                request = request.with_groups(vec![OffsetFetchRequestGroup::default().with_group_id(GroupId(sb(group))).with_topics(topics)]);
+                request = request.with_groups(vec![OffsetFetchRequestGroup::default()
+                    .with_group_id(GroupId(sb(group)))
+                    .with_topics(topics)]);
             } else {
                 let topics = partitions.map(|_| {
-                    by_topic.iter().map(|(n, p)| OffsetFetchRequestTopic::default().with_name(topic_name(n)).with_partition_indexes(p.clone())).collect()
+                    by_topic
+                        .iter()
+                        .map(|(n, p)| {
+                            OffsetFetchRequestTopic::default()
+                                .with_name(topic_name(n))
+                                .with_partition_indexes(p.clone())
+                        })
+                        .collect()
                 });
-                request = request.with_group_id(GroupId(sb(group))).with_topics(topics);
+                request = request
+                    .with_group_id(GroupId(sb(group)))
+                    .with_topics(topics);
             }
             let response = connection.send_version(&request, version, None).await?;
             let mut offsets = BTreeMap::new();
-            let mut add = |topic: &str, partition: i32, offset: i64, epoch: i32, metadata: Option<&StrBytes>, code: i16| -> Result<()> {
+            let mut add = |topic: &str,
+                           partition: i32,
+                           offset: i64,
+                           epoch: i32,
+                           metadata: Option<&StrBytes>,
+                           code: i16|
+             -> Result<()> {
                 ClientError::check(code, || format!("{topic}-{partition}"), None)?;
                 if offset >= 0 {
                     let value = OffsetAndMetadata {
@@ -201,7 +271,14 @@ pub(crate) async fn fetch_committed(
                     ClientError::check(g.error_code, || format!("group {group}"), None)?;
                     for t in &g.topics {
                         for p in &t.partitions {
-                            add(&t.name.0, p.partition_index, p.committed_offset, p.committed_leader_epoch, p.metadata.as_ref(), p.error_code)?;
+                            add(
+                                &t.name.0,
+                                p.partition_index,
+                                p.committed_offset,
+                                p.committed_leader_epoch,
+                                p.metadata.as_ref(),
+                                p.error_code,
+                            )?;
                         }
                     }
                 }
@@ -209,7 +286,14 @@ pub(crate) async fn fetch_committed(
                 ClientError::check(response.error_code, || format!("group {group}"), None)?;
                 for t in &response.topics {
                     for p in &t.partitions {
-                        add(&t.name.0, p.partition_index, p.committed_offset, p.committed_leader_epoch, p.metadata.as_ref(), p.error_code)?;
+                        add(
+                            &t.name.0,
+                            p.partition_index,
+                            p.committed_offset,
+                            p.committed_leader_epoch,
+                            p.metadata.as_ref(),
+                            p.error_code,
+                        )?;
                     }
                 }
             }
@@ -229,7 +313,11 @@ pub(crate) struct Committer {
 
 impl Committer {
     pub fn admin() -> Committer {
-        Committer { generation_id: -1, member_id: String::new(), group_instance_id: None }
+        Committer {
+            generation_id: -1,
+            member_id: String::new(),
+            group_instance_id: None,
+        }
     }
 }
 
@@ -256,14 +344,27 @@ pub(crate) async fn commit_offsets(
         .with_member_id(sb(&committer.member_id))
         .with_group_instance_id(committer.group_instance_id.as_deref().map(sb))
         .with_retention_time_ms(-1)
-        .with_topics(topics.into_iter().map(|(n, p)| OffsetCommitRequestTopic::default().with_name(topic_name(&n)).with_partitions(p)).collect());
+        .with_topics(
+            topics
+                .into_iter()
+                .map(|(n, p)| {
+                    OffsetCommitRequestTopic::default()
+                        .with_name(topic_name(&n))
+                        .with_partitions(p)
+                })
+                .collect(),
+        );
     at_group_coordinator(cluster, group, |connection| {
         let request = request.clone();
         async move {
             let response = connection.send(&request).await?;
             for t in response.topics {
                 for p in t.partitions {
-                    ClientError::check(p.error_code, || format!("{}-{} in group {group}", t.name.0, p.partition_index), None)?;
+                    ClientError::check(
+                        p.error_code,
+                        || format!("{}-{} in group {group}", t.name.0, p.partition_index),
+                        None,
+                    )?;
                 }
             }
             Ok(())

@@ -9,10 +9,18 @@ use std::time::Duration;
 
 use common::TestBroker;
 use rivulet_client::partitioner::partition_for_key;
-use rivulet_client::{Admin, Consumer, ConsumerRecord, NewTopic, Producer, ProducerRecord, TopicPartition};
+use rivulet_client::{
+    Admin, Consumer, ConsumerRecord, NewTopic, Producer, ProducerRecord, TopicPartition,
+};
 
-async fn read_all(broker: &TestBroker, partitions: &[TopicPartition], expected: usize) -> Vec<ConsumerRecord> {
-    let mut consumer = Consumer::new(broker.config().set("auto.offset.reset", "earliest")).await.unwrap();
+async fn read_all(
+    broker: &TestBroker,
+    partitions: &[TopicPartition],
+    expected: usize,
+) -> Vec<ConsumerRecord> {
+    let mut consumer = Consumer::new(broker.config().set("auto.offset.reset", "earliest"))
+        .await
+        .unwrap();
     consumer.assign(partitions).unwrap();
     let mut records = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
@@ -27,18 +35,35 @@ async fn read_all(broker: &TestBroker, partitions: &[TopicPartition], expected: 
 async fn keyed_records_land_on_murmur2_partitions_in_order() {
     let broker = TestBroker::start().await;
     let admin = Admin::new(broker.config()).await.unwrap();
-    admin.create_topics(&[NewTopic::new("keyed", 4, 1)]).await.unwrap();
+    admin
+        .create_topics(&[NewTopic::new("keyed", 4, 1)])
+        .await
+        .unwrap();
     let producer = Producer::new(broker.config()).await.unwrap();
     let mut deliveries = Vec::new();
     for i in 0..200 {
         let key = format!("key-{}", i % 17);
-        deliveries.push((key.clone(), i, producer.send(ProducerRecord::new("keyed").key(key).value(format!("v{i}"))).await.unwrap()));
+        deliveries.push((
+            key.clone(),
+            i,
+            producer
+                .send(ProducerRecord::new("keyed").key(key).value(format!("v{i}")))
+                .await
+                .unwrap(),
+        ));
     }
     let mut per_partition = [0i64; 4];
     for (key, _, delivery) in deliveries {
         let metadata = delivery.await.unwrap();
-        assert_eq!(metadata.partition, partition_for_key(key.as_bytes(), 4), "key {key}");
-        assert_eq!(metadata.offset, per_partition[metadata.partition as usize], "offsets are consecutive per partition");
+        assert_eq!(
+            metadata.partition,
+            partition_for_key(key.as_bytes(), 4),
+            "key {key}"
+        );
+        assert_eq!(
+            metadata.offset, per_partition[metadata.partition as usize],
+            "offsets are consecutive per partition"
+        );
         per_partition[metadata.partition as usize] += 1;
     }
     producer.close().await.unwrap();
@@ -46,8 +71,16 @@ async fn keyed_records_land_on_murmur2_partitions_in_order() {
     let records = read_all(&broker, &partitions, 200).await;
     assert_eq!(records.len(), 200);
     for p in 0..4 {
-        let values: Vec<i64> = records.iter().filter(|r| r.partition == p).map(|r| r.offset).collect();
-        assert_eq!(values, (0..per_partition[p as usize]).collect::<Vec<_>>(), "partition {p} reads back in order");
+        let values: Vec<i64> = records
+            .iter()
+            .filter(|r| r.partition == p)
+            .map(|r| r.offset)
+            .collect();
+        assert_eq!(
+            values,
+            (0..per_partition[p as usize]).collect::<Vec<_>>(),
+            "partition {p} reads back in order"
+        );
     }
     for record in &records {
         let key = String::from_utf8(record.key.clone().unwrap().to_vec()).unwrap();
@@ -60,11 +93,29 @@ async fn keyed_records_land_on_murmur2_partitions_in_order() {
 async fn every_codec_and_acks_setting_round_trips() {
     let broker = TestBroker::start().await;
     let admin = Admin::new(broker.config()).await.unwrap();
-    let cases = [("none", "all"), ("gzip", "1"), ("snappy", "all"), ("lz4", "1"), ("zstd", "all"), ("none", "0")];
+    let cases = [
+        ("none", "all"),
+        ("gzip", "1"),
+        ("snappy", "all"),
+        ("lz4", "1"),
+        ("zstd", "all"),
+        ("none", "0"),
+    ];
     for (codec, acks) in cases {
         let topic = format!("codec-{codec}-acks-{acks}");
-        admin.create_topics(&[NewTopic::new(&topic, 1, 1)]).await.unwrap();
-        let producer = Producer::new(broker.config().set("compression.type", codec).set("acks", acks).set("linger.ms", "20")).await.unwrap();
+        admin
+            .create_topics(&[NewTopic::new(&topic, 1, 1)])
+            .await
+            .unwrap();
+        let producer = Producer::new(
+            broker
+                .config()
+                .set("compression.type", codec)
+                .set("acks", acks)
+                .set("linger.ms", "20"),
+        )
+        .await
+        .unwrap();
         let mut deliveries = Vec::new();
         for i in 0..50 {
             let record = ProducerRecord::new(&topic)
@@ -82,7 +133,10 @@ async fn every_codec_and_acks_setting_round_trips() {
         assert_eq!(records.len(), 50, "{codec} acks={acks}");
         for (i, record) in records.iter().enumerate() {
             assert_eq!(record.offset, i as i64);
-            assert_eq!(record.value.as_deref(), Some(format!("{codec}-{i}-{}", "x".repeat(i)).as_bytes()));
+            assert_eq!(
+                record.value.as_deref(),
+                Some(format!("{codec}-{i}-{}", "x".repeat(i)).as_bytes())
+            );
             assert_eq!(record.headers.len(), 1);
             assert_eq!(record.headers[0].key, "n");
         }
@@ -94,11 +148,26 @@ async fn every_codec_and_acks_setting_round_trips() {
 async fn keyless_records_stick_to_a_partition_per_batch() {
     let broker = TestBroker::start().await;
     let admin = Admin::new(broker.config()).await.unwrap();
-    admin.create_topics(&[NewTopic::new("sticky", 3, 1)]).await.unwrap();
-    let producer = Producer::new(broker.config().set("batch.size", "1000").set("linger.ms", "50")).await.unwrap();
+    admin
+        .create_topics(&[NewTopic::new("sticky", 3, 1)])
+        .await
+        .unwrap();
+    let producer = Producer::new(
+        broker
+            .config()
+            .set("batch.size", "1000")
+            .set("linger.ms", "50"),
+    )
+    .await
+    .unwrap();
     let mut deliveries = Vec::new();
     for i in 0..300 {
-        deliveries.push(producer.send(ProducerRecord::new("sticky").value(format!("{i:0>90}"))).await.unwrap());
+        deliveries.push(
+            producer
+                .send(ProducerRecord::new("sticky").value(format!("{i:0>90}")))
+                .await
+                .unwrap(),
+        );
     }
     let mut partitions = Vec::new();
     for delivery in deliveries {
@@ -117,19 +186,42 @@ async fn keyless_records_stick_to_a_partition_per_batch() {
 async fn explicit_partitions_seek_pause_and_max_poll_records() {
     let broker = TestBroker::start().await;
     let admin = Admin::new(broker.config()).await.unwrap();
-    admin.create_topics(&[NewTopic::new("explicit", 2, 1)]).await.unwrap();
+    admin
+        .create_topics(&[NewTopic::new("explicit", 2, 1)])
+        .await
+        .unwrap();
     let producer = Producer::new(broker.config()).await.unwrap();
     for i in 0..30 {
-        producer.send(ProducerRecord::new("explicit").partition(i % 2).value(i.to_string())).await.unwrap();
+        producer
+            .send(
+                ProducerRecord::new("explicit")
+                    .partition(i % 2)
+                    .value(i.to_string()),
+            )
+            .await
+            .unwrap();
     }
     producer.flush().await.unwrap();
-    let error = producer.send(ProducerRecord::new("explicit").partition(9).value("x")).await.unwrap_err();
-    assert!(error.to_string().contains("UNKNOWN_TOPIC_OR_PARTITION"), "{error}");
+    let error = producer
+        .send(ProducerRecord::new("explicit").partition(9).value("x"))
+        .await
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("UNKNOWN_TOPIC_OR_PARTITION"),
+        "{error}"
+    );
     producer.close().await.unwrap();
 
     let p0 = TopicPartition::new("explicit", 0);
     let p1 = TopicPartition::new("explicit", 1);
-    let mut consumer = Consumer::new(broker.config().set("auto.offset.reset", "earliest").set("max.poll.records", "4")).await.unwrap();
+    let mut consumer = Consumer::new(
+        broker
+            .config()
+            .set("auto.offset.reset", "earliest")
+            .set("max.poll.records", "4"),
+    )
+    .await
+    .unwrap();
     consumer.assign(&[p0.clone(), p1.clone()]).unwrap();
     consumer.pause(std::slice::from_ref(&p1)).unwrap();
     consumer.seek(&p0, 10).unwrap();
@@ -140,8 +232,14 @@ async fn explicit_partitions_seek_pause_and_max_poll_records() {
         assert!(batch.len() <= 4, "max.poll.records");
         seen.extend(batch);
     }
-    assert!(seen.iter().all(|r| r.partition == 0), "paused partition returns nothing");
-    assert_eq!(seen.iter().map(|r| r.offset).collect::<Vec<_>>(), vec![10, 11, 12, 13, 14]);
+    assert!(
+        seen.iter().all(|r| r.partition == 0),
+        "paused partition returns nothing"
+    );
+    assert_eq!(
+        seen.iter().map(|r| r.offset).collect::<Vec<_>>(),
+        vec![10, 11, 12, 13, 14]
+    );
     consumer.resume(std::slice::from_ref(&p1)).unwrap();
     consumer.seek_to_end(std::slice::from_ref(&p0)).unwrap();
     let mut rest = Vec::new();
@@ -152,7 +250,13 @@ async fn explicit_partitions_seek_pause_and_max_poll_records() {
     assert_eq!(rest.len(), 15);
     assert!(rest.iter().all(|r| r.partition == 1));
     assert_eq!(consumer.position(&p0).await.unwrap(), 15);
-    assert_eq!(consumer.end_offsets(std::slice::from_ref(&p0)).await.unwrap()[&p0], 15);
+    assert_eq!(
+        consumer
+            .end_offsets(std::slice::from_ref(&p0))
+            .await
+            .unwrap()[&p0],
+        15
+    );
     consumer.close().await.unwrap();
     broker.stop().await;
 }

@@ -17,11 +17,16 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use rivulet_client::partitioner::partition_for_key;
-use rivulet_client::{ClientConfig, Consumer, ConsumerRecord, Producer, ProducerRecord, TopicPartition};
+use rivulet_client::{
+    ClientConfig, Consumer, ConsumerRecord, Producer, ProducerRecord, TopicPartition,
+};
 
 /// `RUST_LOG=rivulet_client=debug` shows the client's side of a failure.
 fn init_logging() {
-    let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).with_test_writer().try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
 }
 
 fn config(mock: &MockCluster<'static, rdkafka::producer::DefaultProducerContext>) -> ClientConfig {
@@ -44,10 +49,25 @@ async fn our_producer_writes_what_librdkafka_reads_on_murmur2_partitions() {
     // librdkafka as the rdkafka crate builds it here has no zstd (its `zstd`
     // feature is off); zstd is read back by our consumer in the broker tests.
     for codec in ["none", "gzip", "snappy", "lz4"] {
-        let producer = Producer::new(config(&mock).set("compression.type", codec).set("enable.idempotence", "false")).await.unwrap();
+        let producer = Producer::new(
+            config(&mock)
+                .set("compression.type", codec)
+                .set("enable.idempotence", "false"),
+        )
+        .await
+        .unwrap();
         for i in 0..100 {
             let key = format!("user-{i}");
-            let metadata = producer.send(ProducerRecord::new("keys").key(key.clone()).value(format!("{codec}:{i}"))).await.unwrap().await.unwrap();
+            let metadata = producer
+                .send(
+                    ProducerRecord::new("keys")
+                        .key(key.clone())
+                        .value(format!("{codec}:{i}")),
+                )
+                .await
+                .unwrap()
+                .await
+                .unwrap();
             assert_eq!(metadata.partition, partition_for_key(key.as_bytes(), 5));
         }
         producer.close().await.unwrap();
@@ -61,7 +81,9 @@ async fn our_producer_writes_what_librdkafka_reads_on_murmur2_partitions() {
         .unwrap();
     let mut assignment = TopicPartitionList::new();
     for p in 0..5 {
-        assignment.add_partition_offset("keys", p, Offset::Beginning).unwrap();
+        assignment
+            .add_partition_offset("keys", p, Offset::Beginning)
+            .unwrap();
     }
     consumer.assign(&assignment).unwrap();
     let mut seen = BTreeSet::new();
@@ -74,7 +96,11 @@ async fn our_producer_writes_what_librdkafka_reads_on_murmur2_partitions() {
             seen.insert(String::from_utf8(message.payload().unwrap().to_vec()).unwrap());
         }
     }
-    assert_eq!(seen.len(), 400, "every record of every codec read by librdkafka");
+    assert_eq!(
+        seen.len(),
+        400,
+        "every record of every codec read by librdkafka"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -89,16 +115,34 @@ async fn librdkafkas_murmur2_random_partitioner_agrees_with_ours() {
         .unwrap();
     for i in 0..200 {
         let key = format!("k{i}-{}", "x".repeat(i % 13));
-        let partition = producer.send(FutureRecord::to("agree").key(&key).payload("v"), Duration::from_secs(10)).await.unwrap().partition;
+        let partition = producer
+            .send(
+                FutureRecord::to("agree").key(&key).payload("v"),
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap()
+            .partition;
         assert_eq!(partition, partition_for_key(key.as_bytes(), 7), "key {key}");
     }
     // And our consumer reads librdkafka's lz4 batches.
-    let mut consumer = Consumer::new(config(&mock).set("auto.offset.reset", "earliest")).await.unwrap();
-    consumer.assign(&(0..7).map(|p| TopicPartition::new("agree", p)).collect::<Vec<_>>()).unwrap();
+    let mut consumer = Consumer::new(config(&mock).set("auto.offset.reset", "earliest"))
+        .await
+        .unwrap();
+    consumer
+        .assign(
+            &(0..7)
+                .map(|p| TopicPartition::new("agree", p))
+                .collect::<Vec<_>>(),
+        )
+        .unwrap();
     let records = read(&mut consumer, 200).await;
     assert_eq!(records.len(), 200);
     for record in records {
-        assert_eq!(record.partition, partition_for_key(record.key.as_deref().unwrap(), 7));
+        assert_eq!(
+            record.partition,
+            partition_for_key(record.key.as_deref().unwrap(), 7)
+        );
         assert_eq!(record.value.as_deref(), Some(&b"v"[..]));
     }
 }
@@ -112,14 +156,28 @@ async fn a_group_member_joins_reads_and_commits_on_the_mock() {
     // librdkafka 2.12.1) and closes the connection; librdkafka itself never
     // sends those versions. Cap the group APIs at the versions librdkafka uses.
     use rdkafka::types::RDKafkaApiKey;
-    for (api, max) in [(RDKafkaApiKey::JoinGroup, 5), (RDKafkaApiKey::SyncGroup, 3), (RDKafkaApiKey::Heartbeat, 3), (RDKafkaApiKey::LeaveGroup, 1)] {
+    for (api, max) in [
+        (RDKafkaApiKey::JoinGroup, 5),
+        (RDKafkaApiKey::SyncGroup, 3),
+        (RDKafkaApiKey::Heartbeat, 3),
+        (RDKafkaApiKey::LeaveGroup, 1),
+    ] {
         mock.apiversion(api, Some(0), Some(max)).unwrap();
     }
     mock.create_topic("grouped", 4, 1).unwrap();
-    let producer = Producer::new(config(&mock).set("enable.idempotence", "false")).await.unwrap();
+    let producer = Producer::new(config(&mock).set("enable.idempotence", "false"))
+        .await
+        .unwrap();
     for p in 0..4 {
         for i in 0..10 {
-            producer.send(ProducerRecord::new("grouped").partition(p).value(format!("{p}:{i}"))).await.unwrap();
+            producer
+                .send(
+                    ProducerRecord::new("grouped")
+                        .partition(p)
+                        .value(format!("{p}:{i}")),
+                )
+                .await
+                .unwrap();
         }
     }
     producer.close().await.unwrap();
@@ -150,9 +208,16 @@ async fn a_group_member_joins_reads_and_commits_on_the_mock() {
     for p in 0..4 {
         wanted.add_partition("grouped", p);
     }
-    let committed = reader.committed_offsets(wanted, Duration::from_secs(10)).unwrap();
+    let committed = reader
+        .committed_offsets(wanted, Duration::from_secs(10))
+        .unwrap();
     for element in committed.elements() {
-        assert_eq!(element.offset(), Offset::Offset(10), "partition {}", element.partition());
+        assert_eq!(
+            element.offset(),
+            Offset::Offset(10),
+            "partition {}",
+            element.partition()
+        );
     }
 }
 
@@ -161,19 +226,42 @@ async fn the_producer_follows_a_leader_move() {
     let mock = MockCluster::new(3).unwrap();
     mock.create_topic("moving", 1, 3).unwrap();
     mock.partition_leader("moving", 0, Some(1)).unwrap();
-    let producer = Producer::new(config(&mock).set("enable.idempotence", "false").set("retry.backoff.ms", "50")).await.unwrap();
+    let producer = Producer::new(
+        config(&mock)
+            .set("enable.idempotence", "false")
+            .set("retry.backoff.ms", "50"),
+    )
+    .await
+    .unwrap();
     for i in 0..20 {
-        producer.send(ProducerRecord::new("moving").value(format!("before-{i}"))).await.unwrap().await.unwrap();
+        producer
+            .send(ProducerRecord::new("moving").value(format!("before-{i}")))
+            .await
+            .unwrap()
+            .await
+            .unwrap();
     }
     // NOT_LEADER_OR_FOLLOWER from broker 1 now: the producer refreshes metadata and retries on 2.
     mock.partition_leader("moving", 0, Some(2)).unwrap();
     for i in 0..20 {
-        let metadata = producer.send(ProducerRecord::new("moving").value(format!("after-{i}"))).await.unwrap().await.unwrap();
+        let metadata = producer
+            .send(ProducerRecord::new("moving").value(format!("after-{i}")))
+            .await
+            .unwrap()
+            .await
+            .unwrap();
         assert_eq!(metadata.offset, 20 + i);
     }
     producer.close().await.unwrap();
-    let mut consumer = Consumer::new(config(&mock).set("auto.offset.reset", "earliest")).await.unwrap();
-    consumer.assign(&[TopicPartition::new("moving", 0)]).unwrap();
+    let mut consumer = Consumer::new(config(&mock).set("auto.offset.reset", "earliest"))
+        .await
+        .unwrap();
+    consumer
+        .assign(&[TopicPartition::new("moving", 0)])
+        .unwrap();
     let records = read(&mut consumer, 40).await;
-    assert_eq!(records.iter().map(|r| r.offset).collect::<Vec<_>>(), (0..40).collect::<Vec<_>>());
+    assert_eq!(
+        records.iter().map(|r| r.offset).collect::<Vec<_>>(),
+        (0..40).collect::<Vec<_>>()
+    );
 }

@@ -4,14 +4,20 @@
 
 use std::collections::BTreeMap;
 
-use protocol::kafka::messages::offset_delete_request::{OffsetDeleteRequestPartition, OffsetDeleteRequestTopic};
-use protocol::kafka::messages::{DeleteGroupsRequest, DescribeGroupsRequest, GroupId, ListGroupsRequest, OffsetDeleteRequest};
+use protocol::kafka::messages::offset_delete_request::{
+    OffsetDeleteRequestPartition, OffsetDeleteRequestTopic,
+};
+use protocol::kafka::messages::{
+    DeleteGroupsRequest, DescribeGroupsRequest, GroupId, ListGroupsRequest, OffsetDeleteRequest,
+};
 use protocol::TopicPartition;
 
 use crate::admin::Admin;
 use crate::consumer::protocol::decode_assignment;
 use crate::error::{ClientError, Result};
-use crate::rpc::{self, at_group_coordinator, sb, topic_name, Committer, ListedOffset, OffsetAndMetadata};
+use crate::rpc::{
+    self, at_group_coordinator, sb, topic_name, Committer, ListedOffset, OffsetAndMetadata,
+};
 
 /// A group as ListGroups reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,11 +54,23 @@ pub struct ConsumerGroupDescription {
 impl Admin {
     /// Every group on every broker.
     pub async fn list_groups(&self) -> Result<Vec<GroupListing>> {
-        let metadata = self.cluster.refresh_scope(crate::cluster::MetadataScope::Topics(Vec::new())).await?;
+        let metadata = self
+            .cluster
+            .refresh_scope(crate::cluster::MetadataScope::Topics(Vec::new()))
+            .await?;
         let mut groups = Vec::new();
         for node in metadata.brokers.keys() {
-            let response = self.cluster.connection(*node).await?.send(&ListGroupsRequest::default()).await?;
-            ClientError::check(response.error_code, || format!("ListGroups on node {node}"), None)?;
+            let response = self
+                .cluster
+                .connection(*node)
+                .await?
+                .send(&ListGroupsRequest::default())
+                .await?;
+            ClientError::check(
+                response.error_code,
+                || format!("ListGroups on node {node}"),
+                None,
+            )?;
             groups.extend(response.groups.into_iter().map(|g| GroupListing {
                 group_id: g.group_id.0.to_string(),
                 protocol_type: g.protocol_type.to_string(),
@@ -64,23 +82,31 @@ impl Admin {
     }
 
     /// Describes groups (GROUP_ID_NOT_FOUND-free: a missing group is `Dead`).
-    pub async fn describe_groups(&self, group_ids: &[&str]) -> Result<Vec<ConsumerGroupDescription>> {
+    pub async fn describe_groups(
+        &self,
+        group_ids: &[&str],
+    ) -> Result<Vec<ConsumerGroupDescription>> {
         let mut descriptions = Vec::new();
         for group in group_ids {
             let request = DescribeGroupsRequest::default().with_groups(vec![GroupId(sb(group))]);
-            let (response, coordinator) = at_group_coordinator(&self.cluster, group, |connection| {
-                let request = request.clone();
-                async move {
-                    let node = connection.node_id();
-                    let response = connection.send(&request).await?;
-                    for g in &response.groups {
-                        let message = g.error_message.as_ref().map(|m| m.to_string());
-                        ClientError::check(g.error_code, || format!("group {group}"), message.as_deref())?;
+            let (response, coordinator) =
+                at_group_coordinator(&self.cluster, group, |connection| {
+                    let request = request.clone();
+                    async move {
+                        let node = connection.node_id();
+                        let response = connection.send(&request).await?;
+                        for g in &response.groups {
+                            let message = g.error_message.as_ref().map(|m| m.to_string());
+                            ClientError::check(
+                                g.error_code,
+                                || format!("group {group}"),
+                                message.as_deref(),
+                            )?;
+                        }
+                        Ok((response, node))
                     }
-                    Ok((response, node))
-                }
-            })
-            .await?;
+                })
+                .await?;
             for g in response.groups {
                 let consumer = g.protocol_type.as_str() == "consumer";
                 let members = g
@@ -91,7 +117,13 @@ impl Admin {
                         group_instance_id: m.group_instance_id.map(|i| i.to_string()),
                         client_id: m.client_id.to_string(),
                         host: m.client_host.to_string(),
-                        assignment: if consumer { decode_assignment(&m.member_assignment).map(|a| a.partitions).unwrap_or_default() } else { Vec::new() },
+                        assignment: if consumer {
+                            decode_assignment(&m.member_assignment)
+                                .map(|a| a.partitions)
+                                .unwrap_or_default()
+                        } else {
+                            Vec::new()
+                        },
                     })
                     .collect();
                 descriptions.push(ConsumerGroupDescription {
@@ -110,13 +142,18 @@ impl Admin {
     /// Deletes empty groups and their offsets.
     pub async fn delete_groups(&self, group_ids: &[&str]) -> Result<()> {
         for group in group_ids {
-            let request = DeleteGroupsRequest::default().with_groups_names(vec![GroupId(sb(group))]);
+            let request =
+                DeleteGroupsRequest::default().with_groups_names(vec![GroupId(sb(group))]);
             at_group_coordinator(&self.cluster, group, |connection| {
                 let request = request.clone();
                 async move {
                     let response = connection.send(&request).await?;
                     for r in response.results {
-                        ClientError::check(r.error_code, || format!("group {}", r.group_id.0), None)?;
+                        ClientError::check(
+                            r.error_code,
+                            || format!("group {}", r.group_id.0),
+                            None,
+                        )?;
                     }
                     Ok(())
                 }
@@ -136,19 +173,39 @@ impl Admin {
     }
 
     /// Sets the group's committed offsets (the group must have no active members).
-    pub async fn alter_consumer_group_offsets(&self, group: &str, offsets: &BTreeMap<TopicPartition, OffsetAndMetadata>) -> Result<()> {
+    pub async fn alter_consumer_group_offsets(
+        &self,
+        group: &str,
+        offsets: &BTreeMap<TopicPartition, OffsetAndMetadata>,
+    ) -> Result<()> {
         rpc::commit_offsets(&self.cluster, group, &Committer::admin(), offsets).await
     }
 
     /// Deletes the group's committed offsets for `partitions` (OffsetDelete).
-    pub async fn delete_consumer_group_offsets(&self, group: &str, partitions: &[TopicPartition]) -> Result<()> {
+    pub async fn delete_consumer_group_offsets(
+        &self,
+        group: &str,
+        partitions: &[TopicPartition],
+    ) -> Result<()> {
         let mut topics: BTreeMap<String, Vec<OffsetDeleteRequestPartition>> = BTreeMap::new();
         for tp in partitions {
-            topics.entry(tp.topic.to_string()).or_default().push(OffsetDeleteRequestPartition::default().with_partition_index(tp.partition));
+            topics
+                .entry(tp.topic.to_string())
+                .or_default()
+                .push(OffsetDeleteRequestPartition::default().with_partition_index(tp.partition));
         }
         let request = OffsetDeleteRequest::default()
             .with_group_id(GroupId(sb(group)))
-            .with_topics(topics.into_iter().map(|(n, p)| OffsetDeleteRequestTopic::default().with_name(topic_name(&n)).with_partitions(p)).collect());
+            .with_topics(
+                topics
+                    .into_iter()
+                    .map(|(n, p)| {
+                        OffsetDeleteRequestTopic::default()
+                            .with_name(topic_name(&n))
+                            .with_partitions(p)
+                    })
+                    .collect(),
+            );
         at_group_coordinator(&self.cluster, group, |connection| {
             let request = request.clone();
             async move {
@@ -156,7 +213,11 @@ impl Admin {
                 ClientError::check(response.error_code, || format!("group {group}"), None)?;
                 for t in response.topics {
                     for p in t.partitions {
-                        ClientError::check(p.error_code, || format!("{}-{} in group {group}", t.name.0, p.partition_index), None)?;
+                        ClientError::check(
+                            p.error_code,
+                            || format!("{}-{} in group {group}", t.name.0, p.partition_index),
+                            None,
+                        )?;
                     }
                 }
                 Ok(())
@@ -167,7 +228,10 @@ impl Admin {
 
     /// Offsets by timestamp ([`rpc::EARLIEST_TIMESTAMP`], [`rpc::LATEST_TIMESTAMP`],
     /// [`rpc::MAX_TIMESTAMP`] or a time in ms) for each partition.
-    pub async fn list_offsets(&self, queries: &[(TopicPartition, i64)]) -> Result<BTreeMap<TopicPartition, ListedOffset>> {
+    pub async fn list_offsets(
+        &self,
+        queries: &[(TopicPartition, i64)],
+    ) -> Result<BTreeMap<TopicPartition, ListedOffset>> {
         rpc::list_offsets(&self.cluster, queries, 0).await
     }
 }

@@ -26,10 +26,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use protocol::kafka::messages::create_partitions_request::CreatePartitionsTopic;
-use protocol::kafka::messages::create_topics_request::{CreatableReplicaAssignment, CreatableTopic, CreatableTopicConfig};
+use protocol::kafka::messages::create_topics_request::{
+    CreatableReplicaAssignment, CreatableTopic, CreatableTopicConfig,
+};
 use protocol::kafka::messages::delete_topics_request::DeleteTopicState;
 use protocol::kafka::messages::{
-    ApiKey, BrokerId, CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest, DescribeClusterRequest,
+    ApiKey, BrokerId, CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest,
+    DescribeClusterRequest,
 };
 use protocol::ErrorCode;
 
@@ -39,7 +42,10 @@ use crate::error::{ClientError, Result};
 use crate::rpc::{sb, topic_name};
 
 pub use groups::{ConsumerGroupDescription, GroupListing, MemberDescription};
-pub use resources::{AlterConfigOp, ConfigEntry, ConfigResource, ResourceType, TransactionDescription, TransactionListing};
+pub use resources::{
+    AlterConfigOp, ConfigEntry, ConfigResource, ResourceType, TransactionDescription,
+    TransactionListing,
+};
 
 /// A topic to create.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,11 +99,20 @@ impl Admin {
         let timeout_ms = config.parse_or("default.api.timeout.ms", 60_000i32)?;
         let cluster = Cluster::new(common, false);
         cluster.any_connection().await?;
-        Ok(Admin { cluster, timeout_ms })
+        Ok(Admin {
+            cluster,
+            timeout_ms,
+        })
     }
 
     fn timeout_ms(&self) -> i32 {
-        self.timeout_ms.min(self.cluster.config.request_timeout.as_millis().min(i32::MAX as u128) as i32)
+        self.timeout_ms.min(
+            self.cluster
+                .config
+                .request_timeout
+                .as_millis()
+                .min(i32::MAX as u128) as i32,
+        )
     }
 
     /// Creates topics; fails with the first topic's error (naming it).
@@ -114,23 +129,45 @@ impl Admin {
                     .replica_assignment
                     .iter()
                     .map(|(p, brokers)| {
-                        CreatableReplicaAssignment::default().with_partition_index(*p).with_broker_ids(brokers.iter().map(|b| BrokerId(*b)).collect())
+                        CreatableReplicaAssignment::default()
+                            .with_partition_index(*p)
+                            .with_broker_ids(brokers.iter().map(|b| BrokerId(*b)).collect())
                     })
                     .collect::<Vec<_>>();
-                let (partitions, replication) = if assignments.is_empty() { (t.num_partitions, t.replication_factor) } else { (-1, -1) };
+                let (partitions, replication) = if assignments.is_empty() {
+                    (t.num_partitions, t.replication_factor)
+                } else {
+                    (-1, -1)
+                };
                 CreatableTopic::default()
                     .with_name(topic_name(&t.name))
                     .with_num_partitions(partitions)
                     .with_replication_factor(replication)
                     .with_assignments(assignments)
-                    .with_configs(t.configs.iter().map(|(k, v)| CreatableTopicConfig::default().with_name(sb(k)).with_value(Some(sb(v)))).collect())
+                    .with_configs(
+                        t.configs
+                            .iter()
+                            .map(|(k, v)| {
+                                CreatableTopicConfig::default()
+                                    .with_name(sb(k))
+                                    .with_value(Some(sb(v)))
+                            })
+                            .collect(),
+                    )
             })
             .collect();
-        let request = CreateTopicsRequest::default().with_topics(creatable).with_timeout_ms(self.timeout_ms()).with_validate_only(validate_only);
+        let request = CreateTopicsRequest::default()
+            .with_topics(creatable)
+            .with_timeout_ms(self.timeout_ms())
+            .with_validate_only(validate_only);
         let response = self.cluster.any_connection().await?.send(&request).await?;
         for topic in response.topics {
             let message = topic.error_message.as_ref().map(|m| m.to_string());
-            ClientError::check(topic.error_code, || format!("topic {}", topic.name.0), message.as_deref())?;
+            ClientError::check(
+                topic.error_code,
+                || format!("topic {}", topic.name.0),
+                message.as_deref(),
+            )?;
         }
         Ok(())
     }
@@ -141,15 +178,28 @@ impl Admin {
         let version = connection.version_of::<DeleteTopicsRequest>()?;
         let mut request = DeleteTopicsRequest::default().with_timeout_ms(self.timeout_ms());
         if version >= 6 {
-            request = request.with_topics(names.iter().map(|n| DeleteTopicState::default().with_name(Some(topic_name(n)))).collect());
+            request = request.with_topics(
+                names
+                    .iter()
+                    .map(|n| DeleteTopicState::default().with_name(Some(topic_name(n))))
+                    .collect(),
+            );
         } else {
             request = request.with_topic_names(names.iter().map(|n| topic_name(n)).collect());
         }
         let response = connection.send_version(&request, version, None).await?;
         for result in response.responses {
-            let name = result.name.as_ref().map(|n| n.0.to_string()).unwrap_or_else(|| result.topic_id.to_string());
+            let name = result
+                .name
+                .as_ref()
+                .map(|n| n.0.to_string())
+                .unwrap_or_else(|| result.topic_id.to_string());
             let message = result.error_message.as_ref().map(|m| m.to_string());
-            ClientError::check(result.error_code, || format!("topic {name}"), message.as_deref())?;
+            ClientError::check(
+                result.error_code,
+                || format!("topic {name}"),
+                message.as_deref(),
+            )?;
         }
         Ok(())
     }
@@ -157,7 +207,12 @@ impl Admin {
     /// Every topic (internal ones too with `include_internal`), sorted by name.
     pub async fn list_topics(&self, include_internal: bool) -> Result<Vec<Arc<TopicInfo>>> {
         let metadata = self.cluster.refresh_scope(MetadataScope::All).await?;
-        let mut topics: Vec<Arc<TopicInfo>> = metadata.topics.values().filter(|t| include_internal || !t.is_internal).cloned().collect();
+        let mut topics: Vec<Arc<TopicInfo>> = metadata
+            .topics
+            .values()
+            .filter(|t| include_internal || !t.is_internal)
+            .cloned()
+            .collect();
         topics.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(topics)
     }
@@ -172,7 +227,10 @@ impl Admin {
             .map(|name| match metadata.topic(name) {
                 Some(t) if t.error.is_ok() => Ok(Arc::clone(t)),
                 Some(t) => Err(ClientError::kafka(t.error, format!("topic {name}"))),
-                None => Err(ClientError::kafka(ErrorCode::UnknownTopicOrPartition, format!("topic {name}"))),
+                None => Err(ClientError::kafka(
+                    ErrorCode::UnknownTopicOrPartition,
+                    format!("topic {name}"),
+                )),
             })
             .collect()
     }
@@ -180,12 +238,19 @@ impl Admin {
     /// Grows `topic` to `total` partitions (CreatePartitions).
     pub async fn create_partitions(&self, topic: &str, total: i32) -> Result<()> {
         let request = CreatePartitionsRequest::default()
-            .with_topics(vec![CreatePartitionsTopic::default().with_name(topic_name(topic)).with_count(total).with_assignments(None)])
+            .with_topics(vec![CreatePartitionsTopic::default()
+                .with_name(topic_name(topic))
+                .with_count(total)
+                .with_assignments(None)])
             .with_timeout_ms(self.timeout_ms());
         let response = self.cluster.any_connection().await?.send(&request).await?;
         for result in response.results {
             let message = result.error_message.as_ref().map(|m| m.to_string());
-            ClientError::check(result.error_code, || format!("topic {}", result.name.0), message.as_deref())?;
+            ClientError::check(
+                result.error_code,
+                || format!("topic {}", result.name.0),
+                message.as_deref(),
+            )?;
         }
         Ok(())
     }
@@ -197,11 +262,20 @@ impl Admin {
         if connection.supports(ApiKey::DescribeCluster) {
             let response = connection.send(&DescribeClusterRequest::default()).await?;
             let message = response.error_message.as_ref().map(|m| m.to_string());
-            ClientError::check(response.error_code, || "DescribeCluster".into(), message.as_deref())?;
+            ClientError::check(
+                response.error_code,
+                || "DescribeCluster".into(),
+                message.as_deref(),
+            )?;
             let brokers = response
                 .brokers
                 .into_iter()
-                .map(|b| BrokerInfo { node_id: b.broker_id.0, host: b.host.to_string(), port: b.port, rack: b.rack.map(|r| r.to_string()) })
+                .map(|b| BrokerInfo {
+                    node_id: b.broker_id.0,
+                    host: b.host.to_string(),
+                    port: b.port,
+                    rack: b.rack.map(|r| r.to_string()),
+                })
                 .collect();
             return Ok(ClusterDescription {
                 cluster_id: Some(response.cluster_id.to_string()),
@@ -209,7 +283,10 @@ impl Admin {
                 brokers,
             });
         }
-        let metadata = self.cluster.refresh_scope(MetadataScope::Topics(Vec::new())).await?;
+        let metadata = self
+            .cluster
+            .refresh_scope(MetadataScope::Topics(Vec::new()))
+            .await?;
         Ok(ClusterDescription {
             cluster_id: metadata.cluster_id.clone(),
             controller_id: metadata.controller_id,

@@ -7,12 +7,16 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use protocol::kafka::messages::delete_records_request::{DeleteRecordsPartition, DeleteRecordsTopic};
+use protocol::kafka::messages::delete_records_request::{
+    DeleteRecordsPartition, DeleteRecordsTopic,
+};
 use protocol::kafka::messages::describe_configs_request::DescribeConfigsResource;
-use protocol::kafka::messages::incremental_alter_configs_request::{AlterConfigsResource, AlterableConfig};
+use protocol::kafka::messages::incremental_alter_configs_request::{
+    AlterConfigsResource, AlterableConfig,
+};
 use protocol::kafka::messages::{
-    DeleteRecordsRequest, DescribeConfigsRequest, DescribeTransactionsRequest, IncrementalAlterConfigsRequest, ListTransactionsRequest,
-    TransactionalId,
+    DeleteRecordsRequest, DescribeConfigsRequest, DescribeTransactionsRequest,
+    IncrementalAlterConfigsRequest, ListTransactionsRequest, TransactionalId,
 };
 use protocol::{ErrorCode, TopicPartition};
 
@@ -51,11 +55,17 @@ pub struct ConfigResource {
 
 impl ConfigResource {
     pub fn topic(name: impl Into<String>) -> Self {
-        ConfigResource { resource_type: ResourceType::Topic, name: name.into() }
+        ConfigResource {
+            resource_type: ResourceType::Topic,
+            name: name.into(),
+        }
     }
 
     pub fn broker(node_id: impl Into<String>) -> Self {
-        ConfigResource { resource_type: ResourceType::Broker, name: node_id.into() }
+        ConfigResource {
+            resource_type: ResourceType::Broker,
+            name: node_id.into(),
+        }
     }
 }
 
@@ -101,7 +111,10 @@ impl AlterConfigOp {
             AlterConfigOp::Append(k, v) => (k, 2, Some(v)),
             AlterConfigOp::Subtract(k, v) => (k, 3, Some(v)),
         };
-        AlterableConfig::default().with_name(sb(name)).with_config_operation(op).with_value(value.map(|v| sb(v)))
+        AlterableConfig::default()
+            .with_name(sb(name))
+            .with_config_operation(op)
+            .with_value(value.map(|v| sb(v)))
     }
 }
 
@@ -130,22 +143,34 @@ pub struct TransactionDescription {
 impl Admin {
     async fn connection_for(&self, resource: &ConfigResource) -> Result<Connection> {
         match (resource.resource_type, resource.name.parse::<i32>()) {
-            (ResourceType::Broker | ResourceType::BrokerLogger, Ok(node)) => self.cluster.connection(node).await,
+            (ResourceType::Broker | ResourceType::BrokerLogger, Ok(node)) => {
+                self.cluster.connection(node).await
+            }
             _ => self.cluster.any_connection().await,
         }
     }
 
     /// The configs of `resource` (only `keys` when given).
-    pub async fn describe_configs(&self, resource: &ConfigResource, keys: Option<&[String]>) -> Result<Vec<ConfigEntry>> {
-        let request = DescribeConfigsRequest::default().with_resources(vec![DescribeConfigsResource::default()
-            .with_resource_type(resource.resource_type.wire())
-            .with_resource_name(sb(&resource.name))
-            .with_configuration_keys(keys.map(|k| k.iter().map(|s| sb(s)).collect()))]);
+    pub async fn describe_configs(
+        &self,
+        resource: &ConfigResource,
+        keys: Option<&[String]>,
+    ) -> Result<Vec<ConfigEntry>> {
+        let request = DescribeConfigsRequest::default().with_resources(vec![
+            DescribeConfigsResource::default()
+                .with_resource_type(resource.resource_type.wire())
+                .with_resource_name(sb(&resource.name))
+                .with_configuration_keys(keys.map(|k| k.iter().map(|s| sb(s)).collect())),
+        ]);
         let response = self.connection_for(resource).await?.send(&request).await?;
         let mut entries = Vec::new();
         for result in response.results {
             let message = result.error_message.as_ref().map(|m| m.to_string());
-            ClientError::check(result.error_code, || format!("{:?} {}", resource.resource_type, resource.name), message.as_deref())?;
+            ClientError::check(
+                result.error_code,
+                || format!("{:?} {}", resource.resource_type, resource.name),
+                message.as_deref(),
+            )?;
             entries.extend(result.configs.into_iter().map(|c| ConfigEntry {
                 name: c.name.to_string(),
                 value: c.value.map(|v| v.to_string()),
@@ -159,45 +184,81 @@ impl Admin {
     }
 
     /// Applies `ops` to `resource` (IncrementalAlterConfigs).
-    pub async fn incremental_alter_configs(&self, resource: &ConfigResource, ops: &[AlterConfigOp], validate_only: bool) -> Result<()> {
-        let request = IncrementalAlterConfigsRequest::default().with_validate_only(validate_only).with_resources(vec![
-            AlterConfigsResource::default()
+    pub async fn incremental_alter_configs(
+        &self,
+        resource: &ConfigResource,
+        ops: &[AlterConfigOp],
+        validate_only: bool,
+    ) -> Result<()> {
+        let request = IncrementalAlterConfigsRequest::default()
+            .with_validate_only(validate_only)
+            .with_resources(vec![AlterConfigsResource::default()
                 .with_resource_type(resource.resource_type.wire())
                 .with_resource_name(sb(&resource.name))
-                .with_configs(ops.iter().map(AlterConfigOp::to_wire).collect()),
-        ]);
+                .with_configs(ops.iter().map(AlterConfigOp::to_wire).collect())]);
         let response = self.connection_for(resource).await?.send(&request).await?;
         for r in response.responses {
             let message = r.error_message.as_ref().map(|m| m.to_string());
-            ClientError::check(r.error_code, || format!("{:?} {}", resource.resource_type, resource.name), message.as_deref())?;
+            ClientError::check(
+                r.error_code,
+                || format!("{:?} {}", resource.resource_type, resource.name),
+                message.as_deref(),
+            )?;
         }
         Ok(())
     }
 
     /// Deletes records before the given offsets (-1: the high watermark); returns
     /// each partition's new log start offset (low watermark).
-    pub async fn delete_records(&self, before: &BTreeMap<TopicPartition, i64>) -> Result<BTreeMap<TopicPartition, i64>> {
-        let mut by_leader: HashMap<i32, BTreeMap<String, Vec<DeleteRecordsPartition>>> = HashMap::new();
+    pub async fn delete_records(
+        &self,
+        before: &BTreeMap<TopicPartition, i64>,
+    ) -> Result<BTreeMap<TopicPartition, i64>> {
+        let mut by_leader: HashMap<i32, BTreeMap<String, Vec<DeleteRecordsPartition>>> =
+            HashMap::new();
         for (tp, offset) in before {
             self.cluster.topic(&tp.topic).await?;
-            let leader = self
-                .cluster
-                .metadata()
-                .leader_for(tp)
-                .ok_or_else(|| ClientError::kafka(ErrorCode::LeaderNotAvailable, tp.to_string()))?;
+            let leader =
+                self.cluster.metadata().leader_for(tp).ok_or_else(|| {
+                    ClientError::kafka(ErrorCode::LeaderNotAvailable, tp.to_string())
+                })?;
             by_leader
                 .entry(leader)
                 .or_default()
                 .entry(tp.topic.to_string())
                 .or_default()
-                .push(DeleteRecordsPartition::default().with_partition_index(tp.partition).with_offset(*offset));
+                .push(
+                    DeleteRecordsPartition::default()
+                        .with_partition_index(tp.partition)
+                        .with_offset(*offset),
+                );
         }
         let mut low_watermarks = BTreeMap::new();
         for (leader, topics) in by_leader {
             let request = DeleteRecordsRequest::default()
-                .with_timeout_ms(self.cluster.config.request_timeout.as_millis().min(i32::MAX as u128) as i32)
-                .with_topics(topics.into_iter().map(|(n, p)| DeleteRecordsTopic::default().with_name(topic_name(&n)).with_partitions(p)).collect());
-            let response = self.cluster.connection(leader).await?.send(&request).await?;
+                .with_timeout_ms(
+                    self.cluster
+                        .config
+                        .request_timeout
+                        .as_millis()
+                        .min(i32::MAX as u128) as i32,
+                )
+                .with_topics(
+                    topics
+                        .into_iter()
+                        .map(|(n, p)| {
+                            DeleteRecordsTopic::default()
+                                .with_name(topic_name(&n))
+                                .with_partitions(p)
+                        })
+                        .collect(),
+                );
+            let response = self
+                .cluster
+                .connection(leader)
+                .await?
+                .send(&request)
+                .await?;
             for t in response.topics {
                 for p in t.partitions {
                     let tp = TopicPartition::new(t.name.0.to_string(), p.partition_index);
@@ -211,17 +272,34 @@ impl Admin {
 
     /// Transactions on every broker (ListTransactions).
     pub async fn list_transactions(&self) -> Result<Vec<TransactionListing>> {
-        let metadata = self.cluster.refresh_scope(crate::cluster::MetadataScope::Topics(Vec::new())).await?;
+        let metadata = self
+            .cluster
+            .refresh_scope(crate::cluster::MetadataScope::Topics(Vec::new()))
+            .await?;
         let mut listings = Vec::new();
         for node in metadata.brokers.keys() {
-            let response = self.cluster.connection(*node).await?.send(&ListTransactionsRequest::default()).await?;
-            ClientError::check(response.error_code, || format!("ListTransactions on node {node}"), None)?;
-            listings.extend(response.transaction_states.into_iter().map(|t| TransactionListing {
-                transactional_id: t.transactional_id.0.to_string(),
-                producer_id: t.producer_id.0,
-                state: t.transaction_state.to_string(),
-                coordinator: *node,
-            }));
+            let response = self
+                .cluster
+                .connection(*node)
+                .await?
+                .send(&ListTransactionsRequest::default())
+                .await?;
+            ClientError::check(
+                response.error_code,
+                || format!("ListTransactions on node {node}"),
+                None,
+            )?;
+            listings.extend(
+                response
+                    .transaction_states
+                    .into_iter()
+                    .map(|t| TransactionListing {
+                        transactional_id: t.transactional_id.0.to_string(),
+                        producer_id: t.producer_id.0,
+                        state: t.transaction_state.to_string(),
+                        coordinator: *node,
+                    }),
+            );
         }
         listings.sort_by(|a, b| a.transactional_id.cmp(&b.transactional_id));
         Ok(listings)
@@ -232,7 +310,8 @@ impl Admin {
         let mut descriptions = Vec::new();
         for id in ids {
             let connection = self.cluster.coordinator(1, id).await?;
-            let request = DescribeTransactionsRequest::default().with_transactional_ids(vec![TransactionalId(sb(id))]);
+            let request = DescribeTransactionsRequest::default()
+                .with_transactional_ids(vec![TransactionalId(sb(id))]);
             let response = connection.send(&request).await?;
             for t in response.transaction_states {
                 ClientError::check(t.error_code, || format!("transactional id {id}"), None)?;
@@ -246,7 +325,11 @@ impl Admin {
                     partitions: t
                         .topics
                         .iter()
-                        .flat_map(|d| d.partitions.iter().map(|p| TopicPartition::new(d.topic.0.to_string(), *p)))
+                        .flat_map(|d| {
+                            d.partitions
+                                .iter()
+                                .map(|p| TopicPartition::new(d.topic.0.to_string(), *p))
+                        })
                         .collect(),
                     coordinator: connection.node_id(),
                 });

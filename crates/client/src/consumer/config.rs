@@ -77,36 +77,69 @@ pub struct ConsumerConfig {
 impl ConsumerConfig {
     pub fn from_config(config: &ClientConfig) -> Result<ConsumerConfig> {
         let common = CommonConfig::from_config(config, "rivulet-consumer")?;
-        let group_id = config.get("group.id").filter(|g| !g.is_empty()).map(String::from);
-        let auto_offset_reset = match config.get("auto.offset.reset").map(|v| v.trim().to_ascii_lowercase()) {
+        let group_id = config
+            .get("group.id")
+            .filter(|g| !g.is_empty())
+            .map(String::from);
+        let auto_offset_reset = match config
+            .get("auto.offset.reset")
+            .map(|v| v.trim().to_ascii_lowercase())
+        {
             None => OffsetReset::Latest,
             Some(v) if v == "latest" || v == "end" || v == "largest" => OffsetReset::Latest,
-            Some(v) if v == "earliest" || v == "beginning" || v == "smallest" => OffsetReset::Earliest,
+            Some(v) if v == "earliest" || v == "beginning" || v == "smallest" => {
+                OffsetReset::Earliest
+            }
             Some(v) if v == "none" || v == "error" => OffsetReset::None,
-            Some(v) => return Err(ClientError::Config { key: "auto.offset.reset".into(), reason: format!("{v:?} is not earliest, latest or none") }),
+            Some(v) => {
+                return Err(ClientError::Config {
+                    key: "auto.offset.reset".into(),
+                    reason: format!("{v:?} is not earliest, latest or none"),
+                })
+            }
         };
-        let isolation_level = match config.get("isolation.level").map(|v| v.trim().to_ascii_lowercase()) {
+        let isolation_level = match config
+            .get("isolation.level")
+            .map(|v| v.trim().to_ascii_lowercase())
+        {
             None => IsolationLevel::ReadUncommitted,
             Some(v) if v == "read_uncommitted" => IsolationLevel::ReadUncommitted,
             Some(v) if v == "read_committed" => IsolationLevel::ReadCommitted,
             Some(v) => {
-                return Err(ClientError::Config { key: "isolation.level".into(), reason: format!("{v:?} is not read_uncommitted or read_committed") })
+                return Err(ClientError::Config {
+                    key: "isolation.level".into(),
+                    reason: format!("{v:?} is not read_uncommitted or read_committed"),
+                })
             }
         };
-        let names = config.list("partition.assignment.strategy").unwrap_or_else(|| vec!["range".into(), "cooperative-sticky".into()]);
+        let names = config
+            .list("partition.assignment.strategy")
+            .unwrap_or_else(|| vec!["range".into(), "cooperative-sticky".into()]);
         if names.is_empty() {
-            return Err(ClientError::Config { key: "partition.assignment.strategy".into(), reason: "empty".into() });
+            return Err(ClientError::Config {
+                key: "partition.assignment.strategy".into(),
+                reason: "empty".into(),
+            });
         }
-        let assignors = names.iter().map(|n| assignor::by_name(n)).collect::<Result<Vec<_>>>()?;
+        let assignors = names
+            .iter()
+            .map(|n| assignor::by_name(n))
+            .collect::<Result<Vec<_>>>()?;
         let max_poll_records: usize = config.parse_or("max.poll.records", 500)?;
         if max_poll_records == 0 {
-            return Err(ClientError::Config { key: "max.poll.records".into(), reason: "must be at least 1".into() });
+            return Err(ClientError::Config {
+                key: "max.poll.records".into(),
+                reason: "must be at least 1".into(),
+            });
         }
         Ok(ConsumerConfig {
             common,
             enable_auto_commit: config.bool_or("enable.auto.commit", true)? && group_id.is_some(),
             group_id,
-            group_instance_id: config.get("group.instance.id").filter(|g| !g.is_empty()).map(String::from),
+            group_instance_id: config
+                .get("group.instance.id")
+                .filter(|g| !g.is_empty())
+                .map(String::from),
             session_timeout: config.ms_or("session.timeout.ms", 45_000)?,
             heartbeat_interval: config.ms_or("heartbeat.interval.ms", 3_000)?,
             max_poll_interval: config.ms_or("max.poll.interval.ms", 300_000)?,
@@ -121,7 +154,10 @@ impl ConsumerConfig {
             assignors,
             allow_auto_create_topics: config.bool_or("allow.auto.create.topics", true)?,
             exclude_internal_topics: config.bool_or("exclude.internal.topics", true)?,
-            client_rack: config.get("client.rack").filter(|r| !r.is_empty()).map(String::from),
+            client_rack: config
+                .get("client.rack")
+                .filter(|r| !r.is_empty())
+                .map(String::from),
         })
     }
 }

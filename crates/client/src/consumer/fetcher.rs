@@ -49,7 +49,10 @@ pub(crate) enum FetchEvent {
     /// Leadership moved or the topic is gone: refresh metadata.
     StaleMetadata,
     /// The high watermark, for lag.
-    Watermarks { tp: TopicPartition, high_watermark: i64 },
+    Watermarks {
+        tp: TopicPartition,
+        high_watermark: i64,
+    },
     Error(TopicPartition, ClientError),
 }
 
@@ -73,7 +76,12 @@ pub(crate) struct Fetcher {
 
 impl Fetcher {
     pub fn new() -> Fetcher {
-        Fetcher { in_flight: JoinSet::new(), nodes_in_flight: HashSet::new(), partitions_in_flight: HashSet::new(), buffered: BTreeMap::new() }
+        Fetcher {
+            in_flight: JoinSet::new(),
+            nodes_in_flight: HashSet::new(),
+            partitions_in_flight: HashSet::new(),
+            buffered: BTreeMap::new(),
+        }
     }
 
     pub fn has_in_flight(&self) -> bool {
@@ -92,7 +100,11 @@ impl Fetcher {
     /// Takes up to `max` buffered records of the partitions `fetchable` accepts,
     /// whose buffers start at the position it returns; returns the records and
     /// each partition's new position.
-    pub fn drain(&mut self, max: usize, mut position_of: impl FnMut(&TopicPartition) -> Option<i64>) -> (Vec<ConsumerRecord>, Vec<(TopicPartition, i64)>) {
+    pub fn drain(
+        &mut self,
+        max: usize,
+        mut position_of: impl FnMut(&TopicPartition) -> Option<i64>,
+    ) -> (Vec<ConsumerRecord>, Vec<(TopicPartition, i64)>) {
         let mut records = Vec::new();
         let mut positions = Vec::new();
         let mut empty = Vec::new();
@@ -100,7 +112,9 @@ impl Fetcher {
             if records.len() >= max {
                 break;
             }
-            let Some(position) = position_of(tp) else { continue };
+            let Some(position) = position_of(tp) else {
+                continue;
+            };
             match buffer.records.front() {
                 Some(first) if first.offset >= position => {}
                 Some(_) => {
@@ -119,10 +133,16 @@ impl Fetcher {
             }
             let take = (max - records.len()).min(buffer.records.len());
             for record in buffer.records.drain(..take) {
-                buffer.bytes = buffer.bytes.saturating_sub(record.value.as_ref().map_or(0, Bytes::len) + record.key.as_ref().map_or(0, Bytes::len));
+                buffer.bytes = buffer.bytes.saturating_sub(
+                    record.value.as_ref().map_or(0, Bytes::len)
+                        + record.key.as_ref().map_or(0, Bytes::len),
+                );
                 records.push(record);
             }
-            let next = buffer.records.front().map_or(buffer.next_offset, |r| r.offset);
+            let next = buffer
+                .records
+                .front()
+                .map_or(buffer.next_offset, |r| r.offset);
             positions.push((tp.clone(), next));
             if buffer.records.is_empty() {
                 empty.push(tp.clone());
@@ -137,7 +157,12 @@ impl Fetcher {
     /// Where the next fetch of `tp` starts: after its buffered records (fetching
     /// ahead while the application drains them, up to `max_ahead_bytes`), or at
     /// `position` when nothing is buffered. `None`: enough is buffered.
-    fn fetch_offset(&self, tp: &TopicPartition, position: i64, max_ahead_bytes: usize) -> Option<i64> {
+    fn fetch_offset(
+        &self,
+        tp: &TopicPartition,
+        position: i64,
+        max_ahead_bytes: usize,
+    ) -> Option<i64> {
         match self.buffered.get(tp) {
             Some(b) if b.bytes >= max_ahead_bytes => None,
             Some(b) => Some(b.next_offset),
@@ -150,7 +175,12 @@ impl Fetcher {
     /// the limit. Asking for every partition at once matters: a request holding
     /// only caught-up partitions would wait `fetch.max.wait.ms` while the others
     /// have data. Returns whether some leader is unknown.
-    pub fn send_fetches(&mut self, cluster: &Arc<Cluster>, config: &ConsumerConfig, partitions: &[(TopicPartition, i64)]) -> bool {
+    pub fn send_fetches(
+        &mut self,
+        cluster: &Arc<Cluster>,
+        config: &ConsumerConfig,
+        partitions: &[(TopicPartition, i64)],
+    ) -> bool {
         let metadata = cluster.metadata();
         let mut by_node: HashMap<i32, Vec<(TopicPartition, i64)>> = HashMap::new();
         let mut unknown_leader = false;
@@ -159,9 +189,13 @@ impl Fetcher {
             if self.partitions_in_flight.contains(tp) {
                 continue;
             }
-            let Some(offset) = self.fetch_offset(tp, *position, max_ahead) else { continue };
+            let Some(offset) = self.fetch_offset(tp, *position, max_ahead) else {
+                continue;
+            };
             match metadata.leader_for(tp) {
-                Some(node) if !self.nodes_in_flight.contains(&node) => by_node.entry(node).or_default().push((tp.clone(), offset)),
+                Some(node) if !self.nodes_in_flight.contains(&node) => {
+                    by_node.entry(node).or_default().push((tp.clone(), offset))
+                }
                 Some(_) => {}
                 None => unknown_leader = true,
             }
@@ -171,7 +205,8 @@ impl Fetcher {
             let cluster = Arc::clone(cluster);
             let extra = config.fetch_max_wait;
             self.nodes_in_flight.insert(node);
-            self.partitions_in_flight.extend(wanted.iter().map(|(tp, _)| tp.clone()));
+            self.partitions_in_flight
+                .extend(wanted.iter().map(|(tp, _)| tp.clone()));
             self.in_flight.spawn(async move {
                 let result = match cluster.connection(node).await {
                     Ok(connection) => connection.send_with_extra_time(&request, extra).await,
@@ -196,7 +231,9 @@ impl Fetcher {
             joined = self.in_flight.join_next() => joined,
             _ = tokio::time::sleep_until(deadline) => return Vec::new(),
         };
-        let Some(joined) = joined else { return Vec::new() };
+        let Some(joined) = joined else {
+            return Vec::new();
+        };
         self.process(joined, isolation_level, &mut position_of)
     }
 
@@ -222,7 +259,12 @@ impl Fetcher {
     ) -> Vec<FetchEvent> {
         let (node, wanted, result) = match joined {
             Ok(done) => done,
-            Err(e) => return vec![FetchEvent::Error(TopicPartition::new("", -1), ClientError::Protocol(format!("fetch task failed: {e}")))],
+            Err(e) => {
+                return vec![FetchEvent::Error(
+                    TopicPartition::new("", -1),
+                    ClientError::Protocol(format!("fetch task failed: {e}")),
+                )]
+            }
         };
         self.nodes_in_flight.remove(&node);
         for (tp, _) in &wanted {
@@ -237,7 +279,11 @@ impl Fetcher {
         };
         let requested: HashMap<TopicPartition, i64> = wanted.into_iter().collect();
         let mut events = Vec::new();
-        if let Err(e) = ClientError::check(response.error_code, || format!("Fetch from node {node}"), None) {
+        if let Err(e) = ClientError::check(
+            response.error_code,
+            || format!("Fetch from node {node}"),
+            None,
+        ) {
             events.push(FetchEvent::Error(TopicPartition::new("", -1), e));
             return events;
         }
@@ -245,7 +291,9 @@ impl Fetcher {
             let name: Arc<str> = Arc::from(topic.topic.0.as_str());
             for partition in topic.partitions {
                 let tp = TopicPartition::new(Arc::clone(&name), partition.partition_index);
-                let Some(&fetch_offset) = requested.get(&tp) else { continue };
+                let Some(&fetch_offset) = requested.get(&tp) else {
+                    continue;
+                };
                 // Data is used only if it continues exactly where the partition
                 // stands: after its buffer, or at its position.
                 let expected = match self.buffered.get(&tp) {
@@ -261,20 +309,42 @@ impl Fetcher {
         events
     }
 
-    fn handle_partition(&mut self, tp: TopicPartition, fetch_offset: i64, data: PartitionData, isolation: IsolationLevel, events: &mut Vec<FetchEvent>) {
+    fn handle_partition(
+        &mut self,
+        tp: TopicPartition,
+        fetch_offset: i64,
+        data: PartitionData,
+        isolation: IsolationLevel,
+        events: &mut Vec<FetchEvent>,
+    ) {
         let code = ErrorCode::from_i16(data.error_code).unwrap_or(ErrorCode::UnknownServerError);
         match code {
             ErrorCode::None => {}
             ErrorCode::OffsetOutOfRange => return events.push(FetchEvent::OffsetOutOfRange(tp)),
-            code if crate::error::invalidates_metadata(code) => return events.push(FetchEvent::StaleMetadata),
-            code => return events.push(FetchEvent::Error(tp.clone(), ClientError::kafka(code, tp.to_string()))),
-        }
-        events.push(FetchEvent::Watermarks { tp: tp.clone(), high_watermark: data.high_watermark });
-        let Some(bytes) = data.records.filter(|b| !b.is_empty()) else { return };
-        let mut aborted: Vec<(i64, i64)> = match isolation {
-            IsolationLevel::ReadCommitted => {
-                data.aborted_transactions.unwrap_or_default().iter().map(|a| (a.producer_id.0, a.first_offset)).collect()
+            code if crate::error::invalidates_metadata(code) => {
+                return events.push(FetchEvent::StaleMetadata)
             }
+            code => {
+                return events.push(FetchEvent::Error(
+                    tp.clone(),
+                    ClientError::kafka(code, tp.to_string()),
+                ))
+            }
+        }
+        events.push(FetchEvent::Watermarks {
+            tp: tp.clone(),
+            high_watermark: data.high_watermark,
+        });
+        let Some(bytes) = data.records.filter(|b| !b.is_empty()) else {
+            return;
+        };
+        let mut aborted: Vec<(i64, i64)> = match isolation {
+            IsolationLevel::ReadCommitted => data
+                .aborted_transactions
+                .unwrap_or_default()
+                .iter()
+                .map(|a| (a.producer_id.0, a.first_offset))
+                .collect(),
             IsolationLevel::ReadUncommitted => Vec::new(),
         };
         aborted.sort_by_key(|a| a.1);
@@ -286,8 +356,14 @@ impl Fetcher {
                 Ok(batch) => batch,
                 Err(e) => {
                     // A partial batch at the end is normal (KIP-74); anything else is not.
-                    if records.is_empty() && next_offset == fetch_offset && !matches!(e, protocol::records::BatchError::Truncated { .. }) {
-                        events.push(FetchEvent::Error(tp.clone(), ClientError::Protocol(format!("{tp}: {e}"))));
+                    if records.is_empty()
+                        && next_offset == fetch_offset
+                        && !matches!(e, protocol::records::BatchError::Truncated { .. })
+                    {
+                        events.push(FetchEvent::Error(
+                            tp.clone(),
+                            ClientError::Protocol(format!("{tp}: {e}")),
+                        ));
                     }
                     break;
                 }
@@ -313,11 +389,18 @@ impl Fetcher {
             let (_, decoded) = match decode_records(batch_bytes, 64 * 1024 * 1024) {
                 Ok(decoded) => decoded,
                 Err(e) => {
-                    events.push(FetchEvent::Error(tp.clone(), ClientError::Protocol(format!("{tp} at offset {}: {e}", header.base_offset))));
+                    events.push(FetchEvent::Error(
+                        tp.clone(),
+                        ClientError::Protocol(format!(
+                            "{tp} at offset {}: {e}",
+                            header.base_offset
+                        )),
+                    ));
                     break;
                 }
             };
-            let log_append_time = header.timestamp_type() == protocol::records::TimestampType::LogAppendTime;
+            let log_append_time =
+                header.timestamp_type() == protocol::records::TimestampType::LogAppendTime;
             for record in decoded.into_iter().filter(|r| r.offset >= fetch_offset) {
                 records.push_back(ConsumerRecord {
                     topic: Arc::clone(&tp.topic),
@@ -336,9 +419,19 @@ impl Fetcher {
         if records.is_empty() && next_offset == fetch_offset {
             return;
         }
-        let bytes: usize = records.iter().map(|r| r.value.as_ref().map_or(0, Bytes::len) + r.key.as_ref().map_or(0, Bytes::len)).sum();
-        let buffer = self.buffered.entry(tp).or_insert_with(|| Buffered { records: VecDeque::new(), next_offset: fetch_offset, bytes: 0 });
-        debug_assert_eq!(buffer.next_offset, fetch_offset, "fetched data continues the buffer");
+        let bytes: usize = records
+            .iter()
+            .map(|r| r.value.as_ref().map_or(0, Bytes::len) + r.key.as_ref().map_or(0, Bytes::len))
+            .sum();
+        let buffer = self.buffered.entry(tp).or_insert_with(|| Buffered {
+            records: VecDeque::new(),
+            next_offset: fetch_offset,
+            bytes: 0,
+        });
+        debug_assert_eq!(
+            buffer.next_offset, fetch_offset,
+            "fetched data continues the buffer"
+        );
         buffer.records.extend(records);
         buffer.next_offset = next_offset;
         buffer.bytes += bytes;
@@ -366,5 +459,14 @@ fn fetch_request(config: &ConsumerConfig, wanted: &[(TopicPartition, i64)]) -> F
         .with_isolation_level(config.isolation_level.wire())
         .with_session_id(0)
         .with_session_epoch(-1)
-        .with_topics(topics.into_iter().map(|(n, p)| FetchTopic::default().with_topic(topic_name(&n)).with_partitions(p)).collect())
+        .with_topics(
+            topics
+                .into_iter()
+                .map(|(n, p)| {
+                    FetchTopic::default()
+                        .with_topic(topic_name(&n))
+                        .with_partitions(p)
+                })
+                .collect(),
+        )
 }

@@ -22,7 +22,9 @@ use std::time::Duration;
 use protocol::kafka::messages::join_group_request::JoinGroupRequestProtocol;
 use protocol::kafka::messages::leave_group_request::MemberIdentity;
 use protocol::kafka::messages::sync_group_request::SyncGroupRequestAssignment;
-use protocol::kafka::messages::{GroupId, HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest, SyncGroupRequest};
+use protocol::kafka::messages::{
+    GroupId, HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest, SyncGroupRequest,
+};
 use protocol::kafka::protocol::StrBytes;
 use protocol::{ErrorCode, TopicPartition};
 use tokio::task::JoinHandle;
@@ -31,7 +33,10 @@ use tokio::time::Instant;
 use crate::cluster::{Cluster, MetadataScope};
 use crate::consumer::assignor::{common_protocol, MemberSubscription, RebalanceProtocol};
 use crate::consumer::config::ConsumerConfig;
-use crate::consumer::protocol::{decode_assignment, decode_subscription, encode_assignment, encode_subscription, Assignment, Subscription};
+use crate::consumer::protocol::{
+    decode_assignment, decode_subscription, encode_assignment, encode_subscription, Assignment,
+    Subscription,
+};
 use crate::error::{ClientError, Result};
 use crate::rpc::{sb, Committer};
 
@@ -92,17 +97,31 @@ impl Membership {
     }
 
     pub fn polled(&self) {
-        *self.shared.last_poll.lock().expect("last poll lock poisoned") = Instant::now();
+        *self
+            .shared
+            .last_poll
+            .lock()
+            .expect("last poll lock poisoned") = Instant::now();
     }
 
     pub fn committer(&self, config: &ConsumerConfig) -> Committer {
-        Committer { generation_id: self.generation_id, member_id: self.member_id.clone(), group_instance_id: config.group_instance_id.clone() }
+        Committer {
+            generation_id: self.generation_id,
+            member_id: self.member_id.clone(),
+            group_instance_id: config.group_instance_id.clone(),
+        }
     }
 
     /// Joins (or rejoins) the group and returns the assignment. `owned` are the
     /// partitions the member keeps through the rebalance (cooperative), sent as
     /// its owned partitions.
-    pub async fn join(&mut self, cluster: &Arc<Cluster>, config: &ConsumerConfig, topics: &BTreeSet<String>, owned: &[TopicPartition]) -> Result<Vec<TopicPartition>> {
+    pub async fn join(
+        &mut self,
+        cluster: &Arc<Cluster>,
+        config: &ConsumerConfig,
+        topics: &BTreeSet<String>,
+        owned: &[TopicPartition],
+    ) -> Result<Vec<TopicPartition>> {
         self.stop_heartbeat();
         if self.shared.reset_member.swap(false, Ordering::AcqRel) {
             self.member_id.clear();
@@ -125,10 +144,15 @@ impl Membership {
                             self.generation_id = -1;
                         }
                         Some(ErrorCode::IllegalGeneration) => self.generation_id = -1,
-                        Some(ErrorCode::NotCoordinator | ErrorCode::CoordinatorNotAvailable) => cluster.coordinator_dead(0, &self.group_id),
+                        Some(ErrorCode::NotCoordinator | ErrorCode::CoordinatorNotAvailable) => {
+                            cluster.coordinator_dead(0, &self.group_id)
+                        }
                         _ => {}
                     }
-                    if !matches!(e.code(), Some(ErrorCode::MemberIdRequired | ErrorCode::RebalanceInProgress)) {
+                    if !matches!(
+                        e.code(),
+                        Some(ErrorCode::MemberIdRequired | ErrorCode::RebalanceInProgress)
+                    ) {
                         tokio::time::sleep(config.common.retry_backoff).await;
                     }
                     if e.needs_metadata_refresh() && e.code().is_none() {
@@ -140,11 +164,21 @@ impl Membership {
         }
     }
 
-    async fn join_once(&mut self, cluster: &Arc<Cluster>, config: &ConsumerConfig, topics: &BTreeSet<String>, owned: &[TopicPartition]) -> Result<Vec<TopicPartition>> {
+    async fn join_once(
+        &mut self,
+        cluster: &Arc<Cluster>,
+        config: &ConsumerConfig,
+        topics: &BTreeSet<String>,
+        owned: &[TopicPartition],
+    ) -> Result<Vec<TopicPartition>> {
         let subscription = Subscription {
             topics: topics.iter().cloned().collect(),
             user_data: None,
-            owned_partitions: if self.rebalance_protocol == RebalanceProtocol::Cooperative { owned.to_vec() } else { Vec::new() },
+            owned_partitions: if self.rebalance_protocol == RebalanceProtocol::Cooperative {
+                owned.to_vec()
+            } else {
+                Vec::new()
+            },
             generation_id: self.generation_id,
             rack_id: config.client_rack.clone(),
         };
@@ -152,25 +186,41 @@ impl Membership {
         let protocols = config
             .assignors
             .iter()
-            .map(|a| JoinGroupRequestProtocol::default().with_name(sb(a.name())).with_metadata(metadata.clone()))
+            .map(|a| {
+                JoinGroupRequestProtocol::default()
+                    .with_name(sb(a.name()))
+                    .with_metadata(metadata.clone())
+            })
             .collect();
         let request = JoinGroupRequest::default()
             .with_group_id(GroupId(sb(&self.group_id)))
             .with_session_timeout_ms(config.session_timeout.as_millis() as i32)
-            .with_rebalance_timeout_ms(config.max_poll_interval.as_millis().min(i32::MAX as u128) as i32)
+            .with_rebalance_timeout_ms(
+                config.max_poll_interval.as_millis().min(i32::MAX as u128) as i32
+            )
             .with_member_id(sb(&self.member_id))
             .with_group_instance_id(config.group_instance_id.as_deref().map(sb))
             .with_protocol_type(StrBytes::from_static_str("consumer"))
             .with_protocols(protocols);
         let connection = cluster.coordinator(0, &self.group_id).await?;
-        let response = connection.send_with_extra_time(&request, config.max_poll_interval + Duration::from_secs(5)).await?;
+        let response = connection
+            .send_with_extra_time(&request, config.max_poll_interval + Duration::from_secs(5))
+            .await?;
         if response.error_code == ErrorCode::MemberIdRequired.code() {
             self.member_id = response.member_id.to_string();
         }
-        ClientError::check(response.error_code, || format!("JoinGroup {}", self.group_id), None)?;
+        ClientError::check(
+            response.error_code,
+            || format!("JoinGroup {}", self.group_id),
+            None,
+        )?;
         self.member_id = response.member_id.to_string();
         self.generation_id = response.generation_id;
-        let protocol_name = response.protocol_name.as_ref().map(|p| p.to_string()).unwrap_or_default();
+        let protocol_name = response
+            .protocol_name
+            .as_ref()
+            .map(|p| p.to_string())
+            .unwrap_or_default();
         self.protocol_name = Some(protocol_name.clone());
         let assignments = if response.leader == response.member_id && !response.skip_assignment {
             let members = response
@@ -184,7 +234,8 @@ impl Membership {
                     })
                 })
                 .collect::<Result<Vec<_>>>()?;
-            self.leader_assign(cluster, config, &protocol_name, &members).await?
+            self.leader_assign(cluster, config, &protocol_name, &members)
+                .await?
         } else {
             Vec::new()
         };
@@ -196,8 +247,14 @@ impl Membership {
             .with_protocol_type(Some(StrBytes::from_static_str("consumer")))
             .with_protocol_name(Some(sb(&protocol_name)))
             .with_assignments(assignments);
-        let response = connection.send_with_extra_time(&sync, config.max_poll_interval).await?;
-        ClientError::check(response.error_code, || format!("SyncGroup {}", self.group_id), None)?;
+        let response = connection
+            .send_with_extra_time(&sync, config.max_poll_interval)
+            .await?;
+        ClientError::check(
+            response.error_code,
+            || format!("SyncGroup {}", self.group_id),
+            None,
+        )?;
         let assignment = decode_assignment(&response.assignment)?;
         tracing::debug!(group = %self.group_id, generation = self.generation_id, member = %self.member_id, partitions = assignment.partitions.len(), "joined");
         Ok(assignment.partitions)
@@ -213,16 +270,28 @@ impl Membership {
         let assignor = config.assignors.iter().find(|a| a.name() == protocol_name).ok_or_else(|| {
             ClientError::Protocol(format!("the coordinator chose assignor {protocol_name:?}, which this member did not offer"))
         })?;
-        let topics: BTreeSet<String> = members.iter().flat_map(|m| m.subscription.topics.iter().cloned()).collect();
-        let metadata = cluster.refresh_scope(MetadataScope::Topics(topics.iter().cloned().collect())).await?;
-        let partitions_per_topic: BTreeMap<String, i32> =
-            topics.iter().filter_map(|t| metadata.partition_count(t).map(|n| (t.clone(), n as i32))).collect();
+        let topics: BTreeSet<String> = members
+            .iter()
+            .flat_map(|m| m.subscription.topics.iter().cloned())
+            .collect();
+        let metadata = cluster
+            .refresh_scope(MetadataScope::Topics(topics.iter().cloned().collect()))
+            .await?;
+        let partitions_per_topic: BTreeMap<String, i32> = topics
+            .iter()
+            .filter_map(|t| metadata.partition_count(t).map(|n| (t.clone(), n as i32)))
+            .collect();
         let layout = assignor.assign(&partitions_per_topic, members);
         layout
             .into_iter()
             .map(|(member, partitions)| {
-                let bytes = encode_assignment(&Assignment { partitions, user_data: None })?;
-                Ok(SyncGroupRequestAssignment::default().with_member_id(sb(&member)).with_assignment(bytes))
+                let bytes = encode_assignment(&Assignment {
+                    partitions,
+                    user_data: None,
+                })?;
+                Ok(SyncGroupRequestAssignment::default()
+                    .with_member_id(sb(&member))
+                    .with_assignment(bytes))
             })
             .collect()
     }
@@ -257,7 +326,14 @@ impl Membership {
             return Ok(());
         }
         self.joined = false;
-        let result = send_leave(cluster, &self.group_id, &self.member_id, config.group_instance_id.as_deref(), "the consumer is closing").await;
+        let result = send_leave(
+            cluster,
+            &self.group_id,
+            &self.member_id,
+            config.group_instance_id.as_deref(),
+            "the consumer is closing",
+        )
+        .await;
         self.member_id.clear();
         self.generation_id = -1;
         result
@@ -268,11 +344,22 @@ fn rejoinable(error: &ClientError) -> bool {
     error.is_retriable()
         || matches!(
             error.code(),
-            Some(ErrorCode::MemberIdRequired | ErrorCode::RebalanceInProgress | ErrorCode::UnknownMemberId | ErrorCode::IllegalGeneration)
+            Some(
+                ErrorCode::MemberIdRequired
+                    | ErrorCode::RebalanceInProgress
+                    | ErrorCode::UnknownMemberId
+                    | ErrorCode::IllegalGeneration
+            )
         )
 }
 
-async fn send_leave(cluster: &Arc<Cluster>, group: &str, member_id: &str, instance: Option<&str>, reason: &str) -> Result<()> {
+async fn send_leave(
+    cluster: &Arc<Cluster>,
+    group: &str,
+    member_id: &str,
+    instance: Option<&str>,
+    reason: &str,
+) -> Result<()> {
     let connection = cluster.coordinator(0, group).await?;
     let version = connection.version_of::<LeaveGroupRequest>()?;
     let mut request = LeaveGroupRequest::default().with_group_id(GroupId(sb(group)));
@@ -311,22 +398,39 @@ impl HeartbeatTask {
         loop {
             tokio::time::sleep(wait).await;
             wait = self.interval;
-            let since_poll = self.shared.last_poll.lock().expect("last poll lock poisoned").elapsed();
+            let since_poll = self
+                .shared
+                .last_poll
+                .lock()
+                .expect("last poll lock poisoned")
+                .elapsed();
             if since_poll > self.max_poll_interval {
                 tracing::warn!(group = %self.group_id, "poll() not called within max.poll.interval.ms; leaving the group");
                 let reason = "consumer poll timeout has expired";
-                let _ = send_leave(&self.cluster, &self.group_id, &self.member_id, self.group_instance_id.as_deref(), reason).await;
+                let _ = send_leave(
+                    &self.cluster,
+                    &self.group_id,
+                    &self.member_id,
+                    self.group_instance_id.as_deref(),
+                    reason,
+                )
+                .await;
                 self.shared.reset_member.store(true, Ordering::Release);
                 self.shared.rejoin.store(true, Ordering::Release);
                 return;
             }
             let result = match self.cluster.coordinator(0, &self.group_id).await {
-                Ok(connection) => connection.send(&request).await.and_then(|r| ClientError::check(r.error_code, || "Heartbeat".into(), None)),
+                Ok(connection) => connection
+                    .send(&request)
+                    .await
+                    .and_then(|r| ClientError::check(r.error_code, || "Heartbeat".into(), None)),
                 Err(e) => Err(e),
             };
             match result.as_ref().err().map(|e| (e.code(), e)) {
                 None => {}
-                Some((Some(ErrorCode::RebalanceInProgress), _)) => self.shared.rejoin.store(true, Ordering::Release),
+                Some((Some(ErrorCode::RebalanceInProgress), _)) => {
+                    self.shared.rejoin.store(true, Ordering::Release)
+                }
                 Some((Some(ErrorCode::UnknownMemberId | ErrorCode::FencedInstanceId), _)) => {
                     self.shared.reset_member.store(true, Ordering::Release);
                     self.shared.rejoin.store(true, Ordering::Release);

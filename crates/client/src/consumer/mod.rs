@@ -61,8 +61,8 @@ use crate::producer::ConsumerGroupMetadata;
 use crate::rpc::{self, OffsetAndMetadata, EARLIEST_TIMESTAMP, LATEST_TIMESTAMP};
 use assignor::RebalanceProtocol;
 pub use config::{ConsumerConfig, IsolationLevel, OffsetReset};
-use fetcher::{FetchEvent, Fetcher};
 pub use fetcher::ConsumerRecord;
+use fetcher::{FetchEvent, Fetcher};
 use group::Membership;
 
 /// Called in `poll` around rebalances, as Java's `ConsumerRebalanceListener`.
@@ -81,7 +81,10 @@ pub trait RebalanceListener: Send {
 enum Subscribed {
     Nothing,
     Topics(BTreeSet<String>),
-    Pattern { regex: Regex, matched: BTreeSet<String> },
+    Pattern {
+        regex: Regex,
+        matched: BTreeSet<String>,
+    },
     Assigned,
 }
 
@@ -110,7 +113,10 @@ pub struct Consumer {
 
 impl std::fmt::Debug for Consumer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Consumer").field("group_id", &self.config.group_id).field("subscribed", &self.subscribed).finish()
+        f.debug_struct("Consumer")
+            .field("group_id", &self.config.group_id)
+            .field("subscribed", &self.subscribed)
+            .finish()
     }
 }
 
@@ -142,7 +148,9 @@ impl Consumer {
     fn membership_or_error(&self, what: &str) -> Result<()> {
         match self.membership {
             Some(_) => Ok(()),
-            None => Err(ClientError::InvalidArgument(format!("{what} needs group.id in the consumer config"))),
+            None => Err(ClientError::InvalidArgument(format!(
+                "{what} needs group.id in the consumer config"
+            ))),
         }
     }
 
@@ -150,7 +158,9 @@ impl Consumer {
     pub fn subscribe(&mut self, topics: &[&str]) -> Result<()> {
         self.membership_or_error("subscribe")?;
         if matches!(self.subscribed, Subscribed::Assigned) {
-            return Err(ClientError::InvalidArgument("subscribe after assign: call unsubscribe first".into()));
+            return Err(ClientError::InvalidArgument(
+                "subscribe after assign: call unsubscribe first".into(),
+            ));
         }
         let topics: BTreeSet<String> = topics.iter().map(|t| t.to_string()).collect();
         self.cluster.set_interest(topics.clone());
@@ -163,8 +173,12 @@ impl Consumer {
     /// checked again on each metadata refresh (`metadata.max.age.ms`).
     pub fn subscribe_pattern(&mut self, pattern: &str) -> Result<()> {
         self.membership_or_error("subscribe")?;
-        let regex = Regex::new(&format!("^(?:{pattern})$")).map_err(|e| ClientError::InvalidArgument(format!("pattern {pattern:?}: {e}")))?;
-        self.subscribed = Subscribed::Pattern { regex, matched: BTreeSet::new() };
+        let regex = Regex::new(&format!("^(?:{pattern})$"))
+            .map_err(|e| ClientError::InvalidArgument(format!("pattern {pattern:?}: {e}")))?;
+        self.subscribed = Subscribed::Pattern {
+            regex,
+            matched: BTreeSet::new(),
+        };
         self.pattern_checked_at = None;
         self.request_rejoin();
         Ok(())
@@ -172,8 +186,13 @@ impl Consumer {
 
     /// Takes `partitions` without a group (replaces any assignment).
     pub fn assign(&mut self, partitions: &[TopicPartition]) -> Result<()> {
-        if matches!(self.subscribed, Subscribed::Topics(_) | Subscribed::Pattern { .. }) {
-            return Err(ClientError::InvalidArgument("assign after subscribe: call unsubscribe first".into()));
+        if matches!(
+            self.subscribed,
+            Subscribed::Topics(_) | Subscribed::Pattern { .. }
+        ) {
+            return Err(ClientError::InvalidArgument(
+                "assign after subscribe: call unsubscribe first".into(),
+            ));
         }
         let wanted: BTreeSet<&TopicPartition> = partitions.iter().collect();
         self.assignment.retain(|tp, _| wanted.contains(tp));
@@ -181,7 +200,8 @@ impl Consumer {
             self.assignment.entry(tp.clone()).or_default();
         }
         self.fetcher.forget_all();
-        self.cluster.set_interest(partitions.iter().map(|tp| tp.topic.to_string()).collect());
+        self.cluster
+            .set_interest(partitions.iter().map(|tp| tp.topic.to_string()).collect());
         self.subscribed = Subscribed::Assigned;
         Ok(())
     }
@@ -210,7 +230,9 @@ impl Consumer {
     /// The subscribed topics (for a pattern: those it matched so far).
     pub fn subscription(&self) -> Vec<String> {
         match &self.subscribed {
-            Subscribed::Topics(t) | Subscribed::Pattern { matched: t, .. } => t.iter().cloned().collect(),
+            Subscribed::Topics(t) | Subscribed::Pattern { matched: t, .. } => {
+                t.iter().cloned().collect()
+            }
             _ => Vec::new(),
         }
     }
@@ -243,7 +265,9 @@ impl Consumer {
         }
         loop {
             self.check_pattern().await?;
-            if self.subscribed_topics().is_some() && self.membership.as_ref().is_some_and(|m| m.needs_rejoin()) {
+            if self.subscribed_topics().is_some()
+                && self.membership.as_ref().is_some_and(|m| m.needs_rejoin())
+            {
                 self.rebalance().await?;
             }
             self.update_positions().await?;
@@ -251,18 +275,31 @@ impl Consumer {
             let assignment = &self.assignment;
             let events = self
                 .fetcher
-                .complete_ready(self.config.isolation_level, |tp| assignment.get(tp).filter(|s| !s.paused).and_then(|s| s.position));
+                .complete_ready(self.config.isolation_level, |tp| {
+                    assignment
+                        .get(tp)
+                        .filter(|s| !s.paused)
+                        .and_then(|s| s.position)
+                });
             self.handle_fetch_events(events).await?;
             let max = self.config.max_poll_records;
             let assignment = &self.assignment;
-            let (records, positions) = self.fetcher.drain(max, |tp| assignment.get(tp).filter(|s| !s.paused).and_then(|s| s.position));
+            let (records, positions) = self.fetcher.drain(max, |tp| {
+                assignment
+                    .get(tp)
+                    .filter(|s| !s.paused)
+                    .and_then(|s| s.position)
+            });
             for (tp, position) in positions {
                 if let Some(state) = self.assignment.get_mut(&tp) {
                     state.position = Some(position);
                 }
             }
             let fetchable = self.fetchable();
-            if self.fetcher.send_fetches(&self.cluster, &self.config, &fetchable) {
+            if self
+                .fetcher
+                .send_fetches(&self.cluster, &self.config, &fetchable)
+            {
                 self.cluster.refresh().await?;
             }
             if !records.is_empty() {
@@ -272,21 +309,34 @@ impl Consumer {
                 return Ok(Vec::new());
             }
             if !self.fetcher.has_in_flight() {
-                let wait = self.config.common.retry_backoff.max(Duration::from_millis(10));
+                let wait = self
+                    .config
+                    .common
+                    .retry_backoff
+                    .max(Duration::from_millis(10));
                 tokio::time::sleep_until(deadline.min(Instant::now() + wait)).await;
                 continue;
             }
             let assignment = &self.assignment;
             let events = self
                 .fetcher
-                .complete_one(deadline, self.config.isolation_level, |tp| assignment.get(tp).filter(|s| !s.paused).and_then(|s| s.position))
+                .complete_one(deadline, self.config.isolation_level, |tp| {
+                    assignment
+                        .get(tp)
+                        .filter(|s| !s.paused)
+                        .and_then(|s| s.position)
+                })
                 .await;
             self.handle_fetch_events(events).await?;
         }
     }
 
     fn fetchable(&self) -> Vec<(TopicPartition, i64)> {
-        self.assignment.iter().filter(|(_, s)| !s.paused).filter_map(|(tp, s)| s.position.map(|p| (tp.clone(), p))).collect()
+        self.assignment
+            .iter()
+            .filter(|(_, s)| !s.paused)
+            .filter_map(|(tp, s)| s.position.map(|p| (tp.clone(), p)))
+            .collect()
     }
 
     async fn handle_fetch_events(&mut self, events: Vec<FetchEvent>) -> Result<()> {
@@ -297,7 +347,12 @@ impl Consumer {
                     let reset = match self.config.auto_offset_reset {
                         OffsetReset::Earliest => EARLIEST_TIMESTAMP,
                         OffsetReset::Latest => LATEST_TIMESTAMP,
-                        OffsetReset::None => return Err(ClientError::kafka(ErrorCode::OffsetOutOfRange, tp.to_string())),
+                        OffsetReset::None => {
+                            return Err(ClientError::kafka(
+                                ErrorCode::OffsetOutOfRange,
+                                tp.to_string(),
+                            ))
+                        }
                     };
                     if let Some(state) = self.assignment.get_mut(&tp) {
                         tracing::info!(%tp, position = ?state.position, "offset out of range; resetting per auto.offset.reset");
@@ -328,8 +383,12 @@ impl Consumer {
 
     /// For a pattern subscription: matches topics again when metadata is stale.
     async fn check_pattern(&mut self) -> Result<()> {
-        let Subscribed::Pattern { regex, matched } = &self.subscribed else { return Ok(()) };
-        let due = self.pattern_checked_at.is_none_or(|at| at.elapsed() >= self.config.common.metadata_max_age);
+        let Subscribed::Pattern { regex, matched } = &self.subscribed else {
+            return Ok(());
+        };
+        let due = self
+            .pattern_checked_at
+            .is_none_or(|at| at.elapsed() >= self.config.common.metadata_max_age);
         if !due {
             return Ok(());
         }
@@ -338,14 +397,19 @@ impl Consumer {
         let now: BTreeSet<String> = metadata
             .topics
             .values()
-            .filter(|t| !(t.is_internal && self.config.exclude_internal_topics) && regex.is_match(&t.name))
+            .filter(|t| {
+                !(t.is_internal && self.config.exclude_internal_topics) && regex.is_match(&t.name)
+            })
             .map(|t| t.name.clone())
             .collect();
         if &now != matched {
             tracing::debug!(topics = ?now, "pattern subscription changed");
             self.cluster.set_interest(now.clone());
             let regex = regex.clone();
-            self.subscribed = Subscribed::Pattern { regex, matched: now };
+            self.subscribed = Subscribed::Pattern {
+                regex,
+                matched: now,
+            };
             self.request_rejoin();
         }
         Ok(())
@@ -353,7 +417,10 @@ impl Consumer {
 
     async fn rebalance(&mut self) -> Result<()> {
         let topics = self.subscribed_topics().unwrap_or_default();
-        let protocol = self.membership.as_ref().map_or(RebalanceProtocol::Eager, |m| m.rebalance_protocol);
+        let protocol = self
+            .membership
+            .as_ref()
+            .map_or(RebalanceProtocol::Eager, |m| m.rebalance_protocol);
         let owned: Vec<TopicPartition> = self.assignment.keys().cloned().collect();
         self.maybe_commit_before_revoke().await;
         if protocol == RebalanceProtocol::Eager && !owned.is_empty() {
@@ -362,11 +429,25 @@ impl Consumer {
             self.fetcher.forget_all();
         }
         let keep: Vec<TopicPartition> = self.assignment.keys().cloned().collect();
-        let membership = self.membership.as_mut().expect("rebalance runs only with a group");
-        let assigned = membership.join(&self.cluster, &self.config, &topics, &keep).await?;
+        let membership = self
+            .membership
+            .as_mut()
+            .expect("rebalance runs only with a group");
+        let assigned = membership
+            .join(&self.cluster, &self.config, &topics, &keep)
+            .await?;
         let assigned: BTreeSet<TopicPartition> = assigned.into_iter().collect();
-        let revoked: Vec<TopicPartition> = self.assignment.keys().filter(|tp| !assigned.contains(*tp)).cloned().collect();
-        let added: Vec<TopicPartition> = assigned.iter().filter(|tp| !self.assignment.contains_key(*tp)).cloned().collect();
+        let revoked: Vec<TopicPartition> = self
+            .assignment
+            .keys()
+            .filter(|tp| !assigned.contains(*tp))
+            .cloned()
+            .collect();
+        let added: Vec<TopicPartition> = assigned
+            .iter()
+            .filter(|tp| !self.assignment.contains_key(*tp))
+            .cloned()
+            .collect();
         if !revoked.is_empty() {
             self.with_listener(|l| l.on_partitions_revoked(&revoked));
             for tp in &revoked {
@@ -379,7 +460,8 @@ impl Consumer {
             }
         }
         for tp in &added {
-            self.assignment.insert(tp.clone(), PartitionState::default());
+            self.assignment
+                .insert(tp.clone(), PartitionState::default());
         }
         self.with_listener(|l| l.on_partitions_assigned(&added));
         Ok(())
@@ -387,11 +469,20 @@ impl Consumer {
 
     /// Finds a position for each assigned partition without one.
     async fn update_positions(&mut self) -> Result<()> {
-        let missing: Vec<TopicPartition> = self.assignment.iter().filter(|(_, s)| s.position.is_none()).map(|(tp, _)| tp.clone()).collect();
+        let missing: Vec<TopicPartition> = self
+            .assignment
+            .iter()
+            .filter(|(_, s)| s.position.is_none())
+            .map(|(tp, _)| tp.clone())
+            .collect();
         if missing.is_empty() {
             return Ok(());
         }
-        let need_committed: Vec<TopicPartition> = missing.iter().filter(|tp| self.assignment[*tp].reset_to.is_none()).cloned().collect();
+        let need_committed: Vec<TopicPartition> = missing
+            .iter()
+            .filter(|tp| self.assignment[*tp].reset_to.is_none())
+            .cloned()
+            .collect();
         let committed = match (&self.config.group_id, need_committed.is_empty()) {
             (Some(group), false) => {
                 let stable = self.config.isolation_level == IsolationLevel::ReadCommitted;
@@ -401,7 +492,10 @@ impl Consumer {
         };
         let mut queries = Vec::new();
         for tp in &missing {
-            let state = self.assignment.get_mut(tp).expect("missing partitions are assigned");
+            let state = self
+                .assignment
+                .get_mut(tp)
+                .expect("missing partitions are assigned");
             if let Some(timestamp) = state.reset_to {
                 queries.push((tp.clone(), timestamp));
             } else if let Some(offset) = committed.get(tp) {
@@ -422,7 +516,8 @@ impl Consumer {
         if queries.is_empty() {
             return Ok(());
         }
-        let found = rpc::list_offsets(&self.cluster, &queries, self.config.isolation_level.wire()).await?;
+        let found =
+            rpc::list_offsets(&self.cluster, &queries, self.config.isolation_level.wire()).await?;
         let mut past_end = Vec::new();
         for (tp, listed) in found {
             if let Some(state) = self.assignment.get_mut(&tp) {
@@ -436,7 +531,10 @@ impl Consumer {
             }
         }
         if !past_end.is_empty() {
-            for (tp, listed) in rpc::list_offsets(&self.cluster, &past_end, self.config.isolation_level.wire()).await? {
+            for (tp, listed) in
+                rpc::list_offsets(&self.cluster, &past_end, self.config.isolation_level.wire())
+                    .await?
+            {
                 if let Some(state) = self.assignment.get_mut(&tp) {
                     state.position = Some(listed.offset.max(0));
                     state.reset_to = None;
@@ -471,7 +569,8 @@ impl Consumer {
     }
 
     async fn maybe_commit_before_revoke(&mut self) {
-        if self.config.enable_auto_commit && self.membership.as_ref().is_some_and(|m| m.is_joined()) {
+        if self.config.enable_auto_commit && self.membership.as_ref().is_some_and(|m| m.is_joined())
+        {
             if let Err(e) = self.commit_sync().await {
                 tracing::warn!(error = %e, "auto commit before rebalance failed");
             }
@@ -485,11 +584,18 @@ impl Consumer {
     }
 
     /// Commits `offsets` (the next offset to read per partition) and waits.
-    pub async fn commit_offsets_sync(&mut self, offsets: BTreeMap<TopicPartition, OffsetAndMetadata>) -> Result<()> {
+    pub async fn commit_offsets_sync(
+        &mut self,
+        offsets: BTreeMap<TopicPartition, OffsetAndMetadata>,
+    ) -> Result<()> {
         if offsets.is_empty() {
             return Ok(());
         }
-        let group = self.config.group_id.clone().ok_or_else(|| ClientError::InvalidArgument("commit needs group.id".into()))?;
+        let group = self
+            .config
+            .group_id
+            .clone()
+            .ok_or_else(|| ClientError::InvalidArgument("commit needs group.id".into()))?;
         let committer = match &self.membership {
             Some(m) if m.is_joined() => m.committer(&self.config),
             _ => rpc::Committer::admin(),
@@ -502,7 +608,14 @@ impl Consumer {
                 Ok(())
             }
             Err(e) => {
-                if matches!(e.code(), Some(ErrorCode::RebalanceInProgress | ErrorCode::IllegalGeneration | ErrorCode::UnknownMemberId)) {
+                if matches!(
+                    e.code(),
+                    Some(
+                        ErrorCode::RebalanceInProgress
+                            | ErrorCode::IllegalGeneration
+                            | ErrorCode::UnknownMemberId
+                    )
+                ) {
                     self.request_rejoin();
                 }
                 Err(e)
@@ -519,8 +632,14 @@ impl Consumer {
         self.commit_async_offsets(offsets, callback);
     }
 
-    fn commit_async_offsets(&self, offsets: BTreeMap<TopicPartition, OffsetAndMetadata>, callback: Option<Box<dyn FnOnce(Result<()>) + Send>>) {
-        let Some(group) = self.config.group_id.clone() else { return };
+    fn commit_async_offsets(
+        &self,
+        offsets: BTreeMap<TopicPartition, OffsetAndMetadata>,
+        callback: Option<Box<dyn FnOnce(Result<()>) + Send>>,
+    ) {
+        let Some(group) = self.config.group_id.clone() else {
+            return;
+        };
         let committer = match &self.membership {
             Some(m) if m.is_joined() => m.committer(&self.config),
             _ => rpc::Committer::admin(),
@@ -528,12 +647,25 @@ impl Consumer {
         let cluster = Arc::clone(&self.cluster);
         let rejoin = self.membership.as_ref().map(|m| Arc::clone(&m.shared));
         tokio::spawn(async move {
-            let result = if offsets.is_empty() { Ok(()) } else { rpc::commit_offsets(&cluster, &group, &committer, &offsets).await };
+            let result = if offsets.is_empty() {
+                Ok(())
+            } else {
+                rpc::commit_offsets(&cluster, &group, &committer, &offsets).await
+            };
             if let Err(e) = &result {
                 tracing::warn!(group, error = %e, "async commit failed");
-                if matches!(e.code(), Some(ErrorCode::RebalanceInProgress | ErrorCode::IllegalGeneration | ErrorCode::UnknownMemberId)) {
+                if matches!(
+                    e.code(),
+                    Some(
+                        ErrorCode::RebalanceInProgress
+                            | ErrorCode::IllegalGeneration
+                            | ErrorCode::UnknownMemberId
+                    )
+                ) {
                     if let Some(shared) = rejoin {
-                        shared.rejoin.store(true, std::sync::atomic::Ordering::Release);
+                        shared
+                            .rejoin
+                            .store(true, std::sync::atomic::Ordering::Release);
                     }
                 }
             }
@@ -544,13 +676,28 @@ impl Consumer {
     }
 
     /// The group's committed offsets for `partitions`.
-    pub async fn committed(&self, partitions: &[TopicPartition]) -> Result<BTreeMap<TopicPartition, OffsetAndMetadata>> {
-        let group = self.config.group_id.as_deref().ok_or_else(|| ClientError::InvalidArgument("committed needs group.id".into()))?;
-        rpc::fetch_committed(&self.cluster, group, Some(partitions), self.config.isolation_level == IsolationLevel::ReadCommitted).await
+    pub async fn committed(
+        &self,
+        partitions: &[TopicPartition],
+    ) -> Result<BTreeMap<TopicPartition, OffsetAndMetadata>> {
+        let group = self
+            .config
+            .group_id
+            .as_deref()
+            .ok_or_else(|| ClientError::InvalidArgument("committed needs group.id".into()))?;
+        rpc::fetch_committed(
+            &self.cluster,
+            group,
+            Some(partitions),
+            self.config.isolation_level == IsolationLevel::ReadCommitted,
+        )
+        .await
     }
 
     fn state_mut(&mut self, tp: &TopicPartition) -> Result<&mut PartitionState> {
-        self.assignment.get_mut(tp).ok_or_else(|| ClientError::InvalidArgument(format!("{tp} is not assigned to this consumer")))
+        self.assignment.get_mut(tp).ok_or_else(|| {
+            ClientError::InvalidArgument(format!("{tp} is not assigned to this consumer"))
+        })
     }
 
     /// The next `poll` returns records of `tp` from `offset`.
@@ -591,7 +738,10 @@ impl Consumer {
     pub async fn position(&mut self, tp: &TopicPartition) -> Result<i64> {
         self.state_mut(tp)?;
         self.update_positions().await?;
-        self.assignment.get(tp).and_then(|s| s.position).ok_or_else(|| ClientError::kafka(ErrorCode::OffsetNotAvailable, tp.to_string()))
+        self.assignment
+            .get(tp)
+            .and_then(|s| s.position)
+            .ok_or_else(|| ClientError::kafka(ErrorCode::OffsetNotAvailable, tp.to_string()))
     }
 
     /// Stops returning records of `partitions` until `resume` (membership goes on).
@@ -611,7 +761,11 @@ impl Consumer {
     }
 
     pub fn paused(&self) -> Vec<TopicPartition> {
-        self.assignment.iter().filter(|(_, s)| s.paused).map(|(tp, _)| tp.clone()).collect()
+        self.assignment
+            .iter()
+            .filter(|(_, s)| s.paused)
+            .map(|(tp, _)| tp.clone())
+            .collect()
     }
 
     /// The lag of `tp` from the last fetch: high watermark minus position.
@@ -621,21 +775,47 @@ impl Consumer {
     }
 
     /// The log start offsets of `partitions`.
-    pub async fn beginning_offsets(&self, partitions: &[TopicPartition]) -> Result<BTreeMap<TopicPartition, i64>> {
-        let queries: Vec<(TopicPartition, i64)> = partitions.iter().map(|tp| (tp.clone(), EARLIEST_TIMESTAMP)).collect();
-        Ok(rpc::list_offsets(&self.cluster, &queries, 0).await?.into_iter().map(|(tp, o)| (tp, o.offset)).collect())
+    pub async fn beginning_offsets(
+        &self,
+        partitions: &[TopicPartition],
+    ) -> Result<BTreeMap<TopicPartition, i64>> {
+        let queries: Vec<(TopicPartition, i64)> = partitions
+            .iter()
+            .map(|tp| (tp.clone(), EARLIEST_TIMESTAMP))
+            .collect();
+        Ok(rpc::list_offsets(&self.cluster, &queries, 0)
+            .await?
+            .into_iter()
+            .map(|(tp, o)| (tp, o.offset))
+            .collect())
     }
 
     /// The end offsets (high watermark; last stable offset with read_committed).
-    pub async fn end_offsets(&self, partitions: &[TopicPartition]) -> Result<BTreeMap<TopicPartition, i64>> {
-        let queries: Vec<(TopicPartition, i64)> = partitions.iter().map(|tp| (tp.clone(), LATEST_TIMESTAMP)).collect();
-        Ok(rpc::list_offsets(&self.cluster, &queries, self.config.isolation_level.wire()).await?.into_iter().map(|(tp, o)| (tp, o.offset)).collect())
+    pub async fn end_offsets(
+        &self,
+        partitions: &[TopicPartition],
+    ) -> Result<BTreeMap<TopicPartition, i64>> {
+        let queries: Vec<(TopicPartition, i64)> = partitions
+            .iter()
+            .map(|tp| (tp.clone(), LATEST_TIMESTAMP))
+            .collect();
+        Ok(
+            rpc::list_offsets(&self.cluster, &queries, self.config.isolation_level.wire())
+                .await?
+                .into_iter()
+                .map(|(tp, o)| (tp, o.offset))
+                .collect(),
+        )
     }
 
     /// The partitions of `topic`.
     pub async fn partitions_for(&self, topic: &str) -> Result<Vec<TopicPartition>> {
         let info = self.cluster.topic(topic).await?;
-        Ok(info.partitions.iter().map(|p| TopicPartition::new(topic, p.partition)).collect())
+        Ok(info
+            .partitions
+            .iter()
+            .map(|p| TopicPartition::new(topic, p.partition))
+            .collect())
     }
 
     /// For `Producer::send_offsets_to_transaction`.

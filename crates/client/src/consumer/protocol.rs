@@ -5,8 +5,12 @@
 //! generation, rack) and assignment v3, and read v0-v3.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use protocol::kafka::messages::consumer_protocol_assignment::{ConsumerProtocolAssignment, TopicPartition as AssignedTopic};
-use protocol::kafka::messages::consumer_protocol_subscription::{ConsumerProtocolSubscription, TopicPartition as OwnedTopic};
+use protocol::kafka::messages::consumer_protocol_assignment::{
+    ConsumerProtocolAssignment, TopicPartition as AssignedTopic,
+};
+use protocol::kafka::messages::consumer_protocol_subscription::{
+    ConsumerProtocolSubscription, TopicPartition as OwnedTopic,
+};
 use protocol::kafka::protocol::{Decodable, Encodable};
 use protocol::TopicPartition;
 
@@ -38,7 +42,10 @@ pub struct Assignment {
 fn group_by_topic(partitions: &[TopicPartition]) -> Vec<(String, Vec<i32>)> {
     let mut grouped: std::collections::BTreeMap<String, Vec<i32>> = Default::default();
     for tp in partitions {
-        grouped.entry(tp.topic.to_string()).or_default().push(tp.partition);
+        grouped
+            .entry(tp.topic.to_string())
+            .or_default()
+            .push(tp.partition);
     }
     grouped.into_iter().collect()
 }
@@ -50,7 +57,11 @@ pub fn encode_subscription(subscription: &Subscription) -> Result<Bytes> {
         .with_owned_partitions(
             group_by_topic(&subscription.owned_partitions)
                 .into_iter()
-                .map(|(t, p)| OwnedTopic::default().with_topic(topic_name(&t)).with_partitions(p))
+                .map(|(t, p)| {
+                    OwnedTopic::default()
+                        .with_topic(topic_name(&t))
+                        .with_partitions(p)
+                })
                 .collect(),
         )
         .with_generation_id(subscription.generation_id)
@@ -60,17 +71,26 @@ pub fn encode_subscription(subscription: &Subscription) -> Result<Bytes> {
 
 pub fn decode_subscription(bytes: &[u8]) -> Result<Subscription> {
     let (version, mut body) = split_version(bytes)?;
-    let message = ConsumerProtocolSubscription::decode(&mut body, version.min(SUBSCRIPTION_VERSION))
-        .map_err(|e| ClientError::Protocol(format!("consumer subscription v{version}: {e}")))?;
+    let message =
+        ConsumerProtocolSubscription::decode(&mut body, version.min(SUBSCRIPTION_VERSION))
+            .map_err(|e| ClientError::Protocol(format!("consumer subscription v{version}: {e}")))?;
     Ok(Subscription {
         topics: message.topics.iter().map(|t| t.to_string()).collect(),
         user_data: message.user_data,
         owned_partitions: message
             .owned_partitions
             .iter()
-            .flat_map(|t| t.partitions.iter().map(|p| TopicPartition::new(t.topic.0.to_string(), *p)))
+            .flat_map(|t| {
+                t.partitions
+                    .iter()
+                    .map(|p| TopicPartition::new(t.topic.0.to_string(), *p))
+            })
             .collect(),
-        generation_id: if version >= 2 { message.generation_id } else { -1 },
+        generation_id: if version >= 2 {
+            message.generation_id
+        } else {
+            -1
+        },
         rack_id: message.rack_id.map(|r| r.to_string()),
     })
 }
@@ -80,7 +100,11 @@ pub fn encode_assignment(assignment: &Assignment) -> Result<Bytes> {
         .with_assigned_partitions(
             group_by_topic(&assignment.partitions)
                 .into_iter()
-                .map(|(t, p)| AssignedTopic::default().with_topic(topic_name(&t)).with_partitions(p))
+                .map(|(t, p)| {
+                    AssignedTopic::default()
+                        .with_topic(topic_name(&t))
+                        .with_partitions(p)
+                })
                 .collect(),
         )
         .with_user_data(assignment.user_data.clone());
@@ -99,28 +123,41 @@ pub fn decode_assignment(bytes: &[u8]) -> Result<Assignment> {
         partitions: message
             .assigned_partitions
             .iter()
-            .flat_map(|t| t.partitions.iter().map(|p| TopicPartition::new(t.topic.0.to_string(), *p)))
+            .flat_map(|t| {
+                t.partitions
+                    .iter()
+                    .map(|p| TopicPartition::new(t.topic.0.to_string(), *p))
+            })
             .collect(),
         user_data: message.user_data,
     })
 }
 
 fn encode_versioned<M: Encodable>(message: &M, version: i16) -> Result<Bytes> {
-    let size = message.compute_size(version).map_err(|e| ClientError::Protocol(e.to_string()))?;
+    let size = message
+        .compute_size(version)
+        .map_err(|e| ClientError::Protocol(e.to_string()))?;
     let mut out = BytesMut::with_capacity(2 + size);
     out.put_i16(version);
-    message.encode(&mut out, version).map_err(|e| ClientError::Protocol(e.to_string()))?;
+    message
+        .encode(&mut out, version)
+        .map_err(|e| ClientError::Protocol(e.to_string()))?;
     Ok(out.freeze())
 }
 
 fn split_version(bytes: &[u8]) -> Result<(i16, Bytes)> {
     if bytes.len() < 2 {
-        return Err(ClientError::Protocol(format!("consumer protocol message of {} bytes", bytes.len())));
+        return Err(ClientError::Protocol(format!(
+            "consumer protocol message of {} bytes",
+            bytes.len()
+        )));
     }
     let mut body = Bytes::copy_from_slice(bytes);
     let version = body.get_i16();
     if version < 0 {
-        return Err(ClientError::Protocol(format!("consumer protocol version {version}")));
+        return Err(ClientError::Protocol(format!(
+            "consumer protocol version {version}"
+        )));
     }
     Ok((version, body))
 }
@@ -145,8 +182,14 @@ mod tests {
 
     #[test]
     fn assignments_round_trip_and_empty_is_nothing() {
-        let assignment = Assignment { partitions: vec![TopicPartition::new("t", 1)], user_data: None };
-        assert_eq!(decode_assignment(&encode_assignment(&assignment).unwrap()).unwrap(), assignment);
+        let assignment = Assignment {
+            partitions: vec![TopicPartition::new("t", 1)],
+            user_data: None,
+        };
+        assert_eq!(
+            decode_assignment(&encode_assignment(&assignment).unwrap()).unwrap(),
+            assignment
+        );
         assert_eq!(decode_assignment(&[]).unwrap(), Assignment::default());
     }
 

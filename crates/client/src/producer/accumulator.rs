@@ -67,7 +67,9 @@ impl ProducerBatch {
     }
 
     pub fn estimated_size(&self) -> usize {
-        self.encoded.as_ref().map_or_else(|| self.builder.estimated_size(), Bytes::len)
+        self.encoded
+            .as_ref()
+            .map_or_else(|| self.builder.estimated_size(), Bytes::len)
     }
 
     /// Encodes the batch once (compressing it), stamping the producer id, epoch
@@ -77,11 +79,18 @@ impl ProducerBatch {
             return Ok(bytes.clone());
         }
         // Once encoded, only the bytes are used (retries resend them).
-        let mut builder = std::mem::replace(&mut self.builder, BatchBuilder::new(Compression::None));
+        let mut builder =
+            std::mem::replace(&mut self.builder, BatchBuilder::new(Compression::None));
         if let (Some((producer_id, epoch)), Some(sequence)) = (producer, self.sequence) {
-            builder = builder.producer(producer_id, epoch, sequence).transactional(transactional);
+            builder = builder
+                .producer(producer_id, epoch, sequence)
+                .transactional(transactional);
         }
-        let bytes = Bytes::from(builder.build().map_err(|e| ClientError::Protocol(format!("cannot compress a batch: {e}")))?);
+        let bytes = Bytes::from(
+            builder
+                .build()
+                .map_err(|e| ClientError::Protocol(format!("cannot compress a batch: {e}")))?,
+        );
         self.encoded = Some(bytes.clone());
         Ok(bytes)
     }
@@ -94,8 +103,16 @@ impl ProducerBatch {
                 Ok((base_offset, log_append_time)) => Ok(RecordMetadata {
                     topic: Arc::clone(&tp.topic),
                     partition: tp.partition,
-                    offset: if *base_offset >= 0 { base_offset + index as i64 } else { -1 },
-                    timestamp: if *log_append_time >= 0 { *log_append_time } else { timestamp },
+                    offset: if *base_offset >= 0 {
+                        base_offset + index as i64
+                    } else {
+                        -1
+                    },
+                    timestamp: if *log_append_time >= 0 {
+                        *log_append_time
+                    } else {
+                        timestamp
+                    },
                 }),
                 Err(e) => Err(e.clone()),
             };
@@ -136,7 +153,12 @@ pub(crate) struct Drained {
 impl Accumulator {
     pub fn new(compression: Compression, batch_size: usize) -> Accumulator {
         Accumulator {
-            state: Mutex::new(State { queues: HashMap::new(), flushing: 0, closed: false, drain_start: 0 }),
+            state: Mutex::new(State {
+                queues: HashMap::new(),
+                flushing: 0,
+                closed: false,
+                drain_start: 0,
+            }),
             wakeup: Notify::new(),
             incomplete: watch::channel(0).0,
             compression,
@@ -158,7 +180,9 @@ impl Accumulator {
         }
         let queue = state.queues.entry(tp.clone()).or_default();
         let fits = queue.back().is_some_and(|b| {
-            !b.full && b.encoded.is_none() && b.builder.estimated_size() + b.builder.record_size(record) <= self.batch_size
+            !b.full
+                && b.encoded.is_none()
+                && b.builder.estimated_size() + b.builder.record_size(record) <= self.batch_size
         });
         let mut became_ready = false;
         if !fits {
@@ -210,7 +234,10 @@ impl Accumulator {
         let queue = state.queues.entry(batch.tp.clone()).or_default();
         // Keep sequence order among retried batches of the partition.
         let position = match batch.sequence {
-            Some(sequence) => queue.iter().position(|b| b.sequence.is_none_or(|s| s > sequence)).unwrap_or(queue.len()),
+            Some(sequence) => queue
+                .iter()
+                .position(|b| b.sequence.is_none_or(|s| s > sequence))
+                .unwrap_or(queue.len()),
             None => 0,
         };
         queue.insert(position, batch);
@@ -235,7 +262,12 @@ impl Accumulator {
         mut leader_of: impl FnMut(&TopicPartition) -> Option<i32>,
         mut can_send: impl FnMut(i32) -> bool,
     ) -> Drained {
-        let mut drained = Drained { by_node: HashMap::new(), next_check: None, unknown_leaders: false, expired: Vec::new() };
+        let mut drained = Drained {
+            by_node: HashMap::new(),
+            next_check: None,
+            unknown_leaders: false,
+            expired: Vec::new(),
+        };
         let mut node_bytes: HashMap<i32, usize> = HashMap::new();
         let mut blocked: HashMap<i32, bool> = HashMap::new();
         let mut state = self.state.lock().expect("accumulator lock poisoned");
@@ -253,7 +285,10 @@ impl Accumulator {
         for tp in &order {
             let queue = state.queues.get_mut(tp).expect("keys were just listed");
             // Batches past delivery.timeout.ms fail without being sent (again).
-            while queue.front().is_some_and(|b| now.duration_since(b.created) >= delivery_timeout) {
+            while queue
+                .front()
+                .is_some_and(|b| now.duration_since(b.created) >= delivery_timeout)
+            {
                 drained.expired.extend(queue.pop_front());
             }
             let Some(head) = queue.front() else { continue };
@@ -263,7 +298,11 @@ impl Accumulator {
                     continue;
                 }
             }
-            let ready = force || head.full || queue.len() > 1 || now.duration_since(head.created) >= linger || head.retry_at.is_some();
+            let ready = force
+                || head.full
+                || queue.len() > 1
+                || now.duration_since(head.created) >= linger
+                || head.retry_at.is_some();
             if !ready {
                 earliest(head.created + linger, &mut drained.next_check);
                 continue;
@@ -291,7 +330,10 @@ impl Accumulator {
 
     /// Starts a flush: every batch is ready until [`Accumulator::end_flush`].
     pub fn begin_flush(&self) {
-        self.state.lock().expect("accumulator lock poisoned").flushing += 1;
+        self.state
+            .lock()
+            .expect("accumulator lock poisoned")
+            .flushing += 1;
         self.wakeup.notify_one();
     }
 
@@ -331,6 +373,11 @@ impl Accumulator {
 
     /// Whether any batch is queued (not in flight).
     pub fn has_queued(&self) -> bool {
-        !self.state.lock().expect("accumulator lock poisoned").queues.is_empty()
+        !self
+            .state
+            .lock()
+            .expect("accumulator lock poisoned")
+            .queues
+            .is_empty()
     }
 }

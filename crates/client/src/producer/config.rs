@@ -81,29 +81,43 @@ impl ProducerConfig {
             Some(v) if v == "all" || v == "-1" => Acks::All,
             Some(v) if v == "1" => Acks::Leader,
             Some(v) if v == "0" => Acks::None,
-            Some(v) => return Err(ClientError::Config { key: "acks".into(), reason: format!("{v:?} is not 0, 1 or all") }),
+            Some(v) => {
+                return Err(ClientError::Config {
+                    key: "acks".into(),
+                    reason: format!("{v:?} is not 0, 1 or all"),
+                })
+            }
         };
         let compression_name = config.get("compression.type").unwrap_or("none");
-        let compression = parse_compression(compression_name).ok_or_else(|| ClientError::Config {
-            key: "compression.type".into(),
-            reason: format!("{compression_name:?} is not none, gzip, snappy, lz4 or zstd"),
-        })?;
+        let compression =
+            parse_compression(compression_name).ok_or_else(|| ClientError::Config {
+                key: "compression.type".into(),
+                reason: format!("{compression_name:?} is not none, gzip, snappy, lz4 or zstd"),
+            })?;
         let enable_idempotence = match config.get("enable.idempotence") {
             None => None,
             Some(_) => Some(config.bool_or("enable.idempotence", true)?),
         };
         let max_in_flight: usize = config.parse_or("max.in.flight.requests.per.connection", 5)?;
         if max_in_flight == 0 {
-            return Err(ClientError::Config { key: "max.in.flight.requests.per.connection".into(), reason: "must be at least 1".into() });
+            return Err(ClientError::Config {
+                key: "max.in.flight.requests.per.connection".into(),
+                reason: "must be at least 1".into(),
+            });
         }
-        let transactional_id = config.get("transactional.id").filter(|s| !s.is_empty()).map(String::from);
+        let transactional_id = config
+            .get("transactional.id")
+            .filter(|s| !s.is_empty())
+            .map(String::from);
         let producer = ProducerConfig {
             common,
             acks,
             batch_size: config.parse_or("batch.size", 16_384)?,
             linger: config.ms_or("linger.ms", 5)?,
             compression,
-            retries: config.parse_or::<i64>("retries", i64::from(i32::MAX))?.clamp(0, i64::from(u32::MAX)) as u32,
+            retries: config
+                .parse_or::<i64>("retries", i64::from(i32::MAX))?
+                .clamp(0, i64::from(u32::MAX)) as u32,
             delivery_timeout: config.ms_or("delivery.timeout.ms", 120_000)?,
             max_in_flight,
             enable_idempotence,
@@ -131,12 +145,14 @@ impl ProducerConfig {
             None
         };
         match (conflict, self.enable_idempotence, &self.transactional_id) {
-            (Some(reason), _, Some(_)) => {
-                Err(ClientError::Config { key: "transactional.id".into(), reason: format!("transactions need idempotence: {reason}") })
-            }
-            (Some(reason), Some(true), None) => {
-                Err(ClientError::Config { key: "enable.idempotence".into(), reason: reason.to_string() })
-            }
+            (Some(reason), _, Some(_)) => Err(ClientError::Config {
+                key: "transactional.id".into(),
+                reason: format!("transactions need idempotence: {reason}"),
+            }),
+            (Some(reason), Some(true), None) => Err(ClientError::Config {
+                key: "enable.idempotence".into(),
+                reason: reason.to_string(),
+            }),
             (_, Some(false), Some(_)) => Err(ClientError::Config {
                 key: "enable.idempotence".into(),
                 reason: "transactions (transactional.id) need idempotence".into(),
@@ -175,15 +191,21 @@ mod tests {
 
     #[test]
     fn idempotence_with_acks_1_is_refused_when_asked_for() {
-        let error = ProducerConfig::from_config(&base().set("acks", "1").set("enable.idempotence", "true")).unwrap_err();
+        let error =
+            ProducerConfig::from_config(&base().set("acks", "1").set("enable.idempotence", "true"))
+                .unwrap_err();
         assert!(error.to_string().contains("enable.idempotence"), "{error}");
         let quiet = ProducerConfig::from_config(&base().set("acks", "1")).unwrap();
-        assert!(!quiet.idempotence_allowed(), "unset idempotence is silently off with acks=1, as in Java");
+        assert!(
+            !quiet.idempotence_allowed(),
+            "unset idempotence is silently off with acks=1, as in Java"
+        );
     }
 
     #[test]
     fn unknown_codecs_name_the_key() {
-        let error = ProducerConfig::from_config(&base().set("compression.type", "brotli")).unwrap_err();
+        let error =
+            ProducerConfig::from_config(&base().set("compression.type", "brotli")).unwrap_err();
         assert!(error.to_string().contains("compression.type"), "{error}");
     }
 }

@@ -53,9 +53,9 @@ use crate::config::ClientConfig;
 use crate::error::{ClientError, Result};
 use crate::partitioner::{partition_for_key, StickyPartitioner};
 use accumulator::Completion;
-pub use transaction::ConsumerGroupMetadata;
 pub use config::{Acks, ProducerConfig};
 use sender::{ProducerIdState, SenderShared};
+pub use transaction::ConsumerGroupMetadata;
 
 /// A record to send.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -71,7 +71,10 @@ pub struct ProducerRecord {
 
 impl ProducerRecord {
     pub fn new(topic: impl Into<String>) -> Self {
-        ProducerRecord { topic: topic.into(), ..Default::default() }
+        ProducerRecord {
+            topic: topic.into(),
+            ..Default::default()
+        }
     }
 
     pub fn key(mut self, key: impl Into<Bytes>) -> Self {
@@ -120,7 +123,9 @@ impl Future for DeliveryFuture {
     type Output = Result<RecordMetadata>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.rx).poll(cx).map(|r| r.unwrap_or(Err(ClientError::Closed)))
+        Pin::new(&mut self.rx)
+            .poll(cx)
+            .map(|r| r.unwrap_or(Err(ClientError::Closed)))
     }
 }
 
@@ -146,7 +151,9 @@ impl Drop for Inner {
 
 impl std::fmt::Debug for Producer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Producer").field("client_id", &self.inner.shared.config.common.client_id).finish()
+        f.debug_struct("Producer")
+            .field("client_id", &self.inner.shared.config.common.client_id)
+            .finish()
     }
 }
 
@@ -162,7 +169,14 @@ impl Producer {
         let partitioner = Mutex::new(StickyPartitioner::new(config.batch_size, seed));
         let shared = Arc::new(SenderShared::new(config.clone(), Arc::clone(&cluster)));
         let transaction = transaction::TransactionManager::new(config.transactional_id.clone());
-        let producer = Producer { inner: Arc::new(Inner { shared: Arc::clone(&shared), memory, partitioner, transaction }) };
+        let producer = Producer {
+            inner: Arc::new(Inner {
+                shared: Arc::clone(&shared),
+                memory,
+                partitioner,
+                transaction,
+            }),
+        };
         if config.transactional_id.is_none() && config.idempotence_allowed() {
             let supported = cluster.supports(ApiKey::InitProducerId).await?;
             if supported {
@@ -189,14 +203,29 @@ impl Producer {
     /// coordinator for a transactional producer.
     pub(crate) async fn init_producer_id(&self, transactional_id: Option<&str>) -> Result<()> {
         let shared = &self.inner.shared;
-        let current = shared.producer_id.lock().expect("producer id lock poisoned").as_ref().map(|s| (s.producer_id, s.producer_epoch));
+        let current = shared
+            .producer_id
+            .lock()
+            .expect("producer id lock poisoned")
+            .as_ref()
+            .map(|s| (s.producer_id, s.producer_epoch));
         let mut request = InitProducerIdRequest::default()
-            .with_transactional_id(transactional_id.map(|id| TransactionalId(StrBytes::from_string(id.to_string()))))
-            .with_transaction_timeout_ms(shared.config.transaction_timeout.as_millis().min(i32::MAX as u128) as i32)
+            .with_transactional_id(
+                transactional_id.map(|id| TransactionalId(StrBytes::from_string(id.to_string()))),
+            )
+            .with_transaction_timeout_ms(
+                shared
+                    .config
+                    .transaction_timeout
+                    .as_millis()
+                    .min(i32::MAX as u128) as i32,
+            )
             .with_producer_id(ProducerId(-1))
             .with_producer_epoch(-1);
         if let Some((producer_id, epoch)) = current {
-            request = request.with_producer_id(ProducerId(producer_id)).with_producer_epoch(epoch);
+            request = request
+                .with_producer_id(ProducerId(producer_id))
+                .with_producer_epoch(epoch);
         }
         let deadline = tokio::time::Instant::now() + shared.config.max_block;
         loop {
@@ -212,11 +241,20 @@ impl Producer {
                         producer_epoch: response.producer_epoch,
                         next_sequence: Default::default(),
                     };
-                    tracing::debug!(producer_id = state.producer_id, epoch = state.producer_epoch, "producer id assigned");
-                    *shared.producer_id.lock().expect("producer id lock poisoned") = Some(state);
+                    tracing::debug!(
+                        producer_id = state.producer_id,
+                        epoch = state.producer_epoch,
+                        "producer id assigned"
+                    );
+                    *shared
+                        .producer_id
+                        .lock()
+                        .expect("producer id lock poisoned") = Some(state);
                     return Ok(());
                 }
-                Err(e) if e.is_retriable() || e.code() == Some(ErrorCode::ConcurrentTransactions) => {
+                Err(e)
+                    if e.is_retriable() || e.code() == Some(ErrorCode::ConcurrentTransactions) =>
+                {
                     if let Some(id) = transactional_id {
                         if e.needs_metadata_refresh() {
                             shared.cluster.coordinator_dead(1, id);
@@ -246,7 +284,8 @@ impl Producer {
         record: ProducerRecord,
         callback: impl FnOnce(Result<RecordMetadata>) + Send + 'static,
     ) -> Result<()> {
-        self.enqueue(record, Completion::Callback(Box::new(callback))).await
+        self.enqueue(record, Completion::Callback(Box::new(callback)))
+            .await
     }
 
     async fn enqueue(&self, record: ProducerRecord, completion: Completion) -> Result<()> {
@@ -259,18 +298,34 @@ impl Producer {
             Some(topic) if topic.error.is_ok() && !topic.partitions.is_empty() => Arc::clone(topic),
             _ => tokio::time::timeout(config.max_block, shared.cluster.topic(&record.topic))
                 .await
-                .map_err(|_| ClientError::Timeout { what: format!("metadata for {}", record.topic), timeout_ms: config.max_block.as_millis() as u64 })??,
+                .map_err(|_| ClientError::Timeout {
+                    what: format!("metadata for {}", record.topic),
+                    timeout_ms: config.max_block.as_millis() as u64,
+                })??,
         };
         let partitions = topic.partitions.len() as i32;
         let timestamp = record.timestamp.unwrap_or_else(crate::clock::now_ms);
-        let headers: Vec<(&str, Option<&[u8]>)> = record.headers.iter().map(|(k, v)| (k.as_str(), v.as_deref())).collect();
-        let new_record = NewRecord { timestamp, key: record.key.as_deref(), value: record.value.as_deref(), headers: &headers };
-        let size = protocol::records::BatchBuilder::new(protocol::records::Compression::None).record_size(&new_record) + 61;
+        let headers: Vec<(&str, Option<&[u8]>)> = record
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_deref()))
+            .collect();
+        let new_record = NewRecord {
+            timestamp,
+            key: record.key.as_deref(),
+            value: record.value.as_deref(),
+            headers: &headers,
+        };
+        let size = protocol::records::BatchBuilder::new(protocol::records::Compression::None)
+            .record_size(&new_record)
+            + 61;
         if size > config.max_request_size || size > config.buffer_memory {
             return Err(ClientError::Kafka {
                 code: ErrorCode::MessageTooLarge,
                 context: record.topic.clone(),
-                message: Some(format!("the record is {size} bytes, more than max.request.size or buffer.memory")),
+                message: Some(format!(
+                    "the record is {size} bytes, more than max.request.size or buffer.memory"
+                )),
             });
         }
         let partition = match (record.partition, &record.key) {
@@ -282,10 +337,21 @@ impl Producer {
                     message: Some(format!("the topic has {partitions} partitions")),
                 })
             }
-            (None, Some(key)) if !config.partitioner_ignore_keys => partition_for_key(key, partitions),
+            (None, Some(key)) if !config.partitioner_ignore_keys => {
+                partition_for_key(key, partitions)
+            }
             _ => {
-                let available: Vec<i32> = topic.partitions.iter().filter(|p| p.leader >= 0).map(|p| p.partition).collect();
-                let mut sticky = self.inner.partitioner.lock().expect("partitioner lock poisoned");
+                let available: Vec<i32> = topic
+                    .partitions
+                    .iter()
+                    .filter(|p| p.leader >= 0)
+                    .map(|p| p.partition)
+                    .collect();
+                let mut sticky = self
+                    .inner
+                    .partitioner
+                    .lock()
+                    .expect("partitioner lock poisoned");
                 sticky.partition(&record.topic, partitions, &available, size)
             }
         };
@@ -296,12 +362,20 @@ impl Producer {
         let permits = size as u32;
         let memory = match Arc::clone(&self.inner.memory).try_acquire_many_owned(permits) {
             Ok(permit) => permit,
-            Err(_) => tokio::time::timeout(config.max_block, Arc::clone(&self.inner.memory).acquire_many_owned(permits))
-                .await
-                .map_err(|_| ClientError::Timeout { what: "buffer.memory space".into(), timeout_ms: config.max_block.as_millis() as u64 })?
-                .map_err(|_| ClientError::Closed)?,
+            Err(_) => tokio::time::timeout(
+                config.max_block,
+                Arc::clone(&self.inner.memory).acquire_many_owned(permits),
+            )
+            .await
+            .map_err(|_| ClientError::Timeout {
+                what: "buffer.memory space".into(),
+                timeout_ms: config.max_block.as_millis() as u64,
+            })?
+            .map_err(|_| ClientError::Closed)?,
         };
-        shared.accumulator.append(&tp, &new_record, completion, memory)
+        shared
+            .accumulator
+            .append(&tp, &new_record, completion, memory)
     }
 
     /// Sends everything queued now, and waits until it is acknowledged or failed.
@@ -315,7 +389,14 @@ impl Producer {
 
     /// The partitions of `topic`.
     pub async fn partitions_for(&self, topic: &str) -> Result<Vec<PartitionInfo>> {
-        Ok(self.inner.shared.cluster.topic(topic).await?.partitions.clone())
+        Ok(self
+            .inner
+            .shared
+            .cluster
+            .topic(topic)
+            .await?
+            .partitions
+            .clone())
     }
 
     /// Flushes, then stops the sender and closes the connections.
@@ -335,7 +416,10 @@ impl Producer {
         let flushed = tokio::time::timeout(timeout, self.flush()).await.is_ok();
         shared.accumulator.end_flush();
         if !flushed {
-            shared.accumulator.abort_all(&ClientError::Timeout { what: "close".into(), timeout_ms: timeout.as_millis() as u64 });
+            shared.accumulator.abort_all(&ClientError::Timeout {
+                what: "close".into(),
+                timeout_ms: timeout.as_millis() as u64,
+            });
         }
         shared.stop.store(true, Ordering::Release);
         shared.accumulator.close();

@@ -66,7 +66,9 @@ impl SenderShared {
 
     fn slot(&self, node: i32) -> Option<OwnedSemaphorePermit> {
         let mut slots = self.node_slots.lock().expect("slots lock poisoned");
-        let semaphore = slots.entry(node).or_insert_with(|| Arc::new(Semaphore::new(self.config.max_in_flight)));
+        let semaphore = slots
+            .entry(node)
+            .or_insert_with(|| Arc::new(Semaphore::new(self.config.max_in_flight)));
         Arc::clone(semaphore).try_acquire_owned().ok()
     }
 
@@ -144,11 +146,17 @@ pub(crate) async fn run(shared: Arc<SenderShared>) {
 }
 
 fn delivery_timeout_error(config: &ProducerConfig) -> ClientError {
-    ClientError::Timeout { what: "delivery (delivery.timeout.ms)".into(), timeout_ms: config.delivery_timeout.as_millis() as u64 }
+    ClientError::Timeout {
+        what: "delivery (delivery.timeout.ms)".into(),
+        timeout_ms: config.delivery_timeout.as_millis() as u64,
+    }
 }
 
 fn assign_sequences(shared: &SenderShared, batches: &mut [ProducerBatch]) {
-    let mut state = shared.producer_id.lock().expect("producer id lock poisoned");
+    let mut state = shared
+        .producer_id
+        .lock()
+        .expect("producer id lock poisoned");
     let Some(state) = state.as_mut() else { return };
     for batch in batches.iter_mut().filter(|b| b.sequence.is_none()) {
         let next = state.next_sequence.entry(batch.tp.clone()).or_insert(0);
@@ -162,17 +170,32 @@ fn fail_batch(shared: &SenderShared, batch: ProducerBatch, error: ClientError) {
     shared.accumulator.batch_done();
 }
 
-async fn send_request(shared: &Arc<SenderShared>, node: i32, mut batches: Vec<ProducerBatch>, permit: Option<OwnedSemaphorePermit>) {
+async fn send_request(
+    shared: &Arc<SenderShared>,
+    node: i32,
+    mut batches: Vec<ProducerBatch>,
+    permit: Option<OwnedSemaphorePermit>,
+) {
     let config = &shared.config;
-    let producer = shared.producer_id.lock().expect("producer id lock poisoned").as_ref().map(|s| (s.producer_id, s.producer_epoch));
+    let producer = shared
+        .producer_id
+        .lock()
+        .expect("producer id lock poisoned")
+        .as_ref()
+        .map(|s| (s.producer_id, s.producer_epoch));
     let transactional = shared.transactional.load(Ordering::Acquire);
     let mut topics: BTreeMap<String, Vec<PartitionProduceData>> = BTreeMap::new();
     let mut encoded = Vec::with_capacity(batches.len());
     for mut batch in batches.drain(..) {
         match batch.encode(producer, transactional) {
             Ok(bytes) => {
-                let data = PartitionProduceData::default().with_index(batch.tp.partition).with_records(Some(bytes));
-                topics.entry(batch.tp.topic.to_string()).or_default().push(data);
+                let data = PartitionProduceData::default()
+                    .with_index(batch.tp.partition)
+                    .with_records(Some(bytes));
+                topics
+                    .entry(batch.tp.topic.to_string())
+                    .or_default()
+                    .push(data);
                 encoded.push(batch);
             }
             Err(e) => fail_batch(shared, batch, e),
@@ -183,13 +206,28 @@ async fn send_request(shared: &Arc<SenderShared>, node: i32, mut batches: Vec<Pr
     }
     let topic_data = topics
         .into_iter()
-        .map(|(name, partitions)| TopicProduceData::default().with_name(TopicName(StrBytes::from_string(name))).with_partition_data(partitions))
+        .map(|(name, partitions)| {
+            TopicProduceData::default()
+                .with_name(TopicName(StrBytes::from_string(name)))
+                .with_partition_data(partitions)
+        })
         .collect();
     let request = ProduceRequest::default()
         .with_acks(config.acks.wire())
-        .with_timeout_ms(config.common.request_timeout.as_millis().min(i32::MAX as u128) as i32)
+        .with_timeout_ms(
+            config
+                .common
+                .request_timeout
+                .as_millis()
+                .min(i32::MAX as u128) as i32,
+        )
         .with_transactional_id(
-            shared.config.transactional_id.as_ref().filter(|_| transactional).map(|id| TransactionalId(StrBytes::from_string(id.clone()))),
+            shared
+                .config
+                .transactional_id
+                .as_ref()
+                .filter(|_| transactional)
+                .map(|id| TransactionalId(StrBytes::from_string(id.clone()))),
         )
         .with_topic_data(topic_data);
     let connection = match shared.cluster.connection(node).await {
@@ -228,7 +266,11 @@ async fn send_request(shared: &Arc<SenderShared>, node: i32, mut batches: Vec<Pr
     });
 }
 
-fn handle_response(shared: &Arc<SenderShared>, encoded: Vec<ProducerBatch>, response: crate::error::Result<protocol::kafka::messages::ProduceResponse>) {
+fn handle_response(
+    shared: &Arc<SenderShared>,
+    encoded: Vec<ProducerBatch>,
+    response: crate::error::Result<protocol::kafka::messages::ProduceResponse>,
+) {
     let response = match response {
         Ok(response) => response,
         Err(e) => return retry_or_fail_all(shared, encoded, e),
@@ -237,14 +279,21 @@ fn handle_response(shared: &Arc<SenderShared>, encoded: Vec<ProducerBatch>, resp
     for topic in response.responses {
         for p in topic.partition_responses {
             let message = p.error_message.map(|m| m.to_string());
-            results.insert((topic.name.0.to_string(), p.index), (p.error_code, p.base_offset, p.log_append_time_ms, message));
+            results.insert(
+                (topic.name.0.to_string(), p.index),
+                (p.error_code, p.base_offset, p.log_append_time_ms, message),
+            );
         }
     }
     let mut refresh = false;
     for batch in encoded {
         let key = (batch.tp.topic.to_string(), batch.tp.partition);
         let Some((code, base_offset, log_append_time, message)) = results.remove(&key) else {
-            fail_batch(shared, batch, ClientError::Protocol(format!("Produce answer has no result for {}", key.0)));
+            fail_batch(
+                shared,
+                batch,
+                ClientError::Protocol(format!("Produce answer has no result for {}", key.0)),
+            );
             continue;
         };
         let code = ErrorCode::from_i16(code).unwrap_or(ErrorCode::UnknownServerError);
@@ -258,9 +307,14 @@ fn handle_response(shared: &Arc<SenderShared>, encoded: Vec<ProducerBatch>, resp
             shared.accumulator.batch_done();
             continue;
         }
-        let error = ClientError::Kafka { code, context: batch.tp.to_string(), message };
+        let error = ClientError::Kafka {
+            code,
+            context: batch.tp.to_string(),
+            message,
+        };
         refresh |= error.needs_metadata_refresh();
-        let retriable = code.is_retriable() || (code == ErrorCode::OutOfOrderSequenceNumber && batch.attempts < 3);
+        let retriable = code.is_retriable()
+            || (code == ErrorCode::OutOfOrderSequenceNumber && batch.attempts < 3);
         retry_or_fail(shared, batch, error, retriable);
     }
     if refresh {
@@ -286,8 +340,18 @@ fn retry_or_fail(shared: &SenderShared, batch: ProducerBatch, error: ClientError
     let expired = batch.created.elapsed() + config.common.retry_backoff >= config.delivery_timeout;
     if retriable && batch.attempts < config.retries && !expired {
         tracing::debug!(tp = %batch.tp, attempt = batch.attempts + 1, %error, "retrying batch");
-        shared.accumulator.reenqueue(batch, config.common.retry_backoff);
+        shared
+            .accumulator
+            .reenqueue(batch, config.common.retry_backoff);
     } else {
-        fail_batch(shared, batch, if expired && retriable { delivery_timeout_error(config) } else { error });
+        fail_batch(
+            shared,
+            batch,
+            if expired && retriable {
+                delivery_timeout_error(config)
+            } else {
+                error
+            },
+        );
     }
 }

@@ -18,10 +18,12 @@ use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 
 use protocol::kafka::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
-use protocol::kafka::messages::txn_offset_commit_request::{TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic};
+use protocol::kafka::messages::txn_offset_commit_request::{
+    TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
+};
 use protocol::kafka::messages::{
-    AddOffsetsToTxnRequest, AddPartitionsToTxnRequest, EndTxnRequest, GroupId, ProducerId, TopicName, TransactionalId,
-    TxnOffsetCommitRequest,
+    AddOffsetsToTxnRequest, AddPartitionsToTxnRequest, EndTxnRequest, GroupId, ProducerId,
+    TopicName, TransactionalId, TxnOffsetCommitRequest,
 };
 use protocol::kafka::protocol::StrBytes;
 use protocol::{ErrorCode, TopicPartition};
@@ -62,7 +64,13 @@ pub struct ConsumerGroupMetadata {
 
 impl TransactionManager {
     pub fn new(transactional_id: Option<String>) -> Self {
-        TransactionManager { transactional_id, state: Mutex::new(State { phase: Phase::Uninitialized, partitions: BTreeSet::new() }) }
+        TransactionManager {
+            transactional_id,
+            state: Mutex::new(State {
+                phase: Phase::Uninitialized,
+                partitions: BTreeSet::new(),
+            }),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -78,23 +86,35 @@ impl TransactionManager {
         let state = self.lock();
         match &state.phase {
             Phase::InTransaction => Ok(!state.partitions.contains(tp)),
-            Phase::Fatal(reason) => Err(ClientError::InvalidArgument(format!("the producer hit a fatal error: {reason}"))),
-            _ => Err(ClientError::kafka(ErrorCode::InvalidTxnState, "send outside a transaction: call begin_transaction first")),
+            Phase::Fatal(reason) => Err(ClientError::InvalidArgument(format!(
+                "the producer hit a fatal error: {reason}"
+            ))),
+            _ => Err(ClientError::kafka(
+                ErrorCode::InvalidTxnState,
+                "send outside a transaction: call begin_transaction first",
+            )),
         }
     }
 
     fn id(&self) -> Result<&str> {
-        self.transactional_id
-            .as_deref()
-            .ok_or_else(|| ClientError::InvalidArgument("transactions need transactional.id in the producer config".into()))
+        self.transactional_id.as_deref().ok_or_else(|| {
+            ClientError::InvalidArgument(
+                "transactions need transactional.id in the producer config".into(),
+            )
+        })
     }
 
     fn expect_phase(&self, expected: Phase, action: &str) -> Result<()> {
         let state = self.lock();
         match &state.phase {
             phase if *phase == expected => Ok(()),
-            Phase::Fatal(reason) => Err(ClientError::InvalidArgument(format!("cannot {action}: fatal error earlier: {reason}"))),
-            phase => Err(ClientError::kafka(ErrorCode::InvalidTxnState, format!("cannot {action} in state {phase:?}"))),
+            Phase::Fatal(reason) => Err(ClientError::InvalidArgument(format!(
+                "cannot {action}: fatal error earlier: {reason}"
+            ))),
+            phase => Err(ClientError::kafka(
+                ErrorCode::InvalidTxnState,
+                format!("cannot {action} in state {phase:?}"),
+            )),
         }
     }
 
@@ -108,7 +128,12 @@ impl TransactionManager {
 fn is_fatal(error: &ClientError) -> bool {
     matches!(
         error.code(),
-        Some(ErrorCode::ProducerFenced | ErrorCode::InvalidProducerEpoch | ErrorCode::TransactionalIdAuthorizationFailed | ErrorCode::InvalidTxnState)
+        Some(
+            ErrorCode::ProducerFenced
+                | ErrorCode::InvalidProducerEpoch
+                | ErrorCode::TransactionalIdAuthorizationFailed
+                | ErrorCode::InvalidTxnState
+        )
     )
 }
 
@@ -120,7 +145,9 @@ impl Producer {
             .expect("producer id lock poisoned")
             .as_ref()
             .map(|s| (s.producer_id, s.producer_epoch))
-            .ok_or_else(|| ClientError::kafka(ErrorCode::InvalidTxnState, "call init_transactions first"))
+            .ok_or_else(|| {
+                ClientError::kafka(ErrorCode::InvalidTxnState, "call init_transactions first")
+            })
     }
 
     /// `initTransactions()`: registers `transactional.id` with its coordinator,
@@ -135,7 +162,8 @@ impl Producer {
 
     /// `beginTransaction()`.
     pub fn begin_transaction(&self) -> Result<()> {
-        self.transaction().expect_phase(Phase::Ready, "begin a transaction")?;
+        self.transaction()
+            .expect_phase(Phase::Ready, "begin a transaction")?;
         self.transaction().set_phase(Phase::InTransaction);
         Ok(())
     }
@@ -174,8 +202,13 @@ impl Producer {
 
     /// `sendOffsetsToTransaction(offsets, groupMetadata)`: the group's offsets
     /// commit with the transaction.
-    pub async fn send_offsets_to_transaction(&self, offsets: &BTreeMap<TopicPartition, i64>, group: &ConsumerGroupMetadata) -> Result<()> {
-        self.transaction().expect_phase(Phase::InTransaction, "send offsets")?;
+    pub async fn send_offsets_to_transaction(
+        &self,
+        offsets: &BTreeMap<TopicPartition, i64>,
+        group: &ConsumerGroupMetadata,
+    ) -> Result<()> {
+        self.transaction()
+            .expect_phase(Phase::InTransaction, "send offsets")?;
         let id = self.transaction().id()?.to_string();
         let (producer_id, epoch) = self.producer_id_and_epoch()?;
         let add = AddOffsetsToTxnRequest::default()
@@ -185,13 +218,21 @@ impl Producer {
             .with_group_id(GroupId(StrBytes::from_string(group.group_id.clone())));
         self.with_coordinator_retries(&id, "AddOffsetsToTxn", |connection| {
             let add = add.clone();
-            async move { ClientError::check(connection.send(&add).await?.error_code, || "AddOffsetsToTxn".into(), None) }
+            async move {
+                ClientError::check(
+                    connection.send(&add).await?.error_code,
+                    || "AddOffsetsToTxn".into(),
+                    None,
+                )
+            }
         })
         .await?;
         let mut topics: BTreeMap<String, Vec<TxnOffsetCommitRequestPartition>> = BTreeMap::new();
         for (tp, offset) in offsets {
             topics.entry(tp.topic.to_string()).or_default().push(
-                TxnOffsetCommitRequestPartition::default().with_partition_index(tp.partition).with_committed_offset(*offset),
+                TxnOffsetCommitRequestPartition::default()
+                    .with_partition_index(tp.partition)
+                    .with_committed_offset(*offset),
             );
         }
         let commit = TxnOffsetCommitRequest::default()
@@ -206,7 +247,9 @@ impl Producer {
                 topics
                     .into_iter()
                     .map(|(name, partitions)| {
-                        TxnOffsetCommitRequestTopic::default().with_name(TopicName(StrBytes::from_string(name))).with_partitions(partitions)
+                        TxnOffsetCommitRequestTopic::default()
+                            .with_name(TopicName(StrBytes::from_string(name)))
+                            .with_partitions(partitions)
                     })
                     .collect(),
             );
@@ -215,7 +258,11 @@ impl Producer {
         let response = connection.send(&commit).await?;
         for topic in response.topics {
             for p in topic.partitions {
-                ClientError::check(p.error_code, || format!("{}-{}", topic.name.0, p.partition_index), None)?;
+                ClientError::check(
+                    p.error_code,
+                    || format!("{}-{}", topic.name.0, p.partition_index),
+                    None,
+                )?;
             }
         }
         Ok(())
@@ -233,7 +280,8 @@ impl Producer {
 
     async fn end_transaction(&self, committed: bool) -> Result<()> {
         let action = if committed { "commit" } else { "abort" };
-        self.transaction().expect_phase(Phase::InTransaction, action)?;
+        self.transaction()
+            .expect_phase(Phase::InTransaction, action)?;
         self.flush().await?;
         let id = self.transaction().id()?.to_string();
         let (producer_id, epoch) = self.producer_id_and_epoch()?;
@@ -247,7 +295,13 @@ impl Producer {
             let result = self
                 .with_coordinator_retries(&id, "EndTxn", |connection| {
                     let request = request.clone();
-                    async move { ClientError::check(connection.send(&request).await?.error_code, || format!("EndTxn ({action})"), None) }
+                    async move {
+                        ClientError::check(
+                            connection.send(&request).await?.error_code,
+                            || format!("EndTxn ({action})"),
+                            None,
+                        )
+                    }
                 })
                 .await;
             if let Err(e) = result {
@@ -263,7 +317,12 @@ impl Producer {
 
     /// Runs `call` against the transaction coordinator, retrying retriable errors
     /// (and CONCURRENT_TRANSACTIONS) until `max.block.ms`.
-    async fn with_coordinator_retries<F, Fut>(&self, id: &str, what: &str, mut call: F) -> Result<()>
+    async fn with_coordinator_retries<F, Fut>(
+        &self,
+        id: &str,
+        what: &str,
+        mut call: F,
+    ) -> Result<()>
     where
         F: FnMut(crate::connection::Connection) -> Fut,
         Fut: std::future::Future<Output = Result<()>>,
@@ -277,7 +336,11 @@ impl Producer {
             };
             match result {
                 Ok(()) => return Ok(()),
-                Err(e) if (e.is_retriable() || e.code() == Some(ErrorCode::ConcurrentTransactions)) && tokio::time::Instant::now() < deadline => {
+                Err(e)
+                    if (e.is_retriable()
+                        || e.code() == Some(ErrorCode::ConcurrentTransactions))
+                        && tokio::time::Instant::now() < deadline =>
+                {
                     tracing::debug!(what, error = %e, "retrying");
                     if e.needs_metadata_refresh() {
                         shared.cluster.coordinator_dead(1, id);

@@ -20,15 +20,24 @@ impl TestBroker {
         let config = BrokerConfig::from_pairs(vec![
             ("node.id".into(), "1".into()),
             ("listeners".into(), "PLAINTEXT://127.0.0.1:0".into()),
-            ("log.dirs".into(), dir.path().join("logs").display().to_string()),
+            (
+                "log.dirs".into(),
+                dir.path().join("logs").display().to_string(),
+            ),
             ("group.initial.rebalance.delay.ms".into(), "0".into()),
             ("offsets.topic.num.partitions".into(), "3".into()),
             ("num.partitions".into(), "1".into()),
         ])
         .unwrap();
-        let broker = RunningBroker::start(config, Arc::new(SystemClock)).await.unwrap();
+        let broker = RunningBroker::start(config, Arc::new(SystemClock))
+            .await
+            .unwrap();
         let address = broker.addresses[0].to_string();
-        TestBroker { broker: Some(broker), address, _dir: dir }
+        TestBroker {
+            broker: Some(broker),
+            address,
+            _dir: dir,
+        }
     }
 
     pub fn config(&self) -> ClientConfig {

@@ -67,21 +67,36 @@ pub trait PartitionAssignor: Send + Sync + std::fmt::Debug {
 
     /// Assigns the partitions of `partitions_per_topic` to `members`. Every member
     /// gets an entry, possibly empty; each partition goes to at most one member.
-    fn assign(&self, partitions_per_topic: &BTreeMap<String, i32>, members: &[MemberSubscription]) -> GroupAssignment;
+    fn assign(
+        &self,
+        partitions_per_topic: &BTreeMap<String, i32>,
+        members: &[MemberSubscription],
+    ) -> GroupAssignment;
 }
 
 /// The assignor named `name` (Kafka's names; Java class names also accepted).
 pub fn by_name(name: &str) -> Result<Box<dyn PartitionAssignor>> {
-    let short = name.trim().rsplit('.').next().unwrap_or(name).to_ascii_lowercase();
+    let short = name
+        .trim()
+        .rsplit('.')
+        .next()
+        .unwrap_or(name)
+        .to_ascii_lowercase();
     Ok(match short.as_str() {
         "range" | "rangeassignor" => Box::new(range::RangeAssignor),
-        "roundrobin" | "round-robin" | "roundrobinassignor" => Box::new(round_robin::RoundRobinAssignor),
+        "roundrobin" | "round-robin" | "roundrobinassignor" => {
+            Box::new(round_robin::RoundRobinAssignor)
+        }
         "sticky" | "stickyassignor" => Box::new(sticky::StickyAssignor { cooperative: false }),
-        "cooperative-sticky" | "cooperativestickyassignor" => Box::new(sticky::StickyAssignor { cooperative: true }),
+        "cooperative-sticky" | "cooperativestickyassignor" => {
+            Box::new(sticky::StickyAssignor { cooperative: true })
+        }
         _ => {
             return Err(ClientError::Config {
                 key: "partition.assignment.strategy".into(),
-                reason: format!("unknown assignor {name:?} (range, roundrobin, sticky, cooperative-sticky)"),
+                reason: format!(
+                    "unknown assignor {name:?} (range, roundrobin, sticky, cooperative-sticky)"
+                ),
             })
         }
     })
@@ -89,7 +104,12 @@ pub fn by_name(name: &str) -> Result<Box<dyn PartitionAssignor>> {
 
 /// The protocol a list of assignors implies: cooperative only if all support it.
 pub fn common_protocol(assignors: &[Box<dyn PartitionAssignor>]) -> RebalanceProtocol {
-    if !assignors.is_empty() && assignors.iter().all(|a| a.supported_protocols().contains(&RebalanceProtocol::Cooperative)) {
+    if !assignors.is_empty()
+        && assignors.iter().all(|a| {
+            a.supported_protocols()
+                .contains(&RebalanceProtocol::Cooperative)
+        })
+    {
         RebalanceProtocol::Cooperative
     } else {
         RebalanceProtocol::Eager
@@ -99,11 +119,18 @@ pub fn common_protocol(assignors: &[Box<dyn PartitionAssignor>]) -> RebalancePro
 /// Members sorted by [`MemberSubscription::sort_key`].
 pub(crate) fn sorted_members(members: &[MemberSubscription]) -> Vec<&MemberSubscription> {
     let mut sorted: Vec<&MemberSubscription> = members.iter().collect();
-    sorted.sort_by(|a, b| a.sort_key().cmp(b.sort_key()).then_with(|| a.member_id.cmp(&b.member_id)));
+    sorted.sort_by(|a, b| {
+        a.sort_key()
+            .cmp(b.sort_key())
+            .then_with(|| a.member_id.cmp(&b.member_id))
+    });
     sorted
 }
 
 /// An entry for every member.
 pub(crate) fn empty_assignment(members: &[MemberSubscription]) -> GroupAssignment {
-    members.iter().map(|m| (m.member_id.clone(), Vec::new())).collect()
+    members
+        .iter()
+        .map(|m| (m.member_id.clone(), Vec::new()))
+        .collect()
 }

@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 
 use protocol::TopicPartition;
 
-use super::{empty_assignment, sorted_members, GroupAssignment, MemberSubscription, PartitionAssignor};
+use super::{
+    empty_assignment, sorted_members, GroupAssignment, MemberSubscription, PartitionAssignor,
+};
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RangeAssignor;
@@ -16,11 +18,18 @@ impl PartitionAssignor for RangeAssignor {
         "range"
     }
 
-    fn assign(&self, partitions_per_topic: &BTreeMap<String, i32>, members: &[MemberSubscription]) -> GroupAssignment {
+    fn assign(
+        &self,
+        partitions_per_topic: &BTreeMap<String, i32>,
+        members: &[MemberSubscription],
+    ) -> GroupAssignment {
         let mut assignment = empty_assignment(members);
         let sorted = sorted_members(members);
         for (topic, &partitions) in partitions_per_topic {
-            let subscribed: Vec<&&MemberSubscription> = sorted.iter().filter(|m| m.subscription.topics.contains(topic)).collect();
+            let subscribed: Vec<&&MemberSubscription> = sorted
+                .iter()
+                .filter(|m| m.subscription.topics.contains(topic))
+                .collect();
             if subscribed.is_empty() || partitions <= 0 {
                 continue;
             }
@@ -31,8 +40,12 @@ impl PartitionAssignor for RangeAssignor {
                 let i = i as i32;
                 let start = per_member * i + i.min(with_extra);
                 let length = per_member + i32::from(i < with_extra);
-                let owned = assignment.get_mut(&member.member_id).expect("every member has an entry");
-                owned.extend((start..start + length).map(|p| TopicPartition::new(topic.as_str(), p)));
+                let owned = assignment
+                    .get_mut(&member.member_id)
+                    .expect("every member has an entry");
+                owned.extend(
+                    (start..start + length).map(|p| TopicPartition::new(topic.as_str(), p)),
+                );
             }
         }
         assignment

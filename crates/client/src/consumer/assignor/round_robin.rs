@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 
 use protocol::TopicPartition;
 
-use super::{empty_assignment, sorted_members, GroupAssignment, MemberSubscription, PartitionAssignor};
+use super::{
+    empty_assignment, sorted_members, GroupAssignment, MemberSubscription, PartitionAssignor,
+};
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RoundRobinAssignor;
@@ -16,7 +18,11 @@ impl PartitionAssignor for RoundRobinAssignor {
         "roundrobin"
     }
 
-    fn assign(&self, partitions_per_topic: &BTreeMap<String, i32>, members: &[MemberSubscription]) -> GroupAssignment {
+    fn assign(
+        &self,
+        partitions_per_topic: &BTreeMap<String, i32>,
+        members: &[MemberSubscription],
+    ) -> GroupAssignment {
         let mut assignment = empty_assignment(members);
         let sorted = sorted_members(members);
         if sorted.is_empty() {
@@ -29,11 +35,18 @@ impl PartitionAssignor for RoundRobinAssignor {
             }
             for partition in 0..partitions {
                 // Advance to the next member subscribed to `topic` (one exists).
-                while !sorted[next % sorted.len()].subscription.topics.contains(topic) {
+                while !sorted[next % sorted.len()]
+                    .subscription
+                    .topics
+                    .contains(topic)
+                {
                     next += 1;
                 }
                 let member = sorted[next % sorted.len()];
-                assignment.get_mut(&member.member_id).expect("every member has an entry").push(TopicPartition::new(topic.as_str(), partition));
+                assignment
+                    .get_mut(&member.member_id)
+                    .expect("every member has an entry")
+                    .push(TopicPartition::new(topic.as_str(), partition));
                 next += 1;
             }
         }

@@ -25,7 +25,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use protocol::TopicPartition;
 
-use super::{empty_assignment, sorted_members, GroupAssignment, MemberSubscription, PartitionAssignor, RebalanceProtocol};
+use super::{
+    empty_assignment, sorted_members, GroupAssignment, MemberSubscription, PartitionAssignor,
+    RebalanceProtocol,
+};
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct StickyAssignor {
@@ -49,7 +52,11 @@ impl PartitionAssignor for StickyAssignor {
         }
     }
 
-    fn assign(&self, partitions_per_topic: &BTreeMap<String, i32>, members: &[MemberSubscription]) -> GroupAssignment {
+    fn assign(
+        &self,
+        partitions_per_topic: &BTreeMap<String, i32>,
+        members: &[MemberSubscription],
+    ) -> GroupAssignment {
         let owned = valid_owned_partitions(partitions_per_topic, members);
         let mut assignment = if all_subscriptions_equal(members) {
             constrained_assign(partitions_per_topic, members, &owned)
@@ -65,12 +72,17 @@ impl PartitionAssignor for StickyAssignor {
 
 /// Owned partitions per member that still exist, are still subscribed, and are
 /// not claimed by a member of a later generation.
-fn valid_owned_partitions(partitions_per_topic: &BTreeMap<String, i32>, members: &[MemberSubscription]) -> BTreeMap<String, Vec<TopicPartition>> {
+fn valid_owned_partitions(
+    partitions_per_topic: &BTreeMap<String, i32>,
+    members: &[MemberSubscription],
+) -> BTreeMap<String, Vec<TopicPartition>> {
     let mut claims: HashMap<TopicPartition, (i32, &str)> = HashMap::new();
     for member in members {
         let subscription = &member.subscription;
         for tp in &subscription.owned_partitions {
-            let exists = partitions_per_topic.get(&*tp.topic).is_some_and(|&n| tp.partition >= 0 && tp.partition < n);
+            let exists = partitions_per_topic
+                .get(&*tp.topic)
+                .is_some_and(|&n| tp.partition >= 0 && tp.partition < n);
             if !exists || !subscription.topics.iter().any(|t| **t == *tp.topic) {
                 continue;
             }
@@ -85,9 +97,15 @@ fn valid_owned_partitions(partitions_per_topic: &BTreeMap<String, i32>, members:
                 .or_insert(claim);
         }
     }
-    let mut owned: BTreeMap<String, Vec<TopicPartition>> = members.iter().map(|m| (m.member_id.clone(), Vec::new())).collect();
+    let mut owned: BTreeMap<String, Vec<TopicPartition>> = members
+        .iter()
+        .map(|m| (m.member_id.clone(), Vec::new()))
+        .collect();
     for (tp, (_, member)) in claims {
-        owned.get_mut(member).expect("claims come from members").push(tp);
+        owned
+            .get_mut(member)
+            .expect("claims come from members")
+            .push(tp);
     }
     for partitions in owned.values_mut() {
         partitions.sort();
@@ -96,15 +114,23 @@ fn valid_owned_partitions(partitions_per_topic: &BTreeMap<String, i32>, members:
 }
 
 fn all_subscriptions_equal(members: &[MemberSubscription]) -> bool {
-    let mut sets = members.iter().map(|m| m.subscription.topics.iter().collect::<BTreeSet<_>>());
+    let mut sets = members
+        .iter()
+        .map(|m| m.subscription.topics.iter().collect::<BTreeSet<_>>());
     match sets.next() {
         None => true,
         Some(first) => sets.all(|s| s == first),
     }
 }
 
-fn subscribed_partitions(partitions_per_topic: &BTreeMap<String, i32>, members: &[MemberSubscription]) -> Vec<TopicPartition> {
-    let topics: BTreeSet<&String> = members.iter().flat_map(|m| m.subscription.topics.iter()).collect();
+fn subscribed_partitions(
+    partitions_per_topic: &BTreeMap<String, i32>,
+    members: &[MemberSubscription],
+) -> Vec<TopicPartition> {
+    let topics: BTreeSet<&String> = members
+        .iter()
+        .flat_map(|m| m.subscription.topics.iter())
+        .collect();
     partitions_per_topic
         .iter()
         .filter(|(t, _)| topics.contains(t))
@@ -126,7 +152,11 @@ fn constrained_assign(
     let total = all.len();
     let min_quota = total / sorted.len();
     let max_quota = total.div_ceil(sorted.len());
-    let expected_over_min = if max_quota > min_quota { total % sorted.len() } else { 0 };
+    let expected_over_min = if max_quota > min_quota {
+        total % sorted.len()
+    } else {
+        0
+    };
     let mut over_min = 0usize;
     let mut kept: BTreeSet<TopicPartition> = BTreeSet::new();
     // Step 1: keep owned partitions up to the member's quota.
@@ -140,13 +170,23 @@ fn constrained_assign(
         } else {
             min_quota
         };
-        let target = assignment.get_mut(&member.member_id).expect("every member has an entry");
+        let target = assignment
+            .get_mut(&member.member_id)
+            .expect("every member has an entry");
         target.extend(mine.iter().take(keep).cloned());
         kept.extend(mine.iter().take(keep).cloned());
     }
     // Step 2: deal the rest round-robin to members under min, then to members at min.
-    let mut under_min: Vec<&str> = sorted.iter().filter(|m| assignment[&m.member_id].len() < min_quota).map(|m| m.member_id.as_str()).collect();
-    let mut at_min: Vec<&str> = sorted.iter().filter(|m| assignment[&m.member_id].len() == min_quota).map(|m| m.member_id.as_str()).collect();
+    let mut under_min: Vec<&str> = sorted
+        .iter()
+        .filter(|m| assignment[&m.member_id].len() < min_quota)
+        .map(|m| m.member_id.as_str())
+        .collect();
+    let mut at_min: Vec<&str> = sorted
+        .iter()
+        .filter(|m| assignment[&m.member_id].len() == min_quota)
+        .map(|m| m.member_id.as_str())
+        .collect();
     let mut cursor = 0usize;
     for tp in all.into_iter().filter(|tp| !kept.contains(tp)) {
         let member = if !under_min.is_empty() {
@@ -167,9 +207,16 @@ fn constrained_assign(
             at_min.remove(0)
         } else {
             // Cannot happen with exact quotas; keep every partition assigned anyway.
-            sorted.iter().map(|m| m.member_id.as_str()).min_by_key(|m| assignment[*m].len()).expect("members exist")
+            sorted
+                .iter()
+                .map(|m| m.member_id.as_str())
+                .min_by_key(|m| assignment[*m].len())
+                .expect("members exist")
         };
-        assignment.get_mut(member).expect("every member has an entry").push(tp);
+        assignment
+            .get_mut(member)
+            .expect("every member has an entry")
+            .push(tp);
     }
     for partitions in assignment.values_mut() {
         partitions.sort();
@@ -185,22 +232,34 @@ fn general_assign(
     let mut assignment = empty_assignment(members);
     let sorted = sorted_members(members);
     let subscribes = |member: &str, topic: &str| {
-        members.iter().find(|m| m.member_id == member).is_some_and(|m| m.subscription.topics.iter().any(|t| t == topic))
+        members
+            .iter()
+            .find(|m| m.member_id == member)
+            .is_some_and(|m| m.subscription.topics.iter().any(|t| t == topic))
     };
     let mut kept = BTreeSet::new();
     for member in &sorted {
         let mine = &owned[&member.member_id];
-        assignment.get_mut(&member.member_id).expect("every member has an entry").extend(mine.iter().cloned());
+        assignment
+            .get_mut(&member.member_id)
+            .expect("every member has an entry")
+            .extend(mine.iter().cloned());
         kept.extend(mine.iter().cloned());
     }
-    for tp in subscribed_partitions(partitions_per_topic, members).into_iter().filter(|tp| !kept.contains(tp)) {
+    for tp in subscribed_partitions(partitions_per_topic, members)
+        .into_iter()
+        .filter(|tp| !kept.contains(tp))
+    {
         let target = sorted
             .iter()
             .filter(|m| subscribes(&m.member_id, &tp.topic))
             .min_by_key(|m| assignment[&m.member_id].len())
             .map(|m| m.member_id.clone());
         if let Some(target) = target {
-            assignment.get_mut(&target).expect("every member has an entry").push(tp);
+            assignment
+                .get_mut(&target)
+                .expect("every member has an entry")
+                .push(tp);
         }
     }
     // Balance: move from the most to the least loaded eligible member.
@@ -214,7 +273,10 @@ fn general_assign(
                 if assignment[from].len() <= assignment[to].len() + 1 {
                     continue;
                 }
-                let candidate = assignment[from].iter().rev().position(|tp| subscribes(to, &tp.topic));
+                let candidate = assignment[from]
+                    .iter()
+                    .rev()
+                    .position(|tp| subscribes(to, &tp.topic));
                 if let Some(back) = candidate {
                     let index = assignment[from].len() - 1 - back;
                     let tp = assignment.get_mut(from).expect("member").remove(index);
@@ -236,8 +298,14 @@ fn general_assign(
 
 /// Cooperative step: a partition assigned to a member other than its current
 /// owner is held back this round; its owner revokes it and rejoins.
-fn remove_partitions_changing_owner(assignment: &mut GroupAssignment, owned: &BTreeMap<String, Vec<TopicPartition>>) {
-    let owner: HashMap<&TopicPartition, &str> = owned.iter().flat_map(|(m, ps)| ps.iter().map(move |tp| (tp, m.as_str()))).collect();
+fn remove_partitions_changing_owner(
+    assignment: &mut GroupAssignment,
+    owned: &BTreeMap<String, Vec<TopicPartition>>,
+) {
+    let owner: HashMap<&TopicPartition, &str> = owned
+        .iter()
+        .flat_map(|(m, ps)| ps.iter().map(move |tp| (tp, m.as_str())))
+        .collect();
     for (member, partitions) in assignment.iter_mut() {
         partitions.retain(|tp| owner.get(tp).is_none_or(|o| *o == member));
     }
