@@ -81,7 +81,8 @@ impl Admin {
         Ok(groups)
     }
 
-    /// Describes groups (GROUP_ID_NOT_FOUND-free: a missing group is `Dead`).
+    /// Describes groups at their coordinators; an unknown group fails with
+    /// GROUP_ID_NOT_FOUND (Kafka 4 answers so; older brokers return it `Dead`).
     pub async fn describe_groups(
         &self,
         group_ids: &[&str],
