@@ -1,13 +1,17 @@
 //! The client against an independent Kafka implementation, librdkafka's mock
 //! cluster, so that a bug shared by our client and our broker cannot hide
 //! itself: produce (keyed, every codec), fetch, group membership and commits,
-//! leader moves, and librdkafka reading what we wrote and vice versa.
+//! leader moves, and librdkafka reading what we wrote and vice versa. One test
+//! puts a librdkafka consumer and ours in one group on our broker, so each must
+//! decode the other's consumer-protocol subscription or assignment.
 //!
 //! Needs the `rdkafka-interop` feature (it builds librdkafka from source):
 //! `cargo test -p rivulet-client --features rdkafka-interop --test rdkafka_mock`.
 
 #![cfg(feature = "rdkafka-interop")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -264,4 +268,72 @@ async fn the_producer_follows_a_leader_move() {
         records.iter().map(|r| r.offset).collect::<Vec<_>>(),
         (0..40).collect::<Vec<_>>()
     );
+}
+
+/// librdkafka and our consumer in one group on our broker: whichever is the
+/// leader, the other must decode its assignment (consumer protocol), and
+/// together they own every partition once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn librdkafka_and_our_consumer_share_a_group_on_our_broker() {
+    let broker = common::TestBroker::start().await;
+    rivulet_client::Admin::new(broker.config())
+        .await
+        .unwrap()
+        .create_topics(&[rivulet_client::NewTopic::new("shared", 4, 1)])
+        .await
+        .unwrap();
+    let theirs: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &broker.address)
+        .set("group.id", "mixed")
+        .set("partition.assignment.strategy", "range")
+        .set("session.timeout.ms", "6000")
+        .set("heartbeat.interval.ms", "200")
+        .create()
+        .unwrap();
+    theirs.subscribe(&["shared"]).unwrap();
+    let theirs = std::sync::Arc::new(theirs);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let poller = {
+        let (theirs, stop) = (std::sync::Arc::clone(&theirs), std::sync::Arc::clone(&stop));
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Acquire) {
+                let _ = theirs.poll(Duration::from_millis(50));
+            }
+        })
+    };
+    let mut ours = Consumer::new(
+        broker
+            .config()
+            .set("group.id", "mixed")
+            .set("partition.assignment.strategy", "range")
+            .set("heartbeat.interval.ms", "200"),
+    )
+    .await
+    .unwrap();
+    ours.subscribe(&["shared"]).unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+    loop {
+        ours.poll(Duration::from_millis(100)).await.unwrap();
+        let their_partitions: Vec<i32> = theirs
+            .assignment()
+            .unwrap()
+            .elements()
+            .iter()
+            .map(|e| e.partition())
+            .collect();
+        let our_partitions: Vec<i32> = ours.assignment().iter().map(|tp| tp.partition).collect();
+        if their_partitions.len() == 2 && our_partitions.len() == 2 {
+            let all: BTreeSet<i32> = their_partitions.into_iter().chain(our_partitions).collect();
+            assert_eq!(all, (0..4).collect());
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no 2+2 split: theirs {their_partitions:?}, ours {our_partitions:?}"
+        );
+    }
+    ours.close().await.unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Release);
+    poller.join().unwrap();
+    broker.stop().await;
 }
