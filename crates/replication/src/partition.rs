@@ -308,6 +308,12 @@ impl Partition {
         lock(&self.log).log_end_offset().0
     }
 
+    /// Whether a read at `offset` is in the active segment (recently appended,
+    /// so served from the page cache without waiting on the disk).
+    pub fn is_tail_read(&self, offset: i64) -> bool {
+        lock(&self.log).in_active_segment(offset)
+    }
+
     pub fn log_start_offset(&self) -> i64 {
         lock(&self.log).log_start_offset().0
     }

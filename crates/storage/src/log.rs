@@ -346,6 +346,12 @@ impl Log {
         Offset(self.active().next_offset())
     }
 
+    /// Whether `offset` falls in the active segment: the bytes most recently
+    /// appended, which a caught-up reader asks for and the page cache still holds.
+    pub fn in_active_segment(&self, offset: i64) -> bool {
+        offset >= self.active().base_offset()
+    }
+
     pub fn recovery_point(&self) -> Offset {
         Offset(self.recovery_point)
     }

@@ -124,6 +124,21 @@ fn read_items(items: &[Item], max_bytes: usize, isolation: IsolationLevel) -> (V
     (out, total, any_error)
 }
 
+/// A read this small at the tail of every partition runs on the request's own task.
+const INLINE_READ_BYTES: usize = 1024 * 1024;
+
+/// Whether to read on the request's task instead of the blocking pool: a caught-up
+/// consumer reads the active segment, whose bytes were just appended and are in the
+/// page cache, so the read takes microseconds; the hop to a blocking thread and back
+/// costs more than that and, at thousands of fetches a second on two cores, most of
+/// the broker's CPU went to those thread switches (bench/README.md, scenario 4).
+/// Reads that may touch the disk (older segments) or copy more than
+/// `INLINE_READ_BYTES` still go to the blocking pool, as DESIGN.md has it.
+fn reads_inline(items: &[Item], max_bytes: usize) -> bool {
+    let budget = items.iter().fold(0usize, |sum, item| sum.saturating_add(item.partition_max_bytes)).min(max_bytes);
+    budget <= INLINE_READ_BYTES && items.iter().all(|item| item.partition.as_ref().map_or(true, |p| p.is_tail_read(item.fetch_offset)))
+}
+
 /// Completes when any of the listeners does.
 struct AnyOf(Vec<Listener>);
 
@@ -183,8 +198,12 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
     let partitions = loop {
         // Listen before reading, so an append between the read and the wait wakes us.
         let listeners = AnyOf(items.iter().filter_map(|i| i.partition.as_ref().ok()).map(|p| p.append_event().listen()).collect());
-        let batch = Arc::clone(&items);
-        let (partitions, total, any_error) = blocking(move || read_items(&batch, max_bytes, isolation)).await;
+        let (partitions, total, any_error) = if reads_inline(&items, max_bytes) {
+            read_items(&items, max_bytes, isolation)
+        } else {
+            let batch = Arc::clone(&items);
+            blocking(move || read_items(&batch, max_bytes, isolation)).await
+        };
         let done = total >= min_bytes || total > 0 && min_bytes == 0 || wait.is_zero() || any_error || items.is_empty() || tokio::time::Instant::now() >= deadline || broker.is_shutting_down();
         if done {
             break partitions;

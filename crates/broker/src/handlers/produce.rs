@@ -47,20 +47,24 @@ impl Outcome {
     }
 }
 
-fn append(partition: &SharedPartition, records: Option<&Bytes>, acks: i16) -> (Outcome, Option<(SharedPartition, i64)>) {
+/// What an append leaves to do after it: fsyncs.
+#[derive(Default)]
+struct Flushes {
+    /// flush.messages / flush.ms came due: durable before acknowledged
+    /// (index into the results, the partition, the offset to flush up to).
+    now: Vec<(usize, SharedPartition, i64)>,
+    /// A roll closed a segment: fsync it without holding up the producer.
+    rolled: Vec<(SharedPartition, i64)>,
+}
+
+fn append(partition: &SharedPartition, records: Option<&Bytes>, acks: i16) -> (Outcome, Option<i64>, Option<(SharedPartition, i64)>) {
     let Some(records) = records else {
-        return (Outcome::failed(ErrorCode::InvalidRecord, Some("Produce request with null records".into())), None);
+        return (Outcome::failed(ErrorCode::InvalidRecord, Some("Produce request with null records".into())), None, None);
     };
     match partition.append_as_leader(records, acks, Origin::Client) {
         Ok(outcome) => {
             let info = &outcome.info;
-            if outcome.flush_now {
-                // flush.messages / flush.ms: durable before acknowledged.
-                if let Err(e) = partition.flush(info.last_offset.0 + 1) {
-                    tracing::error!(partition = %partition.topic_partition(), error = %e, "flush failed");
-                    return (Outcome::failed(replication_error_code(&e), Some(e.to_string())), None);
-                }
-            }
+            let flush_now = outcome.flush_now.then_some(info.last_offset.0 + 1);
             let background = outcome.flush_rolled_up_to.map(|up_to| (Arc::clone(partition), up_to));
             (
                 Outcome {
@@ -71,6 +75,7 @@ fn append(partition: &SharedPartition, records: Option<&Bytes>, acks: i16) -> (O
                     record_errors: Vec::new(),
                     message: None,
                 },
+                flush_now,
                 background,
             )
         }
@@ -84,9 +89,66 @@ fn append(partition: &SharedPartition, records: Option<&Bytes>, acks: i16) -> (O
                 ReplicationError::Append(AppendError::InvalidRecord(message)) => Outcome::failed(code, Some(message)),
                 other => Outcome::failed(code, Some(other.to_string())),
             };
-            (outcome, None)
+            (outcome, None, None)
         }
     }
+}
+
+/// Appends every target's batch; the fsyncs they call for are left to the caller.
+fn append_all(targets: Vec<Target>, acks: i16) -> (Vec<(usize, i32, Outcome)>, Flushes) {
+    let valid_acks = matches!(acks, -1..=1);
+    let mut flushes = Flushes::default();
+    let results = targets
+        .into_iter()
+        .enumerate()
+        .map(|(at, target)| {
+            let outcome = match (&target.partition, valid_acks) {
+                (Err(code), _) => Outcome::failed(*code, None),
+                (Ok(_), false) => Outcome::failed(ErrorCode::InvalidRequiredAcks, None),
+                (Ok(partition), true) => {
+                    let (outcome, flush_now, rolled) = append(partition, target.records.as_ref(), acks);
+                    if let Some(up_to) = flush_now {
+                        flushes.now.push((at, Arc::clone(partition), up_to));
+                    }
+                    flushes.rolled.extend(rolled);
+                    outcome
+                }
+            };
+            (target.topic_index, target.index, outcome)
+        })
+        .collect();
+    (results, flushes)
+}
+
+/// The fsyncs flush.messages / flush.ms called for; a failed one turns its
+/// partition's answer into the error. Blocking.
+fn flush_now(results: &mut [(usize, i32, Outcome)], now: Vec<(usize, SharedPartition, i64)>) {
+    for (at, partition, up_to) in now {
+        if let Err(e) = partition.flush(up_to) {
+            tracing::error!(partition = %partition.topic_partition(), error = %e, "flush failed");
+            results[at].2 = Outcome::failed(replication_error_code(&e), Some(e.to_string()));
+        }
+    }
+}
+
+/// Requests carrying this many record bytes or fewer are appended on the request's
+/// own task: a page-cache write of a few KiB takes microseconds, less than the hop to
+/// a blocking thread and back, which at thousands of small produce requests a second
+/// on two cores was most of the broker's CPU (bench/README.md, scenario 4). Larger
+/// appends, and every fsync, go to the blocking pool as DESIGN.md has it.
+const INLINE_APPEND_BYTES: usize = 64 * 1024;
+
+fn flush_rolled_in_background(rolled: Vec<(SharedPartition, i64)>) {
+    if rolled.is_empty() {
+        return;
+    }
+    tokio::task::spawn_blocking(move || {
+        for (partition, up_to) in rolled {
+            if let Err(e) = partition.flush(up_to) {
+                tracing::warn!(partition = %partition.topic_partition(), error = %e, "flushing a rolled segment failed");
+            }
+        }
+    });
 }
 
 pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
@@ -116,37 +178,27 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
             targets.push(Target { topic_index, index: data.index, partition, records: data.records.clone() });
         }
     }
-    let valid_acks = matches!(acks, -1..=1);
-    let results: Vec<(usize, i32, Outcome)> = blocking(move || {
-        let mut background = Vec::new();
-        let results = targets
-            .into_iter()
-            .map(|target| {
-                let outcome = match (&target.partition, valid_acks) {
-                    (Err(code), _) => Outcome::failed(*code, None),
-                    (Ok(_), false) => Outcome::failed(ErrorCode::InvalidRequiredAcks, None),
-                    (Ok(partition), true) => {
-                        let (outcome, flush) = append(partition, target.records.as_ref(), acks);
-                        background.extend(flush);
-                        outcome
-                    }
-                };
-                (target.topic_index, target.index, outcome)
+    let bytes: usize = targets.iter().map(|t| t.records.as_ref().map_or(0, Bytes::len)).sum();
+    let results = if bytes <= INLINE_APPEND_BYTES {
+        let (mut results, flushes) = append_all(targets, acks);
+        if !flushes.now.is_empty() {
+            results = blocking(move || {
+                flush_now(&mut results, flushes.now);
+                results
             })
-            .collect();
-        if !background.is_empty() {
-            // A roll closed a segment: fsync it without holding up the producer.
-            tokio::task::spawn_blocking(move || {
-                for (partition, up_to) in background {
-                    if let Err(e) = partition.flush(up_to) {
-                        tracing::warn!(partition = %partition.topic_partition(), error = %e, "flushing a rolled segment failed");
-                    }
-                }
-            });
+            .await;
         }
+        flush_rolled_in_background(flushes.rolled);
         results
-    })
-    .await;
+    } else {
+        blocking(move || {
+            let (mut results, flushes) = append_all(targets, acks);
+            flush_now(&mut results, flushes.now);
+            flush_rolled_in_background(flushes.rolled);
+            results
+        })
+        .await
+    };
     let every = broker.config.testing_drop_produce_response_every;
     if acks != 0 && every > 0 {
         let n = broker.produce_requests.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
