@@ -1,11 +1,12 @@
 """Log compaction with real clients: after the cleaner runs, a compacted topic holds the latest
 record of each key, in offset order with the original offsets (below the active segment;
-the active segment is never cleaned, as in Kafka); tombstones go once older than
-delete.retention.ms; keyless records are refused with INVALID_RECORD; and a kill -9 while the
+the active segment is never cleaned, as in Kafka); tombstones stay for delete.retention.ms
+from the cleaning that first keeps them (KIP-534's delete horizon); keyless records are refused with INVALID_RECORD; and a kill -9 while the
 cleaner rewrites a big topic loses nothing."""
 from __future__ import annotations
 
 import random
+import struct
 import time
 
 import kafka.errors
@@ -73,30 +74,81 @@ def test_compaction_keeps_the_latest_record_per_key_in_offset_order(broker, topi
     assert len(segments(broker.partition_dir(topic, 0))) <= segments_before
 
 
-def test_tombstones_go_after_delete_retention_ms(broker, topic):
+def batch_headers(partition_dir) -> list:
+    """(base offset, attributes, base timestamp) of every batch in a partition's .log files,
+    read from the bytes on disk (Kafka's v2 batch header)."""
+    out = []
+    for log_file in sorted(partition_dir.glob("*.log")):
+        data = log_file.read_bytes()
+        pos = 0
+        while pos + 61 <= len(data):
+            base_offset, length = struct.unpack_from(">qi", data, pos)
+            attributes, = struct.unpack_from(">h", data, pos + 21)
+            base_timestamp, = struct.unpack_from(">q", data, pos + 27)
+            out.append((base_offset, attributes, base_timestamp))
+            pos += 12 + length
+    return out
+
+
+DELETE_HORIZON_BIT = 0x40
+
+
+def test_tombstones_stay_for_delete_retention_ms_from_the_cleaning_that_keeps_them(broker, topic):
+    """KIP-534, as Kafka has it: the first cleaning that keeps a tombstone stamps its batch with
+    a delete horizon (the cleaning's time + delete.retention.ms) and the first cleaning after
+    that horizon drops it; a shorter delete.retention.ms set later does not move a horizon
+    already stamped. Record timestamps never change."""
     b = broker.bootstrap
-    create_topic(b, topic, config=COMPACT)
-    produced = produce(b, topic, [(b"a", val(b"a", 1)), (b"b", val(b"b", 1)), (b"c", val(b"c", 1)),
-                                  (b"b", None), (b"a", val(b"a", 2))])
+    create_topic(b, topic, config=COMPACT)  # delete.retention.ms: the default, a day
+    t0 = int(time.time() * 1000) - 3_600_000
+    specs = [(b"a", val(b"a", 1)), (b"b", val(b"b", 1)), (b"c", val(b"c", 1)), (b"b", None), (b"a", val(b"a", 2))]
+    res = cf_produce(b, topic, [rec(v, key=k, timestamp=t0 + i) for i, (k, v) in enumerate(specs)],
+                     batch_num_messages=1, linger_ms=0)
+    assert [r["error"] for r in res] == [None] * len(specs), res
+    produced = [{"offset": r["offset"], "key": k, "value": v} for r, (k, v) in zip(res, specs)]
     produced += produce(b, topic, [(b"f%d" % i, val(b"f", i)) for i in range(12)])
     end = active_base(broker, topic)
     assert end > 4, "the tombstone must be in a segment the cleaner may clean"
+    before_clean = time.time() * 1000
     wait_cleaned_to(broker.data_dir, topic, end)
     got = cf_read(b, topic, offset=0, min_records=1)
     assert as_tuples(got) == as_tuples(compacted_model(produced, end))
     assert (3, b"b", None) in as_tuples(got)
+    # The producer's timestamps, unchanged by the horizon stamped on the tombstone's batch.
+    assert [(r["offset"], r["timestamp"]) for r in got if r["offset"] < 5] == [(2, t0 + 2), (3, t0 + 3), (4, t0 + 4)]
+    # On disk: the tombstone's batch carries the delete-horizon bit and, as its base
+    # timestamp, a horizon a day after the cleaning; the other kept batches none.
+    headers = {o: (attrs, ts) for o, attrs, ts in batch_headers(broker.partition_dir(topic, 0))}
+    attrs, horizon = headers[3]
+    assert attrs & DELETE_HORIZON_BIT
+    assert before_clean + 86_400_000 <= horizon <= time.time() * 1000 + 86_400_000
+    assert not headers[2][0] & DELETE_HORIZON_BIT and not headers[4][0] & DELETE_HORIZON_BIT
 
-    # A shorter delete.retention.ms applies to the next cleaning: the tombstone, now older
-    # than it, goes (and with it every trace of key b).
-    set_topic_config(b, topic, delete_retention_ms=100)
-    time.sleep(0.3)
+    # A shorter delete.retention.ms now: b's horizon, stamped a day out, stays; a new
+    # tombstone for c gets 3 s.
+    set_topic_config(b, topic, delete_retention_ms=3000)
+    produced += produce(b, topic, [(b"c", None)])
     produced += produce(b, topic, [(b"g%d" % i, val(b"g", i)) for i in range(12)])
     end2 = active_base(broker, topic)
     assert end2 > end
     wait_cleaned_to(broker.data_dir, topic, end2)
-    expected = [r for r in compacted_model(produced, end2) if r["key"] != b"b"]
+    got = kp_read(b, topic, offset="beginning")
+    assert as_tuples(got) == as_tuples(compacted_model(produced, end2))
+    assert {r["key"] for r in got if r["value"] is None} == {b"b", b"c"}
+    # kafka-python computes the same timestamps from the horizon-stamped batch.
+    assert [(r["offset"], r["timestamp"]) for r in got if r["offset"] in (3, 4)] == [(3, t0 + 3), (4, t0 + 4)]
+
+    # Past c's horizon, the next cleaning drops c's tombstone (and with it every trace of c);
+    # b's stays.
+    time.sleep(3.5)
+    produced += produce(b, topic, [(b"h%d" % i, val(b"h", i)) for i in range(12)])
+    end3 = active_base(broker, topic)
+    assert end3 > end2
+    wait_cleaned_to(broker.data_dir, topic, end3)
+    expected = [r for r in compacted_model(produced, end3) if r["key"] != b"c"]
     got = cf_read(b, topic, offset=0, min_records=len(expected))
     assert as_tuples(got) == as_tuples(expected)
+    assert (3, b"b", None) in as_tuples(got)
     assert [r["offset"] for r in kp_read(b, topic, offset="beginning")] == [r["offset"] for r in expected]
 
 

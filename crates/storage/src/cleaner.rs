@@ -8,10 +8,13 @@
 //! 2. (no lock) Build the offset map, key -> latest offset, from the dirty part
 //!    (offsets from the first dirty offset on). Rewrite every segment of the range,
 //!    in groups that fit one segment, keeping a record only if no later record has
-//!    its key; tombstones (null values) also go once older than
-//!    `delete.retention.ms`; keyless records go. Unchanged batches are copied as
-//!    they are; others are rebuilt with their base offset, offset span, producer
-//!    fields and codec kept. Output goes to `{base}.log.cleaned` (+ indexes).
+//!    its key; keyless records go. Tombstones (null values), and markers whose
+//!    transaction has nothing left, stay for `delete.retention.ms` from the first
+//!    cleaning that keeps them, which stamps that delete horizon on their batch
+//!    (KIP-534: the delete-horizon attribute bit, the horizon as base timestamp,
+//!    record timestamps unchanged); the first cleaning after it drops them.
+//!    Unchanged batches are copied as they are; others are rebuilt with their base
+//!    offset, offset span, producer fields and codec kept. Output goes to `{base}.log.cleaned` (+ indexes).
 //! 3. (log lock) If the range is unchanged, rename the outputs to `.swap`, delete
 //!    the old segments, rename `.swap` to the final names and load them.
 //!
@@ -31,10 +34,13 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use protocol::records::batch::{compute_crc, set_crc, BatchHeader, Batches, TimestampType, BATCH_LENGTH_AT, HEADER_LEN, LOG_OVERHEAD, MAX_TIMESTAMP_AT, RECORDS_COUNT_AT};
+use protocol::records::batch::{
+    compute_crc, set_crc, BatchHeader, Batches, TimestampType, ATTRIBUTES_AT, BASE_TIMESTAMP_AT, BATCH_LENGTH_AT, DELETE_HORIZON_BIT, HEADER_LEN, LOG_OVERHEAD, MAX_TIMESTAMP_AT,
+    RECORDS_COUNT_AT,
+};
 use protocol::records::compression::{compress, decompress_to_vec};
 use protocol::records::{decode_records, Compression};
-use protocol::varint::{read_varint, read_varlong};
+use protocol::varint::{read_varint, read_varlong, write_varint, write_varlong};
 
 use crate::error::StorageError;
 use crate::log::{io_err, Log};
@@ -379,47 +385,100 @@ impl SegmentWriter {
     }
 }
 
-/// Keeps the records of one batch that `keep` accepts: `None` when none is left,
-/// the batch as it is when all are, else the batch with the kept records copied
-/// as they are (same base offset, offset span, base timestamp, producer fields and
-/// codec; count, max timestamp, length and CRC recomputed).
-fn filter_batch<'b>(header: &BatchHeader, bytes: &'b [u8], max_batch_bytes: usize, mut keep: impl FnMut(&RawRecord) -> bool) -> Result<Option<std::borrow::Cow<'b, [u8]>>, StorageError> {
+/// Filters one batch's records with `keep`. The batch comes back as it was when
+/// every record stays and nothing else changes, rebuilt (base offset, offset span,
+/// producer fields and codec kept) when some go, and not at all when none stays.
+/// KIP-534: `horizon` is the delete horizon to stamp on a batch that has none yet
+/// and keeps a tombstone; such a batch is rebuilt even when every record stays.
+fn filter_batch<'b>(
+    header: &BatchHeader,
+    bytes: &'b [u8],
+    max_batch_bytes: usize,
+    horizon: Option<i64>,
+    mut keep: impl FnMut(&RawRecord) -> bool,
+) -> Result<Option<std::borrow::Cow<'b, [u8]>>, StorageError> {
     let body = batch_body(header, bytes, max_batch_bytes)?;
     let mut kept: Vec<(usize, usize)> = Vec::new();
     let mut total = 0usize;
     let mut max_timestamp = -1i64;
+    let mut kept_tombstone = false;
     walk_records(header, &body, |record| {
         total += 1;
         if keep(&record) {
             let start = record.bytes.as_ptr() as usize - body.as_ptr() as usize;
             kept.push((start, start + record.bytes.len()));
             max_timestamp = max_timestamp.max(record.timestamp);
+            kept_tombstone |= record.tombstone;
         }
     })?;
-    if kept.len() == total {
+    let horizon = horizon.filter(|_| kept_tombstone && !header.has_delete_horizon());
+    if kept.len() == total && horizon.is_none() {
         return Ok(Some(std::borrow::Cow::Borrowed(bytes)));
     }
     if kept.is_empty() {
         return Ok(None);
     }
-    let mut records = Vec::with_capacity(kept.iter().map(|(a, b)| b - a).sum());
-    for (a, b) in &kept {
-        records.extend_from_slice(&body[*a..*b]);
+    let max_timestamp = (header.timestamp_type() == TimestampType::CreateTime).then_some(max_timestamp);
+    rebuild(header, bytes, &body, &kept, max_timestamp, horizon).map(|out| Some(std::borrow::Cow::Owned(out)))
+}
+
+/// A batch with the records at `kept` (ranges of `body`, the decompressed records)
+/// and the header of `bytes`, re-compressed with its codec; `max_timestamp` replaces
+/// the header's, and `horizon`, when given, becomes the base timestamp with the
+/// delete-horizon bit set, every record's timestamp delta rewritten against it so
+/// that no record's timestamp changes.
+fn rebuild(header: &BatchHeader, bytes: &[u8], body: &[u8], kept: &[(usize, usize)], max_timestamp: Option<i64>, horizon: Option<i64>) -> Result<Vec<u8>, StorageError> {
+    let corrupt = |e: String| StorageError::Corrupt(PathBuf::new(), format!("batch at {}: {e}", header.base_offset));
+    let mut records = Vec::with_capacity(kept.iter().map(|(a, b)| b - a).sum::<usize>() + kept.len() * 8);
+    for (a, b) in kept {
+        let record = &body[*a..*b];
+        let Some(horizon) = horizon else {
+            records.extend_from_slice(record);
+            continue;
+        };
+        // length, attributes, timestamp delta, then the rest unchanged.
+        let mut rest = record;
+        read_varint(&mut rest).map_err(|e| corrupt(e.to_string()))?;
+        let (&attributes, mut after) = rest.split_first().ok_or_else(|| corrupt("empty record".into()))?;
+        let delta = read_varlong(&mut after).map_err(|e| corrupt(e.to_string()))?;
+        let timestamp = header.base_timestamp.wrapping_add(delta);
+        let mut inner = Vec::with_capacity(after.len() + 11);
+        inner.push(attributes);
+        write_varlong(&mut inner, timestamp.wrapping_sub(horizon));
+        inner.extend_from_slice(after);
+        write_varint(&mut records, inner.len() as i32);
+        records.extend_from_slice(&inner);
     }
-    let compression = header.compression().map_err(|e| StorageError::Corrupt(PathBuf::new(), e.to_string()))?;
+    let compression = header.compression().map_err(|e| corrupt(e.to_string()))?;
     let records = if compression == Compression::None { records } else { compress(compression, &records).map_err(|e| StorageError::io("re-compressing a cleaned batch", e))? };
     let mut out = Vec::with_capacity(HEADER_LEN + records.len());
     out.extend_from_slice(&bytes[..HEADER_LEN]);
     out.extend_from_slice(&records);
     let length = (out.len() - LOG_OVERHEAD) as i32;
     out[BATCH_LENGTH_AT..BATCH_LENGTH_AT + 4].copy_from_slice(&length.to_be_bytes());
-    if header.timestamp_type() == TimestampType::CreateTime {
+    if let Some(max_timestamp) = max_timestamp {
         out[MAX_TIMESTAMP_AT..MAX_TIMESTAMP_AT + 8].copy_from_slice(&max_timestamp.to_be_bytes());
+    }
+    if let Some(horizon) = horizon {
+        out[BASE_TIMESTAMP_AT..BASE_TIMESTAMP_AT + 8].copy_from_slice(&horizon.to_be_bytes());
+        let attributes = header.attributes | DELETE_HORIZON_BIT;
+        out[ATTRIBUTES_AT..ATTRIBUTES_AT + 2].copy_from_slice(&attributes.to_be_bytes());
     }
     out[RECORDS_COUNT_AT..RECORDS_COUNT_AT + 4].copy_from_slice(&(kept.len() as i32).to_be_bytes());
     let crc = compute_crc(&out);
     set_crc(&mut out, crc);
-    Ok(Some(std::borrow::Cow::Owned(out)))
+    Ok(out)
+}
+
+/// A control batch (one marker record) with the delete horizon stamped on it.
+fn with_delete_horizon(header: &BatchHeader, bytes: &[u8], max_batch_bytes: usize, horizon: i64) -> Result<Vec<u8>, StorageError> {
+    let body = batch_body(header, bytes, max_batch_bytes)?;
+    let mut kept = Vec::new();
+    walk_records(header, &body, |record| {
+        let start = record.bytes.as_ptr() as usize - body.as_ptr() as usize;
+        kept.push((start, start + record.bytes.len()));
+    })?;
+    rebuild(header, bytes, &body, &kept, None, Some(horizon))
 }
 
 /// Kafka's `CleanedTransactionMetadata`: follows transactions through the batches
@@ -589,7 +648,11 @@ pub fn clean(
     let mut outputs: Vec<CleanedSegment> = Vec::new();
     let mut to_sync: Vec<File> = Vec::new();
     let mut records_removed = 0u64;
-    let delete_horizon = now.saturating_sub(delete_retention_ms);
+    // KIP-534: a tombstone or a marker with nothing left of its transaction is kept
+    // for delete.retention.ms from the first cleaning that keeps it (which stamps
+    // its batch with that horizon), and goes at the first cleaning after it.
+    let new_horizon = now.saturating_add(delete_retention_ms);
+    let horizon_passed = |header: &BatchHeader| header.has_delete_horizon() && now >= header.base_timestamp;
     let mut group_start = 0;
     while group_start < range.len() {
         let mut group_end = group_start + 1;
@@ -609,28 +672,33 @@ pub fn clean(
                     return Ok(ControlFlow::Break(()));
                 }
                 let kept = if header.is_control() {
-                    // A marker goes when its transaction has nothing left and it is
-                    // older than delete.retention.ms, like a tombstone.
+                    // A marker whose transaction has nothing left gets a delete
+                    // horizon, like a tombstone, and goes once that has passed.
                     let kind = control_type(&header, bytes, config.max_batch_bytes)?;
                     let (may_go, txn) = txns.on_control(&header, kind);
-                    if may_go && header.max_timestamp < delete_horizon {
+                    if may_go && horizon_passed(&header) {
                         records_removed += 1;
                         None
                     } else {
                         kept_aborts.extend(txn);
-                        Some(std::borrow::Cow::Borrowed(bytes))
+                        if may_go && !header.has_delete_horizon() {
+                            Some(std::borrow::Cow::Owned(with_delete_horizon(&header, bytes, config.max_batch_bytes, new_horizon)?))
+                        } else {
+                            Some(std::borrow::Cow::Borrowed(bytes))
+                        }
                     }
                 } else if txns.on_batch(&header) {
                     records_removed += u64::from(header.records_count.max(0) as u32);
                     None
                 } else {
                     let mut removed = 0u64;
-                    let kept = filter_batch(&header, bytes, config.max_batch_bytes, |record| {
+                    let tombstones_expired = horizon_passed(&header);
+                    let kept = filter_batch(&header, bytes, config.max_batch_bytes, Some(new_horizon), |record| {
                         let keep = match record.key {
                             None => false,
                             Some(key) => match map.get(&digest.of(key)) {
                                 Some(&latest) if latest > record.offset => false,
-                                _ => !(record.tombstone && record.timestamp < delete_horizon),
+                                _ => !(record.tombstone && tombstones_expired),
                             },
                         };
                         if !keep {

@@ -81,8 +81,9 @@ fn read_everything(log: &Log) -> Vec<Written> {
 }
 
 /// What the cleaned log must hold: below `cleaned_up_to`, the latest record per
-/// key (keyless records and old tombstones gone); from there on, everything.
-fn expected(written: &[Written], cleaned_up_to: i64, delete_horizon: i64) -> Vec<Written> {
+/// key (keyless records gone, tombstones too once their horizon has passed); from
+/// there on, everything.
+fn expected(written: &[Written], cleaned_up_to: i64, tombstones_gone: bool) -> Vec<Written> {
     let mut latest: HashMap<Vec<u8>, i64> = HashMap::new();
     for w in written.iter().filter(|w| w.offset < cleaned_up_to) {
         if let Some(key) = &w.key {
@@ -97,7 +98,7 @@ fn expected(written: &[Written], cleaned_up_to: i64, delete_horizon: i64) -> Vec
             }
             match &w.key {
                 None => false,
-                Some(key) => latest[key] == w.offset && !(w.value.is_none() && w.timestamp < delete_horizon),
+                Some(key) => latest[key] == w.offset && !(w.value.is_none() && tombstones_gone),
             }
         })
         .cloned()
@@ -136,7 +137,7 @@ fn compaction_keeps_the_latest_value_per_key_with_offsets_unchanged() {
     let (log, _) = run_clean(log);
     assert!(log.segment_count() < segments_before, "{} -> {}", segments_before, log.segment_count());
     let after = read_everything(&log);
-    assert_eq!(after, expected(&written, outcome.cleaned_up_to, NOW - 86_400_000));
+    assert_eq!(after, expected(&written, outcome.cleaned_up_to, false));
     assert_eq!(after.len(), 3, "one record per key");
     assert_eq!(after.iter().map(|w| w.value.clone().unwrap()[0]).collect::<Vec<_>>(), vec![9, 9, 9]);
 }
@@ -152,10 +153,45 @@ fn tombstones_stay_until_delete_retention_passes() {
     let (log, _) = run_clean(log);
     let after = read_everything(&log);
     assert_eq!(after.iter().map(|w| (w.key.clone().unwrap(), w.value.is_some())).collect::<Vec<_>>(), vec![(b"b".to_vec(), true), (b"a".to_vec(), false)]);
-    clock.advance(2_000);
+    // The first cleaning stamped the tombstone's batch with its delete horizon:
+    // kept until then, whatever its own timestamp.
+    clock.advance(999);
+    let (log, _) = run_clean(log);
+    assert_eq!(read_everything(&log).len(), 2, "kept until the horizon (NOW + 1000)");
+    clock.advance(1);
     let (log, _) = run_clean(log);
     let after = read_everything(&log);
     assert_eq!(after.iter().map(|w| w.key.clone().unwrap()).collect::<Vec<_>>(), vec![b"b".to_vec()], "the tombstone is gone");
+}
+
+/// KIP-534, as Kafka has it: the horizon is fixed by the cleaning that first keeps
+/// a tombstone; a shorter delete.retention.ms set later does not bring it closer,
+/// and an old record timestamp does not either.
+#[test]
+fn a_tombstones_horizon_is_set_once_from_the_cleaning_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(NOW));
+    let mut log = open(dir.path(), config(&[("cleanup.policy", "compact"), ("delete.retention.ms", "10000")]), Arc::clone(&clock));
+    // A tombstone whose own timestamp is long past any delete.retention.ms.
+    append(&mut log, &[(Some(b"a".to_vec()), Some(b"1".to_vec())), (Some(b"a".to_vec()), None), (Some(b"b".to_vec()), Some(b"2".to_vec()))], NOW - 86_400_000, Compression::Gzip);
+    log.roll().unwrap();
+    let before: Vec<i64> = read_everything(&log).iter().map(|w| w.timestamp).collect();
+    let (log, _) = run_clean(log);
+    let after = read_everything(&log);
+    assert_eq!(after.iter().map(|w| (w.key.clone().unwrap(), w.value.is_some())).collect::<Vec<_>>(), vec![(b"a".to_vec(), false), (b"b".to_vec(), true)]);
+    assert_eq!(after.iter().map(|w| w.timestamp).collect::<Vec<_>>(), before[1..].to_vec(), "record timestamps unchanged by the horizon");
+    assert_eq!(horizons(&log), vec![Some(NOW + 10_000)]);
+    let mut log = log;
+    log.set_config(config(&[("cleanup.policy", "compact"), ("delete.retention.ms", "0")]));
+    clock.advance(5_000);
+    let (log, _) = run_clean(log);
+    assert_eq!(read_everything(&log).len(), 2, "the horizon stamped earlier still holds");
+    assert_eq!(horizons(&log), vec![Some(NOW + 10_000)], "a stamped horizon is never moved");
+    clock.advance(5_000);
+    let (log, _) = run_clean(log);
+    assert_eq!(read_everything(&log).iter().map(|w| w.key.clone().unwrap()).collect::<Vec<_>>(), vec![b"b".to_vec()]);
+    // The batch rebuilt without the tombstone keeps its horizon, as Kafka's does.
+    assert_eq!(horizons(&log), vec![Some(NOW + 10_000)]);
 }
 
 #[test]
@@ -199,7 +235,7 @@ fn a_crash_at_any_step_of_the_swap_loses_nothing() {
     let (cleaned, outcome) = run_clean(open(&cleaned_dir, Arc::clone(&cfg), Arc::clone(&clock)));
     let outcome = outcome.unwrap();
     let want = read_everything(&cleaned);
-    assert_eq!(want, expected(&written, outcome.cleaned_up_to, 0));
+    assert_eq!(want, expected(&written, outcome.cleaned_up_to, false));
     let cleaned_bases: Vec<i64> = cleaned.segment_base_offsets();
     drop(cleaned);
 
@@ -249,6 +285,19 @@ fn producer_batch(pid: i64, seq: i32, records: &[(&[u8], &[u8])], transactional:
 /// (key, value) of every data record, and (producer id, control type) of every marker.
 type Contents = (Vec<(Vec<u8>, Vec<u8>)>, Vec<(i64, i16)>);
 
+/// Each batch's delete horizon, in offset order.
+fn horizons(log: &Log) -> Vec<Option<i64>> {
+    let bytes = log.read_bytes(log.log_start_offset().0, log.log_end_offset().0, 1 << 24).unwrap();
+    let mut rest = &bytes[..];
+    let mut out = Vec::new();
+    while !rest.is_empty() {
+        let header = protocol::records::batch::BatchHeader::parse(rest).unwrap();
+        out.push(header.has_delete_horizon().then_some(header.base_timestamp));
+        rest = &rest[header.size()..];
+    }
+    out
+}
+
 fn contents(log: &Log) -> Contents {
     let mut data = Vec::new();
     let mut markers = Vec::new();
@@ -297,9 +346,17 @@ fn aborted_transactions_are_dropped_and_never_shadow_committed_values() {
     assert_eq!(log.aborted_transactions(0, 100), vec![(7, 1)]);
     assert_eq!(log.log_end_offset().0, 7, "offsets never change");
 
-    // Once nothing of either transaction is left and the markers are older than
-    // delete.retention.ms, the next cleaning drops them (and the index entry).
+    // Once nothing of either transaction is left, the next cleaning stamps the
+    // markers with a delete horizon (now + delete.retention.ms) and keeps them...
     clock.advance(2_000);
+    let (log, _) = run_clean(log);
+    assert_eq!(contents(&log).1, vec![(7, CONTROL_ABORT), (8, CONTROL_COMMIT)]);
+    assert_eq!(horizons(&log), vec![None, Some(NOW + 3_000), Some(NOW + 3_000), None], "both markers' batches carry the horizon, no data batch does");
+    clock.advance(999);
+    let (log, _) = run_clean(log);
+    assert_eq!(contents(&log).1.len(), 2, "kept until the horizon");
+    // ...and the first cleaning at or after the horizon drops them (and the index entry).
+    clock.advance(1);
     let (log, _) = run_clean(log);
     let (data, markers) = contents(&log);
     assert_eq!(data, vec![(b"a".to_vec(), b"1".to_vec()), (b"b".to_vec(), b"2".to_vec())]);
@@ -383,10 +440,18 @@ proptest! {
             written.extend(append(&mut log, &[(Some(b"late".to_vec()), Some(vec![i]))], clock.now_ms(), Compression::None));
         }
         clock.advance(50);
-        let horizon = clock.now_ms() - 100;
+        // The first cleaning keeps every latest tombstone (it stamps their horizon)...
         let (log, outcome) = run_clean(log);
         let cleaned_up_to = outcome.map(|o| o.cleaned_up_to).unwrap_or(0);
-        prop_assert_eq!(read_everything(&log), expected(&written, cleaned_up_to, horizon));
+        prop_assert_eq!(read_everything(&log), expected(&written, cleaned_up_to, false));
+        // ...one before delete.retention.ms (100) has passed keeps them still...
+        clock.advance(99);
+        let (log, _) = run_clean(log);
+        prop_assert_eq!(read_everything(&log), expected(&written, cleaned_up_to, false));
+        // ...and the next one drops them.
+        clock.advance(1);
+        let (log, _) = run_clean(log);
+        prop_assert_eq!(read_everything(&log), expected(&written, cleaned_up_to, true));
         // And it survives a restart.
         let mut log = log;
         log.close().unwrap();
@@ -394,6 +459,6 @@ proptest! {
         let dir_path = log.dir().to_path_buf();
         drop(log);
         let reopened = Log::open(&dir_path, TopicPartition::new("c", 0), config(&[("segment.bytes", "500"), ("cleanup.policy", "compact")]), clock as Arc<dyn Clock>, state).unwrap();
-        prop_assert_eq!(read_everything(&reopened), expected(&written, cleaned_up_to, horizon));
+        prop_assert_eq!(read_everything(&reopened), expected(&written, cleaned_up_to, true));
     }
 }

@@ -50,7 +50,9 @@ pub const RECORDS_COUNT_AT: usize = 57;
 const TIMESTAMP_TYPE_BIT: i16 = 1 << 3;
 const TRANSACTIONAL_BIT: i16 = 1 << 4;
 const CONTROL_BIT: i16 = 1 << 5;
-const DELETE_HORIZON_BIT: i16 = 1 << 6;
+/// KIP-534: set by the log cleaner on a batch whose tombstones or transaction
+/// marker it kept; the batch's base timestamp is then the delete horizon.
+pub const DELETE_HORIZON_BIT: i16 = 1 << 6;
 
 /// How a batch's timestamps were set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
