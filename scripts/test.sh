@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The one command that runs Rivulet's whole test suite on a fresh machine:
 #   1. install test dependencies (kcat, .venv with pinned Python clients, kafkajs)
-#   2. cargo build --workspace --all-targets
+#   2. cargo fmt --check, cargo build --workspace --all-targets
 #   3. cargo tests (nextest when installed)
 #   4. interop tests: real Kafka clients against target/debug/rivulet (pytest)
 # Exits non-zero if any step fails. Environment knobs:
@@ -66,6 +66,15 @@ if [ "${SKIP_CARGO:-0}" != "1" ]; then
     fi
     LOCKED=()
     if [ -f Cargo.lock ]; then LOCKED=(--locked); fi
+
+    # STYLE.md: cargo fmt. A machine without rustfmt says so in the summary.
+    if cargo fmt --version >/dev/null 2>&1; then
+        step "cargo fmt --all -- --check"
+        run_step "cargo fmt" cargo fmt --all -- --check
+    else
+        record "cargo fmt" "SKIP" 0
+        echo "rustfmt is not installed: formatting not checked (rustup component add rustfmt)" >&2
+    fi
 
     step "cargo build --workspace --all-targets ${LOCKED[*]}"
     run_step "cargo build" cargo build --workspace --all-targets "${LOCKED[@]}" -j "$JOBS"

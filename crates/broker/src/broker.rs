@@ -14,8 +14,11 @@ use std::time::Duration;
 
 use std::collections::BTreeMap;
 
-use metadata::{ClusterImage, ConfigResource, Controller, ControllerConfig, CreateTopicOutcome, DeleteTopicOutcome, Endpoint, MetadataRecord, PartitionIncrease, TopicImage, TopicSpec};
 use metadata::controller::DeleteTarget;
+use metadata::{
+    ClusterImage, ConfigResource, Controller, ControllerConfig, CreateTopicOutcome,
+    DeleteTopicOutcome, Endpoint, MetadataRecord, PartitionIncrease, TopicImage, TopicSpec,
+};
 use protocol::time::Clock;
 use protocol::ErrorCode;
 use replication::ReplicaManager;
@@ -39,7 +42,10 @@ pub enum BrokerError {
     #[error(transparent)]
     Replication(#[from] replication::ReplicationError),
     #[error("cannot listen on {address}: {source}")]
-    Bind { address: SocketAddr, source: std::io::Error },
+    Bind {
+        address: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("background task failed: {0}")]
     Join(String),
 }
@@ -70,7 +76,9 @@ pub struct Broker {
 
 impl std::fmt::Debug for Broker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Broker").field("node_id", &self.config.node_id).finish_non_exhaustive()
+        f.debug_struct("Broker")
+            .field("node_id", &self.config.node_id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -107,7 +115,10 @@ impl Broker {
     }
 
     /// Persists `records`, applies them, and brings the hosted partitions in line.
-    async fn commit(self: &Arc<Self>, records: Vec<MetadataRecord>) -> Result<Arc<ClusterImage>, BrokerError> {
+    async fn commit(
+        self: &Arc<Self>,
+        records: Vec<MetadataRecord>,
+    ) -> Result<Arc<ClusterImage>, BrokerError> {
         let broker = Arc::clone(self);
         blocking(move || {
             let now = broker.clock.now_ms();
@@ -115,7 +126,9 @@ impl Broker {
             let defaults = crate::configs::topic_defaults(&broker.config, &image);
             // Host the partitions first, then let clients see the change: a topic
             // in the image always has its logs.
-            let applied = broker.replicas.apply_image(&image, &move |topic| resolve_log_config(&defaults, topic));
+            let applied = broker
+                .replicas
+                .apply_image(&image, &move |topic| resolve_log_config(&defaults, topic));
             broker.metadata.publish(Arc::clone(&image));
             applied?;
             Ok(image)
@@ -124,13 +137,19 @@ impl Broker {
     }
 
     /// CreateTopics: decide, and unless validating only, commit.
-    pub async fn create_topics(self: &Arc<Self>, specs: Vec<TopicSpec>, validate_only: bool) -> Vec<CreateTopicOutcome> {
+    pub async fn create_topics(
+        self: &Arc<Self>,
+        specs: Vec<TopicSpec>,
+        validate_only: bool,
+    ) -> Vec<CreateTopicOutcome> {
         let _decision = self.controller_lock.lock().await;
         let image = self.metadata.image();
         let validate = |name: &str, value: &str| -> Result<(), String> {
             storage::config::validate_topic_configs([(name, value)]).map_err(|e| e.to_string())
         };
-        let (mut outcomes, records) = self.controller.create_topics(&image, &specs, &validate, &mut Uuid::new_v4);
+        let (mut outcomes, records) =
+            self.controller
+                .create_topics(&image, &specs, &validate, &mut Uuid::new_v4);
         if validate_only || records.is_empty() {
             return outcomes;
         }
@@ -138,7 +157,10 @@ impl Broker {
             tracing::error!(error = %e, "committing topic creation failed");
             for outcome in &mut outcomes {
                 if outcome.result.is_ok() {
-                    outcome.result = Err((ErrorCode::UnknownServerError, format!("metadata commit failed: {e}")));
+                    outcome.result = Err((
+                        ErrorCode::UnknownServerError,
+                        format!("metadata commit failed: {e}"),
+                    ));
                 }
             }
         }
@@ -146,7 +168,10 @@ impl Broker {
     }
 
     /// DeleteTopics: decide and commit.
-    pub async fn delete_topics(self: &Arc<Self>, targets: Vec<DeleteTarget>) -> Vec<DeleteTopicOutcome> {
+    pub async fn delete_topics(
+        self: &Arc<Self>,
+        targets: Vec<DeleteTarget>,
+    ) -> Vec<DeleteTopicOutcome> {
         let _decision = self.controller_lock.lock().await;
         let image = self.metadata.image();
         let (mut outcomes, records) = self.controller.delete_topics(&image, &targets);
@@ -166,7 +191,11 @@ impl Broker {
     }
 
     /// CreatePartitions: decide, and unless validating only, commit.
-    pub async fn create_partitions(self: &Arc<Self>, increases: Vec<PartitionIncrease>, validate_only: bool) -> Vec<(String, Result<(), (ErrorCode, String)>)> {
+    pub async fn create_partitions(
+        self: &Arc<Self>,
+        increases: Vec<PartitionIncrease>,
+        validate_only: bool,
+    ) -> Vec<(String, Result<(), (ErrorCode, String)>)> {
         let _decision = self.controller_lock.lock().await;
         let image = self.metadata.image();
         let (mut outcomes, records) = self.controller.create_partitions(&image, &increases);
@@ -177,7 +206,10 @@ impl Broker {
             tracing::error!(error = %e, "committing new partitions failed");
             for (_, result) in &mut outcomes {
                 if result.is_ok() {
-                    *result = Err((ErrorCode::UnknownServerError, format!("metadata commit failed: {e}")));
+                    *result = Err((
+                        ErrorCode::UnknownServerError,
+                        format!("metadata commit failed: {e}"),
+                    ));
                 }
             }
         }
@@ -185,33 +217,56 @@ impl Broker {
     }
 
     /// Replaces the config overrides of `resource` with `wanted` (validated first).
-    pub async fn alter_configs(self: &Arc<Self>, resource: ConfigResource, wanted: BTreeMap<String, String>, validate_only: bool) -> Result<(), (ErrorCode, String)> {
+    pub async fn alter_configs(
+        self: &Arc<Self>,
+        resource: ConfigResource,
+        wanted: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<(), (ErrorCode, String)> {
         let _decision = self.controller_lock.lock().await;
         let image = self.metadata.image();
         match &resource {
             ConfigResource::Topic(topic) => {
                 if image.topic(topic).is_none() {
-                    return Err((ErrorCode::UnknownTopicOrPartition, format!("Topic {topic} does not exist.")));
+                    return Err((
+                        ErrorCode::UnknownTopicOrPartition,
+                        format!("Topic {topic} does not exist."),
+                    ));
                 }
                 crate::configs::validate_topic_overrides(&self.config, &image, &wanted)?;
             }
-            ConfigResource::Broker(_) | ConfigResource::BrokerDefault => crate::configs::validate_broker_overrides(&self.config, &image, &wanted)?,
+            ConfigResource::Broker(_) | ConfigResource::BrokerDefault => {
+                crate::configs::validate_broker_overrides(&self.config, &image, &wanted)?
+            }
         }
         let records = self.controller.alter_configs(&image, &resource, &wanted);
         if validate_only || records.is_empty() {
             return Ok(());
         }
-        self.commit(records).await.map(|_| ()).map_err(|e| (ErrorCode::UnknownServerError, format!("metadata commit failed: {e}")))
+        self.commit(records).await.map(|_| ()).map_err(|e| {
+            (
+                ErrorCode::UnknownServerError,
+                format!("metadata commit failed: {e}"),
+            )
+        })
     }
 
     /// Creates topics that a Metadata request asked for (auto-creation), with the
     /// broker's defaults. Topics that exist by then are left alone.
-    pub async fn auto_create_topics(self: &Arc<Self>, names: Vec<String>) -> Vec<CreateTopicOutcome> {
-        let specs = names.iter().map(|name| self.controller.auto_create_spec(name)).collect();
+    pub async fn auto_create_topics(
+        self: &Arc<Self>,
+        names: Vec<String>,
+    ) -> Vec<CreateTopicOutcome> {
+        let specs = names
+            .iter()
+            .map(|name| self.controller.auto_create_spec(name))
+            .collect();
         let outcomes = self.create_topics(specs, false).await;
         for outcome in &outcomes {
             match &outcome.result {
-                Ok(created) => tracing::info!(topic = %outcome.name, partitions = created.num_partitions, "auto-created topic"),
+                Ok(created) => {
+                    tracing::info!(topic = %outcome.name, partitions = created.num_partitions, "auto-created topic")
+                }
                 Err((code, message)) if *code != ErrorCode::TopicAlreadyExists => {
                     tracing::warn!(topic = %outcome.name, error = %code, %message, "auto-creation failed")
                 }
@@ -222,7 +277,10 @@ impl Broker {
     }
 }
 
-pub fn resolve_log_config(defaults: &BTreeMap<String, String>, topic: &TopicImage) -> Arc<LogConfig> {
+pub fn resolve_log_config(
+    defaults: &BTreeMap<String, String>,
+    topic: &TopicImage,
+) -> Arc<LogConfig> {
     match LogConfig::resolve(&topic.configs, defaults) {
         Ok(resolved) => Arc::new(resolved),
         Err(e) => {
@@ -243,7 +301,10 @@ pub struct RunningBroker {
 
 impl RunningBroker {
     /// Starts a broker from `config` on the current tokio runtime.
-    pub async fn start(config: BrokerConfig, clock: Arc<dyn Clock>) -> Result<RunningBroker, BrokerError> {
+    pub async fn start(
+        config: BrokerConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<RunningBroker, BrokerError> {
         let log_dirs = config.log_dirs.clone();
         let log_manager = {
             let clock = Arc::clone(&clock);
@@ -263,12 +324,35 @@ impl RunningBroker {
         let mut listeners = Vec::new();
         let mut endpoints = Vec::new();
         let mut addresses = Vec::new();
-        for ((listener, address), advertised) in config.bind_addresses()?.into_iter().zip(config.advertised_listeners.iter()) {
-            let socket = TcpListener::bind(address).await.map_err(|source| BrokerError::Bind { address, source })?;
-            let bound = socket.local_addr().map_err(|source| BrokerError::Bind { address, source })?;
-            let port = if advertised.port == 0 || (advertised.port == listener.port && listener.port == 0) { bound.port() } else { advertised.port };
-            let host = if advertised.host.is_empty() || advertised.host == "0.0.0.0" { "localhost".to_string() } else { advertised.host.clone() };
-            endpoints.push(Endpoint { name: listener.name.clone(), host, port, security_protocol: "PLAINTEXT".into() });
+        for ((listener, address), advertised) in config
+            .bind_addresses()?
+            .into_iter()
+            .zip(config.advertised_listeners.iter())
+        {
+            let socket = TcpListener::bind(address)
+                .await
+                .map_err(|source| BrokerError::Bind { address, source })?;
+            let bound = socket
+                .local_addr()
+                .map_err(|source| BrokerError::Bind { address, source })?;
+            let port = if advertised.port == 0
+                || (advertised.port == listener.port && listener.port == 0)
+            {
+                bound.port()
+            } else {
+                advertised.port
+            };
+            let host = if advertised.host.is_empty() || advertised.host == "0.0.0.0" {
+                "localhost".to_string()
+            } else {
+                advertised.host.clone()
+            };
+            endpoints.push(Endpoint {
+                name: listener.name.clone(),
+                host,
+                port,
+                security_protocol: "PLAINTEXT".into(),
+            });
             addresses.push(bound);
             listeners.push(socket);
         }
@@ -284,7 +368,11 @@ impl RunningBroker {
         let cleaner = crate::cleaner::CleanerState::load(&config.log_dirs);
         let broker = Arc::new_cyclic(|weak| Broker {
             groups: crate::groups::Groups::new(&config, Arc::clone(&clock), weak.clone()),
-            transactions: crate::transactions::Transactions::new(&config, Arc::clone(&clock), weak.clone()),
+            transactions: crate::transactions::Transactions::new(
+                &config,
+                Arc::clone(&clock),
+                weak.clone(),
+            ),
             produce_requests: std::sync::atomic::AtomicU64::new(0),
             cleaner,
             config,
@@ -314,16 +402,23 @@ impl RunningBroker {
             blocking(move || crate::groups::load_groups(&b.groups, &b.replicas)).await
         };
         match loaded {
-            Ok(records) if records > 0 => tracing::info!(records, "loaded consumer groups from __consumer_offsets"),
+            Ok(records) if records > 0 => {
+                tracing::info!(records, "loaded consumer groups from __consumer_offsets")
+            }
             Ok(_) => {}
-            Err(e) => tracing::error!(error = %e, "loading consumer groups failed; committed offsets may be missing"),
+            Err(e) => {
+                tracing::error!(error = %e, "loading consumer groups failed; committed offsets may be missing")
+            }
         }
         let loaded = {
             let b = Arc::clone(&broker);
-            blocking(move || crate::transactions::load_transactions(&b.transactions, &b.replicas)).await
+            blocking(move || crate::transactions::load_transactions(&b.transactions, &b.replicas))
+                .await
         };
         match loaded {
-            Ok(records) if records > 0 => tracing::info!(records, "loaded transactions from __transaction_state"),
+            Ok(records) if records > 0 => {
+                tracing::info!(records, "loaded transactions from __transaction_state")
+            }
             Ok(_) => {}
             Err(e) => tracing::error!(error = %e, "loading transactions failed"),
         }
@@ -337,16 +432,25 @@ impl RunningBroker {
 
         let mut tasks = Vec::new();
         for socket in listeners {
-            tasks.push(tokio::spawn(crate::network::accept_loop(Arc::clone(&broker), socket)));
+            tasks.push(tokio::spawn(crate::network::accept_loop(
+                Arc::clone(&broker),
+                socket,
+            )));
         }
         tasks.push(tokio::spawn(background_tasks(Arc::clone(&broker))));
         tasks.push(tokio::spawn(crate::groups::run_timer(Arc::clone(&broker))));
         tasks.push(tokio::spawn(crate::cleaner::run(Arc::clone(&broker))));
-        tasks.push(tokio::spawn(crate::transactions::run_timer(Arc::clone(&broker))));
+        tasks.push(tokio::spawn(crate::transactions::run_timer(Arc::clone(
+            &broker,
+        ))));
         for address in &addresses {
             tracing::info!(%address, "listening");
         }
-        Ok(RunningBroker { broker, addresses, tasks })
+        Ok(RunningBroker {
+            broker,
+            addresses,
+            tasks,
+        })
     }
 
     /// Stops serving and closes every log cleanly.
@@ -372,11 +476,24 @@ impl RunningBroker {
 /// Periodic work: checkpoints, and `flush.ms` flushes.
 async fn background_tasks(broker: Arc<Broker>) {
     let mut shutdown = broker.shutdown_signal();
-    let mut recovery = tokio::time::interval(Duration::from_millis(broker.config.recovery_checkpoint_interval_ms));
-    let mut high_watermarks = tokio::time::interval(Duration::from_millis(broker.config.high_watermark_checkpoint_interval_ms));
-    let mut flushes = tokio::time::interval(Duration::from_millis(broker.config.flush_scheduler_interval_ms.min(1 << 30)));
-    let mut retention = tokio::time::interval(Duration::from_millis(broker.config.retention_check_interval_ms));
-    for interval in [&mut recovery, &mut high_watermarks, &mut flushes, &mut retention] {
+    let mut recovery = tokio::time::interval(Duration::from_millis(
+        broker.config.recovery_checkpoint_interval_ms,
+    ));
+    let mut high_watermarks = tokio::time::interval(Duration::from_millis(
+        broker.config.high_watermark_checkpoint_interval_ms,
+    ));
+    let mut flushes = tokio::time::interval(Duration::from_millis(
+        broker.config.flush_scheduler_interval_ms.min(1 << 30),
+    ));
+    let mut retention = tokio::time::interval(Duration::from_millis(
+        broker.config.retention_check_interval_ms,
+    ));
+    for interval in [
+        &mut recovery,
+        &mut high_watermarks,
+        &mut flushes,
+        &mut retention,
+    ] {
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         interval.tick().await;
     }

@@ -32,23 +32,40 @@ impl CleanerState {
         for dir in dirs {
             match checkpoint::read_offsets(&dir.join(CLEANER_CHECKPOINT)) {
                 Ok(offsets) => first_dirty.extend(offsets),
-                Err(e) => tracing::warn!(error = %e, "ignoring unreadable cleaner checkpoint; logs will be cleaned from the start"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "ignoring unreadable cleaner checkpoint; logs will be cleaned from the start")
+                }
             }
         }
-        CleanerState { first_dirty: Mutex::new(first_dirty) }
+        CleanerState {
+            first_dirty: Mutex::new(first_dirty),
+        }
     }
 
     fn get(&self, tp: &TopicPartition) -> i64 {
-        self.first_dirty.lock().unwrap_or_else(|p| p.into_inner()).get(tp).copied().unwrap_or(0)
+        self.first_dirty
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(tp)
+            .copied()
+            .unwrap_or(0)
     }
 
     fn set(&self, tp: &TopicPartition, offset: i64) {
-        self.first_dirty.lock().unwrap_or_else(|p| p.into_inner()).insert(tp.clone(), offset);
+        self.first_dirty
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(tp.clone(), offset);
     }
 }
 
 fn setting(broker: &Broker, key: &str, default: f64) -> f64 {
-    broker.config.raw.get(key).and_then(|v| v.trim().parse::<f64>().ok()).unwrap_or(default)
+    broker
+        .config
+        .raw
+        .get(key)
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .unwrap_or(default)
 }
 
 /// Cleans the dirtiest eligible log once; true if it cleaned something.
@@ -69,11 +86,22 @@ fn clean_once(broker: &Broker, throttle_bytes_per_second: f64) -> bool {
         if dirtiness.dirty_bytes == 0 {
             continue;
         }
-        let min_ratio = config.values.get("min.cleanable.dirty.ratio").and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.5);
-        let max_lag = config.values.get("max.compaction.lag.ms").and_then(|v| v.parse::<i64>().ok()).unwrap_or(i64::MAX);
+        let min_ratio = config
+            .values
+            .get("min.cleanable.dirty.ratio")
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.5);
+        let max_lag = config
+            .values
+            .get("max.compaction.lag.ms")
+            .and_then(|v| v.parse::<i64>().ok())
+            .unwrap_or(i64::MAX);
         // max.compaction.lag.ms: the oldest dirty data (the first batch of the first
         // dirty segment, as Kafka measures it) must not wait longer than that.
-        let overdue = max_lag < i64::MAX && log.first_dirty_batch_timestamp(first_dirty).is_some_and(|ts| now.saturating_sub(ts) > max_lag);
+        let overdue = max_lag < i64::MAX
+            && log
+                .first_dirty_batch_timestamp(first_dirty)
+                .is_some_and(|ts| now.saturating_sub(ts) > max_lag);
         let ratio = dirtiness.ratio();
         if ratio >= min_ratio || overdue {
             let score = if overdue { f64::INFINITY } else { ratio };
@@ -83,9 +111,15 @@ fn clean_once(broker: &Broker, throttle_bytes_per_second: f64) -> bool {
             }
         }
     }
-    let Some((_, partition, first_dirty)) = best else { return false };
+    let Some((_, partition, first_dirty)) = best else {
+        return false;
+    };
     let config = CleanerConfig {
-        dedupe_buffer_bytes: setting(broker, "log.cleaner.dedupe.buffer.size", (128u64 << 20) as f64) as usize,
+        dedupe_buffer_bytes: setting(
+            broker,
+            "log.cleaner.dedupe.buffer.size",
+            (128u64 << 20) as f64,
+        ) as usize,
         ..CleanerConfig::default()
     };
     let mut budget = Throttle::new(throttle_bytes_per_second);
@@ -97,7 +131,13 @@ fn clean_once(broker: &Broker, throttle_bytes_per_second: f64) -> bool {
         }
         budget.consume(bytes, || broker.is_shutting_down())
     };
-    match clean(partition.log(), first_dirty, upper_bound, &config, &mut pace) {
+    match clean(
+        partition.log(),
+        first_dirty,
+        upper_bound,
+        &config,
+        &mut pace,
+    ) {
         Ok(Some(outcome)) => {
             let seconds = started.elapsed().as_secs_f64();
             // Kafka's cleaner logs the same figures ("Log cleaner thread 0 cleaned log ...").
@@ -109,7 +149,9 @@ fn clean_once(broker: &Broker, throttle_bytes_per_second: f64) -> bool {
                 mb_per_second = format!("{:.1}", outcome.bytes_in as f64 / 1e6 / seconds.max(1e-9)),
                 "cleaner pass done"
             );
-            broker.cleaner.set(partition.topic_partition(), outcome.cleaned_up_to);
+            broker
+                .cleaner
+                .set(partition.topic_partition(), outcome.cleaned_up_to);
             true
         }
         Ok(None) => false,
@@ -131,7 +173,11 @@ struct Throttle {
 impl Throttle {
     #[allow(clippy::disallowed_methods)]
     fn new(bytes_per_second: f64) -> Throttle {
-        Throttle { bytes_per_second, consumed: 0.0, started: std::time::Instant::now() }
+        Throttle {
+            bytes_per_second,
+            consumed: 0.0,
+            started: std::time::Instant::now(),
+        }
     }
 
     fn consume(&mut self, bytes: u64, stop: impl Fn() -> bool) -> ControlFlow<()> {
@@ -155,15 +201,28 @@ impl Throttle {
 
 /// Writes the cleaner checkpoint of every log dir.
 fn write_checkpoints(broker: &Broker) {
-    let state = broker.cleaner.first_dirty.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let state = broker
+        .cleaner
+        .first_dirty
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
     let mut per_dir: BTreeMap<std::path::PathBuf, BTreeMap<TopicPartition, i64>> = BTreeMap::new();
     for dir in broker.log_manager.log_dirs() {
         per_dir.entry(dir).or_default();
     }
     for partition in broker.replicas.partitions() {
         let tp = partition.topic_partition();
-        let Some(offset) = state.get(tp) else { continue };
-        let dir = partition.log().lock().unwrap_or_else(|p| p.into_inner()).dir().parent().map(|p| p.to_path_buf());
+        let Some(offset) = state.get(tp) else {
+            continue;
+        };
+        let dir = partition
+            .log()
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .dir()
+            .parent()
+            .map(|p| p.to_path_buf());
         if let Some(dir) = dir {
             per_dir.entry(dir).or_default().insert(tp.clone(), *offset);
         }
@@ -177,12 +236,23 @@ fn write_checkpoints(broker: &Broker) {
 
 /// Runs the cleaner until shutdown (`log.cleaner.enable=false` turns it off).
 pub async fn run(broker: Arc<Broker>) {
-    let enabled = broker.config.raw.get("log.cleaner.enable").map(|v| v.trim() != "false").unwrap_or(true);
+    let enabled = broker
+        .config
+        .raw
+        .get("log.cleaner.enable")
+        .map(|v| v.trim() != "false")
+        .unwrap_or(true);
     if !enabled {
         return;
     }
-    let backoff = Duration::from_millis(setting(&broker, "log.cleaner.backoff.ms", 15_000.0).max(10.0) as u64);
-    let rate = setting(&broker, "log.cleaner.io.max.bytes.per.second", f64::INFINITY);
+    let backoff = Duration::from_millis(
+        setting(&broker, "log.cleaner.backoff.ms", 15_000.0).max(10.0) as u64,
+    );
+    let rate = setting(
+        &broker,
+        "log.cleaner.io.max.bytes.per.second",
+        f64::INFINITY,
+    );
     let mut shutdown = broker.shutdown_signal();
     loop {
         let b = Arc::clone(&broker);

@@ -18,98 +18,587 @@ const INT_MAX: &str = "2147483647";
 
 macro_rules! def {
     ($name:literal, $kind:ident, $default:expr, $validator:expr, $doc:literal) => {
-        ConfigDef { name: $name, kind: ConfigType::$kind, default: $default, validator: $validator, broker_synonyms: &[], doc: $doc }
+        ConfigDef {
+            name: $name,
+            kind: ConfigType::$kind,
+            default: $default,
+            validator: $validator,
+            broker_synonyms: &[],
+            doc: $doc,
+        }
     };
 }
 
 /// The broker keys this broker knows. `""` as a default means "no value".
 pub const BROKER_CONFIGS: &[ConfigDef] = &[
-    def!("advertised.listeners", String, "", Validator::Any, "Listeners to publish to clients, if different from listeners."),
-    def!("auto.create.topics.enable", Boolean, "true", Validator::Any, "Create a topic on first use in metadata requests."),
-    def!("broker.id", Int, "-1", Validator::AtLeast(-1), "Alias of node.id (ZooKeeper era)."),
-    def!("compression.gzip.level", Int, "-1", Validator::Between(-1, 9), "Default gzip level."),
-    def!("compression.lz4.level", Int, "9", Validator::Between(1, 17), "Default lz4 level."),
-    def!("compression.type", String, "producer", Validator::OneOf(&["uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"]), "Default topic compression."),
-    def!("compression.zstd.level", Int, "3", Validator::Between(-131072, 22), "Default zstd level."),
-    def!("connections.max.idle.ms", Long, "600000", Validator::AtLeast(0), "Close connections idle this long."),
-    def!("controller.listener.names", String, "CONTROLLER", Validator::Any, "Listeners used by the controller quorum."),
-    def!("controller.quorum.voters", String, "", Validator::Any, "The controller quorum (id@host:port,...)."),
-    def!("default.replication.factor", Int, "1", Validator::AtLeast(1), "Replication factor of auto-created topics."),
-    def!("delete.topic.enable", Boolean, "true", Validator::Any, "Allow deleting topics."),
-    def!("fetch.max.bytes", Int, "57671680", Validator::AtLeast(1024), "The most bytes one fetch response carries."),
-    def!("group.initial.rebalance.delay.ms", Int, "3000", Validator::AtLeast(0), "How long the first rebalance of an empty group waits for more members."),
-    def!("group.max.session.timeout.ms", Int, "1800000", Validator::AtLeast(1), "The longest session timeout a member may ask for."),
-    def!("group.max.size", Int, INT_MAX, Validator::AtLeast(1), "The most members a group may have."),
-    def!("group.min.session.timeout.ms", Int, "6000", Validator::AtLeast(1), "The shortest session timeout a member may ask for."),
-    def!("inter.broker.listener.name", String, "", Validator::Any, "Listener for broker-to-broker traffic."),
-    def!("listener.security.protocol.map", String, "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT", Validator::Any, "Listener name to security protocol."),
-    def!("listeners", String, "PLAINTEXT://127.0.0.1:9092", Validator::Any, "Addresses the broker listens on."),
-    def!("log.cleaner.backoff.ms", Long, "15000", Validator::AtLeast(0), "How long the cleaner sleeps when there is nothing to clean."),
-    def!("log.cleaner.dedupe.buffer.size", Long, "134217728", Validator::AtLeast(1024), "Memory for the cleaner's offset map."),
-    def!("log.cleaner.delete.retention.ms", Long, "86400000", Validator::AtLeast(0), "Default delete.retention.ms."),
-    def!("log.cleaner.enable", Boolean, "true", Validator::Any, "Run the log cleaner (compaction)."),
-    def!("log.cleaner.io.max.bytes.per.second", Double, "1.7976931348623157E308", Validator::Any, "I/O limit of the cleaner."),
-    def!("log.cleaner.max.compaction.lag.ms", Long, LONG_MAX, Validator::AtLeast(1), "Default max.compaction.lag.ms."),
-    def!("log.cleaner.min.cleanable.ratio", Double, "0.5", Validator::DoubleBetween(0.0, 1.0), "Default min.cleanable.dirty.ratio."),
-    def!("log.cleaner.min.compaction.lag.ms", Long, "0", Validator::AtLeast(0), "Default min.compaction.lag.ms."),
-    def!("log.cleaner.threads", Int, "1", Validator::AtLeast(0), "Cleaner threads (one is used)."),
-    def!("log.cleanup.policy", List, "delete", Validator::ListOf(&["compact", "delete"]), "Default cleanup.policy."),
-    def!("log.dir", String, "./data", Validator::Any, "The log directory (when log.dirs is not set)."),
-    def!("log.dirs", String, "", Validator::Any, "Comma-separated log directories."),
-    def!("log.flush.interval.messages", Long, LONG_MAX, Validator::AtLeast(1), "Default flush.messages."),
-    def!("log.flush.interval.ms", Long, "", Validator::AtLeast(0), "Default flush.ms (log.flush.scheduler.interval.ms when unset)."),
-    def!("log.flush.offset.checkpoint.interval.ms", Int, "60000", Validator::AtLeast(0), "How often recovery points are checkpointed."),
-    def!("log.flush.scheduler.interval.ms", Long, LONG_MAX, Validator::AtLeast(0), "How often logs are checked for a time-based flush."),
-    def!("log.flush.start.offset.checkpoint.interval.ms", Int, "60000", Validator::AtLeast(0), "How often log start offsets are checkpointed."),
-    def!("log.index.interval.bytes", Int, "4096", Validator::AtLeast(0), "Default index.interval.bytes."),
-    def!("log.index.size.max.bytes", Int, "10485760", Validator::AtLeast(4), "Default segment.index.bytes."),
-    def!("log.local.retention.bytes", Long, "-2", Validator::AtLeast(-2), "Default local.retention.bytes."),
-    def!("log.local.retention.ms", Long, "-2", Validator::AtLeast(-2), "Default local.retention.ms."),
-    def!("log.message.timestamp.after.max.ms", Long, "3600000", Validator::AtLeast(0), "Default message.timestamp.after.max.ms."),
-    def!("log.message.timestamp.before.max.ms", Long, LONG_MAX, Validator::AtLeast(0), "Default message.timestamp.before.max.ms."),
-    def!("log.message.timestamp.type", String, "CreateTime", Validator::OneOf(&["CreateTime", "LogAppendTime"]), "Default message.timestamp.type."),
-    def!("log.preallocate", Boolean, "false", Validator::Any, "Default preallocate."),
-    def!("log.retention.bytes", Long, "-1", Validator::Any, "Default retention.bytes."),
-    def!("log.retention.check.interval.ms", Long, "300000", Validator::AtLeast(1), "How often retention is checked."),
-    def!("log.retention.hours", Int, "168", Validator::Any, "Default retention in hours."),
-    def!("log.retention.minutes", Int, "", Validator::Any, "Default retention in minutes."),
-    def!("log.retention.ms", Long, "", Validator::Any, "Default retention.ms."),
-    def!("log.roll.hours", Int, "168", Validator::AtLeast(1), "Default segment.ms in hours."),
-    def!("log.roll.jitter.hours", Int, "0", Validator::AtLeast(0), "Default segment.jitter.ms in hours."),
-    def!("log.roll.jitter.ms", Long, "", Validator::Any, "Default segment.jitter.ms."),
-    def!("log.roll.ms", Long, "", Validator::Any, "Default segment.ms."),
-    def!("log.segment.bytes", Int, "1073741824", Validator::AtLeast(14), "Default segment.bytes."),
-    def!("log.segment.delete.delay.ms", Long, "60000", Validator::AtLeast(0), "Default file.delete.delay.ms."),
-    def!("max.connections", Int, INT_MAX, Validator::AtLeast(0), "The most connections the broker accepts."),
-    def!("max.connections.per.ip", Int, INT_MAX, Validator::AtLeast(0), "The most connections from one IP address."),
-    def!("message.max.bytes", Int, "1048588", Validator::AtLeast(0), "Default max.message.bytes."),
-    def!("metadata.log.dir", String, "", Validator::Any, "Where the cluster metadata log lives (first log dir when unset)."),
-    def!("min.insync.replicas", Int, "1", Validator::AtLeast(1), "Default min.insync.replicas."),
-    def!("node.id", Int, "1", Validator::AtLeast(0), "This node's id in the cluster."),
-    def!("num.io.threads", Int, "8", Validator::AtLeast(1), "Accepted for compatibility; the async runtime schedules request work."),
-    def!("num.network.threads", Int, "3", Validator::AtLeast(1), "Accepted for compatibility; connections are async tasks."),
-    def!("num.partitions", Int, "1", Validator::AtLeast(1), "Partitions of auto-created topics."),
-    def!("num.recovery.threads.per.data.dir", Int, "2", Validator::AtLeast(1), "Accepted for compatibility."),
-    def!("offset.metadata.max.bytes", Int, "4096", Validator::AtLeast(0), "The largest metadata string an offset commit may carry."),
-    def!("offsets.retention.check.interval.ms", Long, "600000", Validator::AtLeast(1), "How often expired offsets are removed."),
-    def!("offsets.retention.minutes", Int, "10080", Validator::AtLeast(1), "How long an empty group's offsets are kept."),
-    def!("offsets.topic.num.partitions", Int, "50", Validator::AtLeast(1), "Partitions of __consumer_offsets."),
-    def!("offsets.topic.replication.factor", Int, "3", Validator::AtLeast(1), "Replication factor of __consumer_offsets (capped by the brokers registered)."),
-    def!("offsets.topic.segment.bytes", Int, "104857600", Validator::AtLeast(1), "Segment size of __consumer_offsets."),
-    def!("process.roles", List, "broker,controller", Validator::ListOf(&["broker", "controller"]), "broker, controller, or both (combined mode)."),
-    def!("queued.max.requests", Int, "500", Validator::AtLeast(1), "Requests a connection may have queued before reading pauses."),
-    def!("replica.high.watermark.checkpoint.interval.ms", Long, "5000", Validator::AtLeast(1), "How often high watermarks are checkpointed."),
-    def!("socket.receive.buffer.bytes", Int, "102400", Validator::AtLeast(-1), "SO_RCVBUF (-1: OS default)."),
-    def!("socket.request.max.bytes", Int, "104857600", Validator::AtLeast(1), "The largest request accepted."),
-    def!("socket.send.buffer.bytes", Int, "102400", Validator::AtLeast(-1), "SO_SNDBUF (-1: OS default)."),
-    def!("unclean.leader.election.enable", Boolean, "false", Validator::Any, "Default unclean.leader.election.enable."),
+    def!(
+        "advertised.listeners",
+        String,
+        "",
+        Validator::Any,
+        "Listeners to publish to clients, if different from listeners."
+    ),
+    def!(
+        "auto.create.topics.enable",
+        Boolean,
+        "true",
+        Validator::Any,
+        "Create a topic on first use in metadata requests."
+    ),
+    def!(
+        "broker.id",
+        Int,
+        "-1",
+        Validator::AtLeast(-1),
+        "Alias of node.id (ZooKeeper era)."
+    ),
+    def!(
+        "compression.gzip.level",
+        Int,
+        "-1",
+        Validator::Between(-1, 9),
+        "Default gzip level."
+    ),
+    def!(
+        "compression.lz4.level",
+        Int,
+        "9",
+        Validator::Between(1, 17),
+        "Default lz4 level."
+    ),
+    def!(
+        "compression.type",
+        String,
+        "producer",
+        Validator::OneOf(&["uncompressed", "zstd", "lz4", "snappy", "gzip", "producer"]),
+        "Default topic compression."
+    ),
+    def!(
+        "compression.zstd.level",
+        Int,
+        "3",
+        Validator::Between(-131072, 22),
+        "Default zstd level."
+    ),
+    def!(
+        "connections.max.idle.ms",
+        Long,
+        "600000",
+        Validator::AtLeast(0),
+        "Close connections idle this long."
+    ),
+    def!(
+        "controller.listener.names",
+        String,
+        "CONTROLLER",
+        Validator::Any,
+        "Listeners used by the controller quorum."
+    ),
+    def!(
+        "controller.quorum.voters",
+        String,
+        "",
+        Validator::Any,
+        "The controller quorum (id@host:port,...)."
+    ),
+    def!(
+        "default.replication.factor",
+        Int,
+        "1",
+        Validator::AtLeast(1),
+        "Replication factor of auto-created topics."
+    ),
+    def!(
+        "delete.topic.enable",
+        Boolean,
+        "true",
+        Validator::Any,
+        "Allow deleting topics."
+    ),
+    def!(
+        "fetch.max.bytes",
+        Int,
+        "57671680",
+        Validator::AtLeast(1024),
+        "The most bytes one fetch response carries."
+    ),
+    def!(
+        "group.initial.rebalance.delay.ms",
+        Int,
+        "3000",
+        Validator::AtLeast(0),
+        "How long the first rebalance of an empty group waits for more members."
+    ),
+    def!(
+        "group.max.session.timeout.ms",
+        Int,
+        "1800000",
+        Validator::AtLeast(1),
+        "The longest session timeout a member may ask for."
+    ),
+    def!(
+        "group.max.size",
+        Int,
+        INT_MAX,
+        Validator::AtLeast(1),
+        "The most members a group may have."
+    ),
+    def!(
+        "group.min.session.timeout.ms",
+        Int,
+        "6000",
+        Validator::AtLeast(1),
+        "The shortest session timeout a member may ask for."
+    ),
+    def!(
+        "inter.broker.listener.name",
+        String,
+        "",
+        Validator::Any,
+        "Listener for broker-to-broker traffic."
+    ),
+    def!(
+        "listener.security.protocol.map",
+        String,
+        "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        Validator::Any,
+        "Listener name to security protocol."
+    ),
+    def!(
+        "listeners",
+        String,
+        "PLAINTEXT://127.0.0.1:9092",
+        Validator::Any,
+        "Addresses the broker listens on."
+    ),
+    def!(
+        "log.cleaner.backoff.ms",
+        Long,
+        "15000",
+        Validator::AtLeast(0),
+        "How long the cleaner sleeps when there is nothing to clean."
+    ),
+    def!(
+        "log.cleaner.dedupe.buffer.size",
+        Long,
+        "134217728",
+        Validator::AtLeast(1024),
+        "Memory for the cleaner's offset map."
+    ),
+    def!(
+        "log.cleaner.delete.retention.ms",
+        Long,
+        "86400000",
+        Validator::AtLeast(0),
+        "Default delete.retention.ms."
+    ),
+    def!(
+        "log.cleaner.enable",
+        Boolean,
+        "true",
+        Validator::Any,
+        "Run the log cleaner (compaction)."
+    ),
+    def!(
+        "log.cleaner.io.max.bytes.per.second",
+        Double,
+        "1.7976931348623157E308",
+        Validator::Any,
+        "I/O limit of the cleaner."
+    ),
+    def!(
+        "log.cleaner.max.compaction.lag.ms",
+        Long,
+        LONG_MAX,
+        Validator::AtLeast(1),
+        "Default max.compaction.lag.ms."
+    ),
+    def!(
+        "log.cleaner.min.cleanable.ratio",
+        Double,
+        "0.5",
+        Validator::DoubleBetween(0.0, 1.0),
+        "Default min.cleanable.dirty.ratio."
+    ),
+    def!(
+        "log.cleaner.min.compaction.lag.ms",
+        Long,
+        "0",
+        Validator::AtLeast(0),
+        "Default min.compaction.lag.ms."
+    ),
+    def!(
+        "log.cleaner.threads",
+        Int,
+        "1",
+        Validator::AtLeast(0),
+        "Cleaner threads (one is used)."
+    ),
+    def!(
+        "log.cleanup.policy",
+        List,
+        "delete",
+        Validator::ListOf(&["compact", "delete"]),
+        "Default cleanup.policy."
+    ),
+    def!(
+        "log.dir",
+        String,
+        "./data",
+        Validator::Any,
+        "The log directory (when log.dirs is not set)."
+    ),
+    def!(
+        "log.dirs",
+        String,
+        "",
+        Validator::Any,
+        "Comma-separated log directories."
+    ),
+    def!(
+        "log.flush.interval.messages",
+        Long,
+        LONG_MAX,
+        Validator::AtLeast(1),
+        "Default flush.messages."
+    ),
+    def!(
+        "log.flush.interval.ms",
+        Long,
+        "",
+        Validator::AtLeast(0),
+        "Default flush.ms (log.flush.scheduler.interval.ms when unset)."
+    ),
+    def!(
+        "log.flush.offset.checkpoint.interval.ms",
+        Int,
+        "60000",
+        Validator::AtLeast(0),
+        "How often recovery points are checkpointed."
+    ),
+    def!(
+        "log.flush.scheduler.interval.ms",
+        Long,
+        LONG_MAX,
+        Validator::AtLeast(0),
+        "How often logs are checked for a time-based flush."
+    ),
+    def!(
+        "log.flush.start.offset.checkpoint.interval.ms",
+        Int,
+        "60000",
+        Validator::AtLeast(0),
+        "How often log start offsets are checkpointed."
+    ),
+    def!(
+        "log.index.interval.bytes",
+        Int,
+        "4096",
+        Validator::AtLeast(0),
+        "Default index.interval.bytes."
+    ),
+    def!(
+        "log.index.size.max.bytes",
+        Int,
+        "10485760",
+        Validator::AtLeast(4),
+        "Default segment.index.bytes."
+    ),
+    def!(
+        "log.local.retention.bytes",
+        Long,
+        "-2",
+        Validator::AtLeast(-2),
+        "Default local.retention.bytes."
+    ),
+    def!(
+        "log.local.retention.ms",
+        Long,
+        "-2",
+        Validator::AtLeast(-2),
+        "Default local.retention.ms."
+    ),
+    def!(
+        "log.message.timestamp.after.max.ms",
+        Long,
+        "3600000",
+        Validator::AtLeast(0),
+        "Default message.timestamp.after.max.ms."
+    ),
+    def!(
+        "log.message.timestamp.before.max.ms",
+        Long,
+        LONG_MAX,
+        Validator::AtLeast(0),
+        "Default message.timestamp.before.max.ms."
+    ),
+    def!(
+        "log.message.timestamp.type",
+        String,
+        "CreateTime",
+        Validator::OneOf(&["CreateTime", "LogAppendTime"]),
+        "Default message.timestamp.type."
+    ),
+    def!(
+        "log.preallocate",
+        Boolean,
+        "false",
+        Validator::Any,
+        "Default preallocate."
+    ),
+    def!(
+        "log.retention.bytes",
+        Long,
+        "-1",
+        Validator::Any,
+        "Default retention.bytes."
+    ),
+    def!(
+        "log.retention.check.interval.ms",
+        Long,
+        "300000",
+        Validator::AtLeast(1),
+        "How often retention is checked."
+    ),
+    def!(
+        "log.retention.hours",
+        Int,
+        "168",
+        Validator::Any,
+        "Default retention in hours."
+    ),
+    def!(
+        "log.retention.minutes",
+        Int,
+        "",
+        Validator::Any,
+        "Default retention in minutes."
+    ),
+    def!(
+        "log.retention.ms",
+        Long,
+        "",
+        Validator::Any,
+        "Default retention.ms."
+    ),
+    def!(
+        "log.roll.hours",
+        Int,
+        "168",
+        Validator::AtLeast(1),
+        "Default segment.ms in hours."
+    ),
+    def!(
+        "log.roll.jitter.hours",
+        Int,
+        "0",
+        Validator::AtLeast(0),
+        "Default segment.jitter.ms in hours."
+    ),
+    def!(
+        "log.roll.jitter.ms",
+        Long,
+        "",
+        Validator::Any,
+        "Default segment.jitter.ms."
+    ),
+    def!(
+        "log.roll.ms",
+        Long,
+        "",
+        Validator::Any,
+        "Default segment.ms."
+    ),
+    def!(
+        "log.segment.bytes",
+        Int,
+        "1073741824",
+        Validator::AtLeast(14),
+        "Default segment.bytes."
+    ),
+    def!(
+        "log.segment.delete.delay.ms",
+        Long,
+        "60000",
+        Validator::AtLeast(0),
+        "Default file.delete.delay.ms."
+    ),
+    def!(
+        "max.connections",
+        Int,
+        INT_MAX,
+        Validator::AtLeast(0),
+        "The most connections the broker accepts."
+    ),
+    def!(
+        "max.connections.per.ip",
+        Int,
+        INT_MAX,
+        Validator::AtLeast(0),
+        "The most connections from one IP address."
+    ),
+    def!(
+        "message.max.bytes",
+        Int,
+        "1048588",
+        Validator::AtLeast(0),
+        "Default max.message.bytes."
+    ),
+    def!(
+        "metadata.log.dir",
+        String,
+        "",
+        Validator::Any,
+        "Where the cluster metadata log lives (first log dir when unset)."
+    ),
+    def!(
+        "min.insync.replicas",
+        Int,
+        "1",
+        Validator::AtLeast(1),
+        "Default min.insync.replicas."
+    ),
+    def!(
+        "node.id",
+        Int,
+        "1",
+        Validator::AtLeast(0),
+        "This node's id in the cluster."
+    ),
+    def!(
+        "num.io.threads",
+        Int,
+        "8",
+        Validator::AtLeast(1),
+        "Accepted for compatibility; the async runtime schedules request work."
+    ),
+    def!(
+        "num.network.threads",
+        Int,
+        "3",
+        Validator::AtLeast(1),
+        "Accepted for compatibility; connections are async tasks."
+    ),
+    def!(
+        "num.partitions",
+        Int,
+        "1",
+        Validator::AtLeast(1),
+        "Partitions of auto-created topics."
+    ),
+    def!(
+        "num.recovery.threads.per.data.dir",
+        Int,
+        "2",
+        Validator::AtLeast(1),
+        "Accepted for compatibility."
+    ),
+    def!(
+        "offset.metadata.max.bytes",
+        Int,
+        "4096",
+        Validator::AtLeast(0),
+        "The largest metadata string an offset commit may carry."
+    ),
+    def!(
+        "offsets.retention.check.interval.ms",
+        Long,
+        "600000",
+        Validator::AtLeast(1),
+        "How often expired offsets are removed."
+    ),
+    def!(
+        "offsets.retention.minutes",
+        Int,
+        "10080",
+        Validator::AtLeast(1),
+        "How long an empty group's offsets are kept."
+    ),
+    def!(
+        "offsets.topic.num.partitions",
+        Int,
+        "50",
+        Validator::AtLeast(1),
+        "Partitions of __consumer_offsets."
+    ),
+    def!(
+        "offsets.topic.replication.factor",
+        Int,
+        "3",
+        Validator::AtLeast(1),
+        "Replication factor of __consumer_offsets (capped by the brokers registered)."
+    ),
+    def!(
+        "offsets.topic.segment.bytes",
+        Int,
+        "104857600",
+        Validator::AtLeast(1),
+        "Segment size of __consumer_offsets."
+    ),
+    def!(
+        "process.roles",
+        List,
+        "broker,controller",
+        Validator::ListOf(&["broker", "controller"]),
+        "broker, controller, or both (combined mode)."
+    ),
+    def!(
+        "queued.max.requests",
+        Int,
+        "500",
+        Validator::AtLeast(1),
+        "Requests a connection may have queued before reading pauses."
+    ),
+    def!(
+        "replica.high.watermark.checkpoint.interval.ms",
+        Long,
+        "5000",
+        Validator::AtLeast(1),
+        "How often high watermarks are checkpointed."
+    ),
+    def!(
+        "socket.receive.buffer.bytes",
+        Int,
+        "102400",
+        Validator::AtLeast(-1),
+        "SO_RCVBUF (-1: OS default)."
+    ),
+    def!(
+        "socket.request.max.bytes",
+        Int,
+        "104857600",
+        Validator::AtLeast(1),
+        "The largest request accepted."
+    ),
+    def!(
+        "socket.send.buffer.bytes",
+        Int,
+        "102400",
+        Validator::AtLeast(-1),
+        "SO_SNDBUF (-1: OS default)."
+    ),
+    def!(
+        "unclean.leader.election.enable",
+        Boolean,
+        "false",
+        Validator::Any,
+        "Default unclean.leader.election.enable."
+    ),
 ];
 
 /// Topic config defaults from broker keys (the synonyms), with Kafka's unit
 /// conversions resolved (`log.roll.hours` into `log.roll.ms`...). Used for the
 /// static config and again whenever dynamic broker configs change.
-pub fn topic_defaults_from(raw: &BTreeMap<String, String>) -> Result<BTreeMap<String, String>, ConfigError> {
-    let get = |key: &str| -> String { raw.get(key).cloned().unwrap_or_else(|| def_of(key).map(|d| d.default.to_string()).unwrap_or_default()) };
+pub fn topic_defaults_from(
+    raw: &BTreeMap<String, String>,
+) -> Result<BTreeMap<String, String>, ConfigError> {
+    let get = |key: &str| -> String {
+        raw.get(key).cloned().unwrap_or_else(|| {
+            def_of(key)
+                .map(|d| d.default.to_string())
+                .unwrap_or_default()
+        })
+    };
     let int = |key: &str| -> i64 { get(key).trim().parse().unwrap_or(0) };
     let opt_long = |key: &str| -> Option<i64> { raw.get(key).and_then(|v| v.trim().parse().ok()) };
     let mut topic_defaults = BTreeMap::new();
@@ -122,24 +611,35 @@ pub fn topic_defaults_from(raw: &BTreeMap<String, String>) -> Result<BTreeMap<St
     }
     let roll_ms = opt_long("log.roll.ms").unwrap_or_else(|| int("log.roll.hours") * 3_600_000);
     topic_defaults.insert("log.roll.ms".into(), roll_ms.to_string());
-    let jitter_ms = opt_long("log.roll.jitter.ms").unwrap_or_else(|| int("log.roll.jitter.hours") * 3_600_000);
+    let jitter_ms =
+        opt_long("log.roll.jitter.ms").unwrap_or_else(|| int("log.roll.jitter.hours") * 3_600_000);
     topic_defaults.insert("log.roll.jitter.ms".into(), jitter_ms.to_string());
     let retention_ms = opt_long("log.retention.ms")
         .or_else(|| opt_long("log.retention.minutes").map(|m| m * 60_000))
         .unwrap_or_else(|| int("log.retention.hours") * 3_600_000);
     topic_defaults.insert("log.retention.ms".into(), retention_ms.to_string());
-    let flush_ms = opt_long("log.flush.interval.ms").unwrap_or_else(|| int("log.flush.scheduler.interval.ms"));
+    let flush_ms =
+        opt_long("log.flush.interval.ms").unwrap_or_else(|| int("log.flush.scheduler.interval.ms"));
     topic_defaults.insert("log.flush.interval.ms".into(), flush_ms.to_string());
     // Every topic default must itself be a valid topic value.
-    storage::LogConfig::resolve(&BTreeMap::new(), &topic_defaults).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+    storage::LogConfig::resolve(&BTreeMap::new(), &topic_defaults)
+        .map_err(|e| ConfigError::Invalid(e.to_string()))?;
     Ok(topic_defaults)
 }
 
 /// Broker keys that may change at run time (IncrementalAlterConfigs on a broker or
 /// the cluster default): the defaults of topic configs, as in Kafka.
 pub fn is_dynamic_broker_key(name: &str) -> bool {
-    storage::config::TOPIC_CONFIGS.iter().any(|d| d.broker_synonyms.contains(&name))
-        || matches!(name, "log.roll.hours" | "log.roll.jitter.hours" | "log.retention.hours" | "log.retention.minutes")
+    storage::config::TOPIC_CONFIGS
+        .iter()
+        .any(|d| d.broker_synonyms.contains(&name))
+        || matches!(
+            name,
+            "log.roll.hours"
+                | "log.roll.jitter.hours"
+                | "log.retention.hours"
+                | "log.retention.minutes"
+        )
 }
 
 pub fn broker_config_def(name: &str) -> Option<&'static ConfigDef> {
@@ -160,7 +660,10 @@ pub enum ConfigError {
     #[error("{0}")]
     Invalid(String),
     #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -201,7 +704,9 @@ pub fn parse_properties(text: &str) -> Vec<(String, String)> {
     let mut pending = String::new();
     for line in text.lines() {
         let trimmed = line.trim_start();
-        if pending.is_empty() && (trimmed.is_empty() || trimmed.starts_with('#') || trimmed.starts_with('!')) {
+        if pending.is_empty()
+            && (trimmed.is_empty() || trimmed.starts_with('#') || trimmed.starts_with('!'))
+        {
             continue;
         }
         if let Some(body) = trimmed.strip_suffix('\\') {
@@ -227,32 +732,66 @@ fn def_of(name: &str) -> Option<&'static ConfigDef> {
 /// Keys from other broker features that are accepted (and validated later by the
 /// features that own them) without a warning.
 fn known_elsewhere(name: &str) -> bool {
-    const PREFIXES: &[&str] = &["rivulet.testing.", "group.", "offsets.", "transaction.", "transactional.", "log.cleaner.", "ssl.", "sasl.", "listener.name.", "metadata.", "controller.", "broker.", "replica.", "unstable.", "metric.", "kafka.metrics."];
+    const PREFIXES: &[&str] = &[
+        "rivulet.testing.",
+        "group.",
+        "offsets.",
+        "transaction.",
+        "transactional.",
+        "log.cleaner.",
+        "ssl.",
+        "sasl.",
+        "listener.name.",
+        "metadata.",
+        "controller.",
+        "broker.",
+        "replica.",
+        "unstable.",
+        "metric.",
+        "kafka.metrics.",
+    ];
     PREFIXES.iter().any(|p| name.starts_with(p))
 }
 
 fn parse_listeners(key: &str, value: &str) -> Result<Vec<Listener>, ConfigError> {
     let mut listeners = Vec::new();
     for item in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        let bad = || ConfigError::Invalid(format!("Invalid value {item} for configuration {key}: expected NAME://host:port"));
+        let bad = || {
+            ConfigError::Invalid(format!(
+                "Invalid value {item} for configuration {key}: expected NAME://host:port"
+            ))
+        };
         let (name, address) = item.split_once("://").ok_or_else(bad)?;
         let (host, port) = address.rsplit_once(':').ok_or_else(bad)?;
         let port: u16 = port.parse().map_err(|_| bad())?;
-        let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
         if name.is_empty() {
             return Err(bad());
         }
-        listeners.push(Listener { name: name.to_string(), host, port });
+        listeners.push(Listener {
+            name: name.to_string(),
+            host,
+            port,
+        });
     }
     Ok(listeners)
 }
 
 impl BrokerConfig {
     /// Builds the config from an optional properties file and overrides.
-    pub fn load(file: Option<&std::path::Path>, overrides: &[(String, String)]) -> Result<BrokerConfig, ConfigError> {
+    pub fn load(
+        file: Option<&std::path::Path>,
+        overrides: &[(String, String)],
+    ) -> Result<BrokerConfig, ConfigError> {
         let mut pairs = Vec::new();
         if let Some(path) = file {
-            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.to_path_buf(),
+                source,
+            })?;
             pairs.extend(parse_properties(&text));
         }
         pairs.extend(overrides.iter().cloned());
@@ -267,14 +806,25 @@ impl BrokerConfig {
                     validate_value(def, &value).map_err(|e| ConfigError::Invalid(e.to_string()))?;
                 }
                 None if known_elsewhere(&key) => {}
-                None => tracing::warn!(key = %key, "ignoring unknown broker configuration key (not a known config)"),
+                None => {
+                    tracing::warn!(key = %key, "ignoring unknown broker configuration key (not a known config)")
+                }
             }
             raw.insert(key, value);
         }
         let get = |key: &str| -> String {
-            raw.get(key).cloned().unwrap_or_else(|| def_of(key).map(|d| d.default.to_string()).unwrap_or_default())
+            raw.get(key).cloned().unwrap_or_else(|| {
+                def_of(key)
+                    .map(|d| d.default.to_string())
+                    .unwrap_or_default()
+            })
         };
-        let int = |key: &str| -> i64 { get(key).trim().parse().unwrap_or_else(|_| panic!("{key} was validated as a number")) };
+        let int = |key: &str| -> i64 {
+            get(key)
+                .trim()
+                .parse()
+                .unwrap_or_else(|_| panic!("{key} was validated as a number"))
+        };
         let boolean = |key: &str| get(key).trim().eq_ignore_ascii_case("true");
 
         let node_id = match (raw.get("node.id"), raw.get("broker.id")) {
@@ -284,11 +834,21 @@ impl BrokerConfig {
         };
         let roles = get("process.roles");
         if !roles.split(',').any(|r| r.trim() == "broker") {
-            return Err(ConfigError::Invalid("process.roles must include 'broker': a controller-only node is not supported yet".into()));
+            return Err(ConfigError::Invalid(
+                "process.roles must include 'broker': a controller-only node is not supported yet"
+                    .into(),
+            ));
         }
-        let controller_names: Vec<String> = get("controller.listener.names").split(',').map(|s| s.trim().to_string()).collect();
+        let controller_names: Vec<String> = get("controller.listener.names")
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .collect();
         let all_listeners = parse_listeners("listeners", &get("listeners"))?;
-        let listeners: Vec<Listener> = all_listeners.iter().filter(|l| !controller_names.contains(&l.name)).cloned().collect();
+        let listeners: Vec<Listener> = all_listeners
+            .iter()
+            .filter(|l| !controller_names.contains(&l.name))
+            .cloned()
+            .collect();
         if listeners.is_empty() {
             return Err(ConfigError::Invalid("listeners must name at least one client listener (e.g. PLAINTEXT://127.0.0.1:9092)".into()));
         }
@@ -298,7 +858,10 @@ impl BrokerConfig {
             .map(|(n, p)| (n.trim().to_string(), p.trim().to_string()))
             .collect();
         for listener in &listeners {
-            let protocol = protocol_map.get(&listener.name).cloned().unwrap_or_else(|| listener.name.clone());
+            let protocol = protocol_map
+                .get(&listener.name)
+                .cloned()
+                .unwrap_or_else(|| listener.name.clone());
             if protocol != "PLAINTEXT" {
                 return Err(ConfigError::Invalid(format!(
                     "Invalid value {} for configuration listeners: security protocol {protocol} is not supported yet (PLAINTEXT only)",
@@ -320,11 +883,21 @@ impl BrokerConfig {
         };
         let log_dirs: Vec<PathBuf> = {
             let dirs = get("log.dirs");
-            let dirs = if dirs.trim().is_empty() { get("log.dir") } else { dirs };
-            dirs.split(',').map(str::trim).filter(|s| !s.is_empty()).map(PathBuf::from).collect()
+            let dirs = if dirs.trim().is_empty() {
+                get("log.dir")
+            } else {
+                dirs
+            };
+            dirs.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from)
+                .collect()
         };
         if log_dirs.is_empty() {
-            return Err(ConfigError::Invalid("log.dirs must name at least one directory".into()));
+            return Err(ConfigError::Invalid(
+                "log.dirs must name at least one directory".into(),
+            ));
         }
         let metadata_log_dir = match raw.get("metadata.log.dir").filter(|v| !v.trim().is_empty()) {
             Some(dir) => PathBuf::from(dir.trim()),
@@ -348,11 +921,20 @@ impl BrokerConfig {
             max_connections: int("max.connections").min(1 << 20) as usize,
             queued_max_requests: int("queued.max.requests").min(10_000) as usize,
             fetch_max_bytes: int("fetch.max.bytes") as usize,
-            recovery_checkpoint_interval_ms: int("log.flush.offset.checkpoint.interval.ms").max(100) as u64,
-            high_watermark_checkpoint_interval_ms: int("replica.high.watermark.checkpoint.interval.ms").max(100) as u64,
-            flush_scheduler_interval_ms: int("log.flush.scheduler.interval.ms").clamp(100, 1 << 40) as u64,
-            retention_check_interval_ms: int("log.retention.check.interval.ms").clamp(10, 1 << 40) as u64,
-            testing_drop_produce_response_every: raw.get("rivulet.testing.drop.produce.response.every").and_then(|v| v.trim().parse().ok()).unwrap_or(0),
+            recovery_checkpoint_interval_ms: int("log.flush.offset.checkpoint.interval.ms").max(100)
+                as u64,
+            high_watermark_checkpoint_interval_ms: int(
+                "replica.high.watermark.checkpoint.interval.ms",
+            )
+            .max(100) as u64,
+            flush_scheduler_interval_ms: int("log.flush.scheduler.interval.ms").clamp(100, 1 << 40)
+                as u64,
+            retention_check_interval_ms: int("log.retention.check.interval.ms").clamp(10, 1 << 40)
+                as u64,
+            testing_drop_produce_response_every: raw
+                .get("rivulet.testing.drop.produce.response.every")
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0),
             topic_defaults,
             raw,
         })
@@ -380,14 +962,24 @@ mod tests {
     use super::*;
 
     fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
-        items.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        items
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
     fn defaults_are_the_embedded_single_node() {
         let config = BrokerConfig::from_pairs(Vec::new()).unwrap();
         assert_eq!(config.node_id, 1);
-        assert_eq!(config.listeners, vec![Listener { name: "PLAINTEXT".into(), host: "127.0.0.1".into(), port: 9092 }]);
+        assert_eq!(
+            config.listeners,
+            vec![Listener {
+                name: "PLAINTEXT".into(),
+                host: "127.0.0.1".into(),
+                port: 9092
+            }]
+        );
         assert_eq!(config.log_dirs, vec![PathBuf::from("./data")]);
         assert!(config.auto_create_topics_enable);
         assert_eq!(config.socket_request_max_bytes, 104_857_600);
@@ -399,24 +991,44 @@ mod tests {
         let text = "# comment\n! also\nnode.id=3\nlisteners = PLAINTEXT://127.0.0.1:19092,CONTROLLER://127.0.0.1:19093\nlog.dirs: /tmp/a,\\\n  /tmp/b\n";
         let config = BrokerConfig::from_pairs(parse_properties(text)).unwrap();
         assert_eq!(config.node_id, 3);
-        assert_eq!(config.listeners.len(), 1, "the CONTROLLER listener is not a client listener");
-        assert_eq!(config.log_dirs, vec![PathBuf::from("/tmp/a"), PathBuf::from("/tmp/b")]);
+        assert_eq!(
+            config.listeners.len(),
+            1,
+            "the CONTROLLER listener is not a client listener"
+        );
+        assert_eq!(
+            config.log_dirs,
+            vec![PathBuf::from("/tmp/a"), PathBuf::from("/tmp/b")]
+        );
     }
 
     #[test]
     fn invalid_values_name_the_key() {
-        for (key, value) in [("num.partitions", "zero"), ("log.segment.bytes", "5"), ("auto.create.topics.enable", "maybe"), ("listeners", "nonsense")] {
-            let err = BrokerConfig::from_pairs(pairs(&[(key, value)])).unwrap_err().to_string();
+        for (key, value) in [
+            ("num.partitions", "zero"),
+            ("log.segment.bytes", "5"),
+            ("auto.create.topics.enable", "maybe"),
+            ("listeners", "nonsense"),
+        ] {
+            let err = BrokerConfig::from_pairs(pairs(&[(key, value)]))
+                .unwrap_err()
+                .to_string();
             assert!(err.contains(key), "{key}: {err}");
         }
     }
 
     #[test]
     fn unit_synonyms_resolve_to_milliseconds() {
-        let config = BrokerConfig::from_pairs(pairs(&[("log.roll.hours", "2"), ("log.retention.minutes", "3")])).unwrap();
+        let config = BrokerConfig::from_pairs(pairs(&[
+            ("log.roll.hours", "2"),
+            ("log.retention.minutes", "3"),
+        ]))
+        .unwrap();
         assert_eq!(config.topic_defaults["log.roll.ms"], "7200000");
         assert_eq!(config.topic_defaults["log.retention.ms"], "180000");
-        let config = BrokerConfig::from_pairs(pairs(&[("log.roll.ms", "1000"), ("log.roll.hours", "2")])).unwrap();
+        let config =
+            BrokerConfig::from_pairs(pairs(&[("log.roll.ms", "1000"), ("log.roll.hours", "2")]))
+                .unwrap();
         assert_eq!(config.topic_defaults["log.roll.ms"], "1000");
     }
 

@@ -14,7 +14,9 @@ use protocol::ErrorCode;
 use storage::config::{topic_config_def, validate_value, ConfigDef, ConfigType, TOPIC_CONFIGS};
 use storage::LogConfig;
 
-use crate::config::{broker_config_def, is_dynamic_broker_key, topic_defaults_from, BrokerConfig, BROKER_CONFIGS};
+use crate::config::{
+    broker_config_def, is_dynamic_broker_key, topic_defaults_from, BrokerConfig, BROKER_CONFIGS,
+};
 
 /// Kafka's `ConfigSource` values.
 pub mod source {
@@ -55,15 +57,24 @@ pub struct ConfigEntry {
     pub def: &'static ConfigDef,
 }
 
-fn dynamic<'a>(image: &'a ClusterImage, resource: &ConfigResource) -> Option<&'a BTreeMap<String, String>> {
+fn dynamic<'a>(
+    image: &'a ClusterImage,
+    resource: &ConfigResource,
+) -> Option<&'a BTreeMap<String, String>> {
     image.broker_configs.get(resource)
 }
 
 /// Broker keys with their values: static, then the dynamic cluster default, then
 /// this broker's dynamic values.
-pub fn effective_broker_raw(config: &BrokerConfig, image: &ClusterImage) -> BTreeMap<String, String> {
+pub fn effective_broker_raw(
+    config: &BrokerConfig,
+    image: &ClusterImage,
+) -> BTreeMap<String, String> {
     let mut raw = config.raw.clone();
-    for resource in [ConfigResource::BrokerDefault, ConfigResource::Broker(config.node_id)] {
+    for resource in [
+        ConfigResource::BrokerDefault,
+        ConfigResource::Broker(config.node_id),
+    ] {
         if let Some(values) = dynamic(image, &resource) {
             raw.extend(values.iter().map(|(k, v)| (k.clone(), v.clone())));
         }
@@ -88,9 +99,15 @@ pub fn topic_defaults(config: &BrokerConfig, image: &ClusterImage) -> BTreeMap<S
 fn broker_key_synonyms(key: &str) -> Vec<&str> {
     match key {
         "log.roll.ms" | "log.roll.hours" => vec!["log.roll.ms", "log.roll.hours"],
-        "log.roll.jitter.ms" | "log.roll.jitter.hours" => vec!["log.roll.jitter.ms", "log.roll.jitter.hours"],
+        "log.roll.jitter.ms" | "log.roll.jitter.hours" => {
+            vec!["log.roll.jitter.ms", "log.roll.jitter.hours"]
+        }
         "log.flush.interval.ms" => vec!["log.flush.interval.ms", "log.flush.scheduler.interval.ms"],
-        "log.retention.ms" | "log.retention.minutes" | "log.retention.hours" => vec!["log.retention.ms", "log.retention.minutes", "log.retention.hours"],
+        "log.retention.ms" | "log.retention.minutes" | "log.retention.hours" => vec![
+            "log.retention.ms",
+            "log.retention.minutes",
+            "log.retention.hours",
+        ],
         other => vec![other],
     }
 }
@@ -101,7 +118,12 @@ fn broker_key_synonyms(key: &str) -> Vec<&str> {
 /// priority order; entries before the first one named `name` are dropped, so a key
 /// whose only values are under a lower-priority synonym (`retention.ms` with only
 /// `log.retention.hours=168`) has none, as in Kafka.
-fn broker_synonyms(config: &BrokerConfig, image: &ClusterImage, node: Option<i32>, name: &str) -> Vec<(String, Option<String>, i8)> {
+fn broker_synonyms(
+    config: &BrokerConfig,
+    image: &ClusterImage,
+    node: Option<i32>,
+    name: &str,
+) -> Vec<(String, Option<String>, i8)> {
     let keys = broker_key_synonyms(name);
     let mut out = Vec::new();
     let mut add = |values: Option<&BTreeMap<String, String>>, source: i8| {
@@ -111,37 +133,78 @@ fn broker_synonyms(config: &BrokerConfig, image: &ClusterImage, node: Option<i32
             }
         }
     };
-    add(node.and_then(|n| dynamic(image, &ConfigResource::Broker(n))), source::DYNAMIC_BROKER_CONFIG);
-    add(dynamic(image, &ConfigResource::BrokerDefault), source::DYNAMIC_DEFAULT_BROKER_CONFIG);
+    add(
+        node.and_then(|n| dynamic(image, &ConfigResource::Broker(n))),
+        source::DYNAMIC_BROKER_CONFIG,
+    );
+    add(
+        dynamic(image, &ConfigResource::BrokerDefault),
+        source::DYNAMIC_DEFAULT_BROKER_CONFIG,
+    );
     add(Some(&config.raw), source::STATIC_BROKER_CONFIG);
     for key in &keys {
         if let Some(def) = broker_config_def(key).filter(|d| !d.default.is_empty()) {
-            out.push((key.to_string(), Some(def.default.to_string()), source::DEFAULT_CONFIG));
+            out.push((
+                key.to_string(),
+                Some(def.default.to_string()),
+                source::DEFAULT_CONFIG,
+            ));
         }
     }
-    let first = out.iter().position(|(n, _, _)| n == name).unwrap_or(out.len());
+    let first = out
+        .iter()
+        .position(|(n, _, _)| n == name)
+        .unwrap_or(out.len());
     out.split_off(first)
 }
 
 /// Every topic config of `topic` with its effective value, source and synonyms
 /// (Kafka's `ConfigHelper.createTopicConfigEntry`): the topic's override if any,
 /// then the synonyms of its primary broker key; the source is the first synonym's.
-pub fn describe_topic(config: &BrokerConfig, image: &ClusterImage, topic: &TopicImage) -> Vec<ConfigEntry> {
+pub fn describe_topic(
+    config: &BrokerConfig,
+    image: &ClusterImage,
+    topic: &TopicImage,
+) -> Vec<ConfigEntry> {
     let defaults = topic_defaults(config, image);
-    let effective = LogConfig::resolve(&topic.configs, &defaults).map(|c| c.values).unwrap_or_default();
+    let effective = LogConfig::resolve(&topic.configs, &defaults)
+        .map(|c| c.values)
+        .unwrap_or_default();
     TOPIC_CONFIGS
         .iter()
         .map(|def| {
-            let value = effective.get(def.name).cloned().unwrap_or_else(|| def.default.to_string());
+            let value = effective
+                .get(def.name)
+                .cloned()
+                .unwrap_or_else(|| def.default.to_string());
             let mut synonyms = Vec::new();
             if topic.configs.contains_key(def.name) {
-                synonyms.push((def.name.to_string(), Some(value.clone()), source::DYNAMIC_TOPIC_CONFIG));
+                synonyms.push((
+                    def.name.to_string(),
+                    Some(value.clone()),
+                    source::DYNAMIC_TOPIC_CONFIG,
+                ));
             }
             if let Some(primary) = def.broker_synonyms.first() {
-                synonyms.extend(broker_synonyms(config, image, Some(config.node_id), primary));
+                synonyms.extend(broker_synonyms(
+                    config,
+                    image,
+                    Some(config.node_id),
+                    primary,
+                ));
             }
-            let source = synonyms.first().map(|s| s.2).unwrap_or(source::DEFAULT_CONFIG);
-            ConfigEntry { name: def.name.to_string(), value: Some(value), source, read_only: false, synonyms, def }
+            let source = synonyms
+                .first()
+                .map(|s| s.2)
+                .unwrap_or(source::DEFAULT_CONFIG);
+            ConfigEntry {
+                name: def.name.to_string(),
+                value: Some(value),
+                source,
+                read_only: false,
+                synonyms,
+                def,
+            }
         })
         .collect()
 }
@@ -150,7 +213,11 @@ pub fn describe_topic(config: &BrokerConfig, image: &ClusterImage, topic: &Topic
 /// `ConfigHelper.createBrokerConfigEntry`). For this broker (`node` is its id):
 /// every key. For the cluster-wide default resource (name "", `node` is `None`):
 /// only the keys set there, with only those synonyms, as Kafka lists them.
-pub fn describe_broker(config: &BrokerConfig, image: &ClusterImage, node: Option<i32>) -> Vec<ConfigEntry> {
+pub fn describe_broker(
+    config: &BrokerConfig,
+    image: &ClusterImage,
+    node: Option<i32>,
+) -> Vec<ConfigEntry> {
     let cluster_defaults = dynamic(image, &ConfigResource::BrokerDefault);
     BROKER_CONFIGS
         .iter()
@@ -162,11 +229,24 @@ pub fn describe_broker(config: &BrokerConfig, image: &ClusterImage, node: Option
             }
             let value = match node {
                 // The value in force: the first synonym named like the key.
-                Some(_) => synonyms.first().filter(|s| s.0 == def.name).and_then(|s| s.1.clone()),
+                Some(_) => synonyms
+                    .first()
+                    .filter(|s| s.0 == def.name)
+                    .and_then(|s| s.1.clone()),
                 None => cluster_defaults.and_then(|m| m.get(def.name)).cloned(),
             };
-            let source = synonyms.first().map(|s| s.2).unwrap_or(source::DEFAULT_CONFIG);
-            ConfigEntry { name: def.name.to_string(), value, source, read_only: !is_dynamic_broker_key(def.name), synonyms, def }
+            let source = synonyms
+                .first()
+                .map(|s| s.2)
+                .unwrap_or(source::DEFAULT_CONFIG);
+            ConfigEntry {
+                name: def.name.to_string(),
+                value,
+                source,
+                read_only: !is_dynamic_broker_key(def.name),
+                synonyms,
+                def,
+            }
         })
         .collect()
 }
@@ -175,23 +255,52 @@ pub fn describe_broker(config: &BrokerConfig, image: &ClusterImage, node: Option
 pub type ConfigRejection = (ErrorCode, String);
 
 /// Checks a full set of topic overrides.
-pub fn validate_topic_overrides(config: &BrokerConfig, image: &ClusterImage, overrides: &BTreeMap<String, String>) -> Result<(), ConfigRejection> {
+pub fn validate_topic_overrides(
+    config: &BrokerConfig,
+    image: &ClusterImage,
+    overrides: &BTreeMap<String, String>,
+) -> Result<(), ConfigRejection> {
     for (name, value) in overrides {
-        let def = topic_config_def(name).ok_or_else(|| (ErrorCode::InvalidConfig, format!("Unknown topic config name: {name}")))?;
+        let def = topic_config_def(name).ok_or_else(|| {
+            (
+                ErrorCode::InvalidConfig,
+                format!("Unknown topic config name: {name}"),
+            )
+        })?;
         validate_value(def, value).map_err(|e| (ErrorCode::InvalidConfig, e.to_string()))?;
     }
-    LogConfig::resolve(overrides, &topic_defaults(config, image)).map_err(|e| (ErrorCode::InvalidConfig, e.to_string()))?;
+    LogConfig::resolve(overrides, &topic_defaults(config, image))
+        .map_err(|e| (ErrorCode::InvalidConfig, e.to_string()))?;
     Ok(())
 }
 
 /// Checks a full set of dynamic broker values.
-pub fn validate_broker_overrides(config: &BrokerConfig, image: &ClusterImage, overrides: &BTreeMap<String, String>) -> Result<(), ConfigRejection> {
-    let fixed: Vec<&str> = overrides.keys().filter(|k| !is_dynamic_broker_key(k)).map(String::as_str).collect();
+pub fn validate_broker_overrides(
+    config: &BrokerConfig,
+    image: &ClusterImage,
+    overrides: &BTreeMap<String, String>,
+) -> Result<(), ConfigRejection> {
+    let fixed: Vec<&str> = overrides
+        .keys()
+        .filter(|k| !is_dynamic_broker_key(k))
+        .map(String::as_str)
+        .collect();
     if !fixed.is_empty() {
-        return Err((ErrorCode::InvalidRequest, format!("Cannot update these configs dynamically: {}", fixed.join(", "))));
+        return Err((
+            ErrorCode::InvalidRequest,
+            format!(
+                "Cannot update these configs dynamically: {}",
+                fixed.join(", ")
+            ),
+        ));
     }
     for (name, value) in overrides {
-        let def = broker_config_def(name).ok_or_else(|| (ErrorCode::InvalidConfig, format!("Unknown broker config name: {name}")))?;
+        let def = broker_config_def(name).ok_or_else(|| {
+            (
+                ErrorCode::InvalidConfig,
+                format!("Unknown broker config name: {name}"),
+            )
+        })?;
         validate_value(def, value).map_err(|e| (ErrorCode::InvalidConfig, e.to_string()))?;
     }
     let mut raw = effective_broker_raw(config, image);

@@ -52,10 +52,24 @@ impl MetadataStore {
         let log_dir = dir.join(format!("{METADATA_LOG_PREFIX}-0"));
         // Unflushed records were never acknowledged: recover the whole log each
         // start (it is small) so a torn tail is always cut.
-        let state = LoadState { recovery_point: 0, log_start_offset: 0, clean_shutdown: false };
-        let config = LogConfig::resolve(&BTreeMap::new(), &BTreeMap::new()).expect("default log config is valid");
-        let log = Log::open(&log_dir, TopicPartition::new(METADATA_LOG_PREFIX, 0), Arc::new(config), clock, state)?;
-        let mut image = ClusterImage { last_offset: -1, ..ClusterImage::default() };
+        let state = LoadState {
+            recovery_point: 0,
+            log_start_offset: 0,
+            clean_shutdown: false,
+        };
+        let config = LogConfig::resolve(&BTreeMap::new(), &BTreeMap::new())
+            .expect("default log config is valid");
+        let log = Log::open(
+            &log_dir,
+            TopicPartition::new(METADATA_LOG_PREFIX, 0),
+            Arc::new(config),
+            clock,
+            state,
+        )?;
+        let mut image = ClusterImage {
+            last_offset: -1,
+            ..ClusterImage::default()
+        };
         let leo = log.log_end_offset().0;
         let mut offset = log.log_start_offset().0;
         while offset < leo {
@@ -65,19 +79,35 @@ impl MetadataStore {
             }
             let mut rest = &bytes[..];
             while !rest.is_empty() {
-                let (header, records) = decode_records(rest, 64 << 20).map_err(|e| MetadataError::Corrupt { offset, reason: e.to_string() })?;
+                let (header, records) =
+                    decode_records(rest, 64 << 20).map_err(|e| MetadataError::Corrupt {
+                        offset,
+                        reason: e.to_string(),
+                    })?;
                 rest = &rest[header.size()..];
                 for record in records {
                     let value = record.value.unwrap_or_default();
-                    let parsed = MetadataRecord::from_json(&value).map_err(|e| MetadataError::Corrupt { offset: record.offset, reason: e.to_string() })?;
+                    let parsed =
+                        MetadataRecord::from_json(&value).map_err(|e| MetadataError::Corrupt {
+                            offset: record.offset,
+                            reason: e.to_string(),
+                        })?;
                     image.apply(record.offset, &parsed)?;
                 }
                 offset = header.next_offset();
             }
         }
-        tracing::info!(records = leo, topics = image.topics.len(), "replayed the cluster metadata log");
+        tracing::info!(
+            records = leo,
+            topics = image.topics.len(),
+            "replayed the cluster metadata log"
+        );
         let image = Arc::new(image);
-        Ok(MetadataStore { log: std::sync::Mutex::new(log), image: RwLock::new(Arc::clone(&image)), committed: std::sync::Mutex::new(image) })
+        Ok(MetadataStore {
+            log: std::sync::Mutex::new(log),
+            image: RwLock::new(Arc::clone(&image)),
+            committed: std::sync::Mutex::new(image),
+        })
     }
 
     /// The current image.
@@ -89,7 +119,11 @@ impl MetadataStore {
     /// none, and returns it; readers see it after [`MetadataStore::publish`].
     /// Blocking (fsync). Callers serialise commits (the controller runs one decision
     /// at a time).
-    pub fn commit(&self, records: &[MetadataRecord], now_ms: i64) -> Result<Arc<ClusterImage>, MetadataError> {
+    pub fn commit(
+        &self,
+        records: &[MetadataRecord],
+        now_ms: i64,
+    ) -> Result<Arc<ClusterImage>, MetadataError> {
         let mut committed = self.committed.lock().unwrap_or_else(|p| p.into_inner());
         if records.is_empty() {
             return Ok(Arc::clone(&committed));
@@ -104,11 +138,23 @@ impl MetadataStore {
         let values: Vec<Vec<u8>> = records.iter().map(MetadataRecord::to_json).collect();
         let mut builder = BatchBuilder::new(Compression::None);
         for value in &values {
-            builder.append(&NewRecord { timestamp: now_ms, key: None, value: Some(value), headers: &[] });
+            builder.append(&NewRecord {
+                timestamp: now_ms,
+                key: None,
+                value: Some(value),
+                headers: &[],
+            });
         }
-        let batch = builder.build().map_err(|e| MetadataError::Append(e.to_string()))?;
-        let info = log.append_as_leader(&batch, 0, Origin::Coordinator).map_err(|e| MetadataError::Append(e.to_string()))?;
-        assert_eq!(info.first_offset.0, first, "metadata offsets must follow the image");
+        let batch = builder
+            .build()
+            .map_err(|e| MetadataError::Append(e.to_string()))?;
+        let info = log
+            .append_as_leader(&batch, 0, Origin::Coordinator)
+            .map_err(|e| MetadataError::Append(e.to_string()))?;
+        assert_eq!(
+            info.first_offset.0, first,
+            "metadata offsets must follow the image"
+        );
         let leo = log.log_end_offset().0;
         log.flush(leo)?;
         let next = Arc::new(next);

@@ -58,7 +58,10 @@ pub async fn accept_loop(broker: Arc<Broker>, listener: TcpListener) {
     }
     // Let open connections finish their current request, then close them.
     let drain = async { while connections.join_next().await.is_some() {} };
-    if tokio::time::timeout(Duration::from_secs(5), drain).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(5), drain)
+        .await
+        .is_err()
+    {
         connections.abort_all();
     }
 }
@@ -85,7 +88,10 @@ pub async fn serve_connection(broker: Arc<Broker>, stream: TcpStream, peer: Sock
         };
         let request = match frame::parse_request(frame) {
             Ok(request) => request,
-            Err(FrameError::UnknownApiKey { api_key, correlation_id }) => {
+            Err(FrameError::UnknownApiKey {
+                api_key,
+                correlation_id,
+            }) => {
                 tracing::debug!(%peer, api_key, correlation_id, "closing connection: unknown api key");
                 break;
             }
@@ -113,7 +119,13 @@ pub async fn serve_connection(broker: Arc<Broker>, stream: TcpStream, peer: Sock
     let _ = writer.await;
 }
 
-async fn read_frames(mut socket: OwnedReadHalf, requests: mpsc::Sender<Bytes>, idle: Duration, max_request: usize, peer: SocketAddr) {
+async fn read_frames(
+    mut socket: OwnedReadHalf,
+    requests: mpsc::Sender<Bytes>,
+    idle: Duration,
+    max_request: usize,
+    peer: SocketAddr,
+) {
     loop {
         let mut size = [0u8; 4];
         match tokio::time::timeout(idle, socket.read_exact(&mut size)).await {

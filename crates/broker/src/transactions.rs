@@ -26,7 +26,11 @@ pub const TRANSACTION_TOPIC: &str = "__transaction_state";
 const PRODUCER_ID_BLOCK: i64 = 1000;
 
 fn raw_int(config: &BrokerConfig, key: &str, default: i64) -> i64 {
-    config.raw.get(key).and_then(|v| v.trim().parse::<i64>().ok()).unwrap_or(default)
+    config
+        .raw
+        .get(key)
+        .and_then(|v| v.trim().parse::<i64>().ok())
+        .unwrap_or(default)
 }
 
 pub fn txn_config(config: &BrokerConfig) -> TxnConfig {
@@ -41,12 +45,16 @@ pub fn txn_config(config: &BrokerConfig) -> TxnConfig {
 /// Appends one record to a partition of an internal topic as an acks=all produce.
 fn append_internal(broker: &Broker, tp: &TopicPartition, batch: &[u8]) -> Result<(), ErrorCode> {
     let partition = broker.replicas.get(tp).ok_or(ErrorCode::NotCoordinator)?;
-    let outcome = partition.append_as_leader(batch, -1, Origin::Coordinator).map_err(|e| {
-        tracing::warn!(partition = %tp, error = %e, "internal append failed");
-        replication_error_code(&e)
-    })?;
+    let outcome = partition
+        .append_as_leader(batch, -1, Origin::Coordinator)
+        .map_err(|e| {
+            tracing::warn!(partition = %tp, error = %e, "internal append failed");
+            replication_error_code(&e)
+        })?;
     if outcome.flush_now {
-        partition.flush(outcome.info.last_offset.0 + 1).map_err(|e| replication_error_code(&e))?;
+        partition
+            .flush(outcome.info.last_offset.0 + 1)
+            .map_err(|e| replication_error_code(&e))?;
     }
     Ok(())
 }
@@ -58,7 +66,9 @@ struct Wiring {
 
 impl Wiring {
     fn broker(&self) -> Result<Arc<Broker>, ErrorCode> {
-        self.broker.upgrade().ok_or(ErrorCode::CoordinatorNotAvailable)
+        self.broker
+            .upgrade()
+            .ok_or(ErrorCode::CoordinatorNotAvailable)
     }
 }
 
@@ -66,17 +76,43 @@ impl TxnLog for Wiring {
     fn append(&self, partition: i32, key: Bytes, value: Option<Bytes>) -> Result<(), ErrorCode> {
         let broker = self.broker()?;
         let mut builder = BatchBuilder::new(Compression::None);
-        builder.append(&NewRecord { timestamp: self.clock.now_ms(), key: Some(&key), value: value.as_deref(), headers: &[] });
+        builder.append(&NewRecord {
+            timestamp: self.clock.now_ms(),
+            key: Some(&key),
+            value: value.as_deref(),
+            headers: &[],
+        });
         let batch = builder.build().map_err(|_| ErrorCode::UnknownServerError)?;
-        append_internal(&broker, &TopicPartition::new(TRANSACTION_TOPIC, partition), &batch)
+        append_internal(
+            &broker,
+            &TopicPartition::new(TRANSACTION_TOPIC, partition),
+            &batch,
+        )
     }
 }
 
 impl MarkerWriter for Wiring {
-    fn write_markers(&self, producer_id: i64, producer_epoch: i16, commit: bool, coordinator_epoch: i32, partitions: &[(String, i32)]) -> Result<(), ErrorCode> {
+    fn write_markers(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+        commit: bool,
+        coordinator_epoch: i32,
+        partitions: &[(String, i32)],
+    ) -> Result<(), ErrorCode> {
         let broker = self.broker()?;
-        let kind = if commit { CONTROL_COMMIT } else { CONTROL_ABORT };
-        let batch = marker_batch(producer_id, producer_epoch, kind, coordinator_epoch, self.clock.now_ms());
+        let kind = if commit {
+            CONTROL_COMMIT
+        } else {
+            CONTROL_ABORT
+        };
+        let batch = marker_batch(
+            producer_id,
+            producer_epoch,
+            kind,
+            coordinator_epoch,
+            self.clock.now_ms(),
+        );
         for (topic, partition) in partitions {
             let tp = TopicPartition::new(topic.as_str(), *partition);
             if broker.replicas.get(&tp).is_none() {
@@ -86,7 +122,10 @@ impl MarkerWriter for Wiring {
             }
             append_internal(&broker, &tp, &batch)?;
             if topic == OFFSETS_TOPIC {
-                broker.groups.lock().complete_transaction(*partition, producer_id, commit);
+                broker
+                    .groups
+                    .lock()
+                    .complete_transaction(*partition, producer_id, commit);
             }
         }
         Ok(())
@@ -97,11 +136,16 @@ impl ProducerIdSource for ProducerIds {
     fn next_producer_id(&self) -> Result<i64, ErrorCode> {
         let mut block = self.block.lock().unwrap_or_else(|p| p.into_inner());
         if block.0 >= block.1 {
-            let broker = self.broker.upgrade().ok_or(ErrorCode::CoordinatorNotAvailable)?;
-            let start = broker.allocate_producer_ids(PRODUCER_ID_BLOCK).map_err(|e| {
-                tracing::error!(error = %e, "allocating producer ids failed");
-                ErrorCode::CoordinatorNotAvailable
-            })?;
+            let broker = self
+                .broker
+                .upgrade()
+                .ok_or(ErrorCode::CoordinatorNotAvailable)?;
+            let start = broker
+                .allocate_producer_ids(PRODUCER_ID_BLOCK)
+                .map_err(|e| {
+                    tracing::error!(error = %e, "allocating producer ids failed");
+                    ErrorCode::CoordinatorNotAvailable
+                })?;
             *block = (start, start + PRODUCER_ID_BLOCK);
         }
         let id = block.0;
@@ -126,9 +170,24 @@ impl Transactions {
     pub fn new(config: &BrokerConfig, clock: Arc<dyn Clock>, broker: Weak<Broker>) -> Transactions {
         let txn_config = txn_config(config);
         let partitions = txn_config.partitions;
-        let wiring = Arc::new(Wiring { broker: broker.clone(), clock: Arc::clone(&clock) });
-        let ids = Arc::new(ProducerIds { broker, block: Mutex::new((0, 0)) });
-        Transactions { core: Mutex::new(TxnCoordinator::new(txn_config, clock, wiring.clone(), wiring, ids)), partitions }
+        let wiring = Arc::new(Wiring {
+            broker: broker.clone(),
+            clock: Arc::clone(&clock),
+        });
+        let ids = Arc::new(ProducerIds {
+            broker,
+            block: Mutex::new((0, 0)),
+        });
+        Transactions {
+            core: Mutex::new(TxnCoordinator::new(
+                txn_config,
+                clock,
+                wiring.clone(),
+                wiring,
+                ids,
+            )),
+            partitions,
+        }
     }
 
     /// The coordinator, locked: on a blocking thread only (it writes logs).
@@ -148,8 +207,14 @@ impl Broker {
         let _decision = self.controller_lock().blocking_lock();
         let image = self.metadata.image();
         let start = image.next_producer_id;
-        let record = MetadataRecord::ProducerIds { broker_id: self.node_id(), next_producer_id: start + count };
-        let next = self.metadata.commit(&[record], self.clock.now_ms()).map_err(|e| e.to_string())?;
+        let record = MetadataRecord::ProducerIds {
+            broker_id: self.node_id(),
+            next_producer_id: start + count,
+        };
+        let next = self
+            .metadata
+            .commit(&[record], self.clock.now_ms())
+            .map_err(|e| e.to_string())?;
         self.metadata.publish(next);
         Ok(start)
     }
@@ -164,15 +229,27 @@ pub async fn ensure_transaction_topic(broker: &Arc<Broker>) -> Result<(), ErrorC
     let config = &broker.config;
     let brokers = broker.metadata.image().brokers.len().max(1) as i64;
     let wanted_rf = raw_int(config, "transaction.state.log.replication.factor", 3);
-    let segment_bytes = config.raw.get("transaction.state.log.segment.bytes").cloned().unwrap_or_else(|| "104857600".into());
+    let segment_bytes = config
+        .raw
+        .get("transaction.state.log.segment.bytes")
+        .cloned()
+        .unwrap_or_else(|| "104857600".into());
     let spec = TopicSpec {
         name: TRANSACTION_TOPIC.into(),
         num_partitions: broker.transactions.partitions(),
         replication_factor: wanted_rf.min(brokers) as i16,
         assignments: Vec::new(),
-        configs: vec![("cleanup.policy".into(), Some("compact".into())), ("segment.bytes".into(), Some(segment_bytes))],
+        configs: vec![
+            ("cleanup.policy".into(), Some("compact".into())),
+            ("segment.bytes".into(), Some(segment_bytes)),
+        ],
     };
-    match broker.create_topics(vec![spec], false).await.first().map(|o| &o.result) {
+    match broker
+        .create_topics(vec![spec], false)
+        .await
+        .first()
+        .map(|o| &o.result)
+    {
         Some(Ok(_)) | Some(Err((ErrorCode::TopicAlreadyExists, _))) => Ok(()),
         Some(Err((code, message))) => {
             tracing::error!(error = %code, %message, "cannot create {TRANSACTION_TOPIC}");
@@ -184,15 +261,22 @@ pub async fn ensure_transaction_topic(broker: &Arc<Broker>) -> Result<(), ErrorC
 
 /// Replays `__transaction_state` into the coordinator (and finishes prepared
 /// transactions).
-pub fn load_transactions(transactions: &Transactions, replicas: &ReplicaManager) -> Result<usize, String> {
+pub fn load_transactions(
+    transactions: &Transactions,
+    replicas: &ReplicaManager,
+) -> Result<usize, String> {
     let mut records = Vec::new();
     for partition in 0..transactions.partitions() {
-        let Some(p) = replicas.get(&TopicPartition::new(TRANSACTION_TOPIC, partition)) else { continue };
+        let Some(p) = replicas.get(&TopicPartition::new(TRANSACTION_TOPIC, partition)) else {
+            continue;
+        };
         let log = p.log().lock().unwrap_or_else(|e| e.into_inner());
         let end = log.log_end_offset().0;
         let mut offset = log.log_start_offset().0;
         while offset < end {
-            let bytes = log.read_bytes(offset, end, 8 << 20).map_err(|e| e.to_string())?;
+            let bytes = log
+                .read_bytes(offset, end, 8 << 20)
+                .map_err(|e| e.to_string())?;
             if bytes.is_empty() {
                 break;
             }
@@ -210,13 +294,21 @@ pub fn load_transactions(transactions: &Transactions, replicas: &ReplicaManager)
         }
     }
     let count = records.len();
-    transactions.lock().load(records).map_err(|e| e.to_string())?;
+    transactions
+        .lock()
+        .load(records)
+        .map_err(|e| e.to_string())?;
     Ok(count)
 }
 
 /// Aborts timed-out transactions and expires idle producer state until shutdown.
 pub async fn run_timer(broker: Arc<Broker>) {
-    let interval_ms = raw_int(&broker.config, "transaction.abort.timed.out.transaction.cleanup.interval.ms", 10_000).max(10) as u64;
+    let interval_ms = raw_int(
+        &broker.config,
+        "transaction.abort.timed.out.transaction.cleanup.interval.ms",
+        10_000,
+    )
+    .max(10) as u64;
     let producer_expiration_ms = raw_int(&broker.config, "producer.id.expiration.ms", 86_400_000);
     let mut shutdown = broker.shutdown_signal();
     let mut interval = tokio::time::interval(Duration::from_millis(interval_ms));

@@ -29,7 +29,12 @@ pub struct ControllerConfig {
 
 impl Default for ControllerConfig {
     fn default() -> Self {
-        ControllerConfig { num_partitions: 1, default_replication_factor: 1, delete_topic_enable: true, max_partitions_per_request: 10_000 }
+        ControllerConfig {
+            num_partitions: 1,
+            default_replication_factor: 1,
+            delete_topic_enable: true,
+            max_partitions_per_request: 10_000,
+        }
     }
 }
 
@@ -68,7 +73,10 @@ pub enum DeleteTarget {
     Name(String),
     Id(Uuid),
     /// Both or neither were given: always an error.
-    Malformed { name: Option<String>, id: Uuid },
+    Malformed {
+        name: Option<String>,
+        id: Uuid,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,13 +120,22 @@ impl Controller {
         }
         let requested: i64 = specs
             .iter()
-            .map(|s| if s.assignments.is_empty() { i64::from(self.resolve_partitions(s.num_partitions)) } else { s.assignments.len() as i64 })
+            .map(|s| {
+                if s.assignments.is_empty() {
+                    i64::from(self.resolve_partitions(s.num_partitions))
+                } else {
+                    s.assignments.len() as i64
+                }
+            })
             .sum();
         // Names created earlier in this request collide like existing ones.
         let mut created_keys: BTreeSet<String> = BTreeSet::new();
         for spec in specs {
             let result = if requested > self.config.max_partitions_per_request {
-                fail(ErrorCode::PolicyViolation, format!("Excessively large number of partitions per request: {requested}"))
+                fail(
+                    ErrorCode::PolicyViolation,
+                    format!("Excessively large number of partitions per request: {requested}"),
+                )
             } else if seen[spec.name.as_str()] > 1 {
                 fail(ErrorCode::InvalidRequest, "Duplicate topic name.")
             } else {
@@ -127,7 +144,10 @@ impl Controller {
             let result = result.map(|(mut topic, partitions)| {
                 topic.topic_id = new_id();
                 created_keys.insert(topic_name::collision_key(&spec.name));
-                records.push(MetadataRecord::Topic { name: spec.name.clone(), topic_id: topic.topic_id });
+                records.push(MetadataRecord::Topic {
+                    name: spec.name.clone(),
+                    topic_id: topic.topic_id,
+                });
                 for (partition, replicas) in partitions {
                     records.push(MetadataRecord::Partition {
                         topic_id: topic.topic_id,
@@ -148,7 +168,10 @@ impl Controller {
                 }
                 topic
             });
-            outcomes.push(CreateTopicOutcome { name: spec.name.clone(), result });
+            outcomes.push(CreateTopicOutcome {
+                name: spec.name.clone(),
+                result,
+            });
         }
         (outcomes, records)
     }
@@ -170,23 +193,48 @@ impl Controller {
         created_in_request: &BTreeSet<String>,
     ) -> Result<(CreatedTopic, Vec<(i32, Vec<i32>)>), (ErrorCode, String)> {
         if spec.name == "__cluster_metadata" {
-            return fail(ErrorCode::InvalidRequest, "Creation of internal topic __cluster_metadata is prohibited.");
+            return fail(
+                ErrorCode::InvalidRequest,
+                "Creation of internal topic __cluster_metadata is prohibited.",
+            );
         }
         topic_name::validate(&spec.name).map_err(|m| (ErrorCode::InvalidTopicException, m))?;
         if image.topic(&spec.name).is_some() {
-            return fail(ErrorCode::TopicAlreadyExists, format!("Topic '{}' already exists.", spec.name));
+            return fail(
+                ErrorCode::TopicAlreadyExists,
+                format!("Topic '{}' already exists.", spec.name),
+            );
         }
         let key = topic_name::collision_key(&spec.name);
-        if let Some(existing) = image.topics.keys().find(|t| topic_name::collision_key(t) == key) {
-            return fail(ErrorCode::InvalidTopicException, format!("Topic '{}' collides with existing topic: {existing}", spec.name));
+        if let Some(existing) = image
+            .topics
+            .keys()
+            .find(|t| topic_name::collision_key(t) == key)
+        {
+            return fail(
+                ErrorCode::InvalidTopicException,
+                format!(
+                    "Topic '{}' collides with existing topic: {existing}",
+                    spec.name
+                ),
+            );
         }
         if created_in_request.contains(&key) {
-            return fail(ErrorCode::InvalidTopicException, format!("Topic '{}' collides with another topic in this request", spec.name));
+            return fail(
+                ErrorCode::InvalidTopicException,
+                format!(
+                    "Topic '{}' collides with another topic in this request",
+                    spec.name
+                ),
+            );
         }
         let mut configs = BTreeMap::new();
         for (name, value) in &spec.configs {
             let Some(value) = value else {
-                return fail(ErrorCode::InvalidConfig, format!("Null value not supported for topic configs: {name}"));
+                return fail(
+                    ErrorCode::InvalidConfig,
+                    format!("Null value not supported for topic configs: {name}"),
+                );
             };
             validate_config(name, value).map_err(|m| (ErrorCode::InvalidConfig, m))?;
             configs.insert(name.clone(), value.clone());
@@ -201,13 +249,23 @@ impl Controller {
             partitions.sort_by_key(|(p, _)| *p);
             partitions
         } else {
-            let replication_factor = if spec.replication_factor == -1 { self.config.default_replication_factor } else { spec.replication_factor };
+            let replication_factor = if spec.replication_factor == -1 {
+                self.config.default_replication_factor
+            } else {
+                spec.replication_factor
+            };
             if replication_factor <= 0 {
-                return fail(ErrorCode::InvalidReplicationFactor, "Replication factor must be larger than 0, or -1 to use the default value.");
+                return fail(
+                    ErrorCode::InvalidReplicationFactor,
+                    "Replication factor must be larger than 0, or -1 to use the default value.",
+                );
             }
             let num_partitions = self.resolve_partitions(spec.num_partitions);
             if num_partitions <= 0 {
-                return fail(ErrorCode::InvalidPartitions, "Number of partitions was set to an invalid non-positive value.");
+                return fail(
+                    ErrorCode::InvalidPartitions,
+                    "Number of partitions was set to an invalid non-positive value.",
+                );
             }
             if replication_factor as usize > brokers.len() {
                 return fail(
@@ -215,32 +273,58 @@ impl Controller {
                     format!("Unable to replicate the partition {replication_factor} time(s): The target replication factor of {replication_factor} cannot be reached because only {} broker(s) are registered.", brokers.len()),
                 );
             }
-            place_replicas(&spec.name, num_partitions, replication_factor as usize, &brokers)
+            place_replicas(
+                &spec.name,
+                num_partitions,
+                replication_factor as usize,
+                &brokers,
+            )
         };
         let replication_factor = partitions.first().map(|(_, r)| r.len() as i16).unwrap_or(0);
         Ok((
-            CreatedTopic { topic_id: Uuid::nil(), num_partitions: partitions.len() as i32, replication_factor, configs },
+            CreatedTopic {
+                topic_id: Uuid::nil(),
+                num_partitions: partitions.len() as i32,
+                replication_factor,
+                configs,
+            },
             partitions,
         ))
     }
 
-    fn check_assignments(&self, assignments: &[(i32, Vec<i32>)], brokers: &[i32]) -> Result<(), (ErrorCode, String)> {
+    fn check_assignments(
+        &self,
+        assignments: &[(i32, Vec<i32>)],
+        brokers: &[i32],
+    ) -> Result<(), (ErrorCode, String)> {
         let mut indexes: Vec<i32> = assignments.iter().map(|(p, _)| *p).collect();
         indexes.sort_unstable();
         if indexes.iter().enumerate().any(|(i, p)| *p != i as i32) {
-            return fail(ErrorCode::InvalidReplicaAssignment, "Partitions should be a consecutive 0-based integer sequence");
+            return fail(
+                ErrorCode::InvalidReplicaAssignment,
+                "Partitions should be a consecutive 0-based integer sequence",
+            );
         }
         let rf = assignments[0].1.len();
         for (partition, replicas) in assignments {
             if replicas.is_empty() {
-                return fail(ErrorCode::InvalidReplicaAssignment, format!("Partition {partition} has no replicas"));
+                return fail(
+                    ErrorCode::InvalidReplicaAssignment,
+                    format!("Partition {partition} has no replicas"),
+                );
             }
             if replicas.len() != rf {
-                return fail(ErrorCode::InvalidReplicaAssignment, "All partitions should have the same number of replicas");
+                return fail(
+                    ErrorCode::InvalidReplicaAssignment,
+                    "All partitions should have the same number of replicas",
+                );
             }
             let unique: BTreeSet<i32> = replicas.iter().copied().collect();
             if unique.len() != replicas.len() {
-                return fail(ErrorCode::InvalidReplicaAssignment, format!("Duplicate brokers in the assignment of partition {partition}"));
+                return fail(
+                    ErrorCode::InvalidReplicaAssignment,
+                    format!("Duplicate brokers in the assignment of partition {partition}"),
+                );
             }
             if let Some(missing) = replicas.iter().find(|b| !brokers.contains(b)) {
                 return fail(ErrorCode::InvalidReplicaAssignment, format!("The manual partition assignment includes broker {missing}, but no such broker is registered."));
@@ -251,11 +335,21 @@ impl Controller {
 
     /// Partitions to add to every topic named, for auto-creation: Kafka's defaults.
     pub fn auto_create_spec(&self, name: &str) -> TopicSpec {
-        TopicSpec { name: name.to_string(), num_partitions: -1, replication_factor: -1, assignments: Vec::new(), configs: Vec::new() }
+        TopicSpec {
+            name: name.to_string(),
+            num_partitions: -1,
+            replication_factor: -1,
+            assignments: Vec::new(),
+            configs: Vec::new(),
+        }
     }
 
     /// Decides a DeleteTopics request.
-    pub fn delete_topics(&self, image: &ClusterImage, targets: &[DeleteTarget]) -> (Vec<DeleteTopicOutcome>, Vec<MetadataRecord>) {
+    pub fn delete_topics(
+        &self,
+        image: &ClusterImage,
+        targets: &[DeleteTarget],
+    ) -> (Vec<DeleteTopicOutcome>, Vec<MetadataRecord>) {
         let mut outcomes = Vec::with_capacity(targets.len());
         let mut records = Vec::new();
         let mut seen_ids = BTreeSet::new();
@@ -266,21 +360,57 @@ impl Controller {
                     *count.entry(name).or_default() += 1;
                 }
             }
-            count.into_iter().filter(|(_, n)| *n > 1).map(|(name, _)| name).collect()
+            count
+                .into_iter()
+                .filter(|(_, n)| *n > 1)
+                .map(|(name, _)| name)
+                .collect()
         };
         for target in targets {
-            let outcome = |name: Option<String>, topic_id: Uuid, error: ErrorCode, message: Option<String>| DeleteTopicOutcome { name, topic_id, error, message };
+            let outcome = |name: Option<String>,
+                           topic_id: Uuid,
+                           error: ErrorCode,
+                           message: Option<String>| DeleteTopicOutcome {
+                name,
+                topic_id,
+                error,
+                message,
+            };
             let resolved = match target {
                 DeleteTarget::Malformed { name, id } => {
-                    outcomes.push(outcome(name.clone(), *id, ErrorCode::InvalidRequest, Some("Neither or both topic name and id were given".into())));
+                    outcomes.push(outcome(
+                        name.clone(),
+                        *id,
+                        ErrorCode::InvalidRequest,
+                        Some("Neither or both topic name and id were given".into()),
+                    ));
                     continue;
                 }
                 DeleteTarget::Name(name) if duplicate_names.contains(name.as_str()) => {
-                    outcomes.push(outcome(Some(name.clone()), Uuid::nil(), ErrorCode::InvalidRequest, Some("Duplicate topic name.".into())));
+                    outcomes.push(outcome(
+                        Some(name.clone()),
+                        Uuid::nil(),
+                        ErrorCode::InvalidRequest,
+                        Some("Duplicate topic name.".into()),
+                    ));
                     continue;
                 }
-                DeleteTarget::Name(name) => image.topic(name).ok_or_else(|| outcome(Some(name.clone()), Uuid::nil(), ErrorCode::UnknownTopicOrPartition, Some("This server does not host this topic-partition.".into()))),
-                DeleteTarget::Id(id) => image.topic_by_id(id).ok_or_else(|| outcome(None, *id, ErrorCode::UnknownTopicId, Some("This server does not host this topic ID.".into()))),
+                DeleteTarget::Name(name) => image.topic(name).ok_or_else(|| {
+                    outcome(
+                        Some(name.clone()),
+                        Uuid::nil(),
+                        ErrorCode::UnknownTopicOrPartition,
+                        Some("This server does not host this topic-partition.".into()),
+                    )
+                }),
+                DeleteTarget::Id(id) => image.topic_by_id(id).ok_or_else(|| {
+                    outcome(
+                        None,
+                        *id,
+                        ErrorCode::UnknownTopicId,
+                        Some("This server does not host this topic ID.".into()),
+                    )
+                }),
             };
             let topic = match resolved {
                 Ok(topic) => topic,
@@ -290,15 +420,32 @@ impl Controller {
                 }
             };
             if !self.config.delete_topic_enable {
-                outcomes.push(outcome(Some(topic.name.to_string()), topic.topic_id, ErrorCode::TopicDeletionDisabled, Some("Topic deletion is disabled.".into())));
+                outcomes.push(outcome(
+                    Some(topic.name.to_string()),
+                    topic.topic_id,
+                    ErrorCode::TopicDeletionDisabled,
+                    Some("Topic deletion is disabled.".into()),
+                ));
                 continue;
             }
             if !seen_ids.insert(topic.topic_id) {
-                outcomes.push(outcome(Some(topic.name.to_string()), topic.topic_id, ErrorCode::InvalidRequest, Some("Duplicate topic id.".into())));
+                outcomes.push(outcome(
+                    Some(topic.name.to_string()),
+                    topic.topic_id,
+                    ErrorCode::InvalidRequest,
+                    Some("Duplicate topic id.".into()),
+                ));
                 continue;
             }
-            records.push(MetadataRecord::RemoveTopic { topic_id: topic.topic_id });
-            outcomes.push(outcome(Some(topic.name.to_string()), topic.topic_id, ErrorCode::None, None));
+            records.push(MetadataRecord::RemoveTopic {
+                topic_id: topic.topic_id,
+            });
+            outcomes.push(outcome(
+                Some(topic.name.to_string()),
+                topic.topic_id,
+                ErrorCode::None,
+                None,
+            ));
         }
         (outcomes, records)
     }
@@ -319,7 +466,11 @@ pub struct PartitionIncrease {
 
 impl Controller {
     /// Decides a CreatePartitions request: per-topic errors and the new partitions.
-    pub fn create_partitions(&self, image: &ClusterImage, increases: &[PartitionIncrease]) -> (PartitionOutcomes, Vec<MetadataRecord>) {
+    pub fn create_partitions(
+        &self,
+        image: &ClusterImage,
+        increases: &[PartitionIncrease],
+    ) -> (PartitionOutcomes, Vec<MetadataRecord>) {
         let mut outcomes = Vec::new();
         let mut records = Vec::new();
         let brokers: Vec<i32> = image.brokers.keys().copied().collect();
@@ -330,17 +481,28 @@ impl Controller {
                     return fail(ErrorCode::InvalidRequest, "Duplicate topic in the request.");
                 }
                 let Some(topic) = image.topic(&increase.topic) else {
-                    return fail(ErrorCode::UnknownTopicOrPartition, format!("The topic '{}' does not exist.", increase.topic));
+                    return fail(
+                        ErrorCode::UnknownTopicOrPartition,
+                        format!("The topic '{}' does not exist.", increase.topic),
+                    );
                 };
                 let current = topic.partitions.len() as i32;
                 if increase.count < current {
                     return fail(ErrorCode::InvalidPartitions, format!("The topic {} currently has {current} partition(s); {} would not be an increase.", increase.topic, increase.count));
                 }
                 if increase.count == current {
-                    return fail(ErrorCode::InvalidPartitions, format!("Topic already has {current} partition(s)."));
+                    return fail(
+                        ErrorCode::InvalidPartitions,
+                        format!("Topic already has {current} partition(s)."),
+                    );
                 }
                 let new_count = (increase.count - current) as usize;
-                let rf = topic.partitions.values().next().map(|p| p.replicas.len()).unwrap_or(1);
+                let rf = topic
+                    .partitions
+                    .values()
+                    .next()
+                    .map(|p| p.replicas.len())
+                    .unwrap_or(1);
                 let placed: Vec<Vec<i32>> = match &increase.assignments {
                     Some(assignments) => {
                         if assignments.len() != new_count {
@@ -360,7 +522,11 @@ impl Controller {
                         if rf > brokers.len() {
                             return fail(ErrorCode::InvalidReplicationFactor, format!("Unable to replicate the partition {rf} time(s): only {} broker(s) are registered.", brokers.len()));
                         }
-                        place_replicas(&increase.topic, increase.count, rf, &brokers).into_iter().skip(current as usize).map(|(_, r)| r).collect()
+                        place_replicas(&increase.topic, increase.count, rf, &brokers)
+                            .into_iter()
+                            .skip(current as usize)
+                            .map(|(_, r)| r)
+                            .collect()
                     }
                 };
                 for (i, replicas) in placed.into_iter().enumerate() {
@@ -382,21 +548,36 @@ impl Controller {
     }
 
     /// The records that turn `resource`'s current config overrides into `wanted`.
-    pub fn alter_configs(&self, image: &ClusterImage, resource: &ConfigResource, wanted: &BTreeMap<String, String>) -> Vec<MetadataRecord> {
+    pub fn alter_configs(
+        &self,
+        image: &ClusterImage,
+        resource: &ConfigResource,
+        wanted: &BTreeMap<String, String>,
+    ) -> Vec<MetadataRecord> {
         let empty = BTreeMap::new();
         let current = match resource {
-            ConfigResource::Topic(topic) => image.topic(topic).map(|t| &t.configs).unwrap_or(&empty),
+            ConfigResource::Topic(topic) => {
+                image.topic(topic).map(|t| &t.configs).unwrap_or(&empty)
+            }
             other => image.broker_configs.get(other).unwrap_or(&empty),
         };
         let mut records = Vec::new();
         for (name, value) in wanted {
             if current.get(name) != Some(value) {
-                records.push(MetadataRecord::Config { resource: resource.clone(), name: name.clone(), value: Some(value.clone()) });
+                records.push(MetadataRecord::Config {
+                    resource: resource.clone(),
+                    name: name.clone(),
+                    value: Some(value.clone()),
+                });
             }
         }
         for name in current.keys() {
             if !wanted.contains_key(name) {
-                records.push(MetadataRecord::Config { resource: resource.clone(), name: name.clone(), value: None });
+                records.push(MetadataRecord::Config {
+                    resource: resource.clone(),
+                    name: name.clone(),
+                    value: None,
+                });
             }
         }
         records
@@ -405,12 +586,21 @@ impl Controller {
 
 /// Kafka-style placement: partition `p`'s replicas start at broker `(start + p)`,
 /// where `start` depends on the topic name, so leaders spread over the brokers.
-fn place_replicas(topic: &str, partitions: i32, replication_factor: usize, brokers: &[i32]) -> Vec<(i32, Vec<i32>)> {
-    let start = topic.bytes().fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize));
+fn place_replicas(
+    topic: &str,
+    partitions: i32,
+    replication_factor: usize,
+    brokers: &[i32],
+) -> Vec<(i32, Vec<i32>)> {
+    let start = topic
+        .bytes()
+        .fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize));
     (0..partitions)
         .map(|p| {
             let first = start.wrapping_add(p as usize);
-            let replicas = (0..replication_factor).map(|i| brokers[(first + i) % brokers.len()]).collect();
+            let replicas = (0..replication_factor)
+                .map(|i| brokers[(first + i) % brokers.len()])
+                .collect();
             (p, replicas)
         })
         .collect()
@@ -430,7 +620,12 @@ mod tests {
                     &MetadataRecord::RegisterBroker {
                         node_id,
                         incarnation_id: Uuid::from_u128(node_id as u128),
-                        endpoints: vec![Endpoint { name: "PLAINTEXT".into(), host: "127.0.0.1".into(), port: 9092, security_protocol: "PLAINTEXT".into() }],
+                        endpoints: vec![Endpoint {
+                            name: "PLAINTEXT".into(),
+                            host: "127.0.0.1".into(),
+                            port: 9092,
+                            security_protocol: "PLAINTEXT".into(),
+                        }],
                         rack: None,
                     },
                 )
@@ -450,7 +645,12 @@ mod tests {
     }
 
     fn spec(name: &str, partitions: i32, rf: i16) -> TopicSpec {
-        TopicSpec { name: name.into(), num_partitions: partitions, replication_factor: rf, ..TopicSpec::default() }
+        TopicSpec {
+            name: name.into(),
+            num_partitions: partitions,
+            replication_factor: rf,
+            ..TopicSpec::default()
+        }
     }
 
     fn create(image: &mut ClusterImage, specs: &[TopicSpec]) -> Vec<CreateTopicOutcome> {
@@ -481,8 +681,14 @@ mod tests {
         assert_eq!(error_of(&outcomes[0]), ErrorCode::None);
         let topic = image.topic("orders").unwrap();
         assert_eq!(topic.partitions.len(), 3);
-        assert!(topic.partitions.values().all(|p| p.leader == 1 && p.isr == vec![1] && p.leader_epoch == 0));
-        assert_eq!(image.topic_by_id(&topic.topic_id).unwrap().name.as_ref(), "orders");
+        assert!(topic
+            .partitions
+            .values()
+            .all(|p| p.leader == 1 && p.isr == vec![1] && p.leader_epoch == 0));
+        assert_eq!(
+            image.topic_by_id(&topic.topic_id).unwrap().name.as_ref(),
+            "orders"
+        );
     }
 
     #[test]
@@ -503,7 +709,18 @@ mod tests {
         with_null_config.configs = vec![("retention.ms".into(), None)];
         let outcomes = create(
             &mut image,
-            &[spec("exists", 1, 1), spec("bad name", 1, 1), spec("zero", 0, 1), spec("rf3", 1, 3), spec("rf0", 1, 0), with_bad_config, with_null_config, spec("dup", 1, 1), spec("dup", 1, 1), spec("exists_", 1, 1)],
+            &[
+                spec("exists", 1, 1),
+                spec("bad name", 1, 1),
+                spec("zero", 0, 1),
+                spec("rf3", 1, 3),
+                spec("rf0", 1, 0),
+                with_bad_config,
+                with_null_config,
+                spec("dup", 1, 1),
+                spec("dup", 1, 1),
+                spec("exists_", 1, 1),
+            ],
         );
         let codes: Vec<ErrorCode> = outcomes.iter().map(error_of).collect();
         assert_eq!(
@@ -522,7 +739,11 @@ mod tests {
             ]
         );
         let outcomes = create(&mut image, &[spec("exists.", 1, 1)]);
-        assert_eq!(error_of(&outcomes[0]), ErrorCode::InvalidTopicException, "collides after '.'/'_' normalisation");
+        assert_eq!(
+            error_of(&outcomes[0]),
+            ErrorCode::InvalidTopicException,
+            "collides after '.'/'_' normalisation"
+        );
     }
 
     #[test]
@@ -533,10 +754,23 @@ mod tests {
         let controller = Controller::default();
         let (outcomes, records) = controller.delete_topics(
             &image,
-            &[DeleteTarget::Name("a".into()), DeleteTarget::Id(b_id), DeleteTarget::Name("nope".into()), DeleteTarget::Id(Uuid::from_u128(999))],
+            &[
+                DeleteTarget::Name("a".into()),
+                DeleteTarget::Id(b_id),
+                DeleteTarget::Name("nope".into()),
+                DeleteTarget::Id(Uuid::from_u128(999)),
+            ],
         );
         let codes: Vec<ErrorCode> = outcomes.iter().map(|o| o.error).collect();
-        assert_eq!(codes, vec![ErrorCode::None, ErrorCode::None, ErrorCode::UnknownTopicOrPartition, ErrorCode::UnknownTopicId]);
+        assert_eq!(
+            codes,
+            vec![
+                ErrorCode::None,
+                ErrorCode::None,
+                ErrorCode::UnknownTopicOrPartition,
+                ErrorCode::UnknownTopicId
+            ]
+        );
         for record in &records {
             image.apply(image.last_offset + 1, record).unwrap();
         }

@@ -64,20 +64,34 @@ impl ClusterImage {
     }
 
     pub fn topic_by_id(&self, id: &Uuid) -> Option<&TopicImage> {
-        self.topic_names.get(id).and_then(|name| self.topics.get(name))
+        self.topic_names
+            .get(id)
+            .and_then(|name| self.topics.get(name))
     }
 
     pub fn partition(&self, topic: &str, partition: i32) -> Option<&PartitionImage> {
-        self.topics.get(topic).and_then(|t| t.partitions.get(&partition))
+        self.topics
+            .get(topic)
+            .and_then(|t| t.partitions.get(&partition))
     }
 
     /// Applies one record at `offset` of the metadata log.
     pub fn apply(&mut self, offset: i64, record: &MetadataRecord) -> Result<(), ImageError> {
         match record {
-            MetadataRecord::RegisterBroker { node_id, incarnation_id, endpoints, rack } => {
+            MetadataRecord::RegisterBroker {
+                node_id,
+                incarnation_id,
+                endpoints,
+                rack,
+            } => {
                 self.brokers.insert(
                     *node_id,
-                    BrokerInfo { node_id: *node_id, incarnation_id: *incarnation_id, endpoints: endpoints.clone(), rack: rack.clone() },
+                    BrokerInfo {
+                        node_id: *node_id,
+                        incarnation_id: *incarnation_id,
+                        endpoints: endpoints.clone(),
+                        rack: rack.clone(),
+                    },
                 );
             }
             MetadataRecord::Topic { name, topic_id } => {
@@ -88,10 +102,23 @@ impl ClusterImage {
                 self.topic_names.insert(*topic_id, Arc::clone(&name));
                 self.topics.insert(
                     Arc::clone(&name),
-                    TopicImage { name, topic_id: *topic_id, partitions: BTreeMap::new(), configs: BTreeMap::new() },
+                    TopicImage {
+                        name,
+                        topic_id: *topic_id,
+                        partitions: BTreeMap::new(),
+                        configs: BTreeMap::new(),
+                    },
                 );
             }
-            MetadataRecord::Partition { topic_id, partition, replicas, isr, leader, leader_epoch, partition_epoch } => {
+            MetadataRecord::Partition {
+                topic_id,
+                partition,
+                replicas,
+                isr,
+                leader,
+                leader_epoch,
+                partition_epoch,
+            } => {
                 let topic = self.topic_mut(topic_id)?;
                 topic.partitions.insert(
                     *partition,
@@ -105,7 +132,13 @@ impl ClusterImage {
                     },
                 );
             }
-            MetadataRecord::PartitionChange { topic_id, partition, leader, isr, replicas } => {
+            MetadataRecord::PartitionChange {
+                topic_id,
+                partition,
+                leader,
+                isr,
+                replicas,
+            } => {
                 let topic = self.topic_mut(topic_id)?;
                 if let Some(p) = topic.partitions.get_mut(partition) {
                     if let Some(leader) = leader {
@@ -123,7 +156,11 @@ impl ClusterImage {
                     p.partition_epoch += 1;
                 }
             }
-            MetadataRecord::Config { resource, name, value } => {
+            MetadataRecord::Config {
+                resource,
+                name,
+                value,
+            } => {
                 let configs = match resource {
                     ConfigResource::Topic(topic) => match self.topics.get_mut(topic.as_str()) {
                         Some(t) => &mut t.configs,
@@ -137,11 +174,16 @@ impl ClusterImage {
                     None => configs.remove(name),
                 };
             }
-            MetadataRecord::ProducerIds { next_producer_id, .. } => {
+            MetadataRecord::ProducerIds {
+                next_producer_id, ..
+            } => {
                 self.next_producer_id = self.next_producer_id.max(*next_producer_id);
             }
             MetadataRecord::RemoveTopic { topic_id } => {
-                let name = self.topic_names.remove(topic_id).ok_or(ImageError::UnknownTopicId(*topic_id))?;
+                let name = self
+                    .topic_names
+                    .remove(topic_id)
+                    .ok_or(ImageError::UnknownTopicId(*topic_id))?;
                 self.topics.remove(&name);
             }
         }
@@ -150,7 +192,12 @@ impl ClusterImage {
     }
 
     fn topic_mut(&mut self, topic_id: &Uuid) -> Result<&mut TopicImage, ImageError> {
-        let name = self.topic_names.get(topic_id).ok_or(ImageError::UnknownTopicId(*topic_id))?;
-        self.topics.get_mut(name).ok_or(ImageError::UnknownTopicId(*topic_id))
+        let name = self
+            .topic_names
+            .get(topic_id)
+            .ok_or(ImageError::UnknownTopicId(*topic_id))?;
+        self.topics
+            .get_mut(name)
+            .ok_or(ImageError::UnknownTopicId(*topic_id))
     }
 }

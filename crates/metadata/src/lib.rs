@@ -11,6 +11,9 @@ pub mod image;
 pub mod records;
 pub mod topic_name;
 
-pub use controller::{Controller, ControllerConfig, CreateTopicOutcome, CreatedTopic, DeleteTarget, DeleteTopicOutcome, PartitionIncrease, TopicSpec};
+pub use controller::{
+    Controller, ControllerConfig, CreateTopicOutcome, CreatedTopic, DeleteTarget,
+    DeleteTopicOutcome, PartitionIncrease, TopicSpec,
+};
 pub use image::{BrokerInfo, ClusterImage, PartitionImage, TopicImage};
 pub use records::{ConfigResource, Endpoint, MetadataRecord};

@@ -92,13 +92,33 @@ mod tests {
     #[test]
     fn records_round_trip_through_json() {
         let records = vec![
-            MetadataRecord::Topic { name: "orders".into(), topic_id: Uuid::from_u128(7) },
-            MetadataRecord::Partition { topic_id: Uuid::from_u128(7), partition: 0, replicas: vec![1], isr: vec![1], leader: 1, leader_epoch: 0, partition_epoch: 0 },
-            MetadataRecord::Config { resource: ConfigResource::Topic("orders".into()), name: "retention.ms".into(), value: Some("1000".into()) },
-            MetadataRecord::RemoveTopic { topic_id: Uuid::from_u128(7) },
+            MetadataRecord::Topic {
+                name: "orders".into(),
+                topic_id: Uuid::from_u128(7),
+            },
+            MetadataRecord::Partition {
+                topic_id: Uuid::from_u128(7),
+                partition: 0,
+                replicas: vec![1],
+                isr: vec![1],
+                leader: 1,
+                leader_epoch: 0,
+                partition_epoch: 0,
+            },
+            MetadataRecord::Config {
+                resource: ConfigResource::Topic("orders".into()),
+                name: "retention.ms".into(),
+                value: Some("1000".into()),
+            },
+            MetadataRecord::RemoveTopic {
+                topic_id: Uuid::from_u128(7),
+            },
         ];
         for record in records {
-            assert_eq!(MetadataRecord::from_json(&record.to_json()).unwrap(), record);
+            assert_eq!(
+                MetadataRecord::from_json(&record.to_json()).unwrap(),
+                record
+            );
         }
     }
 }

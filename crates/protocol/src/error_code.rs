@@ -213,7 +213,10 @@ mod tests {
     #[test]
     fn names_and_values_match_kafka() {
         assert_eq!(ErrorCode::UnknownTopicOrPartition.code(), 3);
-        assert_eq!(ErrorCode::UnknownTopicOrPartition.name(), "UNKNOWN_TOPIC_OR_PARTITION");
+        assert_eq!(
+            ErrorCode::UnknownTopicOrPartition.name(),
+            "UNKNOWN_TOPIC_OR_PARTITION"
+        );
         assert_eq!(ErrorCode::UnsupportedVersion.code(), 35);
         assert_eq!(ErrorCode::UnknownServerError.code(), -1);
         assert!(ErrorCode::NotLeaderOrFollower.is_retriable());

@@ -44,7 +44,11 @@ pub enum FrameError {
     #[error("unknown api key {api_key} (correlation id {correlation_id})")]
     UnknownApiKey { api_key: i16, correlation_id: i32 },
     #[error("malformed request header for {api_key:?} v{api_version}: {reason}")]
-    MalformedHeader { api_key: ApiKey, api_version: i16, reason: String },
+    MalformedHeader {
+        api_key: ApiKey,
+        api_version: i16,
+        reason: String,
+    },
 }
 
 /// The fixed first 8 bytes of every request header.
@@ -61,13 +65,23 @@ pub fn peek_request_ids(frame: &[u8]) -> Result<(i16, i16, i32), FrameError> {
 /// Decodes the request header of `frame` (a frame without its size prefix).
 pub fn parse_request(mut frame: Bytes) -> Result<RequestFrame, FrameError> {
     let (key, api_version, correlation_id) = peek_request_ids(&frame)?;
-    let api_key = ApiKey::try_from(key)
-        .map_err(|_| FrameError::UnknownApiKey { api_key: key, correlation_id })?;
+    let api_key = ApiKey::try_from(key).map_err(|_| FrameError::UnknownApiKey {
+        api_key: key,
+        correlation_id,
+    })?;
     let header_version = api_key.request_header_version(api_version);
     let header = RequestHeader::decode(&mut frame, header_version).map_err(|e| {
-        FrameError::MalformedHeader { api_key, api_version, reason: e.to_string() }
+        FrameError::MalformedHeader {
+            api_key,
+            api_version,
+            reason: e.to_string(),
+        }
     })?;
-    Ok(RequestFrame { api_key, header, body: frame })
+    Ok(RequestFrame {
+        api_key,
+        header,
+        body: frame,
+    })
 }
 
 /// Why a response could not be encoded (a bug or a version the message lacks).
@@ -86,7 +100,11 @@ pub fn encode_response<M: Encodable>(
     correlation_id: i32,
     body: &M,
 ) -> Result<BytesMut, EncodeError> {
-    let fail = |e: anyhow::Error| EncodeError { api_key, api_version, reason: e.to_string() };
+    let fail = |e: anyhow::Error| EncodeError {
+        api_key,
+        api_version,
+        reason: e.to_string(),
+    };
     let header_version = response_header_version(api_key, api_version);
     let header = ResponseHeader::default().with_correlation_id(correlation_id);
     let header_size = header.compute_size(header_version).map_err(fail)?;
@@ -111,16 +129,24 @@ pub fn response_header_version(api_key: ApiKey, api_version: i16) -> i16 {
 }
 
 /// Encodes a request frame, size prefix included (for clients and tests).
-pub fn encode_request<M: Encodable>(header: &RequestHeader, body: &M) -> Result<BytesMut, EncodeError> {
+pub fn encode_request<M: Encodable>(
+    header: &RequestHeader,
+    body: &M,
+) -> Result<BytesMut, EncodeError> {
     let api_key = ApiKey::try_from(header.request_api_key).map_err(|_| EncodeError {
         api_key: ApiKey::ApiVersions,
         api_version: header.request_api_version,
         reason: format!("unknown api key {}", header.request_api_key),
     })?;
     let api_version = header.request_api_version;
-    let fail = |e: anyhow::Error| EncodeError { api_key, api_version, reason: e.to_string() };
+    let fail = |e: anyhow::Error| EncodeError {
+        api_key,
+        api_version,
+        reason: e.to_string(),
+    };
     let header_version = api_key.request_header_version(api_version);
-    let size = header.compute_size(header_version).map_err(fail)? + body.compute_size(api_version).map_err(fail)?;
+    let size = header.compute_size(header_version).map_err(fail)?
+        + body.compute_size(api_version).map_err(fail)?;
     let mut out = BytesMut::with_capacity(SIZE_PREFIX_LEN + size);
     out.put_i32(size as i32);
     header.encode(&mut out, header_version).map_err(fail)?;

@@ -18,11 +18,17 @@ mod request_codec;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use protocol::kafka::messages::api_versions_request::ApiVersionsRequest;
-use protocol::kafka::messages::create_topics_request::{CreatableReplicaAssignment, CreatableTopic, CreatableTopicConfig, CreateTopicsRequest};
+use protocol::kafka::messages::create_topics_request::{
+    CreatableReplicaAssignment, CreatableTopic, CreatableTopicConfig, CreateTopicsRequest,
+};
 use protocol::kafka::messages::fetch_request::{FetchPartition, FetchRequest, FetchTopic};
-use protocol::kafka::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsRequest, ListOffsetsTopic};
+use protocol::kafka::messages::list_offsets_request::{
+    ListOffsetsPartition, ListOffsetsRequest, ListOffsetsTopic,
+};
 use protocol::kafka::messages::metadata_request::{MetadataRequest, MetadataRequestTopic};
-use protocol::kafka::messages::produce_request::{PartitionProduceData, ProduceRequest, TopicProduceData};
+use protocol::kafka::messages::produce_request::{
+    PartitionProduceData, ProduceRequest, TopicProduceData,
+};
 use protocol::kafka::messages::{ApiKey, BrokerId, RequestHeader, TopicName};
 use protocol::kafka::protocol::{Encodable, StrBytes};
 use protocol::records::{BatchBuilder, Compression, NewRecord};
@@ -79,7 +85,10 @@ struct Rng(u64);
 
 impl Rng {
     fn from_env() -> Rng {
-        let seed = std::env::var("RIVULET_FUZZ_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x5eed_4a11_u64);
+        let seed = std::env::var("RIVULET_FUZZ_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0x5eed_4a11_u64);
         Rng(seed)
     }
 
@@ -155,8 +164,18 @@ fn topic(name: &'static str) -> TopicName {
 
 fn sample_records() -> Bytes {
     let mut builder = BatchBuilder::new(Compression::None);
-    builder.append(&NewRecord { timestamp: 1_000, key: Some(b"key"), value: Some(b"value"), headers: &[("h", Some(b"x"))] });
-    builder.append(&NewRecord { timestamp: 1_001, key: None, value: None, headers: &[] });
+    builder.append(&NewRecord {
+        timestamp: 1_000,
+        key: Some(b"key"),
+        value: Some(b"value"),
+        headers: &[("h", Some(b"x"))],
+    });
+    builder.append(&NewRecord {
+        timestamp: 1_001,
+        key: None,
+        value: None,
+        headers: &[],
+    });
     Bytes::from(builder.build().unwrap())
 }
 
@@ -166,9 +185,14 @@ fn sample_records() -> Bytes {
 fn seed_frames() -> Vec<Bytes> {
     let mut frames = Vec::new();
     let s = StrBytes::from_static_str;
-    let produce = ProduceRequest::default().with_acks(-1).with_timeout_ms(30_000).with_topic_data(vec![TopicProduceData::default()
-        .with_name(topic("orders"))
-        .with_partition_data(vec![PartitionProduceData::default().with_index(0).with_records(Some(sample_records()))])]);
+    let produce = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(30_000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(topic("orders"))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(sample_records()))])]);
     let fetch = FetchRequest::default()
         .with_max_wait_ms(500)
         .with_min_bytes(1)
@@ -176,7 +200,10 @@ fn seed_frames() -> Vec<Bytes> {
         .with_topics(vec![FetchTopic::default()
             .with_topic(topic("orders"))
             .with_topic_id(uuid::Uuid::from_u128(0x1234))
-            .with_partitions(vec![FetchPartition::default().with_partition(0).with_fetch_offset(42).with_partition_max_bytes(1 << 20)])])
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(0)
+                .with_fetch_offset(42)
+                .with_partition_max_bytes(1 << 20)])])
         .with_rack_id(s("rack-a"));
     let metadata = MetadataRequest::default()
         .with_topics(Some(vec![
@@ -189,16 +216,29 @@ fn seed_frames() -> Vec<Bytes> {
             .with_name(topic("orders"))
             .with_num_partitions(-1)
             .with_replication_factor(-1)
-            .with_assignments(vec![CreatableReplicaAssignment::default().with_partition_index(0).with_broker_ids(vec![BrokerId(1)])])
+            .with_assignments(vec![CreatableReplicaAssignment::default()
+                .with_partition_index(0)
+                .with_broker_ids(vec![BrokerId(1)])])
             .with_configs(vec![
-                CreatableTopicConfig::default().with_name(s("cleanup.policy")).with_value(Some(s("compact"))),
-                CreatableTopicConfig::default().with_name(s("retention.ms")).with_value(None),
+                CreatableTopicConfig::default()
+                    .with_name(s("cleanup.policy"))
+                    .with_value(Some(s("compact"))),
+                CreatableTopicConfig::default()
+                    .with_name(s("retention.ms"))
+                    .with_value(None),
             ])])
         .with_timeout_ms(10_000);
-    let list_offsets = ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![ListOffsetsTopic::default()
-        .with_name(topic("orders"))
-        .with_partitions(vec![ListOffsetsPartition::default().with_partition_index(0).with_timestamp(-1).with_current_leader_epoch(3)])]);
-    let api_versions = ApiVersionsRequest::default().with_client_software_name(s("decoder-fuzz")).with_client_software_version(s("1.0"));
+    let list_offsets = ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_topics(vec![ListOffsetsTopic::default()
+            .with_name(topic("orders"))
+            .with_partitions(vec![ListOffsetsPartition::default()
+                .with_partition_index(0)
+                .with_timestamp(-1)
+                .with_current_leader_epoch(3)])]);
+    let api_versions = ApiVersionsRequest::default()
+        .with_client_software_name(s("decoder-fuzz"))
+        .with_client_software_version(s("1.0"));
     for version in 0..=ApiKey::Produce.valid_versions().max {
         frames.extend(frame_for(ApiKey::Produce, version, &produce));
     }
@@ -233,12 +273,16 @@ fn every_api_key_of_the_codec_has_a_request_type_with_its_versions() {
     keys.dedup();
     assert_eq!(keys.len(), KEYS.len(), "a request type is listed twice");
     for key in ApiKey::iter() {
-        let range = versions(key as i16).unwrap_or_else(|| panic!("{key:?} has no request type in the list"));
+        let range = versions(key as i16)
+            .unwrap_or_else(|| panic!("{key:?} has no request type in the list"));
         // The key's listed range and the message's own may differ by an unreleased
         // version (OffsetCommit lists v10, its message type stops at v9); a version
         // the message lacks is a decode error, which the random tests cover.
         let listed = key.valid_versions();
-        assert!(!range.intersect(&listed).is_empty(), "{key:?}: {range} vs {listed}");
+        assert!(
+            !range.intersect(&listed).is_empty(),
+            "{key:?}: {range} vs {listed}"
+        );
     }
     assert_eq!(KEYS.len(), ApiKey::iter().count());
 }
@@ -247,13 +291,24 @@ fn every_api_key_of_the_codec_has_a_request_type_with_its_versions() {
 fn valid_requests_of_every_key_and_version_round_trip() {
     let seeds = seed_frames();
     // Every default body encodes at every version of its key.
-    let defaults: usize = KEYS.iter().map(|&k| {
-        let r = versions(k).unwrap();
-        (r.max - r.min + 1) as usize
-    }).sum();
-    assert!(seeds.len() > defaults, "{} seeds for {defaults} key/versions", seeds.len());
+    let defaults: usize = KEYS
+        .iter()
+        .map(|&k| {
+            let r = versions(k).unwrap();
+            (r.max - r.min + 1) as usize
+        })
+        .sum();
+    assert!(
+        seeds.len() > defaults,
+        "{} seeds for {defaults} key/versions",
+        seeds.len()
+    );
     for frame in &seeds {
-        assert_eq!(check(frame), Checked::RoundTripped, "a valid frame: {frame:02x?}");
+        assert_eq!(
+            check(frame),
+            Checked::RoundTripped,
+            "a valid frame: {frame:02x?}"
+        );
     }
 }
 
@@ -321,7 +376,11 @@ fn random_frames_are_rejected_or_round_trip() {
                     frame.extend_from_slice(b"abc");
                 }
             }
-            if protocol::kafka::messages::ApiKey::try_from(key).unwrap().request_header_version(version) >= 2 {
+            if protocol::kafka::messages::ApiKey::try_from(key)
+                .unwrap()
+                .request_header_version(version)
+                >= 2
+            {
                 frame.put_u8(0);
             }
             let len = rng.below(64);
@@ -386,7 +445,8 @@ fn mutated_valid_frames_are_rejected_or_round_trip() {
                     // Another version of the same key: fields shift meaning.
                     let key = i16::from_be_bytes([frame[0], frame[1]]);
                     if let Some(range) = versions(key) {
-                        let version = range.min + rng.below((range.max - range.min + 1) as usize) as i16;
+                        let version =
+                            range.min + rng.below((range.max - range.min + 1) as usize) as i16;
                         frame[2..4].copy_from_slice(&version.to_be_bytes());
                     }
                 }
@@ -409,16 +469,33 @@ fn a_huge_array_count_reserves_no_more_than_the_bytes_that_follow() {
         (ApiKey::Metadata, 1, &[0x7f, 0xff, 0xff, 0xff], 0x80),
         (ApiKey::Metadata, 9, &[0xff, 0xff, 0xff, 0xff, 0x0f], 0xff),
         (ApiKey::CreateTopics, 4, &[0x7f, 0xff, 0xff, 0xff], 0xff),
-        (ApiKey::Fetch, 4, &[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x7f, 0xff, 0xff, 0xff], 0xff),
-        (ApiKey::Produce, 3, &[0xff, 0xff, 0, 1, 0, 0, 0x75, 0x30, 0x7f, 0xff, 0xff, 0xff], 0xff),
+        (
+            ApiKey::Fetch,
+            4,
+            &[
+                0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x7f, 0xff, 0xff, 0xff,
+            ],
+            0xff,
+        ),
+        (
+            ApiKey::Produce,
+            3,
+            &[0xff, 0xff, 0, 1, 0, 0, 0x75, 0x30, 0x7f, 0xff, 0xff, 0xff],
+            0xff,
+        ),
     ];
     for &(key, version, prefix, padding) in cases {
         let mut body = prefix.to_vec();
         body.resize(prefix.len() + PADDING, padding);
         let body = Bytes::from(body);
-        let (result, largest) = largest_allocation_of(|| check_body(key as i16, version, body.clone()).unwrap());
+        let (result, largest) =
+            largest_allocation_of(|| check_body(key as i16, version, body.clone()).unwrap());
         assert_eq!(result, Ok(Checked::BodyRejected), "{key:?} v{version}");
-        assert!(largest <= 2 * PADDING, "{key:?} v{version}: one allocation of {largest} bytes for a {} byte body", body.len());
+        assert!(
+            largest <= 2 * PADDING,
+            "{key:?} v{version}: one allocation of {largest} bytes for a {} byte body",
+            body.len()
+        );
     }
 }
 
@@ -450,7 +527,10 @@ fn unknown_tagged_fields_at_the_top_level_round_trip_or_are_rejected() {
             flexible += 1;
             let prefix = &body[..body.len() - 1];
             // One field per tag, then all of them at once (ascending).
-            let mut cases: Vec<Vec<(u32, Vec<u8>)>> = tags.iter().map(|&t| vec![(t, b"payload".to_vec())]).collect();
+            let mut cases: Vec<Vec<(u32, Vec<u8>)>> = tags
+                .iter()
+                .map(|&t| vec![(t, b"payload".to_vec())])
+                .collect();
             cases.push(tags.iter().map(|&t| (t, vec![t as u8; 3])).collect());
             cases.push(vec![(17, Vec::new())]);
             for fields in cases {
@@ -464,7 +544,9 @@ fn unknown_tagged_fields_at_the_top_level_round_trip_or_are_rejected() {
                 let checked = check_body(key, version, Bytes::from(wire.clone())).unwrap();
                 match checked {
                     Ok(Checked::RoundTripped) => {}
-                    Ok(other) => panic!("{api:?} v{version}: unknown tagged fields {fields:?} gave {other:?}"),
+                    Ok(other) => panic!(
+                        "{api:?} v{version}: unknown tagged fields {fields:?} gave {other:?}"
+                    ),
                     Err(failure) => panic!("{api:?} v{version}: {failure}"),
                 }
             }
@@ -479,7 +561,11 @@ fn unknown_tagged_fields_at_the_top_level_round_trip_or_are_rejected() {
                 let mut wire = prefix.to_vec();
                 wire.extend_from_slice(&lie);
                 let checked = check_body(key, version, Bytes::from(wire)).unwrap();
-                assert_eq!(checked, Ok(Checked::BodyRejected), "{api:?} v{version}: {lie:02x?}");
+                assert_eq!(
+                    checked,
+                    Ok(Checked::BodyRejected),
+                    "{api:?} v{version}: {lie:02x?}"
+                );
             }
         }
     }
@@ -488,8 +574,14 @@ fn unknown_tagged_fields_at_the_top_level_round_trip_or_are_rejected() {
 
 #[test]
 fn unknown_tagged_fields_in_a_v2_request_header_round_trip() {
-    let body = request_codec::default_body(ApiKey::Metadata as i16, 12).unwrap().unwrap();
-    for tags in [vec![0u32], vec![3, 0x7fff_ffff], vec![0x8000_0000, 0xffff_ffff]] {
+    let body = request_codec::default_body(ApiKey::Metadata as i16, 12)
+        .unwrap()
+        .unwrap();
+    for tags in [
+        vec![0u32],
+        vec![3, 0x7fff_ffff],
+        vec![0x8000_0000, 0xffff_ffff],
+    ] {
         let mut frame = Vec::new();
         frame.extend_from_slice(&(ApiKey::Metadata as i16).to_be_bytes());
         frame.extend_from_slice(&12i16.to_be_bytes());
@@ -513,7 +605,9 @@ fn fuzz_regressions() {
         // DescribeCluster (key 60), the body read as v0: one unknown tagged field
         // numbered 0xffffff80, kept as a negative i32 key, counted in the encoded
         // field count but not written (compute_size 11 bytes, encode wrote 5).
-        &[0, 60, 40, 14, 47, 0, 0, 49, 46, 0, 2, 0, 0, 128, 255, 255, 255, 127, 0, 0],
+        &[
+            0, 60, 40, 14, 47, 0, 0, 49, 46, 0, 2, 0, 0, 128, 255, 255, 255, 127, 0, 0,
+        ],
     ];
     for case in cases {
         if let Err(failure) = request_codec::check_input(case) {
@@ -537,13 +631,36 @@ fn write_fuzz_seeds_when_asked() {
     }
     let batches = dir.join("batch_parser");
     std::fs::create_dir_all(&batches).unwrap();
-    for (i, codec) in [Compression::None, Compression::Gzip, Compression::Snappy, Compression::Lz4, Compression::Zstd].into_iter().enumerate() {
+    for (i, codec) in [
+        Compression::None,
+        Compression::Gzip,
+        Compression::Snappy,
+        Compression::Lz4,
+        Compression::Zstd,
+    ]
+    .into_iter()
+    .enumerate()
+    {
         let mut builder = BatchBuilder::new(codec);
-        builder.append(&NewRecord { timestamp: 1_700_000_000_000, key: Some(b"key"), value: Some(b"value"), headers: &[("h", Some(b"x")), ("n", None)] });
-        builder.append(&NewRecord { timestamp: 1_700_000_000_001, key: None, value: Some(b""), headers: &[] });
+        builder.append(&NewRecord {
+            timestamp: 1_700_000_000_000,
+            key: Some(b"key"),
+            value: Some(b"value"),
+            headers: &[("h", Some(b"x")), ("n", None)],
+        });
+        builder.append(&NewRecord {
+            timestamp: 1_700_000_000_001,
+            key: None,
+            value: Some(b""),
+            headers: &[],
+        });
         let batch = builder.build().unwrap();
         std::fs::write(batches.join(format!("seed-{i}")), &batch).unwrap();
         // Two batches back to back.
-        std::fs::write(batches.join(format!("seed-{i}-twice")), [batch.clone(), batch].concat()).unwrap();
+        std::fs::write(
+            batches.join(format!("seed-{i}-twice")),
+            [batch.clone(), batch].concat(),
+        )
+        .unwrap();
     }
 }

@@ -45,7 +45,10 @@ impl Event {
     /// A future that completes at the next [`Event::notify`].
     pub fn listen(&self) -> Listener {
         let version = self.state.lock().unwrap_or_else(|p| p.into_inner()).version;
-        Listener { state: Arc::clone(&self.state), version }
+        Listener {
+            state: Arc::clone(&self.state),
+            version,
+        }
     }
 }
 
@@ -98,7 +101,11 @@ mod tests {
         assert!(Pin::new(&mut listener).poll(&mut cx).is_pending());
         assert!(Pin::new(&mut listener).poll(&mut cx).is_pending());
         event.notify();
-        assert_eq!(counter.0.load(Ordering::SeqCst), 1, "one waker, registered once");
+        assert_eq!(
+            counter.0.load(Ordering::SeqCst),
+            1,
+            "one waker, registered once"
+        );
         assert!(Pin::new(&mut listener).poll(&mut cx).is_ready());
     }
 

@@ -12,5 +12,8 @@ pub mod partition;
 pub mod replica_manager;
 
 pub use event::Event;
-pub use partition::{AppendOutcome, IsolationLevel, Partition, PartitionRead, PartitionState, ReplicationError, SharedPartition};
+pub use partition::{
+    AppendOutcome, IsolationLevel, Partition, PartitionRead, PartitionState, ReplicationError,
+    SharedPartition,
+};
 pub use replica_manager::{ConfigResolver, ReplicaManager};

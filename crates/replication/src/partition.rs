@@ -26,11 +26,23 @@ pub enum ReplicationError {
     #[error("unknown topic or partition {0}")]
     UnknownTopicOrPartition(String),
     #[error("{tp}: in-sync replicas {isr} are fewer than min.insync.replicas {min}")]
-    NotEnoughReplicas { tp: TopicPartition, isr: usize, min: i32 },
+    NotEnoughReplicas {
+        tp: TopicPartition,
+        isr: usize,
+        min: i32,
+    },
     #[error("{tp}: leader epoch {requested} is older than the current {current}")]
-    FencedLeaderEpoch { tp: TopicPartition, requested: i32, current: i32 },
+    FencedLeaderEpoch {
+        tp: TopicPartition,
+        requested: i32,
+        current: i32,
+    },
     #[error("{tp}: leader epoch {requested} is newer than the current {current}")]
-    UnknownLeaderEpoch { tp: TopicPartition, requested: i32, current: i32 },
+    UnknownLeaderEpoch {
+        tp: TopicPartition,
+        requested: i32,
+        current: i32,
+    },
     #[error(transparent)]
     Append(#[from] AppendError),
     #[error(transparent)]
@@ -97,12 +109,27 @@ pub struct Partition {
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Partition {
-    pub fn new(topic_partition: TopicPartition, topic_id: Uuid, node_id: i32, log: SharedLog, state: PartitionState) -> Partition {
-        let partition = Partition { topic_partition, topic_id, node_id, log, state: Mutex::new(state), appended: Event::new() };
+    pub fn new(
+        topic_partition: TopicPartition,
+        topic_id: Uuid,
+        node_id: i32,
+        log: SharedLog,
+        state: PartitionState,
+    ) -> Partition {
+        let partition = Partition {
+            topic_partition,
+            topic_id,
+            node_id,
+            log,
+            state: Mutex::new(state),
+            appended: Event::new(),
+        };
         partition.maybe_increment_high_watermark();
         partition
     }
@@ -133,10 +160,22 @@ impl Partition {
     }
 
     /// Applies the controller's view: leader, epochs, replicas and ISR.
-    pub fn update_state(&self, leader: i32, leader_epoch: i32, partition_epoch: i32, replicas: Vec<i32>, isr: Vec<i32>) {
+    pub fn update_state(
+        &self,
+        leader: i32,
+        leader_epoch: i32,
+        partition_epoch: i32,
+        replicas: Vec<i32>,
+        isr: Vec<i32>,
+    ) {
         {
             let mut state = lock(&self.state);
-            assert!(leader_epoch >= state.leader_epoch, "{}: leader epoch went back from {} to {leader_epoch}", self.topic_partition, state.leader_epoch);
+            assert!(
+                leader_epoch >= state.leader_epoch,
+                "{}: leader epoch went back from {} to {leader_epoch}",
+                self.topic_partition,
+                state.leader_epoch
+            );
             state.leader = leader;
             state.leader_epoch = leader_epoch;
             state.partition_epoch = partition_epoch;
@@ -157,29 +196,44 @@ impl Partition {
         }
     }
 
-    fn check_leader_epoch(&self, state: &PartitionState, current_leader_epoch: Option<i32>) -> Result<(), ReplicationError> {
+    fn check_leader_epoch(
+        &self,
+        state: &PartitionState,
+        current_leader_epoch: Option<i32>,
+    ) -> Result<(), ReplicationError> {
         match current_leader_epoch {
-            Some(requested) if requested >= 0 && requested < state.leader_epoch => Err(ReplicationError::FencedLeaderEpoch {
-                tp: self.topic_partition.clone(),
-                requested,
-                current: state.leader_epoch,
-            }),
-            Some(requested) if requested > state.leader_epoch => Err(ReplicationError::UnknownLeaderEpoch {
-                tp: self.topic_partition.clone(),
-                requested,
-                current: state.leader_epoch,
-            }),
+            Some(requested) if requested >= 0 && requested < state.leader_epoch => {
+                Err(ReplicationError::FencedLeaderEpoch {
+                    tp: self.topic_partition.clone(),
+                    requested,
+                    current: state.leader_epoch,
+                })
+            }
+            Some(requested) if requested > state.leader_epoch => {
+                Err(ReplicationError::UnknownLeaderEpoch {
+                    tp: self.topic_partition.clone(),
+                    requested,
+                    current: state.leader_epoch,
+                })
+            }
             _ => Ok(()),
         }
     }
 
     /// Appends a producer's records as leader. `required_acks` -1 needs the ISR to
     /// be at least `min.insync.replicas`.
-    pub fn append_as_leader(&self, records: &[u8], required_acks: i16, origin: Origin) -> Result<AppendOutcome, ReplicationError> {
+    pub fn append_as_leader(
+        &self,
+        records: &[u8],
+        required_acks: i16,
+        origin: Origin,
+    ) -> Result<AppendOutcome, ReplicationError> {
         let (leader_epoch, isr_size) = {
             let state = lock(&self.state);
             if state.leader != self.node_id {
-                return Err(ReplicationError::NotLeaderOrFollower(self.topic_partition.clone()));
+                return Err(ReplicationError::NotLeaderOrFollower(
+                    self.topic_partition.clone(),
+                ));
             }
             (state.leader_epoch, state.isr.len())
         };
@@ -187,7 +241,11 @@ impl Partition {
             let mut log = lock(&self.log);
             let min_isr = log.config().min_insync_replicas;
             if required_acks == -1 && (isr_size as i32) < min_isr {
-                return Err(ReplicationError::NotEnoughReplicas { tp: self.topic_partition.clone(), isr: isr_size, min: min_isr });
+                return Err(ReplicationError::NotEnoughReplicas {
+                    tp: self.topic_partition.clone(),
+                    isr: isr_size,
+                    min: min_isr,
+                });
             }
             let info = log.append_as_leader(records, leader_epoch, origin)?;
             (info, log.flush_due())
@@ -195,30 +253,46 @@ impl Partition {
         let flush_rolled_up_to = info.rolled_segment.map(|_| info.first_offset.0);
         self.maybe_increment_high_watermark();
         self.appended.notify();
-        Ok(AppendOutcome { info, flush_now, flush_rolled_up_to })
+        Ok(AppendOutcome {
+            info,
+            flush_now,
+            flush_rolled_up_to,
+        })
     }
 
     /// fsyncs the log up to `up_to` (exclusive). Blocking: call off the async runtime.
     pub fn flush(&self, up_to: i64) -> Result<(), ReplicationError> {
-        let plan = lock(&self.log).flush_plan(up_to).map_err(|e| StorageError::io("preparing flush", e))?;
-        plan.sync().map_err(|e| StorageError::io(format!("flushing {}", self.topic_partition), e))?;
+        let plan = lock(&self.log)
+            .flush_plan(up_to)
+            .map_err(|e| StorageError::io("preparing flush", e))?;
+        plan.sync()
+            .map_err(|e| StorageError::io(format!("flushing {}", self.topic_partition), e))?;
         lock(&self.log).complete_flush(&plan);
         Ok(())
     }
 
     /// Finds what a consumer fetch at `offset` may read, bounded by the HW
     /// (or the last stable offset for read_committed).
-    pub fn read(&self, offset: i64, isolation: IsolationLevel, current_leader_epoch: Option<i32>) -> Result<PartitionRead, ReplicationError> {
+    pub fn read(
+        &self,
+        offset: i64,
+        isolation: IsolationLevel,
+        current_leader_epoch: Option<i32>,
+    ) -> Result<PartitionRead, ReplicationError> {
         let high_watermark = {
             let state = lock(&self.state);
             if state.leader != self.node_id {
-                return Err(ReplicationError::NotLeaderOrFollower(self.topic_partition.clone()));
+                return Err(ReplicationError::NotLeaderOrFollower(
+                    self.topic_partition.clone(),
+                ));
             }
             self.check_leader_epoch(&state, current_leader_epoch)?;
             state.high_watermark
         };
         let log = lock(&self.log);
-        let last_stable_offset = log.first_unstable_offset().map_or(high_watermark, |first| first.min(high_watermark));
+        let last_stable_offset = log
+            .first_unstable_offset()
+            .map_or(high_watermark, |first| first.min(high_watermark));
         let bound = match isolation {
             IsolationLevel::ReadUncommitted => high_watermark,
             IsolationLevel::ReadCommitted => last_stable_offset,
@@ -228,24 +302,39 @@ impl Partition {
             IsolationLevel::ReadCommitted => log.aborted_transactions(offset, bound),
             IsolationLevel::ReadUncommitted => Vec::new(),
         };
-        Ok(PartitionRead { outcome, high_watermark, last_stable_offset, log_start_offset: log.log_start_offset().0, aborted_transactions })
+        Ok(PartitionRead {
+            outcome,
+            high_watermark,
+            last_stable_offset,
+            log_start_offset: log.log_start_offset().0,
+            aborted_transactions,
+        })
     }
 
     /// The last stable offset: the high watermark, held back by the oldest open
     /// transaction.
     pub fn last_stable_offset(&self) -> i64 {
         let high_watermark = self.high_watermark();
-        lock(&self.log).first_unstable_offset().map_or(high_watermark, |first| first.min(high_watermark))
+        lock(&self.log)
+            .first_unstable_offset()
+            .map_or(high_watermark, |first| first.min(high_watermark))
     }
 
     /// Offsets for ListOffsets: (offset, timestamp, leader epoch) for a timestamp or
     /// one of Kafka's special values (-1 latest, -2 earliest, -3 max timestamp,
     /// -4 earliest local, -5 latest tiered). `None` for an unknown special value.
-    pub fn list_offset(&self, timestamp: i64, isolation: IsolationLevel, current_leader_epoch: Option<i32>) -> Result<Option<(i64, i64, i32)>, ReplicationError> {
+    pub fn list_offset(
+        &self,
+        timestamp: i64,
+        isolation: IsolationLevel,
+        current_leader_epoch: Option<i32>,
+    ) -> Result<Option<(i64, i64, i32)>, ReplicationError> {
         let (high_watermark, leader_epoch) = {
             let state = lock(&self.state);
             if state.leader != self.node_id {
-                return Err(ReplicationError::NotLeaderOrFollower(self.topic_partition.clone()));
+                return Err(ReplicationError::NotLeaderOrFollower(
+                    self.topic_partition.clone(),
+                ));
             }
             self.check_leader_epoch(&state, current_leader_epoch)?;
             (state.high_watermark, state.leader_epoch)
@@ -253,7 +342,9 @@ impl Partition {
         let log = lock(&self.log);
         let last_fetchable = match isolation {
             IsolationLevel::ReadUncommitted => high_watermark,
-            IsolationLevel::ReadCommitted => log.first_unstable_offset().map_or(high_watermark, |first| first.min(high_watermark)),
+            IsolationLevel::ReadCommitted => log
+                .first_unstable_offset()
+                .map_or(high_watermark, |first| first.min(high_watermark)),
         };
         let epoch_of = |offset: i64| log.leader_epochs().epoch_for_offset(offset).unwrap_or(-1);
         let found = match timestamp {
@@ -264,11 +355,15 @@ impl Partition {
             }
             -5 => Some((-1, -1, -1)),
             -3 => Some(match log.offset_of_max_timestamp()? {
-                Some((offset, ts, epoch)) if offset < last_fetchable => (offset, ts, epoch.unwrap_or(-1)),
+                Some((offset, ts, epoch)) if offset < last_fetchable => {
+                    (offset, ts, epoch.unwrap_or(-1))
+                }
                 _ => (-1, -1, -1),
             }),
             t if t >= 0 => Some(match log.offset_for_timestamp(t)? {
-                Some((offset, ts, epoch)) if offset < last_fetchable => (offset, ts, epoch.unwrap_or(-1)),
+                Some((offset, ts, epoch)) if offset < last_fetchable => {
+                    (offset, ts, epoch.unwrap_or(-1))
+                }
                 _ => (-1, -1, -1),
             }),
             _ => None,
@@ -282,20 +377,29 @@ impl Partition {
         let high_watermark = {
             let state = lock(&self.state);
             if state.leader != self.node_id {
-                return Err(ReplicationError::NotLeaderOrFollower(self.topic_partition.clone()));
+                return Err(ReplicationError::NotLeaderOrFollower(
+                    self.topic_partition.clone(),
+                ));
             }
             state.high_watermark
         };
         let target = if offset == -1 { high_watermark } else { offset };
         let mut log = lock(&self.log);
         if target < 0 || target > high_watermark {
-            return Err(StorageError::OffsetOutOfRange { requested: offset, log_start_offset: log.log_start_offset().0, log_end_offset: high_watermark }.into());
+            return Err(StorageError::OffsetOutOfRange {
+                requested: offset,
+                log_start_offset: log.log_start_offset().0,
+                log_end_offset: high_watermark,
+            }
+            .into());
         }
         Ok(log.delete_records_before(target, high_watermark)?)
     }
 
     /// One retention pass over the log (time, size, log start offset).
-    pub fn apply_retention(&self) -> Result<storage::retention::RetentionOutcome, ReplicationError> {
+    pub fn apply_retention(
+        &self,
+    ) -> Result<storage::retention::RetentionOutcome, ReplicationError> {
         let high_watermark = self.high_watermark();
         Ok(lock(&self.log).apply_retention(high_watermark)?)
     }

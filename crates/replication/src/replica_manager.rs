@@ -43,26 +43,39 @@ pub struct ReplicaManager {
 
 impl std::fmt::Debug for ReplicaManager {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ReplicaManager").field("node_id", &self.node_id).finish_non_exhaustive()
+        f.debug_struct("ReplicaManager")
+            .field("node_id", &self.node_id)
+            .finish_non_exhaustive()
     }
 }
 
 impl ReplicaManager {
     /// `discovered` are the partition directories found on disk; they are opened
     /// when the image says this broker hosts them, and deleted otherwise.
-    pub fn new(node_id: i32, log_manager: Arc<LogManager>, discovered: Vec<DiscoveredLog>) -> ReplicaManager {
+    pub fn new(
+        node_id: i32,
+        log_manager: Arc<LogManager>,
+        discovered: Vec<DiscoveredLog>,
+    ) -> ReplicaManager {
         let mut checkpointed_high_watermarks = BTreeMap::new();
         for dir in log_manager.log_dirs() {
             match checkpoint::read_offsets(&dir.join(REPLICATION_OFFSET_CHECKPOINT)) {
                 Ok(offsets) => checkpointed_high_watermarks.extend(offsets),
-                Err(e) => tracing::warn!(error = %e, "ignoring unreadable high watermark checkpoint"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "ignoring unreadable high watermark checkpoint")
+                }
             }
         }
         ReplicaManager {
             node_id,
             log_manager,
             hosted: RwLock::new(Hosted::default()),
-            discovered: Mutex::new(discovered.into_iter().map(|d| (d.topic_partition.clone(), d)).collect()),
+            discovered: Mutex::new(
+                discovered
+                    .into_iter()
+                    .map(|d| (d.topic_partition.clone(), d))
+                    .collect(),
+            ),
             checkpointed_high_watermarks,
             apply_lock: Mutex::new(()),
         }
@@ -77,20 +90,40 @@ impl ReplicaManager {
     }
 
     pub fn get(&self, tp: &TopicPartition) -> Option<SharedPartition> {
-        self.hosted.read().unwrap_or_else(|p| p.into_inner()).by_name.get(tp).cloned()
+        self.hosted
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .by_name
+            .get(tp)
+            .cloned()
     }
 
     pub fn get_by_id(&self, topic_id: &Uuid, partition: i32) -> Option<SharedPartition> {
-        self.hosted.read().unwrap_or_else(|p| p.into_inner()).by_id.get(&(*topic_id, partition)).cloned()
+        self.hosted
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .by_id
+            .get(&(*topic_id, partition))
+            .cloned()
     }
 
     pub fn partitions(&self) -> Vec<SharedPartition> {
-        self.hosted.read().unwrap_or_else(|p| p.into_inner()).by_name.values().cloned().collect()
+        self.hosted
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .by_name
+            .values()
+            .cloned()
+            .collect()
     }
 
     /// Brings the hosted partitions in line with `image`. Blocking (opens, creates
     /// and deletes logs): call off the async runtime.
-    pub fn apply_image(&self, image: &ClusterImage, resolve_config: &ConfigResolver) -> Result<(), ReplicationError> {
+    pub fn apply_image(
+        &self,
+        image: &ClusterImage,
+        resolve_config: &ConfigResolver,
+    ) -> Result<(), ReplicationError> {
         let _guard = self.apply_lock.lock().unwrap_or_else(|p| p.into_inner());
         let mut wanted: HashMap<TopicPartition, ()> = HashMap::new();
         for topic in image.topics.values() {
@@ -103,7 +136,13 @@ impl ReplicaManager {
                 wanted.insert(tp.clone(), ());
                 if let Some(existing) = self.get(&tp) {
                     if existing.topic_id() == topic.topic_id {
-                        existing.update_state(p.leader, p.leader_epoch, p.partition_epoch, p.replicas.clone(), p.isr.clone());
+                        existing.update_state(
+                            p.leader,
+                            p.leader_epoch,
+                            p.partition_epoch,
+                            p.replicas.clone(),
+                            p.isr.clone(),
+                        );
                         let mut log = existing.log().lock().unwrap_or_else(|e| e.into_inner());
                         if **log.config() != *config {
                             log.set_config(Arc::clone(&config));
@@ -114,7 +153,11 @@ impl ReplicaManager {
                     self.remove(&tp)?;
                 }
                 let log = self.open_or_create(&tp, topic.topic_id, Arc::clone(&config))?;
-                let high_watermark = self.checkpointed_high_watermarks.get(&tp).copied().unwrap_or(0);
+                let high_watermark = self
+                    .checkpointed_high_watermarks
+                    .get(&tp)
+                    .copied()
+                    .unwrap_or(0);
                 let high_watermark = {
                     let log = log.lock().unwrap_or_else(|e| e.into_inner());
                     high_watermark.clamp(log.log_start_offset().0, log.log_end_offset().0)
@@ -127,29 +170,54 @@ impl ReplicaManager {
                     isr: p.isr.clone(),
                     high_watermark,
                 };
-                let partition = Arc::new(Partition::new(tp.clone(), topic.topic_id, self.node_id, log, state));
+                let partition = Arc::new(Partition::new(
+                    tp.clone(),
+                    topic.topic_id,
+                    self.node_id,
+                    log,
+                    state,
+                ));
                 let mut hosted = self.hosted.write().unwrap_or_else(|e| e.into_inner());
-                hosted.by_id.insert((topic.topic_id, p.partition), Arc::clone(&partition));
+                hosted
+                    .by_id
+                    .insert((topic.topic_id, p.partition), Arc::clone(&partition));
                 hosted.by_name.insert(tp, partition);
             }
         }
         let gone: Vec<TopicPartition> = {
             let hosted = self.hosted.read().unwrap_or_else(|e| e.into_inner());
-            hosted.by_name.keys().filter(|tp| !wanted.contains_key(*tp)).cloned().collect()
+            hosted
+                .by_name
+                .keys()
+                .filter(|tp| !wanted.contains_key(*tp))
+                .cloned()
+                .collect()
         };
         for tp in gone {
             self.remove(&tp)?;
         }
         // Logs on disk that no topic claims: left over from a topic deleted while down.
-        let strays: Vec<DiscoveredLog> = std::mem::take(&mut *self.discovered.lock().unwrap_or_else(|e| e.into_inner())).into_values().collect();
+        let strays: Vec<DiscoveredLog> =
+            std::mem::take(&mut *self.discovered.lock().unwrap_or_else(|e| e.into_inner()))
+                .into_values()
+                .collect();
         for stray in strays {
             self.log_manager.delete_stray(&stray)?;
         }
         Ok(())
     }
 
-    fn open_or_create(&self, tp: &TopicPartition, topic_id: Uuid, config: Arc<LogConfig>) -> Result<storage::SharedLog, StorageError> {
-        let found = self.discovered.lock().unwrap_or_else(|e| e.into_inner()).remove(tp);
+    fn open_or_create(
+        &self,
+        tp: &TopicPartition,
+        topic_id: Uuid,
+        config: Arc<LogConfig>,
+    ) -> Result<storage::SharedLog, StorageError> {
+        let found = self
+            .discovered
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(tp);
         if let Some(found) = found {
             if found.topic_id.is_none() || found.topic_id == Some(topic_id) {
                 return self.log_manager.load_log(&found, config);
@@ -188,7 +256,10 @@ impl ReplicaManager {
                 log.dir().parent().map(|p| p.to_path_buf())
             };
             if let Some(dir) = dir {
-                per_dir.entry(dir).or_default().insert(partition.topic_partition().clone(), partition.high_watermark());
+                per_dir.entry(dir).or_default().insert(
+                    partition.topic_partition().clone(),
+                    partition.high_watermark(),
+                );
             }
         }
         for (dir, offsets) in per_dir {

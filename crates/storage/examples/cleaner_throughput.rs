@@ -31,7 +31,10 @@ struct WallClock;
 impl Clock for WallClock {
     #[allow(clippy::disallowed_methods)]
     fn now_ms(&self) -> i64 {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64
     }
 }
 
@@ -76,9 +79,15 @@ fn options() -> Options {
 /// shared machine can be told apart from one starved of CPU.
 fn thread_cpu_seconds() -> f64 {
     let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap_or_default();
-    let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
     // utime and stime are fields 14 and 15 of stat(5), 12 and 13 after the ')'.
-    let ticks: f64 = [11, 12].iter().filter_map(|&i| fields.get(i)?.parse::<f64>().ok()).sum();
+    let ticks: f64 = [11, 12]
+        .iter()
+        .filter_map(|&i| fields.get(i)?.parse::<f64>().ok())
+        .sum();
     ticks / 100.0
 }
 
@@ -97,7 +106,10 @@ impl Rng {
 #[allow(clippy::disallowed_methods)]
 fn main() {
     let o = options();
-    let dir = tempfile::Builder::new().prefix("rivulet-cleaner-bench").tempdir_in(&o.dir).unwrap();
+    let dir = tempfile::Builder::new()
+        .prefix("rivulet-cleaner-bench")
+        .tempdir_in(&o.dir)
+        .unwrap();
     let overrides: BTreeMap<String, String> = [
         ("cleanup.policy", "compact".to_string()),
         ("segment.bytes", o.segment_bytes.to_string()),
@@ -109,7 +121,14 @@ fn main() {
     .collect();
     let config = Arc::new(LogConfig::resolve(&overrides, &BTreeMap::new()).unwrap());
     let clock: Arc<dyn Clock> = Arc::new(WallClock);
-    let mut log = Log::open(&dir.path().join("bench-0"), TopicPartition::new("bench", 0), config, Arc::clone(&clock), LoadState::default()).unwrap();
+    let mut log = Log::open(
+        &dir.path().join("bench-0"),
+        TopicPartition::new("bench", 0),
+        config,
+        Arc::clone(&clock),
+        LoadState::default(),
+    )
+    .unwrap();
 
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let mut value = vec![0u8; o.value_bytes];
@@ -117,7 +136,9 @@ fn main() {
     let started = Instant::now();
     while log.size_in_bytes() < o.bytes {
         let now = clock.now_ms();
-        let keys: Vec<Vec<u8>> = (0..o.batch_records).map(|_| format!("key-{:010}", rng.next() % o.keys).into_bytes()).collect();
+        let keys: Vec<Vec<u8>> = (0..o.batch_records)
+            .map(|_| format!("key-{:010}", rng.next() % o.keys).into_bytes())
+            .collect();
         let mut builder = BatchBuilder::new(o.codec);
         for key in &keys {
             for chunk in value.chunks_mut(8) {
@@ -126,9 +147,15 @@ fn main() {
                     *v = b'a' + b % 26;
                 }
             }
-            builder.append(&NewRecord { timestamp: now, key: Some(key), value: Some(&value), headers: &[] });
+            builder.append(&NewRecord {
+                timestamp: now,
+                key: Some(key),
+                value: Some(&value),
+                headers: &[],
+            });
         }
-        log.append_as_leader(&builder.build().unwrap(), 0, Origin::Coordinator).unwrap();
+        log.append_as_leader(&builder.build().unwrap(), 0, Origin::Coordinator)
+            .unwrap();
         records += o.batch_records as u64;
     }
     log.roll().unwrap();
@@ -145,7 +172,11 @@ fn main() {
     let shared = Mutex::new(log);
     let started = Instant::now();
     let cpu_before = thread_cpu_seconds();
-    let outcome = clean(&shared, 0, leo, &CleanerConfig::default(), &mut |_| ControlFlow::Continue(())).unwrap().expect("something to clean");
+    let outcome = clean(&shared, 0, leo, &CleanerConfig::default(), &mut |_| {
+        ControlFlow::Continue(())
+    })
+    .unwrap()
+    .expect("something to clean");
     let seconds = started.elapsed().as_secs_f64();
     let cpu = thread_cpu_seconds() - cpu_before;
     let log = shared.into_inner().unwrap();

@@ -42,7 +42,10 @@ pub fn write_atomically(path: &Path, contents: &[u8]) -> io::Result<()> {
 }
 
 fn invalid(path: &Path, reason: impl std::fmt::Display) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, format!("checkpoint {}: {reason}", path.display()))
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("checkpoint {}: {reason}", path.display()),
+    )
 }
 
 /// Reads the entry lines of a checkpoint file, checking version and count.
@@ -64,9 +67,15 @@ fn read_lines(path: &Path) -> io::Result<Vec<String>> {
         .trim()
         .parse()
         .map_err(|e| invalid(path, e))?;
-    let entries: Vec<String> = lines.filter(|l| !l.trim().is_empty()).map(str::to_string).collect();
+    let entries: Vec<String> = lines
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_string)
+        .collect();
     if entries.len() != count {
-        return Err(invalid(path, format!("expected {count} entries, found {}", entries.len())));
+        return Err(invalid(
+            path,
+            format!("expected {count} entries, found {}", entries.len()),
+        ));
     }
     Ok(entries)
 }
@@ -76,7 +85,9 @@ pub fn read_offsets(path: &Path) -> io::Result<BTreeMap<TopicPartition, i64>> {
     let mut offsets = BTreeMap::new();
     for line in read_lines(path)? {
         let mut fields = line.split_whitespace();
-        let (Some(topic), Some(partition), Some(offset), None) = (fields.next(), fields.next(), fields.next(), fields.next()) else {
+        let (Some(topic), Some(partition), Some(offset), None) =
+            (fields.next(), fields.next(), fields.next(), fields.next())
+        else {
             return Err(invalid(path, format!("malformed line {line:?}")));
         };
         let partition: i32 = partition.parse().map_err(|e| invalid(path, e))?;
@@ -133,7 +144,10 @@ mod tests {
         offsets.insert(TopicPartition::new("orders", 0), 1042);
         offsets.insert(TopicPartition::new("orders", 1), 998);
         write_offsets(&path, &offsets).unwrap();
-        assert_eq!(fs::read_to_string(&path).unwrap(), "0\n2\norders 0 1042\norders 1 998\n");
+        assert_eq!(
+            fs::read_to_string(&path).unwrap(),
+            "0\n2\norders 0 1042\norders 1 998\n"
+        );
         assert_eq!(read_offsets(&path).unwrap(), offsets);
     }
 

@@ -35,7 +35,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use protocol::records::batch::{
-    compute_crc, set_crc, BatchHeader, Batches, TimestampType, ATTRIBUTES_AT, BASE_TIMESTAMP_AT, BATCH_LENGTH_AT, DELETE_HORIZON_BIT, HEADER_LEN, LOG_OVERHEAD, MAX_TIMESTAMP_AT,
+    compute_crc, set_crc, BatchHeader, Batches, TimestampType, ATTRIBUTES_AT, BASE_TIMESTAMP_AT,
+    BATCH_LENGTH_AT, DELETE_HORIZON_BIT, HEADER_LEN, LOG_OVERHEAD, MAX_TIMESTAMP_AT,
     RECORDS_COUNT_AT,
 };
 use protocol::records::compression::{compress, decompress_to_vec};
@@ -44,8 +45,8 @@ use protocol::varint::{read_varint, read_varlong, write_varint, write_varlong};
 
 use crate::error::StorageError;
 use crate::log::{io_err, Log};
-use crate::producer_state::AbortedTxn;
 use crate::offset_index::OffsetIndex;
+use crate::producer_state::AbortedTxn;
 use crate::segment::{file_name, Segment};
 use crate::time_index::TimeIndex;
 
@@ -60,7 +61,10 @@ pub struct CleanerConfig {
 
 impl Default for CleanerConfig {
     fn default() -> Self {
-        CleanerConfig { dedupe_buffer_bytes: 128 << 20, max_batch_bytes: 64 << 20 }
+        CleanerConfig {
+            dedupe_buffer_bytes: 128 << 20,
+            max_batch_bytes: 64 << 20,
+        }
     }
 }
 
@@ -158,14 +162,27 @@ struct RawRecord<'a> {
 }
 
 /// The records section of a batch: borrowed when uncompressed, else decompressed.
-fn batch_body<'a>(header: &BatchHeader, bytes: &'a [u8], max_batch_bytes: usize) -> Result<std::borrow::Cow<'a, [u8]>, StorageError> {
-    let corrupt = |e: String| StorageError::Corrupt(PathBuf::new(), format!("batch at {}: {e}", header.base_offset));
+fn batch_body<'a>(
+    header: &BatchHeader,
+    bytes: &'a [u8],
+    max_batch_bytes: usize,
+) -> Result<std::borrow::Cow<'a, [u8]>, StorageError> {
+    let corrupt = |e: String| {
+        StorageError::Corrupt(
+            PathBuf::new(),
+            format!("batch at {}: {e}", header.base_offset),
+        )
+    };
     let compression = header.compression().map_err(|e| corrupt(e.to_string()))?;
-    let body = bytes.get(HEADER_LEN..).ok_or_else(|| corrupt("shorter than its header".into()))?;
+    let body = bytes
+        .get(HEADER_LEN..)
+        .ok_or_else(|| corrupt("shorter than its header".into()))?;
     if compression == Compression::None {
         Ok(std::borrow::Cow::Borrowed(body))
     } else {
-        decompress_to_vec(compression, body, max_batch_bytes).map(std::borrow::Cow::Owned).map_err(|e| corrupt(e.to_string()))
+        decompress_to_vec(compression, body, max_batch_bytes)
+            .map(std::borrow::Cow::Owned)
+            .map_err(|e| corrupt(e.to_string()))
     }
 }
 
@@ -195,12 +212,26 @@ fn record_fields(record: &[u8]) -> Result<RecordFields<'_>, String> {
     if value_length < -1 || value_length as isize > record.len() as isize {
         return Err(format!("value length {value_length}"));
     }
-    Ok(RecordFields { timestamp_delta, offset_delta, key, tombstone: value_length == -1 })
+    Ok(RecordFields {
+        timestamp_delta,
+        offset_delta,
+        key,
+        tombstone: value_length == -1,
+    })
 }
 
 /// Walks the records of one batch body without copying them.
-fn walk_records<'a>(header: &BatchHeader, body: &'a [u8], mut visit: impl FnMut(RawRecord<'a>)) -> Result<(), StorageError> {
-    let corrupt = |i: usize, e: &str| StorageError::Corrupt(PathBuf::new(), format!("batch at {}, record {i}: {e}", header.base_offset));
+fn walk_records<'a>(
+    header: &BatchHeader,
+    body: &'a [u8],
+    mut visit: impl FnMut(RawRecord<'a>),
+) -> Result<(), StorageError> {
+    let corrupt = |i: usize, e: &str| {
+        StorageError::Corrupt(
+            PathBuf::new(),
+            format!("batch at {}, record {i}: {e}", header.base_offset),
+        )
+    };
     let log_append_time = header.timestamp_type() == TimestampType::LogAppendTime;
     let mut rest = body;
     let mut count = 0usize;
@@ -215,12 +246,28 @@ fn walk_records<'a>(header: &BatchHeader, body: &'a [u8], mut visit: impl FnMut(
         let bytes = &start[..prefix + length as usize];
         rest = after;
         let fields = record_fields(record).map_err(|e| corrupt(count, &e))?;
-        let timestamp = if log_append_time { header.max_timestamp } else { header.base_timestamp.wrapping_add(fields.timestamp_delta) };
-        visit(RawRecord { bytes, offset: header.base_offset + i64::from(fields.offset_delta), timestamp, key: fields.key, tombstone: fields.tombstone });
+        let timestamp = if log_append_time {
+            header.max_timestamp
+        } else {
+            header.base_timestamp.wrapping_add(fields.timestamp_delta)
+        };
+        visit(RawRecord {
+            bytes,
+            offset: header.base_offset + i64::from(fields.offset_delta),
+            timestamp,
+            key: fields.key,
+            tombstone: fields.tombstone,
+        });
         count += 1;
     }
     if count != header.records_count.max(0) as usize {
-        return Err(corrupt(count, &format!("{count} records where the header says {}", header.records_count)));
+        return Err(corrupt(
+            count,
+            &format!(
+                "{count} records where the header says {}",
+                header.records_count
+            ),
+        ));
     }
     Ok(())
 }
@@ -240,22 +287,42 @@ impl Log {
     /// The segments compaction may touch now, and how dirty they are.
     pub fn dirtiness(&self, first_dirty: i64, high_watermark: i64) -> Dirtiness {
         let views = self.cleanable_segments(high_watermark);
-        let end = views.last().map(|v| v.next_offset).unwrap_or(self.log_start_offset);
+        let end = views
+            .last()
+            .map(|v| v.next_offset)
+            .unwrap_or(self.log_start_offset);
         let cleanable_bytes = views.iter().map(|v| u64::from(v.size)).sum();
-        let dirty_bytes = views.iter().filter(|v| v.next_offset > first_dirty).map(|v| u64::from(v.size)).sum();
-        Dirtiness { dirty_bytes, cleanable_bytes, end }
+        let dirty_bytes = views
+            .iter()
+            .filter(|v| v.next_offset > first_dirty)
+            .map(|v| u64::from(v.size))
+            .sum();
+        Dirtiness {
+            dirty_bytes,
+            cleanable_bytes,
+            end,
+        }
     }
 
     /// When the oldest uncleaned data was written: the first batch timestamp of the
     /// first segment holding offsets at or after `first_dirty` (Kafka's test for
     /// `max.compaction.lag.ms`). `None` when there is no such batch.
     pub fn first_dirty_batch_timestamp(&self, first_dirty: i64) -> Option<i64> {
-        self.segments.values().find(|s| s.next_offset() > first_dirty).and_then(|s| s.rolling_based_timestamp()).filter(|&ts| ts >= 0)
+        self.segments
+            .values()
+            .find(|s| s.next_offset() > first_dirty)
+            .and_then(|s| s.rolling_based_timestamp())
+            .filter(|&ts| ts >= 0)
     }
 
     fn cleanable_segments(&self, high_watermark: i64) -> Vec<SegmentView> {
         let now = self.clock.now_ms();
-        let lag = self.config.values.get("min.compaction.lag.ms").and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
+        let lag = self
+            .config
+            .values
+            .get("min.compaction.lag.ms")
+            .and_then(|v| v.parse::<i64>().ok())
+            .unwrap_or(0);
         let active_base = self.active().base_offset();
         self.segments
             .values()
@@ -274,7 +341,10 @@ impl Log {
 }
 
 /// Reads every whole batch of a segment file in order, until `visit` breaks.
-fn for_each_batch(view: &SegmentView, mut visit: impl FnMut(BatchHeader, &[u8]) -> Result<ControlFlow<()>, StorageError>) -> Result<(), StorageError> {
+fn for_each_batch(
+    view: &SegmentView,
+    mut visit: impl FnMut(BatchHeader, &[u8]) -> Result<ControlFlow<()>, StorageError>,
+) -> Result<(), StorageError> {
     const CHUNK: usize = 1 << 20;
     let mut position = 0u64;
     let end = u64::from(view.size);
@@ -282,7 +352,9 @@ fn for_each_batch(view: &SegmentView, mut visit: impl FnMut(BatchHeader, &[u8]) 
     while position < end {
         let want = ((end - position) as usize).min(CHUNK.max(buffer.capacity()));
         buffer.resize(want, 0);
-        view.file.read_exact_at(&mut buffer, position).map_err(io_err("reading a segment to clean"))?;
+        view.file
+            .read_exact_at(&mut buffer, position)
+            .map_err(io_err("reading a segment to clean"))?;
         let mut consumed = 0usize;
         let mut batches = Batches::new(&buffer);
         for item in batches.by_ref() {
@@ -299,15 +371,26 @@ fn for_each_batch(view: &SegmentView, mut visit: impl FnMut(BatchHeader, &[u8]) 
         if consumed == 0 {
             // A batch larger than the chunk: read exactly that batch.
             if buffer.len() < LOG_OVERHEAD {
-                return Err(StorageError::Corrupt(PathBuf::new(), format!("segment {} ends inside a batch header", view.base_offset)));
+                return Err(StorageError::Corrupt(
+                    PathBuf::new(),
+                    format!("segment {} ends inside a batch header", view.base_offset),
+                ));
             }
             let length = i32::from_be_bytes(buffer[8..12].try_into().expect("4 bytes"));
             let size = LOG_OVERHEAD + length.max(0) as usize;
             if length <= 0 || position + size as u64 > end {
-                return Err(StorageError::Corrupt(PathBuf::new(), format!("segment {} has an unreadable batch at {position}", view.base_offset)));
+                return Err(StorageError::Corrupt(
+                    PathBuf::new(),
+                    format!(
+                        "segment {} has an unreadable batch at {position}",
+                        view.base_offset
+                    ),
+                ));
             }
             buffer.resize(size, 0);
-            view.file.read_exact_at(&mut buffer, position).map_err(io_err("reading a segment to clean"))?;
+            view.file
+                .read_exact_at(&mut buffer, position)
+                .map_err(io_err("reading a segment to clean"))?;
             continue;
         }
         position += consumed as u64;
@@ -340,15 +423,32 @@ fn cleaned_path(dir: &Path, base: i64, suffix: &str) -> PathBuf {
 }
 
 impl SegmentWriter {
-    fn create(dir: &Path, base_offset: i64, index_interval_bytes: u32) -> io::Result<SegmentWriter> {
-        let file = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(cleaned_path(dir, base_offset, "log"))?;
+    fn create(
+        dir: &Path,
+        base_offset: i64,
+        index_interval_bytes: u32,
+    ) -> io::Result<SegmentWriter> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(cleaned_path(dir, base_offset, "log"))?;
         Ok(SegmentWriter {
             log: file,
             position: 0,
             // The cleaned segment may hold more entries than a live one would: its
             // indexes are sized for what it holds, not capped.
-            index: OffsetIndex::create_empty(&cleaned_path(dir, base_offset, "index"), base_offset, usize::MAX)?,
-            time_index: TimeIndex::create_empty(&cleaned_path(dir, base_offset, "timeindex"), base_offset, usize::MAX)?,
+            index: OffsetIndex::create_empty(
+                &cleaned_path(dir, base_offset, "index"),
+                base_offset,
+                usize::MAX,
+            )?,
+            time_index: TimeIndex::create_empty(
+                &cleaned_path(dir, base_offset, "timeindex"),
+                base_offset,
+                usize::MAX,
+            )?,
             index_interval_bytes,
             since_index: 0,
             max_timestamp: -1,
@@ -363,7 +463,8 @@ impl SegmentWriter {
         }
         if self.since_index > self.index_interval_bytes {
             self.index.append(header.last_offset(), self.position)?;
-            self.time_index.maybe_append(self.max_timestamp, self.offset_of_max_timestamp, true)?;
+            self.time_index
+                .maybe_append(self.max_timestamp, self.offset_of_max_timestamp, true)?;
             self.since_index = 0;
         }
         self.log.write_all_at(bytes, u64::from(self.position))?;
@@ -377,10 +478,15 @@ impl SegmentWriter {
     /// later ones are built).
     fn finish(mut self) -> io::Result<(u32, Vec<File>)> {
         if self.max_timestamp >= 0 {
-            self.time_index.maybe_append(self.max_timestamp, self.offset_of_max_timestamp, true)?;
+            self.time_index
+                .maybe_append(self.max_timestamp, self.offset_of_max_timestamp, true)?;
         }
         self.log.flush()?;
-        let files = vec![self.index.try_clone_file()?, self.time_index.try_clone_file()?, self.log];
+        let files = vec![
+            self.index.try_clone_file()?,
+            self.time_index.try_clone_file()?,
+            self.log,
+        ];
         Ok((self.position, files))
     }
 }
@@ -418,8 +524,10 @@ fn filter_batch<'b>(
     if kept.is_empty() {
         return Ok(None);
     }
-    let max_timestamp = (header.timestamp_type() == TimestampType::CreateTime).then_some(max_timestamp);
-    rebuild(header, bytes, &body, &kept, max_timestamp, horizon).map(|out| Some(std::borrow::Cow::Owned(out)))
+    let max_timestamp =
+        (header.timestamp_type() == TimestampType::CreateTime).then_some(max_timestamp);
+    rebuild(header, bytes, &body, &kept, max_timestamp, horizon)
+        .map(|out| Some(std::borrow::Cow::Owned(out)))
 }
 
 /// A batch with the records at `kept` (ranges of `body`, the decompressed records)
@@ -427,9 +535,22 @@ fn filter_batch<'b>(
 /// the header's, and `horizon`, when given, becomes the base timestamp with the
 /// delete-horizon bit set, every record's timestamp delta rewritten against it so
 /// that no record's timestamp changes.
-fn rebuild(header: &BatchHeader, bytes: &[u8], body: &[u8], kept: &[(usize, usize)], max_timestamp: Option<i64>, horizon: Option<i64>) -> Result<Vec<u8>, StorageError> {
-    let corrupt = |e: String| StorageError::Corrupt(PathBuf::new(), format!("batch at {}: {e}", header.base_offset));
-    let mut records = Vec::with_capacity(kept.iter().map(|(a, b)| b - a).sum::<usize>() + kept.len() * 8);
+fn rebuild(
+    header: &BatchHeader,
+    bytes: &[u8],
+    body: &[u8],
+    kept: &[(usize, usize)],
+    max_timestamp: Option<i64>,
+    horizon: Option<i64>,
+) -> Result<Vec<u8>, StorageError> {
+    let corrupt = |e: String| {
+        StorageError::Corrupt(
+            PathBuf::new(),
+            format!("batch at {}: {e}", header.base_offset),
+        )
+    };
+    let mut records =
+        Vec::with_capacity(kept.iter().map(|(a, b)| b - a).sum::<usize>() + kept.len() * 8);
     for (a, b) in kept {
         let record = &body[*a..*b];
         let Some(horizon) = horizon else {
@@ -439,7 +560,9 @@ fn rebuild(header: &BatchHeader, bytes: &[u8], body: &[u8], kept: &[(usize, usiz
         // length, attributes, timestamp delta, then the rest unchanged.
         let mut rest = record;
         read_varint(&mut rest).map_err(|e| corrupt(e.to_string()))?;
-        let (&attributes, mut after) = rest.split_first().ok_or_else(|| corrupt("empty record".into()))?;
+        let (&attributes, mut after) = rest
+            .split_first()
+            .ok_or_else(|| corrupt("empty record".into()))?;
         let delta = read_varlong(&mut after).map_err(|e| corrupt(e.to_string()))?;
         let timestamp = header.base_timestamp.wrapping_add(delta);
         let mut inner = Vec::with_capacity(after.len() + 11);
@@ -450,7 +573,12 @@ fn rebuild(header: &BatchHeader, bytes: &[u8], body: &[u8], kept: &[(usize, usiz
         records.extend_from_slice(&inner);
     }
     let compression = header.compression().map_err(|e| corrupt(e.to_string()))?;
-    let records = if compression == Compression::None { records } else { compress(compression, &records).map_err(|e| StorageError::io("re-compressing a cleaned batch", e))? };
+    let records = if compression == Compression::None {
+        records
+    } else {
+        compress(compression, &records)
+            .map_err(|e| StorageError::io("re-compressing a cleaned batch", e))?
+    };
     let mut out = Vec::with_capacity(HEADER_LEN + records.len());
     out.extend_from_slice(&bytes[..HEADER_LEN]);
     out.extend_from_slice(&records);
@@ -471,7 +599,12 @@ fn rebuild(header: &BatchHeader, bytes: &[u8], body: &[u8], kept: &[(usize, usiz
 }
 
 /// A control batch (one marker record) with the delete horizon stamped on it.
-fn with_delete_horizon(header: &BatchHeader, bytes: &[u8], max_batch_bytes: usize, horizon: i64) -> Result<Vec<u8>, StorageError> {
+fn with_delete_horizon(
+    header: &BatchHeader,
+    bytes: &[u8],
+    max_batch_bytes: usize,
+    horizon: i64,
+) -> Result<Vec<u8>, StorageError> {
     let body = batch_body(header, bytes, max_batch_bytes)?;
     let mut kept = Vec::new();
     walk_records(header, &body, |record| {
@@ -500,22 +633,47 @@ struct TxnTracker {
 }
 
 /// What a control batch is, from its one record's key (version, type).
-fn control_type(header: &BatchHeader, bytes: &[u8], max_batch_bytes: usize) -> Result<Option<i16>, StorageError> {
-    let (_, records) = decode_records(bytes, max_batch_bytes).map_err(|e| StorageError::Corrupt(PathBuf::new(), format!("control batch at {}: {e}", header.base_offset)))?;
-    Ok(records.first().and_then(|r| r.key.as_deref()).filter(|k| k.len() >= 4).map(|k| i16::from_be_bytes([k[2], k[3]])))
+fn control_type(
+    header: &BatchHeader,
+    bytes: &[u8],
+    max_batch_bytes: usize,
+) -> Result<Option<i16>, StorageError> {
+    let (_, records) = decode_records(bytes, max_batch_bytes).map_err(|e| {
+        StorageError::Corrupt(
+            PathBuf::new(),
+            format!("control batch at {}: {e}", header.base_offset),
+        )
+    })?;
+    Ok(records
+        .first()
+        .and_then(|r| r.key.as_deref())
+        .filter(|k| k.len() >= 4)
+        .map(|k| i16::from_be_bytes([k[2], k[3]])))
 }
 
 impl TxnTracker {
     /// Tracks the batches from `from` on: aborted transactions whose marker lies
     /// before it are over.
     fn new(views: &[&SegmentView], from: i64) -> TxnTracker {
-        let mut aborted: Vec<AbortedTxn> = views.iter().flat_map(|v| v.aborted.iter().copied()).filter(|a| a.last_offset >= from).collect();
+        let mut aborted: Vec<AbortedTxn> = views
+            .iter()
+            .flat_map(|v| v.aborted.iter().copied())
+            .filter(|a| a.last_offset >= from)
+            .collect();
         aborted.sort_by_key(|a| (a.first_offset, a.last_offset));
-        TxnTracker { pending: aborted.into(), aborting: HashMap::new(), committing: Default::default() }
+        TxnTracker {
+            pending: aborted.into(),
+            aborting: HashMap::new(),
+            committing: Default::default(),
+        }
     }
 
     fn begin_up_to(&mut self, offset: i64) {
-        while self.pending.front().is_some_and(|a| a.first_offset <= offset) {
+        while self
+            .pending
+            .front()
+            .is_some_and(|a| a.first_offset <= offset)
+        {
             let txn = self.pending.pop_front().expect("checked");
             self.aborting.entry(txn.producer_id).or_insert((txn, false));
         }
@@ -541,15 +699,23 @@ impl TxnTracker {
 
     /// A control batch: whether it may be dropped (its transaction has no batch
     /// left), and the aborted transaction to keep indexed when an ABORT marker stays.
-    fn on_control(&mut self, header: &BatchHeader, kind: Option<i16>) -> (bool, Option<AbortedTxn>) {
+    fn on_control(
+        &mut self,
+        header: &BatchHeader,
+        kind: Option<i16>,
+    ) -> (bool, Option<AbortedTxn>) {
         self.begin_up_to(header.last_offset());
         match kind {
-            Some(crate::producer_state::CONTROL_ABORT) => match self.aborting.remove(&header.producer_id) {
-                Some((txn, true)) => (false, Some(txn)),
-                Some((txn, false)) => (true, Some(txn)),
-                None => (true, None),
-            },
-            Some(crate::producer_state::CONTROL_COMMIT) => (!self.committing.remove(&header.producer_id), None),
+            Some(crate::producer_state::CONTROL_ABORT) => {
+                match self.aborting.remove(&header.producer_id) {
+                    Some((txn, true)) => (false, Some(txn)),
+                    Some((txn, false)) => (true, Some(txn)),
+                    None => (true, None),
+                }
+            }
+            Some(crate::producer_state::CONTROL_COMMIT) => {
+                (!self.committing.remove(&header.producer_id), None)
+            }
             // An empty control batch (already cleaned) may go; unknown types stay.
             None => (true, None),
             Some(_) => (false, None),
@@ -582,10 +748,25 @@ pub fn clean(
     let (dir, views, delete_retention_ms, segment_bytes, index_interval_bytes, now, tp) = {
         let log = log.lock().unwrap_or_else(|p| p.into_inner());
         let views = log.cleanable_segments(upper_bound);
-        let delete_retention_ms = log.config.values.get("delete.retention.ms").and_then(|v| v.parse::<i64>().ok()).unwrap_or(86_400_000);
-        (log.dir.clone(), views, delete_retention_ms, log.config.segment_bytes, log.config.index_interval_bytes, log.clock.now_ms(), log.topic_partition.clone())
+        let delete_retention_ms = log
+            .config
+            .values
+            .get("delete.retention.ms")
+            .and_then(|v| v.parse::<i64>().ok())
+            .unwrap_or(86_400_000);
+        (
+            log.dir.clone(),
+            views,
+            delete_retention_ms,
+            log.config.segment_bytes,
+            log.config.index_interval_bytes,
+            log.clock.now_ms(),
+            log.topic_partition.clone(),
+        )
     };
-    let Some(last) = views.last() else { return Ok(None) };
+    let Some(last) = views.last() else {
+        return Ok(None);
+    };
     let end = last.next_offset;
     if end <= first_dirty {
         return Ok(None);
@@ -597,7 +778,10 @@ pub fn clean(
     let digest = KeyDigest::new();
     let mut map = OffsetMap::default();
     let mut mapped_end = first_dirty;
-    let first_mapped = views.iter().find(|v| v.next_offset > first_dirty).map_or(first_dirty, |v| v.base_offset);
+    let first_mapped = views
+        .iter()
+        .find(|v| v.next_offset > first_dirty)
+        .map_or(first_dirty, |v| v.base_offset);
     let mut txns = TxnTracker::new(&all, first_mapped);
     // Keys go straight into the map. When it is full, mapping stops at the end of
     // the last whole segment mapped; keys mapped past it (from the segment being
@@ -643,7 +827,10 @@ pub fn clean(
         return Ok(None);
     }
     // 2b. Rewrite every segment below the mapped end, in groups of one segment's size.
-    let range: Vec<&SegmentView> = views.iter().filter(|v| v.next_offset <= mapped_end).collect();
+    let range: Vec<&SegmentView> = views
+        .iter()
+        .filter(|v| v.next_offset <= mapped_end)
+        .collect();
     let mut txns = TxnTracker::new(&range, i64::MIN);
     let mut outputs: Vec<CleanedSegment> = Vec::new();
     let mut to_sync: Vec<File> = Vec::new();
@@ -652,17 +839,21 @@ pub fn clean(
     // for delete.retention.ms from the first cleaning that keeps it (which stamps
     // its batch with that horizon), and goes at the first cleaning after it.
     let new_horizon = now.saturating_add(delete_retention_ms);
-    let horizon_passed = |header: &BatchHeader| header.has_delete_horizon() && now >= header.base_timestamp;
+    let horizon_passed =
+        |header: &BatchHeader| header.has_delete_horizon() && now >= header.base_timestamp;
     let mut group_start = 0;
     while group_start < range.len() {
         let mut group_end = group_start + 1;
         let mut group_bytes = u64::from(range[group_start].size);
-        while group_end < range.len() && group_bytes + u64::from(range[group_end].size) <= u64::from(segment_bytes) {
+        while group_end < range.len()
+            && group_bytes + u64::from(range[group_end].size) <= u64::from(segment_bytes)
+        {
             group_bytes += u64::from(range[group_end].size);
             group_end += 1;
         }
         let base = range[group_start].base_offset;
-        let mut writer = SegmentWriter::create(&dir, base, index_interval_bytes).map_err(io_err("creating a cleaned segment"))?;
+        let mut writer = SegmentWriter::create(&dir, base, index_interval_bytes)
+            .map_err(io_err("creating a cleaned segment"))?;
         let mut kept_aborts: Vec<AbortedTxn> = Vec::new();
         let mut bytes_in = 0u64;
         for view in &range[group_start..group_end] {
@@ -682,7 +873,12 @@ pub fn clean(
                     } else {
                         kept_aborts.extend(txn);
                         if may_go && !header.has_delete_horizon() {
-                            Some(std::borrow::Cow::Owned(with_delete_horizon(&header, bytes, config.max_batch_bytes, new_horizon)?))
+                            Some(std::borrow::Cow::Owned(with_delete_horizon(
+                                &header,
+                                bytes,
+                                config.max_batch_bytes,
+                                new_horizon,
+                            )?))
                         } else {
                             Some(std::borrow::Cow::Borrowed(bytes))
                         }
@@ -693,25 +889,34 @@ pub fn clean(
                 } else {
                     let mut removed = 0u64;
                     let tombstones_expired = horizon_passed(&header);
-                    let kept = filter_batch(&header, bytes, config.max_batch_bytes, Some(new_horizon), |record| {
-                        let keep = match record.key {
-                            None => false,
-                            Some(key) => match map.get(&digest.of(key)) {
-                                Some(&latest) if latest > record.offset => false,
-                                _ => !(record.tombstone && tombstones_expired),
-                            },
-                        };
-                        if !keep {
-                            removed += 1;
-                        }
-                        keep
-                    })?;
+                    let kept = filter_batch(
+                        &header,
+                        bytes,
+                        config.max_batch_bytes,
+                        Some(new_horizon),
+                        |record| {
+                            let keep = match record.key {
+                                None => false,
+                                Some(key) => match map.get(&digest.of(key)) {
+                                    Some(&latest) if latest > record.offset => false,
+                                    _ => !(record.tombstone && tombstones_expired),
+                                },
+                            };
+                            if !keep {
+                                removed += 1;
+                            }
+                            keep
+                        },
+                    )?;
                     records_removed += removed;
                     kept
                 };
                 if let Some(kept) = kept {
-                    let kept_header = BatchHeader::parse(&kept).map_err(|e| StorageError::Corrupt(dir.clone(), e.to_string()))?;
-                    writer.write_batch(&kept_header, &kept).map_err(io_err("writing a cleaned segment"))?;
+                    let kept_header = BatchHeader::parse(&kept)
+                        .map_err(|e| StorageError::Corrupt(dir.clone(), e.to_string()))?;
+                    writer
+                        .write_batch(&kept_header, &kept)
+                        .map_err(io_err("writing a cleaned segment"))?;
                     pace(kept.len() as u64);
                 }
                 Ok(ControlFlow::Continue(()))
@@ -729,28 +934,49 @@ pub fn clean(
             tracing::info!(partition = %tp, "cleaning stopped before it finished (shutting down); nothing changed");
             return Ok(None);
         }
-        let (size, files) = writer.finish().map_err(io_err("finishing a cleaned segment"))?;
+        let (size, files) = writer
+            .finish()
+            .map_err(io_err("finishing a cleaned segment"))?;
         let bytes_out = u64::from(size);
         to_sync.extend(files);
         // The cleaned transaction index lists the aborted transactions whose markers stay.
         if !kept_aborts.is_empty() {
-            let mut txn_index = crate::txn_index::TxnIndex::open(&cleaned_path(&dir, base, "txnindex")).map_err(io_err("writing a cleaned transaction index"))?;
+            let mut txn_index =
+                crate::txn_index::TxnIndex::open(&cleaned_path(&dir, base, "txnindex"))
+                    .map_err(io_err("writing a cleaned transaction index"))?;
             for entry in kept_aborts {
-                txn_index.append(entry).map_err(io_err("writing a cleaned transaction index"))?;
+                txn_index
+                    .append(entry)
+                    .map_err(io_err("writing a cleaned transaction index"))?;
             }
-            txn_index.flush().map_err(io_err("writing a cleaned transaction index"))?;
+            txn_index
+                .flush()
+                .map_err(io_err("writing a cleaned transaction index"))?;
         }
-        outputs.push(CleanedSegment { base_offset: base, replaces: range[group_start..group_end].iter().map(|v| v.base_offset).collect(), bytes_in, bytes_out });
+        outputs.push(CleanedSegment {
+            base_offset: base,
+            replaces: range[group_start..group_end]
+                .iter()
+                .map(|v| v.base_offset)
+                .collect(),
+            bytes_in,
+            bytes_out,
+        });
         group_start = group_end;
     }
     // The cleaned segments are durable before any of them replaces anything.
     for file in &to_sync {
-        file.sync_data().map_err(io_err("syncing a cleaned segment"))?;
+        file.sync_data()
+            .map_err(io_err("syncing a cleaned segment"))?;
     }
     drop(to_sync);
     // 3. Swap in, under the lock, if the range is still what was cleaned.
     let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
-    let unchanged = range.iter().all(|v| log.segments.get(&v.base_offset).is_some_and(|s| s.size() == v.size && s.next_offset() == v.next_offset));
+    let unchanged = range.iter().all(|v| {
+        log.segments
+            .get(&v.base_offset)
+            .is_some_and(|s| s.size() == v.size && s.next_offset() == v.next_offset)
+    });
     if !unchanged {
         tracing::info!(partition = %tp, "log changed while cleaning (retention or truncation); dropping the cleaned output");
         for output in &outputs {
@@ -758,7 +984,13 @@ pub fn clean(
         }
         return Ok(None);
     }
-    let mut outcome = CleanOutcome { cleaned_up_to: mapped_end, segments_in: range.len(), segments_out: outputs.len(), records_removed, ..CleanOutcome::default() };
+    let mut outcome = CleanOutcome {
+        cleaned_up_to: mapped_end,
+        segments_in: range.len(),
+        segments_out: outputs.len(),
+        records_removed,
+        ..CleanOutcome::default()
+    };
     for output in outputs {
         swap_in(&mut log, &output)?;
         outcome.bytes_in += output.bytes_in;
@@ -789,23 +1021,39 @@ fn swap_in(log: &mut Log, output: &CleanedSegment) -> Result<(), StorageError> {
         if suffix == "txnindex" && !from.exists() {
             continue;
         }
-        fs::rename(from, swap_path(&dir, output.base_offset, suffix)).map_err(io_err("renaming a cleaned segment to .swap"))?;
+        fs::rename(from, swap_path(&dir, output.base_offset, suffix))
+            .map_err(io_err("renaming a cleaned segment to .swap"))?;
     }
-    File::open(&dir).and_then(|d| d.sync_all()).map_err(io_err("syncing the log directory"))?;
+    File::open(&dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err("syncing the log directory"))?;
     // The replaced segments leave under `.deleted` names (freed in the background);
     // a crash from here on leaves `.swap` files that the next start completes.
-    let replaced: Vec<Segment> = output.replaces.iter().filter_map(|base| log.segments.remove(base)).collect();
+    let replaced: Vec<Segment> = output
+        .replaces
+        .iter()
+        .filter_map(|base| log.segments.remove(base))
+        .collect();
     crate::retention::retire(&dir, replaced).map_err(io_err("deleting a cleaned-over segment"))?;
     for suffix in SUFFIXES {
         let from = swap_path(&dir, output.base_offset, suffix);
         if suffix == "txnindex" && !from.exists() {
             continue;
         }
-        fs::rename(from, dir.join(file_name(output.base_offset, suffix))).map_err(io_err("renaming a .swap segment"))?;
+        fs::rename(from, dir.join(file_name(output.base_offset, suffix)))
+            .map_err(io_err("renaming a .swap segment"))?;
     }
     let config = Arc::clone(&log.config);
-    let (segment, _) = Segment::open(&dir, output.base_offset, config.index_interval_bytes, usize::MAX, usize::MAX, false, log.clock.now_ms())
-        .map_err(io_err("opening a cleaned segment"))?;
+    let (segment, _) = Segment::open(
+        &dir,
+        output.base_offset,
+        config.index_interval_bytes,
+        usize::MAX,
+        usize::MAX,
+        false,
+        log.clock.now_ms(),
+    )
+    .map_err(io_err("opening a cleaned segment"))?;
     log.segments.insert(output.base_offset, segment);
     Ok(())
 }
@@ -831,14 +1079,20 @@ pub fn complete_swaps(dir: &Path) -> io::Result<()> {
         let mut head = [0u8; HEADER_LEN];
         while position + HEADER_LEN as u64 <= len {
             file.read_exact_at(&mut head, position)?;
-            let Ok(header) = BatchHeader::parse(&head) else { break };
+            let Ok(header) = BatchHeader::parse(&head) else {
+                break;
+            };
             last_offset = header.last_offset();
             position += header.size() as u64;
         }
         for entry in fs::read_dir(dir)? {
             let name = entry?.file_name().to_string_lossy().into_owned();
-            let Some(stem) = name.strip_suffix(".log") else { continue };
-            let Ok(old) = stem.parse::<i64>() else { continue };
+            let Some(stem) = name.strip_suffix(".log") else {
+                continue;
+            };
+            let Ok(old) = stem.parse::<i64>() else {
+                continue;
+            };
             if old >= base && old <= last_offset {
                 crate::segment::delete_segment_files(dir, old)?;
             }

@@ -31,25 +31,47 @@ struct Written {
 type KeyValue = (Option<Vec<u8>>, Option<Vec<u8>>);
 
 fn config(pairs: &[(&str, &str)]) -> Arc<LogConfig> {
-    let overrides: BTreeMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let overrides: BTreeMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     Arc::new(LogConfig::resolve(&overrides, &BTreeMap::new()).unwrap())
 }
 
 fn open(dir: &Path, cfg: Arc<LogConfig>, clock: Arc<ManualClock>) -> Log {
-    Log::open(dir, TopicPartition::new("c", 0), cfg, clock as Arc<dyn Clock>, LoadState::default()).unwrap()
+    Log::open(
+        dir,
+        TopicPartition::new("c", 0),
+        cfg,
+        clock as Arc<dyn Clock>,
+        LoadState::default(),
+    )
+    .unwrap()
 }
 
 /// Appends one batch of `(key, value)` records, all with `timestamp`.
 fn append(log: &mut Log, records: &[KeyValue], timestamp: i64, codec: Compression) -> Vec<Written> {
     let mut builder = BatchBuilder::new(codec);
     for (key, value) in records {
-        builder.append(&NewRecord { timestamp, key: key.as_deref(), value: value.as_deref(), headers: &[("h", Some(b"x"))] });
+        builder.append(&NewRecord {
+            timestamp,
+            key: key.as_deref(),
+            value: value.as_deref(),
+            headers: &[("h", Some(b"x"))],
+        });
     }
-    let info = log.append_as_leader(&builder.build().unwrap(), 0, Origin::Coordinator).unwrap();
+    let info = log
+        .append_as_leader(&builder.build().unwrap(), 0, Origin::Coordinator)
+        .unwrap();
     records
         .iter()
         .enumerate()
-        .map(|(i, (key, value))| Written { offset: info.first_offset.0 + i as i64, key: key.clone(), value: value.clone(), timestamp })
+        .map(|(i, (key, value))| Written {
+            offset: info.first_offset.0 + i as i64,
+            key: key.clone(),
+            value: value.clone(),
+            timestamp,
+        })
         .collect()
 }
 
@@ -71,7 +93,12 @@ fn read_everything(log: &Log) -> Vec<Written> {
             rest = &rest[header.size()..];
             for r in records {
                 if r.offset >= offset {
-                    out.push(Written { offset: r.offset, key: r.key.map(|k| k.to_vec()), value: r.value.map(|v| v.to_vec()), timestamp: r.timestamp });
+                    out.push(Written {
+                        offset: r.offset,
+                        key: r.key.map(|k| k.to_vec()),
+                        value: r.value.map(|v| v.to_vec()),
+                        timestamp: r.timestamp,
+                    });
                 }
             }
             offset = header.next_offset();
@@ -108,7 +135,10 @@ fn expected(written: &[Written], cleaned_up_to: i64, tombstones_gone: bool) -> V
 fn run_clean(log: Log) -> (Log, Option<crate::cleaner::CleanOutcome>) {
     let hw = log.log_end_offset().0;
     let shared = Mutex::new(log);
-    let outcome = clean(&shared, 0, hw, &CleanerConfig::default(), &mut |_| std::ops::ControlFlow::Continue(())).unwrap();
+    let outcome = clean(&shared, 0, hw, &CleanerConfig::default(), &mut |_| {
+        std::ops::ControlFlow::Continue(())
+    })
+    .unwrap();
     (shared.into_inner().unwrap(), outcome)
 }
 
@@ -118,15 +148,32 @@ fn compaction_keeps_the_latest_value_per_key_with_offsets_unchanged() {
     let clock = Arc::new(ManualClock::new(NOW));
     // Written while the topic was not compacted (keyless records allowed), then
     // switched to compaction.
-    let mut log = open(dir.path(), config(&[("segment.bytes", "300")]), Arc::clone(&clock));
+    let mut log = open(
+        dir.path(),
+        config(&[("segment.bytes", "300")]),
+        Arc::clone(&clock),
+    );
     let mut written = Vec::new();
-    written.extend(append(&mut log, &[(None, Some(b"keyless".to_vec()))], NOW, Compression::None));
+    written.extend(append(
+        &mut log,
+        &[(None, Some(b"keyless".to_vec()))],
+        NOW,
+        Compression::None,
+    ));
     for round in 0..10u8 {
         for key in 0..3u8 {
-            written.extend(append(&mut log, &[(Some(vec![b'k', key]), Some(vec![round, key]))], NOW, Compression::None));
+            written.extend(append(
+                &mut log,
+                &[(Some(vec![b'k', key]), Some(vec![round, key]))],
+                NOW,
+                Compression::None,
+            ));
         }
     }
-    log.set_config(config(&[("segment.bytes", "300"), ("cleanup.policy", "compact")]));
+    log.set_config(config(&[
+        ("segment.bytes", "300"),
+        ("cleanup.policy", "compact"),
+    ]));
     log.roll().unwrap();
     let segments_before = log.segment_count();
     let (log, outcome) = run_clean(log);
@@ -135,33 +182,81 @@ fn compaction_keeps_the_latest_value_per_key_with_offsets_unchanged() {
     // Groups are formed from the segments' sizes before cleaning, as Kafka does:
     // the next cleaning merges the now small segments.
     let (log, _) = run_clean(log);
-    assert!(log.segment_count() < segments_before, "{} -> {}", segments_before, log.segment_count());
+    assert!(
+        log.segment_count() < segments_before,
+        "{} -> {}",
+        segments_before,
+        log.segment_count()
+    );
     let after = read_everything(&log);
     assert_eq!(after, expected(&written, outcome.cleaned_up_to, false));
     assert_eq!(after.len(), 3, "one record per key");
-    assert_eq!(after.iter().map(|w| w.value.clone().unwrap()[0]).collect::<Vec<_>>(), vec![9, 9, 9]);
+    assert_eq!(
+        after
+            .iter()
+            .map(|w| w.value.clone().unwrap()[0])
+            .collect::<Vec<_>>(),
+        vec![9, 9, 9]
+    );
 }
 
 #[test]
 fn tombstones_stay_until_delete_retention_passes() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(NOW));
-    let mut log = open(dir.path(), config(&[("cleanup.policy", "compact"), ("delete.retention.ms", "1000")]), Arc::clone(&clock));
-    append(&mut log, &[(Some(b"a".to_vec()), Some(b"1".to_vec())), (Some(b"b".to_vec()), Some(b"2".to_vec()))], NOW, Compression::Lz4);
-    append(&mut log, &[(Some(b"a".to_vec()), None)], NOW, Compression::Lz4);
+    let mut log = open(
+        dir.path(),
+        config(&[
+            ("cleanup.policy", "compact"),
+            ("delete.retention.ms", "1000"),
+        ]),
+        Arc::clone(&clock),
+    );
+    append(
+        &mut log,
+        &[
+            (Some(b"a".to_vec()), Some(b"1".to_vec())),
+            (Some(b"b".to_vec()), Some(b"2".to_vec())),
+        ],
+        NOW,
+        Compression::Lz4,
+    );
+    append(
+        &mut log,
+        &[(Some(b"a".to_vec()), None)],
+        NOW,
+        Compression::Lz4,
+    );
     log.roll().unwrap();
     let (log, _) = run_clean(log);
     let after = read_everything(&log);
-    assert_eq!(after.iter().map(|w| (w.key.clone().unwrap(), w.value.is_some())).collect::<Vec<_>>(), vec![(b"b".to_vec(), true), (b"a".to_vec(), false)]);
+    assert_eq!(
+        after
+            .iter()
+            .map(|w| (w.key.clone().unwrap(), w.value.is_some()))
+            .collect::<Vec<_>>(),
+        vec![(b"b".to_vec(), true), (b"a".to_vec(), false)]
+    );
     // The first cleaning stamped the tombstone's batch with its delete horizon:
     // kept until then, whatever its own timestamp.
     clock.advance(999);
     let (log, _) = run_clean(log);
-    assert_eq!(read_everything(&log).len(), 2, "kept until the horizon (NOW + 1000)");
+    assert_eq!(
+        read_everything(&log).len(),
+        2,
+        "kept until the horizon (NOW + 1000)"
+    );
     clock.advance(1);
     let (log, _) = run_clean(log);
     let after = read_everything(&log);
-    assert_eq!(after.iter().map(|w| w.key.clone().unwrap()).collect::<Vec<_>>(), vec![b"b".to_vec()], "the tombstone is gone");
+    assert_eq!(
+        after
+            .iter()
+            .map(|w| w.key.clone().unwrap())
+            .collect::<Vec<_>>(),
+        vec![b"b".to_vec()],
+        "the tombstone is gone"
+    );
 }
 
 /// KIP-534, as Kafka has it: the horizon is fixed by the cleaning that first keeps
@@ -171,25 +266,68 @@ fn tombstones_stay_until_delete_retention_passes() {
 fn a_tombstones_horizon_is_set_once_from_the_cleaning_time() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(NOW));
-    let mut log = open(dir.path(), config(&[("cleanup.policy", "compact"), ("delete.retention.ms", "10000")]), Arc::clone(&clock));
+    let mut log = open(
+        dir.path(),
+        config(&[
+            ("cleanup.policy", "compact"),
+            ("delete.retention.ms", "10000"),
+        ]),
+        Arc::clone(&clock),
+    );
     // A tombstone whose own timestamp is long past any delete.retention.ms.
-    append(&mut log, &[(Some(b"a".to_vec()), Some(b"1".to_vec())), (Some(b"a".to_vec()), None), (Some(b"b".to_vec()), Some(b"2".to_vec()))], NOW - 86_400_000, Compression::Gzip);
+    append(
+        &mut log,
+        &[
+            (Some(b"a".to_vec()), Some(b"1".to_vec())),
+            (Some(b"a".to_vec()), None),
+            (Some(b"b".to_vec()), Some(b"2".to_vec())),
+        ],
+        NOW - 86_400_000,
+        Compression::Gzip,
+    );
     log.roll().unwrap();
     let before: Vec<i64> = read_everything(&log).iter().map(|w| w.timestamp).collect();
     let (log, _) = run_clean(log);
     let after = read_everything(&log);
-    assert_eq!(after.iter().map(|w| (w.key.clone().unwrap(), w.value.is_some())).collect::<Vec<_>>(), vec![(b"a".to_vec(), false), (b"b".to_vec(), true)]);
-    assert_eq!(after.iter().map(|w| w.timestamp).collect::<Vec<_>>(), before[1..].to_vec(), "record timestamps unchanged by the horizon");
+    assert_eq!(
+        after
+            .iter()
+            .map(|w| (w.key.clone().unwrap(), w.value.is_some()))
+            .collect::<Vec<_>>(),
+        vec![(b"a".to_vec(), false), (b"b".to_vec(), true)]
+    );
+    assert_eq!(
+        after.iter().map(|w| w.timestamp).collect::<Vec<_>>(),
+        before[1..].to_vec(),
+        "record timestamps unchanged by the horizon"
+    );
     assert_eq!(horizons(&log), vec![Some(NOW + 10_000)]);
     let mut log = log;
-    log.set_config(config(&[("cleanup.policy", "compact"), ("delete.retention.ms", "0")]));
+    log.set_config(config(&[
+        ("cleanup.policy", "compact"),
+        ("delete.retention.ms", "0"),
+    ]));
     clock.advance(5_000);
     let (log, _) = run_clean(log);
-    assert_eq!(read_everything(&log).len(), 2, "the horizon stamped earlier still holds");
-    assert_eq!(horizons(&log), vec![Some(NOW + 10_000)], "a stamped horizon is never moved");
+    assert_eq!(
+        read_everything(&log).len(),
+        2,
+        "the horizon stamped earlier still holds"
+    );
+    assert_eq!(
+        horizons(&log),
+        vec![Some(NOW + 10_000)],
+        "a stamped horizon is never moved"
+    );
     clock.advance(5_000);
     let (log, _) = run_clean(log);
-    assert_eq!(read_everything(&log).iter().map(|w| w.key.clone().unwrap()).collect::<Vec<_>>(), vec![b"b".to_vec()]);
+    assert_eq!(
+        read_everything(&log)
+            .iter()
+            .map(|w| w.key.clone().unwrap())
+            .collect::<Vec<_>>(),
+        vec![b"b".to_vec()]
+    );
     // The batch rebuilt without the tombstone keeps its horizon, as Kafka's does.
     assert_eq!(horizons(&log), vec![Some(NOW + 10_000)]);
 }
@@ -198,9 +336,18 @@ fn a_tombstones_horizon_is_set_once_from_the_cleaning_time() {
 fn the_active_segment_and_records_above_the_high_watermark_are_never_cleaned() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(NOW));
-    let mut log = open(dir.path(), config(&[("cleanup.policy", "compact")]), Arc::clone(&clock));
+    let mut log = open(
+        dir.path(),
+        config(&[("cleanup.policy", "compact")]),
+        Arc::clone(&clock),
+    );
     for i in 0..5u8 {
-        append(&mut log, &[(Some(b"k".to_vec()), Some(vec![i]))], NOW, Compression::None);
+        append(
+            &mut log,
+            &[(Some(b"k".to_vec()), Some(vec![i]))],
+            NOW,
+            Compression::None,
+        );
     }
     let (log, outcome) = run_clean(log);
     assert!(outcome.is_none(), "all records are in the active segment");
@@ -225,7 +372,12 @@ fn a_crash_at_any_step_of_the_swap_loses_nothing() {
     let mut log = open(&original, Arc::clone(&cfg), Arc::clone(&clock));
     let mut written = Vec::new();
     for round in 0..12u8 {
-        written.extend(append(&mut log, &[(Some(vec![round % 4]), Some(vec![round]))], NOW, Compression::Gzip));
+        written.extend(append(
+            &mut log,
+            &[(Some(vec![round % 4]), Some(vec![round]))],
+            NOW,
+            Compression::Gzip,
+        ));
     }
     log.roll().unwrap();
     log.close().unwrap();
@@ -245,7 +397,11 @@ fn a_crash_at_any_step_of_the_swap_loses_nothing() {
     for base in &cleaned_bases {
         for suffix in ["log", "index", "timeindex"] {
             let name = crate::segment::file_name(*base, suffix);
-            std::fs::copy(cleaned_dir.join(&name), crash.join(format!("{name}.cleaned"))).unwrap();
+            std::fs::copy(
+                cleaned_dir.join(&name),
+                crash.join(format!("{name}.cleaned")),
+            )
+            .unwrap();
         }
     }
     let log = open(&crash, Arc::clone(&cfg), Arc::clone(&clock));
@@ -253,7 +409,8 @@ fn a_crash_at_any_step_of_the_swap_loses_nothing() {
 
     // Crash after renaming to `.swap`, with none, some or all old segments deleted:
     // the swap completes.
-    let old_bases: Vec<i64> = open(&original, Arc::clone(&cfg), Arc::clone(&clock)).segment_base_offsets();
+    let old_bases: Vec<i64> =
+        open(&original, Arc::clone(&cfg), Arc::clone(&clock)).segment_base_offsets();
     for deleted in [0, 1, old_bases.len() - 1] {
         let crash = root.path().join(format!("crash-swap-{deleted}"));
         copy_dir(&original, &crash);
@@ -269,15 +426,26 @@ fn a_crash_at_any_step_of_the_swap_loses_nothing() {
             }
         }
         let log = open(&crash, Arc::clone(&cfg), Arc::clone(&clock));
-        assert_eq!(read_everything(&log), want, "after a crash with {deleted} old segments deleted");
+        assert_eq!(
+            read_everything(&log),
+            want,
+            "after a crash with {deleted} old segments deleted"
+        );
     }
 }
 
 /// A batch of keyed records from a producer (transactional or not).
 fn producer_batch(pid: i64, seq: i32, records: &[(&[u8], &[u8])], transactional: bool) -> Vec<u8> {
-    let mut builder = BatchBuilder::new(Compression::None).producer(pid, 0, seq).transactional(transactional);
+    let mut builder = BatchBuilder::new(Compression::None)
+        .producer(pid, 0, seq)
+        .transactional(transactional);
     for (key, value) in records {
-        builder.append(&NewRecord { timestamp: NOW, key: Some(key), value: Some(value), headers: &[] });
+        builder.append(&NewRecord {
+            timestamp: NOW,
+            key: Some(key),
+            value: Some(value),
+            headers: &[],
+        });
     }
     builder.build().unwrap()
 }
@@ -287,7 +455,9 @@ type Contents = (Vec<(Vec<u8>, Vec<u8>)>, Vec<(i64, i16)>);
 
 /// Each batch's delete horizon, in offset order.
 fn horizons(log: &Log) -> Vec<Option<i64>> {
-    let bytes = log.read_bytes(log.log_start_offset().0, log.log_end_offset().0, 1 << 24).unwrap();
+    let bytes = log
+        .read_bytes(log.log_start_offset().0, log.log_end_offset().0, 1 << 24)
+        .unwrap();
     let mut rest = &bytes[..];
     let mut out = Vec::new();
     while !rest.is_empty() {
@@ -302,7 +472,9 @@ fn contents(log: &Log) -> Contents {
     let mut data = Vec::new();
     let mut markers = Vec::new();
     let leo = log.log_end_offset().0;
-    let bytes = log.read_bytes(log.log_start_offset().0, leo, 1 << 24).unwrap();
+    let bytes = log
+        .read_bytes(log.log_start_offset().0, leo, 1 << 24)
+        .unwrap();
     let mut rest = &bytes[..];
     while !rest.is_empty() {
         let (header, records) = decode_records(rest, 1 << 24).unwrap();
@@ -324,15 +496,52 @@ fn aborted_transactions_are_dropped_and_never_shadow_committed_values() {
     use crate::producer_state::{marker_batch, CONTROL_ABORT, CONTROL_COMMIT};
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(NOW));
-    let mut log = open(dir.path(), config(&[("cleanup.policy", "compact"), ("delete.retention.ms", "1000")]), Arc::clone(&clock));
-    log.append_as_leader(&producer_batch(-1, -1, &[(b"a", b"1")], false), 0, Origin::Client).unwrap();
+    let mut log = open(
+        dir.path(),
+        config(&[
+            ("cleanup.policy", "compact"),
+            ("delete.retention.ms", "1000"),
+        ]),
+        Arc::clone(&clock),
+    );
+    log.append_as_leader(
+        &producer_batch(-1, -1, &[(b"a", b"1")], false),
+        0,
+        Origin::Client,
+    )
+    .unwrap();
     // Producer 7 writes a new value of `a` in a transaction it aborts.
-    log.append_as_leader(&producer_batch(7, 0, &[(b"a", b"aborted"), (b"x", b"aborted")], true), 0, Origin::Client).unwrap();
+    log.append_as_leader(
+        &producer_batch(7, 0, &[(b"a", b"aborted"), (b"x", b"aborted")], true),
+        0,
+        Origin::Client,
+    )
+    .unwrap();
     // Producer 8 commits `b` meanwhile.
-    log.append_as_leader(&producer_batch(8, 0, &[(b"b", b"committed")], true), 0, Origin::Client).unwrap();
-    log.append_as_leader(&marker_batch(7, 0, CONTROL_ABORT, 0, NOW), 0, Origin::Coordinator).unwrap();
-    log.append_as_leader(&marker_batch(8, 0, CONTROL_COMMIT, 0, NOW), 0, Origin::Coordinator).unwrap();
-    log.append_as_leader(&producer_batch(-1, -1, &[(b"b", b"2")], false), 0, Origin::Client).unwrap();
+    log.append_as_leader(
+        &producer_batch(8, 0, &[(b"b", b"committed")], true),
+        0,
+        Origin::Client,
+    )
+    .unwrap();
+    log.append_as_leader(
+        &marker_batch(7, 0, CONTROL_ABORT, 0, NOW),
+        0,
+        Origin::Coordinator,
+    )
+    .unwrap();
+    log.append_as_leader(
+        &marker_batch(8, 0, CONTROL_COMMIT, 0, NOW),
+        0,
+        Origin::Coordinator,
+    )
+    .unwrap();
+    log.append_as_leader(
+        &producer_batch(-1, -1, &[(b"b", b"2")], false),
+        0,
+        Origin::Client,
+    )
+    .unwrap();
     log.roll().unwrap();
     assert_eq!(log.aborted_transactions(0, 100), vec![(7, 1)]);
 
@@ -340,7 +549,13 @@ fn aborted_transactions_are_dropped_and_never_shadow_committed_values() {
     assert!(outcome.is_some());
     let (data, markers) = contents(&log);
     // `a` keeps its committed value; the aborted records are gone; `b`'s latest stays.
-    assert_eq!(data, vec![(b"a".to_vec(), b"1".to_vec()), (b"b".to_vec(), b"2".to_vec())]);
+    assert_eq!(
+        data,
+        vec![
+            (b"a".to_vec(), b"1".to_vec()),
+            (b"b".to_vec(), b"2".to_vec())
+        ]
+    );
     // This pass saw both transactions' batches: both markers stay, the abort indexed.
     assert_eq!(markers, vec![(7, CONTROL_ABORT), (8, CONTROL_COMMIT)]);
     assert_eq!(log.aborted_transactions(0, 100), vec![(7, 1)]);
@@ -350,8 +565,15 @@ fn aborted_transactions_are_dropped_and_never_shadow_committed_values() {
     // markers with a delete horizon (now + delete.retention.ms) and keeps them...
     clock.advance(2_000);
     let (log, _) = run_clean(log);
-    assert_eq!(contents(&log).1, vec![(7, CONTROL_ABORT), (8, CONTROL_COMMIT)]);
-    assert_eq!(horizons(&log), vec![None, Some(NOW + 3_000), Some(NOW + 3_000), None], "both markers' batches carry the horizon, no data batch does");
+    assert_eq!(
+        contents(&log).1,
+        vec![(7, CONTROL_ABORT), (8, CONTROL_COMMIT)]
+    );
+    assert_eq!(
+        horizons(&log),
+        vec![None, Some(NOW + 3_000), Some(NOW + 3_000), None],
+        "both markers' batches carry the horizon, no data batch does"
+    );
     clock.advance(999);
     let (log, _) = run_clean(log);
     assert_eq!(contents(&log).1.len(), 2, "kept until the horizon");
@@ -359,7 +581,13 @@ fn aborted_transactions_are_dropped_and_never_shadow_committed_values() {
     clock.advance(1);
     let (log, _) = run_clean(log);
     let (data, markers) = contents(&log);
-    assert_eq!(data, vec![(b"a".to_vec(), b"1".to_vec()), (b"b".to_vec(), b"2".to_vec())]);
+    assert_eq!(
+        data,
+        vec![
+            (b"a".to_vec(), b"1".to_vec()),
+            (b"b".to_vec(), b"2".to_vec())
+        ]
+    );
     assert_eq!(markers, vec![]);
     assert_eq!(log.aborted_transactions(0, 100), vec![]);
 }
@@ -369,23 +597,52 @@ fn a_committed_transactions_marker_stays_while_its_records_do() {
     use crate::producer_state::{marker_batch, CONTROL_COMMIT};
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(NOW));
-    let mut log = open(dir.path(), config(&[("cleanup.policy", "compact"), ("delete.retention.ms", "0")]), Arc::clone(&clock));
-    log.append_as_leader(&producer_batch(8, 0, &[(b"t", b"committed")], true), 0, Origin::Client).unwrap();
-    log.append_as_leader(&marker_batch(8, 0, CONTROL_COMMIT, 0, NOW), 0, Origin::Coordinator).unwrap();
+    let mut log = open(
+        dir.path(),
+        config(&[("cleanup.policy", "compact"), ("delete.retention.ms", "0")]),
+        Arc::clone(&clock),
+    );
+    log.append_as_leader(
+        &producer_batch(8, 0, &[(b"t", b"committed")], true),
+        0,
+        Origin::Client,
+    )
+    .unwrap();
+    log.append_as_leader(
+        &marker_batch(8, 0, CONTROL_COMMIT, 0, NOW),
+        0,
+        Origin::Coordinator,
+    )
+    .unwrap();
     log.roll().unwrap();
     clock.advance(10);
     let (log, _) = run_clean(log);
-    assert_eq!(contents(&log), (vec![(b"t".to_vec(), b"committed".to_vec())], vec![(8, CONTROL_COMMIT)]));
+    assert_eq!(
+        contents(&log),
+        (
+            vec![(b"t".to_vec(), b"committed".to_vec())],
+            vec![(8, CONTROL_COMMIT)]
+        )
+    );
 }
 
 #[test]
 fn a_cleaning_told_to_stop_leaves_no_trace() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(NOW));
-    let mut log = open(dir.path(), config(&[("segment.bytes", "300"), ("cleanup.policy", "compact")]), Arc::clone(&clock));
+    let mut log = open(
+        dir.path(),
+        config(&[("segment.bytes", "300"), ("cleanup.policy", "compact")]),
+        Arc::clone(&clock),
+    );
     let mut written = Vec::new();
     for round in 0..30u8 {
-        written.extend(append(&mut log, &[(Some(vec![round % 3]), Some(vec![round]))], NOW, Compression::None));
+        written.extend(append(
+            &mut log,
+            &[(Some(vec![round % 3]), Some(vec![round]))],
+            NOW,
+            Compression::None,
+        ));
     }
     log.roll().unwrap();
     let bases = log.segment_base_offsets();
@@ -403,7 +660,11 @@ fn a_cleaning_told_to_stop_leaves_no_trace() {
         })
         .unwrap();
         assert!(outcome.is_none(), "stopped after {budget} bytes");
-        let leftovers: Vec<String> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).filter(|n| n.ends_with(".cleaned") || n.ends_with(".swap")).collect();
+        let leftovers: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".cleaned") || n.ends_with(".swap"))
+            .collect();
         assert!(leftovers.is_empty(), "{leftovers:?}");
         let log = shared.lock().unwrap();
         assert_eq!(log.segment_base_offsets(), bases);

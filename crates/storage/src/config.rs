@@ -107,11 +107,19 @@ pub enum ConfigError {
     #[error("Unknown topic config name: {0}")]
     Unknown(String),
     #[error("Invalid value {value} for configuration {name}: {reason}")]
-    Invalid { name: String, value: String, reason: String },
+    Invalid {
+        name: String,
+        value: String,
+        reason: String,
+    },
 }
 
 fn invalid(def: &ConfigDef, value: &str, reason: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid { name: def.name.to_string(), value: value.to_string(), reason: reason.into() }
+    ConfigError::Invalid {
+        name: def.name.to_string(),
+        value: value.to_string(),
+        reason: reason.into(),
+    }
 }
 
 /// Checks `value` against `def`'s type and validator.
@@ -120,60 +128,97 @@ pub fn validate_value(def: &ConfigDef, value: &str) -> Result<(), ConfigError> {
     match def.kind {
         ConfigType::Boolean => {
             if !trimmed.eq_ignore_ascii_case("true") && !trimmed.eq_ignore_ascii_case("false") {
-                return Err(invalid(def, value, "Expected value to be either true or false"));
+                return Err(invalid(
+                    def,
+                    value,
+                    "Expected value to be either true or false",
+                ));
             }
         }
         ConfigType::Int | ConfigType::Long => {
             let parsed: i64 = if def.kind == ConfigType::Int {
-                trimmed.parse::<i32>().map(i64::from).map_err(|_| invalid(def, value, "Not a number of type INT"))?
+                trimmed
+                    .parse::<i32>()
+                    .map(i64::from)
+                    .map_err(|_| invalid(def, value, "Not a number of type INT"))?
             } else {
-                trimmed.parse::<i64>().map_err(|_| invalid(def, value, "Not a number of type LONG"))?
+                trimmed
+                    .parse::<i64>()
+                    .map_err(|_| invalid(def, value, "Not a number of type LONG"))?
             };
             match def.validator {
                 Validator::AtLeast(min) if parsed < min => {
                     return Err(invalid(def, value, format!("Value must be at least {min}")));
                 }
                 Validator::Between(min, max) if parsed < min || parsed > max => {
-                    return Err(invalid(def, value, format!("Value must be in [{min}, {max}]")));
+                    return Err(invalid(
+                        def,
+                        value,
+                        format!("Value must be in [{min}, {max}]"),
+                    ));
                 }
                 _ => {}
             }
         }
         ConfigType::Double => {
-            let parsed: f64 = trimmed.parse().map_err(|_| invalid(def, value, "Not a number of type DOUBLE"))?;
+            let parsed: f64 = trimmed
+                .parse()
+                .map_err(|_| invalid(def, value, "Not a number of type DOUBLE"))?;
             if let Validator::DoubleBetween(min, max) = def.validator {
                 if !(min..=max).contains(&parsed) {
-                    return Err(invalid(def, value, format!("Value must be in [{min}, {max}]")));
+                    return Err(invalid(
+                        def,
+                        value,
+                        format!("Value must be in [{min}, {max}]"),
+                    ));
                 }
             }
         }
         ConfigType::String => {
             if let Validator::OneOf(allowed) = def.validator {
                 if !allowed.contains(&trimmed) {
-                    return Err(invalid(def, value, format!("String must be one of: {}", allowed.join(", "))));
+                    return Err(invalid(
+                        def,
+                        value,
+                        format!("String must be one of: {}", allowed.join(", ")),
+                    ));
                 }
             }
         }
         ConfigType::List => {
             if let Validator::ListOf(allowed) = def.validator {
-                let items: Vec<&str> = trimmed.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+                let items: Vec<&str> = trimmed
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .collect();
                 if items.is_empty() {
                     return Err(invalid(def, value, "Empty list"));
                 }
                 if let Some(bad) = items.iter().find(|item| !allowed.contains(item)) {
-                    return Err(invalid(def, value, format!("Invalid value {bad}; allowed: {}", allowed.join(", "))));
+                    return Err(invalid(
+                        def,
+                        value,
+                        format!("Invalid value {bad}; allowed: {}", allowed.join(", ")),
+                    ));
                 }
             }
         }
     }
     if def.name == "remote.storage.enable" && trimmed.eq_ignore_ascii_case("true") {
-        return Err(invalid(def, value, "Tiered storage is not supported by this broker"));
+        return Err(invalid(
+            def,
+            value,
+            "Tiered storage is not supported by this broker",
+        ));
     }
     Ok(())
 }
 
 /// Checks a set of topic overrides: every key known, every value valid.
-pub fn validate_topic_configs<'a>(configs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<(), ConfigError> {
+pub fn validate_topic_configs<'a>(
+    configs: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Result<(), ConfigError> {
     for (name, value) in configs {
         let def = topic_config_def(name).ok_or_else(|| ConfigError::Unknown(name.to_string()))?;
         validate_value(def, value)?;
@@ -230,7 +275,11 @@ impl LogConfig {
         for def in TOPIC_CONFIGS {
             let value = topic_overrides
                 .get(def.name)
-                .or_else(|| def.broker_synonyms.iter().find_map(|key| broker_values.get(*key)))
+                .or_else(|| {
+                    def.broker_synonyms
+                        .iter()
+                        .find_map(|key| broker_values.get(*key))
+                })
                 .map(String::as_str)
                 .unwrap_or(def.default);
             validate_value(def, value)?;
@@ -286,7 +335,10 @@ mod tests {
     use super::*;
 
     fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -296,7 +348,10 @@ mod tests {
         assert_eq!(config.index_interval_bytes, 4096);
         assert_eq!(config.max_message_bytes, 1_048_588);
         assert_eq!(config.segment_ms, 604_800_000);
-        assert_eq!(config.message_timestamp_type, MessageTimestampType::CreateTime);
+        assert_eq!(
+            config.message_timestamp_type,
+            MessageTimestampType::CreateTime
+        );
         assert!(config.cleanup_policy_delete && !config.cleanup_policy_compact);
     }
 
@@ -311,11 +366,14 @@ mod tests {
 
     #[test]
     fn invalid_values_name_the_key() {
-        let err = LogConfig::resolve(&map(&[("segment.bytes", "10")]), &BTreeMap::new()).unwrap_err();
+        let err =
+            LogConfig::resolve(&map(&[("segment.bytes", "10")]), &BTreeMap::new()).unwrap_err();
         assert!(err.to_string().contains("segment.bytes"), "{err}");
-        let err = LogConfig::resolve(&map(&[("cleanup.policy", "shred")]), &BTreeMap::new()).unwrap_err();
+        let err =
+            LogConfig::resolve(&map(&[("cleanup.policy", "shred")]), &BTreeMap::new()).unwrap_err();
         assert!(err.to_string().contains("cleanup.policy"), "{err}");
-        let err = LogConfig::resolve(&map(&[("retention.ms", "soon")]), &BTreeMap::new()).unwrap_err();
+        let err =
+            LogConfig::resolve(&map(&[("retention.ms", "soon")]), &BTreeMap::new()).unwrap_err();
         assert!(err.to_string().contains("retention.ms"), "{err}");
     }
 
@@ -329,14 +387,23 @@ mod tests {
 
     #[test]
     fn compact_and_delete_together() {
-        let config = LogConfig::resolve(&map(&[("cleanup.policy", "compact,delete")]), &BTreeMap::new()).unwrap();
+        let config = LogConfig::resolve(
+            &map(&[("cleanup.policy", "compact,delete")]),
+            &BTreeMap::new(),
+        )
+        .unwrap();
         assert!(config.cleanup_policy_compact && config.cleanup_policy_delete);
     }
 
     #[test]
     fn the_table_is_sorted_and_every_default_is_valid() {
         for pair in TOPIC_CONFIGS.windows(2) {
-            assert!(pair[0].name < pair[1].name, "{} before {}", pair[0].name, pair[1].name);
+            assert!(
+                pair[0].name < pair[1].name,
+                "{} before {}",
+                pair[0].name,
+                pair[1].name
+            );
         }
         for def in TOPIC_CONFIGS {
             validate_value(def, def.default).unwrap();

@@ -9,7 +9,11 @@ pub enum StorageError {
     #[error("{context}: {source}")]
     Io { context: String, source: io::Error },
     #[error("offset {requested} is out of range [{log_start_offset}, {log_end_offset}]")]
-    OffsetOutOfRange { requested: i64, log_start_offset: i64, log_end_offset: i64 },
+    OffsetOutOfRange {
+        requested: i64,
+        log_start_offset: i64,
+        log_end_offset: i64,
+    },
     #[error("log directory {0} is unusable: {1}")]
     Corrupt(PathBuf, String),
     #[error("log for {0} already exists")]
@@ -18,7 +22,10 @@ pub enum StorageError {
 
 impl StorageError {
     pub fn io(context: impl Into<String>, source: io::Error) -> StorageError {
-        StorageError::Io { context: context.into(), source }
+        StorageError::Io {
+            context: context.into(),
+            source,
+        }
     }
 }
 
@@ -42,7 +49,10 @@ pub enum AppendError {
     InvalidRecord(String),
     /// A CreateTime timestamp outside the topic's limits: INVALID_TIMESTAMP.
     #[error("{message}")]
-    InvalidTimestamp { message: String, record_errors: Vec<(i32, String)> },
+    InvalidTimestamp {
+        message: String,
+        record_errors: Vec<(i32, String)>,
+    },
     /// A codec id the broker does not know.
     #[error("unsupported compression: {0}")]
     UnsupportedCompression(String),

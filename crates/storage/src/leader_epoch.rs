@@ -29,13 +29,21 @@ impl LeaderEpochCache {
     pub fn load(dir: &Path) -> LeaderEpochCache {
         let path = dir.join(LEADER_EPOCH_CHECKPOINT);
         let entries = match read_epochs(&path) {
-            Ok(pairs) => pairs.into_iter().map(|(epoch, start_offset)| EpochEntry { epoch, start_offset }).collect::<Vec<_>>(),
+            Ok(pairs) => pairs
+                .into_iter()
+                .map(|(epoch, start_offset)| EpochEntry {
+                    epoch,
+                    start_offset,
+                })
+                .collect::<Vec<_>>(),
             Err(e) => {
                 tracing::warn!(path = %path.display(), error = %e, "ignoring unreadable leader epoch checkpoint");
                 Vec::new()
             }
         };
-        let ordered = entries.windows(2).all(|w| w[0].epoch < w[1].epoch && w[0].start_offset <= w[1].start_offset);
+        let ordered = entries
+            .windows(2)
+            .all(|w| w[0].epoch < w[1].epoch && w[0].start_offset <= w[1].start_offset);
         let entries = if ordered {
             entries
         } else {
@@ -65,7 +73,10 @@ impl LeaderEpochCache {
         }
         // Entries at or past the new start belong to a history we no longer have.
         self.entries.retain(|e| e.start_offset < start_offset);
-        self.entries.push(EpochEntry { epoch, start_offset });
+        self.entries.push(EpochEntry {
+            epoch,
+            start_offset,
+        });
         self.persist()
     }
 
@@ -81,7 +92,11 @@ impl LeaderEpochCache {
     pub fn end_offset_for(&self, epoch: i32, log_end_offset: i64) -> Option<(i32, i64)> {
         let after = self.entries.partition_point(|e| e.epoch <= epoch);
         let found = after.checked_sub(1)?;
-        let end = self.entries.get(after).map(|e| e.start_offset).unwrap_or(log_end_offset);
+        let end = self
+            .entries
+            .get(after)
+            .map(|e| e.start_offset)
+            .unwrap_or(log_end_offset);
         Some((self.entries[found].epoch, end))
     }
 
@@ -115,7 +130,11 @@ impl LeaderEpochCache {
     }
 
     fn persist(&self) -> io::Result<()> {
-        let pairs: Vec<(i32, i64)> = self.entries.iter().map(|e| (e.epoch, e.start_offset)).collect();
+        let pairs: Vec<(i32, i64)> = self
+            .entries
+            .iter()
+            .map(|e| (e.epoch, e.start_offset))
+            .collect();
         write_epochs(&self.path, &pairs)
     }
 }
@@ -149,9 +168,24 @@ mod tests {
         cache.assign(2, 10).unwrap();
         cache.assign(3, 20).unwrap();
         cache.truncate_from_end(20).unwrap();
-        assert_eq!(cache.latest(), Some(EpochEntry { epoch: 2, start_offset: 10 }));
+        assert_eq!(
+            cache.latest(),
+            Some(EpochEntry {
+                epoch: 2,
+                start_offset: 10
+            })
+        );
         cache.truncate_from_start(15).unwrap();
-        assert_eq!(cache.entries(), &[EpochEntry { epoch: 2, start_offset: 15 }]);
-        assert_eq!(LeaderEpochCache::load(dir.path()).entries(), cache.entries());
+        assert_eq!(
+            cache.entries(),
+            &[EpochEntry {
+                epoch: 2,
+                start_offset: 15
+            }]
+        );
+        assert_eq!(
+            LeaderEpochCache::load(dir.path()).entries(),
+            cache.entries()
+        );
     }
 }

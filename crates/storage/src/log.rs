@@ -72,13 +72,18 @@ impl ReadSlice {
     pub fn read(&self, max_bytes: usize, min_one_batch: bool) -> io::Result<Bytes> {
         let available = (self.limit - self.position) as usize;
         let first = self.first_batch_size as usize;
-        let want = if min_one_batch { max_bytes.max(first) } else { max_bytes };
+        let want = if min_one_batch {
+            max_bytes.max(first)
+        } else {
+            max_bytes
+        };
         let want = want.min(available);
         if want < first {
             return Ok(Bytes::new());
         }
         let mut buffer = vec![0u8; want];
-        self.file.read_exact_at(&mut buffer, u64::from(self.position))?;
+        self.file
+            .read_exact_at(&mut buffer, u64::from(self.position))?;
         let mut end = 0usize;
         while end + batch::LOG_OVERHEAD <= buffer.len() {
             let length = i32::from_be_bytes(buffer[end + 8..end + 12].try_into().expect("4 bytes"));
@@ -111,7 +116,11 @@ pub struct LoadState {
 
 impl Default for LoadState {
     fn default() -> Self {
-        LoadState { recovery_point: 0, log_start_offset: 0, clean_shutdown: true }
+        LoadState {
+            recovery_point: 0,
+            log_start_offset: 0,
+            clean_shutdown: true,
+        }
     }
 }
 
@@ -148,7 +157,8 @@ fn list_segments(dir: &Path) -> io::Result<Vec<i64>> {
                     offsets.push(offset);
                 }
             }
-        } else if name.ends_with(".deleted") || name.ends_with(".cleaned") || name.ends_with(".tmp") {
+        } else if name.ends_with(".deleted") || name.ends_with(".cleaned") || name.ends_with(".tmp")
+        {
             // Leftovers of an interrupted delete or clean: never part of the log.
             let _ = std::fs::remove_file(entry.path());
         }
@@ -161,24 +171,48 @@ impl Log {
     /// Opens the log in `dir`, creating the directory and a first segment if needed,
     /// and recovering every segment at or after the recovery point unless the
     /// broker shut down cleanly.
-    pub fn open(dir: &Path, topic_partition: TopicPartition, config: Arc<LogConfig>, clock: Arc<dyn Clock>, state: LoadState) -> Result<Log, StorageError> {
+    pub fn open(
+        dir: &Path,
+        topic_partition: TopicPartition,
+        config: Arc<LogConfig>,
+        clock: Arc<dyn Clock>,
+        state: LoadState,
+    ) -> Result<Log, StorageError> {
         std::fs::create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))?;
         let now = clock.now_ms();
-        crate::cleaner::complete_swaps(dir).map_err(io_err(format!("completing interrupted cleaning in {}", dir.display())))?;
+        crate::cleaner::complete_swaps(dir).map_err(io_err(format!(
+            "completing interrupted cleaning in {}",
+            dir.display()
+        )))?;
         let offsets = list_segments(dir).map_err(io_err(format!("listing {}", dir.display())))?;
         let mut segments = BTreeMap::new();
         // The segment holding the recovery point and all after it may hold unflushed bytes.
-        let first_unflushed = offsets.iter().copied().rfind(|&o| o <= state.recovery_point).unwrap_or(0);
+        let first_unflushed = offsets
+            .iter()
+            .copied()
+            .rfind(|&o| o <= state.recovery_point)
+            .unwrap_or(0);
         let mut truncated_at: Option<i64> = None;
         for &base in &offsets {
             if truncated_at.is_some() {
                 tracing::warn!(partition = %topic_partition, segment = base, "deleting segment after a corrupt one");
-                crate::segment::delete_segment_files(dir, base).map_err(io_err("removing segment"))?;
+                crate::segment::delete_segment_files(dir, base)
+                    .map_err(io_err("removing segment"))?;
                 continue;
             }
             let recover = !state.clean_shutdown && base >= first_unflushed;
-            let (segment, outcome) = Segment::open(dir, base, config.index_interval_bytes, config.max_index_entries(), config.max_time_index_entries(), recover, now)
-                .map_err(io_err(format!("opening segment {base} of {topic_partition}")))?;
+            let (segment, outcome) = Segment::open(
+                dir,
+                base,
+                config.index_interval_bytes,
+                config.max_index_entries(),
+                config.max_time_index_entries(),
+                recover,
+                now,
+            )
+            .map_err(io_err(format!(
+                "opening segment {base} of {topic_partition}"
+            )))?;
             if let Some(outcome) = outcome {
                 if outcome.truncated_bytes > 0 {
                     tracing::warn!(partition = %topic_partition, segment = base, truncated_bytes = outcome.truncated_bytes, valid_bytes = outcome.valid_bytes, "recovery cut an invalid tail");
@@ -188,15 +222,30 @@ impl Log {
             if let Some((_, previous)) = segments.iter().next_back() {
                 let previous: &Segment = previous;
                 if segment.base_offset() < previous.next_offset() {
-                    return Err(StorageError::Corrupt(dir.to_path_buf(), format!("segment {base} starts below the end {} of the segment before it", previous.next_offset())));
+                    return Err(StorageError::Corrupt(
+                        dir.to_path_buf(),
+                        format!(
+                            "segment {base} starts below the end {} of the segment before it",
+                            previous.next_offset()
+                        ),
+                    ));
                 }
             }
             segments.insert(base, segment);
         }
         if segments.is_empty() {
             let base = state.log_start_offset.max(0);
-            let segment = Segment::create(dir, base, config.index_interval_bytes, config.max_index_entries(), config.max_time_index_entries(), now)
-                .map_err(io_err(format!("creating first segment of {topic_partition}")))?;
+            let segment = Segment::create(
+                dir,
+                base,
+                config.index_interval_bytes,
+                config.max_index_entries(),
+                config.max_time_index_entries(),
+                now,
+            )
+            .map_err(io_err(format!(
+                "creating first segment of {topic_partition}"
+            )))?;
             segments.insert(base, segment);
         }
         let mut log = Log {
@@ -216,11 +265,19 @@ impl Log {
         let leo = log.log_end_offset().0;
         log.log_start_offset = state.log_start_offset.max(first_base).min(leo);
         log.recovery_point = state.recovery_point.clamp(log.log_start_offset, leo);
-        log.leader_epochs.truncate_from_end(leo).map_err(io_err("leader epoch checkpoint"))?;
-        log.leader_epochs.truncate_from_start(log.log_start_offset).map_err(io_err("leader epoch checkpoint"))?;
+        log.leader_epochs
+            .truncate_from_end(leo)
+            .map_err(io_err("leader epoch checkpoint"))?;
+        log.leader_epochs
+            .truncate_from_start(log.log_start_offset)
+            .map_err(io_err("leader epoch checkpoint"))?;
         // Producer state: the newest snapshot the log is known to cover, then the
         // batches after it (all of the unflushed part after an unclean stop).
-        let trusted_up_to = if state.clean_shutdown { leo } else { first_unflushed.min(leo) };
+        let trusted_up_to = if state.clean_shutdown {
+            leo
+        } else {
+            first_unflushed.min(leo)
+        };
         log.reload_producer_state(trusted_up_to)?;
         Ok(log)
     }
@@ -228,10 +285,15 @@ impl Log {
     /// Rebuilds the producer state from the newest snapshot at or below
     /// `max_snapshot_offset` and the log after it, re-indexing aborted transactions
     /// the transaction indexes lack.
-    pub(crate) fn reload_producer_state(&mut self, max_snapshot_offset: i64) -> Result<(), StorageError> {
+    pub(crate) fn reload_producer_state(
+        &mut self,
+        max_snapshot_offset: i64,
+    ) -> Result<(), StorageError> {
         let leo = self.log_end_offset().0;
-        producer_state::delete_snapshots_above(&self.dir, leo).map_err(io_err("deleting stale producer snapshots"))?;
-        let mut state = producer_state::load_latest_snapshot(&self.dir, max_snapshot_offset).unwrap_or_else(|| ProducerStateManager::new(self.log_start_offset));
+        producer_state::delete_snapshots_above(&self.dir, leo)
+            .map_err(io_err("deleting stale producer snapshots"))?;
+        let mut state = producer_state::load_latest_snapshot(&self.dir, max_snapshot_offset)
+            .unwrap_or_else(|| ProducerStateManager::new(self.log_start_offset));
         let from = state.map_end_offset().max(self.log_start_offset);
         let bases: Vec<i64> = self.segments.keys().copied().collect();
         for (i, base) in bases.iter().enumerate() {
@@ -241,7 +303,11 @@ impl Log {
             }
             let segment = &self.segments[base];
             let mut batches = Vec::new();
-            let start = segment.translate_offset(from).map_err(io_err("replaying producer state"))?.map(|(p, _)| p).unwrap_or(segment.size());
+            let start = segment
+                .translate_offset(from)
+                .map_err(io_err("replaying producer state"))?
+                .map(|(p, _)| p)
+                .unwrap_or(segment.size());
             segment
                 .scan_headers(start, |position, header| {
                     batches.push((position, *header));
@@ -254,7 +320,9 @@ impl Log {
                     continue;
                 }
                 let control = if header.is_control() {
-                    let bytes = segment.read_at(position, header.size() as u32).map_err(io_err("reading a control batch"))?;
+                    let bytes = segment
+                        .read_at(position, header.size() as u32)
+                        .map_err(io_err("reading a control batch"))?;
                     producer_state::control_type(&bytes)
                 } else {
                     None
@@ -262,12 +330,16 @@ impl Log {
                 match state.update(&header, control) {
                     Ok(Some(aborted)) => aborted_here.push(aborted),
                     Ok(None) => {}
-                    Err(e) => tracing::warn!(partition = %self.topic_partition, error = %e, "inconsistent producer state while replaying"),
+                    Err(e) => {
+                        tracing::warn!(partition = %self.topic_partition, error = %e, "inconsistent producer state while replaying")
+                    }
                 }
             }
             let segment = self.segments.get_mut(base).expect("listed above");
             for aborted in aborted_here {
-                segment.append_aborted(aborted).map_err(io_err("rebuilding the transaction index"))?;
+                segment
+                    .append_aborted(aborted)
+                    .map_err(io_err("rebuilding the transaction index"))?;
             }
         }
         self.producer_state = state;
@@ -292,7 +364,12 @@ impl Log {
     /// segments until, as in Kafka, an entry's last stable offset reaches `upper`:
     /// every transaction with records below `upper` had ended by that marker.
     pub fn aborted_transactions(&self, start: i64, upper: i64) -> Vec<(i64, i64)> {
-        let first_base = self.segments.range(..=start).next_back().map(|(b, _)| *b).unwrap_or(i64::MIN);
+        let first_base = self
+            .segments
+            .range(..=start)
+            .next_back()
+            .map(|(b, _)| *b)
+            .unwrap_or(i64::MIN);
         let mut out = Vec::new();
         for segment in self.segments.range(first_base..).map(|(_, s)| s) {
             for aborted in segment.aborted_transactions() {
@@ -331,11 +408,17 @@ impl Log {
     }
 
     pub(crate) fn active(&self) -> &Segment {
-        self.segments.values().next_back().expect("a log always has a segment")
+        self.segments
+            .values()
+            .next_back()
+            .expect("a log always has a segment")
     }
 
     pub(crate) fn active_mut(&mut self) -> &mut Segment {
-        self.segments.values_mut().next_back().expect("a log always has a segment")
+        self.segments
+            .values_mut()
+            .next_back()
+            .expect("a log always has a segment")
     }
 
     pub fn log_start_offset(&self) -> Offset {
@@ -379,13 +462,26 @@ impl Log {
     /// Validates `records` (a client's produce data for this partition), assigns
     /// offsets from the LEO, stamps `leader_epoch` (and the append time when the
     /// topic uses LogAppendTime) and appends them. All or nothing.
-    pub fn append_as_leader(&mut self, records: &[u8], leader_epoch: i32, origin: Origin) -> Result<LogAppendInfo, AppendError> {
+    pub fn append_as_leader(
+        &mut self,
+        records: &[u8],
+        leader_epoch: i32,
+        origin: Origin,
+    ) -> Result<LogAppendInfo, AppendError> {
         let now = self.clock.now_ms();
         let validated = validate_records(records, &self.config, now, origin)?;
         // Idempotence: a retried batch is answered with its original offsets.
         for batch in validated.iter().filter(|b| b.header.has_producer_id()) {
-            let control = if batch.header.is_control() { producer_state::control_type(&records[batch.range.clone()]) } else { None };
-            if let SequenceCheck::Duplicate { first_offset, last_offset } = self.producer_state.check(&batch.header, control)? {
+            let control = if batch.header.is_control() {
+                producer_state::control_type(&records[batch.range.clone()])
+            } else {
+                None
+            };
+            if let SequenceCheck::Duplicate {
+                first_offset,
+                last_offset,
+            } = self.producer_state.check(&batch.header, control)?
+            {
                 return Ok(LogAppendInfo {
                     first_offset: Offset(first_offset),
                     last_offset: Offset(last_offset),
@@ -399,14 +495,20 @@ impl Log {
                 });
             }
         }
-        let log_append_time = self.config.message_timestamp_type == MessageTimestampType::LogAppendTime;
+        let log_append_time =
+            self.config.message_timestamp_type == MessageTimestampType::LogAppendTime;
         // A topic with its own compression.type gets its batches in that codec,
         // as Kafka recompresses them; "producer" keeps what the client sent.
         let recompressed;
         let (records, validated) = match crate::recompress::target_codec(&self.config) {
-            Some(target) if validated.iter().any(|b| b.header.compression().ok() != Some(target)) => {
+            Some(target)
+                if validated
+                    .iter()
+                    .any(|b| b.header.compression().ok() != Some(target)) =>
+            {
                 recompressed = crate::recompress::recompress(records, &validated, target)?;
-                let revalidated = validate_records(&recompressed, &self.config, now, Origin::Coordinator)?;
+                let revalidated =
+                    validate_records(&recompressed, &self.config, now, Origin::Coordinator)?;
                 (&recompressed[..], revalidated)
             }
             _ => (records, validated),
@@ -425,12 +527,16 @@ impl Log {
                 batch::patch_log_append_time(head, body, now);
                 now
             } else {
-                if batch.header.max_timestamp != batch.max_timestamp || batch.header.timestamp_type() != TimestampType::CreateTime {
+                if batch.header.max_timestamp != batch.max_timestamp
+                    || batch.header.timestamp_type() != TimestampType::CreateTime
+                {
                     // Kafka corrects a CreateTime batch's max timestamp to what its
                     // records hold.
-                    head[batch::MAX_TIMESTAMP_AT..batch::MAX_TIMESTAMP_AT + 8].copy_from_slice(&batch.max_timestamp.to_be_bytes());
+                    head[batch::MAX_TIMESTAMP_AT..batch::MAX_TIMESTAMP_AT + 8]
+                        .copy_from_slice(&batch.max_timestamp.to_be_bytes());
                     let attributes = batch.header.attributes & !(1 << 3);
-                    head[batch::ATTRIBUTES_AT..batch::ATTRIBUTES_AT + 2].copy_from_slice(&attributes.to_be_bytes());
+                    head[batch::ATTRIBUTES_AT..batch::ATTRIBUTES_AT + 2]
+                        .copy_from_slice(&attributes.to_be_bytes());
                     let crc = crc_of(head, body);
                     batch::set_crc(head, crc);
                 }
@@ -438,7 +544,12 @@ impl Log {
             };
             max_timestamp = max_timestamp.max(batch_max);
             let count = i64::from(batch.header.records_count);
-            infos.push(BatchInfo { base_offset: next, last_offset: next + count - 1, max_timestamp: batch_max, size: batch.range.len() as u32 });
+            infos.push(BatchInfo {
+                base_offset: next,
+                last_offset: next + count - 1,
+                max_timestamp: batch_max,
+                size: batch.range.len() as u32,
+            });
             next += count;
             record_count += count;
         }
@@ -449,9 +560,15 @@ impl Log {
         if let Err(e) = segment.append(&bytes, &infos) {
             // Leave no partial batch behind for a reader or the next append.
             let _ = segment.log_file().set_len(u64::from(size_before));
-            return Err(StorageError::io(format!("appending to {}", segment.log_path().display()), e).into());
+            return Err(StorageError::io(
+                format!("appending to {}", segment.log_path().display()),
+                e,
+            )
+            .into());
         }
-        self.leader_epochs.assign(leader_epoch, first_offset).map_err(io_err("leader epoch checkpoint"))?;
+        self.leader_epochs
+            .assign(leader_epoch, first_offset)
+            .map_err(io_err("leader epoch checkpoint"))?;
         for (info, batch) in infos.iter().zip(&validated) {
             if !batch.header.has_producer_id() {
                 continue;
@@ -459,9 +576,15 @@ impl Log {
             let mut header = batch.header;
             header.base_offset = info.base_offset;
             header.max_timestamp = info.max_timestamp;
-            let control = if header.is_control() { producer_state::control_type(&records[batch.range.clone()]) } else { None };
+            let control = if header.is_control() {
+                producer_state::control_type(&records[batch.range.clone()])
+            } else {
+                None
+            };
             if let Some(aborted) = self.producer_state.update(&header, control)? {
-                self.active_mut().append_aborted(aborted).map_err(io_err("writing the transaction index"))?;
+                self.active_mut()
+                    .append_aborted(aborted)
+                    .map_err(io_err("writing the transaction index"))?;
             }
         }
         self.unflushed_messages += record_count;
@@ -482,12 +605,18 @@ impl Log {
     pub fn flush_due(&self) -> bool {
         let now = self.clock.now_ms();
         self.unflushed_messages >= self.config.flush_messages
-            || (self.unflushed_messages > 0 && now.saturating_sub(self.last_flush_ms) >= self.config.flush_ms)
+            || (self.unflushed_messages > 0
+                && now.saturating_sub(self.last_flush_ms) >= self.config.flush_ms)
     }
 
     /// Rolls when the active segment is full by size, age or index, or when the
     /// new offsets would not fit a relative offset. Returns the closed segment.
-    fn maybe_roll(&mut self, messages_size: usize, first_batch_max_timestamp: i64, max_offset: i64) -> Result<Option<i64>, StorageError> {
+    fn maybe_roll(
+        &mut self,
+        messages_size: usize,
+        first_batch_max_timestamp: i64,
+        max_offset: i64,
+    ) -> Result<Option<i64>, StorageError> {
         let now = self.clock.now_ms();
         let config = Arc::clone(&self.config);
         let segment = self.active();
@@ -497,7 +626,11 @@ impl Log {
             Some(first) if first >= 0 => first_batch_max_timestamp.saturating_sub(first),
             _ => now.saturating_sub(segment.created_ms()),
         };
-        let jitter = if config.segment_jitter_ms > 0 { segment.base_offset().rem_euclid(config.segment_jitter_ms) } else { 0 };
+        let jitter = if config.segment_jitter_ms > 0 {
+            segment.base_offset().rem_euclid(config.segment_jitter_ms)
+        } else {
+            0
+        };
         let by_time = size > 0 && waited > config.segment_ms - jitter;
         let by_index = segment.index_is_full();
         let by_offset = max_offset - segment.base_offset() > i64::from(i32::MAX);
@@ -521,13 +654,25 @@ impl Log {
         if old_base == new_base {
             return Ok(old_base);
         }
-        old.on_become_inactive().map_err(io_err("closing segment"))?;
-        let segment = Segment::create(&self.dir, new_base, self.config.index_interval_bytes, self.config.max_index_entries(), self.config.max_time_index_entries(), now)
-            .map_err(io_err(format!("rolling {} at {new_base}", self.topic_partition)))?;
+        old.on_become_inactive()
+            .map_err(io_err("closing segment"))?;
+        let segment = Segment::create(
+            &self.dir,
+            new_base,
+            self.config.index_interval_bytes,
+            self.config.max_index_entries(),
+            self.config.max_time_index_entries(),
+            now,
+        )
+        .map_err(io_err(format!(
+            "rolling {} at {new_base}",
+            self.topic_partition
+        )))?;
         self.segments.insert(new_base, segment);
         // A producer snapshot at every roll bounds the replay after a crash.
         self.producer_state.set_map_end_offset(new_base);
-        producer_state::write_snapshot(&self.dir, &self.producer_state, 3).map_err(io_err("writing a producer snapshot"))?;
+        producer_state::write_snapshot(&self.dir, &self.producer_state, 3)
+            .map_err(io_err("writing a producer snapshot"))?;
         Ok(old_base)
     }
 
@@ -537,13 +682,22 @@ impl Log {
     pub fn read(&self, offset: i64, max_offset: i64) -> Result<ReadOutcome, StorageError> {
         let leo = self.log_end_offset().0;
         if offset < self.log_start_offset || offset > leo {
-            return Err(StorageError::OffsetOutOfRange { requested: offset, log_start_offset: self.log_start_offset, log_end_offset: leo });
+            return Err(StorageError::OffsetOutOfRange {
+                requested: offset,
+                log_start_offset: self.log_start_offset,
+                log_end_offset: leo,
+            });
         }
         let bound = max_offset.min(leo);
         if offset >= bound {
             return Ok(ReadOutcome::Empty);
         }
-        let start_base = self.segments.range(..=offset).next_back().map(|(&b, _)| b).unwrap_or(self.log_start_offset);
+        let start_base = self
+            .segments
+            .range(..=offset)
+            .next_back()
+            .map(|(&b, _)| b)
+            .unwrap_or(self.log_start_offset);
         for (_, segment) in self.segments.range(start_base..) {
             if segment.base_offset() >= bound {
                 break;
@@ -551,7 +705,9 @@ impl Log {
             let found = segment
                 .translate_offset(offset)
                 .map_err(io_err(format!("reading {}", segment.log_path().display())))?;
-            let Some((position, header)) = found else { continue };
+            let Some((position, header)) = found else {
+                continue;
+            };
             if header.base_offset >= bound {
                 return Ok(ReadOutcome::Empty);
             }
@@ -579,7 +735,12 @@ impl Log {
 
     /// Reads whole batches for a fetch at `offset` (a convenience over [`Log::read`]
     /// for callers that hold the log anyway, such as tests and internal topics).
-    pub fn read_bytes(&self, offset: i64, max_offset: i64, max_bytes: usize) -> Result<Bytes, StorageError> {
+    pub fn read_bytes(
+        &self,
+        offset: i64,
+        max_offset: i64,
+        max_bytes: usize,
+    ) -> Result<Bytes, StorageError> {
         match self.read(offset, max_offset)? {
             ReadOutcome::Empty => Ok(Bytes::new()),
             ReadOutcome::Data(slice) => slice.read(max_bytes, true).map_err(io_err("reading")),
@@ -589,7 +750,10 @@ impl Log {
     /// Kafka's ListOffsets for a timestamp: the first record at or after
     /// `log_start_offset` whose timestamp is at least `target`, with its timestamp
     /// and leader epoch; `None` when no record is that late.
-    pub fn offset_for_timestamp(&self, target: i64) -> Result<Option<(i64, i64, Option<i32>)>, StorageError> {
+    pub fn offset_for_timestamp(
+        &self,
+        target: i64,
+    ) -> Result<Option<(i64, i64, Option<i32>)>, StorageError> {
         let Some(segment) = self.segments.values().find(|s| s.max_timestamp() >= target) else {
             return Ok(None);
         };
@@ -599,12 +763,21 @@ impl Log {
         else {
             return Ok(None);
         };
-        let bytes = segment.read_at(position, header.size() as u32).map_err(io_err("reading"))?;
-        let (_, records) = decode_records(&bytes, 64 << 20).map_err(|e| StorageError::Corrupt(self.dir.clone(), e.to_string()))?;
+        let bytes = segment
+            .read_at(position, header.size() as u32)
+            .map_err(io_err("reading"))?;
+        let (_, records) = decode_records(&bytes, 64 << 20)
+            .map_err(|e| StorageError::Corrupt(self.dir.clone(), e.to_string()))?;
         let found = records
             .iter()
             .find(|r| r.timestamp >= target && r.offset >= self.log_start_offset)
-            .map(|r| (r.offset, r.timestamp, self.leader_epochs.epoch_for_offset(r.offset)));
+            .map(|r| {
+                (
+                    r.offset,
+                    r.timestamp,
+                    self.leader_epochs.epoch_for_offset(r.offset),
+                )
+            });
         Ok(found)
     }
 
@@ -613,13 +786,16 @@ impl Log {
     pub fn offset_of_max_timestamp(&self) -> Result<Option<(i64, i64, Option<i32>)>, StorageError> {
         let mut best: Option<&Segment> = None;
         for segment in self.segments.values() {
-            if segment.max_timestamp() >= 0 && best.is_none_or(|b| segment.max_timestamp() > b.max_timestamp()) {
+            if segment.max_timestamp() >= 0
+                && best.is_none_or(|b| segment.max_timestamp() > b.max_timestamp())
+            {
                 best = Some(segment);
             }
         }
         let Some(segment) = best else { return Ok(None) };
         let target = segment.max_timestamp();
-        self.offset_for_timestamp(target).map(|found| found.filter(|&(_, ts, _)| ts == target).or(found))
+        self.offset_for_timestamp(target)
+            .map(|found| found.filter(|&(_, ts, _)| ts == target).or(found))
     }
 
     /// Removes every record at or above `offset` (a follower truncating to its
@@ -630,7 +806,11 @@ impl Log {
         }
         let offset = offset.max(self.log_start_offset);
         let doomed: Vec<i64> = self.segments.range(offset + 1..).map(|(&b, _)| b).collect();
-        let first_base = *self.segments.keys().next().expect("a log always has a segment");
+        let first_base = *self
+            .segments
+            .keys()
+            .next()
+            .expect("a log always has a segment");
         for base in doomed {
             if base == first_base {
                 continue;
@@ -640,8 +820,12 @@ impl Log {
             }
         }
         let active = self.active_mut();
-        active.truncate_to(offset).map_err(io_err("truncating segment"))?;
-        self.leader_epochs.truncate_from_end(offset).map_err(io_err("leader epoch checkpoint"))?;
+        active
+            .truncate_to(offset)
+            .map_err(io_err("truncating segment"))?;
+        self.leader_epochs
+            .truncate_from_end(offset)
+            .map_err(io_err("leader epoch checkpoint"))?;
         let leo = self.log_end_offset().0;
         self.recovery_point = self.recovery_point.min(leo);
         // Truncation removes whole batches; one straddling the log start takes the
@@ -655,7 +839,8 @@ impl Log {
     /// `up_to` reaches into it; advances the recovery point.
     pub fn flush(&mut self, up_to: i64) -> Result<(), StorageError> {
         let plan = self.flush_plan(up_to).map_err(io_err("preparing flush"))?;
-        plan.sync().map_err(io_err(format!("flushing {}", self.topic_partition)))?;
+        plan.sync()
+            .map_err(io_err(format!("flushing {}", self.topic_partition)))?;
         self.complete_flush(&plan);
         Ok(())
     }
@@ -672,7 +857,11 @@ impl Log {
                 }
             }
         }
-        Ok(FlushPlan { files, up_to, unflushed_messages: self.unflushed_messages })
+        Ok(FlushPlan {
+            files,
+            up_to,
+            unflushed_messages: self.unflushed_messages,
+        })
     }
 
     pub fn complete_flush(&mut self, plan: &FlushPlan) {
@@ -688,20 +877,26 @@ impl Log {
     /// Flushes everything and records the active segment's final time index entry.
     pub fn close(&mut self) -> Result<(), StorageError> {
         let leo = self.log_end_offset().0;
-        self.active_mut().on_become_inactive().map_err(io_err("closing segment"))?;
+        self.active_mut()
+            .on_become_inactive()
+            .map_err(io_err("closing segment"))?;
         for segment in self.segments.values() {
-            segment.flush().map_err(io_err(format!("flushing {}", segment.log_path().display())))?;
+            segment
+                .flush()
+                .map_err(io_err(format!("flushing {}", segment.log_path().display())))?;
         }
         self.recovery_point = leo;
         self.unflushed_messages = 0;
         self.producer_state.set_map_end_offset(leo);
-        producer_state::write_snapshot(&self.dir, &self.producer_state, 3).map_err(io_err("writing a producer snapshot"))?;
+        producer_state::write_snapshot(&self.dir, &self.producer_state, 3)
+            .map_err(io_err("writing a producer snapshot"))?;
         Ok(())
     }
 
     /// Deletes the whole log directory.
     pub fn delete(self) -> Result<(), StorageError> {
-        std::fs::remove_dir_all(&self.dir).map_err(io_err(format!("deleting {}", self.dir.display())))
+        std::fs::remove_dir_all(&self.dir)
+            .map_err(io_err(format!("deleting {}", self.dir.display())))
     }
 }
 
@@ -757,8 +952,15 @@ mod txn_read_tests {
     use crate::validate::Origin;
 
     fn txn_batch(pid: i64, seq: i32, value: &[u8]) -> Vec<u8> {
-        let mut builder = BatchBuilder::new(Compression::None).producer(pid, 0, seq).transactional(true);
-        builder.append(&NewRecord { timestamp: 1, key: None, value: Some(value), headers: &[] });
+        let mut builder = BatchBuilder::new(Compression::None)
+            .producer(pid, 0, seq)
+            .transactional(true);
+        builder.append(&NewRecord {
+            timestamp: 1,
+            key: None,
+            value: Some(value),
+            headers: &[],
+        });
         builder.build().unwrap()
     }
 
@@ -767,10 +969,22 @@ mod txn_read_tests {
     }
 
     fn open_with(dir: &std::path::Path, clean_shutdown: bool, segment_bytes: &str) -> Log {
-        let overrides: BTreeMap<String, String> = [("segment.bytes".to_string(), segment_bytes.to_string())].into();
+        let overrides: BTreeMap<String, String> =
+            [("segment.bytes".to_string(), segment_bytes.to_string())].into();
         let config = Arc::new(LogConfig::resolve(&overrides, &BTreeMap::new()).unwrap());
         let clock = Arc::new(ManualClock::new(1_700_000_000_000)) as Arc<dyn Clock>;
-        Log::open(dir, TopicPartition::new("t", 0), config, clock, LoadState { recovery_point: 0, log_start_offset: 0, clean_shutdown }).unwrap()
+        Log::open(
+            dir,
+            TopicPartition::new("t", 0),
+            config,
+            clock,
+            LoadState {
+                recovery_point: 0,
+                log_start_offset: 0,
+                clean_shutdown,
+            },
+        )
+        .unwrap()
     }
 
     /// Aborts whose markers land segments after the records they abort, with other
@@ -783,11 +997,24 @@ mod txn_read_tests {
         let mut seqs = BTreeMap::new();
         let mut write = |log: &mut Log, pid: i64| {
             let seq = seqs.entry(pid).or_insert(0);
-            let offset = log.append_as_leader(&txn_batch(pid, *seq, b"v"), 0, Origin::Client).unwrap().first_offset.0;
+            let offset = log
+                .append_as_leader(&txn_batch(pid, *seq, b"v"), 0, Origin::Client)
+                .unwrap()
+                .first_offset
+                .0;
             *seq += 1;
             offset
         };
-        let abort = |log: &mut Log, pid: i64| log.append_as_leader(&marker_batch(pid, 0, CONTROL_ABORT, 0, 1), 0, Origin::Coordinator).unwrap().first_offset.0;
+        let abort = |log: &mut Log, pid: i64| {
+            log.append_as_leader(
+                &marker_batch(pid, 0, CONTROL_ABORT, 0, 1),
+                0,
+                Origin::Coordinator,
+            )
+            .unwrap()
+            .first_offset
+            .0
+        };
         // E aborts alone (its last stable offset is just past its marker).
         assert_eq!(write(&mut log, 5), 0);
         assert_eq!(abort(&mut log, 5), 1);
@@ -800,7 +1027,10 @@ mod txn_read_tests {
             write(&mut log, 1);
         }
         let b_marker = abort(&mut log, 1);
-        assert!(log.segment_count() >= 3 && log.segments.range(..=5).next_back().map(|(b, _)| *b) < Some(b_marker));
+        assert!(
+            log.segment_count() >= 3
+                && log.segments.range(..=5).next_back().map(|(b, _)| *b) < Some(b_marker)
+        );
         assert_eq!(log.first_unstable_offset(), Some(5));
         let expected = vec![(5, 0), (2, 3), (1, 2)];
         let mut found = log.aborted_transactions(0, 5);
@@ -810,7 +1040,10 @@ mod txn_read_tests {
         drop(log);
         for entry in std::fs::read_dir(dir.path()).unwrap() {
             let path = entry.unwrap().path();
-            if path.extension().is_some_and(|e| e == "txnindex" || e == "snapshot") {
+            if path
+                .extension()
+                .is_some_and(|e| e == "txnindex" || e == "snapshot")
+            {
                 std::fs::remove_file(path).unwrap();
             }
         }
@@ -828,20 +1061,38 @@ mod txn_read_tests {
     fn recovery_forgets_the_index_entry_of_a_marker_cut_off_the_log() {
         let dir = tempfile::tempdir().unwrap();
         let mut log = open_with(dir.path(), true, "100000");
-        log.append_as_leader(&txn_batch(1, 0, b"a"), 0, Origin::Client).unwrap();
-        log.append_as_leader(&txn_batch(2, 0, b"b"), 0, Origin::Client).unwrap();
+        log.append_as_leader(&txn_batch(1, 0, b"a"), 0, Origin::Client)
+            .unwrap();
+        log.append_as_leader(&txn_batch(2, 0, b"b"), 0, Origin::Client)
+            .unwrap();
         let marker = marker_batch(1, 0, CONTROL_ABORT, 0, 1);
-        assert_eq!(log.append_as_leader(&marker, 0, Origin::Coordinator).unwrap().first_offset.0, 2);
+        assert_eq!(
+            log.append_as_leader(&marker, 0, Origin::Coordinator)
+                .unwrap()
+                .first_offset
+                .0,
+            2
+        );
         assert_eq!(log.aborted_transactions(0, 3), vec![(1, 0)]);
         drop(log);
         let segment = dir.path().join(crate::segment::file_name(0, "log"));
         let len = std::fs::metadata(&segment).unwrap().len();
-        std::fs::OpenOptions::new().write(true).open(&segment).unwrap().set_len(len - 10).unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&segment)
+            .unwrap()
+            .set_len(len - 10)
+            .unwrap();
         let mut log = open_with(dir.path(), false, "100000");
         assert_eq!(log.log_end_offset().0, 2);
         assert_eq!(log.first_unstable_offset(), Some(0));
         assert_eq!(log.aborted_transactions(0, 2), vec![]);
-        log.append_as_leader(&marker_batch(2, 0, CONTROL_ABORT, 0, 1), 0, Origin::Coordinator).unwrap();
+        log.append_as_leader(
+            &marker_batch(2, 0, CONTROL_ABORT, 0, 1),
+            0,
+            Origin::Coordinator,
+        )
+        .unwrap();
         assert_eq!(log.aborted_transactions(0, 3), vec![(2, 1)]);
     }
 }

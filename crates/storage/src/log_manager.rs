@@ -25,7 +25,9 @@ use protocol::time::Clock;
 use protocol::TopicPartition;
 use uuid::Uuid;
 
-use crate::checkpoint::{self, CLEAN_SHUTDOWN_FILE, LOG_START_OFFSET_CHECKPOINT, RECOVERY_POINT_CHECKPOINT};
+use crate::checkpoint::{
+    self, CLEAN_SHUTDOWN_FILE, LOG_START_OFFSET_CHECKPOINT, RECOVERY_POINT_CHECKPOINT,
+};
 use crate::config::LogConfig;
 use crate::error::StorageError;
 use crate::log::{LoadState, Log};
@@ -44,7 +46,9 @@ pub fn uuid_to_kafka(uuid: &Uuid) -> String {
 }
 
 pub fn uuid_from_kafka(text: &str) -> Option<Uuid> {
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text.trim()).ok()?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(text.trim())
+        .ok()?;
     Uuid::from_slice(&bytes).ok()
 }
 
@@ -87,7 +91,9 @@ fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> StorageError 
 }
 
 fn lock_recover<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl LogManager {
@@ -96,14 +102,25 @@ impl LogManager {
     pub fn open(dirs: &[PathBuf], clock: Arc<dyn Clock>) -> Result<LogManager, StorageError> {
         let mut opened = Vec::new();
         for path in dirs {
-            fs::create_dir_all(path).map_err(io_err(format!("creating log dir {}", path.display())))?;
-            let lock = File::options().create(true).truncate(false).write(true).open(path.join(".lock")).map_err(io_err("opening .lock"))?;
+            fs::create_dir_all(path)
+                .map_err(io_err(format!("creating log dir {}", path.display())))?;
+            let lock = File::options()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(path.join(".lock"))
+                .map_err(io_err("opening .lock"))?;
             match lock.try_lock() {
                 Ok(()) => {}
                 Err(fs::TryLockError::WouldBlock) => {
-                    return Err(StorageError::Corrupt(path.clone(), "another broker process is using this log dir".into()));
+                    return Err(StorageError::Corrupt(
+                        path.clone(),
+                        "another broker process is using this log dir".into(),
+                    ));
                 }
-                Err(fs::TryLockError::Error(e)) => return Err(StorageError::io("locking log dir", e)),
+                Err(fs::TryLockError::Error(e)) => {
+                    return Err(StorageError::io("locking log dir", e))
+                }
             }
             let clean_shutdown = path.join(CLEAN_SHUTDOWN_FILE).exists();
             let read = |name: &str| {
@@ -120,7 +137,11 @@ impl LogManager {
                 log_start_offsets: read(LOG_START_OFFSET_CHECKPOINT),
             });
         }
-        Ok(LogManager { dirs: opened, clock, logs: Mutex::new(BTreeMap::new()) })
+        Ok(LogManager {
+            dirs: opened,
+            clock,
+            logs: Mutex::new(BTreeMap::new()),
+        })
     }
 
     pub fn log_dirs(&self) -> Vec<PathBuf> {
@@ -134,7 +155,11 @@ impl LogManager {
 
     /// Checks or writes `meta.properties` in every log dir; returns the cluster id
     /// found on disk (or `new_cluster_id`, which is written where none is).
-    pub fn ensure_meta_properties(&self, node_id: i32, new_cluster_id: &str) -> Result<String, StorageError> {
+    pub fn ensure_meta_properties(
+        &self,
+        node_id: i32,
+        new_cluster_id: &str,
+    ) -> Result<String, StorageError> {
         let mut cluster_id: Option<String> = None;
         for dir in &self.dirs {
             let path = dir.path.join(META_PROPERTIES);
@@ -153,7 +178,12 @@ impl LogManager {
                 if let Some(found) = props.get("cluster.id") {
                     match &cluster_id {
                         Some(existing) if existing != found => {
-                            return Err(StorageError::Corrupt(dir.path.clone(), format!("cluster.id {found} differs from {existing} in another log dir")));
+                            return Err(StorageError::Corrupt(
+                                dir.path.clone(),
+                                format!(
+                                    "cluster.id {found} differs from {existing} in another log dir"
+                                ),
+                            ));
                         }
                         _ => cluster_id = Some(found.to_string()),
                     }
@@ -168,7 +198,8 @@ impl LogManager {
                     "#\n#Written by rivulet\nnode.id={node_id}\ndirectory.id={}\nversion=1\ncluster.id={cluster_id}\n",
                     uuid_to_kafka(&Uuid::new_v4())
                 );
-                checkpoint::write_atomically(&path, text.as_bytes()).map_err(io_err("writing meta.properties"))?;
+                checkpoint::write_atomically(&path, text.as_bytes())
+                    .map_err(io_err("writing meta.properties"))?;
             }
         }
         Ok(cluster_id)
@@ -178,7 +209,9 @@ impl LogManager {
     pub fn discover(&self) -> Result<Vec<DiscoveredLog>, StorageError> {
         let mut found = Vec::new();
         for dir in &self.dirs {
-            for entry in fs::read_dir(&dir.path).map_err(io_err(format!("listing {}", dir.path.display())))? {
+            for entry in fs::read_dir(&dir.path)
+                .map_err(io_err(format!("listing {}", dir.path.display())))?
+            {
                 let entry = entry.map_err(io_err("listing log dir"))?;
                 if !entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
                     continue;
@@ -193,20 +226,33 @@ impl LogManager {
                     // The cluster metadata log is the broker's own, not a topic's.
                     continue;
                 }
-                let Some(topic_partition) = parse_partition_dir(&name) else { continue };
+                let Some(topic_partition) = parse_partition_dir(&name) else {
+                    continue;
+                };
                 let topic_id = read_partition_metadata(&entry.path());
-                found.push(DiscoveredLog { topic_partition, dir: entry.path(), topic_id });
+                found.push(DiscoveredLog {
+                    topic_partition,
+                    dir: entry.path(),
+                    topic_id,
+                });
             }
         }
         Ok(found)
     }
 
     fn dir_index_of(&self, path: &Path) -> usize {
-        self.dirs.iter().position(|d| path.starts_with(&d.path)).unwrap_or(0)
+        self.dirs
+            .iter()
+            .position(|d| path.starts_with(&d.path))
+            .unwrap_or(0)
     }
 
     /// Opens a log found by [`LogManager::discover`] and registers it.
-    pub fn load_log(&self, found: &DiscoveredLog, config: Arc<LogConfig>) -> Result<SharedLog, StorageError> {
+    pub fn load_log(
+        &self,
+        found: &DiscoveredLog,
+        config: Arc<LogConfig>,
+    ) -> Result<SharedLog, StorageError> {
         let index = self.dir_index_of(&found.dir);
         let dir = &self.dirs[index];
         let tp = &found.topic_partition;
@@ -215,7 +261,13 @@ impl LogManager {
             log_start_offset: dir.log_start_offsets.get(tp).copied().unwrap_or(0),
             clean_shutdown: dir.clean_shutdown,
         };
-        let log = Log::open(&found.dir, tp.clone(), config, Arc::clone(&self.clock), state)?;
+        let log = Log::open(
+            &found.dir,
+            tp.clone(),
+            config,
+            Arc::clone(&self.clock),
+            state,
+        )?;
         tracing::debug!(partition = %tp, log_end_offset = log.log_end_offset().0, "loaded log");
         let shared = Arc::new(Mutex::new(log));
         lock_recover(&self.logs).insert(tp.clone(), (index, Arc::clone(&shared)));
@@ -226,7 +278,9 @@ impl LogManager {
     pub fn finish_loading(&self) -> Result<(), StorageError> {
         for dir in &self.dirs {
             match fs::remove_file(dir.path.join(CLEAN_SHUTDOWN_FILE)) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(StorageError::io("removing clean shutdown mark", e)),
+                Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                    return Err(StorageError::io("removing clean shutdown mark", e))
+                }
                 _ => {}
             }
         }
@@ -234,7 +288,12 @@ impl LogManager {
     }
 
     /// Creates a new, empty log in the log dir holding the fewest logs.
-    pub fn create_log(&self, tp: &TopicPartition, topic_id: Uuid, config: Arc<LogConfig>) -> Result<SharedLog, StorageError> {
+    pub fn create_log(
+        &self,
+        tp: &TopicPartition,
+        topic_id: Uuid,
+        config: Arc<LogConfig>,
+    ) -> Result<SharedLog, StorageError> {
         let mut logs = lock_recover(&self.logs);
         if logs.contains_key(tp) {
             return Err(StorageError::LogExists(tp.to_string()));
@@ -243,22 +302,35 @@ impl LogManager {
         for (index, _) in logs.values() {
             counts[*index] += 1;
         }
-        let index = (0..self.dirs.len()).min_by_key(|&i| counts[i]).expect("at least one log dir");
+        let index = (0..self.dirs.len())
+            .min_by_key(|&i| counts[i])
+            .expect("at least one log dir");
         let dir = self.dirs[index].path.join(tp.dir_name());
         fs::create_dir_all(&dir).map_err(io_err(format!("creating {}", dir.display())))?;
         write_partition_metadata(&dir, &topic_id).map_err(io_err("writing partition.metadata"))?;
-        let log = Log::open(&dir, tp.clone(), config, Arc::clone(&self.clock), LoadState::default())?;
+        let log = Log::open(
+            &dir,
+            tp.clone(),
+            config,
+            Arc::clone(&self.clock),
+            LoadState::default(),
+        )?;
         let shared = Arc::new(Mutex::new(log));
         logs.insert(tp.clone(), (index, Arc::clone(&shared)));
         Ok(shared)
     }
 
     pub fn get(&self, tp: &TopicPartition) -> Option<SharedLog> {
-        lock_recover(&self.logs).get(tp).map(|(_, log)| Arc::clone(log))
+        lock_recover(&self.logs)
+            .get(tp)
+            .map(|(_, log)| Arc::clone(log))
     }
 
     pub fn all(&self) -> Vec<(TopicPartition, SharedLog)> {
-        lock_recover(&self.logs).iter().map(|(tp, (_, log))| (tp.clone(), Arc::clone(log))).collect()
+        lock_recover(&self.logs)
+            .iter()
+            .map(|(tp, (_, log))| (tp.clone(), Arc::clone(log)))
+            .collect()
     }
 
     /// Deletes a log: renamed to `<topic>-<partition>.<id>-delete` first (so a crash
@@ -269,8 +341,13 @@ impl LogManager {
         };
         let log = lock_recover(&shared);
         let dir = log.dir().to_path_buf();
-        let doomed = dir.with_file_name(format!("{}.{}-delete", tp.dir_name(), Uuid::new_v4().simple()));
-        fs::rename(&dir, &doomed).map_err(io_err(format!("renaming {} for deletion", dir.display())))?;
+        let doomed = dir.with_file_name(format!(
+            "{}.{}-delete",
+            tp.dir_name(),
+            Uuid::new_v4().simple()
+        ));
+        fs::rename(&dir, &doomed)
+            .map_err(io_err(format!("renaming {} for deletion", dir.display())))?;
         fs::remove_dir_all(&doomed).map_err(io_err(format!("deleting {}", doomed.display())))?;
         Ok(())
     }
@@ -295,14 +372,19 @@ impl LogManager {
                 recovery.insert(tp.clone(), log.recovery_point().0);
                 starts.insert(tp.clone(), log.log_start_offset().0);
             }
-            checkpoint::write_offsets(&dir.path.join(RECOVERY_POINT_CHECKPOINT), &recovery).map_err(io_err("writing recovery point checkpoint"))?;
-            checkpoint::write_offsets(&dir.path.join(LOG_START_OFFSET_CHECKPOINT), &starts).map_err(io_err("writing log start offset checkpoint"))?;
+            checkpoint::write_offsets(&dir.path.join(RECOVERY_POINT_CHECKPOINT), &recovery)
+                .map_err(io_err("writing recovery point checkpoint"))?;
+            checkpoint::write_offsets(&dir.path.join(LOG_START_OFFSET_CHECKPOINT), &starts)
+                .map_err(io_err("writing log start offset checkpoint"))?;
         }
         Ok(())
     }
 
     fn all_with_dirs(&self) -> Vec<(TopicPartition, usize, SharedLog)> {
-        lock_recover(&self.logs).iter().map(|(tp, (i, log))| (tp.clone(), *i, Arc::clone(log))).collect()
+        lock_recover(&self.logs)
+            .iter()
+            .map(|(tp, (i, log))| (tp.clone(), *i, Arc::clone(log)))
+            .collect()
     }
 
     /// Flushes and closes every log, writes the checkpoints and the clean-shutdown mark.
@@ -316,8 +398,11 @@ impl LogManager {
         }
         self.checkpoint()?;
         for dir in &self.dirs {
-            checkpoint::write_atomically(&dir.path.join(CLEAN_SHUTDOWN_FILE), br#"{"version":0,"brokerEpoch":-1}"#)
-                .map_err(io_err("writing clean shutdown mark"))?;
+            checkpoint::write_atomically(
+                &dir.path.join(CLEAN_SHUTDOWN_FILE),
+                br#"{"version":0,"brokerEpoch":-1}"#,
+            )
+            .map_err(io_err("writing clean shutdown mark"))?;
         }
         Ok(())
     }
@@ -331,7 +416,9 @@ pub fn write_partition_metadata(dir: &Path, topic_id: &Uuid) -> io::Result<()> {
 
 pub fn read_partition_metadata(dir: &Path) -> Option<Uuid> {
     let text = fs::read_to_string(dir.join(PARTITION_METADATA)).ok()?;
-    text.lines().find_map(|line| line.strip_prefix("topic_id:")).and_then(uuid_from_kafka)
+    text.lines()
+        .find_map(|line| line.strip_prefix("topic_id:"))
+        .and_then(uuid_from_kafka)
 }
 
 #[cfg(test)]
@@ -340,8 +427,14 @@ mod tests {
 
     #[test]
     fn partition_dir_names_parse_like_kafka() {
-        assert_eq!(parse_partition_dir("orders-0"), Some(TopicPartition::new("orders", 0)));
-        assert_eq!(parse_partition_dir("my-topic-12"), Some(TopicPartition::new("my-topic", 12)));
+        assert_eq!(
+            parse_partition_dir("orders-0"),
+            Some(TopicPartition::new("orders", 0))
+        );
+        assert_eq!(
+            parse_partition_dir("my-topic-12"),
+            Some(TopicPartition::new("my-topic", 12))
+        );
         assert_eq!(parse_partition_dir("orders-0.abc-delete"), None);
         assert_eq!(parse_partition_dir("orders"), None);
         assert_eq!(parse_partition_dir("-1"), None);

@@ -46,13 +46,31 @@ pub enum IndexError {
 
 impl OffsetIndex {
     /// Opens (creating if missing) and sanity-checks the index at `path`.
-    pub fn open(path: &Path, base_offset: i64, max_entries: usize) -> Result<OffsetIndex, IndexError> {
-        let io_err = |source| IndexError::Io { path: path.to_path_buf(), source };
-        let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path).map_err(io_err)?;
+    pub fn open(
+        path: &Path,
+        base_offset: i64,
+        max_entries: usize,
+    ) -> Result<OffsetIndex, IndexError> {
+        let io_err = |source| IndexError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(io_err)?;
         let len = file.metadata().map_err(io_err)?.len() as usize;
-        let corrupt = |reason: String| IndexError::Corrupt { path: path.to_path_buf(), reason };
+        let corrupt = |reason: String| IndexError::Corrupt {
+            path: path.to_path_buf(),
+            reason,
+        };
         if !len.is_multiple_of(ENTRY_SIZE) {
-            return Err(corrupt(format!("size {len} is not a multiple of {ENTRY_SIZE}")));
+            return Err(corrupt(format!(
+                "size {len} is not a multiple of {ENTRY_SIZE}"
+            )));
         }
         let mut raw = vec![0u8; len];
         file.read_exact_at(&mut raw, 0).map_err(io_err)?;
@@ -70,13 +88,34 @@ impl OffsetIndex {
             }
             entries.push((relative, position));
         }
-        Ok(OffsetIndex { path: path.to_path_buf(), file, base_offset, entries, max_entries: max_entries.max(1) })
+        Ok(OffsetIndex {
+            path: path.to_path_buf(),
+            file,
+            base_offset,
+            entries,
+            max_entries: max_entries.max(1),
+        })
     }
 
     /// Replaces the file with an empty index, for a rebuild.
-    pub fn create_empty(path: &Path, base_offset: i64, max_entries: usize) -> io::Result<OffsetIndex> {
-        let file = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(path)?;
-        Ok(OffsetIndex { path: path.to_path_buf(), file, base_offset, entries: Vec::new(), max_entries: max_entries.max(1) })
+    pub fn create_empty(
+        path: &Path,
+        base_offset: i64,
+        max_entries: usize,
+    ) -> io::Result<OffsetIndex> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)?;
+        Ok(OffsetIndex {
+            path: path.to_path_buf(),
+            file,
+            base_offset,
+            entries: Vec::new(),
+            max_entries: max_entries.max(1),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -97,25 +136,46 @@ impl OffsetIndex {
 
     pub fn last_entry(&self) -> OffsetPosition {
         match self.entries.last() {
-            Some(&(relative, position)) => OffsetPosition { offset: self.base_offset + i64::from(relative), position },
-            None => OffsetPosition { offset: self.base_offset, position: 0 },
+            Some(&(relative, position)) => OffsetPosition {
+                offset: self.base_offset + i64::from(relative),
+                position,
+            },
+            None => OffsetPosition {
+                offset: self.base_offset,
+                position: 0,
+            },
         }
     }
 
     /// Appends an entry. Offsets and positions must increase.
     pub fn append(&mut self, offset: i64, position: u32) -> io::Result<()> {
         let relative = offset - self.base_offset;
-        assert!((0..=i64::from(u32::MAX)).contains(&relative), "offset {offset} outside segment {}", self.base_offset);
+        assert!(
+            (0..=i64::from(u32::MAX)).contains(&relative),
+            "offset {offset} outside segment {}",
+            self.base_offset
+        );
         let relative = relative as u32;
         if let Some(&(last_relative, last_position)) = self.entries.last() {
-            assert!(relative > last_relative, "index offsets must increase: {relative} after {last_relative}");
-            assert!(position > last_position, "index positions must increase: {position} after {last_position}");
+            assert!(
+                relative > last_relative,
+                "index offsets must increase: {relative} after {last_relative}"
+            );
+            assert!(
+                position > last_position,
+                "index positions must increase: {position} after {last_position}"
+            );
         }
-        assert!(!self.is_full(), "append to a full index {}", self.path.display());
+        assert!(
+            !self.is_full(),
+            "append to a full index {}",
+            self.path.display()
+        );
         let mut entry = [0u8; ENTRY_SIZE];
         entry[0..4].copy_from_slice(&relative.to_be_bytes());
         entry[4..8].copy_from_slice(&position.to_be_bytes());
-        self.file.write_all_at(&entry, (self.entries.len() * ENTRY_SIZE) as u64)?;
+        self.file
+            .write_all_at(&entry, (self.entries.len() * ENTRY_SIZE) as u64)?;
         self.entries.push((relative, position));
         Ok(())
     }
@@ -124,16 +184,25 @@ impl OffsetIndex {
     pub fn lookup(&self, target: i64) -> OffsetPosition {
         let relative = target - self.base_offset;
         if relative < 0 {
-            return OffsetPosition { offset: self.base_offset, position: 0 };
+            return OffsetPosition {
+                offset: self.base_offset,
+                position: 0,
+            };
         }
         let relative = relative.min(i64::from(u32::MAX)) as u32;
         let after = self.entries.partition_point(|&(r, _)| r <= relative);
         match after.checked_sub(1) {
             Some(i) => {
                 let (r, position) = self.entries[i];
-                OffsetPosition { offset: self.base_offset + i64::from(r), position }
+                OffsetPosition {
+                    offset: self.base_offset + i64::from(r),
+                    position,
+                }
             }
-            None => OffsetPosition { offset: self.base_offset, position: 0 },
+            None => OffsetPosition {
+                offset: self.base_offset,
+                position: 0,
+            },
         }
     }
 
@@ -144,7 +213,8 @@ impl OffsetIndex {
             0
         } else {
             let relative = relative.min(i64::from(u32::MAX) + 1);
-            self.entries.partition_point(|&(r, _)| i64::from(r) < relative)
+            self.entries
+                .partition_point(|&(r, _)| i64::from(r) < relative)
         };
         self.entries.truncate(keep);
         self.file.set_len((keep * ENTRY_SIZE) as u64)
@@ -176,14 +246,50 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("00000000000000000100.index");
         let mut index = OffsetIndex::open(&path, 100, 10).unwrap();
-        assert_eq!(index.lookup(150), OffsetPosition { offset: 100, position: 0 });
+        assert_eq!(
+            index.lookup(150),
+            OffsetPosition {
+                offset: 100,
+                position: 0
+            }
+        );
         index.append(110, 4100).unwrap();
         index.append(130, 8300).unwrap();
-        assert_eq!(index.lookup(99), OffsetPosition { offset: 100, position: 0 });
-        assert_eq!(index.lookup(109), OffsetPosition { offset: 100, position: 0 });
-        assert_eq!(index.lookup(110), OffsetPosition { offset: 110, position: 4100 });
-        assert_eq!(index.lookup(129), OffsetPosition { offset: 110, position: 4100 });
-        assert_eq!(index.lookup(1_000), OffsetPosition { offset: 130, position: 8300 });
+        assert_eq!(
+            index.lookup(99),
+            OffsetPosition {
+                offset: 100,
+                position: 0
+            }
+        );
+        assert_eq!(
+            index.lookup(109),
+            OffsetPosition {
+                offset: 100,
+                position: 0
+            }
+        );
+        assert_eq!(
+            index.lookup(110),
+            OffsetPosition {
+                offset: 110,
+                position: 4100
+            }
+        );
+        assert_eq!(
+            index.lookup(129),
+            OffsetPosition {
+                offset: 110,
+                position: 4100
+            }
+        );
+        assert_eq!(
+            index.lookup(1_000),
+            OffsetPosition {
+                offset: 130,
+                position: 8300
+            }
+        );
     }
 
     #[test]
@@ -193,9 +299,18 @@ mod tests {
         let mut index = OffsetIndex::open(&path, 0, 10).unwrap();
         index.append(5, 4096).unwrap();
         drop(index);
-        assert_eq!(std::fs::read(&path).unwrap(), vec![0, 0, 0, 5, 0, 0, 0x10, 0]);
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            vec![0, 0, 0, 5, 0, 0, 0x10, 0]
+        );
         let index = OffsetIndex::open(&path, 0, 10).unwrap();
-        assert_eq!(index.last_entry(), OffsetPosition { offset: 5, position: 4096 });
+        assert_eq!(
+            index.last_entry(),
+            OffsetPosition {
+                offset: 5,
+                position: 4096
+            }
+        );
     }
 
     #[test]
@@ -203,9 +318,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("00000000000000000000.index");
         std::fs::write(&path, [0, 0, 0, 5, 0, 0, 0x10]).unwrap();
-        assert!(matches!(OffsetIndex::open(&path, 0, 10), Err(IndexError::Corrupt { .. })));
-        std::fs::write(&path, [0, 0, 0, 5, 0, 0, 0x10, 0, 0, 0, 0, 4, 0, 0, 0x20, 0]).unwrap();
-        assert!(matches!(OffsetIndex::open(&path, 0, 10), Err(IndexError::Corrupt { .. })));
+        assert!(matches!(
+            OffsetIndex::open(&path, 0, 10),
+            Err(IndexError::Corrupt { .. })
+        ));
+        std::fs::write(
+            &path,
+            [0, 0, 0, 5, 0, 0, 0x10, 0, 0, 0, 0, 4, 0, 0, 0x20, 0],
+        )
+        .unwrap();
+        assert!(matches!(
+            OffsetIndex::open(&path, 0, 10),
+            Err(IndexError::Corrupt { .. })
+        ));
     }
 
     #[test]

@@ -64,7 +64,14 @@ pub struct ProducerEntry {
 
 impl ProducerEntry {
     fn new(producer_id: i64, producer_epoch: i16) -> ProducerEntry {
-        ProducerEntry { producer_id, producer_epoch, batches: VecDeque::new(), coordinator_epoch: -1, current_txn_first_offset: None, last_timestamp: -1 }
+        ProducerEntry {
+            producer_id,
+            producer_epoch,
+            batches: VecDeque::new(),
+            coordinator_epoch: -1,
+            current_txn_first_offset: None,
+            last_timestamp: -1,
+        }
     }
 
     pub fn last_seq(&self) -> Option<i32> {
@@ -85,13 +92,25 @@ pub struct AbortedTxn {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProducerError {
     #[error("producer {producer_id}: epoch {epoch} is older than the current {current}")]
-    InvalidProducerEpoch { producer_id: i64, epoch: i16, current: i16 },
+    InvalidProducerEpoch {
+        producer_id: i64,
+        epoch: i16,
+        current: i16,
+    },
     #[error("producer {producer_id}: sequence {found} where {expected} was expected")]
-    OutOfOrderSequence { producer_id: i64, found: i32, expected: i32 },
+    OutOfOrderSequence {
+        producer_id: i64,
+        found: i32,
+        expected: i32,
+    },
     #[error("producer {producer_id}: {reason}")]
     InvalidTxnState { producer_id: i64, reason: String },
     #[error("producer {producer_id}: coordinator epoch {epoch} is older than {current}")]
-    CoordinatorFenced { producer_id: i64, epoch: i32, current: i32 },
+    CoordinatorFenced {
+        producer_id: i64,
+        epoch: i32,
+        current: i32,
+    },
 }
 
 /// The outcome of checking a batch.
@@ -132,7 +151,11 @@ pub struct ProducerStateManager {
 
 impl ProducerStateManager {
     pub fn new(map_end_offset: i64) -> ProducerStateManager {
-        ProducerStateManager { producers: HashMap::new(), ongoing: BTreeMap::new(), map_end_offset }
+        ProducerStateManager {
+            producers: HashMap::new(),
+            ongoing: BTreeMap::new(),
+            map_end_offset,
+        }
     }
 
     pub fn map_end_offset(&self) -> i64 {
@@ -165,14 +188,22 @@ impl ProducerStateManager {
 
     /// Checks a batch with a producer id before it is written. `control` is the
     /// control record's type and coordinator epoch for a transaction marker.
-    pub fn check(&self, header: &BatchHeader, control: Option<(i16, i32)>) -> Result<SequenceCheck, ProducerError> {
+    pub fn check(
+        &self,
+        header: &BatchHeader,
+        control: Option<(i16, i32)>,
+    ) -> Result<SequenceCheck, ProducerError> {
         let producer_id = header.producer_id;
         let Some(entry) = self.producers.get(&producer_id) else {
             return Ok(SequenceCheck::Accept);
         };
         if let Some((_, coordinator_epoch)) = control {
             if coordinator_epoch < entry.coordinator_epoch {
-                return Err(ProducerError::CoordinatorFenced { producer_id, epoch: coordinator_epoch, current: entry.coordinator_epoch });
+                return Err(ProducerError::CoordinatorFenced {
+                    producer_id,
+                    epoch: coordinator_epoch,
+                    current: entry.coordinator_epoch,
+                });
             }
             return Ok(SequenceCheck::Accept);
         }
@@ -183,38 +214,70 @@ impl ProducerStateManager {
         }
         let epoch = header.producer_epoch;
         if epoch < entry.producer_epoch {
-            return Err(ProducerError::InvalidProducerEpoch { producer_id, epoch, current: entry.producer_epoch });
+            return Err(ProducerError::InvalidProducerEpoch {
+                producer_id,
+                epoch,
+                current: entry.producer_epoch,
+            });
         }
-        if !header.is_transactional() && entry.current_txn_first_offset.is_some() && epoch == entry.producer_epoch {
-            return Err(ProducerError::InvalidTxnState { producer_id, reason: "a non-transactional batch while a transaction is open".into() });
+        if !header.is_transactional()
+            && entry.current_txn_first_offset.is_some()
+            && epoch == entry.producer_epoch
+        {
+            return Err(ProducerError::InvalidTxnState {
+                producer_id,
+                reason: "a non-transactional batch while a transaction is open".into(),
+            });
         }
         let first_seq = header.base_sequence;
         if epoch > entry.producer_epoch {
             if first_seq != 0 {
-                return Err(ProducerError::OutOfOrderSequence { producer_id, found: first_seq, expected: 0 });
+                return Err(ProducerError::OutOfOrderSequence {
+                    producer_id,
+                    found: first_seq,
+                    expected: 0,
+                });
             }
             return Ok(SequenceCheck::Accept);
         }
         let last_seq = last_seq_of(header);
-        if let Some(dup) = entry.batches.iter().find(|b| b.first_seq == first_seq && b.last_seq == last_seq) {
-            return Ok(SequenceCheck::Duplicate { first_offset: dup.first_offset, last_offset: dup.last_offset });
+        if let Some(dup) = entry
+            .batches
+            .iter()
+            .find(|b| b.first_seq == first_seq && b.last_seq == last_seq)
+        {
+            return Ok(SequenceCheck::Duplicate {
+                first_offset: dup.first_offset,
+                last_offset: dup.last_offset,
+            });
         }
         match entry.last_seq() {
             None => Ok(SequenceCheck::Accept),
             Some(last) if first_seq == next_seq(last) => Ok(SequenceCheck::Accept),
-            Some(last) => Err(ProducerError::OutOfOrderSequence { producer_id, found: first_seq, expected: next_seq(last) }),
+            Some(last) => Err(ProducerError::OutOfOrderSequence {
+                producer_id,
+                found: first_seq,
+                expected: next_seq(last),
+            }),
         }
     }
 
     /// Records an appended batch (any origin; replay at start-up too). Control
     /// batches end transactions; returns the aborted transaction to index, if any.
-    pub fn update(&mut self, header: &BatchHeader, control_type: Option<(i16, i32)>) -> Result<Option<AbortedTxn>, ProducerError> {
+    pub fn update(
+        &mut self,
+        header: &BatchHeader,
+        control_type: Option<(i16, i32)>,
+    ) -> Result<Option<AbortedTxn>, ProducerError> {
         self.map_end_offset = self.map_end_offset.max(header.next_offset());
         if !header.has_producer_id() {
             return Ok(None);
         }
         let producer_id = header.producer_id;
-        let entry = self.producers.entry(producer_id).or_insert_with(|| ProducerEntry::new(producer_id, header.producer_epoch));
+        let entry = self
+            .producers
+            .entry(producer_id)
+            .or_insert_with(|| ProducerEntry::new(producer_id, header.producer_epoch));
         if header.producer_epoch > entry.producer_epoch {
             // A bumped epoch starts a fresh sequence history.
             entry.producer_epoch = header.producer_epoch;
@@ -223,7 +286,11 @@ impl ProducerStateManager {
         entry.last_timestamp = entry.last_timestamp.max(header.max_timestamp);
         if let Some((kind, coordinator_epoch)) = control_type {
             if coordinator_epoch < entry.coordinator_epoch {
-                return Err(ProducerError::CoordinatorFenced { producer_id, epoch: coordinator_epoch, current: entry.coordinator_epoch });
+                return Err(ProducerError::CoordinatorFenced {
+                    producer_id,
+                    epoch: coordinator_epoch,
+                    current: entry.coordinator_epoch,
+                });
             }
             entry.coordinator_epoch = coordinator_epoch;
             let Some(first_offset) = entry.current_txn_first_offset.take() else {
@@ -237,7 +304,12 @@ impl ProducerStateManager {
                 // later end would claim transactions begun after this marker had
                 // ended too, and read_committed fetches would miss their aborts.
                 let lso = self.first_unstable_offset().unwrap_or(header.next_offset());
-                return Ok(Some(AbortedTxn { producer_id, first_offset, last_offset: header.last_offset(), last_stable_offset: lso }));
+                return Ok(Some(AbortedTxn {
+                    producer_id,
+                    first_offset,
+                    last_offset: header.last_offset(),
+                    last_stable_offset: lso,
+                }));
             }
             return Ok(None);
         }
@@ -263,7 +335,10 @@ impl ProducerStateManager {
     /// Forgets producers idle longer than `max_idle_ms` with no open transaction.
     pub fn expire(&mut self, now_ms: i64, max_idle_ms: i64) -> usize {
         let before = self.producers.len();
-        self.producers.retain(|_, e| e.current_txn_first_offset.is_some() || now_ms.saturating_sub(e.last_timestamp) < max_idle_ms);
+        self.producers.retain(|_, e| {
+            e.current_txn_first_offset.is_some()
+                || now_ms.saturating_sub(e.last_timestamp) < max_idle_ms
+        });
         before - self.producers.len()
     }
 
@@ -287,7 +362,10 @@ impl ProducerStateManager {
             body.put_i16(e.producer_epoch);
             body.put_i32(last.map(|b| b.last_seq).unwrap_or(-1));
             body.put_i64(last.map(|b| b.last_offset).unwrap_or(-1));
-            body.put_i32(last.map(|b| (b.last_offset - b.first_offset) as i32).unwrap_or(0));
+            body.put_i32(
+                last.map(|b| (b.last_offset - b.first_offset) as i32)
+                    .unwrap_or(0),
+            );
             body.put_i64(e.last_timestamp);
             body.put_i32(e.coordinator_epoch);
             body.put_i64(e.current_txn_first_offset.unwrap_or(-1));
@@ -330,8 +408,18 @@ impl ProducerStateManager {
             entry.coordinator_epoch = coordinator_epoch;
             entry.last_timestamp = timestamp;
             if last_seq >= 0 {
-                let first_seq = if last_seq >= offset_delta { last_seq - offset_delta } else { i32::MAX - (offset_delta - last_seq) + 1 };
-                entry.batches.push_back(BatchMetadata { first_seq, last_seq, first_offset: last_offset - i64::from(offset_delta), last_offset, timestamp });
+                let first_seq = if last_seq >= offset_delta {
+                    last_seq - offset_delta
+                } else {
+                    i32::MAX - (offset_delta - last_seq) + 1
+                };
+                entry.batches.push_back(BatchMetadata {
+                    first_seq,
+                    last_seq,
+                    first_offset: last_offset - i64::from(offset_delta),
+                    last_offset,
+                    timestamp,
+                });
             }
             if txn_first >= 0 {
                 entry.current_txn_first_offset = Some(txn_first);
@@ -366,7 +454,13 @@ pub fn control_type(batch: &[u8]) -> Option<(i16, i32)> {
 }
 
 /// Builds a control batch (transaction marker) for `producer_id`.
-pub fn marker_batch(producer_id: i64, producer_epoch: i16, kind: i16, coordinator_epoch: i32, timestamp: i64) -> Vec<u8> {
+pub fn marker_batch(
+    producer_id: i64,
+    producer_epoch: i16,
+    kind: i16,
+    coordinator_epoch: i32,
+    timestamp: i64,
+) -> Vec<u8> {
     let mut key = Vec::with_capacity(4);
     key.extend_from_slice(&0i16.to_be_bytes());
     key.extend_from_slice(&kind.to_be_bytes());
@@ -377,8 +471,15 @@ pub fn marker_batch(producer_id: i64, producer_epoch: i16, kind: i16, coordinato
         .producer(producer_id, producer_epoch, -1)
         .transactional(true)
         .control(true);
-    builder.append(&protocol::records::NewRecord { timestamp, key: Some(&key), value: Some(&value), headers: &[] });
-    builder.build().expect("an uncompressed batch always builds")
+    builder.append(&protocol::records::NewRecord {
+        timestamp,
+        key: Some(&key),
+        value: Some(&value),
+        headers: &[],
+    });
+    builder
+        .build()
+        .expect("an uncompressed batch always builds")
 }
 
 /// The snapshot file for `offset` in `dir`.
@@ -403,7 +504,10 @@ pub fn list_snapshots(dir: &Path) -> io::Result<Vec<i64>> {
 
 /// Writes a snapshot of `state` at its map end offset; keeps the newest `keep`.
 pub fn write_snapshot(dir: &Path, state: &ProducerStateManager, keep: usize) -> io::Result<()> {
-    write_atomically(&snapshot_path(dir, state.map_end_offset()), &state.encode_snapshot())?;
+    write_atomically(
+        &snapshot_path(dir, state.map_end_offset()),
+        &state.encode_snapshot(),
+    )?;
     let offsets = list_snapshots(dir)?;
     if offsets.len() > keep {
         for offset in &offsets[..offsets.len() - keep] {
@@ -427,9 +531,14 @@ pub fn delete_snapshots_above(dir: &Path, offset: i64) -> io::Result<()> {
 pub fn load_latest_snapshot(dir: &Path, max_offset: i64) -> Option<ProducerStateManager> {
     let offsets = list_snapshots(dir).ok()?;
     for offset in offsets.into_iter().rev().filter(|o| *o <= max_offset) {
-        match fs::read(snapshot_path(dir, offset)).ok().and_then(|bytes| ProducerStateManager::decode_snapshot(&bytes, offset)) {
+        match fs::read(snapshot_path(dir, offset))
+            .ok()
+            .and_then(|bytes| ProducerStateManager::decode_snapshot(&bytes, offset))
+        {
             Some(state) => return Some(state),
-            None => tracing::warn!(dir = %dir.display(), offset, "ignoring an unreadable producer snapshot"),
+            None => {
+                tracing::warn!(dir = %dir.display(), offset, "ignoring an unreadable producer snapshot")
+            }
         }
     }
     None
@@ -446,18 +555,42 @@ mod tests {
         }
     }
 
-    fn header(pid: i64, epoch: i16, seq: i32, count: i32, base_offset: i64, transactional: bool) -> BatchHeader {
-        let mut builder = BatchBuilder::new(Compression::None).producer(pid, epoch, seq).transactional(transactional).base_offset(base_offset);
+    fn header(
+        pid: i64,
+        epoch: i16,
+        seq: i32,
+        count: i32,
+        base_offset: i64,
+        transactional: bool,
+    ) -> BatchHeader {
+        let mut builder = BatchBuilder::new(Compression::None)
+            .producer(pid, epoch, seq)
+            .transactional(transactional)
+            .base_offset(base_offset);
         for _ in 0..count {
-            builder.append(&NewRecord { timestamp: 1, key: None, value: Some(b"v"), headers: &[] });
+            builder.append(&NewRecord {
+                timestamp: 1,
+                key: None,
+                value: Some(b"v"),
+                headers: &[],
+            });
         }
         BatchHeader::parse(&builder.build().unwrap()).unwrap()
     }
 
     fn control(pid: i64, epoch: i16, offset: i64) -> BatchHeader {
-        let builder = BatchBuilder::new(Compression::None).producer(pid, epoch, -1).transactional(true).control(true).base_offset(offset);
+        let builder = BatchBuilder::new(Compression::None)
+            .producer(pid, epoch, -1)
+            .transactional(true)
+            .control(true)
+            .base_offset(offset);
         let mut builder = builder;
-        builder.append(&NewRecord { timestamp: 1, key: Some(&[0, 0, 0, 0]), value: Some(&[0, 0, 0, 0, 0, 0]), headers: &[] });
+        builder.append(&NewRecord {
+            timestamp: 1,
+            key: Some(&[0, 0, 0, 0]),
+            value: Some(&[0, 0, 0, 0, 0, 0]),
+            headers: &[],
+        });
         BatchHeader::parse(&builder.build().unwrap()).unwrap()
     }
 
@@ -467,15 +600,37 @@ mod tests {
         let first = header(7, 0, 0, 3, 0, false);
         assert_eq!(state.check(&first, None), Ok(SequenceCheck::Accept));
         state.update(&first, None).unwrap();
-        assert_eq!(state.check_plain(&header(7, 0, 0, 3, 99, false)), Ok(SequenceCheck::Duplicate { first_offset: 0, last_offset: 2 }));
-        assert!(matches!(state.check_plain(&header(7, 0, 5, 1, 3, false)), Err(ProducerError::OutOfOrderSequence { expected: 3, .. })));
+        assert_eq!(
+            state.check_plain(&header(7, 0, 0, 3, 99, false)),
+            Ok(SequenceCheck::Duplicate {
+                first_offset: 0,
+                last_offset: 2
+            })
+        );
+        assert!(matches!(
+            state.check_plain(&header(7, 0, 5, 1, 3, false)),
+            Err(ProducerError::OutOfOrderSequence { expected: 3, .. })
+        ));
         let second = header(7, 0, 3, 2, 3, false);
         assert_eq!(state.check(&second, None), Ok(SequenceCheck::Accept));
         state.update(&second, None).unwrap();
-        assert!(matches!(state.check_plain(&header(7, -1, 5, 1, 5, false)), Err(ProducerError::InvalidProducerEpoch { .. })));
-        assert!(matches!(state.check_plain(&header(7, 1, 5, 1, 5, false)), Err(ProducerError::OutOfOrderSequence { expected: 0, .. })));
-        assert_eq!(state.check_plain(&header(7, 1, 0, 1, 5, false)), Ok(SequenceCheck::Accept));
-        assert_eq!(state.check_plain(&header(8, 0, 42, 1, 5, false)), Ok(SequenceCheck::Accept), "unknown producers start anywhere");
+        assert!(matches!(
+            state.check_plain(&header(7, -1, 5, 1, 5, false)),
+            Err(ProducerError::InvalidProducerEpoch { .. })
+        ));
+        assert!(matches!(
+            state.check_plain(&header(7, 1, 5, 1, 5, false)),
+            Err(ProducerError::OutOfOrderSequence { expected: 0, .. })
+        ));
+        assert_eq!(
+            state.check_plain(&header(7, 1, 0, 1, 5, false)),
+            Ok(SequenceCheck::Accept)
+        );
+        assert_eq!(
+            state.check_plain(&header(8, 0, 42, 1, 5, false)),
+            Ok(SequenceCheck::Accept),
+            "unknown producers start anywhere"
+        );
     }
 
     #[test]
@@ -484,11 +639,29 @@ mod tests {
         state.update(&header(1, 0, 0, 2, 10, true), None).unwrap();
         state.update(&header(2, 0, 0, 1, 12, true), None).unwrap();
         assert_eq!(state.first_unstable_offset(), Some(10));
-        assert!(matches!(state.check_plain(&header(1, 0, 2, 1, 13, false)), Err(ProducerError::InvalidTxnState { .. })));
-        let aborted = state.update(&control(1, 0, 13), Some((CONTROL_ABORT, 0))).unwrap();
-        assert_eq!(aborted.map(|a| (a.producer_id, a.first_offset, a.last_offset, a.last_stable_offset)), Some((1, 10, 13, 12)));
+        assert!(matches!(
+            state.check_plain(&header(1, 0, 2, 1, 13, false)),
+            Err(ProducerError::InvalidTxnState { .. })
+        ));
+        let aborted = state
+            .update(&control(1, 0, 13), Some((CONTROL_ABORT, 0)))
+            .unwrap();
+        assert_eq!(
+            aborted.map(|a| (
+                a.producer_id,
+                a.first_offset,
+                a.last_offset,
+                a.last_stable_offset
+            )),
+            Some((1, 10, 13, 12))
+        );
         assert_eq!(state.first_unstable_offset(), Some(12));
-        assert_eq!(state.update(&control(2, 0, 14), Some((CONTROL_COMMIT, 0))).unwrap(), None);
+        assert_eq!(
+            state
+                .update(&control(2, 0, 14), Some((CONTROL_COMMIT, 0)))
+                .unwrap(),
+            None
+        );
         assert_eq!(state.first_unstable_offset(), None);
     }
 
@@ -496,13 +669,28 @@ mod tests {
     fn snapshots_round_trip_in_kafkas_format() {
         let mut state = ProducerStateManager::new(0);
         state.update(&header(1, 3, 10, 5, 100, true), None).unwrap();
-        state.update(&header(2, 0, i32::MAX - 1, 3, 105, false), None).unwrap();
+        state
+            .update(&header(2, 0, i32::MAX - 1, 3, 105, false), None)
+            .unwrap();
         let bytes = state.encode_snapshot();
         let back = ProducerStateManager::decode_snapshot(&bytes, 108).unwrap();
-        assert_eq!(back.producer(1).unwrap().current_txn_first_offset, Some(100));
-        assert_eq!(back.producer(1).unwrap().batches.back().unwrap().first_seq, 10);
-        assert_eq!(back.producer(2).unwrap().batches.back().unwrap().last_seq, 0, "wrapped");
-        assert_eq!(back.producer(2).unwrap().batches.back().unwrap().first_seq, i32::MAX - 1);
+        assert_eq!(
+            back.producer(1).unwrap().current_txn_first_offset,
+            Some(100)
+        );
+        assert_eq!(
+            back.producer(1).unwrap().batches.back().unwrap().first_seq,
+            10
+        );
+        assert_eq!(
+            back.producer(2).unwrap().batches.back().unwrap().last_seq,
+            0,
+            "wrapped"
+        );
+        assert_eq!(
+            back.producer(2).unwrap().batches.back().unwrap().first_seq,
+            i32::MAX - 1
+        );
         assert_eq!(back.first_unstable_offset(), Some(100));
         let mut corrupt = bytes.clone();
         corrupt[8] ^= 1;

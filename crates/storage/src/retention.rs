@@ -32,32 +32,47 @@ impl Log {
     /// DeleteRecords: records below `offset` become unreadable and their segments
     /// are deleted once wholly below it. `offset` must not pass the high watermark
     /// (the caller checks). Returns the new log start offset.
-    pub fn delete_records_before(&mut self, offset: i64, high_watermark: i64) -> Result<i64, StorageError> {
+    pub fn delete_records_before(
+        &mut self,
+        offset: i64,
+        high_watermark: i64,
+    ) -> Result<i64, StorageError> {
         let leo = self.log_end_offset().0;
         let offset = offset.min(leo);
         if offset > self.log_start_offset {
             self.log_start_offset = offset;
-            self.leader_epochs.truncate_from_start(offset).map_err(io_err("leader epoch checkpoint"))?;
+            self.leader_epochs
+                .truncate_from_start(offset)
+                .map_err(io_err("leader epoch checkpoint"))?;
         }
-        self.delete_segments_while(high_watermark, |segment, next, log_start| next.is_some_and(|n| n.base_offset() <= log_start) && segment.base_offset() < log_start)?;
+        self.delete_segments_while(high_watermark, |segment, next, log_start| {
+            next.is_some_and(|n| n.base_offset() <= log_start) && segment.base_offset() < log_start
+        })?;
         Ok(self.log_start_offset)
     }
 
     /// One retention pass: segments below the log start offset, then by
     /// `retention.ms` and `retention.bytes` when `cleanup.policy` includes delete.
-    pub fn apply_retention(&mut self, high_watermark: i64) -> Result<RetentionOutcome, StorageError> {
+    pub fn apply_retention(
+        &mut self,
+        high_watermark: i64,
+    ) -> Result<RetentionOutcome, StorageError> {
         let mut outcome = RetentionOutcome::default();
         let add = |outcome: &mut RetentionOutcome, (n, bytes): (usize, u64)| {
             outcome.segments_deleted += n;
             outcome.bytes_deleted += bytes;
         };
-        let gone = self.delete_segments_while(high_watermark, |_, next, log_start| next.is_some_and(|n| n.base_offset() <= log_start))?;
+        let gone = self.delete_segments_while(high_watermark, |_, next, log_start| {
+            next.is_some_and(|n| n.base_offset() <= log_start)
+        })?;
         add(&mut outcome, gone);
         if self.config.cleanup_policy_delete {
             let retention_ms = self.config.retention_ms;
             if retention_ms >= 0 {
                 let now = self.clock.now_ms();
-                let gone = self.delete_segments_while(high_watermark, |segment, _, _| now.saturating_sub(segment.largest_timestamp()) > retention_ms)?;
+                let gone = self.delete_segments_while(high_watermark, |segment, _, _| {
+                    now.saturating_sub(segment.largest_timestamp()) > retention_ms
+                })?;
                 add(&mut outcome, gone);
             }
             let retention_bytes = self.config.retention_bytes;
@@ -83,7 +98,11 @@ impl Log {
 
     /// Deletes segments from the oldest while `predicate(segment, next, log_start)`
     /// holds. Returns the number of segments and bytes deleted.
-    fn delete_segments_while<F>(&mut self, high_watermark: i64, mut predicate: F) -> Result<(usize, u64), StorageError>
+    fn delete_segments_while<F>(
+        &mut self,
+        high_watermark: i64,
+        mut predicate: F,
+    ) -> Result<(usize, u64), StorageError>
     where
         F: FnMut(&Segment, Option<&Segment>, i64) -> bool,
     {
@@ -94,7 +113,10 @@ impl Log {
             let next = segments.get(i + 1).copied();
             let last_and_empty = next.is_none() && segment.size() == 0;
             let upper = next.map(|n| n.base_offset()).unwrap_or(leo);
-            if last_and_empty || high_watermark < upper || !predicate(segment, next, self.log_start_offset) {
+            if last_and_empty
+                || high_watermark < upper
+                || !predicate(segment, next, self.log_start_offset)
+            {
                 break;
             }
             doomed.push(segment.base_offset());
@@ -113,11 +135,20 @@ impl Log {
             bytes += u64::from(segment.size());
             gone.push(segment);
         }
-        retire(&self.dir, gone).map_err(io_err(format!("deleting segments of {}", self.topic_partition)))?;
-        let first_base = *self.segments.keys().next().expect("a log always has a segment");
+        retire(&self.dir, gone).map_err(io_err(format!(
+            "deleting segments of {}",
+            self.topic_partition
+        )))?;
+        let first_base = *self
+            .segments
+            .keys()
+            .next()
+            .expect("a log always has a segment");
         if first_base > self.log_start_offset {
             self.log_start_offset = first_base;
-            self.leader_epochs.truncate_from_start(first_base).map_err(io_err("leader epoch checkpoint"))?;
+            self.leader_epochs
+                .truncate_from_start(first_base)
+                .map_err(io_err("leader epoch checkpoint"))?;
         }
         self.recovery_point = self.recovery_point.max(self.log_start_offset);
         Ok((doomed.len(), bytes))
@@ -134,7 +165,10 @@ pub(crate) fn retire(dir: &Path, segments: Vec<Segment>) -> io::Result<()> {
     for segment in &segments {
         for suffix in ["log", "index", "timeindex", "txnindex"] {
             let from = dir.join(file_name(segment.base_offset(), suffix));
-            let to = dir.join(format!("{}.deleted", file_name(segment.base_offset(), suffix)));
+            let to = dir.join(format!(
+                "{}.deleted",
+                file_name(segment.base_offset(), suffix)
+            ));
             match std::fs::rename(&from, &to) {
                 Ok(()) => paths.push(to),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -175,7 +209,10 @@ mod tests {
     const NOW: i64 = 1_700_000_000_000;
 
     fn names(dir: &std::path::Path) -> Vec<String> {
-        let mut out: Vec<String> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        let mut out: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
         out.sort();
         out
     }
@@ -183,22 +220,47 @@ mod tests {
     #[test]
     fn deleted_segments_leave_at_once_and_readers_keep_their_files() {
         let dir = tempfile::tempdir().unwrap();
-        let overrides: BTreeMap<String, String> = [("segment.bytes", "200"), ("retention.ms", "1000")].iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let overrides: BTreeMap<String, String> =
+            [("segment.bytes", "200"), ("retention.ms", "1000")]
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
         let config = Arc::new(LogConfig::resolve(&overrides, &BTreeMap::new()).unwrap());
         let clock = Arc::new(ManualClock::new(NOW));
-        let mut log = Log::open(dir.path(), TopicPartition::new("r", 0), config, Arc::clone(&clock) as Arc<dyn Clock>, LoadState::default()).unwrap();
+        let mut log = Log::open(
+            dir.path(),
+            TopicPartition::new("r", 0),
+            config,
+            Arc::clone(&clock) as Arc<dyn Clock>,
+            LoadState::default(),
+        )
+        .unwrap();
         for i in 0..6u8 {
             let mut builder = BatchBuilder::new(Compression::None);
-            builder.append(&NewRecord { timestamp: NOW, key: Some(b"k"), value: Some(&[i; 100]), headers: &[] });
-            log.append_as_leader(&builder.build().unwrap(), 0, Origin::Client).unwrap();
+            builder.append(&NewRecord {
+                timestamp: NOW,
+                key: Some(b"k"),
+                value: Some(&[i; 100]),
+                headers: &[],
+            });
+            log.append_as_leader(&builder.build().unwrap(), 0, Origin::Client)
+                .unwrap();
         }
         assert!(log.segment_count() >= 3);
         // A fetch in flight holds the first segment's file.
-        let ReadOutcome::Data(slice) = log.read(0, 6).unwrap() else { panic!("data expected") };
+        let ReadOutcome::Data(slice) = log.read(0, 6).unwrap() else {
+            panic!("data expected")
+        };
         clock.advance(2_000);
         let outcome = log.apply_retention(6).unwrap();
         assert_eq!(outcome.log_start_offset, 6);
-        assert!(names(dir.path()).iter().all(|n| !n.ends_with(".log") || n.starts_with("00000000000000000006")), "{:?}", names(dir.path()));
+        assert!(
+            names(dir.path())
+                .iter()
+                .all(|n| !n.ends_with(".log") || n.starts_with("00000000000000000006")),
+            "{:?}",
+            names(dir.path())
+        );
         // The reader still gets its bytes.
         assert!(!slice.read(1 << 20, true).unwrap().is_empty());
         // The background thread unlinks the renamed files.
@@ -208,6 +270,10 @@ mod tests {
             }
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
-        assert!(!names(dir.path()).iter().any(|n| n.ends_with(".deleted")), "{:?}", names(dir.path()));
+        assert!(
+            !names(dir.path()).iter().any(|n| n.ends_with(".deleted")),
+            "{:?}",
+            names(dir.path())
+        );
     }
 }

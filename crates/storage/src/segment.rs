@@ -90,16 +90,36 @@ pub struct Segment {
 }
 
 fn open_log(path: &Path, truncate: bool) -> io::Result<File> {
-    OpenOptions::new().read(true).write(true).create(true).truncate(truncate).open(path)
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(truncate)
+        .open(path)
 }
 
 impl Segment {
     /// Creates a new, empty segment (replacing any files of the same name).
-    pub fn create(dir: &Path, base_offset: i64, index_interval_bytes: u32, max_index_entries: usize, max_time_entries: usize, now_ms: i64) -> io::Result<Segment> {
+    pub fn create(
+        dir: &Path,
+        base_offset: i64,
+        index_interval_bytes: u32,
+        max_index_entries: usize,
+        max_time_entries: usize,
+        now_ms: i64,
+    ) -> io::Result<Segment> {
         let log_path = dir.join(file_name(base_offset, "log"));
         let log = open_log(&log_path, true)?;
-        let index = OffsetIndex::create_empty(&dir.join(file_name(base_offset, "index")), base_offset, max_index_entries)?;
-        let time_index = TimeIndex::create_empty(&dir.join(file_name(base_offset, "timeindex")), base_offset, max_time_entries)?;
+        let index = OffsetIndex::create_empty(
+            &dir.join(file_name(base_offset, "index")),
+            base_offset,
+            max_index_entries,
+        )?;
+        let time_index = TimeIndex::create_empty(
+            &dir.join(file_name(base_offset, "timeindex")),
+            base_offset,
+            max_time_entries,
+        )?;
         let txn_path = dir.join(file_name(base_offset, "txnindex"));
         if txn_path.exists() {
             std::fs::remove_file(&txn_path)?;
@@ -126,7 +146,15 @@ impl Segment {
     /// Opens an existing segment. With `recover`, or when an index fails its sanity
     /// check, the whole log file is re-validated and the indexes rebuilt; otherwise
     /// the indexes are trusted and only the tail after the last index entry is read.
-    pub fn open(dir: &Path, base_offset: i64, index_interval_bytes: u32, max_index_entries: usize, max_time_entries: usize, recover: bool, now_ms: i64) -> io::Result<(Segment, Option<RecoveryOutcome>)> {
+    pub fn open(
+        dir: &Path,
+        base_offset: i64,
+        index_interval_bytes: u32,
+        max_index_entries: usize,
+        max_time_entries: usize,
+        recover: bool,
+        now_ms: i64,
+    ) -> io::Result<(Segment, Option<RecoveryOutcome>)> {
         let log_path = dir.join(file_name(base_offset, "log"));
         let log = open_log(&log_path, false)?;
         let file_len = log.metadata()?.len();
@@ -135,7 +163,10 @@ impl Segment {
         let indexes = if recover || !index_path.exists() || !time_path.exists() {
             None
         } else {
-            match (OffsetIndex::open(&index_path, base_offset, max_index_entries), TimeIndex::open(&time_path, base_offset, max_time_entries)) {
+            match (
+                OffsetIndex::open(&index_path, base_offset, max_index_entries),
+                TimeIndex::open(&time_path, base_offset, max_time_entries),
+            ) {
                 (Ok(index), Ok(time_index)) => Some((index, time_index)),
                 (Err(e), _) | (_, Err(e)) => {
                     let reason = match e {
@@ -195,7 +226,10 @@ impl Segment {
             tail.push((position, *header));
             ControlFlow::Continue(())
         });
-        let end = tail.last().map(|(p, h)| u64::from(*p) + h.size() as u64).unwrap_or(u64::from(start));
+        let end = tail
+            .last()
+            .map(|(p, h)| u64::from(*p) + h.size() as u64)
+            .unwrap_or(u64::from(start));
         if scanned.is_err() || end != file_len {
             tracing::warn!(segment = %self.log_path.display(), end, file_len, "segment tail does not match its indexes; recovering");
             self.recover(file_len)?;
@@ -253,7 +287,13 @@ impl Segment {
                 tracing::warn!(segment = %self.log_path.display(), position, size, file_len, "torn batch at the end of the segment");
                 break;
             }
-            if header.base_offset < self.next_offset || header.last_offset_delta < 0 || header.last_offset().checked_sub(self.base_offset).is_none_or(|d| d > i64::from(u32::MAX)) {
+            if header.base_offset < self.next_offset
+                || header.last_offset_delta < 0
+                || header
+                    .last_offset()
+                    .checked_sub(self.base_offset)
+                    .is_none_or(|d| d > i64::from(u32::MAX))
+            {
                 tracing::warn!(segment = %self.log_path.display(), position, base_offset = header.base_offset, expected_at_least = self.next_offset, "batch offsets out of order during recovery");
                 break;
             }
@@ -277,7 +317,11 @@ impl Segment {
             tracing::warn!(segment = %self.log_path.display(), valid_bytes = position, truncated_bytes, "truncating invalid tail of segment");
             self.log.set_len(position)?;
         }
-        Ok(RecoveryOutcome { valid_bytes: position as u32, truncated_bytes, batches })
+        Ok(RecoveryOutcome {
+            valid_bytes: position as u32,
+            truncated_bytes,
+            batches,
+        })
     }
 
     /// Bookkeeping for one batch written at `position`: Kafka's indexing rule.
@@ -293,10 +337,15 @@ impl Segment {
             if !self.index.is_full() {
                 self.index.append(info.last_offset, position)?;
             }
-            self.time_index.maybe_append(self.max_timestamp, self.offset_of_max_timestamp, false)?;
+            self.time_index.maybe_append(
+                self.max_timestamp,
+                self.offset_of_max_timestamp,
+                false,
+            )?;
             self.bytes_since_last_index_entry = 0;
         }
-        self.bytes_since_last_index_entry = self.bytes_since_last_index_entry.saturating_add(info.size);
+        self.bytes_since_last_index_entry =
+            self.bytes_since_last_index_entry.saturating_add(info.size);
         Ok(())
     }
 
@@ -304,14 +353,30 @@ impl Segment {
     /// `batches` describes each batch in `bytes`, in order.
     pub fn append(&mut self, bytes: &[u8], batches: &[BatchInfo]) -> io::Result<()> {
         let total: u64 = batches.iter().map(|b| u64::from(b.size)).sum();
-        assert_eq!(total, bytes.len() as u64, "batch infos must cover the bytes exactly");
-        assert!(u64::from(self.size) + total <= u64::from(u32::MAX), "segment {} would exceed 4 GiB", self.base_offset);
+        assert_eq!(
+            total,
+            bytes.len() as u64,
+            "batch infos must cover the bytes exactly"
+        );
+        assert!(
+            u64::from(self.size) + total <= u64::from(u32::MAX),
+            "segment {} would exceed 4 GiB",
+            self.base_offset
+        );
         let first = batches.first().expect("append of no batches");
-        assert!(first.base_offset >= self.next_offset, "offsets must grow: {} after next offset {}", first.base_offset, self.next_offset);
+        assert!(
+            first.base_offset >= self.next_offset,
+            "offsets must grow: {} after next offset {}",
+            first.base_offset,
+            self.next_offset
+        );
         self.log.write_all_at(bytes, u64::from(self.size))?;
         let mut position = self.size;
         for info in batches {
-            assert!(info.base_offset >= self.next_offset, "offsets must grow within an append");
+            assert!(
+                info.base_offset >= self.next_offset,
+                "offsets must grow within an append"
+            );
             self.index_batch(position, info)?;
             position += info.size;
             self.next_offset = info.last_offset + 1;
@@ -331,9 +396,13 @@ impl Segment {
         let mut head = [0u8; HEADER_LEN];
         while position + HEADER_LEN as u64 <= end {
             self.log.read_exact_at(&mut head, position)?;
-            let header = BatchHeader::parse(&head).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            let header = BatchHeader::parse(&head)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
             if position + header.size() as u64 > end {
-                return Err(io::Error::new(io::ErrorKind::InvalidData, format!("batch at {position} runs past the end {end}")));
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("batch at {position} runs past the end {end}"),
+                ));
             }
             if visit(position as u32, &header).is_break() {
                 return Ok(());
@@ -341,7 +410,10 @@ impl Segment {
             position += header.size() as u64;
         }
         if position != end {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, format!("{} stray bytes at the end", end - position)));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{} stray bytes at the end", end - position),
+            ));
         }
         Ok(())
     }
@@ -370,7 +442,11 @@ impl Segment {
 
     /// The first batch at or after `start_offset` whose max timestamp reaches
     /// `target`, found through the time index.
-    pub fn find_batch_by_timestamp(&self, target: i64, start_offset: i64) -> io::Result<Option<(u32, BatchHeader)>> {
+    pub fn find_batch_by_timestamp(
+        &self,
+        target: i64,
+        start_offset: i64,
+    ) -> io::Result<Option<(u32, BatchHeader)>> {
         let entry = self.time_index.lookup(target);
         let from_offset = entry.offset.max(start_offset);
         let start = self.index.lookup(from_offset).position;
@@ -389,7 +465,11 @@ impl Segment {
     /// Reads `len` bytes at `position` (below `size`).
     pub fn read_at(&self, position: u32, len: u32) -> io::Result<Vec<u8>> {
         let end = u64::from(position) + u64::from(len);
-        assert!(end <= u64::from(self.size), "read past the end of segment {}", self.base_offset);
+        assert!(
+            end <= u64::from(self.size),
+            "read past the end of segment {}",
+            self.base_offset
+        );
         let mut buffer = vec![0u8; len as usize];
         self.log.read_exact_at(&mut buffer, u64::from(position))?;
         Ok(buffer)
@@ -443,7 +523,8 @@ impl Segment {
     /// entry so the segment's largest timestamp survives a restart.
     pub fn on_become_inactive(&mut self) -> io::Result<()> {
         if self.max_timestamp >= 0 {
-            self.time_index.maybe_append(self.max_timestamp, self.offset_of_max_timestamp, true)?;
+            self.time_index
+                .maybe_append(self.max_timestamp, self.offset_of_max_timestamp, true)?;
         }
         Ok(())
     }
@@ -467,12 +548,21 @@ impl Segment {
 
     /// Handles for an fsync without the log's lock.
     pub fn flush_handles(&self) -> io::Result<Vec<File>> {
-        Ok(vec![self.log.try_clone()?, self.index.try_clone_file()?, self.time_index.try_clone_file()?])
+        Ok(vec![
+            self.log.try_clone()?,
+            self.index.try_clone_file()?,
+            self.time_index.try_clone_file()?,
+        ])
     }
 
     /// Deletes the segment's files.
     pub fn delete_files(&self) -> io::Result<()> {
-        for path in [self.log_path.as_path(), self.index.path(), self.time_index.path(), self.txn_index.path()] {
+        for path in [
+            self.log_path.as_path(),
+            self.index.path(),
+            self.time_index.path(),
+            self.txn_index.path(),
+        ] {
             match std::fs::remove_file(path) {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
                 _ => {}

@@ -38,13 +38,31 @@ pub struct TimeIndex {
 
 impl TimeIndex {
     /// Opens (creating if missing) and sanity-checks the time index at `path`.
-    pub fn open(path: &Path, base_offset: i64, max_entries: usize) -> Result<TimeIndex, IndexError> {
-        let io_err = |source| IndexError::Io { path: path.to_path_buf(), source };
-        let corrupt = |reason: String| IndexError::Corrupt { path: path.to_path_buf(), reason };
-        let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path).map_err(io_err)?;
+    pub fn open(
+        path: &Path,
+        base_offset: i64,
+        max_entries: usize,
+    ) -> Result<TimeIndex, IndexError> {
+        let io_err = |source| IndexError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let corrupt = |reason: String| IndexError::Corrupt {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(io_err)?;
         let len = file.metadata().map_err(io_err)?.len() as usize;
         if !len.is_multiple_of(ENTRY_SIZE) {
-            return Err(corrupt(format!("size {len} is not a multiple of {ENTRY_SIZE}")));
+            return Err(corrupt(format!(
+                "size {len} is not a multiple of {ENTRY_SIZE}"
+            )));
         }
         let mut raw = vec![0u8; len];
         file.read_exact_at(&mut raw, 0).map_err(io_err)?;
@@ -62,13 +80,34 @@ impl TimeIndex {
             }
             entries.push((timestamp, relative));
         }
-        Ok(TimeIndex { path: path.to_path_buf(), file, base_offset, entries, max_entries: max_entries.max(1) })
+        Ok(TimeIndex {
+            path: path.to_path_buf(),
+            file,
+            base_offset,
+            entries,
+            max_entries: max_entries.max(1),
+        })
     }
 
     /// Replaces the file with an empty index, for a rebuild.
-    pub fn create_empty(path: &Path, base_offset: i64, max_entries: usize) -> io::Result<TimeIndex> {
-        let file = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(path)?;
-        Ok(TimeIndex { path: path.to_path_buf(), file, base_offset, entries: Vec::new(), max_entries: max_entries.max(1) })
+    pub fn create_empty(
+        path: &Path,
+        base_offset: i64,
+        max_entries: usize,
+    ) -> io::Result<TimeIndex> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)?;
+        Ok(TimeIndex {
+            path: path.to_path_buf(),
+            file,
+            base_offset,
+            entries: Vec::new(),
+            max_entries: max_entries.max(1),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -90,12 +129,20 @@ impl TimeIndex {
     pub fn last_entry(&self) -> Option<TimestampOffset> {
         self.entries
             .last()
-            .map(|&(timestamp, relative)| TimestampOffset { timestamp, offset: self.base_offset + i64::from(relative) })
+            .map(|&(timestamp, relative)| TimestampOffset {
+                timestamp,
+                offset: self.base_offset + i64::from(relative),
+            })
     }
 
     /// Appends `(timestamp, offset)` if `timestamp` is larger than the last entry's.
     /// `skip_full_check` lets the final entry of a rolled segment in.
-    pub fn maybe_append(&mut self, timestamp: i64, offset: i64, skip_full_check: bool) -> io::Result<()> {
+    pub fn maybe_append(
+        &mut self,
+        timestamp: i64,
+        offset: i64,
+        skip_full_check: bool,
+    ) -> io::Result<()> {
         if let Some(&(last_timestamp, last_relative)) = self.entries.last() {
             if timestamp <= last_timestamp {
                 return Ok(());
@@ -110,11 +157,16 @@ impl TimeIndex {
             return Ok(());
         }
         let relative = offset - self.base_offset;
-        assert!((0..=i64::from(u32::MAX)).contains(&relative), "offset {offset} outside segment {}", self.base_offset);
+        assert!(
+            (0..=i64::from(u32::MAX)).contains(&relative),
+            "offset {offset} outside segment {}",
+            self.base_offset
+        );
         let mut entry = [0u8; ENTRY_SIZE];
         entry[0..8].copy_from_slice(&timestamp.to_be_bytes());
         entry[8..12].copy_from_slice(&(relative as u32).to_be_bytes());
-        self.file.write_all_at(&entry, (self.entries.len() * ENTRY_SIZE) as u64)?;
+        self.file
+            .write_all_at(&entry, (self.entries.len() * ENTRY_SIZE) as u64)?;
         self.entries.push((timestamp, relative as u32));
         Ok(())
     }
@@ -126,9 +178,15 @@ impl TimeIndex {
         match after.checked_sub(1) {
             Some(i) => {
                 let (timestamp, relative) = self.entries[i];
-                TimestampOffset { timestamp, offset: self.base_offset + i64::from(relative) }
+                TimestampOffset {
+                    timestamp,
+                    offset: self.base_offset + i64::from(relative),
+                }
             }
-            None => TimestampOffset { timestamp: -1, offset: self.base_offset },
+            None => TimestampOffset {
+                timestamp: -1,
+                offset: self.base_offset,
+            },
         }
     }
 
@@ -138,7 +196,8 @@ impl TimeIndex {
         let keep = if relative <= 0 {
             0
         } else {
-            self.entries.partition_point(|&(_, r)| i64::from(r) < relative)
+            self.entries
+                .partition_point(|&(_, r)| i64::from(r) < relative)
         };
         self.entries.truncate(keep);
         self.file.set_len((keep * ENTRY_SIZE) as u64)
@@ -167,12 +226,36 @@ mod tests {
         index.maybe_append(1_000, 6, false).unwrap();
         index.maybe_append(2_000, 9, false).unwrap();
         assert_eq!(index.len(), 2);
-        assert_eq!(index.lookup(999), TimestampOffset { timestamp: -1, offset: 0 });
-        assert_eq!(index.lookup(1_500), TimestampOffset { timestamp: 1_000, offset: 3 });
-        assert_eq!(index.lookup(2_000), TimestampOffset { timestamp: 2_000, offset: 9 });
+        assert_eq!(
+            index.lookup(999),
+            TimestampOffset {
+                timestamp: -1,
+                offset: 0
+            }
+        );
+        assert_eq!(
+            index.lookup(1_500),
+            TimestampOffset {
+                timestamp: 1_000,
+                offset: 3
+            }
+        );
+        assert_eq!(
+            index.lookup(2_000),
+            TimestampOffset {
+                timestamp: 2_000,
+                offset: 9
+            }
+        );
         drop(index);
         let index = TimeIndex::open(&path, 0, 10).unwrap();
-        assert_eq!(index.last_entry(), Some(TimestampOffset { timestamp: 2_000, offset: 9 }));
+        assert_eq!(
+            index.last_entry(),
+            Some(TimestampOffset {
+                timestamp: 2_000,
+                offset: 9
+            })
+        );
     }
 
     #[test]
@@ -183,7 +266,13 @@ mod tests {
         index.maybe_append(10, 1, false).unwrap();
         index.maybe_append(20, 5, false).unwrap();
         index.truncate_to(5).unwrap();
-        assert_eq!(index.last_entry(), Some(TimestampOffset { timestamp: 10, offset: 1 }));
+        assert_eq!(
+            index.last_entry(),
+            Some(TimestampOffset {
+                timestamp: 10,
+                offset: 1
+            })
+        );
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 12);
     }
 }

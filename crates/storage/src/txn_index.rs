@@ -26,7 +26,11 @@ pub struct TxnIndex {
 impl TxnIndex {
     /// Loads the index at `path` if it exists; a torn last entry is dropped.
     pub fn open(path: &Path) -> io::Result<TxnIndex> {
-        let mut index = TxnIndex { path: path.to_path_buf(), file: None, entries: Vec::new() };
+        let mut index = TxnIndex {
+            path: path.to_path_buf(),
+            file: None,
+            entries: Vec::new(),
+        };
         if !path.exists() {
             return Ok(index);
         }
@@ -36,8 +40,14 @@ impl TxnIndex {
         let mut raw = vec![0u8; whole];
         file.read_exact_at(&mut raw, 0)?;
         for chunk in raw.chunks_exact(ENTRY_SIZE) {
-            let get = |at: usize| i64::from_be_bytes(chunk[at..at + 8].try_into().expect("8 bytes"));
-            index.entries.push(AbortedTxn { producer_id: get(2), first_offset: get(10), last_offset: get(18), last_stable_offset: get(26) });
+            let get =
+                |at: usize| i64::from_be_bytes(chunk[at..at + 8].try_into().expect("8 bytes"));
+            index.entries.push(AbortedTxn {
+                producer_id: get(2),
+                first_offset: get(10),
+                last_offset: get(18),
+                last_stable_offset: get(26),
+            });
         }
         if whole != len {
             file.set_len(whole as u64)?;
@@ -51,14 +61,28 @@ impl TxnIndex {
     }
 
     pub fn append(&mut self, entry: AbortedTxn) -> io::Result<()> {
-        if self.entries.iter().any(|e| e.last_offset == entry.last_offset && e.producer_id == entry.producer_id) {
+        if self
+            .entries
+            .iter()
+            .any(|e| e.last_offset == entry.last_offset && e.producer_id == entry.producer_id)
+        {
             return Ok(());
         }
         if let Some(last) = self.entries.last() {
-            assert!(entry.last_offset > last.last_offset, "aborted transactions are indexed in marker order");
+            assert!(
+                entry.last_offset > last.last_offset,
+                "aborted transactions are indexed in marker order"
+            );
         }
         if self.file.is_none() {
-            self.file = Some(OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&self.path)?);
+            self.file = Some(
+                OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .open(&self.path)?,
+            );
         }
         let mut raw = [0u8; ENTRY_SIZE];
         raw[0..2].copy_from_slice(&0i16.to_be_bytes());
@@ -107,8 +131,22 @@ mod tests {
         let path = dir.path().join("00000000000000000000.txnindex");
         let mut index = TxnIndex::open(&path).unwrap();
         assert!(!path.exists(), "created lazily");
-        index.append(AbortedTxn { producer_id: 1, first_offset: 0, last_offset: 5, last_stable_offset: 6 }).unwrap();
-        index.append(AbortedTxn { producer_id: 2, first_offset: 3, last_offset: 9, last_stable_offset: 10 }).unwrap();
+        index
+            .append(AbortedTxn {
+                producer_id: 1,
+                first_offset: 0,
+                last_offset: 5,
+                last_stable_offset: 6,
+            })
+            .unwrap();
+        index
+            .append(AbortedTxn {
+                producer_id: 2,
+                first_offset: 3,
+                last_offset: 9,
+                last_stable_offset: 10,
+            })
+            .unwrap();
         drop(index);
         let mut bytes = std::fs::read(&path).unwrap();
         assert_eq!(bytes.len(), 68);

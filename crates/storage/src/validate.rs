@@ -36,7 +36,9 @@ pub enum Origin {
 fn batch_error(error: BatchError) -> AppendError {
     match error {
         BatchError::UnsupportedMagic(magic) => AppendError::UnsupportedMagic(magic),
-        BatchError::UnknownCompression(id) => AppendError::UnsupportedCompression(format!("codec id {id}")),
+        BatchError::UnknownCompression(id) => {
+            AppendError::UnsupportedCompression(format!("codec id {id}"))
+        }
         other => AppendError::CorruptMessage(other.to_string()),
     }
 }
@@ -44,15 +46,24 @@ fn batch_error(error: BatchError) -> AppendError {
 fn record_error(error: RecordError) -> AppendError {
     match error {
         RecordError::Batch(e) => batch_error(e),
-        RecordError::Decompression(reason) => AppendError::CorruptMessage(format!("records do not decompress: {reason}")),
+        RecordError::Decompression(reason) => {
+            AppendError::CorruptMessage(format!("records do not decompress: {reason}"))
+        }
         other => AppendError::InvalidRecord(other.to_string()),
     }
 }
 
 /// Validates every batch of `records`. `now_ms` is the broker's clock.
-pub fn validate_records(records: &[u8], config: &LogConfig, now_ms: i64, origin: Origin) -> Result<Vec<ValidatedBatch>, AppendError> {
+pub fn validate_records(
+    records: &[u8],
+    config: &LogConfig,
+    now_ms: i64,
+    origin: Origin,
+) -> Result<Vec<ValidatedBatch>, AppendError> {
     if records.is_empty() {
-        return Err(AppendError::InvalidRecord("produce request carries no record batches".into()));
+        return Err(AppendError::InvalidRecord(
+            "produce request carries no record batches".into(),
+        ));
     }
     let mut validated = Vec::new();
     let mut start = 0usize;
@@ -64,17 +75,32 @@ pub fn validate_records(records: &[u8], config: &LogConfig, now_ms: i64, origin:
         }
         let range = start..start + bytes.len();
         start = range.end;
-        validated.push(validate_batch(header, bytes, range, config, now_ms, origin)?);
+        validated.push(validate_batch(
+            header, bytes, range, config, now_ms, origin,
+        )?);
     }
     if start > config.segment_bytes as usize {
-        return Err(AppendError::RecordListTooLarge { size: start, max: config.segment_bytes });
+        return Err(AppendError::RecordListTooLarge {
+            size: start,
+            max: config.segment_bytes,
+        });
     }
     Ok(validated)
 }
 
-fn validate_batch(header: BatchHeader, bytes: &[u8], range: Range<usize>, config: &LogConfig, now_ms: i64, origin: Origin) -> Result<ValidatedBatch, AppendError> {
+fn validate_batch(
+    header: BatchHeader,
+    bytes: &[u8],
+    range: Range<usize>,
+    config: &LogConfig,
+    now_ms: i64,
+    origin: Origin,
+) -> Result<ValidatedBatch, AppendError> {
     if bytes.len() > config.max_message_bytes as usize {
-        return Err(AppendError::MessageTooLarge { size: bytes.len(), max: config.max_message_bytes });
+        return Err(AppendError::MessageTooLarge {
+            size: bytes.len(),
+            max: config.max_message_bytes,
+        });
     }
     protocol::records::batch::verify_crc(bytes).map_err(batch_error)?;
     header.compression().map_err(batch_error)?;
@@ -87,7 +113,10 @@ fn validate_batch(header: BatchHeader, bytes: &[u8], range: Range<usize>, config
         )));
     }
     if header.records_count <= 0 {
-        return Err(AppendError::InvalidRecord(format!("Invalid reported count for record batch: {}", header.records_count)));
+        return Err(AppendError::InvalidRecord(format!(
+            "Invalid reported count for record batch: {}",
+            header.records_count
+        )));
     }
     if count_from_offsets != i64::from(header.records_count) {
         return Err(AppendError::InvalidRecord(format!(
@@ -98,13 +127,21 @@ fn validate_batch(header: BatchHeader, bytes: &[u8], range: Range<usize>, config
         )));
     }
     if origin == Origin::Client && header.base_offset != 0 {
-        return Err(AppendError::InvalidRecord(format!("Base offset of a produced batch must be 0, was {}", header.base_offset)));
+        return Err(AppendError::InvalidRecord(format!(
+            "Base offset of a produced batch must be 0, was {}",
+            header.base_offset
+        )));
     }
     if origin == Origin::Client && header.is_control() {
-        return Err(AppendError::InvalidRecord("Clients are not allowed to write control records".into()));
+        return Err(AppendError::InvalidRecord(
+            "Clients are not allowed to write control records".into(),
+        ));
     }
     if origin == Origin::Client && header.has_producer_id() && header.base_sequence < 0 {
-        return Err(AppendError::InvalidRecord(format!("Invalid sequence number {} in record batch with producerId {}", header.base_sequence, header.producer_id)));
+        return Err(AppendError::InvalidRecord(format!(
+            "Invalid sequence number {} in record batch with producerId {}",
+            header.base_sequence, header.producer_id
+        )));
     }
     let check_timestamps = config.message_timestamp_type == MessageTimestampType::CreateTime;
     if check_timestamps && header.timestamp_type() == TimestampType::LogAppendTime {
@@ -150,5 +187,10 @@ fn validate_batch(header: BatchHeader, bytes: &[u8], range: Range<usize>, config
             record_errors: timestamp_errors,
         });
     }
-    Ok(ValidatedBatch { header, range, max_timestamp, offset_delta_of_max_timestamp })
+    Ok(ValidatedBatch {
+        header,
+        range,
+        max_timestamp,
+        offset_delta_of_max_timestamp,
+    })
 }

@@ -24,9 +24,18 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
             let id = request.transactional_id.to_string();
             let group = request.group_id.to_string();
             let (pid, epoch) = (request.producer_id.0, request.producer_epoch);
-            match blocking(move || broker.transactions.lock().add_offsets(&id, pid, epoch, &group)).await {
+            match blocking(move || {
+                broker
+                    .transactions
+                    .lock()
+                    .add_offsets(&id, pid, epoch, &group)
+            })
+            .await
+            {
                 Ok(()) => ErrorCode::None,
-                Err(ErrorCode::ProducerFenced) if ctx.api_version < 2 => ErrorCode::InvalidProducerEpoch,
+                Err(ErrorCode::ProducerFenced) if ctx.api_version < 2 => {
+                    ErrorCode::InvalidProducerEpoch
+                }
                 Err(code) => code,
             }
         }

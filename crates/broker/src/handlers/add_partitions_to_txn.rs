@@ -4,8 +4,12 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use protocol::kafka::messages::add_partitions_to_txn_response::{AddPartitionsToTxnPartitionResult, AddPartitionsToTxnResult, AddPartitionsToTxnTopicResult};
-use protocol::kafka::messages::{AddPartitionsToTxnRequest, AddPartitionsToTxnResponse, ApiKey, TransactionalId};
+use protocol::kafka::messages::add_partitions_to_txn_response::{
+    AddPartitionsToTxnPartitionResult, AddPartitionsToTxnResult, AddPartitionsToTxnTopicResult,
+};
+use protocol::kafka::messages::{
+    AddPartitionsToTxnRequest, AddPartitionsToTxnResponse, ApiKey, TransactionalId,
+};
 use protocol::ErrorCode;
 
 use super::{ApiSpec, Reply, RequestContext};
@@ -16,7 +20,13 @@ pub const API: ApiSpec = ApiSpec::new(ApiKey::AddPartitionsToTxn, 0, 5);
 type Topics = Vec<(protocol::kafka::messages::TopicName, Vec<i32>)>;
 
 /// Adds one transaction's partitions; per-topic, per-partition results.
-async fn add(ctx: &RequestContext, transactional_id: &TransactionalId, producer_id: i64, producer_epoch: i16, topics: Topics) -> Vec<AddPartitionsToTxnTopicResult> {
+async fn add(
+    ctx: &RequestContext,
+    transactional_id: &TransactionalId,
+    producer_id: i64,
+    producer_epoch: i16,
+    topics: Topics,
+) -> Vec<AddPartitionsToTxnTopicResult> {
     let image = ctx.broker.metadata.image();
     // Unknown partitions fail alone; the others are then OPERATION_NOT_ATTEMPTED.
     let unknown: Vec<(String, i32)> = topics
@@ -24,16 +34,29 @@ async fn add(ctx: &RequestContext, transactional_id: &TransactionalId, producer_
         .flat_map(|(t, ps)| ps.iter().map(move |p| (t.to_string(), *p)))
         .filter(|(t, p)| image.partition(t, *p).is_none())
         .collect();
-    let wanted: Vec<(String, i32)> = topics.iter().flat_map(|(t, ps)| ps.iter().map(move |p| (t.to_string(), *p))).collect();
+    let wanted: Vec<(String, i32)> = topics
+        .iter()
+        .flat_map(|(t, ps)| ps.iter().map(move |p| (t.to_string(), *p)))
+        .collect();
     let outcome = if unknown.is_empty() {
         let broker = Arc::clone(&ctx.broker);
         let id = transactional_id.to_string();
         let wanted = wanted.clone();
-        blocking(move || broker.transactions.lock().add_partitions(&id, producer_id, producer_epoch, &wanted)).await
+        blocking(move || {
+            broker
+                .transactions
+                .lock()
+                .add_partitions(&id, producer_id, producer_epoch, &wanted)
+        })
+        .await
     } else {
         Err(ErrorCode::OperationNotAttempted)
     };
-    let fenced_code = if ctx.api_version < 2 { ErrorCode::InvalidProducerEpoch } else { ErrorCode::ProducerFenced };
+    let fenced_code = if ctx.api_version < 2 {
+        ErrorCode::InvalidProducerEpoch
+    } else {
+        ErrorCode::ProducerFenced
+    };
     topics
         .into_iter()
         .map(|(name, partitions)| {
@@ -49,10 +72,14 @@ async fn add(ctx: &RequestContext, transactional_id: &TransactionalId, producer_
                             Err(code) => code,
                         }
                     };
-                    AddPartitionsToTxnPartitionResult::default().with_partition_index(*p).with_partition_error_code(code.code())
+                    AddPartitionsToTxnPartitionResult::default()
+                        .with_partition_index(*p)
+                        .with_partition_error_code(code.code())
                 })
                 .collect();
-            AddPartitionsToTxnTopicResult::default().with_name(name).with_results_by_partition(results)
+            AddPartitionsToTxnTopicResult::default()
+                .with_name(name)
+                .with_results_by_partition(results)
         })
         .collect()
 }
@@ -63,15 +90,47 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
         Err(reply) => return reply,
     };
     if ctx.api_version <= 3 {
-        let topics = request.v3_and_below_topics.iter().map(|t| (t.name.clone(), t.partitions.clone())).collect();
-        let results = add(ctx, &request.v3_and_below_transactional_id, request.v3_and_below_producer_id.0, request.v3_and_below_producer_epoch, topics).await;
-        return ctx.respond(&AddPartitionsToTxnResponse::default().with_results_by_topic_v3_and_below(results));
+        let topics = request
+            .v3_and_below_topics
+            .iter()
+            .map(|t| (t.name.clone(), t.partitions.clone()))
+            .collect();
+        let results = add(
+            ctx,
+            &request.v3_and_below_transactional_id,
+            request.v3_and_below_producer_id.0,
+            request.v3_and_below_producer_epoch,
+            topics,
+        )
+        .await;
+        return ctx.respond(
+            &AddPartitionsToTxnResponse::default().with_results_by_topic_v3_and_below(results),
+        );
     }
     let mut results = Vec::new();
     for txn in &request.transactions {
-        let topics = txn.topics.iter().map(|t| (t.name.clone(), t.partitions.clone())).collect();
-        let topic_results = add(ctx, &txn.transactional_id, txn.producer_id.0, txn.producer_epoch, topics).await;
-        results.push(AddPartitionsToTxnResult::default().with_transactional_id(txn.transactional_id.clone()).with_topic_results(topic_results));
+        let topics = txn
+            .topics
+            .iter()
+            .map(|t| (t.name.clone(), t.partitions.clone()))
+            .collect();
+        let topic_results = add(
+            ctx,
+            &txn.transactional_id,
+            txn.producer_id.0,
+            txn.producer_epoch,
+            topics,
+        )
+        .await;
+        results.push(
+            AddPartitionsToTxnResult::default()
+                .with_transactional_id(txn.transactional_id.clone())
+                .with_topic_results(topic_results),
+        );
     }
-    ctx.respond(&AddPartitionsToTxnResponse::default().with_error_code(0).with_results_by_transaction(results))
+    ctx.respond(
+        &AddPartitionsToTxnResponse::default()
+            .with_error_code(0)
+            .with_results_by_transaction(results),
+    )
 }

@@ -15,15 +15,27 @@ use crate::configs::resource_type;
 pub const API: ApiSpec = ApiSpec::new(ApiKey::AlterConfigs, 0, 2);
 
 /// The resource a (type, name) pair names, or why it does not.
-pub fn resource_of(ctx: &RequestContext, kind: i8, name: &str) -> Result<ConfigResource, (ErrorCode, String)> {
+pub fn resource_of(
+    ctx: &RequestContext,
+    kind: i8,
+    name: &str,
+) -> Result<ConfigResource, (ErrorCode, String)> {
     match kind {
         resource_type::TOPIC => Ok(ConfigResource::Topic(name.to_string())),
         resource_type::BROKER if name.is_empty() => Ok(ConfigResource::BrokerDefault),
         resource_type::BROKER => match name.parse::<i32>() {
-            Ok(id) if ctx.broker.metadata.image().brokers.contains_key(&id) => Ok(ConfigResource::Broker(id)),
-            _ => Err((ErrorCode::InvalidRequest, format!("Unexpected broker id {name}"))),
+            Ok(id) if ctx.broker.metadata.image().brokers.contains_key(&id) => {
+                Ok(ConfigResource::Broker(id))
+            }
+            _ => Err((
+                ErrorCode::InvalidRequest,
+                format!("Unexpected broker id {name}"),
+            )),
         },
-        other => Err((ErrorCode::InvalidRequest, format!("Unsupported resource type {other}"))),
+        other => Err((
+            ErrorCode::InvalidRequest,
+            format!("Unsupported resource type {other}"),
+        )),
     }
 }
 
@@ -39,11 +51,16 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
             let mut wanted = BTreeMap::new();
             for config in &resource.configs {
                 let Some(value) = &config.value else {
-                    return Err((ErrorCode::InvalidRequest, format!("Null value not supported for : {}", config.name.as_str())));
+                    return Err((
+                        ErrorCode::InvalidRequest,
+                        format!("Null value not supported for : {}", config.name.as_str()),
+                    ));
                 };
                 wanted.insert(config.name.to_string(), value.to_string());
             }
-            ctx.broker.alter_configs(target, wanted, request.validate_only).await
+            ctx.broker
+                .alter_configs(target, wanted, request.validate_only)
+                .await
         }
         .await;
         let (code, message) = match outcome {

@@ -7,7 +7,9 @@
 //! supported and finalized features (`metadata.version`), as a KRaft broker does.
 
 use bytes::Bytes;
-use protocol::kafka::messages::api_versions_response::{ApiVersion, FinalizedFeatureKey, SupportedFeatureKey};
+use protocol::kafka::messages::api_versions_response::{
+    ApiVersion, FinalizedFeatureKey, SupportedFeatureKey,
+};
 use protocol::kafka::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse};
 use protocol::kafka::protocol::StrBytes;
 use protocol::ErrorCode;
@@ -23,7 +25,12 @@ const METADATA_VERSION: i16 = 27;
 
 fn api_entries() -> Vec<ApiVersion> {
     APIS.iter()
-        .map(|spec| ApiVersion::default().with_api_key(spec.key as i16).with_min_version(spec.advertised_min).with_max_version(spec.max))
+        .map(|spec| {
+            ApiVersion::default()
+                .with_api_key(spec.key as i16)
+                .with_min_version(spec.advertised_min)
+                .with_max_version(spec.max)
+        })
         .collect()
 }
 
@@ -32,7 +39,10 @@ pub fn unsupported_version(ctx: &RequestContext) -> Reply {
     let spec = spec_for(ApiKey::ApiVersions).expect("ApiVersions is registered");
     let body = ApiVersionsResponse::default()
         .with_error_code(ErrorCode::UnsupportedVersion.code())
-        .with_api_keys(vec![ApiVersion::default().with_api_key(ApiKey::ApiVersions as i16).with_min_version(spec.min).with_max_version(spec.max)]);
+        .with_api_keys(vec![ApiVersion::default()
+            .with_api_key(ApiKey::ApiVersions as i16)
+            .with_min_version(spec.min)
+            .with_max_version(spec.max)]);
     match protocol::frame::encode_response(ApiKey::ApiVersions, 0, ctx.correlation_id, &body) {
         Ok(frame) => Reply::Frame(frame),
         Err(e) => Reply::Close(e.to_string()),
@@ -45,7 +55,11 @@ fn valid_software_field(value: &str) -> bool {
     let edge_ok = |b: u8| b.is_ascii_alphanumeric();
     match (bytes.first(), bytes.last()) {
         (Some(&first), Some(&last)) => {
-            edge_ok(first) && edge_ok(last) && bytes.iter().all(|&b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+            edge_ok(first)
+                && edge_ok(last)
+                && bytes
+                    .iter()
+                    .all(|&b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
         }
         _ => false,
     }
@@ -57,9 +71,12 @@ pub fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
         Err(reply) => return reply,
     };
     if ctx.api_version >= 3
-        && (!valid_software_field(&request.client_software_name) || !valid_software_field(&request.client_software_version))
+        && (!valid_software_field(&request.client_software_name)
+            || !valid_software_field(&request.client_software_version))
     {
-        return ctx.respond(&ApiVersionsResponse::default().with_error_code(ErrorCode::InvalidRequest.code()));
+        return ctx.respond(
+            &ApiVersionsResponse::default().with_error_code(ErrorCode::InvalidRequest.code()),
+        );
     }
     let mut response = ApiVersionsResponse::default().with_api_keys(api_entries());
     if ctx.api_version >= 3 {

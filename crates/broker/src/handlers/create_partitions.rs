@@ -21,17 +21,29 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
         .map(|t| PartitionIncrease {
             topic: t.name.to_string(),
             count: t.count,
-            assignments: t.assignments.as_ref().map(|a| a.iter().map(|x| x.broker_ids.iter().map(|b| b.0).collect()).collect()),
+            assignments: t.assignments.as_ref().map(|a| {
+                a.iter()
+                    .map(|x| x.broker_ids.iter().map(|b| b.0).collect())
+                    .collect()
+            }),
         })
         .collect();
-    let outcomes = ctx.broker.create_partitions(increases, request.validate_only).await;
+    let outcomes = ctx
+        .broker
+        .create_partitions(increases, request.validate_only)
+        .await;
     let results = request
         .topics
         .iter()
         .zip(outcomes)
         .map(|(t, (_, result))| match result {
-            Ok(()) => CreatePartitionsTopicResult::default().with_name(t.name.clone()).with_error_code(0),
-            Err((code, message)) => CreatePartitionsTopicResult::default().with_name(t.name.clone()).with_error_code(code.code()).with_error_message(Some(StrBytes::from_string(message))),
+            Ok(()) => CreatePartitionsTopicResult::default()
+                .with_name(t.name.clone())
+                .with_error_code(0),
+            Err((code, message)) => CreatePartitionsTopicResult::default()
+                .with_name(t.name.clone())
+                .with_error_code(code.code())
+                .with_error_message(Some(StrBytes::from_string(message))),
         })
         .collect();
     ctx.respond(&CreatePartitionsResponse::default().with_results(results))

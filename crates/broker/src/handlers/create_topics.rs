@@ -8,7 +8,9 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use metadata::TopicSpec;
-use protocol::kafka::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult};
+use protocol::kafka::messages::create_topics_response::{
+    CreatableTopicConfigs, CreatableTopicResult,
+};
 use protocol::kafka::messages::{ApiKey, CreateTopicsRequest, CreateTopicsResponse, TopicName};
 use protocol::kafka::protocol::StrBytes;
 use protocol::ErrorCode;
@@ -38,8 +40,21 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
             name: t.name.to_string(),
             num_partitions: t.num_partitions,
             replication_factor: t.replication_factor,
-            assignments: t.assignments.iter().map(|a| (a.partition_index, a.broker_ids.iter().map(|b| b.0).collect())).collect(),
-            configs: t.configs.iter().map(|c| (c.name.to_string(), c.value.as_ref().map(|v| v.to_string()))).collect(),
+            assignments: t
+                .assignments
+                .iter()
+                .map(|a| {
+                    (
+                        a.partition_index,
+                        a.broker_ids.iter().map(|b| b.0).collect(),
+                    )
+                })
+                .collect(),
+            configs: t
+                .configs
+                .iter()
+                .map(|c| (c.name.to_string(), c.value.as_ref().map(|v| v.to_string())))
+                .collect(),
         })
         .collect();
     let outcomes = ctx.broker.create_topics(specs, request.validate_only).await;
@@ -69,17 +84,35 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
 }
 
 /// Every topic config with its effective value and where it came from.
-pub fn effective_configs(broker: &Broker, overrides: &BTreeMap<String, String>) -> Vec<CreatableTopicConfigs> {
-    let defaults = storage::LogConfig::resolve(&BTreeMap::new(), &broker.config.topic_defaults).unwrap_or_default();
+pub fn effective_configs(
+    broker: &Broker,
+    overrides: &BTreeMap<String, String>,
+) -> Vec<CreatableTopicConfigs> {
+    let defaults = storage::LogConfig::resolve(&BTreeMap::new(), &broker.config.topic_defaults)
+        .unwrap_or_default();
     TOPIC_CONFIGS
         .iter()
         .map(|def| {
-            let from_broker = def.broker_synonyms.iter().any(|k| broker.config.raw.contains_key(*k));
+            let from_broker = def
+                .broker_synonyms
+                .iter()
+                .any(|k| broker.config.raw.contains_key(*k));
             let (value, source) = match overrides.get(def.name) {
                 Some(value) => (value.clone(), config_source::TOPIC_CONFIG),
                 None => {
-                    let value = defaults.values.get(def.name).cloned().unwrap_or_else(|| def.default.to_string());
-                    (value, if from_broker { config_source::STATIC_BROKER_CONFIG } else { config_source::DEFAULT_CONFIG })
+                    let value = defaults
+                        .values
+                        .get(def.name)
+                        .cloned()
+                        .unwrap_or_else(|| def.default.to_string());
+                    (
+                        value,
+                        if from_broker {
+                            config_source::STATIC_BROKER_CONFIG
+                        } else {
+                            config_source::DEFAULT_CONFIG
+                        },
+                    )
                 }
             };
             CreatableTopicConfigs::default()

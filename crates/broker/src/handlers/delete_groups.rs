@@ -20,14 +20,20 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
     let broker = Arc::clone(&ctx.broker);
     let errors = blocking(move || {
         let mut core = broker.groups.lock();
-        ids.iter().map(|id| core.delete_group(id)).collect::<Vec<_>>()
+        ids.iter()
+            .map(|id| core.delete_group(id))
+            .collect::<Vec<_>>()
     })
     .await;
     let results = request
         .groups_names
         .iter()
         .zip(errors)
-        .map(|(id, error)| DeletableGroupResult::default().with_group_id(id.clone()).with_error_code(error.code()))
+        .map(|(id, error)| {
+            DeletableGroupResult::default()
+                .with_group_id(id.clone())
+                .with_error_code(error.code())
+        })
         .collect();
     ctx.respond(&DeleteGroupsResponse::default().with_results(results))
 }

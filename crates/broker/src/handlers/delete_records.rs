@@ -4,7 +4,9 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use protocol::kafka::messages::delete_records_response::{DeleteRecordsPartitionResult, DeleteRecordsTopicResult};
+use protocol::kafka::messages::delete_records_response::{
+    DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
+};
 use protocol::kafka::messages::{ApiKey, DeleteRecordsRequest, DeleteRecordsResponse};
 use protocol::{ErrorCode, TopicPartition};
 
@@ -29,17 +31,26 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
                     .partitions
                     .iter()
                     .map(|p| {
-                        let base = DeleteRecordsPartitionResult::default().with_partition_index(p.partition_index).with_low_watermark(-1);
-                        let Some(partition) = broker.replicas.get(&TopicPartition::new(t.name.as_str(), p.partition_index)) else {
+                        let base = DeleteRecordsPartitionResult::default()
+                            .with_partition_index(p.partition_index)
+                            .with_low_watermark(-1);
+                        let Some(partition) = broker
+                            .replicas
+                            .get(&TopicPartition::new(t.name.as_str(), p.partition_index))
+                        else {
                             return base.with_error_code(ErrorCode::UnknownTopicOrPartition.code());
                         };
                         match partition.delete_records(p.offset) {
-                            Ok(low_watermark) => base.with_low_watermark(low_watermark).with_error_code(0),
+                            Ok(low_watermark) => {
+                                base.with_low_watermark(low_watermark).with_error_code(0)
+                            }
                             Err(e) => base.with_error_code(replication_error_code(&e).code()),
                         }
                     })
                     .collect();
-                DeleteRecordsTopicResult::default().with_name(t.name.clone()).with_partitions(partitions)
+                DeleteRecordsTopicResult::default()
+                    .with_name(t.name.clone())
+                    .with_partitions(partitions)
             })
             .collect::<Vec<_>>()
     })

@@ -22,11 +22,18 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
             .map(|t| match (&t.name, t.topic_id.is_nil()) {
                 (Some(name), true) => DeleteTarget::Name(name.to_string()),
                 (None, false) => DeleteTarget::Id(t.topic_id),
-                (name, _) => DeleteTarget::Malformed { name: name.as_ref().map(|n| n.to_string()), id: t.topic_id },
+                (name, _) => DeleteTarget::Malformed {
+                    name: name.as_ref().map(|n| n.to_string()),
+                    id: t.topic_id,
+                },
             })
             .collect()
     } else {
-        request.topic_names.iter().map(|n| DeleteTarget::Name(n.to_string())).collect()
+        request
+            .topic_names
+            .iter()
+            .map(|n| DeleteTarget::Name(n.to_string()))
+            .collect()
     };
     let outcomes = ctx.broker.delete_topics(targets).await;
     let responses = outcomes

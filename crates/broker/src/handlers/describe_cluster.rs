@@ -2,7 +2,9 @@
 
 use bytes::Bytes;
 use protocol::kafka::messages::describe_cluster_response::DescribeClusterBroker;
-use protocol::kafka::messages::{ApiKey, BrokerId, DescribeClusterRequest, DescribeClusterResponse};
+use protocol::kafka::messages::{
+    ApiKey, BrokerId, DescribeClusterRequest, DescribeClusterResponse,
+};
 use protocol::kafka::protocol::StrBytes;
 use protocol::ErrorCode;
 
@@ -14,7 +16,8 @@ const ENDPOINT_BROKERS: i8 = 1;
 /// No authorizer: every operation Kafka defines on the cluster resource is allowed
 /// (`AclEntry.supportedOperations(CLUSTER)`: CREATE 5, ALTER 7, DESCRIBE 8,
 /// CLUSTER_ACTION 9, DESCRIBE_CONFIGS 10, ALTER_CONFIGS 11, IDEMPOTENT_WRITE 12).
-pub const CLUSTER_OPERATIONS: i32 = (1 << 5) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 12);
+pub const CLUSTER_OPERATIONS: i32 =
+    (1 << 5) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 12);
 
 pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
     let request: DescribeClusterRequest = match ctx.decode(body) {
@@ -24,7 +27,9 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
     if ctx.api_version >= 1 && request.endpoint_type != ENDPOINT_BROKERS {
         let response = DescribeClusterResponse::default()
             .with_error_code(ErrorCode::UnsupportedEndpointType.code())
-            .with_error_message(Some(StrBytes::from_static_str("Only broker endpoints can be described on this listener.")))
+            .with_error_message(Some(StrBytes::from_static_str(
+                "Only broker endpoints can be described on this listener.",
+            )))
             .with_endpoint_type(request.endpoint_type);
         return ctx.respond(&response);
     }
@@ -44,7 +49,11 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
             )
         })
         .collect();
-    let operations = if request.include_cluster_authorized_operations { CLUSTER_OPERATIONS } else { i32::MIN };
+    let operations = if request.include_cluster_authorized_operations {
+        CLUSTER_OPERATIONS
+    } else {
+        i32::MIN
+    };
     ctx.respond(
         &DescribeClusterResponse::default()
             .with_error_code(0)

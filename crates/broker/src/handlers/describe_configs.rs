@@ -2,7 +2,9 @@
 //! sources, synonyms (v1+), types and documentation (v3+).
 
 use bytes::Bytes;
-use protocol::kafka::messages::describe_configs_response::{DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym};
+use protocol::kafka::messages::describe_configs_response::{
+    DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
+};
 use protocol::kafka::messages::{ApiKey, DescribeConfigsRequest, DescribeConfigsResponse};
 use protocol::kafka::protocol::StrBytes;
 use protocol::ErrorCode;
@@ -22,7 +24,12 @@ fn entry(e: ConfigEntry, synonyms: bool, docs: bool) -> DescribeConfigsResourceR
         .with_synonyms(if synonyms {
             e.synonyms
                 .into_iter()
-                .map(|(name, value, source)| DescribeConfigsSynonym::default().with_name(StrBytes::from_string(name)).with_value(value.map(StrBytes::from_string)).with_source(source))
+                .map(|(name, value, source)| {
+                    DescribeConfigsSynonym::default()
+                        .with_name(StrBytes::from_string(name))
+                        .with_value(value.map(StrBytes::from_string))
+                        .with_source(source)
+                })
                 .collect()
         } else {
             Vec::new()

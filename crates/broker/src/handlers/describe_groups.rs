@@ -27,39 +27,54 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
     let broker = Arc::clone(&ctx.broker);
     let described = blocking(move || {
         let core = broker.groups.lock();
-        ids.iter().map(|id| (core.group(id).is_some(), core.describe_group(id))).collect::<Vec<_>>()
+        ids.iter()
+            .map(|id| (core.group(id).is_some(), core.describe_group(id)))
+            .collect::<Vec<_>>()
     })
     .await;
-    let operations = if request.include_authorized_operations { GROUP_OPERATIONS } else { i32::MIN };
-    let groups = request
-        .groups
-        .iter()
-        .zip(described)
-        .map(|(id, (exists, d))| {
-            let error = if !exists && ctx.api_version >= 6 { ErrorCode::GroupIdNotFound } else { d.error };
-            DescribedGroup::default()
-                .with_error_code(error.code())
-                .with_error_message((error != ErrorCode::None).then(|| StrBytes::from_string(format!("Group {} not found.", id.as_str()))))
-                .with_group_id(id.clone())
-                .with_group_state(StrBytes::from_static_str(d.state.name()))
-                .with_protocol_type(StrBytes::from_string(d.protocol_type))
-                .with_protocol_data(StrBytes::from_string(d.protocol))
-                .with_members(
-                    d.members
-                        .into_iter()
-                        .map(|m| {
-                            DescribedGroupMember::default()
-                                .with_member_id(StrBytes::from_string(m.member_id))
-                                .with_group_instance_id(m.group_instance_id.map(StrBytes::from_string))
-                                .with_client_id(StrBytes::from_string(m.client_id))
-                                .with_client_host(StrBytes::from_string(m.client_host))
-                                .with_member_metadata(m.metadata)
-                                .with_member_assignment(m.assignment)
-                        })
-                        .collect(),
-                )
-                .with_authorized_operations(operations)
-        })
-        .collect();
+    let operations = if request.include_authorized_operations {
+        GROUP_OPERATIONS
+    } else {
+        i32::MIN
+    };
+    let groups =
+        request
+            .groups
+            .iter()
+            .zip(described)
+            .map(|(id, (exists, d))| {
+                let error = if !exists && ctx.api_version >= 6 {
+                    ErrorCode::GroupIdNotFound
+                } else {
+                    d.error
+                };
+                DescribedGroup::default()
+                    .with_error_code(error.code())
+                    .with_error_message((error != ErrorCode::None).then(|| {
+                        StrBytes::from_string(format!("Group {} not found.", id.as_str()))
+                    }))
+                    .with_group_id(id.clone())
+                    .with_group_state(StrBytes::from_static_str(d.state.name()))
+                    .with_protocol_type(StrBytes::from_string(d.protocol_type))
+                    .with_protocol_data(StrBytes::from_string(d.protocol))
+                    .with_members(
+                        d.members
+                            .into_iter()
+                            .map(|m| {
+                                DescribedGroupMember::default()
+                                    .with_member_id(StrBytes::from_string(m.member_id))
+                                    .with_group_instance_id(
+                                        m.group_instance_id.map(StrBytes::from_string),
+                                    )
+                                    .with_client_id(StrBytes::from_string(m.client_id))
+                                    .with_client_host(StrBytes::from_string(m.client_host))
+                                    .with_member_metadata(m.metadata)
+                                    .with_member_assignment(m.assignment)
+                            })
+                            .collect(),
+                    )
+                    .with_authorized_operations(operations)
+            })
+            .collect();
     ctx.respond(&DescribeGroupsResponse::default().with_groups(groups))
 }

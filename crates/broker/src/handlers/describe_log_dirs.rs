@@ -3,8 +3,12 @@
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
-use protocol::kafka::messages::describe_log_dirs_response::{DescribeLogDirsPartition, DescribeLogDirsResult, DescribeLogDirsTopic};
-use protocol::kafka::messages::{ApiKey, DescribeLogDirsRequest, DescribeLogDirsResponse, TopicName};
+use protocol::kafka::messages::describe_log_dirs_response::{
+    DescribeLogDirsPartition, DescribeLogDirsResult, DescribeLogDirsTopic,
+};
+use protocol::kafka::messages::{
+    ApiKey, DescribeLogDirsRequest, DescribeLogDirsResponse, TopicName,
+};
 use protocol::kafka::protocol::StrBytes;
 
 use super::{ApiSpec, Reply, RequestContext};
@@ -16,7 +20,12 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
         Ok(request) => request,
         Err(reply) => return reply,
     };
-    let wanted: Option<Vec<(String, i32)>> = request.topics.as_ref().map(|topics| topics.iter().flat_map(|t| t.partitions.iter().map(move |p| (t.topic.to_string(), *p))).collect());
+    let wanted: Option<Vec<(String, i32)>> = request.topics.as_ref().map(|topics| {
+        topics
+            .iter()
+            .flat_map(|t| t.partitions.iter().map(move |p| (t.topic.to_string(), *p)))
+            .collect()
+    });
     // dir -> topic -> [(partition, size)]
     let mut by_dir: BTreeMap<String, BTreeMap<String, Vec<(i32, i64)>>> = BTreeMap::new();
     for dir in ctx.broker.log_manager.log_dirs() {
@@ -25,15 +34,29 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
     for partition in ctx.broker.replicas.partitions() {
         let tp = partition.topic_partition();
         if let Some(wanted) = &wanted {
-            if !wanted.iter().any(|(t, p)| t.as_str() == &*tp.topic && *p == tp.partition) {
+            if !wanted
+                .iter()
+                .any(|(t, p)| t.as_str() == &*tp.topic && *p == tp.partition)
+            {
                 continue;
             }
         }
         let (dir, size) = {
             let log = partition.log().lock().unwrap_or_else(|e| e.into_inner());
-            (log.dir().parent().map(|p| p.display().to_string()).unwrap_or_default(), log.size_in_bytes() as i64)
+            (
+                log.dir()
+                    .parent()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+                log.size_in_bytes() as i64,
+            )
         };
-        by_dir.entry(dir).or_default().entry(tp.topic.to_string()).or_default().push((tp.partition, size));
+        by_dir
+            .entry(dir)
+            .or_default()
+            .entry(tp.topic.to_string())
+            .or_default()
+            .push((tp.partition, size));
     }
     let results = by_dir
         .into_iter()
@@ -41,18 +64,35 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
             let topics = topics
                 .into_iter()
                 .map(|(topic, partitions)| {
-                    DescribeLogDirsTopic::default().with_name(TopicName(StrBytes::from_string(topic))).with_partitions(
-                        partitions
-                            .into_iter()
-                            .map(|(index, size)| DescribeLogDirsPartition::default().with_partition_index(index).with_partition_size(size).with_offset_lag(0).with_is_future_key(false))
-                            .collect(),
-                    )
+                    DescribeLogDirsTopic::default()
+                        .with_name(TopicName(StrBytes::from_string(topic)))
+                        .with_partitions(
+                            partitions
+                                .into_iter()
+                                .map(|(index, size)| {
+                                    DescribeLogDirsPartition::default()
+                                        .with_partition_index(index)
+                                        .with_partition_size(size)
+                                        .with_offset_lag(0)
+                                        .with_is_future_key(false)
+                                })
+                                .collect(),
+                        )
                 })
                 .collect();
             // Free space needs statvfs (unsafe FFI, which this crate does not
             // allow): -1 means unknown, as Kafka's field default.
-            DescribeLogDirsResult::default().with_error_code(0).with_log_dir(StrBytes::from_string(dir)).with_topics(topics).with_total_bytes(-1).with_usable_bytes(-1)
+            DescribeLogDirsResult::default()
+                .with_error_code(0)
+                .with_log_dir(StrBytes::from_string(dir))
+                .with_topics(topics)
+                .with_total_bytes(-1)
+                .with_usable_bytes(-1)
         })
         .collect();
-    ctx.respond(&DescribeLogDirsResponse::default().with_error_code(0).with_results(results))
+    ctx.respond(
+        &DescribeLogDirsResponse::default()
+            .with_error_code(0)
+            .with_results(results),
+    )
 }

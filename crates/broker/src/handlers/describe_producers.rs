@@ -2,8 +2,12 @@
 //! sequence and the start of any open transaction (what holds back the LSO).
 
 use bytes::Bytes;
-use protocol::kafka::messages::describe_producers_response::{PartitionResponse, ProducerState, TopicResponse};
-use protocol::kafka::messages::{ApiKey, DescribeProducersRequest, DescribeProducersResponse, ProducerId};
+use protocol::kafka::messages::describe_producers_response::{
+    PartitionResponse, ProducerState, TopicResponse,
+};
+use protocol::kafka::messages::{
+    ApiKey, DescribeProducersRequest, DescribeProducersResponse, ProducerId,
+};
 use protocol::{ErrorCode, TopicPartition};
 
 use super::{ApiSpec, Reply, RequestContext};
@@ -23,8 +27,14 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
                 .partition_indexes
                 .iter()
                 .map(|&index| {
-                    let Some(partition) = ctx.broker.replicas.get(&TopicPartition::new(t.name.as_str(), index)) else {
-                        return PartitionResponse::default().with_partition_index(index).with_error_code(ErrorCode::UnknownTopicOrPartition.code());
+                    let Some(partition) = ctx
+                        .broker
+                        .replicas
+                        .get(&TopicPartition::new(t.name.as_str(), index))
+                    else {
+                        return PartitionResponse::default()
+                            .with_partition_index(index)
+                            .with_error_code(ErrorCode::UnknownTopicOrPartition.code());
                     };
                     let log = partition.log().lock().unwrap_or_else(|e| e.into_inner());
                     let producers = log
@@ -37,13 +47,20 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
                                 .with_last_sequence(p.last_seq().unwrap_or(-1))
                                 .with_last_timestamp(p.last_timestamp)
                                 .with_coordinator_epoch(p.coordinator_epoch)
-                                .with_current_txn_start_offset(p.current_txn_first_offset.unwrap_or(-1))
+                                .with_current_txn_start_offset(
+                                    p.current_txn_first_offset.unwrap_or(-1),
+                                )
                         })
                         .collect();
-                    PartitionResponse::default().with_partition_index(index).with_error_code(0).with_active_producers(producers)
+                    PartitionResponse::default()
+                        .with_partition_index(index)
+                        .with_error_code(0)
+                        .with_active_producers(producers)
                 })
                 .collect();
-            TopicResponse::default().with_name(t.name.clone()).with_partitions(partitions)
+            TopicResponse::default()
+                .with_name(t.name.clone())
+                .with_partitions(partitions)
         })
         .collect();
     ctx.respond(&DescribeProducersResponse::default().with_topics(topics))

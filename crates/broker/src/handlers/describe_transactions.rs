@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use protocol::kafka::messages::describe_transactions_response::{TopicData, TransactionState};
-use protocol::kafka::messages::{ApiKey, DescribeTransactionsRequest, DescribeTransactionsResponse, ProducerId, TopicName};
+use protocol::kafka::messages::{
+    ApiKey, DescribeTransactionsRequest, DescribeTransactionsResponse, ProducerId, TopicName,
+};
 use protocol::kafka::protocol::StrBytes;
 use protocol::ErrorCode;
 
@@ -21,10 +23,16 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
         Err(reply) => return reply,
     };
     let broker = Arc::clone(&ctx.broker);
-    let ids: Vec<String> = request.transactional_ids.iter().map(|t| t.to_string()).collect();
+    let ids: Vec<String> = request
+        .transactional_ids
+        .iter()
+        .map(|t| t.to_string())
+        .collect();
     let found = blocking(move || {
         let core = broker.transactions.lock();
-        ids.iter().map(|id| core.transaction(id).cloned()).collect::<Vec<_>>()
+        ids.iter()
+            .map(|id| core.transaction(id).cloned())
+            .collect::<Vec<_>>()
     })
     .await;
     let states = request
@@ -32,7 +40,10 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
         .iter()
         .zip(found)
         .map(|(id, txn)| match txn {
-            None => TransactionState::default().with_error_code(ErrorCode::TransactionalIdNotFound.code()).with_transactional_id(id.clone()).with_transaction_state(StrBytes::from_static_str("")),
+            None => TransactionState::default()
+                .with_error_code(ErrorCode::TransactionalIdNotFound.code())
+                .with_transactional_id(id.clone())
+                .with_transaction_state(StrBytes::from_static_str("")),
             Some(txn) => {
                 let mut by_topic: BTreeMap<String, Vec<i32>> = BTreeMap::new();
                 for (topic, partition) in &txn.partitions {
@@ -46,7 +57,16 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
                     .with_transaction_start_time_ms(txn.start_ms)
                     .with_producer_id(ProducerId(txn.producer_id))
                     .with_producer_epoch(txn.producer_epoch)
-                    .with_topics(by_topic.into_iter().map(|(t, ps)| TopicData::default().with_topic(TopicName(StrBytes::from_string(t))).with_partitions(ps)).collect())
+                    .with_topics(
+                        by_topic
+                            .into_iter()
+                            .map(|(t, ps)| {
+                                TopicData::default()
+                                    .with_topic(TopicName(StrBytes::from_string(t)))
+                                    .with_partitions(ps)
+                            })
+                            .collect(),
+                    )
             }
         })
         .collect();

@@ -30,15 +30,30 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
                 .map(|&p| {
                     let known = topic.is_some_and(|topic| topic.partitions.contains_key(&p));
                     let (code, message) = if known {
-                        (ErrorCode::ElectionNotNeeded, "Leader election not needed for topic partition.")
+                        (
+                            ErrorCode::ElectionNotNeeded,
+                            "Leader election not needed for topic partition.",
+                        )
                     } else {
-                        (ErrorCode::UnknownTopicOrPartition, "The partition does not exist.")
+                        (
+                            ErrorCode::UnknownTopicOrPartition,
+                            "The partition does not exist.",
+                        )
                     };
-                    PartitionResult::default().with_partition_id(p).with_error_code(code.code()).with_error_message(Some(StrBytes::from_static_str(message)))
+                    PartitionResult::default()
+                        .with_partition_id(p)
+                        .with_error_code(code.code())
+                        .with_error_message(Some(StrBytes::from_static_str(message)))
                 })
                 .collect();
-            ReplicaElectionResult::default().with_topic(t.topic.clone()).with_partition_result(partitions)
+            ReplicaElectionResult::default()
+                .with_topic(t.topic.clone())
+                .with_partition_result(partitions)
         })
         .collect();
-    ctx.respond(&ElectLeadersResponse::default().with_error_code(0).with_replica_election_results(results))
+    ctx.respond(
+        &ElectLeadersResponse::default()
+            .with_error_code(0)
+            .with_replica_election_results(results),
+    )
 }

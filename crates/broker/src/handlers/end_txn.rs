@@ -18,12 +18,27 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
     };
     let broker = Arc::clone(&ctx.broker);
     let id = request.transactional_id.to_string();
-    let (pid, epoch, commit) = (request.producer_id.0, request.producer_epoch, request.committed);
-    let outcome = blocking(move || broker.transactions.lock().end_transaction(&id, pid, epoch, commit)).await;
+    let (pid, epoch, commit) = (
+        request.producer_id.0,
+        request.producer_epoch,
+        request.committed,
+    );
+    let outcome = blocking(move || {
+        broker
+            .transactions
+            .lock()
+            .end_transaction(&id, pid, epoch, commit)
+    })
+    .await;
     let error = match outcome {
         Ok(()) => ErrorCode::None,
         Err(ErrorCode::ProducerFenced) if ctx.api_version < 2 => ErrorCode::InvalidProducerEpoch,
         Err(code) => code,
     };
-    ctx.respond(&EndTxnResponse::default().with_error_code(error.code()).with_producer_id(ProducerId(-1)).with_producer_epoch(-1))
+    ctx.respond(
+        &EndTxnResponse::default()
+            .with_error_code(error.code())
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1),
+    )
 }

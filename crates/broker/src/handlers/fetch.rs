@@ -20,7 +20,9 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use protocol::kafka::messages::fetch_response::{AbortedTransaction, FetchableTopicResponse, PartitionData};
+use protocol::kafka::messages::fetch_response::{
+    AbortedTransaction, FetchableTopicResponse, PartitionData,
+};
 use protocol::kafka::messages::{ApiKey, BrokerId, FetchRequest, FetchResponse, ProducerId};
 use protocol::{ErrorCode, TopicPartition};
 use replication::event::Listener;
@@ -55,7 +57,11 @@ fn empty_partition(index: i32, error: ErrorCode) -> PartitionData {
 }
 
 /// Reads every item once, in order, within the byte limits.
-fn read_items(items: &[Item], max_bytes: usize, isolation: IsolationLevel) -> (Vec<PartitionData>, usize, bool) {
+fn read_items(
+    items: &[Item],
+    max_bytes: usize,
+    isolation: IsolationLevel,
+) -> (Vec<PartitionData>, usize, bool) {
     let mut remaining = max_bytes;
     let mut min_one_batch = true;
     let mut total = 0usize;
@@ -74,10 +80,16 @@ fn read_items(items: &[Item], max_bytes: usize, isolation: IsolationLevel) -> (V
             Ok(read) => read,
             Err(error) => {
                 any_error = true;
-                if !matches!(error, ReplicationError::Storage(StorageError::OffsetOutOfRange { .. })) {
+                if !matches!(
+                    error,
+                    ReplicationError::Storage(StorageError::OffsetOutOfRange { .. })
+                ) {
                     tracing::debug!(partition = %partition.topic_partition(), error = %error, "fetch refused");
                 }
-                out.push(empty_partition(item.partition_index, replication_error_code(&error)));
+                out.push(empty_partition(
+                    item.partition_index,
+                    replication_error_code(&error),
+                ));
                 continue;
             }
         };
@@ -91,7 +103,10 @@ fn read_items(items: &[Item], max_bytes: usize, isolation: IsolationLevel) -> (V
             Err(e) => {
                 tracing::error!(partition = %partition.topic_partition(), error = %e, "reading the log failed");
                 any_error = true;
-                out.push(empty_partition(item.partition_index, ErrorCode::KafkaStorageError));
+                out.push(empty_partition(
+                    item.partition_index,
+                    ErrorCode::KafkaStorageError,
+                ));
                 continue;
             }
         };
@@ -104,7 +119,11 @@ fn read_items(items: &[Item], max_bytes: usize, isolation: IsolationLevel) -> (V
             IsolationLevel::ReadCommitted => Some(
                 read.aborted_transactions
                     .iter()
-                    .map(|(producer_id, first_offset)| AbortedTransaction::default().with_producer_id(ProducerId(*producer_id)).with_first_offset(*first_offset))
+                    .map(|(producer_id, first_offset)| {
+                        AbortedTransaction::default()
+                            .with_producer_id(ProducerId(*producer_id))
+                            .with_first_offset(*first_offset)
+                    })
                     .collect(),
             ),
             IsolationLevel::ReadUncommitted => None,
@@ -135,8 +154,18 @@ const INLINE_READ_BYTES: usize = 1024 * 1024;
 /// Reads that may touch the disk (older segments) or copy more than
 /// `INLINE_READ_BYTES` still go to the blocking pool, as DESIGN.md has it.
 fn reads_inline(items: &[Item], max_bytes: usize) -> bool {
-    let budget = items.iter().fold(0usize, |sum, item| sum.saturating_add(item.partition_max_bytes)).min(max_bytes);
-    budget <= INLINE_READ_BYTES && items.iter().all(|item| item.partition.as_ref().map_or(true, |p| p.is_tail_read(item.fetch_offset)))
+    let budget = items
+        .iter()
+        .fold(0usize, |sum, item| {
+            sum.saturating_add(item.partition_max_bytes)
+        })
+        .min(max_bytes);
+    budget <= INLINE_READ_BYTES
+        && items.iter().all(|item| {
+            item.partition
+                .as_ref()
+                .map_or(true, |p| p.is_tail_read(item.fetch_offset))
+        })
 }
 
 /// Completes when any of the listeners does.
@@ -162,28 +191,44 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
     };
     let version = ctx.api_version;
     if request.session_id != 0 && request.session_epoch > 0 {
-        let response = FetchResponse::default().with_error_code(ErrorCode::FetchSessionIdNotFound.code()).with_session_id(0);
+        let response = FetchResponse::default()
+            .with_error_code(ErrorCode::FetchSessionIdNotFound.code())
+            .with_session_id(0);
         return ctx.respond(&response);
     }
-    let replica_id = if version >= 15 { request.replica_state.replica_id.0 } else { request.replica_id.0 };
+    let replica_id = if version >= 15 {
+        request.replica_state.replica_id.0
+    } else {
+        request.replica_id.0
+    };
     let broker = &ctx.broker;
     let image = broker.metadata.image();
     let by_id = version >= 13;
     let mut items = Vec::new();
     for (topic_index, topic) in request.topics.iter().enumerate() {
-        let name = if by_id { image.topic_by_id(&topic.topic_id).map(|t| Arc::clone(&t.name)) } else { Some(Arc::from(topic.topic.as_str())) };
+        let name = if by_id {
+            image
+                .topic_by_id(&topic.topic_id)
+                .map(|t| Arc::clone(&t.name))
+        } else {
+            Some(Arc::from(topic.topic.as_str()))
+        };
         for p in &topic.partitions {
             let partition = match &name {
                 None => Err(ErrorCode::UnknownTopicId),
                 Some(_) if replica_id >= 0 => Err(ErrorCode::NotLeaderOrFollower),
-                Some(name) => broker.replicas.get(&TopicPartition::new(Arc::clone(name), p.partition)).ok_or(ErrorCode::UnknownTopicOrPartition),
+                Some(name) => broker
+                    .replicas
+                    .get(&TopicPartition::new(Arc::clone(name), p.partition))
+                    .ok_or(ErrorCode::UnknownTopicOrPartition),
             };
             items.push(Item {
                 topic_index,
                 partition_index: p.partition,
                 partition,
                 fetch_offset: p.fetch_offset,
-                current_leader_epoch: (version >= 9 && p.current_leader_epoch >= 0).then_some(p.current_leader_epoch),
+                current_leader_epoch: (version >= 9 && p.current_leader_epoch >= 0)
+                    .then_some(p.current_leader_epoch),
                 partition_max_bytes: p.partition_max_bytes.max(0) as usize,
             });
         }
@@ -197,14 +242,26 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
     let items = Arc::new(items);
     let partitions = loop {
         // Listen before reading, so an append between the read and the wait wakes us.
-        let listeners = AnyOf(items.iter().filter_map(|i| i.partition.as_ref().ok()).map(|p| p.append_event().listen()).collect());
+        let listeners = AnyOf(
+            items
+                .iter()
+                .filter_map(|i| i.partition.as_ref().ok())
+                .map(|p| p.append_event().listen())
+                .collect(),
+        );
         let (partitions, total, any_error) = if reads_inline(&items, max_bytes) {
             read_items(&items, max_bytes, isolation)
         } else {
             let batch = Arc::clone(&items);
             blocking(move || read_items(&batch, max_bytes, isolation)).await
         };
-        let done = total >= min_bytes || total > 0 && min_bytes == 0 || wait.is_zero() || any_error || items.is_empty() || tokio::time::Instant::now() >= deadline || broker.is_shutting_down();
+        let done = total >= min_bytes
+            || total > 0 && min_bytes == 0
+            || wait.is_zero()
+            || any_error
+            || items.is_empty()
+            || tokio::time::Instant::now() >= deadline
+            || broker.is_shutting_down();
         if done {
             break partitions;
         }
@@ -217,10 +274,19 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
     let mut responses: Vec<FetchableTopicResponse> = request
         .topics
         .iter()
-        .map(|t| FetchableTopicResponse::default().with_topic(t.topic.clone()).with_topic_id(t.topic_id))
+        .map(|t| {
+            FetchableTopicResponse::default()
+                .with_topic(t.topic.clone())
+                .with_topic_id(t.topic_id)
+        })
         .collect();
     for (item, data) in items.iter().zip(partitions) {
         responses[item.topic_index].partitions.push(data);
     }
-    ctx.respond(&FetchResponse::default().with_error_code(ErrorCode::None.code()).with_session_id(0).with_responses(responses))
+    ctx.respond(
+        &FetchResponse::default()
+            .with_error_code(ErrorCode::None.code())
+            .with_session_id(0)
+            .with_responses(responses),
+    )
 }

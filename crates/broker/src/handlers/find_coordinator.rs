@@ -5,7 +5,9 @@
 
 use bytes::Bytes;
 use protocol::kafka::messages::find_coordinator_response::Coordinator;
-use protocol::kafka::messages::{ApiKey, BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
+use protocol::kafka::messages::{
+    ApiKey, BrokerId, FindCoordinatorRequest, FindCoordinatorResponse,
+};
 use protocol::kafka::protocol::StrBytes;
 use protocol::ErrorCode;
 
@@ -17,19 +19,43 @@ pub const API: ApiSpec = ApiSpec::new(ApiKey::FindCoordinator, 0, 6);
 const KEY_TYPE_GROUP: i8 = 0;
 const KEY_TYPE_TRANSACTION: i8 = 1;
 
-async fn lookup(ctx: &RequestContext, key_type: i8) -> Result<(i32, String, i32), (ErrorCode, String)> {
+async fn lookup(
+    ctx: &RequestContext,
+    key_type: i8,
+) -> Result<(i32, String, i32), (ErrorCode, String)> {
     match key_type {
         KEY_TYPE_GROUP => {
-            ensure_offsets_topic(&ctx.broker).await.map_err(|e| (e, "The coordinator is not available.".to_string()))?;
-            let endpoint = ctx.broker.endpoints.first().ok_or((ErrorCode::CoordinatorNotAvailable, "no listener".to_string()))?;
-            Ok((ctx.broker.node_id(), endpoint.host.clone(), i32::from(endpoint.port)))
+            ensure_offsets_topic(&ctx.broker)
+                .await
+                .map_err(|e| (e, "The coordinator is not available.".to_string()))?;
+            let endpoint = ctx.broker.endpoints.first().ok_or((
+                ErrorCode::CoordinatorNotAvailable,
+                "no listener".to_string(),
+            ))?;
+            Ok((
+                ctx.broker.node_id(),
+                endpoint.host.clone(),
+                i32::from(endpoint.port),
+            ))
         }
         KEY_TYPE_TRANSACTION => {
-            crate::transactions::ensure_transaction_topic(&ctx.broker).await.map_err(|e| (e, "The coordinator is not available.".to_string()))?;
-            let endpoint = ctx.broker.endpoints.first().ok_or((ErrorCode::CoordinatorNotAvailable, "no listener".to_string()))?;
-            Ok((ctx.broker.node_id(), endpoint.host.clone(), i32::from(endpoint.port)))
+            crate::transactions::ensure_transaction_topic(&ctx.broker)
+                .await
+                .map_err(|e| (e, "The coordinator is not available.".to_string()))?;
+            let endpoint = ctx.broker.endpoints.first().ok_or((
+                ErrorCode::CoordinatorNotAvailable,
+                "no listener".to_string(),
+            ))?;
+            Ok((
+                ctx.broker.node_id(),
+                endpoint.host.clone(),
+                i32::from(endpoint.port),
+            ))
         }
-        other => Err((ErrorCode::InvalidRequest, format!("Unknown coordinator key type {other}"))),
+        other => Err((
+            ErrorCode::InvalidRequest,
+            format!("Unknown coordinator key type {other}"),
+        )),
     }
 }
 

@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 use metadata::ConfigResource;
 use protocol::kafka::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
-use protocol::kafka::messages::{ApiKey, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse};
+use protocol::kafka::messages::{
+    ApiKey, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
+};
 use protocol::kafka::protocol::StrBytes;
 use protocol::ErrorCode;
 use storage::config::ConfigType;
@@ -25,21 +27,39 @@ const SUBTRACT: i8 = 3;
 fn current_overrides(ctx: &RequestContext, resource: &ConfigResource) -> BTreeMap<String, String> {
     let image = ctx.broker.metadata.image();
     match resource {
-        ConfigResource::Topic(topic) => image.topic(topic).map(|t| t.configs.clone()).unwrap_or_default(),
+        ConfigResource::Topic(topic) => image
+            .topic(topic)
+            .map(|t| t.configs.clone())
+            .unwrap_or_default(),
         other => image.broker_configs.get(other).cloned().unwrap_or_default(),
     }
 }
 
 /// The list value a key has now for a resource (its override, else its effective value).
-fn effective_list(ctx: &RequestContext, resource: &ConfigResource, name: &str, overrides: &BTreeMap<String, String>) -> Vec<String> {
+fn effective_list(
+    ctx: &RequestContext,
+    resource: &ConfigResource,
+    name: &str,
+    overrides: &BTreeMap<String, String>,
+) -> Vec<String> {
     let value = overrides.get(name).cloned().or_else(|| match resource {
         ConfigResource::Topic(topic) => {
             let image = ctx.broker.metadata.image();
-            image.topic(topic).map(|t| ctx.broker.log_config_for(t)).and_then(|c| c.values.get(name).cloned())
+            image
+                .topic(topic)
+                .map(|t| ctx.broker.log_config_for(t))
+                .and_then(|c| c.values.get(name).cloned())
         }
         _ => ctx.broker.config.raw.get(name).cloned(),
     });
-    value.map(|v| v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()).unwrap_or_default()
+    value
+        .map(|v| {
+            v.split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {

@@ -4,7 +4,9 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use protocol::kafka::messages::{ApiKey, InitProducerIdRequest, InitProducerIdResponse, ProducerId};
+use protocol::kafka::messages::{
+    ApiKey, InitProducerIdRequest, InitProducerIdResponse, ProducerId,
+};
 use protocol::ErrorCode;
 
 use super::{ApiSpec, Reply, RequestContext};
@@ -18,21 +20,42 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
         Ok(request) => request,
         Err(reply) => return reply,
     };
-    let transactional_id = request.transactional_id.as_ref().map(|t| t.to_string()).filter(|t| !t.is_empty());
-    let failed = |code: ErrorCode| InitProducerIdResponse::default().with_error_code(code.code()).with_producer_id(ProducerId(-1)).with_producer_epoch(-1);
+    let transactional_id = request
+        .transactional_id
+        .as_ref()
+        .map(|t| t.to_string())
+        .filter(|t| !t.is_empty());
+    let failed = |code: ErrorCode| {
+        InitProducerIdResponse::default()
+            .with_error_code(code.code())
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1)
+    };
     if transactional_id.is_some() {
         if let Err(code) = ensure_transaction_topic(&ctx.broker).await {
             return ctx.respond(&failed(code));
         }
     }
     let broker = Arc::clone(&ctx.broker);
-    let expected = (ctx.api_version >= 3).then_some((request.producer_id.0, request.producer_epoch));
+    let expected =
+        (ctx.api_version >= 3).then_some((request.producer_id.0, request.producer_epoch));
     let timeout = request.transaction_timeout_ms;
-    let outcome = blocking(move || broker.transactions.lock().init_producer_id(transactional_id.as_deref(), timeout, expected)).await;
+    let outcome = blocking(move || {
+        broker
+            .transactions
+            .lock()
+            .init_producer_id(transactional_id.as_deref(), timeout, expected)
+    })
+    .await;
     let response = match outcome {
-        Ok((producer_id, producer_epoch)) => InitProducerIdResponse::default().with_error_code(0).with_producer_id(ProducerId(producer_id)).with_producer_epoch(producer_epoch),
+        Ok((producer_id, producer_epoch)) => InitProducerIdResponse::default()
+            .with_error_code(0)
+            .with_producer_id(ProducerId(producer_id))
+            .with_producer_epoch(producer_epoch),
         // Before KIP-588 (v4), a fenced producer is told INVALID_PRODUCER_EPOCH.
-        Err(ErrorCode::ProducerFenced) if ctx.api_version < 4 => failed(ErrorCode::InvalidProducerEpoch),
+        Err(ErrorCode::ProducerFenced) if ctx.api_version < 4 => {
+            failed(ErrorCode::InvalidProducerEpoch)
+        }
         Err(code) => failed(code),
     };
     ctx.respond(&response)

@@ -51,7 +51,16 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
         Err(reply) => return reply,
     };
     if let Err(code) = ensure_offsets_topic(&ctx.broker).await {
-        let result = JoinResult { error: code, generation_id: -1, protocol_type: None, protocol_name: None, leader: String::new(), member_id: request.member_id.to_string(), members: Vec::new(), skip_assignment: false };
+        let result = JoinResult {
+            error: code,
+            generation_id: -1,
+            protocol_type: None,
+            protocol_name: None,
+            leader: String::new(),
+            member_id: request.member_id.to_string(),
+            members: Vec::new(),
+            skip_assignment: false,
+        };
         return ctx.respond(&response(result, ctx.api_version));
     }
     let params = JoinParams {
@@ -61,18 +70,29 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
         client_id: ctx.client_id.clone().unwrap_or_default(),
         client_host: format!("/{}", ctx.peer.ip()),
         session_timeout_ms: request.session_timeout_ms,
-        rebalance_timeout_ms: if ctx.api_version >= 1 { request.rebalance_timeout_ms } else { request.session_timeout_ms },
+        rebalance_timeout_ms: if ctx.api_version >= 1 {
+            request.rebalance_timeout_ms
+        } else {
+            request.session_timeout_ms
+        },
         protocol_type: request.protocol_type.to_string(),
-        protocols: request.protocols.iter().map(|p| (p.name.to_string(), p.metadata.clone())).collect(),
+        protocols: request
+            .protocols
+            .iter()
+            .map(|p| (p.name.to_string(), p.metadata.clone()))
+            .collect(),
         require_known_member_id: ctx.api_version >= 4,
         supports_skip_assignment: ctx.api_version >= 9,
     };
     let (tx, rx) = oneshot::channel();
     let broker = std::sync::Arc::clone(&ctx.broker);
     blocking(move || {
-        broker.groups.lock().join(params, Box::new(move |result| {
-            let _ = tx.send(result);
-        }))
+        broker.groups.lock().join(
+            params,
+            Box::new(move |result| {
+                let _ = tx.send(result);
+            }),
+        )
     })
     .await;
     let mut shutdown = ctx.broker.shutdown_signal();
@@ -84,5 +104,14 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
 }
 
 fn error_result(error: ErrorCode) -> JoinResult {
-    JoinResult { error, generation_id: -1, protocol_type: None, protocol_name: None, leader: String::new(), member_id: String::new(), members: Vec::new(), skip_assignment: false }
+    JoinResult {
+        error,
+        generation_id: -1,
+        protocol_type: None,
+        protocol_name: None,
+        leader: String::new(),
+        member_id: String::new(),
+        members: Vec::new(),
+        skip_assignment: false,
+    }
 }

@@ -19,7 +19,16 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
         Err(reply) => return reply,
     };
     let leaving: Vec<(String, Option<String>)> = if ctx.api_version >= 3 {
-        request.members.iter().map(|m| (m.member_id.to_string(), m.group_instance_id.as_ref().map(|s| s.to_string()))).collect()
+        request
+            .members
+            .iter()
+            .map(|m| {
+                (
+                    m.member_id.to_string(),
+                    m.group_instance_id.as_ref().map(|s| s.to_string()),
+                )
+            })
+            .collect()
     } else {
         vec![(request.member_id.to_string(), None)]
     };
@@ -29,19 +38,22 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
     let outcome = blocking(move || broker.groups.lock().leave(&group_id, &who)).await;
     let response = match outcome {
         Err(code) => LeaveGroupResponse::default().with_error_code(code.code()),
-        Ok(errors) if ctx.api_version < 3 => LeaveGroupResponse::default().with_error_code(errors.first().copied().unwrap_or(ErrorCode::None).code()),
-        Ok(errors) => LeaveGroupResponse::default().with_error_code(0).with_members(
-            leaving
-                .iter()
-                .zip(errors)
-                .map(|((member_id, instance), error)| {
-                    MemberResponse::default()
-                        .with_member_id(StrBytes::from_string(member_id.clone()))
-                        .with_group_instance_id(instance.clone().map(StrBytes::from_string))
-                        .with_error_code(error.code())
-                })
-                .collect(),
-        ),
+        Ok(errors) if ctx.api_version < 3 => LeaveGroupResponse::default()
+            .with_error_code(errors.first().copied().unwrap_or(ErrorCode::None).code()),
+        Ok(errors) => LeaveGroupResponse::default()
+            .with_error_code(0)
+            .with_members(
+                leaving
+                    .iter()
+                    .zip(errors)
+                    .map(|((member_id, instance), error)| {
+                        MemberResponse::default()
+                            .with_member_id(StrBytes::from_string(member_id.clone()))
+                            .with_group_instance_id(instance.clone().map(StrBytes::from_string))
+                            .with_error_code(error.code())
+                    })
+                    .collect(),
+            ),
     };
     ctx.respond(&response)
 }

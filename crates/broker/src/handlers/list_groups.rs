@@ -18,8 +18,16 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
         Ok(request) => request,
         Err(reply) => return reply,
     };
-    let states: Vec<String> = request.states_filter.iter().map(|s| s.to_string()).collect();
-    let wants_classic = request.types_filter.is_empty() || request.types_filter.iter().any(|t| t.eq_ignore_ascii_case("classic"));
+    let states: Vec<String> = request
+        .states_filter
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let wants_classic = request.types_filter.is_empty()
+        || request
+            .types_filter
+            .iter()
+            .any(|t| t.eq_ignore_ascii_case("classic"));
     let broker = Arc::clone(&ctx.broker);
     let listed = blocking(move || broker.groups.lock().list_groups(&states)).await;
     let groups = if wants_classic {
@@ -36,5 +44,9 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
     } else {
         Vec::new()
     };
-    ctx.respond(&ListGroupsResponse::default().with_error_code(0).with_groups(groups))
+    ctx.respond(
+        &ListGroupsResponse::default()
+            .with_error_code(0)
+            .with_groups(groups),
+    )
 }

@@ -9,7 +9,9 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use protocol::kafka::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
+use protocol::kafka::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
 use protocol::kafka::messages::{ApiKey, ListOffsetsRequest, ListOffsetsResponse};
 use protocol::{ErrorCode, TopicPartition};
 use replication::IsolationLevel;
@@ -37,12 +39,17 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
                     .partitions
                     .iter()
                     .map(|p| {
-                        let base = ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index).with_timestamp(-1).with_offset(-1).with_leader_epoch(-1);
+                        let base = ListOffsetsPartitionResponse::default()
+                            .with_partition_index(p.partition_index)
+                            .with_timestamp(-1)
+                            .with_offset(-1)
+                            .with_leader_epoch(-1);
                         let tp = TopicPartition::new(topic.name.as_str(), p.partition_index);
                         let Some(partition) = broker.replicas.get(&tp) else {
                             return base.with_error_code(ErrorCode::UnknownTopicOrPartition.code());
                         };
-                        let epoch = (version >= 4 && p.current_leader_epoch >= 0).then_some(p.current_leader_epoch);
+                        let epoch = (version >= 4 && p.current_leader_epoch >= 0)
+                            .then_some(p.current_leader_epoch);
                         match partition.list_offset(p.timestamp, isolation, epoch) {
                             Ok(Some((offset, timestamp, leader_epoch))) => base
                                 .with_error_code(ErrorCode::None.code())
@@ -54,7 +61,9 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
                         }
                     })
                     .collect();
-                ListOffsetsTopicResponse::default().with_name(topic.name.clone()).with_partitions(partitions)
+                ListOffsetsTopicResponse::default()
+                    .with_name(topic.name.clone())
+                    .with_partitions(partitions)
             })
             .collect::<Vec<_>>()
     })

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use coordinator::TxnState;
 use protocol::kafka::messages::list_transactions_response::TransactionState;
-use protocol::kafka::messages::{ApiKey, ListTransactionsRequest, ListTransactionsResponse, ProducerId, TransactionalId};
+use protocol::kafka::messages::{
+    ApiKey, ListTransactionsRequest, ListTransactionsResponse, ProducerId, TransactionalId,
+};
 use protocol::kafka::protocol::StrBytes;
 
 use super::{ApiSpec, Reply, RequestContext};
@@ -14,17 +16,39 @@ use crate::broker::blocking;
 
 pub const API: ApiSpec = ApiSpec::new(ApiKey::ListTransactions, 0, 1);
 
-const STATES: [&str; 8] = ["Empty", "Ongoing", "PrepareCommit", "PrepareAbort", "CompleteCommit", "CompleteAbort", "Dead", "PrepareEpochFence"];
+const STATES: [&str; 8] = [
+    "Empty",
+    "Ongoing",
+    "PrepareCommit",
+    "PrepareAbort",
+    "CompleteCommit",
+    "CompleteAbort",
+    "Dead",
+    "PrepareEpochFence",
+];
 
 pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
     let request: ListTransactionsRequest = match ctx.decode(body) {
         Ok(request) => request,
         Err(reply) => return reply,
     };
-    let states: Vec<String> = request.state_filters.iter().map(|s| s.to_string()).collect();
-    let unknown: Vec<StrBytes> = request.state_filters.iter().filter(|s| !STATES.contains(&s.as_str())).cloned().collect();
+    let states: Vec<String> = request
+        .state_filters
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let unknown: Vec<StrBytes> = request
+        .state_filters
+        .iter()
+        .filter(|s| !STATES.contains(&s.as_str()))
+        .cloned()
+        .collect();
     let producers: Vec<i64> = request.producer_id_filters.iter().map(|p| p.0).collect();
-    let duration = if ctx.api_version >= 1 { request.duration_filter } else { -1 };
+    let duration = if ctx.api_version >= 1 {
+        request.duration_filter
+    } else {
+        -1
+    };
     let now = ctx.broker.clock.now_ms();
     let broker = Arc::clone(&ctx.broker);
     let listed = blocking(move || {
@@ -50,5 +74,10 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
                 .with_transaction_state(StrBytes::from_static_str(state))
         })
         .collect();
-    ctx.respond(&ListTransactionsResponse::default().with_error_code(0).with_unknown_state_filters(unknown).with_transaction_states(states))
+    ctx.respond(
+        &ListTransactionsResponse::default()
+            .with_error_code(0)
+            .with_unknown_state_filters(unknown)
+            .with_transaction_states(states),
+    )
 }

@@ -13,7 +13,9 @@ use std::collections::BTreeSet;
 use bytes::Bytes;
 use metadata::topic_name;
 use metadata::{ClusterImage, TopicImage};
-use protocol::kafka::messages::metadata_response::{MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic};
+use protocol::kafka::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
 use protocol::kafka::messages::{ApiKey, BrokerId, MetadataRequest, MetadataResponse, TopicName};
 use protocol::kafka::protocol::StrBytes;
 use protocol::ErrorCode;
@@ -25,7 +27,8 @@ pub const API: ApiSpec = ApiSpec::new(ApiKey::Metadata, 0, 13);
 
 /// Kafka's "authorized operations not requested" marker.
 const AUTHORIZED_OPERATIONS_OMITTED: i32 = i32::MIN;
-const TOPIC_OPERATIONS: i32 = (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8) | (1 << 10) | (1 << 11);
+const TOPIC_OPERATIONS: i32 =
+    (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8) | (1 << 10) | (1 << 11);
 
 enum Wanted {
     Name(String),
@@ -51,24 +54,37 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
             None => Wanted::Id(t.topic_id),
         })
         .collect();
-    let allow_auto_create = (version < 4 || request.allow_auto_topic_creation) && ctx.broker.config.auto_create_topics_enable;
+    let allow_auto_create = (version < 4 || request.allow_auto_topic_creation)
+        && ctx.broker.config.auto_create_topics_enable;
     let mut image = ctx.broker.metadata.image();
     if !all_topics && allow_auto_create {
         let missing: BTreeSet<String> = wanted
             .iter()
             .filter_map(|w| match w {
-                Wanted::Name(name) if image.topic(name).is_none() && topic_name::validate(name).is_ok() && !topic_name::is_internal(name) => Some(name.clone()),
+                Wanted::Name(name)
+                    if image.topic(name).is_none()
+                        && topic_name::validate(name).is_ok()
+                        && !topic_name::is_internal(name) =>
+                {
+                    Some(name.clone())
+                }
                 _ => None,
             })
             .collect();
         if !missing.is_empty() {
-            ctx.broker.auto_create_topics(missing.into_iter().collect()).await;
+            ctx.broker
+                .auto_create_topics(missing.into_iter().collect())
+                .await;
             image = ctx.broker.metadata.image();
         }
     }
     let include_ops = version >= 8 && request.include_topic_authorized_operations;
     let topics: Vec<MetadataResponseTopic> = if all_topics {
-        image.topics.values().map(|t| topic_entry(&image, t, include_ops)).collect()
+        image
+            .topics
+            .values()
+            .map(|t| topic_entry(&image, t, include_ops))
+            .collect()
     } else {
         wanted
             .iter()
@@ -100,11 +116,12 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
         .collect();
     // Metadata v8-10 can ask for the cluster's operations (librdkafka's
     // DescribeCluster does); no authorizer, so all of them.
-    let cluster_ops = if (8..=10).contains(&version) && request.include_cluster_authorized_operations {
-        super::describe_cluster::CLUSTER_OPERATIONS
-    } else {
-        AUTHORIZED_OPERATIONS_OMITTED
-    };
+    let cluster_ops =
+        if (8..=10).contains(&version) && request.include_cluster_authorized_operations {
+            super::describe_cluster::CLUSTER_OPERATIONS
+        } else {
+            AUTHORIZED_OPERATIONS_OMITTED
+        };
     let response = MetadataResponse::default()
         .with_brokers(brokers)
         .with_cluster_id(Some(StrBytes::from_string(ctx.broker.cluster_id.clone())))
@@ -130,15 +147,31 @@ fn missing_topic(name: Option<&str>, id: Uuid, error: ErrorCode) -> MetadataResp
         .with_topic_authorized_operations(AUTHORIZED_OPERATIONS_OMITTED)
 }
 
-fn topic_entry(image: &ClusterImage, topic: &TopicImage, include_ops: bool) -> MetadataResponseTopic {
+fn topic_entry(
+    image: &ClusterImage,
+    topic: &TopicImage,
+    include_ops: bool,
+) -> MetadataResponseTopic {
     let partitions = topic
         .partitions
         .values()
         .map(|p| {
             let leader_alive = image.brokers.contains_key(&p.leader);
-            let offline: Vec<BrokerId> = p.replicas.iter().filter(|r| !image.brokers.contains_key(r)).map(|&r| BrokerId(r)).collect();
+            let offline: Vec<BrokerId> = p
+                .replicas
+                .iter()
+                .filter(|r| !image.brokers.contains_key(r))
+                .map(|&r| BrokerId(r))
+                .collect();
             MetadataResponsePartition::default()
-                .with_error_code(if leader_alive { ErrorCode::None } else { ErrorCode::LeaderNotAvailable }.code())
+                .with_error_code(
+                    if leader_alive {
+                        ErrorCode::None
+                    } else {
+                        ErrorCode::LeaderNotAvailable
+                    }
+                    .code(),
+                )
                 .with_partition_index(p.partition)
                 .with_leader_id(BrokerId(if leader_alive { p.leader } else { -1 }))
                 .with_leader_epoch(p.leader_epoch)
@@ -149,9 +182,15 @@ fn topic_entry(image: &ClusterImage, topic: &TopicImage, include_ops: bool) -> M
         .collect();
     // No authorizer: every topic operation is allowed (READ, WRITE, CREATE, DELETE,
     // ALTER, DESCRIBE, DESCRIBE_CONFIGS, ALTER_CONFIGS as AclOperation bits).
-    let operations = if include_ops { TOPIC_OPERATIONS } else { AUTHORIZED_OPERATIONS_OMITTED };
+    let operations = if include_ops {
+        TOPIC_OPERATIONS
+    } else {
+        AUTHORIZED_OPERATIONS_OMITTED
+    };
     MetadataResponseTopic::default()
-        .with_name(Some(TopicName(StrBytes::from_string(topic.name.to_string()))))
+        .with_name(Some(TopicName(StrBytes::from_string(
+            topic.name.to_string(),
+        ))))
         .with_topic_id(topic.topic_id)
         .with_is_internal(topic_name::is_internal(&topic.name))
         .with_partitions(partitions)

@@ -64,7 +64,12 @@ pub struct ApiSpec {
 
 impl ApiSpec {
     pub const fn new(key: ApiKey, min: i16, max: i16) -> ApiSpec {
-        ApiSpec { key, min, max, advertised_min: min }
+        ApiSpec {
+            key,
+            min,
+            max,
+            advertised_min: min,
+        }
     }
 }
 
@@ -171,7 +176,10 @@ pub async fn dispatch(broker: &Arc<Broker>, request: RequestFrame, peer: SocketA
         if api_key == ApiKey::ApiVersions {
             return api_versions::unsupported_version(&ctx);
         }
-        return Reply::Close(format!("{api_key:?} v{api_version} is not supported (v{}-{})", spec.min, spec.max));
+        return Reply::Close(format!(
+            "{api_key:?} v{api_version} is not supported (v{}-{})",
+            spec.min, spec.max
+        ));
     }
     let body = request.body;
     match api_key {

@@ -4,7 +4,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use coordinator::OffsetCommitEntry;
-use protocol::kafka::messages::offset_commit_response::{OffsetCommitResponsePartition, OffsetCommitResponseTopic};
+use protocol::kafka::messages::offset_commit_response::{
+    OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+};
 use protocol::kafka::messages::{ApiKey, OffsetCommitRequest, OffsetCommitResponse};
 use protocol::ErrorCode;
 
@@ -40,7 +42,16 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
             let member_id = request.member_id.to_string();
             let instance = request.group_instance_id.as_ref().map(|s| s.to_string());
             let generation = request.generation_id_or_member_epoch;
-            blocking(move || broker.groups.lock().commit_offsets(&group_id, &member_id, instance.as_deref(), generation, &entries)).await
+            blocking(move || {
+                broker.groups.lock().commit_offsets(
+                    &group_id,
+                    &member_id,
+                    instance.as_deref(),
+                    generation,
+                    &entries,
+                )
+            })
+            .await
         }
     };
     let mut errors = errors.into_iter();
@@ -48,15 +59,20 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
         .topics
         .iter()
         .map(|t| {
-            OffsetCommitResponseTopic::default().with_name(t.name.clone()).with_topic_id(t.topic_id).with_partitions(
-                t.partitions
-                    .iter()
-                    .map(|p| {
-                        let error = errors.next().unwrap_or(ErrorCode::UnknownServerError);
-                        OffsetCommitResponsePartition::default().with_partition_index(p.partition_index).with_error_code(error.code())
-                    })
-                    .collect(),
-            )
+            OffsetCommitResponseTopic::default()
+                .with_name(t.name.clone())
+                .with_topic_id(t.topic_id)
+                .with_partitions(
+                    t.partitions
+                        .iter()
+                        .map(|p| {
+                            let error = errors.next().unwrap_or(ErrorCode::UnknownServerError);
+                            OffsetCommitResponsePartition::default()
+                                .with_partition_index(p.partition_index)
+                                .with_error_code(error.code())
+                        })
+                        .collect(),
+                )
         })
         .collect();
     ctx.respond(&OffsetCommitResponse::default().with_topics(topics))

@@ -4,7 +4,9 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use protocol::kafka::messages::offset_delete_response::{OffsetDeleteResponsePartition, OffsetDeleteResponseTopic};
+use protocol::kafka::messages::offset_delete_response::{
+    OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,
+};
 use protocol::kafka::messages::{ApiKey, OffsetDeleteRequest, OffsetDeleteResponse};
 use protocol::ErrorCode;
 
@@ -18,10 +20,19 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
         Ok(request) => request,
         Err(reply) => return reply,
     };
-    let partitions: Vec<(String, i32)> = request.topics.iter().flat_map(|t| t.partitions.iter().map(move |p| (t.name.to_string(), p.partition_index))).collect();
+    let partitions: Vec<(String, i32)> = request
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .map(move |p| (t.name.to_string(), p.partition_index))
+        })
+        .collect();
     let broker = Arc::clone(&ctx.broker);
     let group_id = request.group_id.to_string();
-    let outcome = blocking(move || broker.groups.lock().delete_offsets(&group_id, &partitions)).await;
+    let outcome =
+        blocking(move || broker.groups.lock().delete_offsets(&group_id, &partitions)).await;
     let response = match outcome {
         Err(code) => OffsetDeleteResponse::default().with_error_code(code.code()),
         Ok(errors) => {
@@ -30,15 +41,28 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
                 .topics
                 .iter()
                 .map(|t| {
-                    OffsetDeleteResponseTopic::default().with_name(t.name.clone()).with_partitions(
-                        t.partitions
-                            .iter()
-                            .map(|p| OffsetDeleteResponsePartition::default().with_partition_index(p.partition_index).with_error_code(errors.next().unwrap_or(ErrorCode::UnknownServerError).code()))
-                            .collect(),
-                    )
+                    OffsetDeleteResponseTopic::default()
+                        .with_name(t.name.clone())
+                        .with_partitions(
+                            t.partitions
+                                .iter()
+                                .map(|p| {
+                                    OffsetDeleteResponsePartition::default()
+                                        .with_partition_index(p.partition_index)
+                                        .with_error_code(
+                                            errors
+                                                .next()
+                                                .unwrap_or(ErrorCode::UnknownServerError)
+                                                .code(),
+                                        )
+                                })
+                                .collect(),
+                        )
                 })
                 .collect();
-            OffsetDeleteResponse::default().with_error_code(0).with_topics(topics)
+            OffsetDeleteResponse::default()
+                .with_error_code(0)
+                .with_topics(topics)
         }
     };
     ctx.respond(&response)

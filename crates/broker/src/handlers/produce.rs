@@ -10,7 +10,9 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use protocol::kafka::messages::produce_response::{BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse};
+use protocol::kafka::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use protocol::kafka::messages::{ApiKey, ProduceRequest, ProduceResponse};
 use protocol::kafka::protocol::StrBytes;
 use protocol::ErrorCode;
@@ -21,7 +23,12 @@ use super::{ApiSpec, Reply, RequestContext};
 use crate::broker::blocking;
 use crate::errors::replication_error_code;
 
-pub const API: ApiSpec = ApiSpec { key: ApiKey::Produce, min: 3, max: 13, advertised_min: 0 };
+pub const API: ApiSpec = ApiSpec {
+    key: ApiKey::Produce,
+    min: 3,
+    max: 13,
+    advertised_min: 0,
+};
 
 /// One partition's part of the request, resolved.
 struct Target {
@@ -43,7 +50,14 @@ struct Outcome {
 
 impl Outcome {
     fn failed(error: ErrorCode, message: Option<String>) -> Outcome {
-        Outcome { error, base_offset: -1, log_append_time: -1, log_start_offset: -1, record_errors: Vec::new(), message }
+        Outcome {
+            error,
+            base_offset: -1,
+            log_append_time: -1,
+            log_start_offset: -1,
+            record_errors: Vec::new(),
+            message,
+        }
     }
 }
 
@@ -57,15 +71,28 @@ struct Flushes {
     rolled: Vec<(SharedPartition, i64)>,
 }
 
-fn append(partition: &SharedPartition, records: Option<&Bytes>, acks: i16) -> (Outcome, Option<i64>, Option<(SharedPartition, i64)>) {
+fn append(
+    partition: &SharedPartition,
+    records: Option<&Bytes>,
+    acks: i16,
+) -> (Outcome, Option<i64>, Option<(SharedPartition, i64)>) {
     let Some(records) = records else {
-        return (Outcome::failed(ErrorCode::InvalidRecord, Some("Produce request with null records".into())), None, None);
+        return (
+            Outcome::failed(
+                ErrorCode::InvalidRecord,
+                Some("Produce request with null records".into()),
+            ),
+            None,
+            None,
+        );
     };
     match partition.append_as_leader(records, acks, Origin::Client) {
         Ok(outcome) => {
             let info = &outcome.info;
             let flush_now = outcome.flush_now.then_some(info.last_offset.0 + 1);
-            let background = outcome.flush_rolled_up_to.map(|up_to| (Arc::clone(partition), up_to));
+            let background = outcome
+                .flush_rolled_up_to
+                .map(|up_to| (Arc::clone(partition), up_to));
             (
                 Outcome {
                     error: ErrorCode::None,
@@ -83,10 +110,16 @@ fn append(partition: &SharedPartition, records: Option<&Bytes>, acks: i16) -> (O
             let code = replication_error_code(&error);
             tracing::debug!(partition = %partition.topic_partition(), error = %error, "produce refused");
             let outcome = match error {
-                ReplicationError::Append(AppendError::InvalidTimestamp { message, record_errors }) => {
-                    Outcome { record_errors, ..Outcome::failed(code, Some(message)) }
+                ReplicationError::Append(AppendError::InvalidTimestamp {
+                    message,
+                    record_errors,
+                }) => Outcome {
+                    record_errors,
+                    ..Outcome::failed(code, Some(message))
+                },
+                ReplicationError::Append(AppendError::InvalidRecord(message)) => {
+                    Outcome::failed(code, Some(message))
                 }
-                ReplicationError::Append(AppendError::InvalidRecord(message)) => Outcome::failed(code, Some(message)),
                 other => Outcome::failed(code, Some(other.to_string())),
             };
             (outcome, None, None)
@@ -106,7 +139,8 @@ fn append_all(targets: Vec<Target>, acks: i16) -> (Vec<(usize, i32, Outcome)>, F
                 (Err(code), _) => Outcome::failed(*code, None),
                 (Ok(_), false) => Outcome::failed(ErrorCode::InvalidRequiredAcks, None),
                 (Ok(partition), true) => {
-                    let (outcome, flush_now, rolled) = append(partition, target.records.as_ref(), acks);
+                    let (outcome, flush_now, rolled) =
+                        append(partition, target.records.as_ref(), acks);
                     if let Some(up_to) = flush_now {
                         flushes.now.push((at, Arc::clone(partition), up_to));
                     }
@@ -162,23 +196,43 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
     let mut targets = Vec::new();
     for (topic_index, topic) in request.topic_data.iter().enumerate() {
         let (found, missing) = if by_id {
-            (broker.metadata.image().topic_by_id(&topic.topic_id).map(|t| Arc::clone(&t.name)), ErrorCode::UnknownTopicId)
+            (
+                broker
+                    .metadata
+                    .image()
+                    .topic_by_id(&topic.topic_id)
+                    .map(|t| Arc::clone(&t.name)),
+                ErrorCode::UnknownTopicId,
+            )
         } else {
-            (Some(Arc::from(topic.name.as_str())), ErrorCode::UnknownTopicOrPartition)
+            (
+                Some(Arc::from(topic.name.as_str())),
+                ErrorCode::UnknownTopicOrPartition,
+            )
         };
         for data in &topic.partition_data {
             let partition = match &found {
                 None => Err(missing),
-                Some(name) if metadata::topic_name::is_internal(name) => Err(ErrorCode::InvalidTopicException),
+                Some(name) if metadata::topic_name::is_internal(name) => {
+                    Err(ErrorCode::InvalidTopicException)
+                }
                 Some(name) => broker
                     .replicas
                     .get(&protocol::TopicPartition::new(Arc::clone(name), data.index))
                     .ok_or(ErrorCode::UnknownTopicOrPartition),
             };
-            targets.push(Target { topic_index, index: data.index, partition, records: data.records.clone() });
+            targets.push(Target {
+                topic_index,
+                index: data.index,
+                partition,
+                records: data.records.clone(),
+            });
         }
     }
-    let bytes: usize = targets.iter().map(|t| t.records.as_ref().map_or(0, Bytes::len)).sum();
+    let bytes: usize = targets
+        .iter()
+        .map(|t| t.records.as_ref().map_or(0, Bytes::len))
+        .sum();
     let results = if bytes <= INLINE_APPEND_BYTES {
         let (mut results, flushes) = append_all(targets, acks);
         if !flushes.now.is_empty() {
@@ -201,14 +255,21 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
     };
     let every = broker.config.testing_drop_produce_response_every;
     if acks != 0 && every > 0 {
-        let n = broker.produce_requests.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
-        if n % every == 0 {
+        let n = broker
+            .produce_requests
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            + 1;
+        if n.is_multiple_of(every) {
             // A lost response, as a client can see one from Kafka: responses on a
             // connection are answered in order, so the connection goes silent (the
             // client times out) until it is closed. Skipping just this response
             // would let later ones overtake it, which no Kafka broker does.
-            tracing::warn!(n, "test hook: dropping this produce response after the append");
-            let stall = std::time::Duration::from_millis(request.timeout_ms.clamp(0, 30_000) as u64);
+            tracing::warn!(
+                n,
+                "test hook: dropping this produce response after the append"
+            );
+            let stall =
+                std::time::Duration::from_millis(request.timeout_ms.clamp(0, 30_000) as u64);
             let mut shutdown = broker.shutdown_signal();
             tokio::select! {
                 _ = tokio::time::sleep(stall) => {}
@@ -219,21 +280,29 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
     }
     if acks == 0 {
         return match results.iter().find(|(_, _, o)| o.error != ErrorCode::None) {
-            Some((_, _, failed)) => Reply::Close(format!("acks=0 produce failed with {}", failed.error)),
+            Some((_, _, failed)) => {
+                Reply::Close(format!("acks=0 produce failed with {}", failed.error))
+            }
             None => Reply::Nothing,
         };
     }
     let mut responses: Vec<TopicProduceResponse> = request
         .topic_data
         .iter()
-        .map(|t| TopicProduceResponse::default().with_name(t.name.clone()).with_topic_id(t.topic_id))
+        .map(|t| {
+            TopicProduceResponse::default()
+                .with_name(t.name.clone())
+                .with_topic_id(t.topic_id)
+        })
         .collect();
     for (topic_index, index, outcome) in results {
         let errors = outcome
             .record_errors
             .into_iter()
             .map(|(batch_index, message)| {
-                BatchIndexAndErrorMessage::default().with_batch_index(batch_index).with_batch_index_error_message(Some(StrBytes::from_string(message)))
+                BatchIndexAndErrorMessage::default()
+                    .with_batch_index(batch_index)
+                    .with_batch_index_error_message(Some(StrBytes::from_string(message)))
             })
             .collect();
         responses[topic_index].partition_responses.push(

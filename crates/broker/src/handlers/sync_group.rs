@@ -23,20 +23,40 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
         generation_id: request.generation_id,
         member_id: request.member_id.to_string(),
         group_instance_id: request.group_instance_id.as_ref().map(|s| s.to_string()),
-        protocol_type: if ctx.api_version >= 5 { request.protocol_type.as_ref().map(|s| s.to_string()) } else { None },
-        protocol_name: if ctx.api_version >= 5 { request.protocol_name.as_ref().map(|s| s.to_string()) } else { None },
-        assignments: request.assignments.iter().map(|a| (a.member_id.to_string(), a.assignment.clone())).collect(),
+        protocol_type: if ctx.api_version >= 5 {
+            request.protocol_type.as_ref().map(|s| s.to_string())
+        } else {
+            None
+        },
+        protocol_name: if ctx.api_version >= 5 {
+            request.protocol_name.as_ref().map(|s| s.to_string())
+        } else {
+            None
+        },
+        assignments: request
+            .assignments
+            .iter()
+            .map(|a| (a.member_id.to_string(), a.assignment.clone()))
+            .collect(),
     };
     let (tx, rx) = oneshot::channel();
     let broker = std::sync::Arc::clone(&ctx.broker);
     blocking(move || {
-        broker.groups.lock().sync(params, Box::new(move |result| {
-            let _ = tx.send(result);
-        }))
+        broker.groups.lock().sync(
+            params,
+            Box::new(move |result| {
+                let _ = tx.send(result);
+            }),
+        )
     })
     .await;
     let mut shutdown = ctx.broker.shutdown_signal();
-    let failed = |error: ErrorCode| SyncResult { error, protocol_type: None, protocol_name: None, assignment: Bytes::new() };
+    let failed = |error: ErrorCode| SyncResult {
+        error,
+        protocol_type: None,
+        protocol_name: None,
+        assignment: Bytes::new(),
+    };
     let result = tokio::select! {
         result = rx => result.unwrap_or_else(|_| failed(ErrorCode::UnknownServerError)),
         _ = shutdown.changed() => failed(ErrorCode::CoordinatorNotAvailable),

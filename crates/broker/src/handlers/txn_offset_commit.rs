@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use coordinator::OffsetCommitEntry;
-use protocol::kafka::messages::txn_offset_commit_response::{TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic};
+use protocol::kafka::messages::txn_offset_commit_response::{
+    TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
+};
 use protocol::kafka::messages::{ApiKey, TxnOffsetCommitRequest, TxnOffsetCommitResponse};
 use protocol::ErrorCode;
 
@@ -38,15 +40,35 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
     let (pid, epoch) = (request.producer_id.0, request.producer_epoch);
     let member = request.member_id.to_string();
     let instance = request.group_instance_id.as_ref().map(|s| s.to_string());
-    let generation = if ctx.api_version >= 3 { request.generation_id } else { -1 };
+    let generation = if ctx.api_version >= 3 {
+        request.generation_id
+    } else {
+        -1
+    };
     let errors = blocking(move || {
         // The producer must own the transaction it commits offsets in.
-        let owner = broker.transactions.lock().transaction(&transactional_id).map(|t| (t.producer_id, t.producer_epoch, t.state));
+        let owner = broker
+            .transactions
+            .lock()
+            .transaction(&transactional_id)
+            .map(|t| (t.producer_id, t.producer_epoch, t.state));
         match owner {
             None => vec![ErrorCode::InvalidProducerIdMapping; entries.len()],
-            Some((owner_pid, _, _)) if owner_pid != pid => vec![ErrorCode::InvalidProducerIdMapping; entries.len()],
-            Some((_, owner_epoch, _)) if owner_epoch != epoch => vec![ErrorCode::InvalidProducerEpoch; entries.len()],
-            Some(_) => broker.groups.lock().txn_commit_offsets(&group, pid, epoch, &member, instance.as_deref(), generation, &entries),
+            Some((owner_pid, _, _)) if owner_pid != pid => {
+                vec![ErrorCode::InvalidProducerIdMapping; entries.len()]
+            }
+            Some((_, owner_epoch, _)) if owner_epoch != epoch => {
+                vec![ErrorCode::InvalidProducerEpoch; entries.len()]
+            }
+            Some(_) => broker.groups.lock().txn_commit_offsets(
+                &group,
+                pid,
+                epoch,
+                &member,
+                instance.as_deref(),
+                generation,
+                &entries,
+            ),
         }
     })
     .await;
@@ -55,12 +77,23 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
         .topics
         .iter()
         .map(|t| {
-            TxnOffsetCommitResponseTopic::default().with_name(t.name.clone()).with_partitions(
-                t.partitions
-                    .iter()
-                    .map(|p| TxnOffsetCommitResponsePartition::default().with_partition_index(p.partition_index).with_error_code(errors.next().unwrap_or(ErrorCode::UnknownServerError).code()))
-                    .collect(),
-            )
+            TxnOffsetCommitResponseTopic::default()
+                .with_name(t.name.clone())
+                .with_partitions(
+                    t.partitions
+                        .iter()
+                        .map(|p| {
+                            TxnOffsetCommitResponsePartition::default()
+                                .with_partition_index(p.partition_index)
+                                .with_error_code(
+                                    errors
+                                        .next()
+                                        .unwrap_or(ErrorCode::UnknownServerError)
+                                        .code(),
+                                )
+                        })
+                        .collect(),
+                )
         })
         .collect();
     ctx.respond(&TxnOffsetCommitResponse::default().with_topics(topics))

@@ -80,7 +80,13 @@ pub trait OffsetsLog: Send + Sync {
 
     /// Appends offset commits as part of a producer's transaction (a
     /// transactional batch carrying its producer id and epoch).
-    fn append_transactional(&self, partition: i32, records: &[(Bytes, Option<Bytes>)], producer_id: i64, producer_epoch: i16) -> Result<(), ErrorCode>;
+    fn append_transactional(
+        &self,
+        partition: i32,
+        records: &[(Bytes, Option<Bytes>)],
+        producer_id: i64,
+        producer_epoch: i16,
+    ) -> Result<(), ErrorCode>;
 }
 
 /// A JoinGroup request's fields, whatever its version.
@@ -158,7 +164,12 @@ pub struct SyncResult {
 
 impl SyncResult {
     fn error(error: ErrorCode) -> SyncResult {
-        SyncResult { error, protocol_type: None, protocol_name: None, assignment: Bytes::new() }
+        SyncResult {
+            error,
+            protocol_type: None,
+            protocol_name: None,
+            assignment: Bytes::new(),
+        }
     }
 }
 
@@ -177,12 +188,18 @@ pub struct GroupCoordinator {
 
 impl std::fmt::Debug for GroupCoordinator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GroupCoordinator").field("groups", &self.groups.len()).finish_non_exhaustive()
+        f.debug_struct("GroupCoordinator")
+            .field("groups", &self.groups.len())
+            .finish_non_exhaustive()
     }
 }
 
 impl GroupCoordinator {
-    pub fn new(config: GroupConfig, clock: Arc<dyn Clock>, log: Arc<dyn OffsetsLog>) -> GroupCoordinator {
+    pub fn new(
+        config: GroupConfig,
+        clock: Arc<dyn Clock>,
+        log: Arc<dyn OffsetsLog>,
+    ) -> GroupCoordinator {
         let now = clock.now_ms();
         GroupCoordinator {
             config,
@@ -222,24 +239,42 @@ impl GroupCoordinator {
     pub fn join(&mut self, params: JoinParams, respond: JoinCallback) {
         let now = self.now();
         if params.group_id.is_empty() {
-            return respond(JoinResult::error(&params.member_id, ErrorCode::InvalidGroupId));
+            return respond(JoinResult::error(
+                &params.member_id,
+                ErrorCode::InvalidGroupId,
+            ));
         }
-        if params.session_timeout_ms < self.config.min_session_timeout_ms || params.session_timeout_ms > self.config.max_session_timeout_ms {
-            return respond(JoinResult::error(&params.member_id, ErrorCode::InvalidSessionTimeout));
+        if params.session_timeout_ms < self.config.min_session_timeout_ms
+            || params.session_timeout_ms > self.config.max_session_timeout_ms
+        {
+            return respond(JoinResult::error(
+                &params.member_id,
+                ErrorCode::InvalidSessionTimeout,
+            ));
         }
         let known_group = self.groups.contains_key(&params.group_id);
         if !known_group {
             if !params.member_id.is_empty() {
-                return respond(JoinResult::error(&params.member_id, ErrorCode::UnknownMemberId));
+                return respond(JoinResult::error(
+                    &params.member_id,
+                    ErrorCode::UnknownMemberId,
+                ));
             }
-            self.groups.insert(params.group_id.clone(), Group::new(&params.group_id, now));
+            self.groups
+                .insert(params.group_id.clone(), Group::new(&params.group_id, now));
         }
         let group = self.groups.get(&params.group_id).expect("just ensured");
         if group.is(GroupState::Dead) {
-            return respond(JoinResult::error(&params.member_id, ErrorCode::CoordinatorNotAvailable));
+            return respond(JoinResult::error(
+                &params.member_id,
+                ErrorCode::CoordinatorNotAvailable,
+            ));
         }
         if !group.supports_protocols(&params.protocol_type, &params.protocols) {
-            return respond(JoinResult::error(&params.member_id, ErrorCode::InconsistentGroupProtocol));
+            return respond(JoinResult::error(
+                &params.member_id,
+                ErrorCode::InconsistentGroupProtocol,
+            ));
         }
         let group_id = params.group_id.clone();
         if params.member_id.is_empty() {
@@ -261,12 +296,17 @@ impl GroupCoordinator {
         if group.members.len() >= self.config.max_size {
             return respond(JoinResult::error("", ErrorCode::GroupMaxSizeReached));
         }
-        let prefix = params.group_instance_id.clone().unwrap_or_else(|| params.client_id.clone());
+        let prefix = params
+            .group_instance_id
+            .clone()
+            .unwrap_or_else(|| params.client_id.clone());
         let member_id = Self::new_member_id(&prefix);
         if params.group_instance_id.is_none() && params.require_known_member_id {
             // KIP-394: hand out the id; the member joins again with it.
             let session = i64::from(params.session_timeout_ms);
-            group.pending_members.insert(member_id.clone(), now + session);
+            group
+                .pending_members
+                .insert(member_id.clone(), now + session);
             return respond(JoinResult::error(&member_id, ErrorCode::MemberIdRequired));
         }
         self.add_member_and_rebalance(params, member_id, respond, now);
@@ -278,7 +318,10 @@ impl GroupCoordinator {
         let group = self.groups.get_mut(&group_id).expect("group exists");
         if group.pending_members.remove(&member_id).is_some() {
             if group.members.len() >= self.config.max_size {
-                return respond(JoinResult::error(&member_id, ErrorCode::GroupMaxSizeReached));
+                return respond(JoinResult::error(
+                    &member_id,
+                    ErrorCode::GroupMaxSizeReached,
+                ));
             }
             return self.add_member_and_rebalance(params, member_id, respond, now);
         }
@@ -291,7 +334,9 @@ impl GroupCoordinator {
         let same_protocols = member.same_protocols(&params.protocols);
         let is_leader = group.leader_id.as_deref() == Some(member_id.as_str());
         match group.state {
-            GroupState::PreparingRebalance => self.update_member_and_await_join(params, respond, now),
+            GroupState::PreparingRebalance => {
+                self.update_member_and_await_join(params, respond, now)
+            }
             GroupState::CompletingRebalance if same_protocols => {
                 // The join answer was lost: send it again.
                 let result = self.join_result_for(&group_id, &member_id);
@@ -303,9 +348,14 @@ impl GroupCoordinator {
             }
             GroupState::CompletingRebalance | GroupState::Stable => {
                 self.update_member_and_await_join(params, respond, now);
-                self.prepare_rebalance(&group_id, "a member rejoined with new protocols or as leader");
+                self.prepare_rebalance(
+                    &group_id,
+                    "a member rejoined with new protocols or as leader",
+                );
             }
-            GroupState::Empty | GroupState::Dead => respond(JoinResult::error(&member_id, ErrorCode::UnknownMemberId)),
+            GroupState::Empty | GroupState::Dead => {
+                respond(JoinResult::error(&member_id, ErrorCode::UnknownMemberId))
+            }
         }
     }
 
@@ -321,7 +371,11 @@ impl GroupCoordinator {
                 .map(|m| JoinMember {
                     member_id: m.member_id.clone(),
                     group_instance_id: m.group_instance_id.clone(),
-                    metadata: protocol.as_deref().and_then(|p| m.metadata_for(p)).cloned().unwrap_or_default(),
+                    metadata: protocol
+                        .as_deref()
+                        .and_then(|p| m.metadata_for(p))
+                        .cloned()
+                        .unwrap_or_default(),
                 })
                 .collect()
         } else {
@@ -339,7 +393,13 @@ impl GroupCoordinator {
         }
     }
 
-    fn add_member_and_rebalance(&mut self, params: JoinParams, member_id: String, respond: JoinCallback, now: i64) {
+    fn add_member_and_rebalance(
+        &mut self,
+        params: JoinParams,
+        member_id: String,
+        respond: JoinCallback,
+        now: i64,
+    ) {
         let group_id = params.group_id.clone();
         let group = self.groups.get_mut(&group_id).expect("group exists");
         let member = Member {
@@ -364,10 +424,13 @@ impl GroupCoordinator {
             group.leader_id = Some(member_id.clone());
         }
         if let Some(instance) = &params.group_instance_id {
-            group.static_members.insert(instance.clone(), member_id.clone());
+            group
+                .static_members
+                .insert(instance.clone(), member_id.clone());
         }
         group.members.insert(member_id.clone(), member);
-        self.join_waiters.insert((group_id.clone(), member_id), respond);
+        self.join_waiters
+            .insert((group_id.clone(), member_id), respond);
         let group = &self.groups[&group_id];
         if group.is(GroupState::PreparingRebalance) {
             if let Some(deadline) = group.initial_delay_deadline_ms {
@@ -375,17 +438,28 @@ impl GroupCoordinator {
                 let delay = self.config.initial_rebalance_delay_ms;
                 let rebalance_deadline = group.rebalance_deadline_ms.unwrap_or(deadline);
                 let extended = (now + delay).min(rebalance_deadline).max(deadline);
-                self.groups.get_mut(&group_id).expect("group exists").initial_delay_deadline_ms = Some(extended);
+                self.groups
+                    .get_mut(&group_id)
+                    .expect("group exists")
+                    .initial_delay_deadline_ms = Some(extended);
             }
         } else {
             self.prepare_rebalance(&group_id, "a new member joined");
         }
     }
 
-    fn update_member_and_await_join(&mut self, params: JoinParams, respond: JoinCallback, now: i64) {
+    fn update_member_and_await_join(
+        &mut self,
+        params: JoinParams,
+        respond: JoinCallback,
+        now: i64,
+    ) {
         let key = (params.group_id.clone(), params.member_id.clone());
         let group = self.groups.get_mut(&params.group_id).expect("group exists");
-        let member = group.members.get_mut(&params.member_id).expect("member exists");
+        let member = group
+            .members
+            .get_mut(&params.member_id)
+            .expect("member exists");
         member.protocols = params.protocols;
         member.rebalance_timeout_ms = params.rebalance_timeout_ms;
         member.session_timeout_ms = params.session_timeout_ms;
@@ -400,20 +474,38 @@ impl GroupCoordinator {
 
     /// KIP-345: a static member restarted with a new member id takes the old one's
     /// place; in a Stable group with unchanged protocols it keeps its assignment.
-    fn replace_static_member(&mut self, params: JoinParams, old_member_id: &str, respond: JoinCallback, now: i64) {
+    fn replace_static_member(
+        &mut self,
+        params: JoinParams,
+        old_member_id: &str,
+        respond: JoinCallback,
+        now: i64,
+    ) {
         let group_id = params.group_id.clone();
         let instance = params.group_instance_id.clone().expect("static member");
         let new_member_id = Self::new_member_id(&instance);
         // The old incarnation's waiting calls are fenced.
-        if let Some(old) = self.join_waiters.remove(&(group_id.clone(), old_member_id.to_string())) {
-            old(JoinResult::error(old_member_id, ErrorCode::FencedInstanceId));
+        if let Some(old) = self
+            .join_waiters
+            .remove(&(group_id.clone(), old_member_id.to_string()))
+        {
+            old(JoinResult::error(
+                old_member_id,
+                ErrorCode::FencedInstanceId,
+            ));
         }
-        if let Some(old) = self.sync_waiters.remove(&(group_id.clone(), old_member_id.to_string())) {
+        if let Some(old) = self
+            .sync_waiters
+            .remove(&(group_id.clone(), old_member_id.to_string()))
+        {
             old(SyncResult::error(ErrorCode::FencedInstanceId));
         }
         let group = self.groups.get_mut(&group_id).expect("group exists");
         let previous_leader = group.leader_id.clone().unwrap_or_default();
-        let mut member = group.members.remove(old_member_id).expect("static member is a member");
+        let mut member = group
+            .members
+            .remove(old_member_id)
+            .expect("static member is a member");
         member.member_id = new_member_id.clone();
         // Kafka keeps the new protocols (a restarted member's metadata often differs,
         // e.g. cooperative-sticky's owned partitions) and rebalances only if that
@@ -457,11 +549,17 @@ impl GroupCoordinator {
                 respond(result);
             }
             GroupState::PreparingRebalance => {
-                let params = JoinParams { member_id: new_member_id, ..params };
+                let params = JoinParams {
+                    member_id: new_member_id,
+                    ..params
+                };
                 self.update_member_and_await_join(params, respond, now);
             }
             _ => {
-                let params = JoinParams { member_id: new_member_id, ..params };
+                let params = JoinParams {
+                    member_id: new_member_id,
+                    ..params
+                };
                 self.update_member_and_await_join(params, respond, now);
                 self.prepare_rebalance(&group_id, "a static member rejoined with new protocols");
             }
@@ -471,11 +569,18 @@ impl GroupCoordinator {
     /// Starts a rebalance: every member must rejoin within the rebalance timeout.
     pub(crate) fn prepare_rebalance(&mut self, group_id: &str, reason: &str) {
         let now = self.now();
-        let Some(group) = self.groups.get_mut(group_id) else { return };
+        let Some(group) = self.groups.get_mut(group_id) else {
+            return;
+        };
         if group.is(GroupState::PreparingRebalance) || group.is(GroupState::Dead) {
             return;
         }
-        tracing::debug!(group = group_id, reason, generation = group.generation_id, "preparing rebalance");
+        tracing::debug!(
+            group = group_id,
+            reason,
+            generation = group.generation_id,
+            "preparing rebalance"
+        );
         if group.is(GroupState::CompletingRebalance) {
             // Members waiting for an assignment must rejoin instead.
             for member in group.members.values_mut() {
@@ -484,7 +589,12 @@ impl GroupCoordinator {
             }
             group.pending_sync.clear();
             group.sync_deadline_ms = None;
-            let waiting: Vec<_> = self.sync_waiters.keys().filter(|(g, _)| g == group_id).cloned().collect();
+            let waiting: Vec<_> = self
+                .sync_waiters
+                .keys()
+                .filter(|(g, _)| g == group_id)
+                .cloned()
+                .collect();
             for key in waiting {
                 if let Some(respond) = self.sync_waiters.remove(&key) {
                     respond(SyncResult::error(ErrorCode::RebalanceInProgress));
@@ -498,7 +608,8 @@ impl GroupCoordinator {
         group.rebalance_deadline_ms = Some(now + timeout);
         // No delay configured: the join phase ends as soon as everyone is in, not at
         // the next timer tick (up to 50 ms per JoinGroup of a new group otherwise).
-        group.initial_delay_deadline_ms = if was_empty && self.config.initial_rebalance_delay_ms > 0 {
+        group.initial_delay_deadline_ms = if was_empty && self.config.initial_rebalance_delay_ms > 0
+        {
             Some(now + self.config.initial_rebalance_delay_ms.min(timeout))
         } else {
             None
@@ -509,7 +620,11 @@ impl GroupCoordinator {
     fn maybe_complete_join_for(&mut self, group_ids: &[String]) {
         for group_id in group_ids {
             let ready = match self.groups.get(group_id) {
-                Some(g) => g.is(GroupState::PreparingRebalance) && g.initial_delay_deadline_ms.is_none() && g.all_members_joined(),
+                Some(g) => {
+                    g.is(GroupState::PreparingRebalance)
+                        && g.initial_delay_deadline_ms.is_none()
+                        && g.all_members_joined()
+                }
                 None => false,
             };
             if ready {
@@ -523,7 +638,12 @@ impl GroupCoordinator {
     fn complete_join(&mut self, group_id: &str) {
         let now = self.now();
         let group = self.groups.get_mut(group_id).expect("group exists");
-        let missing: Vec<String> = group.members.values().filter(|m| !m.awaiting_join).map(|m| m.member_id.clone()).collect();
+        let missing: Vec<String> = group
+            .members
+            .values()
+            .filter(|m| !m.awaiting_join)
+            .map(|m| m.member_id.clone())
+            .collect();
         for member_id in &missing {
             tracing::debug!(group = group_id, member = %member_id, "member did not rejoin in time; removing it");
             group.remove_member(member_id);
@@ -535,14 +655,22 @@ impl GroupCoordinator {
             group.protocol_name = None;
             group.leader_id = None;
             group.transition_to(GroupState::Empty, now);
-            tracing::debug!(group = group_id, generation = group.generation_id, "group is empty");
+            tracing::debug!(
+                group = group_id,
+                generation = group.generation_id,
+                "group is empty"
+            );
             if let Err(e) = self.store_group(group_id) {
                 tracing::warn!(group = group_id, error = %e, "storing the empty group failed");
             }
             return;
         }
         group.protocol_name = group.select_protocol();
-        if group.leader_id.as_ref().is_none_or(|l| !group.members.contains_key(l)) {
+        if group
+            .leader_id
+            .as_ref()
+            .is_none_or(|l| !group.members.contains_key(l))
+        {
             group.leader_id = group.members.keys().next().cloned();
         }
         group.transition_to(GroupState::CompletingRebalance, now);
@@ -582,14 +710,22 @@ impl GroupCoordinator {
         if params.generation_id != group.generation_id {
             return respond(SyncResult::error(ErrorCode::IllegalGeneration));
         }
-        let type_mismatch = params.protocol_type.as_ref().is_some_and(|t| Some(t) != group.protocol_type.as_ref());
-        let name_mismatch = params.protocol_name.as_ref().is_some_and(|n| Some(n) != group.protocol_name.as_ref());
+        let type_mismatch = params
+            .protocol_type
+            .as_ref()
+            .is_some_and(|t| Some(t) != group.protocol_type.as_ref());
+        let name_mismatch = params
+            .protocol_name
+            .as_ref()
+            .is_some_and(|n| Some(n) != group.protocol_name.as_ref());
         if type_mismatch || name_mismatch {
             return respond(SyncResult::error(ErrorCode::InconsistentGroupProtocol));
         }
         match group.state {
             GroupState::Empty => respond(SyncResult::error(ErrorCode::UnknownMemberId)),
-            GroupState::PreparingRebalance => respond(SyncResult::error(ErrorCode::RebalanceInProgress)),
+            GroupState::PreparingRebalance => {
+                respond(SyncResult::error(ErrorCode::RebalanceInProgress))
+            }
             GroupState::Dead => respond(SyncResult::error(ErrorCode::CoordinatorNotAvailable)),
             GroupState::Stable => {
                 let member = group.members.get_mut(&params.member_id).expect("checked");
@@ -609,7 +745,8 @@ impl GroupCoordinator {
                 member.session_deadline_ms = now + i64::from(member.session_timeout_ms);
                 group.pending_sync.remove(&params.member_id);
                 let group_id = params.group_id.clone();
-                self.sync_waiters.insert((group_id.clone(), params.member_id.clone()), respond);
+                self.sync_waiters
+                    .insert((group_id.clone(), params.member_id.clone()), respond);
                 if self.groups[&group_id].leader_id.as_deref() == Some(params.member_id.as_str()) {
                     self.complete_sync(&group_id, params.assignments);
                 }
@@ -624,7 +761,10 @@ impl GroupCoordinator {
         let by_member: BTreeMap<String, Bytes> = assignments.into_iter().collect();
         for member in group.members.values_mut() {
             // Members the leader left out get an empty assignment, as in Kafka.
-            member.assignment = by_member.get(&member.member_id).cloned().unwrap_or_default();
+            member.assignment = by_member
+                .get(&member.member_id)
+                .cloned()
+                .unwrap_or_default();
         }
         if let Err(error) = self.store_group(group_id) {
             tracing::warn!(group = group_id, error = %error, "storing the group assignment failed; rebalancing");
@@ -632,7 +772,12 @@ impl GroupCoordinator {
             for member in group.members.values_mut() {
                 member.assignment = Bytes::new();
             }
-            let waiting: Vec<_> = self.sync_waiters.keys().filter(|(g, _)| g == group_id).cloned().collect();
+            let waiting: Vec<_> = self
+                .sync_waiters
+                .keys()
+                .filter(|(g, _)| g == group_id)
+                .cloned()
+                .collect();
             for key in waiting {
                 if let Some(respond) = self.sync_waiters.remove(&key) {
                     respond(SyncResult::error(error));
@@ -643,7 +788,11 @@ impl GroupCoordinator {
         }
         let group = self.groups.get_mut(group_id).expect("group exists");
         group.transition_to(GroupState::Stable, now);
-        group.sync_deadline_ms = if group.pending_sync.is_empty() { None } else { group.sync_deadline_ms };
+        group.sync_deadline_ms = if group.pending_sync.is_empty() {
+            None
+        } else {
+            group.sync_deadline_ms
+        };
         let protocol_type = group.protocol_type.clone();
         let protocol_name = group.protocol_name.clone();
         let answers: Vec<(String, Bytes)> = group
@@ -655,10 +804,19 @@ impl GroupCoordinator {
                 (m.member_id.clone(), m.assignment.clone())
             })
             .collect();
-        tracing::debug!(group = group_id, generation = group.generation_id, "group is stable");
+        tracing::debug!(
+            group = group_id,
+            generation = group.generation_id,
+            "group is stable"
+        );
         for (member_id, assignment) in answers {
             if let Some(respond) = self.sync_waiters.remove(&(group_id.to_string(), member_id)) {
-                respond(SyncResult { error: ErrorCode::None, protocol_type: protocol_type.clone(), protocol_name: protocol_name.clone(), assignment });
+                respond(SyncResult {
+                    error: ErrorCode::None,
+                    protocol_type: protocol_type.clone(),
+                    protocol_name: protocol_name.clone(),
+                    assignment,
+                });
             }
         }
     }
@@ -684,18 +842,34 @@ impl GroupCoordinator {
                     client_host: m.client_host.clone(),
                     rebalance_timeout_ms: m.rebalance_timeout_ms,
                     session_timeout_ms: m.session_timeout_ms,
-                    subscription: protocol.as_deref().and_then(|p| m.metadata_for(p)).cloned().unwrap_or_default(),
+                    subscription: protocol
+                        .as_deref()
+                        .and_then(|p| m.metadata_for(p))
+                        .cloned()
+                        .unwrap_or_default(),
                     assignment: m.assignment.clone(),
                 })
                 .collect(),
         };
-        let key = OffsetsKey::Group { group: group_id.to_string() }.encode();
-        self.log.append(self.partition_for(group_id), &[(key, Some(stored.encode()))])
+        let key = OffsetsKey::Group {
+            group: group_id.to_string(),
+        }
+        .encode();
+        self.log.append(
+            self.partition_for(group_id),
+            &[(key, Some(stored.encode()))],
+        )
     }
 
     // ---- Heartbeat and LeaveGroup ----
 
-    pub fn heartbeat(&mut self, group_id: &str, member_id: &str, group_instance_id: Option<&str>, generation_id: i32) -> ErrorCode {
+    pub fn heartbeat(
+        &mut self,
+        group_id: &str,
+        member_id: &str,
+        group_instance_id: Option<&str>,
+        generation_id: i32,
+    ) -> ErrorCode {
         let now = self.now();
         let Some(group) = self.groups.get_mut(group_id) else {
             return ErrorCode::UnknownMemberId;
@@ -728,7 +902,11 @@ impl GroupCoordinator {
     }
 
     /// LeaveGroup for one or more members; per-member errors.
-    pub fn leave(&mut self, group_id: &str, leaving: &[(String, Option<String>)]) -> Result<Vec<ErrorCode>, ErrorCode> {
+    pub fn leave(
+        &mut self,
+        group_id: &str,
+        leaving: &[(String, Option<String>)],
+    ) -> Result<Vec<ErrorCode>, ErrorCode> {
         let Some(group) = self.groups.get(group_id) else {
             // Kafka answers an unknown group per member (v0-2 show the first one).
             return Ok(vec![ErrorCode::UnknownMemberId; leaving.len()]);
@@ -787,14 +965,21 @@ impl GroupCoordinator {
 
     /// After members left or expired: rebalance (or finish the one under way).
     fn after_member_removed(&mut self, group_id: &str, reason: &str) {
-        let Some(group) = self.groups.get(group_id) else { return };
+        let Some(group) = self.groups.get(group_id) else {
+            return;
+        };
         match group.state {
-            GroupState::Stable | GroupState::CompletingRebalance => self.prepare_rebalance(group_id, reason),
+            GroupState::Stable | GroupState::CompletingRebalance => {
+                self.prepare_rebalance(group_id, reason)
+            }
             GroupState::PreparingRebalance => {}
             GroupState::Empty | GroupState::Dead => return,
         }
         let group = &self.groups[group_id];
-        if group.is(GroupState::PreparingRebalance) && group.members.is_empty() && group.pending_members.is_empty() {
+        if group.is(GroupState::PreparingRebalance)
+            && group.members.is_empty()
+            && group.pending_members.is_empty()
+        {
             // Nobody is left to wait for.
             self.complete_join(group_id);
         } else {
@@ -811,7 +996,12 @@ impl GroupCoordinator {
         let now = self.now();
         // Only the groups with a timer due: the broker ticks every 50 ms, and cloning
         // and looking up every group id each time cost 2% of a core per 1,000 groups.
-        let due: Vec<String> = self.groups.iter().filter(|(_, g)| g.timer_due(now)).map(|(id, _)| id.clone()).collect();
+        let due: Vec<String> = self
+            .groups
+            .iter()
+            .filter(|(_, g)| g.timer_due(now))
+            .map(|(id, _)| id.clone())
+            .collect();
         for group_id in due {
             self.tick_group(&group_id, now);
         }
@@ -822,9 +1012,16 @@ impl GroupCoordinator {
     }
 
     fn tick_group(&mut self, group_id: &str, now: i64) {
-        let Some(group) = self.groups.get_mut(group_id) else { return };
+        let Some(group) = self.groups.get_mut(group_id) else {
+            return;
+        };
         group.pending_members.retain(|_, deadline| *deadline > now);
-        let expired: Vec<String> = group.members.values().filter(|m| m.session_expired(now)).map(|m| m.member_id.clone()).collect();
+        let expired: Vec<String> = group
+            .members
+            .values()
+            .filter(|m| m.session_expired(now))
+            .map(|m| m.member_id.clone())
+            .collect();
         for member_id in &expired {
             tracing::info!(group = group_id, member = %member_id, "member session expired; removing it");
             let group = self.groups.get_mut(group_id).expect("group exists");
@@ -834,7 +1031,9 @@ impl GroupCoordinator {
         if !expired.is_empty() {
             self.after_member_removed(group_id, "member session expired");
         }
-        let Some(group) = self.groups.get_mut(group_id) else { return };
+        let Some(group) = self.groups.get_mut(group_id) else {
+            return;
+        };
         if group.is(GroupState::PreparingRebalance) {
             if let Some(deadline) = group.initial_delay_deadline_ms {
                 if deadline <= now {
@@ -842,13 +1041,19 @@ impl GroupCoordinator {
                     self.complete_join(group_id);
                     return;
                 }
-            } else if group.rebalance_deadline_ms.is_some_and(|d| d <= now) || group.all_members_joined() {
+            } else if group.rebalance_deadline_ms.is_some_and(|d| d <= now)
+                || group.all_members_joined()
+            {
                 self.complete_join(group_id);
                 return;
             }
         }
         let group = self.groups.get_mut(group_id).expect("group exists");
-        if matches!(group.state, GroupState::CompletingRebalance | GroupState::Stable) && group.sync_deadline_ms.is_some_and(|d| d <= now) {
+        if matches!(
+            group.state,
+            GroupState::CompletingRebalance | GroupState::Stable
+        ) && group.sync_deadline_ms.is_some_and(|d| d <= now)
+        {
             group.sync_deadline_ms = None;
             let laggards: Vec<String> = group.pending_sync.iter().cloned().collect();
             if !laggards.is_empty() {

@@ -30,7 +30,11 @@ pub struct OffsetCommitEntry {
 #[derive(Debug, Clone)]
 pub enum LoadEntry {
     /// A record; `producer_id` is set when it belongs to a transaction.
-    Record { key: Bytes, value: Option<Bytes>, producer_id: Option<i64> },
+    Record {
+        key: Bytes,
+        value: Option<Bytes>,
+        producer_id: Option<i64>,
+    },
     /// A transaction marker.
     Marker { producer_id: i64, commit: bool },
 }
@@ -68,11 +72,14 @@ pub struct GroupListing {
 /// `GroupMetadataManager` mapping).
 fn commit_error(append_error: ErrorCode) -> ErrorCode {
     match append_error {
-        ErrorCode::UnknownTopicOrPartition | ErrorCode::NotEnoughReplicas | ErrorCode::NotEnoughReplicasAfterAppend | ErrorCode::RequestTimedOut => {
-            ErrorCode::CoordinatorNotAvailable
-        }
+        ErrorCode::UnknownTopicOrPartition
+        | ErrorCode::NotEnoughReplicas
+        | ErrorCode::NotEnoughReplicasAfterAppend
+        | ErrorCode::RequestTimedOut => ErrorCode::CoordinatorNotAvailable,
         ErrorCode::NotLeaderOrFollower | ErrorCode::KafkaStorageError => ErrorCode::NotCoordinator,
-        ErrorCode::MessageTooLarge | ErrorCode::RecordListTooLarge | ErrorCode::InvalidFetchSize => ErrorCode::InvalidCommitOffsetSize,
+        ErrorCode::MessageTooLarge
+        | ErrorCode::RecordListTooLarge
+        | ErrorCode::InvalidFetchSize => ErrorCode::InvalidCommitOffsetSize,
         other => other,
     }
 }
@@ -119,7 +126,10 @@ impl GroupCoordinator {
             tracing::trace!(group = group_id, member = member_id, generation = generation_id, %error, "offset commit refused");
             return all(error);
         }
-        let group = self.groups.entry(group_id.to_string()).or_insert_with(|| Group::new(group_id, now));
+        let group = self
+            .groups
+            .entry(group_id.to_string())
+            .or_insert_with(|| Group::new(group_id, now));
         if let Some(member) = group.members.get_mut(member_id) {
             // A commit shows the member is alive.
             member.session_deadline_ms = now + i64::from(member.session_timeout_ms);
@@ -133,10 +143,27 @@ impl GroupCoordinator {
                 errors.push(ErrorCode::OffsetMetadataTooLarge);
                 continue;
             }
-            let value = StoredOffset { offset: entry.offset, leader_epoch: entry.leader_epoch, metadata: metadata.clone(), commit_timestamp_ms: now };
-            let key = OffsetsKey::Offset { group: group_id.to_string(), topic: entry.topic.clone(), partition: entry.partition };
+            let value = StoredOffset {
+                offset: entry.offset,
+                leader_epoch: entry.leader_epoch,
+                metadata: metadata.clone(),
+                commit_timestamp_ms: now,
+            };
+            let key = OffsetsKey::Offset {
+                group: group_id.to_string(),
+                topic: entry.topic.clone(),
+                partition: entry.partition,
+            };
             records.push((key.encode(), Some(value.encode())));
-            accepted.push((entry, CommittedOffset { offset: entry.offset, leader_epoch: entry.leader_epoch, metadata, commit_timestamp_ms: now }));
+            accepted.push((
+                entry,
+                CommittedOffset {
+                    offset: entry.offset,
+                    leader_epoch: entry.leader_epoch,
+                    metadata,
+                    commit_timestamp_ms: now,
+                },
+            ));
             errors.push(ErrorCode::None);
         }
         if records.is_empty() {
@@ -144,12 +171,17 @@ impl GroupCoordinator {
         }
         if let Err(append_error) = self.log.append(self.partition_for(group_id), &records) {
             let error = commit_error(append_error);
-            return errors.into_iter().map(|e| if e == ErrorCode::None { error } else { e }).collect();
+            return errors
+                .into_iter()
+                .map(|e| if e == ErrorCode::None { error } else { e })
+                .collect();
         }
         let group = self.groups.get_mut(group_id).expect("group exists");
         for (entry, committed) in accepted {
             tracing::trace!(group = group_id, member = member_id, generation = generation_id, topic = %entry.topic, partition = entry.partition, offset = entry.offset, "offset committed");
-            group.offsets.insert((entry.topic.clone(), entry.partition), committed);
+            group
+                .offsets
+                .insert((entry.topic.clone(), entry.partition), committed);
         }
         errors
     }
@@ -196,21 +228,53 @@ impl GroupCoordinator {
                 errors.push(ErrorCode::OffsetMetadataTooLarge);
                 continue;
             }
-            let value = StoredOffset { offset: entry.offset, leader_epoch: entry.leader_epoch, metadata: metadata.clone(), commit_timestamp_ms: now };
-            let key = OffsetsKey::Offset { group: group_id.to_string(), topic: entry.topic.clone(), partition: entry.partition };
+            let value = StoredOffset {
+                offset: entry.offset,
+                leader_epoch: entry.leader_epoch,
+                metadata: metadata.clone(),
+                commit_timestamp_ms: now,
+            };
+            let key = OffsetsKey::Offset {
+                group: group_id.to_string(),
+                topic: entry.topic.clone(),
+                partition: entry.partition,
+            };
             records.push((key.encode(), Some(value.encode())));
-            accepted.push(((entry.topic.clone(), entry.partition), CommittedOffset { offset: entry.offset, leader_epoch: entry.leader_epoch, metadata, commit_timestamp_ms: now }));
+            accepted.push((
+                (entry.topic.clone(), entry.partition),
+                CommittedOffset {
+                    offset: entry.offset,
+                    leader_epoch: entry.leader_epoch,
+                    metadata,
+                    commit_timestamp_ms: now,
+                },
+            ));
             errors.push(ErrorCode::None);
         }
         if records.is_empty() {
             return errors;
         }
-        if let Err(e) = self.log.append_transactional(self.partition_for(group_id), &records, producer_id, producer_epoch) {
+        if let Err(e) = self.log.append_transactional(
+            self.partition_for(group_id),
+            &records,
+            producer_id,
+            producer_epoch,
+        ) {
             let error = commit_error(e);
-            return errors.into_iter().map(|c| if c == ErrorCode::None { error } else { c }).collect();
+            return errors
+                .into_iter()
+                .map(|c| if c == ErrorCode::None { error } else { c })
+                .collect();
         }
-        let group = self.groups.entry(group_id.to_string()).or_insert_with(|| Group::new(group_id, now));
-        group.pending_txn_offsets.entry(producer_id).or_default().extend(accepted);
+        let group = self
+            .groups
+            .entry(group_id.to_string())
+            .or_insert_with(|| Group::new(group_id, now));
+        group
+            .pending_txn_offsets
+            .entry(producer_id)
+            .or_default()
+            .extend(accepted);
         errors
     }
 
@@ -232,21 +296,39 @@ impl GroupCoordinator {
 
     /// Whether a transaction still holds uncommitted offsets for the partition
     /// (OffsetFetch with `require_stable` answers UNSTABLE_OFFSET_COMMIT then).
-    pub fn has_pending_transactional_offset(&self, group_id: &str, topic: &str, partition: i32) -> bool {
-        self.groups
-            .get(group_id)
-            .is_some_and(|g| g.pending_txn_offsets.values().any(|p| p.contains_key(&(topic.to_string(), partition))))
+    pub fn has_pending_transactional_offset(
+        &self,
+        group_id: &str,
+        topic: &str,
+        partition: i32,
+    ) -> bool {
+        self.groups.get(group_id).is_some_and(|g| {
+            g.pending_txn_offsets
+                .values()
+                .any(|p| p.contains_key(&(topic.to_string(), partition)))
+        })
     }
 
     /// OffsetFetch: committed offsets of `partitions`, or of every partition when
     /// `None`. Unknown groups and partitions answer offset -1 without error.
-    pub fn fetch_offsets(&self, group_id: &str, partitions: Option<&[(String, i32)]>) -> Vec<(String, i32, Option<CommittedOffset>)> {
+    pub fn fetch_offsets(
+        &self,
+        group_id: &str,
+        partitions: Option<&[(String, i32)]>,
+    ) -> Vec<(String, i32, Option<CommittedOffset>)> {
         let group = self.groups.get(group_id);
         if tracing::enabled!(tracing::Level::TRACE) {
             let found: Vec<(i32, i64)> = partitions
                 .unwrap_or_default()
                 .iter()
-                .map(|(t, p)| (*p, group.and_then(|g| g.offsets.get(&(t.clone(), *p))).map_or(-1, |c| c.offset)))
+                .map(|(t, p)| {
+                    (
+                        *p,
+                        group
+                            .and_then(|g| g.offsets.get(&(t.clone(), *p)))
+                            .map_or(-1, |c| c.offset),
+                    )
+                })
                 .collect();
             tracing::trace!(group = group_id, ?found, "offsets fetched");
         }
@@ -254,12 +336,19 @@ impl GroupCoordinator {
             Some(partitions) => partitions
                 .iter()
                 .map(|(topic, partition)| {
-                    let committed = group.and_then(|g| g.offsets.get(&(topic.clone(), *partition))).cloned();
+                    let committed = group
+                        .and_then(|g| g.offsets.get(&(topic.clone(), *partition)))
+                        .cloned();
                     (topic.clone(), *partition, committed)
                 })
                 .collect(),
             None => group
-                .map(|g| g.offsets.iter().map(|((t, p), c)| (t.clone(), *p, Some(c.clone()))).collect())
+                .map(|g| {
+                    g.offsets
+                        .iter()
+                        .map(|((t, p), c)| (t.clone(), *p, Some(c.clone())))
+                        .collect()
+                })
                 .unwrap_or_default(),
         }
     }
@@ -271,7 +360,11 @@ impl GroupCoordinator {
             .values()
             .filter(|g| !g.is(GroupState::Dead))
             .filter(|g| states.is_empty() || wanted.contains(&g.state))
-            .map(|g| GroupListing { group_id: g.group_id.clone(), protocol_type: g.protocol_type.clone().unwrap_or_default(), state: g.state })
+            .map(|g| GroupListing {
+                group_id: g.group_id.clone(),
+                protocol_type: g.protocol_type.clone().unwrap_or_default(),
+                state: g.state,
+            })
             .collect()
     }
 
@@ -298,8 +391,16 @@ impl GroupCoordinator {
                 group_instance_id: m.group_instance_id.clone(),
                 client_id: m.client_id.clone(),
                 client_host: m.client_host.clone(),
-                metadata: if stable { m.metadata_for(&protocol).cloned().unwrap_or_default() } else { Bytes::new() },
-                assignment: if stable { m.assignment.clone() } else { Bytes::new() },
+                metadata: if stable {
+                    m.metadata_for(&protocol).cloned().unwrap_or_default()
+                } else {
+                    Bytes::new()
+                },
+                assignment: if stable {
+                    m.assignment.clone()
+                } else {
+                    Bytes::new()
+                },
             })
             .collect();
         GroupDescription {
@@ -325,9 +426,25 @@ impl GroupCoordinator {
         let mut records: Vec<(Bytes, Option<Bytes>)> = group
             .offsets
             .keys()
-            .map(|(topic, partition)| (OffsetsKey::Offset { group: group_id.to_string(), topic: topic.clone(), partition: *partition }.encode(), None))
+            .map(|(topic, partition)| {
+                (
+                    OffsetsKey::Offset {
+                        group: group_id.to_string(),
+                        topic: topic.clone(),
+                        partition: *partition,
+                    }
+                    .encode(),
+                    None,
+                )
+            })
             .collect();
-        records.push((OffsetsKey::Group { group: group_id.to_string() }.encode(), None));
+        records.push((
+            OffsetsKey::Group {
+                group: group_id.to_string(),
+            }
+            .encode(),
+            None,
+        ));
         if let Err(e) = self.log.append(self.partition_for(group_id), &records) {
             return commit_error(e);
         }
@@ -336,7 +453,11 @@ impl GroupCoordinator {
     }
 
     /// OffsetDelete: removes committed offsets the group is not consuming.
-    pub fn delete_offsets(&mut self, group_id: &str, partitions: &[(String, i32)]) -> Result<Vec<ErrorCode>, ErrorCode> {
+    pub fn delete_offsets(
+        &mut self,
+        group_id: &str,
+        partitions: &[(String, i32)],
+    ) -> Result<Vec<ErrorCode>, ErrorCode> {
         let Some(group) = self.groups.get(group_id) else {
             return Err(ErrorCode::GroupIdNotFound);
         };
@@ -359,7 +480,15 @@ impl GroupCoordinator {
                 continue;
             }
             if group.offsets.contains_key(&(topic.clone(), *partition)) {
-                records.push((OffsetsKey::Offset { group: group_id.to_string(), topic: topic.clone(), partition: *partition }.encode(), None));
+                records.push((
+                    OffsetsKey::Offset {
+                        group: group_id.to_string(),
+                        topic: topic.clone(),
+                        partition: *partition,
+                    }
+                    .encode(),
+                    None,
+                ));
                 doomed.push((topic.clone(), *partition));
             }
             errors.push(ErrorCode::None);
@@ -379,21 +508,42 @@ impl GroupCoordinator {
     /// Rebuilds the cache from one `__consumer_offsets` partition's records, in
     /// log order: `(key, value or tombstone)`. Groups with members come back Stable
     /// (their members must heartbeat within a session), as in Kafka.
-    pub fn load(&mut self, records: impl IntoIterator<Item = (Bytes, Option<Bytes>)>) -> Result<(), DecodeError> {
-        self.load_entries(records.into_iter().map(|(key, value)| LoadEntry::Record { key, value, producer_id: None }))
+    pub fn load(
+        &mut self,
+        records: impl IntoIterator<Item = (Bytes, Option<Bytes>)>,
+    ) -> Result<(), DecodeError> {
+        self.load_entries(records.into_iter().map(|(key, value)| LoadEntry::Record {
+            key,
+            value,
+            producer_id: None,
+        }))
     }
 
     /// Like [`GroupCoordinator::load`], with transactions: records of a
     /// transactional batch count once their COMMIT marker is seen; those of a
     /// transaction still open become pending transactional offsets.
-    pub fn load_entries(&mut self, entries: impl IntoIterator<Item = LoadEntry>) -> Result<(), DecodeError> {
+    pub fn load_entries(
+        &mut self,
+        entries: impl IntoIterator<Item = LoadEntry>,
+    ) -> Result<(), DecodeError> {
         let mut applied: Vec<(Bytes, Option<Bytes>)> = Vec::new();
         let mut open: BTreeMap<i64, Vec<(Bytes, Option<Bytes>)>> = BTreeMap::new();
         for entry in entries {
             match entry {
-                LoadEntry::Record { key, value, producer_id: None } => applied.push((key, value)),
-                LoadEntry::Record { key, value, producer_id: Some(pid) } => open.entry(pid).or_default().push((key, value)),
-                LoadEntry::Marker { producer_id, commit } => {
+                LoadEntry::Record {
+                    key,
+                    value,
+                    producer_id: None,
+                } => applied.push((key, value)),
+                LoadEntry::Record {
+                    key,
+                    value,
+                    producer_id: Some(pid),
+                } => open.entry(pid).or_default().push((key, value)),
+                LoadEntry::Marker {
+                    producer_id,
+                    commit,
+                } => {
                     if let Some(records) = open.remove(&producer_id) {
                         if commit {
                             applied.extend(records);
@@ -406,11 +556,33 @@ impl GroupCoordinator {
         let now = self.clock.now_ms();
         for (pid, records) in open {
             for (key, value) in records {
-                let (OffsetsKey::Offset { group, topic, partition }, Some(value)) = (OffsetsKey::decode(key)?, value) else { continue };
+                let (
+                    OffsetsKey::Offset {
+                        group,
+                        topic,
+                        partition,
+                    },
+                    Some(value),
+                ) = (OffsetsKey::decode(key)?, value)
+                else {
+                    continue;
+                };
                 let stored = StoredOffset::decode(value)?;
-                let committed = CommittedOffset { offset: stored.offset, leader_epoch: stored.leader_epoch, metadata: stored.metadata, commit_timestamp_ms: stored.commit_timestamp_ms };
-                let group = self.groups.entry(group.clone()).or_insert_with(|| Group::new(&group, now));
-                group.pending_txn_offsets.entry(pid).or_default().insert((topic, partition), committed);
+                let committed = CommittedOffset {
+                    offset: stored.offset,
+                    leader_epoch: stored.leader_epoch,
+                    metadata: stored.metadata,
+                    commit_timestamp_ms: stored.commit_timestamp_ms,
+                };
+                let group = self
+                    .groups
+                    .entry(group.clone())
+                    .or_insert_with(|| Group::new(&group, now));
+                group
+                    .pending_txn_offsets
+                    .entry(pid)
+                    .or_default()
+                    .insert((topic, partition), committed);
             }
         }
         Ok(())
@@ -418,18 +590,28 @@ impl GroupCoordinator {
 
     fn load_applied(&mut self, records: Vec<(Bytes, Option<Bytes>)>) -> Result<(), DecodeError> {
         let now = self.clock.now_ms();
-        let mut offsets: BTreeMap<String, BTreeMap<(String, i32), CommittedOffset>> = BTreeMap::new();
+        let mut offsets: BTreeMap<String, BTreeMap<(String, i32), CommittedOffset>> =
+            BTreeMap::new();
         let mut groups: BTreeMap<String, Option<StoredGroup>> = BTreeMap::new();
         for (key, value) in records {
             match OffsetsKey::decode(key)? {
-                OffsetsKey::Offset { group, topic, partition } => {
+                OffsetsKey::Offset {
+                    group,
+                    topic,
+                    partition,
+                } => {
                     let entry = offsets.entry(group).or_default();
                     match value {
                         Some(value) => {
                             let stored = StoredOffset::decode(value)?;
                             entry.insert(
                                 (topic, partition),
-                                CommittedOffset { offset: stored.offset, leader_epoch: stored.leader_epoch, metadata: stored.metadata, commit_timestamp_ms: stored.commit_timestamp_ms },
+                                CommittedOffset {
+                                    offset: stored.offset,
+                                    leader_epoch: stored.leader_epoch,
+                                    metadata: stored.metadata,
+                                    commit_timestamp_ms: stored.commit_timestamp_ms,
+                                },
                             );
                         }
                         None => {
@@ -458,15 +640,26 @@ impl GroupCoordinator {
             group.offsets = group_offsets;
             if let Some(stored) = stored {
                 group.generation_id = stored.generation_id;
-                group.protocol_type = (!stored.protocol_type.is_empty()).then_some(stored.protocol_type);
+                group.protocol_type =
+                    (!stored.protocol_type.is_empty()).then_some(stored.protocol_type);
                 group.protocol_name = stored.protocol.clone();
                 group.leader_id = stored.leader;
-                group.state_since_ms = if stored.current_state_timestamp_ms > 0 { stored.current_state_timestamp_ms } else { now };
+                group.state_since_ms = if stored.current_state_timestamp_ms > 0 {
+                    stored.current_state_timestamp_ms
+                } else {
+                    now
+                };
                 for m in stored.members {
                     if let Some(instance) = &m.group_instance_id {
-                        group.static_members.insert(instance.clone(), m.member_id.clone());
+                        group
+                            .static_members
+                            .insert(instance.clone(), m.member_id.clone());
                     }
-                    let protocols = stored.protocol.clone().map(|p| vec![(p, m.subscription.clone())]).unwrap_or_default();
+                    let protocols = stored
+                        .protocol
+                        .clone()
+                        .map(|p| vec![(p, m.subscription.clone())])
+                        .unwrap_or_default();
                     group.members.insert(
                         m.member_id.clone(),
                         Member {
@@ -489,7 +682,11 @@ impl GroupCoordinator {
                 if !group.members.is_empty() {
                     group.state = GroupState::Stable;
                 }
-                if group.leader_id.as_ref().is_some_and(|l| !group.members.contains_key(l)) {
+                if group
+                    .leader_id
+                    .as_ref()
+                    .is_some_and(|l| !group.members.contains_key(l))
+                {
                     group.leader_id = group.members.keys().next().cloned();
                 }
             }
@@ -511,7 +708,12 @@ impl GroupCoordinator {
                 continue;
             }
             let expired: Vec<(String, i32)> = if group.protocol_type.is_none() {
-                group.offsets.iter().filter(|(_, c)| now - c.commit_timestamp_ms >= retention).map(|(k, _)| k.clone()).collect()
+                group
+                    .offsets
+                    .iter()
+                    .filter(|(_, c)| now - c.commit_timestamp_ms >= retention)
+                    .map(|(k, _)| k.clone())
+                    .collect()
             } else if now - group.state_since_ms >= retention {
                 group.offsets.keys().cloned().collect()
             } else {
@@ -523,10 +725,26 @@ impl GroupCoordinator {
             }
             let mut records: Vec<(Bytes, Option<Bytes>)> = expired
                 .iter()
-                .map(|(topic, partition)| (OffsetsKey::Offset { group: group_id.clone(), topic: topic.clone(), partition: *partition }.encode(), None))
+                .map(|(topic, partition)| {
+                    (
+                        OffsetsKey::Offset {
+                            group: group_id.clone(),
+                            topic: topic.clone(),
+                            partition: *partition,
+                        }
+                        .encode(),
+                        None,
+                    )
+                })
                 .collect();
             if remove_group {
-                records.push((OffsetsKey::Group { group: group_id.clone() }.encode(), None));
+                records.push((
+                    OffsetsKey::Group {
+                        group: group_id.clone(),
+                    }
+                    .encode(),
+                    None,
+                ));
             }
             if let Err(e) = self.log.append(self.partition_for(&group_id), &records) {
                 tracing::warn!(group = %group_id, error = %e, "expiring offsets failed; will retry");
@@ -550,14 +768,18 @@ fn subscribed_topics(group: &Group) -> BTreeSet<String> {
     let mut topics = BTreeSet::new();
     let protocol = group.protocol_name.clone().unwrap_or_default();
     for member in group.members.values() {
-        let Some(metadata) = member.metadata_for(&protocol) else { continue };
+        let Some(metadata) = member.metadata_for(&protocol) else {
+            continue;
+        };
         let mut bytes = metadata.clone();
         if bytes.len() < 2 {
             continue;
         }
         let version = i16::from_be_bytes([bytes[0], bytes[1]]);
         let _ = bytes::Buf::get_i16(&mut bytes);
-        if let Ok(subscription) = ConsumerProtocolSubscription::decode(&mut bytes, version.clamp(0, 3)) {
+        if let Ok(subscription) =
+            ConsumerProtocolSubscription::decode(&mut bytes, version.clamp(0, 3))
+        {
             topics.extend(subscription.topics.iter().map(|t| t.to_string()));
         }
     }

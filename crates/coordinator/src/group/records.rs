@@ -21,7 +21,9 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 /// Java's `String.hashCode` over UTF-16 code units.
 pub fn java_string_hash(text: &str) -> i32 {
-    text.encode_utf16().fold(0i32, |h, unit| h.wrapping_mul(31).wrapping_add(i32::from(unit)))
+    text.encode_utf16().fold(0i32, |h, unit| {
+        h.wrapping_mul(31).wrapping_add(i32::from(unit))
+    })
 }
 
 /// Kafka's `Utils.abs(hash) % partitions`.
@@ -34,8 +36,14 @@ pub fn partition_for(group_id: &str, partitions: i32) -> i32 {
 /// A key of `__consumer_offsets`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OffsetsKey {
-    Offset { group: String, topic: String, partition: i32 },
-    Group { group: String },
+    Offset {
+        group: String,
+        topic: String,
+        partition: i32,
+    },
+    Group {
+        group: String,
+    },
 }
 
 /// A stored group member.
@@ -93,7 +101,10 @@ pub struct DecodeError(pub String);
 
 fn need(buf: &impl Buf, n: usize) -> Result<(), DecodeError> {
     if buf.remaining() < n {
-        Err(DecodeError(format!("needs {n} bytes, {} left", buf.remaining())))
+        Err(DecodeError(format!(
+            "needs {n} bytes, {} left",
+            buf.remaining()
+        )))
     } else {
         Ok(())
     }
@@ -107,7 +118,9 @@ fn get_string(buf: &mut Bytes) -> Result<Option<String>, DecodeError> {
     }
     need(buf, len as usize)?;
     let bytes = buf.split_to(len as usize);
-    String::from_utf8(bytes.to_vec()).map(Some).map_err(|e| DecodeError(e.to_string()))
+    String::from_utf8(bytes.to_vec())
+        .map(Some)
+        .map_err(|e| DecodeError(e.to_string()))
 }
 
 fn get_required_string(buf: &mut Bytes) -> Result<String, DecodeError> {
@@ -128,7 +141,11 @@ impl OffsetsKey {
     pub fn encode(&self) -> Bytes {
         let mut out = BytesMut::new();
         match self {
-            OffsetsKey::Offset { group, topic, partition } => {
+            OffsetsKey::Offset {
+                group,
+                topic,
+                partition,
+            } => {
                 out.put_i16(1);
                 put_string(&mut out, Some(group));
                 put_string(&mut out, Some(topic));
@@ -149,9 +166,15 @@ impl OffsetsKey {
                 let group = get_required_string(&mut buf)?;
                 let topic = get_required_string(&mut buf)?;
                 need(&buf, 4)?;
-                Ok(OffsetsKey::Offset { group, topic, partition: buf.get_i32() })
+                Ok(OffsetsKey::Offset {
+                    group,
+                    topic,
+                    partition: buf.get_i32(),
+                })
             }
-            2 => Ok(OffsetsKey::Group { group: get_required_string(&mut buf)? }),
+            2 => Ok(OffsetsKey::Group {
+                group: get_required_string(&mut buf)?,
+            }),
             other => Err(DecodeError(format!("unknown key version {other}"))),
         }
     }
@@ -172,7 +195,9 @@ impl StoredOffset {
         need(&buf, 2)?;
         let version = buf.get_i16();
         if !(0..=3).contains(&version) {
-            return Err(DecodeError(format!("offset value version {version} is not supported")));
+            return Err(DecodeError(format!(
+                "offset value version {version} is not supported"
+            )));
         }
         need(&buf, 8)?;
         let offset = buf.get_i64();
@@ -186,7 +211,12 @@ impl StoredOffset {
         need(&buf, 8)?;
         let commit_timestamp_ms = buf.get_i64();
         // v1 carried an expire timestamp; it is not used any more.
-        Ok(StoredOffset { offset, leader_epoch, metadata, commit_timestamp_ms })
+        Ok(StoredOffset {
+            offset,
+            leader_epoch,
+            metadata,
+            commit_timestamp_ms,
+        })
     }
 }
 
@@ -217,7 +247,9 @@ impl StoredGroup {
         need(&buf, 2)?;
         let version = buf.get_i16();
         if !(0..=3).contains(&version) {
-            return Err(DecodeError(format!("group value version {version} is not supported")));
+            return Err(DecodeError(format!(
+                "group value version {version} is not supported"
+            )));
         }
         let protocol_type = get_required_string(&mut buf)?;
         need(&buf, 4)?;
@@ -238,7 +270,11 @@ impl StoredGroup {
         let mut members = Vec::with_capacity(count as usize);
         for _ in 0..count {
             let member_id = get_required_string(&mut buf)?;
-            let group_instance_id = if version >= 3 { get_string(&mut buf)? } else { None };
+            let group_instance_id = if version >= 3 {
+                get_string(&mut buf)?
+            } else {
+                None
+            };
             let client_id = get_required_string(&mut buf)?;
             let client_host = get_required_string(&mut buf)?;
             let rebalance_timeout_ms = if version >= 1 {
@@ -251,10 +287,30 @@ impl StoredGroup {
             let session_timeout_ms = buf.get_i32();
             let subscription = get_bytes(&mut buf)?;
             let assignment = get_bytes(&mut buf)?;
-            let rebalance_timeout_ms = if rebalance_timeout_ms < 0 { session_timeout_ms } else { rebalance_timeout_ms };
-            members.push(StoredMember { member_id, group_instance_id, client_id, client_host, rebalance_timeout_ms, session_timeout_ms, subscription, assignment });
+            let rebalance_timeout_ms = if rebalance_timeout_ms < 0 {
+                session_timeout_ms
+            } else {
+                rebalance_timeout_ms
+            };
+            members.push(StoredMember {
+                member_id,
+                group_instance_id,
+                client_id,
+                client_host,
+                rebalance_timeout_ms,
+                session_timeout_ms,
+                subscription,
+                assignment,
+            });
         }
-        Ok(StoredGroup { protocol_type, generation_id, protocol, leader, current_state_timestamp_ms, members })
+        Ok(StoredGroup {
+            protocol_type,
+            generation_id,
+            protocol,
+            leader,
+            current_state_timestamp_ms,
+            members,
+        })
     }
 }
 
@@ -277,11 +333,20 @@ mod tests {
 
     #[test]
     fn keys_and_values_round_trip() {
-        let key = OffsetsKey::Offset { group: "g".into(), topic: "t".into(), partition: 3 };
+        let key = OffsetsKey::Offset {
+            group: "g".into(),
+            topic: "t".into(),
+            partition: 3,
+        };
         assert_eq!(OffsetsKey::decode(key.encode()).unwrap(), key);
         let key = OffsetsKey::Group { group: "g".into() };
         assert_eq!(OffsetsKey::decode(key.encode()).unwrap(), key);
-        let offset = StoredOffset { offset: 42, leader_epoch: 7, metadata: "m".into(), commit_timestamp_ms: 1000 };
+        let offset = StoredOffset {
+            offset: 42,
+            leader_epoch: 7,
+            metadata: "m".into(),
+            commit_timestamp_ms: 1000,
+        };
         assert_eq!(StoredOffset::decode(offset.encode()).unwrap(), offset);
         let group = StoredGroup {
             protocol_type: "consumer".into(),
@@ -305,7 +370,14 @@ mod tests {
 
     #[test]
     fn truncated_records_are_errors_not_panics() {
-        let group = StoredGroup { protocol_type: "consumer".into(), generation_id: 1, protocol: None, leader: None, current_state_timestamp_ms: 0, members: vec![] };
+        let group = StoredGroup {
+            protocol_type: "consumer".into(),
+            generation_id: 1,
+            protocol: None,
+            leader: None,
+            current_state_timestamp_ms: 0,
+            members: vec![],
+        };
         let bytes = group.encode();
         for cut in 0..bytes.len() {
             assert!(StoredGroup::decode(bytes.slice(..cut)).is_err());

@@ -38,9 +38,15 @@ impl GroupState {
 
     /// Parses a state name as ListGroups filters give it (case-insensitive).
     pub fn parse(name: &str) -> Option<GroupState> {
-        [GroupState::Empty, GroupState::PreparingRebalance, GroupState::CompletingRebalance, GroupState::Stable, GroupState::Dead]
-            .into_iter()
-            .find(|s| s.name().eq_ignore_ascii_case(name))
+        [
+            GroupState::Empty,
+            GroupState::PreparingRebalance,
+            GroupState::CompletingRebalance,
+            GroupState::Stable,
+            GroupState::Dead,
+        ]
+        .into_iter()
+        .find(|s| s.name().eq_ignore_ascii_case(name))
     }
 
     /// The transitions Kafka's `GroupMetadata.transitionTo` accepts.
@@ -81,7 +87,10 @@ pub struct Member {
 
 impl Member {
     pub fn metadata_for(&self, protocol: &str) -> Option<&Bytes> {
-        self.protocols.iter().find(|(name, _)| name == protocol).map(|(_, m)| m)
+        self.protocols
+            .iter()
+            .find(|(name, _)| name == protocol)
+            .map(|(_, m)| m)
     }
 
     pub fn protocol_names(&self) -> Vec<&str> {
@@ -170,7 +179,13 @@ impl Group {
 
     /// Moves to `next`, asserting the transition is one Kafka allows.
     pub fn transition_to(&mut self, next: GroupState, now_ms: i64) {
-        assert!(next.may_follow(self.state), "group {}: illegal transition {:?} -> {:?}", self.group_id, self.state, next);
+        assert!(
+            next.may_follow(self.state),
+            "group {}: illegal transition {:?} -> {:?}",
+            self.group_id,
+            self.state,
+            next
+        );
         self.state = next;
         self.state_since_ms = now_ms;
     }
@@ -184,7 +199,11 @@ impl Group {
     }
 
     /// A static member whose instance id now belongs to another member id.
-    pub fn is_static_member_fenced(&self, member_id: &str, group_instance_id: Option<&str>) -> bool {
+    pub fn is_static_member_fenced(
+        &self,
+        member_id: &str,
+        group_instance_id: Option<&str>,
+    ) -> bool {
         match group_instance_id {
             Some(instance) => match self.static_members.get(instance) {
                 Some(current) => current != member_id,
@@ -197,7 +216,9 @@ impl Group {
     /// The protocols every member supports, in no particular order.
     pub fn candidate_protocols(&self) -> BTreeSet<String> {
         let mut members = self.members.values();
-        let Some(first) = members.next() else { return BTreeSet::new() };
+        let Some(first) = members.next() else {
+            return BTreeSet::new();
+        };
         let mut common: BTreeSet<String> = first.protocols.iter().map(|(n, _)| n.clone()).collect();
         for member in members {
             let names: BTreeSet<String> = member.protocols.iter().map(|(n, _)| n.clone()).collect();
@@ -224,27 +245,44 @@ impl Group {
         let candidates = self.candidate_protocols();
         let mut votes: BTreeMap<&str, usize> = BTreeMap::new();
         for member in self.members.values() {
-            if let Some((name, _)) = member.protocols.iter().find(|(n, _)| candidates.contains(n)) {
+            if let Some((name, _)) = member
+                .protocols
+                .iter()
+                .find(|(n, _)| candidates.contains(n))
+            {
                 *votes.entry(name.as_str()).or_default() += 1;
             }
         }
         let best = votes.values().copied().max()?;
-        votes.into_iter().find(|(_, v)| *v == best).map(|(n, _)| n.to_string())
+        votes
+            .into_iter()
+            .find(|(_, v)| *v == best)
+            .map(|(n, _)| n.to_string())
     }
 
     /// Whether [`crate::GroupCoordinator::tick`] has anything to do for this group now:
     /// an expired pending member or session, the end of the join phase, or a sync
     /// deadline. Cheap and allocation-free, so ticks cost little for idle groups.
     pub fn timer_due(&self, now_ms: i64) -> bool {
-        if self.pending_members.values().any(|deadline| *deadline <= now_ms) || self.members.values().any(|m| m.session_expired(now_ms)) {
+        if self
+            .pending_members
+            .values()
+            .any(|deadline| *deadline <= now_ms)
+            || self.members.values().any(|m| m.session_expired(now_ms))
+        {
             return true;
         }
         match self.state {
             GroupState::PreparingRebalance => match self.initial_delay_deadline_ms {
                 Some(deadline) => deadline <= now_ms,
-                None => self.rebalance_deadline_ms.is_some_and(|d| d <= now_ms) || self.all_members_joined(),
+                None => {
+                    self.rebalance_deadline_ms.is_some_and(|d| d <= now_ms)
+                        || self.all_members_joined()
+                }
             },
-            GroupState::CompletingRebalance | GroupState::Stable => self.sync_deadline_ms.is_some_and(|d| d <= now_ms),
+            GroupState::CompletingRebalance | GroupState::Stable => {
+                self.sync_deadline_ms.is_some_and(|d| d <= now_ms)
+            }
             GroupState::Empty | GroupState::Dead => false,
         }
     }
@@ -255,7 +293,11 @@ impl Group {
 
     /// The longest rebalance timeout among members: how long a rebalance waits.
     pub fn max_rebalance_timeout_ms(&self) -> i64 {
-        self.members.values().map(|m| i64::from(m.rebalance_timeout_ms)).max().unwrap_or(0)
+        self.members
+            .values()
+            .map(|m| i64::from(m.rebalance_timeout_ms))
+            .max()
+            .unwrap_or(0)
     }
 
     pub fn remove_member(&mut self, member_id: &str) -> Option<Member> {

@@ -6,7 +6,9 @@ use bytes::Bytes;
 use protocol::time::{Clock, ManualClock};
 use protocol::ErrorCode;
 
-use super::coordinator::{GroupConfig, GroupCoordinator, JoinParams, JoinResult, OffsetsLog, SyncParams, SyncResult};
+use super::coordinator::{
+    GroupConfig, GroupCoordinator, JoinParams, JoinResult, OffsetsLog, SyncParams, SyncResult,
+};
 use super::offsets::OffsetCommitEntry;
 use super::state::GroupState;
 
@@ -29,7 +31,13 @@ impl OffsetsLog for MemoryLog {
         Ok(())
     }
 
-    fn append_transactional(&self, partition: i32, records: &[(Bytes, Option<Bytes>)], _producer_id: i64, _producer_epoch: i16) -> Result<(), ErrorCode> {
+    fn append_transactional(
+        &self,
+        partition: i32,
+        records: &[(Bytes, Option<Bytes>)],
+        _producer_id: i64,
+        _producer_epoch: i16,
+    ) -> Result<(), ErrorCode> {
         self.append(partition, records)
     }
 }
@@ -43,7 +51,10 @@ struct Harness {
 type Slot<T> = Arc<Mutex<Option<T>>>;
 
 fn config() -> GroupConfig {
-    GroupConfig { initial_rebalance_delay_ms: 3_000, ..GroupConfig::default() }
+    GroupConfig {
+        initial_rebalance_delay_ms: 3_000,
+        ..GroupConfig::default()
+    }
 }
 
 impl Harness {
@@ -51,16 +62,31 @@ impl Harness {
         let clock = Arc::new(ManualClock::new(1_000_000));
         let log = Arc::new(MemoryLog::default());
         let coordinator = GroupCoordinator::new(config, clock.clone(), log.clone());
-        Harness { clock, log, coordinator }
+        Harness {
+            clock,
+            log,
+            coordinator,
+        }
     }
 
-    fn join(&mut self, member_id: &str, instance: Option<&str>, protocols: &[(&str, &[u8])]) -> Slot<JoinResult> {
+    fn join(
+        &mut self,
+        member_id: &str,
+        instance: Option<&str>,
+        protocols: &[(&str, &[u8])],
+    ) -> Slot<JoinResult> {
         self.join_v(member_id, instance, protocols, 7)
     }
 
     /// A JoinGroup of request `version` (v4+ asks for MEMBER_ID_REQUIRED, v9+ can skip
     /// the assignment).
-    fn join_v(&mut self, member_id: &str, instance: Option<&str>, protocols: &[(&str, &[u8])], version: i16) -> Slot<JoinResult> {
+    fn join_v(
+        &mut self,
+        member_id: &str,
+        instance: Option<&str>,
+        protocols: &[(&str, &[u8])],
+        version: i16,
+    ) -> Slot<JoinResult> {
         let slot: Slot<JoinResult> = Arc::new(Mutex::new(None));
         let out = slot.clone();
         let params = JoinParams {
@@ -72,11 +98,15 @@ impl Harness {
             session_timeout_ms: 10_000,
             rebalance_timeout_ms: 30_000,
             protocol_type: "consumer".into(),
-            protocols: protocols.iter().map(|(n, m)| (n.to_string(), Bytes::copy_from_slice(m))).collect(),
+            protocols: protocols
+                .iter()
+                .map(|(n, m)| (n.to_string(), Bytes::copy_from_slice(m)))
+                .collect(),
             require_known_member_id: version >= 4,
             supports_skip_assignment: version >= 9,
         };
-        self.coordinator.join(params, Box::new(move |r| *out.lock().unwrap() = Some(r)));
+        self.coordinator
+            .join(params, Box::new(move |r| *out.lock().unwrap() = Some(r)));
         slot
     }
 
@@ -89,7 +119,12 @@ impl Harness {
         self.join(&first.member_id, None, protocols)
     }
 
-    fn sync(&mut self, member_id: &str, generation: i32, assignments: &[(&str, &[u8])]) -> Slot<SyncResult> {
+    fn sync(
+        &mut self,
+        member_id: &str,
+        generation: i32,
+        assignments: &[(&str, &[u8])],
+    ) -> Slot<SyncResult> {
         let slot: Slot<SyncResult> = Arc::new(Mutex::new(None));
         let out = slot.clone();
         let params = SyncParams {
@@ -99,9 +134,13 @@ impl Harness {
             group_instance_id: None,
             protocol_type: Some("consumer".into()),
             protocol_name: None,
-            assignments: assignments.iter().map(|(m, a)| (m.to_string(), Bytes::copy_from_slice(a))).collect(),
+            assignments: assignments
+                .iter()
+                .map(|(m, a)| (m.to_string(), Bytes::copy_from_slice(a)))
+                .collect(),
         };
-        self.coordinator.sync(params, Box::new(move |r| *out.lock().unwrap() = Some(r)));
+        self.coordinator
+            .sync(params, Box::new(move |r| *out.lock().unwrap() = Some(r)));
         slot
     }
 
@@ -111,7 +150,10 @@ impl Harness {
     }
 
     fn state(&self) -> GroupState {
-        self.coordinator.group("g").map(|g| g.state).unwrap_or(GroupState::Dead)
+        self.coordinator
+            .group("g")
+            .map(|g| g.state)
+            .unwrap_or(GroupState::Dead)
     }
 }
 
@@ -124,26 +166,59 @@ const RANGE: &[(&str, &[u8])] = &[("range", b"sub")];
 /// Brings three members to a Stable generation 1; returns their ids, leader first.
 fn stable_group_of_three(h: &mut Harness) -> Vec<String> {
     let joins: Vec<_> = (0..3).map(|_| h.join_new(RANGE)).collect();
-    assert!(joins.iter().all(|j| take(j).is_none()), "joins wait for the initial delay");
+    assert!(
+        joins.iter().all(|j| take(j).is_none()),
+        "joins wait for the initial delay"
+    );
     assert_eq!(h.state(), GroupState::PreparingRebalance);
     h.advance(3_000);
-    let results: Vec<JoinResult> = joins.iter().map(|j| take(j).expect("answered when the delay ended")).collect();
-    assert!(results.iter().all(|r| r.error == ErrorCode::None && r.generation_id == 1));
-    assert!(results.iter().all(|r| r.protocol_name.as_deref() == Some("range")));
+    let results: Vec<JoinResult> = joins
+        .iter()
+        .map(|j| take(j).expect("answered when the delay ended"))
+        .collect();
+    assert!(results
+        .iter()
+        .all(|r| r.error == ErrorCode::None && r.generation_id == 1));
+    assert!(results
+        .iter()
+        .all(|r| r.protocol_name.as_deref() == Some("range")));
     let leader = results[0].leader.clone();
     assert!(results.iter().all(|r| r.leader == leader));
     let leader_result = results.iter().find(|r| r.member_id == leader).unwrap();
-    assert_eq!(leader_result.members.len(), 3, "the leader sees every member");
-    assert!(results.iter().filter(|r| r.member_id != leader).all(|r| r.members.is_empty()));
+    assert_eq!(
+        leader_result.members.len(),
+        3,
+        "the leader sees every member"
+    );
+    assert!(results
+        .iter()
+        .filter(|r| r.member_id != leader)
+        .all(|r| r.members.is_empty()));
     let mut ids: Vec<String> = results.iter().map(|r| r.member_id.clone()).collect();
     ids.sort_by_key(|id| id != &leader);
     let followers: Vec<_> = ids[1..].iter().map(|id| h.sync(id, 1, &[])).collect();
-    assert!(followers.iter().all(|s| take(s).is_none()), "followers wait for the leader's sync");
-    let assignment: Vec<(&str, &[u8])> = vec![(ids[0].as_str(), b"a0"), (ids[1].as_str(), b"a1"), (ids[2].as_str(), b"a2")];
+    assert!(
+        followers.iter().all(|s| take(s).is_none()),
+        "followers wait for the leader's sync"
+    );
+    let assignment: Vec<(&str, &[u8])> = vec![
+        (ids[0].as_str(), b"a0"),
+        (ids[1].as_str(), b"a1"),
+        (ids[2].as_str(), b"a2"),
+    ];
     let leader_sync = h.sync(&ids[0], 1, &assignment);
-    assert_eq!(take(&leader_sync).unwrap().assignment, Bytes::from_static(b"a0"));
-    assert_eq!(take(&followers[0]).unwrap().assignment, Bytes::from_static(b"a1"));
-    assert_eq!(take(&followers[1]).unwrap().assignment, Bytes::from_static(b"a2"));
+    assert_eq!(
+        take(&leader_sync).unwrap().assignment,
+        Bytes::from_static(b"a0")
+    );
+    assert_eq!(
+        take(&followers[0]).unwrap().assignment,
+        Bytes::from_static(b"a1")
+    );
+    assert_eq!(
+        take(&followers[1]).unwrap().assignment,
+        Bytes::from_static(b"a2")
+    );
     assert_eq!(h.state(), GroupState::Stable);
     ids
 }
@@ -162,19 +237,35 @@ fn a_member_that_stops_heartbeating_is_removed_after_its_session_and_the_rest_re
     let ids = stable_group_of_three(&mut h);
     for _ in 0..3 {
         h.clock.advance(4_000);
-        assert_eq!(h.coordinator.heartbeat("g", &ids[0], None, 1), ErrorCode::None);
-        assert_eq!(h.coordinator.heartbeat("g", &ids[1], None, 1), ErrorCode::None);
+        assert_eq!(
+            h.coordinator.heartbeat("g", &ids[0], None, 1),
+            ErrorCode::None
+        );
+        assert_eq!(
+            h.coordinator.heartbeat("g", &ids[1], None, 1),
+            ErrorCode::None
+        );
         h.coordinator.tick();
     }
     // ids[2] last heard of 12 s ago with a 10 s session.
     assert_eq!(h.state(), GroupState::PreparingRebalance);
-    assert_eq!(h.coordinator.heartbeat("g", &ids[0], None, 1), ErrorCode::RebalanceInProgress);
-    assert_eq!(h.coordinator.heartbeat("g", &ids[2], None, 1), ErrorCode::UnknownMemberId);
+    assert_eq!(
+        h.coordinator.heartbeat("g", &ids[0], None, 1),
+        ErrorCode::RebalanceInProgress
+    );
+    assert_eq!(
+        h.coordinator.heartbeat("g", &ids[2], None, 1),
+        ErrorCode::UnknownMemberId
+    );
     let a = h.join(&ids[0], None, RANGE);
     assert!(take(&a).is_none());
     let b = h.join(&ids[1], None, RANGE);
     let (a, b) = (take(&a).unwrap(), take(&b).unwrap());
-    assert_eq!((a.generation_id, b.generation_id), (2, 2), "completes as soon as every remaining member rejoined");
+    assert_eq!(
+        (a.generation_id, b.generation_id),
+        (2, 2),
+        "completes as soon as every remaining member rejoined"
+    );
     assert_eq!(h.state(), GroupState::CompletingRebalance);
 }
 
@@ -185,8 +276,21 @@ fn leaving_starts_a_rebalance_and_the_last_leave_empties_the_group() {
     let errors = h.coordinator.leave("g", &[(ids[2].clone(), None)]).unwrap();
     assert_eq!(errors, vec![ErrorCode::None]);
     assert_eq!(h.state(), GroupState::PreparingRebalance);
-    let errors = h.coordinator.leave("g", &[(ids[0].clone(), None), (ids[1].clone(), None), ("ghost".into(), None)]).unwrap();
-    assert_eq!(errors, vec![ErrorCode::None, ErrorCode::None, ErrorCode::UnknownMemberId]);
+    let errors = h
+        .coordinator
+        .leave(
+            "g",
+            &[
+                (ids[0].clone(), None),
+                (ids[1].clone(), None),
+                ("ghost".into(), None),
+            ],
+        )
+        .unwrap();
+    assert_eq!(
+        errors,
+        vec![ErrorCode::None, ErrorCode::None, ErrorCode::UnknownMemberId]
+    );
     assert_eq!(h.state(), GroupState::Empty);
 }
 
@@ -197,7 +301,10 @@ fn a_member_that_does_not_rejoin_within_the_rebalance_timeout_is_dropped() {
     let a = h.join(&ids[0], None, &[("range", b"new-subscription")]);
     assert_eq!(h.state(), GroupState::PreparingRebalance);
     h.clock.advance(5_000);
-    assert_eq!(h.coordinator.heartbeat("g", &ids[1], None, 1), ErrorCode::RebalanceInProgress);
+    assert_eq!(
+        h.coordinator.heartbeat("g", &ids[1], None, 1),
+        ErrorCode::RebalanceInProgress
+    );
     let b = h.join(&ids[1], None, RANGE);
     h.advance(25_001);
     let a = take(&a).expect("answered at the rebalance timeout");
@@ -210,53 +317,109 @@ fn a_member_that_does_not_rejoin_within_the_rebalance_timeout_is_dropped() {
 fn stale_generations_and_unknown_members_are_fenced_with_kafkas_codes() {
     let mut h = Harness::new(config());
     let ids = stable_group_of_three(&mut h);
-    assert_eq!(h.coordinator.heartbeat("g", &ids[0], None, 0), ErrorCode::IllegalGeneration);
-    assert_eq!(h.coordinator.heartbeat("g", "nobody", None, 1), ErrorCode::UnknownMemberId);
-    assert_eq!(h.coordinator.heartbeat("other", &ids[0], None, 1), ErrorCode::UnknownMemberId);
+    assert_eq!(
+        h.coordinator.heartbeat("g", &ids[0], None, 0),
+        ErrorCode::IllegalGeneration
+    );
+    assert_eq!(
+        h.coordinator.heartbeat("g", "nobody", None, 1),
+        ErrorCode::UnknownMemberId
+    );
+    assert_eq!(
+        h.coordinator.heartbeat("other", &ids[0], None, 1),
+        ErrorCode::UnknownMemberId
+    );
     let sync = h.sync(&ids[1], 7, &[]);
     assert_eq!(take(&sync).unwrap().error, ErrorCode::IllegalGeneration);
-    let entry = OffsetCommitEntry { topic: "t".into(), partition: 0, offset: 5, leader_epoch: -1, metadata: None };
-    assert_eq!(h.coordinator.commit_offsets("g", &ids[0], None, 0, std::slice::from_ref(&entry)), vec![ErrorCode::IllegalGeneration]);
-    assert_eq!(h.coordinator.commit_offsets("g", "nobody", None, 1, std::slice::from_ref(&entry)), vec![ErrorCode::UnknownMemberId]);
-    assert_eq!(h.coordinator.commit_offsets("g", &ids[0], None, 1, &[entry]), vec![ErrorCode::None]);
+    let entry = OffsetCommitEntry {
+        topic: "t".into(),
+        partition: 0,
+        offset: 5,
+        leader_epoch: -1,
+        metadata: None,
+    };
+    assert_eq!(
+        h.coordinator
+            .commit_offsets("g", &ids[0], None, 0, std::slice::from_ref(&entry)),
+        vec![ErrorCode::IllegalGeneration]
+    );
+    assert_eq!(
+        h.coordinator
+            .commit_offsets("g", "nobody", None, 1, std::slice::from_ref(&entry)),
+        vec![ErrorCode::UnknownMemberId]
+    );
+    assert_eq!(
+        h.coordinator
+            .commit_offsets("g", &ids[0], None, 1, &[entry]),
+        vec![ErrorCode::None]
+    );
 }
 
 #[test]
 fn bad_joins_get_kafkas_errors() {
     let mut h = Harness::new(config());
-    let mut params = JoinParams { group_id: "g".into(), session_timeout_ms: 1_000, protocol_type: "consumer".into(), protocols: vec![("range".into(), Bytes::new())], ..JoinParams::default() };
+    let mut params = JoinParams {
+        group_id: "g".into(),
+        session_timeout_ms: 1_000,
+        protocol_type: "consumer".into(),
+        protocols: vec![("range".into(), Bytes::new())],
+        ..JoinParams::default()
+    };
     let slot: Slot<JoinResult> = Arc::new(Mutex::new(None));
     let out = slot.clone();
-    h.coordinator.join(params.clone(), Box::new(move |r| *out.lock().unwrap() = Some(r)));
+    h.coordinator.join(
+        params.clone(),
+        Box::new(move |r| *out.lock().unwrap() = Some(r)),
+    );
     assert_eq!(take(&slot).unwrap().error, ErrorCode::InvalidSessionTimeout);
     params.session_timeout_ms = 10_000;
     params.member_id = "made-up".into();
     let out = slot.clone();
-    h.coordinator.join(params.clone(), Box::new(move |r| *out.lock().unwrap() = Some(r)));
+    h.coordinator.join(
+        params.clone(),
+        Box::new(move |r| *out.lock().unwrap() = Some(r)),
+    );
     assert_eq!(take(&slot).unwrap().error, ErrorCode::UnknownMemberId);
     h.join_new(RANGE);
     params.member_id = String::new();
     params.protocol_type = "connect".into();
     let out = slot.clone();
-    h.coordinator.join(params.clone(), Box::new(move |r| *out.lock().unwrap() = Some(r)));
-    assert_eq!(take(&slot).unwrap().error, ErrorCode::InconsistentGroupProtocol);
+    h.coordinator.join(
+        params.clone(),
+        Box::new(move |r| *out.lock().unwrap() = Some(r)),
+    );
+    assert_eq!(
+        take(&slot).unwrap().error,
+        ErrorCode::InconsistentGroupProtocol
+    );
     params.protocol_type = "consumer".into();
     params.protocols = vec![("roundrobin".into(), Bytes::new())];
     let out = slot.clone();
-    h.coordinator.join(params, Box::new(move |r| *out.lock().unwrap() = Some(r)));
-    assert_eq!(take(&slot).unwrap().error, ErrorCode::InconsistentGroupProtocol);
+    h.coordinator
+        .join(params, Box::new(move |r| *out.lock().unwrap() = Some(r)));
+    assert_eq!(
+        take(&slot).unwrap().error,
+        ErrorCode::InconsistentGroupProtocol
+    );
 }
 
 #[test]
 fn the_protocol_every_member_supports_wins_the_vote() {
-    let mut h = Harness::new(GroupConfig { initial_rebalance_delay_ms: 0, ..GroupConfig::default() });
+    let mut h = Harness::new(GroupConfig {
+        initial_rebalance_delay_ms: 0,
+        ..GroupConfig::default()
+    });
     let a = h.join_new(&[("cooperative-sticky", b""), ("range", b"")]);
     h.advance(0);
     let a = take(&a).unwrap();
     assert_eq!(a.protocol_name.as_deref(), Some("cooperative-sticky"));
     h.sync(&a.member_id, 1, &[]);
     let b = h.join_new(&[("range", b""), ("cooperative-sticky", b"")]);
-    let a2 = h.join(&a.member_id, None, &[("cooperative-sticky", b""), ("range", b"")]);
+    let a2 = h.join(
+        &a.member_id,
+        None,
+        &[("cooperative-sticky", b""), ("range", b"")],
+    );
     let (a2, b) = (take(&a2).unwrap(), take(&b).unwrap());
     assert_eq!(a2.generation_id, 2);
     // One vote each; ties go to the smallest name, as a deterministic rule.
@@ -265,12 +428,23 @@ fn the_protocol_every_member_supports_wins_the_vote() {
 
 #[test]
 fn a_restarted_static_member_gets_its_assignment_back_without_a_rebalance() {
-    let mut h = Harness::new(GroupConfig { initial_rebalance_delay_ms: 0, ..GroupConfig::default() });
+    let mut h = Harness::new(GroupConfig {
+        initial_rebalance_delay_ms: 0,
+        ..GroupConfig::default()
+    });
     let a = h.join("", Some("instance-a"), RANGE);
     h.advance(0);
     let a = take(&a).unwrap();
-    assert_eq!(a.error, ErrorCode::None, "static members skip MEMBER_ID_REQUIRED");
-    let sync = h.sync(&a.member_id, 1, &[(a.member_id.as_str(), b"partitions-of-a")]);
+    assert_eq!(
+        a.error,
+        ErrorCode::None,
+        "static members skip MEMBER_ID_REQUIRED"
+    );
+    let sync = h.sync(
+        &a.member_id,
+        1,
+        &[(a.member_id.as_str(), b"partitions-of-a")],
+    );
     assert_eq!(take(&sync).unwrap().error, ErrorCode::None);
     // The process restarts: a new join with no member id and the same instance id.
     let again = h.join("", Some("instance-a"), RANGE);
@@ -280,36 +454,86 @@ fn a_restarted_static_member_gets_its_assignment_back_without_a_rebalance() {
     assert_ne!(again.member_id, a.member_id);
     assert_eq!(h.state(), GroupState::Stable);
     let sync = h.sync(&again.member_id, 1, &[]);
-    assert_eq!(take(&sync).unwrap().assignment, Bytes::from_static(b"partitions-of-a"));
+    assert_eq!(
+        take(&sync).unwrap().assignment,
+        Bytes::from_static(b"partitions-of-a")
+    );
     // The old incarnation is fenced.
-    assert_eq!(h.coordinator.heartbeat("g", &a.member_id, Some("instance-a"), 1), ErrorCode::FencedInstanceId);
+    assert_eq!(
+        h.coordinator
+            .heartbeat("g", &a.member_id, Some("instance-a"), 1),
+        ErrorCode::FencedInstanceId
+    );
 }
 
 #[test]
 fn committed_offsets_and_groups_survive_a_reload_from_the_log() {
-    let mut h = Harness::new(GroupConfig { initial_rebalance_delay_ms: 0, ..GroupConfig::default() });
+    let mut h = Harness::new(GroupConfig {
+        initial_rebalance_delay_ms: 0,
+        ..GroupConfig::default()
+    });
     let a = h.join("", Some("i1"), RANGE);
     h.advance(0);
     let a = take(&a).unwrap();
     h.sync(&a.member_id, 1, &[(a.member_id.as_str(), b"asg")]);
     let entries = vec![
-        OffsetCommitEntry { topic: "t".into(), partition: 0, offset: 10, leader_epoch: 3, metadata: Some("meta".into()) },
-        OffsetCommitEntry { topic: "t".into(), partition: 1, offset: 20, leader_epoch: -1, metadata: None },
+        OffsetCommitEntry {
+            topic: "t".into(),
+            partition: 0,
+            offset: 10,
+            leader_epoch: 3,
+            metadata: Some("meta".into()),
+        },
+        OffsetCommitEntry {
+            topic: "t".into(),
+            partition: 1,
+            offset: 20,
+            leader_epoch: -1,
+            metadata: None,
+        },
     ];
-    assert_eq!(h.coordinator.commit_offsets("g", &a.member_id, Some("i1"), 1, &entries), vec![ErrorCode::None; 2]);
-    assert_eq!(h.coordinator.commit_offsets("standalone", "", None, -1, &entries[..1]), vec![ErrorCode::None]);
-    let records: Vec<(Bytes, Option<Bytes>)> = h.log.records.lock().unwrap().iter().map(|(_, k, v)| (k.clone(), v.clone())).collect();
-    let mut reloaded = GroupCoordinator::new(GroupConfig::default(), h.clock.clone(), h.log.clone());
+    assert_eq!(
+        h.coordinator
+            .commit_offsets("g", &a.member_id, Some("i1"), 1, &entries),
+        vec![ErrorCode::None; 2]
+    );
+    assert_eq!(
+        h.coordinator
+            .commit_offsets("standalone", "", None, -1, &entries[..1]),
+        vec![ErrorCode::None]
+    );
+    let records: Vec<(Bytes, Option<Bytes>)> = h
+        .log
+        .records
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, k, v)| (k.clone(), v.clone()))
+        .collect();
+    let mut reloaded =
+        GroupCoordinator::new(GroupConfig::default(), h.clock.clone(), h.log.clone());
     reloaded.load(records).unwrap();
-    let fetched = reloaded.fetch_offsets("g", Some(&[("t".into(), 0), ("t".into(), 1), ("t".into(), 2)]));
-    assert_eq!(fetched[0].2.as_ref().map(|c| (c.offset, c.leader_epoch, c.metadata.as_str())), Some((10, 3, "meta")));
+    let fetched = reloaded.fetch_offsets(
+        "g",
+        Some(&[("t".into(), 0), ("t".into(), 1), ("t".into(), 2)]),
+    );
+    assert_eq!(
+        fetched[0]
+            .2
+            .as_ref()
+            .map(|c| (c.offset, c.leader_epoch, c.metadata.as_str())),
+        Some((10, 3, "meta"))
+    );
     assert_eq!(fetched[1].2.as_ref().map(|c| c.offset), Some(20));
     assert!(fetched[2].2.is_none());
     assert_eq!(reloaded.fetch_offsets("standalone", None).len(), 1);
     let group = reloaded.group("g").unwrap();
     assert_eq!(group.state, GroupState::Stable);
     assert_eq!(group.generation_id, 1);
-    assert_eq!(group.members[&a.member_id].assignment, Bytes::from_static(b"asg"));
+    assert_eq!(
+        group.members[&a.member_id].assignment,
+        Bytes::from_static(b"asg")
+    );
     assert_eq!(group.static_members.get("i1"), Some(&a.member_id));
 }
 
@@ -317,9 +541,22 @@ fn committed_offsets_and_groups_survive_a_reload_from_the_log() {
 fn a_failed_write_is_not_acknowledged_and_leaves_the_cache_alone() {
     let mut h = Harness::new(config());
     *h.log.fail_with.lock().unwrap() = Some(ErrorCode::NotLeaderOrFollower);
-    let entry = OffsetCommitEntry { topic: "t".into(), partition: 0, offset: 5, leader_epoch: -1, metadata: None };
-    assert_eq!(h.coordinator.commit_offsets("solo", "", None, -1, &[entry]), vec![ErrorCode::NotCoordinator]);
-    assert!(h.coordinator.fetch_offsets("solo", Some(&[("t".into(), 0)]))[0].2.is_none());
+    let entry = OffsetCommitEntry {
+        topic: "t".into(),
+        partition: 0,
+        offset: 5,
+        leader_epoch: -1,
+        metadata: None,
+    };
+    assert_eq!(
+        h.coordinator.commit_offsets("solo", "", None, -1, &[entry]),
+        vec![ErrorCode::NotCoordinator]
+    );
+    assert!(h
+        .coordinator
+        .fetch_offsets("solo", Some(&[("t".into(), 0)]))[0]
+        .2
+        .is_none());
 }
 
 #[test]
@@ -327,7 +564,10 @@ fn only_empty_groups_can_be_deleted_and_offsets_in_use_cannot_be_deleted() {
     let mut h = Harness::new(config());
     let ids = stable_group_of_three(&mut h);
     assert_eq!(h.coordinator.delete_group("g"), ErrorCode::NonEmptyGroup);
-    assert_eq!(h.coordinator.delete_group("nope"), ErrorCode::GroupIdNotFound);
+    assert_eq!(
+        h.coordinator.delete_group("nope"),
+        ErrorCode::GroupIdNotFound
+    );
     let leave: Vec<(String, Option<String>)> = ids.iter().map(|id| (id.clone(), None)).collect();
     h.coordinator.leave("g", &leave).unwrap();
     assert_eq!(h.state(), GroupState::Empty);
@@ -337,8 +577,18 @@ fn only_empty_groups_can_be_deleted_and_offsets_in_use_cannot_be_deleted() {
 
 #[test]
 fn offsets_of_a_group_empty_longer_than_the_retention_expire() {
-    let mut h = Harness::new(GroupConfig { offsets_retention_ms: 60_000, offsets_retention_check_interval_ms: 1_000, ..GroupConfig::default() });
-    let entry = OffsetCommitEntry { topic: "t".into(), partition: 0, offset: 5, leader_epoch: -1, metadata: None };
+    let mut h = Harness::new(GroupConfig {
+        offsets_retention_ms: 60_000,
+        offsets_retention_check_interval_ms: 1_000,
+        ..GroupConfig::default()
+    });
+    let entry = OffsetCommitEntry {
+        topic: "t".into(),
+        partition: 0,
+        offset: 5,
+        leader_epoch: -1,
+        metadata: None,
+    };
     h.coordinator.commit_offsets("solo", "", None, -1, &[entry]);
     h.advance(30_000);
     assert_eq!(h.coordinator.fetch_offsets("solo", None).len(), 1);
@@ -358,7 +608,14 @@ fn stable_static_pair(h: &mut Harness) -> (JoinResult, JoinResult) {
     let (a2, b) = (take(&a2).unwrap(), take(&b).unwrap());
     assert_eq!((a2.generation_id, a2.leader == a2.member_id), (2, true));
     let bs = h.sync(&b.member_id, 2, &[]);
-    h.sync(&a2.member_id, 2, &[(a2.member_id.as_str(), b"asg-a"), (b.member_id.as_str(), b"asg-b")]);
+    h.sync(
+        &a2.member_id,
+        2,
+        &[
+            (a2.member_id.as_str(), b"asg-a"),
+            (b.member_id.as_str(), b"asg-b"),
+        ],
+    );
     assert_eq!(take(&bs).unwrap().assignment, Bytes::from_static(b"asg-b"));
     assert_eq!(h.state(), GroupState::Stable);
     (a2, b)
@@ -369,7 +626,10 @@ fn a_restarted_static_leader_is_not_told_it_leads_before_v9() {
     // Kafka (KIP-814): before JoinGroup v9 the answer names the previous leader id, so the
     // restarted leader syncs as a follower instead of assigning and then rejoining (which
     // made kafka-python's static leader rebalance the whole group on every restart).
-    let mut h = Harness::new(GroupConfig { initial_rebalance_delay_ms: 0, ..GroupConfig::default() });
+    let mut h = Harness::new(GroupConfig {
+        initial_rebalance_delay_ms: 0,
+        ..GroupConfig::default()
+    });
     let (leader, _) = stable_static_pair(&mut h);
     let again = take(&h.join_v("", Some("ia"), RANGE, 7)).expect("answered at once");
     assert_eq!(again.error, ErrorCode::None);
@@ -378,27 +638,47 @@ fn a_restarted_static_leader_is_not_told_it_leads_before_v9() {
     assert_ne!(again.member_id, leader.member_id);
     assert!(again.members.is_empty() && !again.skip_assignment);
     assert_eq!(h.state(), GroupState::Stable);
-    assert_eq!(take(&h.sync(&again.member_id, 2, &[])).unwrap().assignment, Bytes::from_static(b"asg-a"));
+    assert_eq!(
+        take(&h.sync(&again.member_id, 2, &[])).unwrap().assignment,
+        Bytes::from_static(b"asg-a")
+    );
     // v9: it is the leader and sees the members, but skips the assignment
     let v9 = take(&h.join_v("", Some("ia"), RANGE, 9)).unwrap();
-    assert_eq!((v9.leader == v9.member_id, v9.skip_assignment, v9.members.len()), (true, true, 2));
+    assert_eq!(
+        (
+            v9.leader == v9.member_id,
+            v9.skip_assignment,
+            v9.members.len()
+        ),
+        (true, true, 2)
+    );
     assert_eq!(h.state(), GroupState::Stable);
     assert_eq!(h.coordinator.group("g").unwrap().generation_id, 2);
 }
 
 #[test]
 fn a_restarted_static_member_with_new_metadata_keeps_its_assignment_without_a_rebalance() {
-    let mut h = Harness::new(GroupConfig { initial_rebalance_delay_ms: 0, ..GroupConfig::default() });
+    let mut h = Harness::new(GroupConfig {
+        initial_rebalance_delay_ms: 0,
+        ..GroupConfig::default()
+    });
     let (_, follower) = stable_static_pair(&mut h);
     // cooperative-sticky members restart with different user data (no owned partitions)
     let again = take(&h.join("", Some("ib"), &[("range", b"other-metadata")])).unwrap();
     assert_eq!((again.error, again.generation_id), (ErrorCode::None, 2));
     assert_eq!(h.state(), GroupState::Stable);
     assert_ne!(again.member_id, follower.member_id);
-    assert_eq!(take(&h.sync(&again.member_id, 2, &[])).unwrap().assignment, Bytes::from_static(b"asg-b"));
+    assert_eq!(
+        take(&h.sync(&again.member_id, 2, &[])).unwrap().assignment,
+        Bytes::from_static(b"asg-b")
+    );
     // the stored member carries the new metadata, as DescribeGroups shows
     let described = h.coordinator.describe_group("g");
-    let m = described.members.iter().find(|m| m.member_id == again.member_id).unwrap();
+    let m = described
+        .members
+        .iter()
+        .find(|m| m.member_id == again.member_id)
+        .unwrap();
     assert_eq!(m.metadata, Bytes::from_static(b"other-metadata"));
 }
 
@@ -409,43 +689,108 @@ fn commits_are_fenced_before_they_are_told_to_wait_for_the_sync() {
     // not be told to wait (REBALANCE_IN_PROGRESS) and keep its partitions.
     let mut h = Harness::new(config());
     let ids = stable_group_of_three(&mut h);
-    let joins: Vec<_> = ids.iter().map(|id| h.join(id, None, &[("range", b"other")])).collect();
-    assert!(joins.iter().all(|j| take(j).is_some_and(|r| r.generation_id == 2)));
+    let joins: Vec<_> = ids
+        .iter()
+        .map(|id| h.join(id, None, &[("range", b"other")]))
+        .collect();
+    assert!(joins
+        .iter()
+        .all(|j| take(j).is_some_and(|r| r.generation_id == 2)));
     assert_eq!(h.state(), GroupState::CompletingRebalance);
-    let entry = OffsetCommitEntry { topic: "t".into(), partition: 0, offset: 5, leader_epoch: -1, metadata: None };
-    let commit = |h: &mut Harness, member: &str, generation: i32| h.coordinator.commit_offsets("g", member, None, generation, std::slice::from_ref(&entry));
-    assert_eq!(commit(&mut h, &ids[0], 1), vec![ErrorCode::IllegalGeneration]);
+    let entry = OffsetCommitEntry {
+        topic: "t".into(),
+        partition: 0,
+        offset: 5,
+        leader_epoch: -1,
+        metadata: None,
+    };
+    let commit = |h: &mut Harness, member: &str, generation: i32| {
+        h.coordinator
+            .commit_offsets("g", member, None, generation, std::slice::from_ref(&entry))
+    };
+    assert_eq!(
+        commit(&mut h, &ids[0], 1),
+        vec![ErrorCode::IllegalGeneration]
+    );
     assert_eq!(commit(&mut h, "gone", 1), vec![ErrorCode::UnknownMemberId]);
-    assert_eq!(commit(&mut h, &ids[0], 2), vec![ErrorCode::RebalanceInProgress]);
+    assert_eq!(
+        commit(&mut h, &ids[0], 2),
+        vec![ErrorCode::RebalanceInProgress]
+    );
 }
 
 #[test]
 fn leaving_an_unknown_group_is_an_error_per_member() {
     let mut h = Harness::new(config());
-    let leaving = vec![("a".to_string(), None), (String::new(), Some("i".to_string()))];
-    assert_eq!(h.coordinator.leave("nope", &leaving), Ok(vec![ErrorCode::UnknownMemberId; 2]));
+    let leaving = vec![
+        ("a".to_string(), None),
+        (String::new(), Some("i".to_string())),
+    ];
+    assert_eq!(
+        h.coordinator.leave("nope", &leaving),
+        Ok(vec![ErrorCode::UnknownMemberId; 2])
+    );
 }
 
 #[test]
 fn transactional_offsets_count_only_once_their_transaction_commits() {
     let mut h = Harness::new(config());
-    let entry = |offset| OffsetCommitEntry { topic: "t".into(), partition: 0, offset, leader_epoch: -1, metadata: None };
-    assert_eq!(h.coordinator.txn_commit_offsets("g", 7, 0, "", None, -1, &[entry(5)]), vec![ErrorCode::None]);
-    assert!(h.coordinator.fetch_offsets("g", Some(&[("t".into(), 0)]))[0].2.is_none());
+    let entry = |offset| OffsetCommitEntry {
+        topic: "t".into(),
+        partition: 0,
+        offset,
+        leader_epoch: -1,
+        metadata: None,
+    };
+    assert_eq!(
+        h.coordinator
+            .txn_commit_offsets("g", 7, 0, "", None, -1, &[entry(5)]),
+        vec![ErrorCode::None]
+    );
+    assert!(
+        h.coordinator.fetch_offsets("g", Some(&[("t".into(), 0)]))[0]
+            .2
+            .is_none()
+    );
     assert!(h.coordinator.has_pending_transactional_offset("g", "t", 0));
     let partition = h.coordinator.partition_for("g");
     h.coordinator.complete_transaction(partition, 7, true);
-    assert_eq!(h.coordinator.fetch_offsets("g", Some(&[("t".into(), 0)]))[0].2.as_ref().map(|c| c.offset), Some(5));
-    h.coordinator.txn_commit_offsets("g", 8, 0, "", None, -1, &[entry(9)]);
+    assert_eq!(
+        h.coordinator.fetch_offsets("g", Some(&[("t".into(), 0)]))[0]
+            .2
+            .as_ref()
+            .map(|c| c.offset),
+        Some(5)
+    );
+    h.coordinator
+        .txn_commit_offsets("g", 8, 0, "", None, -1, &[entry(9)]);
     h.coordinator.complete_transaction(partition, 8, false);
-    assert_eq!(h.coordinator.fetch_offsets("g", Some(&[("t".into(), 0)]))[0].2.as_ref().map(|c| c.offset), Some(5), "aborted offsets are dropped");
+    assert_eq!(
+        h.coordinator.fetch_offsets("g", Some(&[("t".into(), 0)]))[0]
+            .2
+            .as_ref()
+            .map(|c| c.offset),
+        Some(5),
+        "aborted offsets are dropped"
+    );
 
     // Replayed from the log: committed ones apply, open ones stay pending.
     use super::offsets::LoadEntry;
     use super::records::{OffsetsKey, StoredOffset};
     let record = |offset: i64| {
-        let key = OffsetsKey::Offset { group: "g2".into(), topic: "t".into(), partition: 0 }.encode();
-        let value = StoredOffset { offset, leader_epoch: -1, metadata: String::new(), commit_timestamp_ms: 1 }.encode();
+        let key = OffsetsKey::Offset {
+            group: "g2".into(),
+            topic: "t".into(),
+            partition: 0,
+        }
+        .encode();
+        let value = StoredOffset {
+            offset,
+            leader_epoch: -1,
+            metadata: String::new(),
+            commit_timestamp_ms: 1,
+        }
+        .encode();
         (key, Some(value))
     };
     let (k1, v1) = record(10);
@@ -453,22 +798,45 @@ fn transactional_offsets_count_only_once_their_transaction_commits() {
     let mut reloaded = GroupCoordinator::new(config(), h.clock.clone(), h.log.clone());
     reloaded
         .load_entries(vec![
-            LoadEntry::Record { key: k1, value: v1, producer_id: Some(1) },
-            LoadEntry::Marker { producer_id: 1, commit: true },
-            LoadEntry::Record { key: k2, value: v2, producer_id: Some(2) },
+            LoadEntry::Record {
+                key: k1,
+                value: v1,
+                producer_id: Some(1),
+            },
+            LoadEntry::Marker {
+                producer_id: 1,
+                commit: true,
+            },
+            LoadEntry::Record {
+                key: k2,
+                value: v2,
+                producer_id: Some(2),
+            },
         ])
         .unwrap();
-    assert_eq!(reloaded.fetch_offsets("g2", None)[0].2.as_ref().map(|c| c.offset), Some(10));
+    assert_eq!(
+        reloaded.fetch_offsets("g2", None)[0]
+            .2
+            .as_ref()
+            .map(|c| c.offset),
+        Some(10)
+    );
     assert!(reloaded.has_pending_transactional_offset("g2", "t", 0));
 }
 
 #[test]
 fn without_an_initial_delay_a_new_group_completes_its_first_join_at_once() {
     // group.initial.rebalance.delay.ms=0: nothing to wait for, so no waiting for a tick.
-    let mut h = Harness::new(GroupConfig { initial_rebalance_delay_ms: 0, ..GroupConfig::default() });
+    let mut h = Harness::new(GroupConfig {
+        initial_rebalance_delay_ms: 0,
+        ..GroupConfig::default()
+    });
     let a = h.join_new(RANGE);
     let a = take(&a).expect("answered without a tick");
-    assert_eq!((a.error, a.generation_id, a.leader == a.member_id), (ErrorCode::None, 1, true));
+    assert_eq!(
+        (a.error, a.generation_id, a.leader == a.member_id),
+        (ErrorCode::None, 1, true)
+    );
     assert_eq!(h.state(), GroupState::CompletingRebalance);
 }
 
@@ -478,7 +846,10 @@ fn ticks_only_visit_groups_with_a_timer_due() {
     let ids = stable_group_of_three(&mut h);
     let group = h.coordinator.group("g").unwrap();
     let now = h.clock.now_ms();
-    assert!(!group.timer_due(now), "a Stable group between heartbeats has nothing due");
+    assert!(
+        !group.timer_due(now),
+        "a Stable group between heartbeats has nothing due"
+    );
     assert!(group.timer_due(now + 10_000), "sessions of 10 s run out");
     // a member waiting in a rebalance is not expired by its session, the rebalance deadline is due
     h.join(&ids[0], None, &[("range", b"changed")]);
@@ -489,7 +860,10 @@ fn ticks_only_visit_groups_with_a_timer_due() {
 
 #[test]
 fn a_member_that_never_syncs_is_removed_at_the_rebalance_timeout() {
-    let mut h = Harness::new(GroupConfig { initial_rebalance_delay_ms: 0, ..GroupConfig::default() });
+    let mut h = Harness::new(GroupConfig {
+        initial_rebalance_delay_ms: 0,
+        ..GroupConfig::default()
+    });
     let a = take(&h.join_new(RANGE)).unwrap();
     h.sync(&a.member_id, 1, &[(a.member_id.as_str(), b"a")]);
     let b = h.join_new(RANGE);
@@ -497,31 +871,53 @@ fn a_member_that_never_syncs_is_removed_at_the_rebalance_timeout() {
     let b = take(&b).unwrap();
     assert_eq!((a2.generation_id, b.generation_id), (2, 2));
     // the leader syncs; b never does (and keeps heartbeating, so its session lives)
-    h.sync(&a.member_id, 2, &[(a.member_id.as_str(), b"a"), (b.member_id.as_str(), b"b")]);
+    h.sync(
+        &a.member_id,
+        2,
+        &[(a.member_id.as_str(), b"a"), (b.member_id.as_str(), b"b")],
+    );
     assert_eq!(h.state(), GroupState::Stable);
     for _ in 0..5 {
         h.clock.advance(5_000);
-        assert_eq!(h.coordinator.heartbeat("g", &b.member_id, None, 2), ErrorCode::None);
-        assert_eq!(h.coordinator.heartbeat("g", &a.member_id, None, 2), ErrorCode::None);
+        assert_eq!(
+            h.coordinator.heartbeat("g", &b.member_id, None, 2),
+            ErrorCode::None
+        );
+        assert_eq!(
+            h.coordinator.heartbeat("g", &a.member_id, None, 2),
+            ErrorCode::None
+        );
         h.coordinator.tick();
     }
     h.advance(5_001); // 30 s: the members' rebalance timeout
     assert!(!h.coordinator.group("g").unwrap().has_member(&b.member_id));
-    assert_eq!(h.coordinator.heartbeat("g", &a.member_id, None, 2), ErrorCode::RebalanceInProgress);
+    assert_eq!(
+        h.coordinator.heartbeat("g", &a.member_id, None, 2),
+        ErrorCode::RebalanceInProgress
+    );
 }
 
 #[test]
 fn a_member_id_handed_out_but_never_used_holds_the_rebalance_until_its_session_ends() {
-    let mut h = Harness::new(GroupConfig { initial_rebalance_delay_ms: 0, ..GroupConfig::default() });
+    let mut h = Harness::new(GroupConfig {
+        initial_rebalance_delay_ms: 0,
+        ..GroupConfig::default()
+    });
     let a = take(&h.join_new(RANGE)).unwrap();
     h.sync(&a.member_id, 1, &[(a.member_id.as_str(), b"a")]);
     // b asks for a member id (MEMBER_ID_REQUIRED) and disappears
-    assert_eq!(take(&h.join("", None, RANGE)).unwrap().error, ErrorCode::MemberIdRequired);
+    assert_eq!(
+        take(&h.join("", None, RANGE)).unwrap().error,
+        ErrorCode::MemberIdRequired
+    );
     // a rejoins as leader: the rebalance waits for the pending member, as Kafka's does
     let a2 = h.join(&a.member_id, None, RANGE);
     h.advance(9_000);
     assert!(take(&a2).is_none());
     h.advance(1_000); // the pending member's 10 s session
     let a2 = take(&a2).expect("completed once the pending member expired");
-    assert_eq!((a2.error, a2.generation_id, a2.members.len()), (ErrorCode::None, 2, 1));
+    assert_eq!(
+        (a2.error, a2.generation_id, a2.members.len()),
+        (ErrorCode::None, 2, 1)
+    );
 }

@@ -40,19 +40,36 @@ pub struct TxnConfig {
 
 impl Default for TxnConfig {
     fn default() -> Self {
-        TxnConfig { max_timeout_ms: 900_000, partitions: 50, id_expiration_ms: 604_800_000, offsets_partitions: 50 }
+        TxnConfig {
+            max_timeout_ms: 900_000,
+            partitions: 50,
+            id_expiration_ms: 604_800_000,
+            offsets_partitions: 50,
+        }
     }
 }
 
 /// Persistence of transaction metadata: `__transaction_state`.
 pub trait TxnLog: Send + Sync {
-    fn append(&self, partition: i32, key: bytes::Bytes, value: Option<bytes::Bytes>) -> Result<(), ErrorCode>;
+    fn append(
+        &self,
+        partition: i32,
+        key: bytes::Bytes,
+        value: Option<bytes::Bytes>,
+    ) -> Result<(), ErrorCode>;
 }
 
 /// Writes COMMIT/ABORT markers to the partitions of a transaction (and makes the
 /// group coordinator apply or drop transactional offsets).
 pub trait MarkerWriter: Send + Sync {
-    fn write_markers(&self, producer_id: i64, producer_epoch: i16, commit: bool, coordinator_epoch: i32, partitions: &[(String, i32)]) -> Result<(), ErrorCode>;
+    fn write_markers(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+        commit: bool,
+        coordinator_epoch: i32,
+        partitions: &[(String, i32)],
+    ) -> Result<(), ErrorCode>;
 }
 
 /// Hands out producer ids.
@@ -107,13 +124,29 @@ pub struct TxnCoordinator {
 
 impl std::fmt::Debug for TxnCoordinator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TxnCoordinator").field("transactions", &self.txns.len()).finish_non_exhaustive()
+        f.debug_struct("TxnCoordinator")
+            .field("transactions", &self.txns.len())
+            .finish_non_exhaustive()
     }
 }
 
 impl TxnCoordinator {
-    pub fn new(config: TxnConfig, clock: Arc<dyn Clock>, log: Arc<dyn TxnLog>, markers: Arc<dyn MarkerWriter>, producer_ids: Arc<dyn ProducerIdSource>) -> TxnCoordinator {
-        TxnCoordinator { config, clock, log, markers, producer_ids, txns: BTreeMap::new(), coordinator_epoch: COORDINATOR_EPOCH_START }
+    pub fn new(
+        config: TxnConfig,
+        clock: Arc<dyn Clock>,
+        log: Arc<dyn TxnLog>,
+        markers: Arc<dyn MarkerWriter>,
+        producer_ids: Arc<dyn ProducerIdSource>,
+    ) -> TxnCoordinator {
+        TxnCoordinator {
+            config,
+            clock,
+            log,
+            markers,
+            producer_ids,
+            txns: BTreeMap::new(),
+            coordinator_epoch: COORDINATOR_EPOCH_START,
+        }
     }
 
     pub fn partition_for(&self, transactional_id: &str) -> i32 {
@@ -129,16 +162,25 @@ impl TxnCoordinator {
     }
 
     fn persist(&self, txn: &TxnMetadata) -> Result<(), ErrorCode> {
-        self.log.append(self.partition_for(&txn.transactional_id), encode_key(&txn.transactional_id), Some(txn.stored().encode()))
+        self.log.append(
+            self.partition_for(&txn.transactional_id),
+            encode_key(&txn.transactional_id),
+            Some(txn.stored().encode()),
+        )
     }
 
     /// Moves `txn` to `state` in the log, then in memory.
-    fn transition(&mut self, mut next: TxnMetadata, state: TxnState) -> Result<TxnMetadata, ErrorCode> {
+    fn transition(
+        &mut self,
+        mut next: TxnMetadata,
+        state: TxnState,
+    ) -> Result<TxnMetadata, ErrorCode> {
         let now = self.clock.now_ms();
         next.state = state;
         next.last_update_ms = now;
         self.persist(&next)?;
-        self.txns.insert(next.transactional_id.clone(), next.clone());
+        self.txns
+            .insert(next.transactional_id.clone(), next.clone());
         Ok(next)
     }
 
@@ -146,7 +188,12 @@ impl TxnCoordinator {
     /// With one: the id's producer id with a bumped epoch (fencing older
     /// instances), after aborting any open transaction. `expected` is KIP-360's
     /// current producer id and epoch, when the client sends them.
-    pub fn init_producer_id(&mut self, transactional_id: Option<&str>, timeout_ms: i32, expected: Option<(i64, i16)>) -> Result<(i64, i16), ErrorCode> {
+    pub fn init_producer_id(
+        &mut self,
+        transactional_id: Option<&str>,
+        timeout_ms: i32,
+        expected: Option<(i64, i16)>,
+    ) -> Result<(i64, i16), ErrorCode> {
         let Some(transactional_id) = transactional_id.filter(|t| !t.is_empty()) else {
             return Ok((self.producer_ids.next_producer_id()?, 0));
         };
@@ -173,13 +220,16 @@ impl TxnCoordinator {
         if let Some((producer_id, epoch)) = expected {
             // KIP-360: only the current producer (or the one a timeout fenced) may
             // bump its own epoch; an older instance is a zombie.
-            let current_or_timed_out = epoch == current.producer_epoch || (current.last_producer_epoch >= 0 && epoch == current.last_producer_epoch);
+            let current_or_timed_out = epoch == current.producer_epoch
+                || (current.last_producer_epoch >= 0 && epoch == current.last_producer_epoch);
             if producer_id != current.producer_id || !current_or_timed_out {
                 return Err(ErrorCode::ProducerFenced);
             }
         }
         match current.state {
-            TxnState::PrepareCommit | TxnState::PrepareAbort | TxnState::PrepareEpochFence => return Err(ErrorCode::ConcurrentTransactions),
+            TxnState::PrepareCommit | TxnState::PrepareAbort | TxnState::PrepareEpochFence => {
+                return Err(ErrorCode::ConcurrentTransactions)
+            }
             TxnState::Ongoing => {
                 // The old instance's transaction: fence it and abort.
                 self.abort_with_bumped_epoch(&current)?;
@@ -187,7 +237,10 @@ impl TxnCoordinator {
             _ => {}
         }
         let current = self.txns[transactional_id].clone();
-        if matches!(current.state, TxnState::PrepareCommit | TxnState::PrepareAbort) {
+        if matches!(
+            current.state,
+            TxnState::PrepareCommit | TxnState::PrepareAbort
+        ) {
             // Its markers are not all written yet (the timer retries them).
             return Err(ErrorCode::ConcurrentTransactions);
         }
@@ -210,13 +263,25 @@ impl TxnCoordinator {
     /// Aborts an open transaction under a bumped epoch (fencing its producer).
     fn abort_with_bumped_epoch(&mut self, txn: &TxnMetadata) -> Result<(), ErrorCode> {
         let mut fenced = txn.clone();
-        fenced.producer_epoch = if txn.producer_epoch < i16::MAX - 1 { txn.producer_epoch + 1 } else { txn.producer_epoch };
+        fenced.producer_epoch = if txn.producer_epoch < i16::MAX - 1 {
+            txn.producer_epoch + 1
+        } else {
+            txn.producer_epoch
+        };
         fenced.last_producer_epoch = txn.producer_epoch;
         self.complete(fenced, false)
     }
 
-    fn check_producer(&self, transactional_id: &str, producer_id: i64, producer_epoch: i16) -> Result<TxnMetadata, ErrorCode> {
-        let txn = self.txns.get(transactional_id).ok_or(ErrorCode::InvalidProducerIdMapping)?;
+    fn check_producer(
+        &self,
+        transactional_id: &str,
+        producer_id: i64,
+        producer_epoch: i16,
+    ) -> Result<TxnMetadata, ErrorCode> {
+        let txn = self
+            .txns
+            .get(transactional_id)
+            .ok_or(ErrorCode::InvalidProducerIdMapping)?;
         if txn.producer_id != producer_id {
             return Err(ErrorCode::InvalidProducerIdMapping);
         }
@@ -227,10 +292,18 @@ impl TxnCoordinator {
     }
 
     /// AddPartitionsToTxn: the transaction will write to `partitions`.
-    pub fn add_partitions(&mut self, transactional_id: &str, producer_id: i64, producer_epoch: i16, partitions: &[(String, i32)]) -> Result<(), ErrorCode> {
+    pub fn add_partitions(
+        &mut self,
+        transactional_id: &str,
+        producer_id: i64,
+        producer_epoch: i16,
+        partitions: &[(String, i32)],
+    ) -> Result<(), ErrorCode> {
         let txn = self.check_producer(transactional_id, producer_id, producer_epoch)?;
         match txn.state {
-            TxnState::PrepareCommit | TxnState::PrepareAbort | TxnState::PrepareEpochFence => return Err(ErrorCode::ConcurrentTransactions),
+            TxnState::PrepareCommit | TxnState::PrepareAbort | TxnState::PrepareEpochFence => {
+                return Err(ErrorCode::ConcurrentTransactions)
+            }
             TxnState::Dead => return Err(ErrorCode::InvalidProducerIdMapping),
             _ => {}
         }
@@ -249,18 +322,37 @@ impl TxnCoordinator {
     }
 
     /// AddOffsetsToTxn: the group's `__consumer_offsets` partition joins.
-    pub fn add_offsets(&mut self, transactional_id: &str, producer_id: i64, producer_epoch: i16, group_id: &str) -> Result<(), ErrorCode> {
+    pub fn add_offsets(
+        &mut self,
+        transactional_id: &str,
+        producer_id: i64,
+        producer_epoch: i16,
+        group_id: &str,
+    ) -> Result<(), ErrorCode> {
         let partition = partition_for(group_id, self.config.offsets_partitions);
-        self.add_partitions(transactional_id, producer_id, producer_epoch, &[("__consumer_offsets".to_string(), partition)])
+        self.add_partitions(
+            transactional_id,
+            producer_id,
+            producer_epoch,
+            &[("__consumer_offsets".to_string(), partition)],
+        )
     }
 
     /// EndTxn: commit or abort.
-    pub fn end_transaction(&mut self, transactional_id: &str, producer_id: i64, producer_epoch: i16, commit: bool) -> Result<(), ErrorCode> {
+    pub fn end_transaction(
+        &mut self,
+        transactional_id: &str,
+        producer_id: i64,
+        producer_epoch: i16,
+        commit: bool,
+    ) -> Result<(), ErrorCode> {
         let txn = self.check_producer(transactional_id, producer_id, producer_epoch)?;
         match (txn.state, commit) {
             (TxnState::Ongoing, _) => self.complete(txn, commit),
             (TxnState::CompleteCommit, true) | (TxnState::CompleteAbort, false) => Ok(()),
-            (TxnState::PrepareCommit, true) | (TxnState::PrepareAbort, false) => Err(ErrorCode::ConcurrentTransactions),
+            (TxnState::PrepareCommit, true) | (TxnState::PrepareAbort, false) => {
+                Err(ErrorCode::ConcurrentTransactions)
+            }
             (TxnState::Empty, false) => Ok(()),
             _ => Err(ErrorCode::InvalidTxnState),
         }
@@ -271,7 +363,14 @@ impl TxnCoordinator {
     /// cannot be written now are retried by [`TxnCoordinator::tick`] (the id
     /// answers CONCURRENT_TRANSACTIONS meanwhile) and at the next start-up.
     fn complete(&mut self, txn: TxnMetadata, commit: bool) -> Result<(), ErrorCode> {
-        let prepared = self.transition(txn, if commit { TxnState::PrepareCommit } else { TxnState::PrepareAbort })?;
+        let prepared = self.transition(
+            txn,
+            if commit {
+                TxnState::PrepareCommit
+            } else {
+                TxnState::PrepareAbort
+            },
+        )?;
         let id = prepared.transactional_id.clone();
         if let Err(e) = self.finish(prepared) {
             tracing::warn!(transactional_id = %id, error = %e, "completing a prepared transaction failed; will retry");
@@ -283,10 +382,23 @@ impl TxnCoordinator {
     fn finish(&mut self, prepared: TxnMetadata) -> Result<(), ErrorCode> {
         let commit = prepared.state == TxnState::PrepareCommit;
         let partitions: Vec<(String, i32)> = prepared.partitions.iter().cloned().collect();
-        self.markers.write_markers(prepared.producer_id, prepared.producer_epoch, commit, self.coordinator_epoch, &partitions)?;
+        self.markers.write_markers(
+            prepared.producer_id,
+            prepared.producer_epoch,
+            commit,
+            self.coordinator_epoch,
+            &partitions,
+        )?;
         let mut done = prepared;
         done.partitions.clear();
-        self.transition(done, if commit { TxnState::CompleteCommit } else { TxnState::CompleteAbort })?;
+        self.transition(
+            done,
+            if commit {
+                TxnState::CompleteCommit
+            } else {
+                TxnState::CompleteAbort
+            },
+        )?;
         Ok(())
     }
 
@@ -294,7 +406,12 @@ impl TxnCoordinator {
     /// open longer than their timeout; expires idle ids.
     pub fn tick(&mut self) {
         let now = self.clock.now_ms();
-        let prepared: Vec<TxnMetadata> = self.txns.values().filter(|t| matches!(t.state, TxnState::PrepareCommit | TxnState::PrepareAbort)).cloned().collect();
+        let prepared: Vec<TxnMetadata> = self
+            .txns
+            .values()
+            .filter(|t| matches!(t.state, TxnState::PrepareCommit | TxnState::PrepareAbort))
+            .cloned()
+            .collect();
         for txn in prepared {
             if let Err(e) = self.finish(txn.clone()) {
                 tracing::warn!(transactional_id = %txn.transactional_id, error = %e, "completing a prepared transaction failed; will retry");
@@ -303,7 +420,11 @@ impl TxnCoordinator {
         let timed_out: Vec<TxnMetadata> = self
             .txns
             .values()
-            .filter(|t| t.state == TxnState::Ongoing && t.start_ms >= 0 && now - t.start_ms > i64::from(t.timeout_ms))
+            .filter(|t| {
+                t.state == TxnState::Ongoing
+                    && t.start_ms >= 0
+                    && now - t.start_ms > i64::from(t.timeout_ms)
+            })
             .cloned()
             .collect();
         for txn in timed_out {
@@ -315,11 +436,20 @@ impl TxnCoordinator {
         let expired: Vec<String> = self
             .txns
             .values()
-            .filter(|t| matches!(t.state, TxnState::Empty | TxnState::CompleteCommit | TxnState::CompleteAbort) && now - t.last_update_ms > self.config.id_expiration_ms)
+            .filter(|t| {
+                matches!(
+                    t.state,
+                    TxnState::Empty | TxnState::CompleteCommit | TxnState::CompleteAbort
+                ) && now - t.last_update_ms > self.config.id_expiration_ms
+            })
             .map(|t| t.transactional_id.clone())
             .collect();
         for id in expired {
-            if self.log.append(self.partition_for(&id), encode_key(&id), None).is_ok() {
+            if self
+                .log
+                .append(self.partition_for(&id), encode_key(&id), None)
+                .is_ok()
+            {
                 self.txns.remove(&id);
             }
         }
@@ -327,7 +457,10 @@ impl TxnCoordinator {
 
     /// Rebuilds the state from `__transaction_state` records in log order, then
     /// finishes transactions a crash left in PrepareCommit or PrepareAbort.
-    pub fn load(&mut self, records: impl IntoIterator<Item = (bytes::Bytes, Option<bytes::Bytes>)>) -> Result<(), DecodeError> {
+    pub fn load(
+        &mut self,
+        records: impl IntoIterator<Item = (bytes::Bytes, Option<bytes::Bytes>)>,
+    ) -> Result<(), DecodeError> {
         for (key, value) in records {
             let id = super::records::decode_key(key)?;
             match value {
@@ -355,7 +488,12 @@ impl TxnCoordinator {
         }
         // A new incarnation of the coordinator: its markers win over older ones.
         self.coordinator_epoch += 1;
-        let pending: Vec<TxnMetadata> = self.txns.values().filter(|t| matches!(t.state, TxnState::PrepareCommit | TxnState::PrepareAbort)).cloned().collect();
+        let pending: Vec<TxnMetadata> = self
+            .txns
+            .values()
+            .filter(|t| matches!(t.state, TxnState::PrepareCommit | TxnState::PrepareAbort))
+            .cloned()
+            .collect();
         for txn in pending {
             tracing::info!(transactional_id = %txn.transactional_id, state = txn.state.name(), "completing a transaction interrupted by a restart");
             if let Err(e) = self.finish(txn) {

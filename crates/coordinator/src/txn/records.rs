@@ -87,7 +87,10 @@ fn put_string(out: &mut BytesMut, value: &str) {
 
 fn need(buf: &Bytes, n: usize) -> Result<(), DecodeError> {
     if buf.remaining() < n {
-        Err(DecodeError(format!("needs {n} bytes, {} left", buf.remaining())))
+        Err(DecodeError(format!(
+            "needs {n} bytes, {} left",
+            buf.remaining()
+        )))
     } else {
         Ok(())
     }
@@ -114,7 +117,9 @@ pub fn decode_key(mut buf: Bytes) -> Result<String, DecodeError> {
     need(&buf, 2)?;
     let version = buf.get_i16();
     if version != 0 {
-        return Err(DecodeError(format!("unknown transaction key version {version}")));
+        return Err(DecodeError(format!(
+            "unknown transaction key version {version}"
+        )));
     }
     get_string(&mut buf)
 }
@@ -127,7 +132,8 @@ impl StoredTxn {
         out.put_i16(self.producer_epoch);
         out.put_i32(self.timeout_ms);
         out.put_i8(self.state.id());
-        let mut by_topic: std::collections::BTreeMap<&str, Vec<i32>> = std::collections::BTreeMap::new();
+        let mut by_topic: std::collections::BTreeMap<&str, Vec<i32>> =
+            std::collections::BTreeMap::new();
         for (topic, partition) in &self.partitions {
             by_topic.entry(topic.as_str()).or_default().push(*partition);
         }
@@ -148,12 +154,15 @@ impl StoredTxn {
         need(&buf, 2 + 8 + 2 + 4 + 1 + 4)?;
         let version = buf.get_i16();
         if version != 0 && version != 1 {
-            return Err(DecodeError(format!("transaction value version {version} is not supported")));
+            return Err(DecodeError(format!(
+                "transaction value version {version} is not supported"
+            )));
         }
         let producer_id = buf.get_i64();
         let producer_epoch = buf.get_i16();
         let timeout_ms = buf.get_i32();
-        let state = TxnState::from_id(buf.get_i8()).ok_or_else(|| DecodeError("unknown transaction status".into()))?;
+        let state = TxnState::from_id(buf.get_i8())
+            .ok_or_else(|| DecodeError("unknown transaction status".into()))?;
         let topics = buf.get_i32();
         let mut partitions = Vec::new();
         if topics > 0 {
@@ -175,7 +184,15 @@ impl StoredTxn {
         need(&buf, 16)?;
         let last_update_ms = buf.get_i64();
         let start_ms = buf.get_i64();
-        Ok(StoredTxn { producer_id, producer_epoch, timeout_ms, state, partitions, last_update_ms, start_ms })
+        Ok(StoredTxn {
+            producer_id,
+            producer_epoch,
+            timeout_ms,
+            state,
+            partitions,
+            last_update_ms,
+            start_ms,
+        })
     }
 }
 

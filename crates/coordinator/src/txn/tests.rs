@@ -29,11 +29,23 @@ impl TxnLog for Fakes {
 }
 
 impl MarkerWriter for Fakes {
-    fn write_markers(&self, producer_id: i64, producer_epoch: i16, commit: bool, _coordinator_epoch: i32, partitions: &[(String, i32)]) -> Result<(), ErrorCode> {
+    fn write_markers(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+        commit: bool,
+        _coordinator_epoch: i32,
+        partitions: &[(String, i32)],
+    ) -> Result<(), ErrorCode> {
         if *self.fail_markers.lock().unwrap() {
             return Err(ErrorCode::NotLeaderOrFollower);
         }
-        self.markers.lock().unwrap().push((producer_id, producer_epoch, commit, partitions.to_vec()));
+        self.markers.lock().unwrap().push((
+            producer_id,
+            producer_epoch,
+            commit,
+            partitions.to_vec(),
+        ));
         Ok(())
     }
 }
@@ -47,7 +59,13 @@ impl ProducerIdSource for Fakes {
 fn coordinator() -> (TxnCoordinator, Arc<Fakes>, Arc<ManualClock>) {
     let fakes = Arc::new(Fakes::default());
     let clock = Arc::new(ManualClock::new(1_000_000));
-    let c = TxnCoordinator::new(TxnConfig::default(), clock.clone(), fakes.clone(), fakes.clone(), fakes.clone());
+    let c = TxnCoordinator::new(
+        TxnConfig::default(),
+        clock.clone(),
+        fakes.clone(),
+        fakes.clone(),
+        fakes.clone(),
+    );
     (c, fakes, clock)
 }
 
@@ -60,7 +78,8 @@ fn a_transaction_commits_with_markers_on_every_partition() {
     let (mut c, fakes, _) = coordinator();
     let (pid, epoch) = c.init_producer_id(Some("tx"), 60_000, None).unwrap();
     assert_eq!(epoch, 0);
-    c.add_partitions("tx", pid, epoch, &[tp("a", 0), tp("b", 1)]).unwrap();
+    c.add_partitions("tx", pid, epoch, &[tp("a", 0), tp("b", 1)])
+        .unwrap();
     c.add_offsets("tx", pid, epoch, "group").unwrap();
     assert_eq!(c.transaction("tx").unwrap().state, TxnState::Ongoing);
     c.end_transaction("tx", pid, epoch, true).unwrap();
@@ -73,24 +92,40 @@ fn a_transaction_commits_with_markers_on_every_partition() {
     drop(markers);
     // A retried EndTxn is answered the same way.
     c.end_transaction("tx", pid, epoch, true).unwrap();
-    assert_eq!(c.end_transaction("tx", pid, epoch, false), Err(ErrorCode::InvalidTxnState));
+    assert_eq!(
+        c.end_transaction("tx", pid, epoch, false),
+        Err(ErrorCode::InvalidTxnState)
+    );
 }
 
 #[test]
 fn a_new_instance_fences_the_old_one_and_aborts_its_open_transaction() {
     let (mut c, fakes, _) = coordinator();
     let (pid, old_epoch) = c.init_producer_id(Some("tx"), 60_000, None).unwrap();
-    c.add_partitions("tx", pid, old_epoch, &[tp("a", 0)]).unwrap();
+    c.add_partitions("tx", pid, old_epoch, &[tp("a", 0)])
+        .unwrap();
     let (pid2, new_epoch) = c.init_producer_id(Some("tx"), 60_000, None).unwrap();
     assert_eq!(pid2, pid);
-    assert!(new_epoch > old_epoch + 1, "bumped once to fence and once for the new instance");
+    assert!(
+        new_epoch > old_epoch + 1,
+        "bumped once to fence and once for the new instance"
+    );
     let markers = fakes.markers.lock().unwrap();
     assert_eq!(markers.len(), 1);
     assert!(!markers[0].2, "the old transaction was aborted");
     drop(markers);
-    assert_eq!(c.add_partitions("tx", pid, old_epoch, &[tp("a", 1)]), Err(ErrorCode::ProducerFenced));
-    assert_eq!(c.end_transaction("tx", pid, old_epoch, true), Err(ErrorCode::ProducerFenced));
-    assert_eq!(c.add_partitions("tx", 999, new_epoch, &[tp("a", 1)]), Err(ErrorCode::InvalidProducerIdMapping));
+    assert_eq!(
+        c.add_partitions("tx", pid, old_epoch, &[tp("a", 1)]),
+        Err(ErrorCode::ProducerFenced)
+    );
+    assert_eq!(
+        c.end_transaction("tx", pid, old_epoch, true),
+        Err(ErrorCode::ProducerFenced)
+    );
+    assert_eq!(
+        c.add_partitions("tx", 999, new_epoch, &[tp("a", 1)]),
+        Err(ErrorCode::InvalidProducerIdMapping)
+    );
 }
 
 #[test]
@@ -105,15 +140,26 @@ fn timed_out_transactions_are_aborted_with_a_bumped_epoch() {
     c.tick();
     assert_eq!(c.transaction("tx").unwrap().state, TxnState::CompleteAbort);
     assert_eq!(fakes.markers.lock().unwrap()[0].1, epoch + 1);
-    assert_eq!(c.end_transaction("tx", pid, epoch, true), Err(ErrorCode::ProducerFenced), "the zombie is fenced");
+    assert_eq!(
+        c.end_transaction("tx", pid, epoch, true),
+        Err(ErrorCode::ProducerFenced),
+        "the zombie is fenced"
+    );
 }
 
 #[test]
 fn timeouts_beyond_the_maximum_are_refused() {
     let (mut c, _, _) = coordinator();
-    assert_eq!(c.init_producer_id(Some("tx"), 900_001, None), Err(ErrorCode::InvalidTransactionTimeout));
+    assert_eq!(
+        c.init_producer_id(Some("tx"), 900_001, None),
+        Err(ErrorCode::InvalidTransactionTimeout)
+    );
     let (pid, epoch) = c.init_producer_id(None, 0, None).unwrap();
-    assert_eq!((pid, epoch), (1000, 0), "idempotent producers get a fresh id");
+    assert_eq!(
+        (pid, epoch),
+        (1000, 0),
+        "idempotent producers get a fresh id"
+    );
 }
 
 #[test]
@@ -122,14 +168,32 @@ fn a_restart_completes_a_prepared_transaction() {
     let (pid, epoch) = c.init_producer_id(Some("tx"), 60_000, None).unwrap();
     c.add_partitions("tx", pid, epoch, &[tp("a", 0)]).unwrap();
     *fakes.fail_markers.lock().unwrap() = true;
-    assert_eq!(c.end_transaction("tx", pid, epoch, true), Ok(()), "decided once PrepareCommit is persisted");
+    assert_eq!(
+        c.end_transaction("tx", pid, epoch, true),
+        Ok(()),
+        "decided once PrepareCommit is persisted"
+    );
     assert_eq!(c.transaction("tx").unwrap().state, TxnState::PrepareCommit);
     *fakes.fail_markers.lock().unwrap() = false;
     let records = fakes.log.lock().unwrap().clone();
-    let mut restarted = TxnCoordinator::new(TxnConfig::default(), clock.clone(), fakes.clone(), fakes.clone(), fakes.clone());
+    let mut restarted = TxnCoordinator::new(
+        TxnConfig::default(),
+        clock.clone(),
+        fakes.clone(),
+        fakes.clone(),
+        fakes.clone(),
+    );
     restarted.load(records).unwrap();
-    assert_eq!(restarted.transaction("tx").unwrap().state, TxnState::CompleteCommit);
-    assert!(fakes.markers.lock().unwrap().iter().any(|m| m.0 == pid && m.2));
+    assert_eq!(
+        restarted.transaction("tx").unwrap().state,
+        TxnState::CompleteCommit
+    );
+    assert!(fakes
+        .markers
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|m| m.0 == pid && m.2));
 }
 
 #[test]
@@ -141,8 +205,14 @@ fn markers_that_failed_are_retried_by_the_timer() {
     assert_eq!(c.end_transaction("tx", pid, epoch, false), Ok(()));
     c.tick();
     assert_eq!(c.transaction("tx").unwrap().state, TxnState::PrepareAbort);
-    assert_eq!(c.add_partitions("tx", pid, epoch, &[tp("a", 0)]), Err(ErrorCode::ConcurrentTransactions));
-    assert_eq!(c.init_producer_id(Some("tx"), 60_000, None), Err(ErrorCode::ConcurrentTransactions));
+    assert_eq!(
+        c.add_partitions("tx", pid, epoch, &[tp("a", 0)]),
+        Err(ErrorCode::ConcurrentTransactions)
+    );
+    assert_eq!(
+        c.init_producer_id(Some("tx"), 60_000, None),
+        Err(ErrorCode::ConcurrentTransactions)
+    );
     *fakes.fail_markers.lock().unwrap() = false;
     c.tick();
     assert_eq!(c.transaction("tx").unwrap().state, TxnState::CompleteAbort);
@@ -156,10 +226,18 @@ fn only_the_current_or_timed_out_producer_may_bump_its_own_epoch() {
     let (pid, e0) = c.init_producer_id(Some("tx"), 10_000, None).unwrap();
     let (_, e1) = c.init_producer_id(Some("tx"), 10_000, None).unwrap();
     // The first instance (a zombie now) asks for a bump with its own epoch: fenced.
-    assert_eq!(c.init_producer_id(Some("tx"), 10_000, Some((pid, e0))), Err(ErrorCode::ProducerFenced));
-    assert_eq!(c.init_producer_id(Some("tx"), 10_000, Some((pid + 1, e1))), Err(ErrorCode::ProducerFenced));
+    assert_eq!(
+        c.init_producer_id(Some("tx"), 10_000, Some((pid, e0))),
+        Err(ErrorCode::ProducerFenced)
+    );
+    assert_eq!(
+        c.init_producer_id(Some("tx"), 10_000, Some((pid + 1, e1))),
+        Err(ErrorCode::ProducerFenced)
+    );
     // The current one may (KIP-360), and gets the next epoch.
-    let (_, e2) = c.init_producer_id(Some("tx"), 10_000, Some((pid, e1))).unwrap();
+    let (_, e2) = c
+        .init_producer_id(Some("tx"), 10_000, Some((pid, e1)))
+        .unwrap();
     assert_eq!(e2, e1 + 1);
     // A transaction aborted for its timeout bumps the epoch; its producer may still
     // recover with the epoch it had, once; the instance before it may not.
@@ -167,8 +245,16 @@ fn only_the_current_or_timed_out_producer_may_bump_its_own_epoch() {
     clock.advance(11_000);
     c.tick();
     assert_eq!(c.transaction("tx").unwrap().state, TxnState::CompleteAbort);
-    assert_eq!(c.init_producer_id(Some("tx"), 10_000, Some((pid, e1))), Err(ErrorCode::ProducerFenced));
-    let (_, e3) = c.init_producer_id(Some("tx"), 10_000, Some((pid, e2))).unwrap();
+    assert_eq!(
+        c.init_producer_id(Some("tx"), 10_000, Some((pid, e1))),
+        Err(ErrorCode::ProducerFenced)
+    );
+    let (_, e3) = c
+        .init_producer_id(Some("tx"), 10_000, Some((pid, e2)))
+        .unwrap();
     assert_eq!(e3, e2 + 2);
-    assert_eq!(c.init_producer_id(Some("tx"), 10_000, Some((pid, e0))), Err(ErrorCode::ProducerFenced));
+    assert_eq!(
+        c.init_producer_id(Some("tx"), 10_000, Some((pid, e0))),
+        Err(ErrorCode::ProducerFenced)
+    );
 }

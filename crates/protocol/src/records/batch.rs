@@ -162,7 +162,8 @@ impl BatchHeader {
     /// The offset of the batch's last record (base + last delta). Wraps as Kafka's
     /// long arithmetic does: both fields come off the wire or the disk unchecked.
     pub fn last_offset(&self) -> i64 {
-        self.base_offset.wrapping_add(i64::from(self.last_offset_delta))
+        self.base_offset
+            .wrapping_add(i64::from(self.last_offset_delta))
     }
 
     /// The next offset after this batch.
@@ -294,7 +295,10 @@ impl<'a> Iterator for Batches<'a> {
                 return Err(BatchError::UnsupportedMagic(magic));
             }
             if size > self.rest.len() {
-                return Err(BatchError::Truncated { needed: size, available: self.rest.len() });
+                return Err(BatchError::Truncated {
+                    needed: size,
+                    available: self.rest.len(),
+                });
             }
             let header = BatchHeader::parse(self.rest)?;
             let (batch, rest) = self.rest.split_at(size);

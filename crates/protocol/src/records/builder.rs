@@ -98,7 +98,10 @@ impl BatchBuilder {
 
     /// Adds a record at an explicit offset delta (gaps allowed, increasing).
     pub fn append_at(&mut self, offset_delta: i32, record: &NewRecord<'_>) -> i32 {
-        assert!(offset_delta >= self.next_offset_delta, "offset deltas must increase");
+        assert!(
+            offset_delta >= self.next_offset_delta,
+            "offset deltas must increase"
+        );
         self.next_offset_delta = offset_delta;
         self.append(record)
     }
@@ -200,8 +203,12 @@ impl BatchBuilder {
         let body = compress(self.compression, &self.records)?;
         let mut out = Vec::with_capacity(HEADER_LEN + body.len());
         let batch_length = (HEADER_LEN - batch::LOG_OVERHEAD + body.len()) as i32;
-        let attributes =
-            batch::attributes(self.compression, self.timestamp_type, self.transactional, self.control);
+        let attributes = batch::attributes(
+            self.compression,
+            self.timestamp_type,
+            self.transactional,
+            self.control,
+        );
         let base_timestamp = self.base_timestamp.unwrap_or(-1);
         out.extend_from_slice(&self.base_offset.to_be_bytes());
         out.extend_from_slice(&batch_length.to_be_bytes());
@@ -209,10 +216,17 @@ impl BatchBuilder {
         out.push(MAGIC_V2 as u8);
         out.extend_from_slice(&0u32.to_be_bytes());
         out.extend_from_slice(&attributes.to_be_bytes());
-        let last_offset_delta = self.last_offset_delta_override.unwrap_or((self.next_offset_delta - 1).max(0));
+        let last_offset_delta = self
+            .last_offset_delta_override
+            .unwrap_or((self.next_offset_delta - 1).max(0));
         out.extend_from_slice(&last_offset_delta.to_be_bytes());
         out.extend_from_slice(&base_timestamp.to_be_bytes());
-        out.extend_from_slice(&self.max_timestamp_override.unwrap_or(self.max_timestamp).to_be_bytes());
+        out.extend_from_slice(
+            &self
+                .max_timestamp_override
+                .unwrap_or(self.max_timestamp)
+                .to_be_bytes(),
+        );
         out.extend_from_slice(&self.producer_id.to_be_bytes());
         out.extend_from_slice(&self.producer_epoch.to_be_bytes());
         out.extend_from_slice(&self.base_sequence.to_be_bytes());

@@ -107,7 +107,11 @@ pub fn decompress_reader<'a>(
 }
 
 /// Decompresses `body` whole, refusing to produce more than `limit` bytes.
-pub fn decompress_to_vec(compression: Compression, body: &[u8], limit: usize) -> io::Result<Vec<u8>> {
+pub fn decompress_to_vec(
+    compression: Compression,
+    body: &[u8],
+    limit: usize,
+) -> io::Result<Vec<u8>> {
     let mut out = Vec::new();
     let reader = decompress_reader(compression, body)?;
     let read = reader.take(limit as u64 + 1).read_to_end(&mut out)?;
@@ -175,14 +179,27 @@ struct SnappyReader<'a> {
 impl<'a> SnappyReader<'a> {
     fn new(body: &'a [u8]) -> io::Result<Self> {
         let xerial = body.len() >= XERIAL_HEADER_LEN && &body[..8] == XERIAL_MAGIC;
-        let rest = if xerial { &body[XERIAL_HEADER_LEN..] } else { body };
-        Ok(SnappyReader { rest, xerial, block: Vec::new(), position: 0, decoder: snap::raw::Decoder::new() })
+        let rest = if xerial {
+            &body[XERIAL_HEADER_LEN..]
+        } else {
+            body
+        };
+        Ok(SnappyReader {
+            rest,
+            xerial,
+            block: Vec::new(),
+            position: 0,
+            decoder: snap::raw::Decoder::new(),
+        })
     }
 
     fn decode_block(&mut self, compressed: &[u8]) -> io::Result<()> {
         let len = snap::raw::decompress_len(compressed).map_err(|e| invalid(e.to_string()))?;
         if len > compressed.len().saturating_mul(SNAPPY_MAX_RATIO) + 64 {
-            return Err(invalid(format!("snappy block claims {len} bytes from {}", compressed.len())));
+            return Err(invalid(format!(
+                "snappy block claims {len} bytes from {}",
+                compressed.len()
+            )));
         }
         self.block.resize(len, 0);
         let written = self
@@ -209,7 +226,9 @@ impl<'a> SnappyReader<'a> {
         }
         let len = i32::from_be_bytes(self.rest[..4].try_into().expect("4 bytes"));
         if len < 0 || len as usize > self.rest.len() - 4 {
-            return Err(invalid(format!("xerial snappy block of {len} bytes runs past the batch")));
+            return Err(invalid(format!(
+                "xerial snappy block of {len} bytes runs past the batch"
+            )));
         }
         let (compressed, rest) = self.rest[4..].split_at(len as usize);
         self.rest = rest;
@@ -246,7 +265,9 @@ mod tests {
 
     #[test]
     fn every_codec_round_trips() {
-        let data: Vec<u8> = (0..200_000u32).flat_map(|i| (i % 251).to_le_bytes()).collect();
+        let data: Vec<u8> = (0..200_000u32)
+            .flat_map(|i| (i % 251).to_le_bytes())
+            .collect();
         for codec in ALL {
             let compressed = compress(codec, &data).unwrap();
             let back = decompress_to_vec(codec, &compressed, data.len()).unwrap();
@@ -258,7 +279,10 @@ mod tests {
     fn raw_snappy_as_librdkafka_writes_it_is_read() {
         let data = b"hello hello hello hello snappy".repeat(100);
         let raw = snap::raw::Encoder::new().compress_vec(&data).unwrap();
-        assert_eq!(decompress_to_vec(Compression::Snappy, &raw, 1 << 20).unwrap(), data);
+        assert_eq!(
+            decompress_to_vec(Compression::Snappy, &raw, 1 << 20).unwrap(),
+            data
+        );
     }
 
     #[test]
@@ -266,7 +290,10 @@ mod tests {
         let data = vec![0u8; 100_000];
         for codec in ALL {
             let compressed = compress(codec, &data).unwrap();
-            assert!(decompress_to_vec(codec, &compressed, 99_999).is_err(), "{codec:?}");
+            assert!(
+                decompress_to_vec(codec, &compressed, 99_999).is_err(),
+                "{codec:?}"
+            );
         }
     }
 
@@ -280,8 +307,16 @@ mod tests {
     #[test]
     fn garbage_is_an_error_for_every_codec() {
         let garbage = b"definitely not a compressed stream, not at all";
-        for codec in [Compression::Gzip, Compression::Snappy, Compression::Lz4, Compression::Zstd] {
-            assert!(decompress_to_vec(codec, garbage, 1 << 20).is_err(), "{codec:?}");
+        for codec in [
+            Compression::Gzip,
+            Compression::Snappy,
+            Compression::Lz4,
+            Compression::Zstd,
+        ] {
+            assert!(
+                decompress_to_vec(codec, garbage, 1 << 20).is_err(),
+                "{codec:?}"
+            );
         }
     }
 

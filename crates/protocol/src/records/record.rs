@@ -98,7 +98,10 @@ impl<R: Read> Source<R> {
 }
 
 fn bad(index: usize, reason: impl Into<String>) -> RecordError {
-    RecordError::InvalidRecord { index, reason: reason.into() }
+    RecordError::InvalidRecord {
+        index,
+        reason: reason.into(),
+    }
 }
 
 fn io_to_record_error(index: usize, compressed: bool, error: io::Error) -> RecordError {
@@ -110,12 +113,18 @@ fn io_to_record_error(index: usize, compressed: bool, error: io::Error) -> Recor
 }
 
 /// Reads one record's fields, skipping the key, value and headers.
-fn skim_one<R: Read>(source: &mut Source<R>, index: usize, base_timestamp: i64) -> io::Result<Result<RecordMeta, RecordError>> {
+fn skim_one<R: Read>(
+    source: &mut Source<R>,
+    index: usize,
+    base_timestamp: i64,
+) -> io::Result<Result<RecordMeta, RecordError>> {
     let length = source.varint()?;
     if length <= 0 || i64::from(length) > MAX_RECORD_BYTES {
         return Ok(Err(bad(index, format!("record length {length}"))));
     }
-    let mut body = Source { reader: (&mut source.reader).take(length as u64) };
+    let mut body = Source {
+        reader: (&mut source.reader).take(length as u64),
+    };
     let mut attributes = [0u8; 1];
     body.reader.read_exact(&mut attributes)?;
     let timestamp_delta = body.varlong()?;
@@ -146,14 +155,20 @@ fn skim_one<R: Read>(source: &mut Source<R>, index: usize, base_timestamp: i64) 
         body.skip(header_key_length as u64)?;
         let header_value_length = body.varint()?;
         if header_value_length < -1 {
-            return Ok(Err(bad(index, format!("header value length {header_value_length}"))));
+            return Ok(Err(bad(
+                index,
+                format!("header value length {header_value_length}"),
+            )));
         }
         if header_value_length > 0 {
             body.skip(header_value_length as u64)?;
         }
     }
     if body.reader.limit() != 0 {
-        return Ok(Err(bad(index, format!("{} bytes left over inside the record", body.reader.limit()))));
+        return Ok(Err(bad(
+            index,
+            format!("{} bytes left over inside the record", body.reader.limit()),
+        )));
     }
     Ok(Ok(RecordMeta {
         index,
@@ -178,11 +193,24 @@ where
         // per varint byte.
         return walk(&mut Source { reader: body }, header, false, visit);
     }
-    let inner = decompress_reader(compression, body).map_err(|e| RecordError::Decompression(e.to_string()))?;
-    walk(&mut Source { reader: BufReader::with_capacity(16 * 1024, inner) }, header, true, visit)
+    let inner = decompress_reader(compression, body)
+        .map_err(|e| RecordError::Decompression(e.to_string()))?;
+    walk(
+        &mut Source {
+            reader: BufReader::with_capacity(16 * 1024, inner),
+        },
+        header,
+        true,
+        visit,
+    )
 }
 
-fn walk<R: Read, F>(source: &mut Source<R>, header: &BatchHeader, compressed: bool, mut visit: F) -> Result<usize, RecordError>
+fn walk<R: Read, F>(
+    source: &mut Source<R>,
+    header: &BatchHeader,
+    compressed: bool,
+    mut visit: F,
+) -> Result<usize, RecordError>
 where
     F: FnMut(&RecordMeta) -> Result<(), RecordError>,
 {
@@ -191,9 +219,14 @@ where
     loop {
         // Never read past the declared count: trailing bytes are an error below.
         if count as i64 >= i64::from(declared.max(0)) {
-            let at_end = source.at_end().map_err(|e| io_to_record_error(count, compressed, e))?;
+            let at_end = source
+                .at_end()
+                .map_err(|e| io_to_record_error(count, compressed, e))?;
             if !at_end {
-                return Err(RecordError::CountMismatch { declared, actual: count + 1 });
+                return Err(RecordError::CountMismatch {
+                    declared,
+                    actual: count + 1,
+                });
             }
             break;
         }
@@ -203,7 +236,10 @@ where
             // The bytes end before the header's count is reached (between records
             // or inside one): the count is not what the batch holds.
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof && !compressed => {
-                return Err(RecordError::CountMismatch { declared, actual: count });
+                return Err(RecordError::CountMismatch {
+                    declared,
+                    actual: count,
+                });
             }
             Err(e) => return Err(io_to_record_error(count, compressed, e)),
         };
@@ -216,10 +252,17 @@ where
 /// Decodes every record of a whole v2 batch into owned records with absolute
 /// offsets and timestamps. Decompressed data is limited to `max_decompressed`
 /// bytes. Control batches decode like any other (their keys mark the type).
-pub fn decode_records(batch: &[u8], max_decompressed: usize) -> Result<(BatchHeader, Vec<Record>), RecordError> {
+pub fn decode_records(
+    batch: &[u8],
+    max_decompressed: usize,
+) -> Result<(BatchHeader, Vec<Record>), RecordError> {
     let header = BatchHeader::parse(batch)?;
     if header.size() > batch.len() {
-        return Err(BatchError::Truncated { needed: header.size(), available: batch.len() }.into());
+        return Err(BatchError::Truncated {
+            needed: header.size(),
+            available: batch.len(),
+        }
+        .into());
     }
     let batch = &batch[..header.size()];
     let compression = header.compression()?;
@@ -236,8 +279,8 @@ pub fn decode_records(batch: &[u8], max_decompressed: usize) -> Result<(BatchHea
     let mut rest: &[u8] = &data;
     let mut index = 0;
     while !rest.is_empty() {
-        let record = decode_one(&data, &mut rest, index, &header)
-            .map_err(|reason| bad(index, reason))?;
+        let record =
+            decode_one(&data, &mut rest, index, &header).map_err(|reason| bad(index, reason))?;
         let mut record = record;
         if log_append_time {
             record.timestamp = header.max_timestamp;
@@ -246,14 +289,21 @@ pub fn decode_records(batch: &[u8], max_decompressed: usize) -> Result<(BatchHea
         index += 1;
     }
     if records.len() != header.records_count.max(0) as usize {
-        return Err(RecordError::CountMismatch { declared: header.records_count, actual: records.len() });
+        return Err(RecordError::CountMismatch {
+            declared: header.records_count,
+            actual: records.len(),
+        });
     }
     Ok((header, records))
 }
 
 fn take_bytes(data: &Bytes, rest: &mut &[u8], len: i32) -> Result<Option<Bytes>, String> {
     if len < 0 {
-        return if len == -1 { Ok(None) } else { Err(format!("length {len}")) };
+        return if len == -1 {
+            Ok(None)
+        } else {
+            Err(format!("length {len}"))
+        };
     }
     let len = len as usize;
     if len > rest.len() {
@@ -264,7 +314,12 @@ fn take_bytes(data: &Bytes, rest: &mut &[u8], len: i32) -> Result<Option<Bytes>,
     Ok(Some(data.slice(start..start + len)))
 }
 
-fn decode_one(data: &Bytes, rest: &mut &[u8], index: usize, header: &BatchHeader) -> Result<Record, String> {
+fn decode_one(
+    data: &Bytes,
+    rest: &mut &[u8],
+    index: usize,
+    header: &BatchHeader,
+) -> Result<Record, String> {
     use crate::varint::{read_varint, read_varlong};
     let e = |err: crate::varint::VarintError| err.to_string();
     let length = read_varint(rest).map_err(e)?;
@@ -294,7 +349,10 @@ fn decode_one(data: &Bytes, rest: &mut &[u8], index: usize, header: &BatchHeader
         let key = take_bytes(&body_data, &mut body, key_length)?.ok_or("null header key")?;
         let value_length = read_varint(&mut body).map_err(e)?;
         let value = take_bytes(&body_data, &mut body, value_length)?;
-        headers.push(Header { key: String::from_utf8_lossy(&key).into_owned(), value });
+        headers.push(Header {
+            key: String::from_utf8_lossy(&key).into_owned(),
+            value,
+        });
     }
     if !body.is_empty() {
         return Err(format!("{} bytes left over inside the record", body.len()));

@@ -3,14 +3,34 @@ use proptest::prelude::*;
 use super::batch::{self, BatchHeader, Batches, TimestampType, HEADER_LEN};
 use super::*;
 
-const CODECS: [Compression; 5] =
-    [Compression::None, Compression::Gzip, Compression::Snappy, Compression::Lz4, Compression::Zstd];
+const CODECS: [Compression; 5] = [
+    Compression::None,
+    Compression::Gzip,
+    Compression::Snappy,
+    Compression::Lz4,
+    Compression::Zstd,
+];
 
 fn sample_batch(compression: Compression) -> Vec<u8> {
     let mut builder = BatchBuilder::new(compression);
-    builder.append(&NewRecord { timestamp: 1_000, key: Some(b"k1"), value: Some(b"v1"), headers: &[] });
-    builder.append(&NewRecord { timestamp: 1_005, key: None, value: None, headers: &[("h", Some(b"x")), ("h", None)] });
-    builder.append(&NewRecord { timestamp: 999, key: Some(b""), value: Some(b""), headers: &[] });
+    builder.append(&NewRecord {
+        timestamp: 1_000,
+        key: Some(b"k1"),
+        value: Some(b"v1"),
+        headers: &[],
+    });
+    builder.append(&NewRecord {
+        timestamp: 1_005,
+        key: None,
+        value: None,
+        headers: &[("h", Some(b"x")), ("h", None)],
+    });
+    builder.append(&NewRecord {
+        timestamp: 999,
+        key: Some(b""),
+        value: Some(b""),
+        headers: &[],
+    });
     builder.build().unwrap()
 }
 
@@ -35,7 +55,10 @@ fn built_batches_decode_to_the_same_records_for_every_codec() {
         assert_eq!(records[1].headers[1].value, None);
         assert_eq!(records[2].key.as_deref(), Some(&b""[..]));
         assert_eq!(records[2].timestamp, 999);
-        assert_eq!(records.iter().map(|r| r.offset).collect::<Vec<_>>(), vec![0, 1, 2]);
+        assert_eq!(
+            records.iter().map(|r| r.offset).collect::<Vec<_>>(),
+            vec![0, 1, 2]
+        );
     }
 }
 
@@ -51,7 +74,11 @@ fn skim_sees_every_record_with_its_offset_delta_and_timestamp() {
         })
         .unwrap();
         assert_eq!(count, 3);
-        assert_eq!(seen, vec![(0, 1_000, false), (1, 1_005, true), (2, 999, false)], "{codec:?}");
+        assert_eq!(
+            seen,
+            vec![(0, 1_000, false), (1, 1_005, true), (2, 999, false)],
+            "{codec:?}"
+        );
     }
 }
 
@@ -59,7 +86,8 @@ fn skim_sees_every_record_with_its_offset_delta_and_timestamp() {
 fn skim_rejects_a_header_count_larger_than_the_records() {
     for codec in CODECS {
         let mut bytes = sample_batch(codec);
-        bytes[batch::RECORDS_COUNT_AT..batch::RECORDS_COUNT_AT + 4].copy_from_slice(&4i32.to_be_bytes());
+        bytes[batch::RECORDS_COUNT_AT..batch::RECORDS_COUNT_AT + 4]
+            .copy_from_slice(&4i32.to_be_bytes());
         let header = BatchHeader::parse(&bytes).unwrap();
         let result = skim_records(&header, &bytes, |_| Ok(()));
         assert!(result.is_err(), "{codec:?}: {result:?}");
@@ -70,10 +98,14 @@ fn skim_rejects_a_header_count_larger_than_the_records() {
 fn skim_rejects_a_header_count_smaller_than_the_records() {
     for codec in CODECS {
         let mut bytes = sample_batch(codec);
-        bytes[batch::RECORDS_COUNT_AT..batch::RECORDS_COUNT_AT + 4].copy_from_slice(&2i32.to_be_bytes());
+        bytes[batch::RECORDS_COUNT_AT..batch::RECORDS_COUNT_AT + 4]
+            .copy_from_slice(&2i32.to_be_bytes());
         let header = BatchHeader::parse(&bytes).unwrap();
         let result = skim_records(&header, &bytes, |_| Ok(()));
-        assert!(matches!(result, Err(RecordError::CountMismatch { .. })), "{codec:?}: {result:?}");
+        assert!(
+            matches!(result, Err(RecordError::CountMismatch { .. })),
+            "{codec:?}: {result:?}"
+        );
     }
 }
 
@@ -95,10 +127,13 @@ fn offsets_at_the_ends_of_i64_wrap_instead_of_panicking() {
     // overflow" in debug builds). Produce validation formats it into its error
     // message before checking the base offset, so a client could hit it.
     let mut header = [0u8; HEADER_LEN];
-    header[batch::BASE_OFFSET_AT..batch::BASE_OFFSET_AT + 8].copy_from_slice(&i64::MIN.to_be_bytes());
-    header[batch::BATCH_LENGTH_AT..batch::BATCH_LENGTH_AT + 4].copy_from_slice(&49i32.to_be_bytes());
+    header[batch::BASE_OFFSET_AT..batch::BASE_OFFSET_AT + 8]
+        .copy_from_slice(&i64::MIN.to_be_bytes());
+    header[batch::BATCH_LENGTH_AT..batch::BATCH_LENGTH_AT + 4]
+        .copy_from_slice(&49i32.to_be_bytes());
     header[batch::MAGIC_AT] = 2;
-    header[batch::LAST_OFFSET_DELTA_AT..batch::LAST_OFFSET_DELTA_AT + 4].copy_from_slice(&(-1i32).to_be_bytes());
+    header[batch::LAST_OFFSET_DELTA_AT..batch::LAST_OFFSET_DELTA_AT + 4]
+        .copy_from_slice(&(-1i32).to_be_bytes());
     let parsed = BatchHeader::parse(&header).unwrap();
     assert_eq!(parsed.last_offset(), i64::MAX);
     assert_eq!(parsed.next_offset(), i64::MIN);
@@ -130,7 +165,10 @@ fn a_flipped_bit_fails_the_crc() {
     let mut bytes = sample_batch(Compression::None);
     let last = bytes.len() - 1;
     bytes[last] ^= 0x01;
-    assert!(matches!(batch::verify_crc(&bytes), Err(BatchError::CrcMismatch { .. })));
+    assert!(matches!(
+        batch::verify_crc(&bytes),
+        Err(BatchError::CrcMismatch { .. })
+    ));
 }
 
 #[test]
@@ -153,17 +191,31 @@ fn batches_splits_a_run_and_stops_at_a_torn_tail() {
 fn legacy_magic_is_reported_as_unsupported() {
     let mut bytes = sample_batch(Compression::None);
     bytes[batch::MAGIC_AT] = 1;
-    assert_eq!(BatchHeader::parse(&bytes), Err(BatchError::UnsupportedMagic(1)));
+    assert_eq!(
+        BatchHeader::parse(&bytes),
+        Err(BatchError::UnsupportedMagic(1))
+    );
 }
 
-type ArbRecord = (i64, Option<Vec<u8>>, Option<Vec<u8>>, Vec<(String, Option<Vec<u8>>)>);
+type ArbRecord = (
+    i64,
+    Option<Vec<u8>>,
+    Option<Vec<u8>>,
+    Vec<(String, Option<Vec<u8>>)>,
+);
 
 fn arb_record() -> impl Strategy<Value = ArbRecord> {
     (
         0i64..2_000_000_000_000,
         proptest::option::of(proptest::collection::vec(any::<u8>(), 0..40)),
         proptest::option::of(proptest::collection::vec(any::<u8>(), 0..200)),
-        proptest::collection::vec(("[a-z]{0,5}", proptest::option::of(proptest::collection::vec(any::<u8>(), 0..8))), 0..3),
+        proptest::collection::vec(
+            (
+                "[a-z]{0,5}",
+                proptest::option::of(proptest::collection::vec(any::<u8>(), 0..8)),
+            ),
+            0..3,
+        ),
     )
 }
 

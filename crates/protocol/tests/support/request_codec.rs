@@ -29,11 +29,18 @@ pub enum Checked {
 }
 
 fn encode_message<M: Encodable>(message: &M, version: i16, what: &str) -> Result<BytesMut, String> {
-    let size = message.compute_size(version).map_err(|e| format!("{what}: compute_size failed after a successful decode: {e}"))?;
+    let size = message
+        .compute_size(version)
+        .map_err(|e| format!("{what}: compute_size failed after a successful decode: {e}"))?;
     let mut out = BytesMut::with_capacity(size);
-    message.encode(&mut out, version).map_err(|e| format!("{what}: encode failed after a successful decode: {e}"))?;
+    message
+        .encode(&mut out, version)
+        .map_err(|e| format!("{what}: encode failed after a successful decode: {e}"))?;
     if out.len() != size {
-        return Err(format!("{what}: compute_size said {size} bytes, encode wrote {}", out.len()));
+        return Err(format!(
+            "{what}: compute_size said {size} bytes, encode wrote {}",
+            out.len()
+        ));
     }
     Ok(out)
 }
@@ -44,24 +51,38 @@ fn same<M: PartialEq + Debug>(a: &M, b: &M) -> bool {
 }
 
 /// Encode `first` (decoded from the wire), decode the result, and check both agree.
-fn round_trip_decoded<M: Encodable + Decodable + PartialEq + Debug>(first: &M, version: i16, what: &str) -> Result<(), String> {
+fn round_trip_decoded<M: Encodable + Decodable + PartialEq + Debug>(
+    first: &M,
+    version: i16,
+    what: &str,
+) -> Result<(), String> {
     let encoded = encode_message(first, version, what)?;
     let mut again = encoded.clone().freeze();
     let second = M::decode(&mut again, version).map_err(|e| format!("{what}: re-encoded bytes do not decode: {e}\n  first: {first:?}\n  bytes: {encoded:02x?}"))?;
     if !again.is_empty() {
-        return Err(format!("{what}: {} bytes left over after decoding the re-encoded message", again.len()));
+        return Err(format!(
+            "{what}: {} bytes left over after decoding the re-encoded message",
+            again.len()
+        ));
     }
     if !same(first, &second) {
-        return Err(format!("{what}: round trip changed the message\n  first:  {first:?}\n  second: {second:?}"));
+        return Err(format!(
+            "{what}: round trip changed the message\n  first:  {first:?}\n  second: {second:?}"
+        ));
     }
     let encoded_again = encode_message(&second, version, what)?;
     if encoded_again != encoded {
-        return Err(format!("{what}: re-encoding is not stable\n  {encoded:02x?}\n  {encoded_again:02x?}"));
+        return Err(format!(
+            "{what}: re-encoding is not stable\n  {encoded:02x?}\n  {encoded_again:02x?}"
+        ));
     }
     Ok(())
 }
 
-fn body_round_trip<R: Request + PartialEq + Debug>(version: i16, mut body: Bytes) -> Result<Checked, String> {
+fn body_round_trip<R: Request + PartialEq + Debug>(
+    version: i16,
+    mut body: Bytes,
+) -> Result<Checked, String> {
     let Ok(first) = R::decode(&mut body, version) else {
         return Ok(Checked::BodyRejected);
     };
@@ -112,33 +133,93 @@ macro_rules! all_requests {
 }
 
 all_requests!(
-    ProduceRequest, FetchRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
-    OffsetFetchRequest, FindCoordinatorRequest, JoinGroupRequest, HeartbeatRequest,
-    LeaveGroupRequest, SyncGroupRequest, DescribeGroupsRequest, ListGroupsRequest,
-    SaslHandshakeRequest, ApiVersionsRequest, CreateTopicsRequest, DeleteTopicsRequest,
-    DeleteRecordsRequest, InitProducerIdRequest, OffsetForLeaderEpochRequest,
-    AddPartitionsToTxnRequest, AddOffsetsToTxnRequest, EndTxnRequest,
-    WriteTxnMarkersRequest, TxnOffsetCommitRequest, DescribeAclsRequest,
-    CreateAclsRequest, DeleteAclsRequest, DescribeConfigsRequest, AlterConfigsRequest,
-    AlterReplicaLogDirsRequest, DescribeLogDirsRequest, SaslAuthenticateRequest,
-    CreatePartitionsRequest, CreateDelegationTokenRequest, RenewDelegationTokenRequest,
-    ExpireDelegationTokenRequest, DescribeDelegationTokenRequest, DeleteGroupsRequest,
-    ElectLeadersRequest, IncrementalAlterConfigsRequest, AlterPartitionReassignmentsRequest,
-    ListPartitionReassignmentsRequest, OffsetDeleteRequest, DescribeClientQuotasRequest,
-    AlterClientQuotasRequest, DescribeUserScramCredentialsRequest,
-    AlterUserScramCredentialsRequest, VoteRequest, BeginQuorumEpochRequest,
-    EndQuorumEpochRequest, DescribeQuorumRequest, AlterPartitionRequest, UpdateFeaturesRequest,
-    EnvelopeRequest, FetchSnapshotRequest, DescribeClusterRequest, DescribeProducersRequest,
-    BrokerRegistrationRequest, BrokerHeartbeatRequest, UnregisterBrokerRequest,
-    DescribeTransactionsRequest, ListTransactionsRequest, AllocateProducerIdsRequest,
-    ConsumerGroupHeartbeatRequest, ConsumerGroupDescribeRequest, ControllerRegistrationRequest,
-    GetTelemetrySubscriptionsRequest, PushTelemetryRequest, AssignReplicasToDirsRequest,
-    ListConfigResourcesRequest, DescribeTopicPartitionsRequest, ShareGroupHeartbeatRequest,
-    ShareGroupDescribeRequest, ShareFetchRequest, ShareAcknowledgeRequest, AddRaftVoterRequest,
-    RemoveRaftVoterRequest, UpdateRaftVoterRequest, InitializeShareGroupStateRequest,
-    ReadShareGroupStateRequest, WriteShareGroupStateRequest, DeleteShareGroupStateRequest,
-    ReadShareGroupStateSummaryRequest, DescribeShareGroupOffsetsRequest,
-    AlterShareGroupOffsetsRequest, DeleteShareGroupOffsetsRequest,
+    ProduceRequest,
+    FetchRequest,
+    ListOffsetsRequest,
+    MetadataRequest,
+    OffsetCommitRequest,
+    OffsetFetchRequest,
+    FindCoordinatorRequest,
+    JoinGroupRequest,
+    HeartbeatRequest,
+    LeaveGroupRequest,
+    SyncGroupRequest,
+    DescribeGroupsRequest,
+    ListGroupsRequest,
+    SaslHandshakeRequest,
+    ApiVersionsRequest,
+    CreateTopicsRequest,
+    DeleteTopicsRequest,
+    DeleteRecordsRequest,
+    InitProducerIdRequest,
+    OffsetForLeaderEpochRequest,
+    AddPartitionsToTxnRequest,
+    AddOffsetsToTxnRequest,
+    EndTxnRequest,
+    WriteTxnMarkersRequest,
+    TxnOffsetCommitRequest,
+    DescribeAclsRequest,
+    CreateAclsRequest,
+    DeleteAclsRequest,
+    DescribeConfigsRequest,
+    AlterConfigsRequest,
+    AlterReplicaLogDirsRequest,
+    DescribeLogDirsRequest,
+    SaslAuthenticateRequest,
+    CreatePartitionsRequest,
+    CreateDelegationTokenRequest,
+    RenewDelegationTokenRequest,
+    ExpireDelegationTokenRequest,
+    DescribeDelegationTokenRequest,
+    DeleteGroupsRequest,
+    ElectLeadersRequest,
+    IncrementalAlterConfigsRequest,
+    AlterPartitionReassignmentsRequest,
+    ListPartitionReassignmentsRequest,
+    OffsetDeleteRequest,
+    DescribeClientQuotasRequest,
+    AlterClientQuotasRequest,
+    DescribeUserScramCredentialsRequest,
+    AlterUserScramCredentialsRequest,
+    VoteRequest,
+    BeginQuorumEpochRequest,
+    EndQuorumEpochRequest,
+    DescribeQuorumRequest,
+    AlterPartitionRequest,
+    UpdateFeaturesRequest,
+    EnvelopeRequest,
+    FetchSnapshotRequest,
+    DescribeClusterRequest,
+    DescribeProducersRequest,
+    BrokerRegistrationRequest,
+    BrokerHeartbeatRequest,
+    UnregisterBrokerRequest,
+    DescribeTransactionsRequest,
+    ListTransactionsRequest,
+    AllocateProducerIdsRequest,
+    ConsumerGroupHeartbeatRequest,
+    ConsumerGroupDescribeRequest,
+    ControllerRegistrationRequest,
+    GetTelemetrySubscriptionsRequest,
+    PushTelemetryRequest,
+    AssignReplicasToDirsRequest,
+    ListConfigResourcesRequest,
+    DescribeTopicPartitionsRequest,
+    ShareGroupHeartbeatRequest,
+    ShareGroupDescribeRequest,
+    ShareFetchRequest,
+    ShareAcknowledgeRequest,
+    AddRaftVoterRequest,
+    RemoveRaftVoterRequest,
+    UpdateRaftVoterRequest,
+    InitializeShareGroupStateRequest,
+    ReadShareGroupStateRequest,
+    WriteShareGroupStateRequest,
+    DeleteShareGroupStateRequest,
+    ReadShareGroupStateSummaryRequest,
+    DescribeShareGroupOffsetsRequest,
+    AlterShareGroupOffsetsRequest,
+    DeleteShareGroupOffsetsRequest,
 );
 
 /// One request frame without its size prefix, as the broker's reader hands it
@@ -146,20 +227,29 @@ all_requests!(
 pub fn check_frame(frame: Bytes) -> Result<Checked, String> {
     let request = match frame::parse_request(frame) {
         Ok(request) => request,
-        Err(FrameError::TooShort(_) | FrameError::UnknownApiKey { .. } | FrameError::MalformedHeader { .. }) => {
+        Err(
+            FrameError::TooShort(_)
+            | FrameError::UnknownApiKey { .. }
+            | FrameError::MalformedHeader { .. },
+        ) => {
             return Ok(Checked::HeaderRejected);
         }
     };
     let key = request.api_key as i16;
     let version = request.api_version();
     if request.header.request_api_key != key || request.header.request_api_version != version {
-        return Err(format!("header decoded as key {} v{}, the frame says {key} v{version}", request.header.request_api_key, request.header.request_api_version));
+        return Err(format!(
+            "header decoded as key {} v{}, the frame says {key} v{version}",
+            request.header.request_api_key, request.header.request_api_version
+        ));
     }
     let header_version = request.api_key.request_header_version(version);
     round_trip_decoded(&request.header, header_version, "RequestHeader")?;
     match check_body(key, version, request.body) {
         Some(result) => result,
-        None => Err(format!("parse_request accepted api key {key}, which has no request type")),
+        None => Err(format!(
+            "parse_request accepted api key {key}, which has no request type"
+        )),
     }
 }
 
@@ -191,7 +281,9 @@ pub fn default_frame(api_key: i16, version: i16, correlation_id: i32) -> Option<
         .with_request_api_key(api_key)
         .with_request_api_version(version)
         .with_correlation_id(correlation_id)
-        .with_client_id(Some(protocol::kafka::protocol::StrBytes::from_static_str("fuzz")));
+        .with_client_id(Some(protocol::kafka::protocol::StrBytes::from_static_str(
+            "fuzz",
+        )));
     let header_version = key.request_header_version(version);
     let mut out = BytesMut::new();
     header.encode(&mut out, header_version).ok()?;
