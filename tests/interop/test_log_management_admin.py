@@ -4,6 +4,8 @@ files removed, new partitions usable and configured like the topic, sizes equal 
 files on disk."""
 from __future__ import annotations
 
+import os
+
 import pytest
 from confluent_kafka import OFFSET_END, ElectionType, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import NewPartitions
@@ -183,6 +185,13 @@ def test_describe_log_dirs_sizes_are_the_files_on_disk(broker, topic):
     on_disk = {p: sum(size for _, size in segments(broker.partition_dir(topic, p))) for p in (0, 1)}
     assert sizes == on_disk and on_disk[0] > on_disk[1] > 0, (sizes, on_disk)
     assert all(p["offset_lag"] == 0 and p["is_future_key"] is False for p in t["partitions"])
+    # v4: the file system's size and the space left to the broker, as Kafka's FileStore gives
+    # them (statvfs: blocks and blocks available to unprivileged users, times the block size).
+    st = os.statvfs(broker.data_dir)
+    assert log_dir["total_bytes"] == st.f_blocks * st.f_frsize
+    free = st.f_bavail * st.f_frsize
+    assert 0 < log_dir["usable_bytes"] <= log_dir["total_bytes"]
+    assert abs(log_dir["usable_bytes"] - free) < 64 * 1024 * 1024, (log_dir["usable_bytes"], free)
 
 
 def test_describe_cluster_with_both_clients(broker):

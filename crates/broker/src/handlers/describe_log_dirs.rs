@@ -80,14 +80,21 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
                         )
                 })
                 .collect();
-            // Free space needs statvfs (unsafe FFI, which this crate does not
-            // allow): -1 means unknown, as Kafka's field default.
+            // As Kafka's FileStore total and usable space; -1 (unknown, the
+            // field's default) when the file system cannot be asked.
+            let (total, usable) = match rustix::fs::statvfs(dir.as_str()) {
+                Ok(fs) => (
+                    fs.f_blocks.saturating_mul(fs.f_frsize) as i64,
+                    fs.f_bavail.saturating_mul(fs.f_frsize) as i64,
+                ),
+                Err(_) => (-1, -1),
+            };
             DescribeLogDirsResult::default()
                 .with_error_code(0)
                 .with_log_dir(StrBytes::from_string(dir))
                 .with_topics(topics)
-                .with_total_bytes(-1)
-                .with_usable_bytes(-1)
+                .with_total_bytes(total)
+                .with_usable_bytes(usable)
         })
         .collect();
     ctx.respond(
