@@ -72,7 +72,7 @@ pub async fn serve_connection(broker: Arc<Broker>, stream: TcpStream, peer: Sock
     let (read_half, write_half) = stream.into_split();
     let queue = broker.config.queued_max_requests.clamp(1, 1024);
     let (request_tx, mut request_rx) = mpsc::channel::<Bytes>(queue);
-    let (response_tx, response_rx) = mpsc::channel::<BytesMut>(queue);
+    let (response_tx, response_rx) = mpsc::channel::<Outgoing>(queue);
     let idle = Duration::from_millis(broker.config.connections_max_idle_ms.max(1));
     let max_request = broker.config.socket_request_max_bytes;
     let reader = tokio::spawn(read_frames(read_half, request_tx, idle, max_request, peer));
@@ -102,7 +102,16 @@ pub async fn serve_connection(broker: Arc<Broker>, stream: TcpStream, peer: Sock
         };
         match handlers::dispatch(&broker, request, peer).await {
             Reply::Frame(bytes) => {
-                if response_tx.send(bytes).await.is_err() {
+                if response_tx
+                    .send(Outgoing::Frame(bytes.freeze()))
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+            }
+            Reply::Chunks(chunks) => {
+                if response_tx.send(Outgoing::Chunks(chunks)).await.is_err() {
                     break;
                 }
             }
@@ -165,15 +174,37 @@ async fn read_frames(
     }
 }
 
-async fn write_responses(socket: OwnedWriteHalf, mut responses: mpsc::Receiver<BytesMut>) {
+/// A response on its way to the socket.
+enum Outgoing {
+    Frame(Bytes),
+    Chunks(Vec<Bytes>),
+}
+
+impl Outgoing {
+    /// Writes the response; chunks larger than the buffer go to the socket
+    /// directly from their own memory (BufWriter passes them through).
+    async fn write_to(&self, socket: &mut BufWriter<OwnedWriteHalf>) -> std::io::Result<()> {
+        match self {
+            Outgoing::Frame(bytes) => socket.write_all(bytes).await,
+            Outgoing::Chunks(chunks) => {
+                for chunk in chunks {
+                    socket.write_all(chunk).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+async fn write_responses(socket: OwnedWriteHalf, mut responses: mpsc::Receiver<Outgoing>) {
     let mut socket = BufWriter::with_capacity(64 * 1024, socket);
     while let Some(response) = responses.recv().await {
-        if socket.write_all(&response).await.is_err() {
+        if response.write_to(&mut socket).await.is_err() {
             return;
         }
         // Coalesce: flush only when nothing else is ready to go.
         while let Ok(next) = responses.try_recv() {
-            if socket.write_all(&next).await.is_err() {
+            if next.write_to(&mut socket).await.is_err() {
                 return;
             }
         }

@@ -6,6 +6,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod error_code;
+pub mod fetch_frame;
 pub mod frame;
 pub mod records;
 pub mod time;

@@ -283,10 +283,21 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
     for (item, data) in items.iter().zip(partitions) {
         responses[item.topic_index].partitions.push(data);
     }
-    ctx.respond(
-        &FetchResponse::default()
-            .with_error_code(ErrorCode::None.code())
-            .with_session_id(0)
-            .with_responses(responses),
-    )
+    // The records go to the socket as the Bytes read from the log, not copied into
+    // the frame (protocol::fetch_frame).
+    let response = FetchResponse::default()
+        .with_error_code(ErrorCode::None.code())
+        .with_session_id(0)
+        .with_responses(responses);
+    match protocol::fetch_frame::encode_fetch_response(
+        ctx.api_version,
+        ctx.correlation_id,
+        response,
+    ) {
+        Ok(chunks) => Reply::Chunks(chunks),
+        Err(e) => {
+            tracing::error!(error = %e, "failed to encode a fetch response; closing the connection");
+            Reply::Close(e.to_string())
+        }
+    }
 }

@@ -120,6 +120,9 @@ pub fn spec_for(key: ApiKey) -> Option<&'static ApiSpec> {
 pub enum Reply {
     /// A whole response frame, size prefix included.
     Frame(BytesMut),
+    /// A whole response frame in chunks to write in order (Fetch: the records are
+    /// shared with the log read, not copied).
+    Chunks(Vec<Bytes>),
     /// No response (Produce with acks=0).
     Nothing,
     /// Close the connection (after the responses already queued).
