@@ -198,6 +198,16 @@ impl ProducerStateManager {
             return Ok(SequenceCheck::Accept);
         };
         if let Some((_, coordinator_epoch)) = control {
+            // Kafka's appendEndTxnMarker: a marker from an older producer epoch is
+            // refused (a fenced coordinator or a stale admin abort)...
+            if header.producer_epoch < entry.producer_epoch {
+                return Err(ProducerError::InvalidProducerEpoch {
+                    producer_id,
+                    epoch: header.producer_epoch,
+                    current: entry.producer_epoch,
+                });
+            }
+            // ...and so is one from an older coordinator epoch.
             if coordinator_epoch < entry.coordinator_epoch {
                 return Err(ProducerError::CoordinatorFenced {
                     producer_id,

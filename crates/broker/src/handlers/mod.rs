@@ -49,6 +49,7 @@ pub mod offset_fetch;
 pub mod produce;
 pub mod sync_group;
 pub mod txn_offset_commit;
+pub mod write_txn_markers;
 
 /// The versions of one API this broker serves.
 #[derive(Debug, Clone, Copy)]
@@ -96,6 +97,7 @@ pub const APIS: &[ApiSpec] = &[
     add_partitions_to_txn::API,
     add_offsets_to_txn::API,
     end_txn::API,
+    write_txn_markers::API,
     txn_offset_commit::API,
     describe_configs::API,
     alter_configs::API,
@@ -217,6 +219,7 @@ pub async fn dispatch(broker: &Arc<Broker>, request: RequestFrame, peer: SocketA
         ApiKey::AddOffsetsToTxn => add_offsets_to_txn::handle(&ctx, body).await,
         ApiKey::EndTxn => end_txn::handle(&ctx, body).await,
         ApiKey::TxnOffsetCommit => txn_offset_commit::handle(&ctx, body).await,
+        ApiKey::WriteTxnMarkers => write_txn_markers::handle(&ctx, body).await,
         ApiKey::DescribeProducers => describe_producers::handle(&ctx, body).await,
         ApiKey::DescribeTransactions => describe_transactions::handle(&ctx, body).await,
         ApiKey::ListTransactions => list_transactions::handle(&ctx, body).await,
