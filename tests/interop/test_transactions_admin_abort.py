@@ -14,6 +14,7 @@ from kafka import TopicPartition as KpTP
 from kafka.admin import AbortTransactionSpec
 
 from kclients import cf_producer
+from rivulet_harness import broker_binary, run_tool
 from kwire import Conn, compact_string, uvarint
 from test_transactions_support import (NONE, TXN_BROKER, cf_send_all, create_topic, hwm, idem_batch, kp_admin,
                                        kp_read_topic, lso, raw, raw_init_pid, raw_produce, read_partition)
@@ -165,4 +166,33 @@ def test_hand_encoded_markers_abort_and_commit_with_epochs_checked(broker, topic
     assert (lso(b, topic, 0), hwm(b, topic, 0)) == (5, 5)
     assert committed(b, topic) == [b"a", b"committed"]
     assert uncommitted(b, topic) == [b"a", b"aborted", b"committed"]
+    assert open_transactions(b, topic) == {}
+
+
+def test_rivulet_cli_finds_and_aborts_a_hanging_transaction(broker, topic):
+    """rivulet-client through `rivulet transactions describe-producers|abort`, as an operator
+    uses kafka-transactions.sh: find the producer holding the LSO, abort by start offset."""
+    from test_transactions_rust_client import cli
+    b = broker.bootstrap
+    create_topic(b, topic, 1)
+    plain(b, topic, [b"a"])
+    pid, epoch, first = hanging(b, topic, b"stuck")
+    plain(b, topic, [b"b"])
+    assert (first, lso(b, topic, 0)) == (1, 1)
+    rows = [line.split() for line in cli(["transactions", "describe-producers", "-b", b, "--topic", topic,
+                                          "--partition", "0"]).splitlines()]
+    assert rows[0][0] == "PRODUCER-ID" and rows[0][-1] == "CURRENT-TRANSACTION-START-OFFSET"
+    # The raw producer's own row, open at offset 1: epoch, no marker seen yet (coordinator
+    # epoch -1), last sequence 0, its batch's timestamp, the transaction's first offset.
+    (row,) = [r for r in rows[1:] if r[0] == str(pid)]
+    assert row[:4] == [str(pid), str(epoch), "-1", "0"] and int(row[4]) > 0 and row[5] == "1", row
+    # An offset where no transaction starts is a usage error naming what to look at.
+    res = run_tool([str(broker_binary()), "transactions", "abort", "-b", b, "--topic", topic, "--partition", "0",
+                    "--start-offset", "2"], timeout=60, check=False)
+    assert res.returncode == 2 and b"describe-producers" in res.stderr, res.stderr
+    out = cli(["transactions", "abort", "-b", b, "--topic", topic, "--partition", "0", "--start-offset", "1"])
+    assert f"producer {pid} (epoch {epoch})" in out, out
+    assert (lso(b, topic, 0), hwm(b, topic, 0)) == (4, 4)
+    assert committed(b, topic) == [b"a", b"b"]
+    assert uncommitted(b, topic) == [b"a", b"stuck", b"b"]
     assert open_transactions(b, topic) == {}

@@ -1,9 +1,11 @@
-//! `rivulet configs describe|alter`, `rivulet transactions list|describe` and
+//! `rivulet configs describe|alter`, `rivulet transactions
+//! list|describe|describe-producers|abort` and
 //! `rivulet cluster describe`: Kafka's `kafka-configs.sh`,
 //! `kafka-transactions.sh` and `kafka-cluster.sh`/`kafka-metadata` views.
 
 use clap::{Args, Subcommand};
-use rivulet_client::admin::{AlterConfigOp, ConfigResource};
+use protocol::TopicPartition;
+use rivulet_client::admin::{AbortTransactionSpec, AlterConfigOp, ConfigResource};
 use rivulet_client::Admin;
 
 use crate::common::{print_table, CliError, CliResult, ConnectArgs};
@@ -143,6 +145,32 @@ enum TransactionsCommand {
         #[arg(long = "transactional-id", required = true)]
         transactional_id: String,
     },
+    /// The producers a partition's leader knows, with any open transaction's first
+    /// offset (what holds the last stable offset back).
+    DescribeProducers {
+        #[arg(long)]
+        topic: String,
+        #[arg(long)]
+        partition: i32,
+    },
+    /// Aborts a hanging transaction on one partition (a transaction no coordinator
+    /// will end): by the first offset of the open transaction, or by producer id,
+    /// producer epoch and coordinator epoch, as `kafka-transactions.sh abort`.
+    Abort {
+        #[arg(long)]
+        topic: String,
+        #[arg(long)]
+        partition: i32,
+        /// The open transaction's first offset (see describe-producers).
+        #[arg(long = "start-offset", conflicts_with_all = ["producer_id", "producer_epoch", "coordinator_epoch"])]
+        start_offset: Option<i64>,
+        #[arg(long = "producer-id", requires_all = ["producer_epoch", "coordinator_epoch"])]
+        producer_id: Option<i64>,
+        #[arg(long = "producer-epoch")]
+        producer_epoch: Option<i16>,
+        #[arg(long = "coordinator-epoch")]
+        coordinator_epoch: Option<i32>,
+    },
 }
 
 pub async fn transactions(args: TransactionsArgs) -> CliResult {
@@ -199,6 +227,91 @@ pub async fn transactions(args: TransactionsArgs) -> CliResult {
                     "PARTITIONS",
                 ],
                 &rows,
+            );
+        }
+        TransactionsCommand::DescribeProducers { topic, partition } => {
+            let tp = TopicPartition::new(topic.as_str(), partition);
+            let producers = admin.describe_producers(std::slice::from_ref(&tp)).await?;
+            let rows: Vec<Vec<String>> = producers
+                .get(&tp)
+                .into_iter()
+                .flatten()
+                .map(|p| {
+                    vec![
+                        p.producer_id.to_string(),
+                        p.producer_epoch.to_string(),
+                        p.coordinator_epoch.to_string(),
+                        p.last_sequence.to_string(),
+                        p.last_timestamp.to_string(),
+                        p.current_transaction_start_offset
+                            .map_or("None".to_string(), |o| o.to_string()),
+                    ]
+                })
+                .collect();
+            print_table(
+                &[
+                    "PRODUCER-ID",
+                    "PRODUCER-EPOCH",
+                    "LATEST-COORDINATOR-EPOCH",
+                    "LAST-SEQUENCE",
+                    "LAST-TIMESTAMP",
+                    "CURRENT-TRANSACTION-START-OFFSET",
+                ],
+                &rows,
+            );
+        }
+        TransactionsCommand::Abort {
+            topic,
+            partition,
+            start_offset,
+            producer_id,
+            producer_epoch,
+            coordinator_epoch,
+        } => {
+            let tp = TopicPartition::new(topic.as_str(), partition);
+            let spec = match (start_offset, producer_id, producer_epoch, coordinator_epoch) {
+                (Some(offset), None, None, None) => {
+                    let producers = admin.describe_producers(std::slice::from_ref(&tp)).await?;
+                    let found = producers
+                        .get(&tp)
+                        .into_iter()
+                        .flatten()
+                        .find(|p| p.current_transaction_start_offset == Some(offset))
+                        .ok_or_else(|| {
+                            CliError::Usage(format!(
+                                "no open transaction on {tp} starts at offset {offset} \
+                                 (see `rivulet transactions describe-producers`)"
+                            ))
+                        })?;
+                    AbortTransactionSpec {
+                        partition: tp.clone(),
+                        producer_id: found.producer_id,
+                        producer_epoch: i16::try_from(found.producer_epoch).map_err(|_| {
+                            CliError::Usage(format!("producer epoch {} out of range", found.producer_epoch))
+                        })?,
+                        coordinator_epoch: found.coordinator_epoch,
+                    }
+                }
+                (None, Some(producer_id), Some(producer_epoch), Some(coordinator_epoch)) => {
+                    AbortTransactionSpec {
+                        partition: tp.clone(),
+                        producer_id,
+                        producer_epoch,
+                        coordinator_epoch,
+                    }
+                }
+                _ => {
+                    return Err(CliError::Usage(
+                        "give --start-offset, or --producer-id, --producer-epoch and --coordinator-epoch"
+                            .into(),
+                    ))
+                }
+            };
+            admin.abort_transaction(&spec).await?;
+            outln!(
+                "Aborted the transaction of producer {} (epoch {}) on {tp}.",
+                spec.producer_id,
+                spec.producer_epoch
             );
         }
     }

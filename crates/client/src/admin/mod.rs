@@ -20,6 +20,7 @@
 //! ```
 
 pub mod groups;
+pub mod producers;
 pub mod resources;
 
 use std::collections::BTreeMap;
@@ -42,6 +43,7 @@ use crate::error::{ClientError, Result};
 use crate::rpc::{sb, topic_name};
 
 pub use groups::{ConsumerGroupDescription, GroupListing, MemberDescription};
+pub use producers::{AbortTransactionSpec, ProducerState};
 pub use resources::{
     AlterConfigOp, ConfigEntry, ConfigResource, ResourceType, TransactionDescription,
     TransactionListing,
