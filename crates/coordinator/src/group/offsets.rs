@@ -695,15 +695,32 @@ impl GroupCoordinator {
         Ok(())
     }
 
-    /// Expires offsets past `offsets.retention.minutes`: for a group that has been
-    /// empty that long, all its offsets; for a group that never used the group
-    /// protocol (standalone commits), each offset by its commit time. An empty group
-    /// with no offsets left is removed.
+    /// Expires offsets past `offsets.retention.minutes`, as Kafka does (KIP-211):
+    /// for a group that has been empty that long, all its offsets; for a group that
+    /// never used the group protocol (standalone commits), each offset by its commit
+    /// time; for a Stable consumer group, the offsets of topics no member subscribes
+    /// to any more, by their commit time (when every member's subscription can be
+    /// read; otherwise none). An empty group with no offsets left is removed.
     pub(crate) fn expire_offsets(&mut self, now: i64) {
         let retention = self.config.offsets_retention_ms;
         let group_ids: Vec<String> = self.groups.keys().cloned().collect();
         for group_id in group_ids {
             let group = &self.groups[&group_id];
+            if group.is(GroupState::Stable) && group.protocol_type.as_deref() == Some("consumer") {
+                let Some(subscribed) = all_subscriptions(group) else {
+                    continue;
+                };
+                let expired: Vec<(String, i32)> = group
+                    .offsets
+                    .iter()
+                    .filter(|((topic, _), c)| {
+                        !subscribed.contains(topic) && now - c.commit_timestamp_ms >= retention
+                    })
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                self.remove_expired(&group_id, expired, false);
+                continue;
+            }
             if !group.is(GroupState::Empty) {
                 continue;
             }
@@ -720,46 +737,72 @@ impl GroupCoordinator {
                 Vec::new()
             };
             let remove_group = expired.len() == group.offsets.len();
-            if expired.is_empty() && !remove_group {
-                continue;
-            }
-            let mut records: Vec<(Bytes, Option<Bytes>)> = expired
-                .iter()
-                .map(|(topic, partition)| {
-                    (
-                        OffsetsKey::Offset {
-                            group: group_id.clone(),
-                            topic: topic.clone(),
-                            partition: *partition,
-                        }
-                        .encode(),
-                        None,
-                    )
-                })
-                .collect();
-            if remove_group {
-                records.push((
-                    OffsetsKey::Group {
+            self.remove_expired(&group_id, expired, remove_group);
+        }
+    }
+
+    /// Writes tombstones for expired offsets (and the group, when `remove_group`),
+    /// then forgets them.
+    fn remove_expired(&mut self, group_id: &str, expired: Vec<(String, i32)>, remove_group: bool) {
+        let group_id = group_id.to_string();
+        if expired.is_empty() && !remove_group {
+            return;
+        }
+        let mut records: Vec<(Bytes, Option<Bytes>)> = expired
+            .iter()
+            .map(|(topic, partition)| {
+                (
+                    OffsetsKey::Offset {
                         group: group_id.clone(),
+                        topic: topic.clone(),
+                        partition: *partition,
                     }
                     .encode(),
                     None,
-                ));
-            }
-            if let Err(e) = self.log.append(self.partition_for(&group_id), &records) {
-                tracing::warn!(group = %group_id, error = %e, "expiring offsets failed; will retry");
-                continue;
-            }
-            tracing::info!(group = %group_id, expired = expired.len(), removed = remove_group, "expired committed offsets");
-            if remove_group {
-                self.groups.remove(&group_id);
-            } else if let Some(group) = self.groups.get_mut(&group_id) {
-                for key in expired {
-                    group.offsets.remove(&key);
+                )
+            })
+            .collect();
+        if remove_group {
+            records.push((
+                OffsetsKey::Group {
+                    group: group_id.clone(),
                 }
+                .encode(),
+                None,
+            ));
+        }
+        if let Err(e) = self.log.append(self.partition_for(&group_id), &records) {
+            tracing::warn!(group = %group_id, error = %e, "expiring offsets failed; will retry");
+            return;
+        }
+        tracing::info!(group = %group_id, expired = expired.len(), removed = remove_group, "expired committed offsets");
+        if remove_group {
+            self.groups.remove(&group_id);
+        } else if let Some(group) = self.groups.get_mut(&group_id) {
+            for key in expired {
+                group.offsets.remove(&key);
             }
         }
     }
+}
+
+/// Every topic the members subscribe to, or `None` when a member's subscription
+/// cannot be read (then nothing may be expired as unsubscribed, as in Kafka, whose
+/// `subscribedTopics` is then undefined).
+fn all_subscriptions(group: &Group) -> Option<BTreeSet<String>> {
+    let protocol = group.protocol_name.clone()?;
+    let mut topics = BTreeSet::new();
+    for member in group.members.values() {
+        let mut bytes = member.metadata_for(&protocol)?.clone();
+        if bytes.len() < 2 {
+            return None;
+        }
+        let version = bytes::Buf::get_i16(&mut bytes);
+        let subscription =
+            ConsumerProtocolSubscription::decode(&mut bytes, version.clamp(0, 3)).ok()?;
+        topics.extend(subscription.topics.iter().map(|t| t.to_string()));
+    }
+    Some(topics)
 }
 
 /// Topics the members of a consumer-protocol group subscribe to, read from their

@@ -597,6 +597,116 @@ fn offsets_of_a_group_empty_longer_than_the_retention_expire() {
     assert!(h.coordinator.group("solo").is_none());
 }
 
+/// A ConsumerProtocolSubscription v0 for `topics` (no user data).
+fn subscription(topics: &[&str]) -> Vec<u8> {
+    let mut out = vec![0, 0];
+    out.extend_from_slice(&(topics.len() as i32).to_be_bytes());
+    for topic in topics {
+        out.extend_from_slice(&(topic.len() as i16).to_be_bytes());
+        out.extend_from_slice(topic.as_bytes());
+    }
+    out.extend_from_slice(&(-1i32).to_be_bytes());
+    out
+}
+
+#[test]
+fn a_stable_groups_offsets_of_unsubscribed_topics_expire_by_commit_time() {
+    // KIP-211: while the group is Stable, the offsets of topics no member subscribes to
+    // any more expire `offsets.retention.minutes` after their commit; the subscribed
+    // topics' offsets stay however old.
+    let mut h = Harness::new(GroupConfig {
+        offsets_retention_ms: 60_000,
+        offsets_retention_check_interval_ms: 1_000,
+        initial_rebalance_delay_ms: 0,
+        ..GroupConfig::default()
+    });
+    let sub = subscription(&["a"]);
+    let protocols: &[(&str, &[u8])] = &[("range", &sub)];
+    let join = h.join_new(protocols);
+    h.advance(0);
+    let member = take(&join).expect("joined").member_id;
+    take(&h.sync(&member, 1, &[(member.as_str(), b"asg")])).expect("synced");
+    assert_eq!(h.state(), GroupState::Stable);
+    let entry = |topic: &str| OffsetCommitEntry {
+        topic: topic.into(),
+        partition: 0,
+        offset: 5,
+        leader_epoch: -1,
+        metadata: None,
+    };
+    // "b": committed while it was still subscribed (say), "a" is subscribed now.
+    let codes = h
+        .coordinator
+        .commit_offsets("g", &member, None, 1, &[entry("a"), entry("b")]);
+    assert_eq!(codes, vec![ErrorCode::None, ErrorCode::None]);
+    for _ in 0..59 {
+        h.advance(1_000);
+        h.coordinator.heartbeat("g", &member, None, 1);
+    }
+    assert_eq!(committed_count(&h), 2, "not yet");
+    h.advance(1_000);
+    h.coordinator.heartbeat("g", &member, None, 1);
+    let left: Vec<String> = h
+        .coordinator
+        .fetch_offsets("g", None)
+        .into_iter()
+        .filter(|(_, _, committed)| committed.is_some())
+        .map(|(topic, _, _)| topic)
+        .collect();
+    assert_eq!(
+        left,
+        vec!["a".to_string()],
+        "only the unsubscribed topic's offset expired"
+    );
+    assert_eq!(h.state(), GroupState::Stable);
+    // One tombstone in the log, so a reload agrees.
+    let tombstones = h
+        .log
+        .records
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, _, value)| value.is_none())
+        .count();
+    assert_eq!(tombstones, 1);
+}
+
+#[test]
+fn a_stable_group_with_an_unreadable_subscription_expires_nothing() {
+    let mut h = Harness::new(GroupConfig {
+        offsets_retention_ms: 60_000,
+        offsets_retention_check_interval_ms: 1_000,
+        initial_rebalance_delay_ms: 0,
+        ..GroupConfig::default()
+    });
+    let join = h.join_new(RANGE); // metadata b"sub": not a ConsumerProtocolSubscription
+    h.advance(0);
+    let member = take(&join).expect("joined").member_id;
+    take(&h.sync(&member, 1, &[(member.as_str(), b"asg")])).expect("synced");
+    let entry = OffsetCommitEntry {
+        topic: "b".into(),
+        partition: 0,
+        offset: 5,
+        leader_epoch: -1,
+        metadata: None,
+    };
+    h.coordinator
+        .commit_offsets("g", &member, None, 1, &[entry]);
+    for _ in 0..120 {
+        h.advance(1_000);
+        h.coordinator.heartbeat("g", &member, None, 1);
+    }
+    assert_eq!(committed_count(&h), 1);
+}
+
+fn committed_count(h: &Harness) -> usize {
+    h.coordinator
+        .fetch_offsets("g", None)
+        .iter()
+        .filter(|(_, _, c)| c.is_some())
+        .count()
+}
+
 /// Two static members, Stable at generation 1; returns (leader, follower) join results.
 fn stable_static_pair(h: &mut Harness) -> (JoinResult, JoinResult) {
     let a = h.join("", Some("ia"), RANGE);
