@@ -491,9 +491,26 @@ async fn read_loop(
                 "response frame of {size} bytes (limit {max_response_bytes}, max.response.size)"
             );
         }
-        let mut frame = BytesMut::zeroed(size as usize);
-        if let Err(e) = reader.read_exact(&mut frame).await {
-            break e.to_string();
+        // Read into uninitialised capacity (zeroing it first was 8% of a consumer's CPU).
+        let size = size as usize;
+        let mut frame = BytesMut::with_capacity(size);
+        let mut failed = None;
+        while frame.len() < size {
+            let want = (size - frame.len()) as u64;
+            match (&mut reader).take(want).read_buf(&mut frame).await {
+                Ok(0) => {
+                    failed = Some("closed by the broker mid-response".to_string());
+                    break;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    failed = Some(e.to_string());
+                    break;
+                }
+            }
+        }
+        if let Some(error) = failed {
+            break error;
         }
         let correlation_id = i32::from_be_bytes([frame[0], frame[1], frame[2], frame[3]]);
         let pending = shared

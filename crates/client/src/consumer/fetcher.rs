@@ -17,7 +17,7 @@ use bytes::Bytes;
 use protocol::kafka::messages::fetch_request::{FetchPartition, FetchTopic};
 use protocol::kafka::messages::fetch_response::PartitionData;
 use protocol::kafka::messages::{BrokerId, FetchRequest, FetchResponse};
-use protocol::records::{decode_records, Batches, Header};
+use protocol::records::{decode_records_shared, Batches, Header};
 use protocol::{ErrorCode, TopicPartition};
 use tokio::task::JoinSet;
 
@@ -386,19 +386,21 @@ impl Fetcher {
                 next_offset = header.next_offset();
                 continue;
             }
-            let (_, decoded) = match decode_records(batch_bytes, 64 * 1024 * 1024) {
-                Ok(decoded) => decoded,
-                Err(e) => {
-                    events.push(FetchEvent::Error(
-                        tp.clone(),
-                        ClientError::Protocol(format!(
-                            "{tp} at offset {}: {e}",
-                            header.base_offset
-                        )),
-                    ));
-                    break;
-                }
-            };
+            // Keys and values share the response's memory (no copy per batch).
+            let (_, decoded) =
+                match decode_records_shared(&bytes.slice_ref(batch_bytes), 64 * 1024 * 1024) {
+                    Ok(decoded) => decoded,
+                    Err(e) => {
+                        events.push(FetchEvent::Error(
+                            tp.clone(),
+                            ClientError::Protocol(format!(
+                                "{tp} at offset {}: {e}",
+                                header.base_offset
+                            )),
+                        ));
+                        break;
+                    }
+                };
             let log_append_time =
                 header.timestamp_type() == protocol::records::TimestampType::LogAppendTime;
             for record in decoded.into_iter().filter(|r| r.offset >= fetch_offset) {

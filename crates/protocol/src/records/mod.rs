@@ -8,7 +8,9 @@ pub mod record;
 pub use batch::{BatchError, BatchHeader, Batches, TimestampType};
 pub use builder::{BatchBuilder, NewRecord};
 pub use compression::Compression;
-pub use record::{decode_records, skim_records, Header, Record, RecordError, RecordMeta};
+pub use record::{
+    decode_records, decode_records_shared, skim_records, Header, Record, RecordError, RecordMeta,
+};
 
 #[cfg(test)]
 mod tests;

@@ -256,6 +256,23 @@ pub fn decode_records(
     batch: &[u8],
     max_decompressed: usize,
 ) -> Result<(BatchHeader, Vec<Record>), RecordError> {
+    decode_records_with(batch, max_decompressed, Bytes::copy_from_slice)
+}
+
+/// As [`decode_records`], for a batch held in `Bytes`: the keys, values and
+/// headers of an uncompressed batch share its memory instead of a copy.
+pub fn decode_records_shared(
+    batch: &Bytes,
+    max_decompressed: usize,
+) -> Result<(BatchHeader, Vec<Record>), RecordError> {
+    decode_records_with(batch, max_decompressed, |body| batch.slice_ref(body))
+}
+
+fn decode_records_with(
+    batch: &[u8],
+    max_decompressed: usize,
+    uncompressed: impl FnOnce(&[u8]) -> Bytes,
+) -> Result<(BatchHeader, Vec<Record>), RecordError> {
     let header = BatchHeader::parse(batch)?;
     if header.size() > batch.len() {
         return Err(BatchError::Truncated {
@@ -268,7 +285,7 @@ pub fn decode_records(
     let compression = header.compression()?;
     let body = &batch[HEADER_LEN..];
     let data: Bytes = if compression == Compression::None {
-        Bytes::copy_from_slice(body)
+        uncompressed(body)
     } else {
         decompress_to_vec(compression, body, max_decompressed)
             .map_err(|e| RecordError::Decompression(e.to_string()))?
