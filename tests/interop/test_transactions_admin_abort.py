@@ -13,10 +13,12 @@ import struct
 from kafka import TopicPartition as KpTP
 from kafka.admin import AbortTransactionSpec
 
+import time
+
 from kclients import cf_producer
 from rivulet_harness import broker_binary, run_tool
 from kwire import Conn, compact_string, uvarint
-from test_transactions_support import (NONE, TXN_BROKER, cf_send_all, create_topic, hwm, idem_batch, kp_admin,
+from test_transactions_support import (NONE, TXN_BROKER, cf_send_all, cf_txn_producer, create_topic, hwm, idem_batch, kp_admin,
                                        kp_read_topic, lso, raw, raw_init_pid, raw_produce, read_partition)
 
 BROKER_OVERRIDES = TXN_BROKER
@@ -32,7 +34,8 @@ def plain(bootstrap: str, topic: str, vals: list) -> None:
     cf_send_all(producer, [(topic, 0, v) for v in vals])
 
 
-def hanging(bootstrap: str, topic: str, value: bytes, pid_epoch=None, sequence: int = 0) -> tuple:
+def hanging(bootstrap: str, topic: str, value: bytes, pid_epoch=None, sequence: int = 0,
+            partition: int = 0, timestamp=None) -> tuple:
     """Writes a transactional batch no coordinator knows of; returns (pid, epoch, offset)."""
     with raw(bootstrap) as c:
         if pid_epoch is None:
@@ -40,7 +43,8 @@ def hanging(bootstrap: str, topic: str, value: bytes, pid_epoch=None, sequence: 
             assert err == NONE
         else:
             pid, epoch = pid_epoch
-        err, offset = raw_produce(c, topic, 0, idem_batch(pid, epoch, sequence, [value], transactional=True))
+        err, offset = raw_produce(c, topic, partition, idem_batch(pid, epoch, sequence, [value], transactional=True,
+                                                                  timestamp=timestamp))
         assert err == NONE, err
     return pid, epoch, offset
 
@@ -196,3 +200,37 @@ def test_rivulet_cli_finds_and_aborts_a_hanging_transaction(broker, topic):
     assert committed(b, topic) == [b"a", b"b"]
     assert uncommitted(b, topic) == [b"a", b"stuck", b"b"]
     assert open_transactions(b, topic) == {}
+
+
+def test_rivulet_cli_finds_hanging_transactions_but_not_coordinated_ones(broker, topic):
+    """`rivulet transactions find-hanging`, as kafka-transactions.sh find-hanging: an open
+    transaction whose last write is older than --max-transaction-timeout and that no
+    coordinator has on record for its partition. A coordinated transaction with equally old
+    records is not listed."""
+    from test_transactions_rust_client import cli
+    b = broker.bootstrap
+    create_topic(b, topic, 2)
+    twenty_minutes_ago = int(time.time() * 1000) - 20 * 60_000
+    pid, epoch, start = hanging(b, topic, b"stuck", partition=0, timestamp=twenty_minutes_ago)
+    coordinated = cf_txn_producer(b, f"{topic}-tx")
+    coordinated.init_transactions(30)
+    coordinated.begin_transaction()
+    coordinated.produce(topic, b"old but coordinated", partition=1, timestamp=twenty_minutes_ago)
+    assert coordinated.flush(30) == 0
+
+    def rows(*args):
+        lines = cli(["transactions", "find-hanging", "-b", b, *args]).splitlines()
+        assert lines[0].split()[:3] == ["TOPIC", "PARTITION", "PRODUCER-ID"], lines
+        return [line.split() for line in lines[1:] if line.split() and line.split()[0] == topic]
+
+    found = rows("--topic", topic)
+    assert [r[:6] for r in found] == [[topic, "0", str(pid), str(epoch), "-1", str(start)]], found
+    assert int(found[0][7]) in (19, 20, 21)  # minutes since its last write
+    assert [r[:3] for r in rows("--broker-id", "1")] == [[topic, "0", str(pid)]]
+    assert rows("--topic", topic, "--partition", "1") == []
+    assert rows("--topic", topic, "--max-transaction-timeout", "30") == []
+
+    cli(["transactions", "abort", "-b", b, "--topic", topic, "--partition", "0", "--start-offset", str(start)])
+    assert rows("--topic", topic) == []
+    coordinated.commit_transaction(30)
+    assert (lso(b, topic, 0), lso(b, topic, 1)) == (hwm(b, topic, 0), hwm(b, topic, 1))

@@ -1,5 +1,5 @@
 //! `rivulet configs describe|alter`, `rivulet transactions
-//! list|describe|describe-producers|abort` and
+//! list|describe|describe-producers|find-hanging|abort` and
 //! `rivulet cluster describe`: Kafka's `kafka-configs.sh`,
 //! `kafka-transactions.sh` and `kafka-cluster.sh`/`kafka-metadata` views.
 
@@ -153,6 +153,22 @@ enum TransactionsCommand {
         #[arg(long)]
         partition: i32,
     },
+    /// Open transactions older than the longest a coordinator lets one run that no
+    /// coordinator has on record for their partition: hanging, and holding back the
+    /// partition's last stable offset (`kafka-transactions.sh find-hanging`).
+    FindHanging {
+        /// Every partition this broker leads.
+        #[arg(long = "broker-id", conflicts_with = "topic")]
+        broker_id: Option<i32>,
+        /// Every partition of this topic (or only --partition).
+        #[arg(long, required_unless_present = "broker_id")]
+        topic: Option<String>,
+        #[arg(long, requires = "topic")]
+        partition: Option<i32>,
+        /// Minutes; the brokers' transaction.max.timeout.ms (Kafka's default 15).
+        #[arg(long = "max-transaction-timeout", default_value_t = 15)]
+        max_transaction_timeout: i64,
+    },
     /// Aborts a hanging transaction on one partition (a transaction no coordinator
     /// will end): by the first offset of the open transaction, or by producer id,
     /// producer epoch and coordinator epoch, as `kafka-transactions.sh abort`.
@@ -260,6 +276,34 @@ pub async fn transactions(args: TransactionsArgs) -> CliResult {
                 &rows,
             );
         }
+        TransactionsCommand::FindHanging {
+            broker_id,
+            topic,
+            partition,
+            max_transaction_timeout,
+        } => {
+            let partitions =
+                hanging_candidates(&admin, broker_id, topic.as_deref(), partition).await?;
+            let rows = find_hanging(
+                &admin,
+                &partitions,
+                max_transaction_timeout.saturating_mul(60_000),
+            )
+            .await?;
+            print_table(
+                &[
+                    "TOPIC",
+                    "PARTITION",
+                    "PRODUCER-ID",
+                    "PRODUCER-EPOCH",
+                    "COORDINATOR-EPOCH",
+                    "START-OFFSET",
+                    "LAST-TIMESTAMP",
+                    "DURATION(MIN)",
+                ],
+                &rows,
+            );
+        }
         TransactionsCommand::Abort {
             topic,
             partition,
@@ -317,6 +361,102 @@ pub async fn transactions(args: TransactionsArgs) -> CliResult {
     }
     admin.close();
     Ok(())
+}
+
+/// The partitions find-hanging looks at: those a broker leads, or a topic's.
+async fn hanging_candidates(
+    admin: &Admin,
+    broker_id: Option<i32>,
+    topic: Option<&str>,
+    partition: Option<i32>,
+) -> Result<Vec<TopicPartition>, CliError> {
+    let topics = match topic {
+        Some(topic) => admin.describe_topics(&[topic]).await?,
+        None => admin.list_topics(true).await?,
+    };
+    let mut out = Vec::new();
+    for t in topics {
+        for p in &t.partitions {
+            if broker_id.is_some_and(|b| p.leader != b)
+                || partition.is_some_and(|q| p.partition != q)
+            {
+                continue;
+            }
+            out.push(TopicPartition::new(t.name.as_str(), p.partition));
+        }
+    }
+    if let (Some(q), true) = (partition, out.is_empty()) {
+        return Err(CliError::Usage(format!(
+            "{} has no partition {q}",
+            topic.unwrap_or_default()
+        )));
+    }
+    Ok(out)
+}
+
+/// Kafka's find-hanging: producers with an open transaction whose last write is
+/// older than `max_timeout_ms`, and whose producer id no coordinator lists as in a
+/// transaction that includes the partition.
+async fn find_hanging(
+    admin: &Admin,
+    partitions: &[TopicPartition],
+    max_timeout_ms: i64,
+) -> Result<Vec<Vec<String>>, CliError> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let mut old_open = Vec::new();
+    for (tp, producers) in admin.describe_producers(partitions).await? {
+        for p in producers {
+            if let Some(start) = p.current_transaction_start_offset {
+                if now - p.last_timestamp > max_timeout_ms {
+                    old_open.push((tp.clone(), p, start));
+                }
+            }
+        }
+    }
+    if old_open.is_empty() {
+        return Ok(Vec::new());
+    }
+    // What the coordinators know of those producers' transactions.
+    let listed = admin.list_transactions().await?;
+    let ids: Vec<&str> = listed
+        .iter()
+        .filter(|t| {
+            old_open
+                .iter()
+                .any(|(_, p, _)| p.producer_id == t.producer_id)
+        })
+        .map(|t| t.transactional_id.as_str())
+        .collect();
+    let described = if ids.is_empty() {
+        Vec::new()
+    } else {
+        admin.describe_transactions(&ids).await?
+    };
+    let mut rows = Vec::new();
+    for (tp, p, start) in old_open {
+        let known = described.iter().any(|t| {
+            t.producer_id == p.producer_id
+                && i32::from(t.producer_epoch) == p.producer_epoch
+                && t.state == "Ongoing"
+                && t.partitions.contains(&tp)
+        });
+        if known {
+            continue;
+        }
+        rows.push(vec![
+            tp.topic.to_string(),
+            tp.partition.to_string(),
+            p.producer_id.to_string(),
+            p.producer_epoch.to_string(),
+            p.coordinator_epoch.to_string(),
+            start.to_string(),
+            p.last_timestamp.to_string(),
+            ((now - p.last_timestamp) / 60_000).to_string(),
+        ]);
+    }
+    Ok(rows)
 }
 
 #[derive(Args, Debug)]

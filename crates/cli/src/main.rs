@@ -46,7 +46,7 @@ enum Command {
     Consume(consume::ConsumeArgs),
     /// Consumer groups: list, describe (lag), reset-offsets, delete-offsets, delete.
     Groups(groups::GroupsArgs),
-    /// Transactions: list, describe, describe-producers, abort.
+    /// Transactions: list, describe, describe-producers, find-hanging, abort.
     Transactions(cluster_cmds::TransactionsArgs),
     /// Topic and broker configs: describe, alter.
     Configs(cluster_cmds::ConfigsArgs),
