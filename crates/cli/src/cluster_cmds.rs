@@ -402,9 +402,7 @@ async fn find_hanging(
     partitions: &[TopicPartition],
     max_timeout_ms: i64,
 ) -> Result<Vec<Vec<String>>, CliError> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
+    let now = rivulet_client::clock::now_ms();
     let mut old_open = Vec::new();
     for (tp, producers) in admin.describe_producers(partitions).await? {
         for p in producers {
