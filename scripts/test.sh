@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The one command that runs Rivulet's whole test suite on a fresh machine:
 #   1. install test dependencies (kcat, .venv with pinned Python clients, kafkajs)
-#   2. cargo fmt --check, cargo build --workspace --all-targets
+#   2. cargo fmt --check, cargo build --workspace --all-targets, cargo clippy -D warnings
 #   3. cargo tests (nextest when installed)
 #   4. interop tests: real Kafka clients against target/debug/rivulet (pytest)
 # Exits non-zero if any step fails. Environment knobs:
@@ -78,6 +78,15 @@ if [ "${SKIP_CARGO:-0}" != "1" ]; then
 
     step "cargo build --workspace --all-targets ${LOCKED[*]}"
     run_step "cargo build" cargo build --workspace --all-targets "${LOCKED[@]}" -j "$JOBS"
+
+    # STYLE.md: clippy -D warnings. A machine without clippy says so in the summary.
+    if cargo clippy --version >/dev/null 2>&1; then
+        step "cargo clippy --workspace --all-targets -- -D warnings"
+        run_step "cargo clippy" cargo clippy --workspace --all-targets "${LOCKED[@]}" -j "$JOBS" -- -D warnings
+    else
+        record "cargo clippy" "SKIP" 0
+        echo "clippy is not installed: lints not checked (rustup component add clippy)" >&2
+    fi
 
     if cargo nextest --version >/dev/null 2>&1; then
         step "cargo nextest run --workspace"
