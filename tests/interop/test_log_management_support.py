@@ -259,7 +259,11 @@ def segments(partition_dir: Path) -> list:
     for p in partition_dir.glob("*.log"):
         stem = p.name[:-4]
         if len(stem) == 20 and stem.isdigit():
-            out.append((int(stem), p.stat().st_size))
+            try:
+                size = p.stat().st_size
+            except FileNotFoundError:
+                continue  # renamed to .deleted by retention between the listing and the stat
+            out.append((int(stem), size))
     return sorted(out)
 
 
