@@ -15,6 +15,7 @@ pub mod log;
 pub mod log_manager;
 pub mod offset_index;
 pub mod producer_state;
+mod read_pool;
 pub mod recompress;
 pub mod retention;
 pub mod segment;

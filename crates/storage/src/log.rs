@@ -17,6 +17,7 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io;
 use std::ops::ControlFlow;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -80,6 +81,14 @@ impl ReadSlice {
         if want < first {
             return Ok(Bytes::new());
         }
+        if want >= crate::read_pool::POOLED_MIN {
+            // A reused buffer: no zeroing, no fresh pages (read_pool.rs).
+            let mut buffer = crate::read_pool::take(want);
+            self.file
+                .read_exact_at(&mut buffer[..want], u64::from(self.position))?;
+            let end = whole_batches(&buffer[..want]);
+            return Ok(crate::read_pool::into_bytes(buffer, end));
+        }
         // Read into uninitialised capacity: zeroing the buffer first cost a tenth of
         // the broker's fetch CPU (bench/README.md, scenario 3).
         let mut buffer: Vec<u8> = Vec::with_capacity(want);
@@ -96,18 +105,24 @@ impl ReadSlice {
         }
         // The capacity may exceed `want`: never return bytes past the limit.
         buffer.truncate(want);
-        let mut end = 0usize;
-        while end + batch::LOG_OVERHEAD <= buffer.len() {
-            let length = i32::from_be_bytes(buffer[end + 8..end + 12].try_into().expect("4 bytes"));
-            let size = batch::LOG_OVERHEAD + length.max(0) as usize;
-            if length < 0 || end + size > buffer.len() {
-                break;
-            }
-            end += size;
-        }
+        let end = whole_batches(&buffer);
         buffer.truncate(end);
         Ok(Bytes::from(buffer))
     }
+}
+
+/// The length of the whole batches at the start of `bytes`.
+fn whole_batches(bytes: &[u8]) -> usize {
+    let mut end = 0usize;
+    while end + batch::LOG_OVERHEAD <= bytes.len() {
+        let length = i32::from_be_bytes(bytes[end + 8..end + 12].try_into().expect("4 bytes"));
+        let size = batch::LOG_OVERHEAD + length.max(0) as usize;
+        if length < 0 || end + size > bytes.len() {
+            break;
+        }
+        end += size;
+    }
+    end
 }
 
 /// What a fetch finds.
