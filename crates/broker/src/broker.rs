@@ -431,10 +431,12 @@ impl RunningBroker {
         );
 
         let mut tasks = Vec::new();
+        let limits = crate::network::Limits::new(&broker.config);
         for socket in listeners {
             tasks.push(tokio::spawn(crate::network::accept_loop(
                 Arc::clone(&broker),
                 socket,
+                Arc::clone(&limits),
             )));
         }
         tasks.push(tokio::spawn(background_tasks(Arc::clone(&broker))));
