@@ -1144,6 +1144,53 @@ mod tests {
     }
 
     #[test]
+    fn connection_limits_are_checked_as_kafka_checks_them() {
+        let config = BrokerConfig::from_pairs(pairs(&[(
+            "max.connections.per.ip.overrides",
+            "127.0.0.2:5, broker-1.example:0,::1:7",
+        )]))
+        .unwrap();
+        assert_eq!(
+            config.max_connections_per_ip_overrides,
+            vec![
+                ("127.0.0.2".to_string(), 5),
+                ("broker-1.example".to_string(), 0),
+                ("::1".to_string(), 7)
+            ]
+        );
+        assert_eq!(
+            config.queued_max_request_bytes,
+            DEFAULT_QUEUED_MAX_REQUEST_BYTES
+        );
+        for bad in ["127.0.0.2", "host:many", "bad host:1", ":3", "h:-1"] {
+            let err = BrokerConfig::from_pairs(pairs(&[("max.connections.per.ip.overrides", bad)]))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("max.connections.per.ip.overrides"),
+                "{bad}: {err}"
+            );
+        }
+        let err = BrokerConfig::from_pairs(pairs(&[("max.connections.per.ip", "0")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("max.connections.per.ip can be set to zero only if"),
+            "{err}"
+        );
+        let err = BrokerConfig::from_pairs(pairs(&[("queued.max.request.bytes", "1000")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("must be larger or equal to socket.request.max.bytes"),
+            "{err}"
+        );
+        let large =
+            BrokerConfig::from_pairs(pairs(&[("socket.request.max.bytes", "1073741824")])).unwrap();
+        assert_eq!(large.queued_max_request_bytes, 1 << 30);
+    }
+
+    #[test]
     fn unknown_keys_are_kept_and_only_warned_about() {
         let config = BrokerConfig::from_pairs(pairs(&[("no.such.key", "1")])).unwrap();
         assert_eq!(config.raw.get("no.such.key").map(String::as_str), Some("1"));
