@@ -22,17 +22,19 @@ use crate::common::{parse_pair, CliError, CliResult, ConnectArgs};
 
 #[derive(Args, Debug)]
 pub struct PerfArgs {
-    #[command(flatten)]
-    connect: ConnectArgs,
     #[command(subcommand)]
     command: PerfCommand,
 }
 
 #[derive(Subcommand, Debug)]
 enum PerfCommand {
-    /// Producer throughput and latency.
+    /// Producer throughput and latency (kafka-producer-perf-test.sh).
+    #[command(after_help = "Example:
+  rivulet perf produce --topic bench --num-records 100000 --record-size 100 --producer-props acks=1 linger.ms=5")]
     Produce(ProducePerf),
-    /// Consumer throughput.
+    /// Consumer throughput (kafka-consumer-perf-test.sh).
+    #[command(after_help = "Example:
+  rivulet perf consume --topic bench --messages 100000")]
     Consume(ConsumePerf),
 }
 
@@ -81,10 +83,10 @@ struct ConsumePerf {
     reporting_interval: u64,
 }
 
-pub async fn run(args: PerfArgs) -> CliResult {
+pub async fn run(args: PerfArgs, connect: ConnectArgs) -> CliResult {
     match args.command {
-        PerfCommand::Produce(perf) => produce(&args.connect, perf).await,
-        PerfCommand::Consume(perf) => consume(&args.connect, perf).await,
+        PerfCommand::Produce(perf) => produce(&connect, perf).await,
+        PerfCommand::Consume(perf) => consume(&connect, perf).await,
     }
 }
 
