@@ -150,6 +150,7 @@ enum TransactionsCommand {
     #[command(after_help = "Example:
   rivulet transactions describe --transactional-id tx-1")]
     Describe {
+        /// The producer's transactional.id.
         #[arg(long = "transactional-id", required = true)]
         transactional_id: String,
     },
@@ -158,8 +159,10 @@ enum TransactionsCommand {
     #[command(after_help = "Example:
   rivulet transactions describe-producers --topic orders --partition 0")]
     DescribeProducers {
+        /// The topic.
         #[arg(long)]
         topic: String,
+        /// The partition.
         #[arg(long)]
         partition: i32,
     },
@@ -176,6 +179,7 @@ enum TransactionsCommand {
         /// Every partition of this topic (or only --partition).
         #[arg(long, required_unless_present = "broker_id")]
         topic: Option<String>,
+        /// Only this partition of --topic.
         #[arg(long, requires = "topic")]
         partition: Option<i32>,
         /// Minutes; the brokers' transaction.max.timeout.ms (Kafka's default 15).
@@ -189,17 +193,22 @@ enum TransactionsCommand {
   rivulet transactions abort --topic orders --partition 0 --start-offset 42
   rivulet transactions abort --topic orders --partition 0 --producer-id 7 --producer-epoch 0 --coordinator-epoch 0")]
     Abort {
+        /// The topic.
         #[arg(long)]
         topic: String,
+        /// The partition.
         #[arg(long)]
         partition: i32,
         /// The open transaction's first offset (see describe-producers).
         #[arg(long = "start-offset", conflicts_with_all = ["producer_id", "producer_epoch", "coordinator_epoch"])]
         start_offset: Option<i64>,
+        /// The producer id (with --producer-epoch and --coordinator-epoch).
         #[arg(long = "producer-id", requires_all = ["producer_epoch", "coordinator_epoch"])]
         producer_id: Option<i64>,
+        /// The producer epoch (see describe-producers).
         #[arg(long = "producer-epoch")]
         producer_epoch: Option<i16>,
+        /// The coordinator epoch (see describe-producers).
         #[arg(long = "coordinator-epoch")]
         coordinator_epoch: Option<i32>,
     },

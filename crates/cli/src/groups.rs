@@ -41,6 +41,7 @@ enum GroupsCommand {
     #[command(after_help = "Example:
   rivulet groups describe billing")]
     Describe {
+        /// The groups.
         #[arg(required = true)]
         groups: Vec<String>,
     },
@@ -51,13 +52,17 @@ enum GroupsCommand {
   rivulet groups reset-offsets billing --topic orders:0,1 --shift-by -10 --execute
   rivulet groups reset-offsets billing --all-topics --to-datetime-ms 1700000000000 --execute")]
     ResetOffsets {
+        /// The group.
         group: String,
         #[command(flatten)]
         selection: Selection,
+        /// To each partition's log start offset.
         #[arg(long = "to-earliest", group = "target")]
         to_earliest: bool,
+        /// To each partition's end (skip everything not yet read).
         #[arg(long = "to-latest", group = "target")]
         to_latest: bool,
+        /// To this offset (clamped into each partition's log, with a warning).
         #[arg(long = "to-offset", group = "target")]
         to_offset: Option<i64>,
         /// The first offset at or after this time (ms since the epoch).
@@ -81,6 +86,7 @@ enum GroupsCommand {
     #[command(after_help = "Example:
   rivulet groups delete-offsets billing --topic orders:0")]
     DeleteOffsets {
+        /// The group.
         group: String,
         #[command(flatten)]
         selection: Selection,
@@ -89,6 +95,7 @@ enum GroupsCommand {
     #[command(after_help = "Example:
   rivulet groups delete billing")]
     Delete {
+        /// The groups.
         #[arg(required = true)]
         groups: Vec<String>,
     },

@@ -192,6 +192,25 @@ mod tests {
         assert!(missing.is_empty(), "no example in the help of: {missing:?}");
     }
 
+    /// Every option and argument says what it is.
+    #[test]
+    fn every_option_has_help() {
+        fn walk(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in command.get_arguments() {
+                if arg.get_help().is_none() && !matches!(arg.get_id().as_str(), "help" | "version")
+                {
+                    missing.push(format!("{path} {}", arg.get_id()));
+                }
+            }
+            for sub in command.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "rivulet", &mut missing);
+        assert!(missing.is_empty(), "no help text: {missing:#?}");
+    }
+
     #[test]
     fn the_command_line_definition_is_consistent() {
         Cli::command().debug_assert();

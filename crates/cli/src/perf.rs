@@ -40,10 +40,13 @@ enum PerfCommand {
 
 #[derive(Args, Debug)]
 struct ProducePerf {
+    /// The topic to write to.
     #[arg(long)]
     topic: String,
+    /// Records to send.
     #[arg(long = "num-records", alias = "records")]
     num_records: u64,
+    /// Bytes per record (random uppercase letters, as Kafka's tool).
     #[arg(long = "record-size")]
     record_size: usize,
     /// Records per second at most; -1 for no limit.
@@ -62,6 +65,7 @@ struct ProducePerf {
 
 #[derive(Args, Debug)]
 struct ConsumePerf {
+    /// The topic to read.
     #[arg(long)]
     topic: String,
     /// Records to read.
@@ -79,6 +83,7 @@ struct ConsumePerf {
     /// A consumer .properties file.
     #[arg(long = "consumer.config")]
     consumer_config: Option<PathBuf>,
+    /// Milliseconds between progress lines.
     #[arg(long = "reporting-interval", default_value_t = 5000)]
     reporting_interval: u64,
 }

@@ -79,6 +79,7 @@ enum TopicsCommand {
   rivulet topics describe orders
   rivulet topics describe")]
     Describe {
+        /// The topics (all when none given).
         topics: Vec<String>,
         /// A topic (as kafka-topics.sh takes it; repeatable).
         #[arg(long = "topic", short = 't', value_name = "TOPIC")]
@@ -106,6 +107,7 @@ enum TopicsCommand {
   rivulet topics delete orders
   rivulet topics delete orders audit --if-exists")]
     Delete {
+        /// The topics to delete.
         #[arg(required_unless_present = "topic_flags")]
         topics: Vec<String>,
         /// A topic (as kafka-topics.sh takes it; repeatable).
