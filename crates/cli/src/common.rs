@@ -323,6 +323,28 @@ impl StopSignals {
     }
 }
 
+/// A flag a loop checks between steps: 0 until a signal arrives, then the exit
+/// code (130 or 143); a second signal ends the process at once.
+pub fn stop_flag() -> std::sync::Arc<std::sync::atomic::AtomicU8> {
+    let flag = std::sync::Arc::new(std::sync::atomic::AtomicU8::new(0));
+    let set = std::sync::Arc::clone(&flag);
+    let mut signals = StopSignals::watch();
+    tokio::spawn(async move {
+        let code = signals.next().await;
+        set.store(code, std::sync::atomic::Ordering::Release);
+        signals.exit_on_next();
+    });
+    flag
+}
+
+/// The outcome of a loop stopped (or not) by [`stop_flag`].
+pub fn stopped(flag: &std::sync::atomic::AtomicU8) -> CliResult {
+    match flag.load(std::sync::atomic::Ordering::Acquire) {
+        0 => Ok(()),
+        code => Err(CliError::Stopped(code)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,8 +8,10 @@
 //! and a summary with percentiles.
 //! consume: reads `--messages` records (in a fresh group unless `--group`) and
 //! prints Kafka's CSV summary; a progress line goes to stderr while it runs.
+//! Ctrl-C or SIGTERM stops either early, with the summary of what was done.
 
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -18,7 +20,7 @@ use clap::{Args, Subcommand};
 use rivulet_client::{ClientConfig, Consumer, Producer, ProducerRecord};
 use tokio::time::Instant;
 
-use crate::common::{parse_pair, CliError, CliResult, ConnectArgs};
+use crate::common::{parse_pair, stop_flag, stopped, CliError, CliResult, ConnectArgs};
 
 #[derive(Args, Debug)]
 pub struct PerfArgs {
@@ -197,7 +199,12 @@ async fn produce(connect: &ConnectArgs, perf: ProducePerf) -> CliResult {
         })
     };
     let record_bytes = perf.record_size as u64;
+    // Ctrl-C stops sending; the summary covers what was sent.
+    let stop = stop_flag();
     for sent in 0..perf.num_records {
+        if stop.load(Ordering::Acquire) != 0 {
+            break;
+        }
         if perf.throughput > 0 {
             let due = start + Duration::from_secs_f64(sent as f64 / perf.throughput as f64);
             if due > Instant::now() {
@@ -255,7 +262,7 @@ async fn produce(connect: &ConnectArgs, perf: ProducePerf) -> CliResult {
             stats.errors, perf.num_records
         )));
     }
-    Ok(())
+    stopped(&stop)
 }
 
 async fn consume(connect: &ConnectArgs, perf: ConsumePerf) -> CliResult {
@@ -278,7 +285,9 @@ async fn consume(connect: &ConnectArgs, perf: ConsumePerf) -> CliResult {
     let mut last_report = Instant::now();
     let (mut window_count, mut window_bytes) = (0u64, 0u64);
     let interval = Duration::from_millis(perf.reporting_interval.max(100));
-    while count < perf.messages {
+    // Ctrl-C stops reading; the summary covers what was read.
+    let stop = stop_flag();
+    while count < perf.messages && stop.load(Ordering::Acquire) == 0 {
         let records = consumer.poll(Duration::from_millis(100)).await?;
         if records.is_empty() {
             if last_record.elapsed() >= Duration::from_millis(perf.timeout) {
@@ -324,5 +333,5 @@ async fn consume(connect: &ConnectArgs, perf: ConsumePerf) -> CliResult {
         mb / fetch_secs,
         count as f64 / fetch_secs
     );
-    Ok(())
+    stopped(&stop)
 }

@@ -807,3 +807,42 @@ fn the_embedded_default_rebalances_a_new_group_at_once() {
         "{configs}"
     );
 }
+
+#[test]
+fn sigint_on_perf_produce_prints_the_summary_of_what_was_sent() {
+    let broker = start_broker(&[]);
+    ok(&broker, &["topics", "create", "bench", "-p", "1"], "");
+    let mut perf = command(&[
+        "perf",
+        "produce",
+        "--topic",
+        "bench",
+        "--num-records",
+        "1000000",
+        "--record-size",
+        "10",
+        "--throughput",
+        "500",
+        "--reporting-interval",
+        "100",
+        "-b",
+        &broker.address,
+    ])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let stdout = collect(perf.stdout.take().unwrap());
+    let progress = collect(perf.stderr.take().unwrap());
+    wait_for(&progress, Duration::from_secs(20), |e| {
+        e.contains("records sent")
+    });
+    signal(&perf, "INT");
+    assert_eq!(
+        wait_exit(&mut perf, Duration::from_secs(10)).code(),
+        Some(130)
+    );
+    let summary = wait_for(&stdout, Duration::from_secs(5), |o| o.contains("99.9th"));
+    let sent: u64 = summary.split_whitespace().next().unwrap().parse().unwrap();
+    assert!(sent > 0 && sent < 1_000_000, "{summary}");
+}
