@@ -211,12 +211,36 @@ where
         }
         Err(CliError::Client(e)) => {
             eprintln!("rivulet: {e}");
-            if let Some(hint) = e.hint() {
-                eprintln!("  hint: {hint}");
+            match misspelt_config(&e) {
+                Some(hint) => eprintln!("  hint: {hint}"),
+                None => {
+                    if let Some(hint) = e.hint() {
+                        eprintln!("  hint: {hint}");
+                    }
+                }
             }
             ExitCode::FAILURE
         }
     }
+}
+
+/// For a config name the broker does not know: the known one it resembles.
+fn misspelt_config(error: &ClientError) -> Option<String> {
+    let ClientError::Kafka {
+        message: Some(message),
+        ..
+    } = error
+    else {
+        return None;
+    };
+    let name = message
+        .strip_prefix("Unknown config name: ")
+        .or_else(|| message.strip_prefix("Unknown topic config name: "))
+        .or_else(|| message.strip_prefix("Unknown broker config name: "))?;
+    let topic = storage::config::TOPIC_CONFIGS.iter().map(|d| d.name);
+    let broker = broker::config::BROKER_CONFIGS.iter().map(|d| d.name);
+    let near = rivulet_client::config_keys::did_you_mean(name.trim(), topic.chain(broker))?;
+    Some(format!("did you mean {near}?"))
 }
 
 /// Prints rows as aligned columns under `header`.

@@ -482,6 +482,33 @@ fn errors_say_what_went_wrong_and_what_to_do() {
     );
     assert!(!stderr.contains("client bug"), "{stderr}");
 
+    // A misspelt topic config.
+    let stderr = fails(
+        &broker,
+        &["topics", "create", "u", "--config", "retnetion.ms=5"],
+        1,
+    );
+    assert!(
+        stderr.ends_with("  hint: did you mean retention.ms?\n"),
+        "{stderr}"
+    );
+    let stderr = fails(
+        &broker,
+        &[
+            "configs",
+            "alter",
+            "--topic",
+            "t",
+            "--add-config",
+            "segmnet.bytes=5",
+        ],
+        1,
+    );
+    assert!(
+        stderr.ends_with("  hint: did you mean segment.bytes?\n"),
+        "{stderr}"
+    );
+
     // Resetting the offsets of a group with an active member.
     ok(
         &broker,
