@@ -20,7 +20,11 @@ use clap::{Args, Subcommand};
 use rivulet_client::{ClientConfig, Consumer, Producer, ProducerRecord};
 use tokio::time::Instant;
 
-use crate::common::{parse_pair, stop_flag, stopped, CliError, CliResult, ConnectArgs};
+use rivulet_client::config_keys::ClientKind;
+
+use crate::common::{
+    apply_client_properties, parse_pair, stop_flag, stopped, CliError, CliResult, ConnectArgs,
+};
 
 #[derive(Args, Debug)]
 pub struct PerfArgs {
@@ -100,15 +104,15 @@ pub async fn run(args: PerfArgs, connect: ConnectArgs) -> CliResult {
 fn merged_config(
     connect: &ConnectArgs,
     file: &Option<PathBuf>,
+    kind: ClientKind,
+    flag: &str,
     props: &[(String, String)],
 ) -> CliResult<ClientConfig> {
     let mut config = connect.client_config()?;
     if let Some(path) = file {
         config = config.merge(&ClientConfig::from_properties_file(path)?);
     }
-    for (k, v) in props {
-        config.insert(k.clone(), v.clone());
-    }
+    apply_client_properties(&mut config, kind, flag, props)?;
     Ok(config)
 }
 
@@ -168,7 +172,13 @@ fn payload(size: usize) -> Bytes {
 }
 
 async fn produce(connect: &ConnectArgs, perf: ProducePerf) -> CliResult {
-    let config = merged_config(connect, &perf.producer_config, &perf.producer_props)?;
+    let config = merged_config(
+        connect,
+        &perf.producer_config,
+        ClientKind::Producer,
+        "--producer-props",
+        &perf.producer_props,
+    )?;
     let producer = Producer::new(config).await?;
     producer.partitions_for(&perf.topic).await?;
     let value = payload(perf.record_size);
@@ -270,7 +280,13 @@ async fn consume(connect: &ConnectArgs, perf: ConsumePerf) -> CliResult {
         .group
         .clone()
         .unwrap_or_else(|| format!("perf-consumer-{}", rivulet_client::clock::now_ms()));
-    let mut config = merged_config(connect, &perf.consumer_config, &perf.consumer_props)?;
+    let mut config = merged_config(
+        connect,
+        &perf.consumer_config,
+        ClientKind::Consumer,
+        "--consumer-props",
+        &perf.consumer_props,
+    )?;
     config.insert("group.id", group);
     if config.get("auto.offset.reset").is_none() {
         config.insert("auto.offset.reset", "earliest");

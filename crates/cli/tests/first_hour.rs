@@ -267,6 +267,10 @@ fn unknown_console_and_client_properties_are_refused_with_what_to_use() {
             "rivulet: --producer-property acsk=1: unknown producer config acsk (did you mean acks?)",
         ),
         (
+            vec!["perf", "produce", "--topic", "t", "--num-records", "1", "--record-size", "1", "--producer-props", "lingerms=5"],
+            "rivulet: --producer-props lingerms=5: unknown producer config lingerms (did you mean linger.ms?)",
+        ),
+        (
             vec!["consume", "t", "-e", "--property", "max.poll.records=5"],
             "rivulet: --property max.poll.records: a consumer config, not an output property; use -X max.poll.records=... (or --consumer-property)",
         ),
