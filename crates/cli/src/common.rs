@@ -336,8 +336,8 @@ impl StopSignals {
         }
     }
 
-    /// After the first signal: a second one ends the process at once, for when the
-    /// clean stop (commit, leave the group) cannot reach the broker.
+    /// For the clean stop: the next signal ends the process at once, for when the
+    /// stop (commit, leave the group, flush) cannot reach the broker.
     pub fn exit_on_next(mut self) {
         tokio::spawn(async move {
             let code = self.next().await;

@@ -80,7 +80,12 @@ pub struct ConsumeArgs {
     /// A console consumer output property (repeatable): print.key, print.timestamp,
     /// print.partition, print.offset, print.headers, print.value, key.separator,
     /// line.separator, headers.separator, null.literal.
-    #[arg(long = "property", value_name = "KEY=VALUE", value_parser = parse_pair)]
+    #[arg(
+        long = "property",
+        visible_alias = "formatter-property",
+        value_name = "KEY=VALUE",
+        value_parser = parse_pair
+    )]
     properties: Vec<(String, String)>,
     /// read_uncommitted or read_committed.
     #[arg(long = "isolation-level", default_value = "read_uncommitted")]
@@ -89,7 +94,12 @@ pub struct ConsumeArgs {
     #[arg(short = 'X', value_name = "KEY=VALUE", value_parser = parse_pair)]
     client_properties: Vec<(String, String)>,
     /// A consumer config (repeatable, as Kafka's console consumer).
-    #[arg(long = "consumer-property", value_name = "KEY=VALUE", value_parser = parse_pair)]
+    #[arg(
+        long = "consumer-property",
+        visible_alias = "command-property",
+        value_name = "KEY=VALUE",
+        value_parser = parse_pair
+    )]
     consumer_properties: Vec<(String, String)>,
     /// A consumer .properties file (as Kafka's console consumer).
     #[arg(long = "consumer.config", value_name = "FILE")]
@@ -276,10 +286,10 @@ pub async fn run(args: ConsumeArgs, connect: ConnectArgs) -> CliResult {
         result = read(&mut consumer, &args, &output, &mut ends, &mut count) => result.map(|()| None),
         code = signals.next() => Ok(Some(code)),
     };
+    // From here a signal (the first, or a second one) ends the process at once:
+    // commit and leave may hang on a broker that is gone.
+    signals.exit_on_next();
     let stopped = outcome?;
-    if stopped.is_some() {
-        signals.exit_on_next();
-    }
     if args.group.is_some() {
         consumer.commit_sync().await?;
     }

@@ -59,7 +59,7 @@ struct ProducePerf {
     #[arg(long, default_value_t = -1, allow_hyphen_values = true)]
     throughput: i64,
     /// Producer configs: --producer-props acks=1 linger.ms=5
-    #[arg(long = "producer-props", value_parser = parse_pair, num_args = 1..)]
+    #[arg(long = "producer-props", visible_alias = "command-property", value_parser = parse_pair, num_args = 1..)]
     producer_props: Vec<(String, String)>,
     /// A producer .properties file.
     #[arg(long = "producer.config")]
@@ -84,7 +84,7 @@ struct ConsumePerf {
     #[arg(long, default_value_t = 10_000)]
     timeout: u64,
     /// Consumer configs: --consumer-props fetch.max.wait.ms=100
-    #[arg(long = "consumer-props", value_parser = parse_pair, num_args = 1..)]
+    #[arg(long = "consumer-props", visible_alias = "command-property", value_parser = parse_pair, num_args = 1..)]
     consumer_props: Vec<(String, String)>,
     /// A consumer .properties file.
     #[arg(long = "consumer.config")]

@@ -54,7 +54,12 @@ pub struct ProduceArgs {
     /// A console producer property (repeatable): parse.key, key.separator,
     /// parse.headers, headers.delimiter, headers.separator, headers.key.separator,
     /// null.marker, ignore.error.
-    #[arg(long = "property", value_name = "KEY=VALUE", value_parser = parse_pair)]
+    #[arg(
+        long = "property",
+        visible_alias = "reader-property",
+        value_name = "KEY=VALUE",
+        value_parser = parse_pair
+    )]
     properties: Vec<(String, String)>,
     /// A header on every record (repeatable): --header source=cli
     #[arg(long = "header", short = 'H', value_parser = parse_pair)]
@@ -77,7 +82,12 @@ pub struct ProduceArgs {
     #[arg(short = 'X', value_name = "KEY=VALUE", value_parser = parse_pair)]
     client_properties: Vec<(String, String)>,
     /// A producer config (repeatable, as Kafka's console producer).
-    #[arg(long = "producer-property", value_name = "KEY=VALUE", value_parser = parse_pair)]
+    #[arg(
+        long = "producer-property",
+        visible_alias = "command-property",
+        value_name = "KEY=VALUE",
+        value_parser = parse_pair
+    )]
     producer_properties: Vec<(String, String)>,
     /// A producer .properties file (as Kafka's console producer).
     #[arg(long = "producer.config", value_name = "FILE")]
@@ -208,9 +218,8 @@ pub async fn run(args: ProduceArgs, connect: ConnectArgs) -> CliResult {
             report(std::mem::take(&mut deliveries), args.verbose).await?;
         }
     }
-    if stopped.is_some() {
-        signals.exit_on_next();
-    }
+    // From here a signal ends the process at once (a flush to a broker that is gone).
+    signals.exit_on_next();
     producer.flush().await?;
     report(deliveries, args.verbose).await?;
     producer.close().await?;

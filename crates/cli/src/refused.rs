@@ -22,8 +22,6 @@ const POINTERS: &[(&str, &str, &str)] = &[
     ("--broker-list", "old kafka-console-producer.sh", "--bootstrap-server"),
     ("--brokers", "rpk", "--bootstrap-server (-b), or $RIVULET_BROKERS"),
     ("--formatter", "kafka-console-consumer.sh", "-f FORMAT (kcat's %t %p %o %k %s tokens), --json, or --property print.key=true ..."),
-    ("--formatter-property", "kafka-console-consumer.sh", "--property KEY=VALUE (print.key, print.timestamp, key.separator ...)"),
-    ("--reader-property", "kafka-console-producer.sh", "--property KEY=VALUE (parse.key, key.separator ...)"),
     ("--whitelist", "kafka-console-consumer.sh", "--topic TOPIC (consume reads one topic)"),
     ("--include", "kafka-console-consumer.sh", "--topic TOPIC (consume reads one topic)"),
     ("--line-reader", "kafka-console-producer.sh", "--property parse.key=true ... for lines, or --json for JSON objects"),

@@ -171,7 +171,7 @@ fn console_properties_shape_what_produce_writes_and_consume_prints() {
         &[
             "produce",
             "t",
-            "--property",
+            "--reader-property", // Kafka 4.1's name (KIP-1147)
             "parse.headers=true",
             "--property",
             "parse.key=true",
@@ -188,7 +188,7 @@ fn console_properties_shape_what_produce_writes_and_consume_prints() {
             "-e",
             "--property",
             "print.key=true",
-            "--property",
+            "--formatter-property", // Kafka 4.1's name (KIP-1147)
             "print.partition=true",
             "--property",
             "print.offset=true",
@@ -299,6 +299,8 @@ fn unknown_console_and_client_properties_are_refused_with_what_to_use() {
             "linger.ms=5",
             "--producer-property",
             "acks=1",
+            "--command-property", // Kafka 4.1's name (KIP-1147)
+            "batch.size=1000",
         ],
         "x\n",
     );
