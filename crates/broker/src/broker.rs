@@ -21,7 +21,6 @@ use metadata::{
 };
 use protocol::time::Clock;
 use protocol::ErrorCode;
-use replication::ReplicaManager;
 use storage::{LogConfig, LogManager};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Mutex as AsyncMutex};
@@ -29,6 +28,7 @@ use uuid::Uuid;
 
 use crate::config::BrokerConfig;
 use crate::metadata_store::{MetadataError, MetadataStore};
+use crate::replica_manager::ReplicaManager;
 
 /// Why the broker could not start or stop cleanly.
 #[derive(Debug, thiserror::Error)]
@@ -59,7 +59,7 @@ pub struct Broker {
     pub controller: Controller,
     /// One controller decision at a time, as KRaft's single controller thread.
     controller_lock: AsyncMutex<()>,
-    pub replicas: ReplicaManager,
+    pub replicas: Arc<ReplicaManager>,
     pub log_manager: Arc<LogManager>,
     /// The endpoints this broker advertises (with the ports actually bound).
     pub endpoints: Vec<Endpoint>,
@@ -277,6 +277,16 @@ impl Broker {
     }
 }
 
+/// `replica.lag.time.max.ms` (Kafka's default 30 s).
+fn replica_lag_time_max_ms(config: &BrokerConfig) -> i64 {
+    config
+        .raw
+        .get("replica.lag.time.max.ms")
+        .and_then(|v| v.trim().parse::<i64>().ok())
+        .filter(|ms| *ms > 0)
+        .unwrap_or(30_000)
+}
+
 pub fn resolve_log_config(
     defaults: &BTreeMap<String, String>,
     topic: &TopicImage,
@@ -363,7 +373,13 @@ impl RunningBroker {
             delete_topic_enable: config.delete_topic_enable,
             ..ControllerConfig::default()
         });
-        let replicas = ReplicaManager::new(config.node_id, Arc::clone(&log_manager), discovered);
+        let replicas = Arc::new(ReplicaManager::new(
+            config.node_id,
+            Arc::clone(&clock),
+            Arc::clone(&log_manager),
+            discovered,
+            replica_lag_time_max_ms(&config),
+        ));
         let (shutdown, _) = watch::channel(false);
         let cleaner = crate::cleaner::CleanerState::load(&config.log_dirs);
         let broker = Arc::new_cyclic(|weak| Broker {
@@ -488,7 +504,13 @@ async fn background_tasks(broker: Arc<Broker>) {
     let mut retention = tokio::time::interval(Duration::from_millis(
         broker.config.retention_check_interval_ms,
     ));
+    // Kafka's isr-expiration task: half the lag time, so a follower leaves the ISR
+    // at most 1.5 times `replica.lag.time.max.ms` after it fell behind.
+    let mut isr_expiration = tokio::time::interval(Duration::from_millis(
+        (broker.replicas.replica_lag_time_max_ms() / 2).clamp(1, 1 << 30) as u64,
+    ));
     for interval in [
+        &mut isr_expiration,
         &mut recovery,
         &mut high_watermarks,
         &mut flushes,
@@ -527,16 +549,15 @@ async fn background_tasks(broker: Arc<Broker>) {
                 let b = Arc::clone(&broker);
                 blocking(move || {
                     for partition in b.replicas.partitions() {
-                        let due = partition.log().lock().map(|log| log.flush_due()).unwrap_or(false);
-                        if due {
-                            let leo = partition.log_end_offset();
-                            if let Err(e) = partition.flush(leo) {
-                                tracing::warn!(partition = %partition.topic_partition(), error = %e, "scheduled flush failed");
-                            }
+                        if let Err(e) = partition.flush_if_due() {
+                            tracing::warn!(partition = %partition.topic_partition(), error = %e, "scheduled flush failed");
                         }
                     }
                 })
                 .await;
+            }
+            _ = isr_expiration.tick() => {
+                broker.replicas.tick();
             }
         }
     }

@@ -14,9 +14,10 @@ use std::time::Duration;
 
 use protocol::TopicPartition;
 use storage::checkpoint;
-use storage::cleaner::{clean, CleanerConfig};
+use storage::cleaner::CleanerConfig;
 
 use crate::broker::{blocking, Broker};
+use crate::partition::SharedPartition;
 
 pub const CLEANER_CHECKPOINT: &str = "cleaner-offset-checkpoint";
 
@@ -71,43 +72,25 @@ fn setting(broker: &Broker, key: &str, default: f64) -> f64 {
 /// Cleans the dirtiest eligible log once; true if it cleaned something.
 fn clean_once(broker: &Broker, throttle_bytes_per_second: f64) -> bool {
     let now = broker.clock.now_ms();
-    let mut best: Option<(f64, replication::SharedPartition, i64)> = None;
+    let mut best: Option<(f64, SharedPartition, i64)> = None;
     for partition in broker.replicas.partitions() {
-        let tp = partition.topic_partition().clone();
         // Undecided transactions are never cleaned: stop at the last stable offset.
         let upper_bound = partition.last_stable_offset();
-        let log = partition.log().lock().unwrap_or_else(|p| p.into_inner());
-        let config = log.config();
-        if !config.cleanup_policy_compact {
+        let checkpoint = broker.cleaner.get(partition.topic_partition());
+        let Some(view) = partition.compaction_view(checkpoint, upper_bound) else {
             continue;
-        }
-        let first_dirty = broker.cleaner.get(&tp).max(log.log_start_offset().0);
-        let dirtiness = log.dirtiness(first_dirty, upper_bound);
-        if dirtiness.dirty_bytes == 0 {
-            continue;
-        }
-        let min_ratio = config
-            .values
-            .get("min.cleanable.dirty.ratio")
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.5);
-        let max_lag = config
-            .values
-            .get("max.compaction.lag.ms")
-            .and_then(|v| v.parse::<i64>().ok())
-            .unwrap_or(i64::MAX);
+        };
         // max.compaction.lag.ms: the oldest dirty data (the first batch of the first
         // dirty segment, as Kafka measures it) must not wait longer than that.
-        let overdue = max_lag < i64::MAX
-            && log
-                .first_dirty_batch_timestamp(first_dirty)
-                .is_some_and(|ts| now.saturating_sub(ts) > max_lag);
-        let ratio = dirtiness.ratio();
-        if ratio >= min_ratio || overdue {
+        let overdue = view.max_compaction_lag_ms < i64::MAX
+            && view
+                .first_dirty_batch_timestamp
+                .is_some_and(|ts| now.saturating_sub(ts) > view.max_compaction_lag_ms);
+        let ratio = view.dirtiness.ratio();
+        if ratio >= view.min_cleanable_dirty_ratio || overdue {
             let score = if overdue { f64::INFINITY } else { ratio };
             if best.as_ref().is_none_or(|(s, _, _)| score > *s) {
-                drop(log);
-                best = Some((score, Arc::clone(&partition), first_dirty));
+                best = Some((score, Arc::clone(&partition), view.first_dirty));
             }
         }
     }
@@ -131,13 +114,7 @@ fn clean_once(broker: &Broker, throttle_bytes_per_second: f64) -> bool {
         }
         budget.consume(bytes, || broker.is_shutting_down())
     };
-    match clean(
-        partition.log(),
-        first_dirty,
-        upper_bound,
-        &config,
-        &mut pace,
-    ) {
+    match partition.clean(first_dirty, upper_bound, &config, &mut pace) {
         Ok(Some(outcome)) => {
             let seconds = started.elapsed().as_secs_f64();
             // Kafka's cleaner logs the same figures ("Log cleaner thread 0 cleaned log ...").
@@ -208,7 +185,7 @@ fn write_checkpoints(broker: &Broker) {
         .unwrap_or_else(|p| p.into_inner())
         .clone();
     let mut per_dir: BTreeMap<std::path::PathBuf, BTreeMap<TopicPartition, i64>> = BTreeMap::new();
-    for dir in broker.log_manager.log_dirs() {
+    for dir in broker.replicas.log_dirs() {
         per_dir.entry(dir).or_default();
     }
     for partition in broker.replicas.partitions() {
@@ -216,14 +193,7 @@ fn write_checkpoints(broker: &Broker) {
         let Some(offset) = state.get(tp) else {
             continue;
         };
-        let dir = partition
-            .log()
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .dir()
-            .parent()
-            .map(|p| p.to_path_buf());
-        if let Some(dir) = dir {
+        if let (Some(dir), _) = partition.log_dir_and_size() {
             per_dir.entry(dir).or_default().insert(tp.clone(), *offset);
         }
     }

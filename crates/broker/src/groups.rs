@@ -8,15 +8,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use coordinator::{GroupConfig, GroupCoordinator, LoadEntry, OffsetsLog};
 use metadata::TopicSpec;
-use protocol::records::{decode_records, BatchBuilder, Compression, NewRecord};
+use protocol::records::{BatchBuilder, Compression, NewRecord};
 use protocol::time::Clock;
 use protocol::{ErrorCode, TopicPartition};
-use replication::ReplicaManager;
-use storage::Origin;
 
 use crate::broker::{blocking, Broker};
 use crate::config::BrokerConfig;
-use crate::errors::replication_error_code;
+use crate::replica_manager::ReplicaManager;
 
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 
@@ -89,7 +87,6 @@ impl ReplicaOffsetsLog {
             .upgrade()
             .ok_or(ErrorCode::CoordinatorNotAvailable)?;
         let tp = TopicPartition::new(OFFSETS_TOPIC, partition);
-        let partition = broker.replicas.get(&tp).ok_or(ErrorCode::NotCoordinator)?;
         let now = self.clock.now_ms();
         let mut builder = BatchBuilder::new(Compression::None);
         if let Some((producer_id, producer_epoch)) = producer {
@@ -106,20 +103,7 @@ impl ReplicaOffsetsLog {
             });
         }
         let batch = builder.build().map_err(|_| ErrorCode::UnknownServerError)?;
-        match partition.append_as_leader(&batch, -1, Origin::Coordinator) {
-            Ok(outcome) => {
-                if outcome.flush_now {
-                    partition
-                        .flush(outcome.info.last_offset.0 + 1)
-                        .map_err(|e| replication_error_code(&e))?;
-                }
-                Ok(())
-            }
-            Err(e) => {
-                tracing::warn!(partition = %tp, error = %e, "writing to __consumer_offsets failed");
-                Err(replication_error_code(&e))
-            }
-        }
+        crate::transactions::append_internal(&broker, &tp, &batch)
     }
 }
 
@@ -213,48 +197,33 @@ pub fn load_groups(groups: &Groups, replicas: &ReplicaManager) -> Result<usize, 
         let Some(p) = replicas.get(&TopicPartition::new(OFFSETS_TOPIC, partition)) else {
             continue;
         };
-        let log = p.log().lock().unwrap_or_else(|e| e.into_inner());
-        let end = log.log_end_offset().0;
-        let mut offset = log.log_start_offset().0;
-        while offset < end {
-            let bytes = log
-                .read_bytes(offset, end, 8 << 20)
-                .map_err(|e| e.to_string())?;
-            if bytes.is_empty() {
-                break;
-            }
-            let mut rest = &bytes[..];
-            while !rest.is_empty() {
-                let (header, batch) = decode_records(rest, 256 << 20).map_err(|e| e.to_string())?;
-                rest = &rest[header.size()..];
-                offset = header.next_offset();
-                if header.is_control() {
-                    if let Some(record) = batch.first() {
-                        let kind = record
-                            .key
-                            .as_ref()
-                            .filter(|k| k.len() >= 4)
-                            .map(|k| i16::from_be_bytes([k[2], k[3]]));
-                        records.push(LoadEntry::Marker {
-                            producer_id: header.producer_id,
-                            commit: kind == Some(1),
-                        });
-                    }
-                    continue;
+        p.replay(|header, batch| {
+            if header.is_control() {
+                if let Some(record) = batch.first() {
+                    let kind = record
+                        .key
+                        .as_ref()
+                        .filter(|k| k.len() >= 4)
+                        .map(|k| i16::from_be_bytes([k[2], k[3]]));
+                    records.push(LoadEntry::Marker {
+                        producer_id: header.producer_id,
+                        commit: kind == Some(1),
+                    });
                 }
-                let producer_id = (header.is_transactional() && header.has_producer_id())
-                    .then_some(header.producer_id);
-                for record in batch {
-                    if let Some(key) = record.key {
-                        records.push(LoadEntry::Record {
-                            key,
-                            value: record.value,
-                            producer_id,
-                        });
-                    }
+                return;
+            }
+            let producer_id = (header.is_transactional() && header.has_producer_id())
+                .then_some(header.producer_id);
+            for record in batch {
+                if let Some(key) = record.key {
+                    records.push(LoadEntry::Record {
+                        key,
+                        value: record.value,
+                        producer_id,
+                    });
                 }
             }
-        }
+        })?;
     }
     let count = records.len();
     groups

@@ -15,6 +15,9 @@ pub mod groups;
 pub mod handlers;
 pub mod metadata_store;
 pub mod network;
+pub mod partition;
+pub mod replica_manager;
+pub mod signal;
 pub mod transactions;
 
 pub use broker::{Broker, BrokerError, RunningBroker};

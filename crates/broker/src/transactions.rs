@@ -9,17 +9,18 @@ use std::time::Duration;
 use bytes::Bytes;
 use coordinator::{MarkerWriter, ProducerIdSource, TxnConfig, TxnCoordinator, TxnLog};
 use metadata::{MetadataRecord, TopicSpec};
-use protocol::records::{decode_records, BatchBuilder, Compression, NewRecord};
+use protocol::records::{BatchBuilder, Compression, NewRecord};
 use protocol::time::Clock;
 use protocol::{ErrorCode, TopicPartition};
-use replication::ReplicaManager;
 use storage::producer_state::{marker_batch, CONTROL_ABORT, CONTROL_COMMIT};
 use storage::Origin;
 
 use crate::broker::{blocking, Broker};
 use crate::config::BrokerConfig;
-use crate::errors::replication_error_code;
+use crate::errors::{ack_error_code, replication_error_code};
 use crate::groups::OFFSETS_TOPIC;
+use crate::partition::Acks;
+use crate::replica_manager::ReplicaManager;
 
 pub const TRANSACTION_TOPIC: &str = "__transaction_state";
 /// Producer ids a broker takes from the metadata log at a time.
@@ -42,11 +43,19 @@ pub fn txn_config(config: &BrokerConfig) -> TxnConfig {
     }
 }
 
-/// Appends one record to a partition of an internal topic as an acks=all produce.
-fn append_internal(broker: &Broker, tp: &TopicPartition, batch: &[u8]) -> Result<(), ErrorCode> {
+/// How long an internal append waits for the ISR (Kafka's `request.timeout.ms`).
+const INTERNAL_APPEND_TIMEOUT_MS: i64 = 30_000;
+
+/// Appends a batch to a partition of an internal topic as an acks=all produce and
+/// waits for the ISR. Blocking: call on a blocking thread.
+pub(crate) fn append_internal(
+    broker: &Broker,
+    tp: &TopicPartition,
+    batch: &[u8],
+) -> Result<(), ErrorCode> {
     let partition = broker.replicas.get(tp).ok_or(ErrorCode::NotCoordinator)?;
     let outcome = partition
-        .append_as_leader(batch, -1, Origin::Coordinator)
+        .append_as_leader(batch, -1, Origin::Coordinator, INTERNAL_APPEND_TIMEOUT_MS)
         .map_err(|e| {
             tracing::warn!(partition = %tp, error = %e, "internal append failed");
             replication_error_code(&e)
@@ -56,7 +65,12 @@ fn append_internal(broker: &Broker, tp: &TopicPartition, batch: &[u8]) -> Result
             .flush(outcome.info.last_offset.0 + 1)
             .map_err(|e| replication_error_code(&e))?;
     }
-    Ok(())
+    let acked = match outcome.acks {
+        Acks::Done(answer) => answer,
+        Acks::Waiting(rx) => tokio::runtime::Handle::current()
+            .block_on(partition.wait_for_acks(rx, INTERNAL_APPEND_TIMEOUT_MS)),
+    };
+    acked.map_err(|e| ack_error_code(&e))
 }
 
 struct Wiring {
@@ -270,28 +284,13 @@ pub fn load_transactions(
         let Some(p) = replicas.get(&TopicPartition::new(TRANSACTION_TOPIC, partition)) else {
             continue;
         };
-        let log = p.log().lock().unwrap_or_else(|e| e.into_inner());
-        let end = log.log_end_offset().0;
-        let mut offset = log.log_start_offset().0;
-        while offset < end {
-            let bytes = log
-                .read_bytes(offset, end, 8 << 20)
-                .map_err(|e| e.to_string())?;
-            if bytes.is_empty() {
-                break;
-            }
-            let mut rest = &bytes[..];
-            while !rest.is_empty() {
-                let (header, batch) = decode_records(rest, 256 << 20).map_err(|e| e.to_string())?;
-                rest = &rest[header.size()..];
-                offset = header.next_offset();
-                for record in batch {
-                    if let Some(key) = record.key {
-                        records.push((key, record.value));
-                    }
+        p.replay(|_, batch| {
+            for record in batch {
+                if let Some(key) = record.key {
+                    records.push((key, record.value));
                 }
             }
-        }
+        })?;
     }
     let count = records.len();
     transactions
@@ -322,7 +321,7 @@ pub async fn run_timer(broker: Arc<Broker>) {
                 blocking(move || {
                     b.transactions.lock().tick();
                     for partition in b.replicas.partitions() {
-                        partition.log().lock().unwrap_or_else(|e| e.into_inner()).expire_producers(producer_expiration_ms);
+                        partition.expire_producers(producer_expiration_ms);
                     }
                 })
                 .await;
