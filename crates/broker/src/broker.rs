@@ -19,16 +19,19 @@ use metadata::{
     ClusterImage, ConfigResource, Controller, ControllerConfig, CreateTopicOutcome,
     DeleteTopicOutcome, Endpoint, MetadataRecord, PartitionIncrease, TopicImage, TopicSpec,
 };
+use protocol::random::Random;
 use protocol::time::Clock;
 use protocol::ErrorCode;
 use storage::{LogConfig, LogManager};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Mutex as AsyncMutex};
-use uuid::Uuid;
 
 use crate::config::BrokerConfig;
+use crate::groups::Groups;
 use crate::metadata_store::{MetadataError, MetadataStore};
+use crate::random::OsRandom;
 use crate::replica_manager::ReplicaManager;
+use crate::transactions::{ProducerIdAllocator, ProducerIds, Transactions};
 
 /// Why the broker could not start or stop cleanly.
 #[derive(Debug, thiserror::Error)]
@@ -55,20 +58,22 @@ pub struct Broker {
     pub config: BrokerConfig,
     pub cluster_id: String,
     pub clock: Arc<dyn Clock>,
-    pub metadata: MetadataStore,
+    /// The broker's source of randomness (topic ids, incarnation ids).
+    pub random: Arc<dyn Random>,
+    pub metadata: Arc<MetadataStore>,
     pub controller: Controller,
     /// One controller decision at a time, as KRaft's single controller thread.
-    controller_lock: AsyncMutex<()>,
+    controller_lock: Arc<AsyncMutex<()>>,
     pub replicas: Arc<ReplicaManager>,
     pub log_manager: Arc<LogManager>,
     /// The endpoints this broker advertises (with the ports actually bound).
     pub endpoints: Vec<Endpoint>,
     /// The consumer group coordinator.
-    pub groups: crate::groups::Groups,
+    pub groups: Arc<Groups>,
     /// Where each compacted log is clean up to.
     pub cleaner: crate::cleaner::CleanerState,
     /// The transaction coordinator.
-    pub transactions: crate::transactions::Transactions,
+    pub transactions: Arc<Transactions>,
     /// Produce requests with acks != 0 answered so far (for the fault hook).
     pub produce_requests: std::sync::atomic::AtomicU64,
     shutdown: watch::Sender<bool>,
@@ -149,7 +154,7 @@ impl Broker {
         };
         let (mut outcomes, records) =
             self.controller
-                .create_topics(&image, &specs, &validate, &mut Uuid::new_v4);
+                .create_topics(&image, &specs, &validate, &mut || self.random.uuid());
         if validate_only || records.is_empty() {
             return outcomes;
         }
@@ -315,6 +320,15 @@ impl RunningBroker {
         config: BrokerConfig,
         clock: Arc<dyn Clock>,
     ) -> Result<RunningBroker, BrokerError> {
+        RunningBroker::start_with_random(config, clock, Arc::new(OsRandom)).await
+    }
+
+    /// Starts a broker whose randomness comes from `random` (seeded in tests).
+    pub async fn start_with_random(
+        config: BrokerConfig,
+        clock: Arc<dyn Clock>,
+        random: Arc<dyn Random>,
+    ) -> Result<RunningBroker, BrokerError> {
         let log_dirs = config.log_dirs.clone();
         let log_manager = {
             let clock = Arc::clone(&clock);
@@ -322,12 +336,12 @@ impl RunningBroker {
         };
         let log_manager = Arc::new(log_manager);
         let clean = log_manager.had_clean_shutdown();
-        let new_cluster_id = storage::log_manager::uuid_to_kafka(&Uuid::new_v4());
+        let new_cluster_id = storage::log_manager::uuid_to_kafka(&random.uuid());
         let cluster_id = log_manager.ensure_meta_properties(config.node_id, &new_cluster_id)?;
         let metadata = {
             let dir = config.metadata_log_dir.clone();
             let clock = Arc::clone(&clock);
-            blocking(move || MetadataStore::open(&dir, clock)).await?
+            Arc::new(blocking(move || MetadataStore::open(&dir, clock)).await?)
         };
         let discovered = log_manager.discover()?;
 
@@ -382,21 +396,54 @@ impl RunningBroker {
         ));
         let (shutdown, _) = watch::channel(false);
         let cleaner = crate::cleaner::CleanerState::load(&config.log_dirs);
-        let broker = Arc::new_cyclic(|weak| Broker {
-            groups: crate::groups::Groups::new(&config, Arc::clone(&clock), weak.clone()),
-            transactions: crate::transactions::Transactions::new(
-                &config,
+        let controller_lock = Arc::new(AsyncMutex::new(()));
+        let (groups, group_writes) = Groups::new(
+            crate::groups::group_config(&config),
+            Arc::clone(&clock),
+            Arc::clone(&random),
+        );
+        let groups = Arc::new(groups);
+        let producer_ids = Arc::new(ProducerIds::new(ProducerIdAllocator::new(
+            config.node_id,
+            Arc::clone(&clock),
+            Arc::clone(&metadata),
+            Arc::clone(&controller_lock),
+        )));
+        let (transactions, txn_writes) = Transactions::new(
+            crate::transactions::txn_config(&config),
+            Arc::clone(&clock),
+            producer_ids,
+        );
+        let transactions = Arc::new(transactions);
+        let mut tasks = vec![
+            tokio::spawn(crate::groups::run_writer(
+                Arc::clone(&groups),
+                Arc::clone(&replicas),
                 Arc::clone(&clock),
-                weak.clone(),
-            ),
+                group_writes,
+                shutdown.subscribe(),
+            )),
+            tokio::spawn(crate::transactions::run_writer(
+                Arc::clone(&transactions),
+                Arc::clone(&replicas),
+                Arc::clone(&groups),
+                Arc::clone(&clock),
+                txn_writes,
+                shutdown.subscribe(),
+            )),
+        ];
+        let broker = Arc::new(Broker {
+            groups,
+            transactions,
             produce_requests: std::sync::atomic::AtomicU64::new(0),
             cleaner,
             config,
             cluster_id,
             clock,
+            random,
             metadata,
             controller,
-            controller_lock: AsyncMutex::new(()),
+            controller_lock,
             replicas,
             log_manager: Arc::clone(&log_manager),
             endpoints: endpoints.clone(),
@@ -407,7 +454,7 @@ impl RunningBroker {
         // every hosted log through the replica manager.
         let registration = MetadataRecord::RegisterBroker {
             node_id: broker.node_id(),
-            incarnation_id: Uuid::new_v4(),
+            incarnation_id: broker.random.uuid(),
             endpoints,
             rack: broker.config.raw.get("broker.rack").cloned(),
         };
@@ -446,7 +493,6 @@ impl RunningBroker {
             "broker started"
         );
 
-        let mut tasks = Vec::new();
         for socket in listeners {
             tasks.push(tokio::spawn(crate::network::accept_loop(
                 Arc::clone(&broker),
@@ -454,11 +500,21 @@ impl RunningBroker {
             )));
         }
         tasks.push(tokio::spawn(background_tasks(Arc::clone(&broker))));
-        tasks.push(tokio::spawn(crate::groups::run_timer(Arc::clone(&broker))));
+        tasks.push(tokio::spawn(crate::groups::run_timer(
+            Arc::clone(&broker.groups),
+            broker.shutdown_signal(),
+        )));
         tasks.push(tokio::spawn(crate::cleaner::run(Arc::clone(&broker))));
-        tasks.push(tokio::spawn(crate::transactions::run_timer(Arc::clone(
-            &broker,
-        ))));
+        let b = Arc::clone(&broker);
+        tasks.push(tokio::spawn(async move {
+            crate::transactions::run_timer(
+                Arc::clone(&b.transactions),
+                Arc::clone(&b.replicas),
+                &b.config,
+                b.shutdown_signal(),
+            )
+            .await
+        }));
         for address in &addresses {
             tracing::info!(%address, "listening");
         }

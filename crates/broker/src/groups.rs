@@ -1,19 +1,25 @@
 //! Wiring of the group coordinator into the broker: its `__consumer_offsets`
 //! partitions (created on first use, as Kafka does), loading them at start-up,
-//! the timer that drives its timeouts, and the lock around it.
+//! the timer that drives its timeouts, the lock around it, and the writer task
+//! that appends what it queues (outside the lock) and reports each result back.
 
+use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use bytes::Bytes;
-use coordinator::{GroupConfig, GroupCoordinator, LoadEntry, OffsetsLog};
+use coordinator::{GroupConfig, GroupCoordinator, GroupWrite, LoadEntry, WriteId};
 use metadata::TopicSpec;
+use protocol::random::Random;
 use protocol::records::{BatchBuilder, Compression, NewRecord};
 use protocol::time::Clock;
 use protocol::{ErrorCode, TopicPartition};
+use storage::Origin;
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::broker::{blocking, Broker};
 use crate::config::BrokerConfig;
+use crate::errors::{ack_error_code, replication_error_code};
+use crate::partition::Acks;
 use crate::replica_manager::ReplicaManager;
 
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
@@ -53,92 +59,202 @@ pub fn group_config(config: &BrokerConfig) -> GroupConfig {
     }
 }
 
-/// Appends the coordinator's records to `__consumer_offsets` as an acks=all produce.
-struct ReplicaOffsetsLog {
-    broker: std::sync::Weak<Broker>,
-    clock: Arc<dyn Clock>,
-}
+/// How long a `__consumer_offsets` append waits for the ISR (Kafka's
+/// `offsets.commit.timeout.ms`, 5 s).
+const OFFSETS_COMMIT_TIMEOUT_MS: i64 = 5_000;
 
-impl OffsetsLog for ReplicaOffsetsLog {
-    fn append(&self, partition: i32, records: &[(Bytes, Option<Bytes>)]) -> Result<(), ErrorCode> {
-        self.append_batch(partition, records, None)
-    }
+/// The most coordinator writes queued for the writer; beyond it a write fails
+/// with COORDINATOR_NOT_AVAILABLE (the client retries).
+const MAX_QUEUED_WRITES: usize = 16 * 1024;
 
-    fn append_transactional(
-        &self,
-        partition: i32,
-        records: &[(Bytes, Option<Bytes>)],
-        producer_id: i64,
-        producer_epoch: i16,
-    ) -> Result<(), ErrorCode> {
-        self.append_batch(partition, records, Some((producer_id, producer_epoch)))
-    }
-}
+/// A coordinator write on its way to the writer task.
+type Job = (WriteId, GroupWrite);
 
-impl ReplicaOffsetsLog {
-    fn append_batch(
-        &self,
-        partition: i32,
-        records: &[(Bytes, Option<Bytes>)],
-        producer: Option<(i64, i16)>,
-    ) -> Result<(), ErrorCode> {
-        let broker = self
-            .broker
-            .upgrade()
-            .ok_or(ErrorCode::CoordinatorNotAvailable)?;
-        let tp = TopicPartition::new(OFFSETS_TOPIC, partition);
-        let now = self.clock.now_ms();
-        let mut builder = BatchBuilder::new(Compression::None);
-        if let Some((producer_id, producer_epoch)) = producer {
-            builder = builder
-                .producer(producer_id, producer_epoch, -1)
-                .transactional(true);
-        }
-        for (key, value) in records {
-            builder.append(&NewRecord {
-                timestamp: now,
-                key: Some(key),
-                value: value.as_deref(),
-                headers: &[],
-            });
-        }
-        let batch = builder.build().map_err(|_| ErrorCode::UnknownServerError)?;
-        crate::transactions::append_internal(&broker, &tp, &batch)
-    }
-}
-
-/// The group coordinator behind its lock.
+/// The group coordinator behind its lock, and the queue to its writer.
 pub struct Groups {
     core: Mutex<GroupCoordinator>,
     partitions: i32,
+    writes: mpsc::Sender<Job>,
 }
+
+/// The locked coordinator. Dropping it hands the writes its calls queued to the
+/// writer, so no call path can forget them, and none waits for them under the lock.
+pub struct GroupsGuard<'a> {
+    core: MutexGuard<'a, GroupCoordinator>,
+    writes: &'a mpsc::Sender<Job>,
+}
+
+impl Deref for GroupsGuard<'_> {
+    type Target = GroupCoordinator;
+    fn deref(&self) -> &GroupCoordinator {
+        &self.core
+    }
+}
+
+impl DerefMut for GroupsGuard<'_> {
+    fn deref_mut(&mut self) -> &mut GroupCoordinator {
+        &mut self.core
+    }
+}
+
+impl Drop for GroupsGuard<'_> {
+    fn drop(&mut self) {
+        loop {
+            let writes = self.core.take_writes();
+            if writes.is_empty() {
+                return;
+            }
+            for (id, write) in writes {
+                if self.writes.try_send((id, write)).is_err() {
+                    tracing::warn!(
+                        "too many __consumer_offsets writes queued, or the writer stopped"
+                    );
+                    self.core
+                        .write_completed(id, Err(ErrorCode::CoordinatorNotAvailable));
+                }
+            }
+        }
+    }
+}
+
+/// The receiving end of [`Groups`]' writes, for [`run_writer`].
+pub struct GroupWrites(mpsc::Receiver<Job>);
 
 impl Groups {
     pub fn new(
-        config: &BrokerConfig,
+        config: GroupConfig,
         clock: Arc<dyn Clock>,
-        broker: std::sync::Weak<Broker>,
-    ) -> Groups {
-        let group_config = group_config(config);
-        let partitions = group_config.offsets_partitions;
-        let log = Arc::new(ReplicaOffsetsLog {
-            broker,
-            clock: Arc::clone(&clock),
-        });
-        Groups {
-            core: Mutex::new(GroupCoordinator::new(group_config, clock, log)),
+        random: Arc<dyn Random>,
+    ) -> (Groups, GroupWrites) {
+        let partitions = config.offsets_partitions;
+        let (tx, rx) = mpsc::channel(MAX_QUEUED_WRITES);
+        let groups = Groups {
+            core: Mutex::new(GroupCoordinator::new(config, clock, random)),
             partitions,
+            writes: tx,
+        };
+        (groups, GroupWrites(rx))
+    }
+
+    /// The coordinator, locked. Its calls only change memory (writes are queued
+    /// and carried out by the writer once the guard is dropped): never hold it
+    /// across an `.await`.
+    pub fn lock(&self) -> GroupsGuard<'_> {
+        GroupsGuard {
+            core: self.core.lock().unwrap_or_else(|p| p.into_inner()),
+            writes: &self.writes,
         }
     }
 
-    /// The coordinator, locked. Its calls may write to `__consumer_offsets`: hold
-    /// it on a blocking thread, never across an `.await`.
-    pub fn lock(&self) -> MutexGuard<'_, GroupCoordinator> {
-        self.core.lock().unwrap_or_else(|p| p.into_inner())
+    /// Calls `f` with a way to answer, and waits for the answer (at once, or when
+    /// the write it queued is done). `None` if it can never come.
+    pub async fn ask<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut GroupCoordinator, Box<dyn FnOnce(T) + Send>),
+    ) -> Option<T> {
+        let (tx, rx) = oneshot::channel();
+        f(
+            &mut self.lock(),
+            Box::new(move |answer| {
+                // The requester may be gone (connection closed).
+                let _ = tx.send(answer);
+            }),
+        );
+        rx.await.ok()
     }
 
     pub fn partitions(&self) -> i32 {
         self.partitions
+    }
+}
+
+/// Builds the batch for a coordinator write: one record per key, stamped `now`.
+fn offsets_batch(write: &GroupWrite, now: i64) -> Result<Vec<u8>, ErrorCode> {
+    let mut builder = BatchBuilder::new(Compression::None);
+    if let Some((producer_id, producer_epoch)) = write.producer {
+        builder = builder
+            .producer(producer_id, producer_epoch, -1)
+            .transactional(true);
+    }
+    for (key, value) in &write.records {
+        builder.append(&NewRecord {
+            timestamp: now,
+            key: Some(key),
+            value: value.as_deref(),
+            headers: &[],
+        });
+    }
+    builder.build().map_err(|_| ErrorCode::UnknownServerError)
+}
+
+/// Appends `batch` to a partition of an internal topic as an acks=all produce and
+/// waits for the ISR. Small batches are page-cache writes done on this task (as
+/// produce requests are); fsyncs go to the blocking pool.
+pub(crate) async fn append_internal(
+    replicas: &ReplicaManager,
+    tp: &TopicPartition,
+    batch: Vec<u8>,
+    timeout_ms: i64,
+) -> Result<(), ErrorCode> {
+    let partition = replicas.get(tp).ok_or(ErrorCode::NotCoordinator)?;
+    let appended = partition.append_as_leader(&batch, -1, Origin::Coordinator, timeout_ms);
+    let outcome = appended.map_err(|e| {
+        tracing::warn!(partition = %tp, error = %e, "internal append failed");
+        replication_error_code(&e)
+    })?;
+    if outcome.flush_now {
+        let up_to = outcome.info.last_offset.0 + 1;
+        let p = Arc::clone(&partition);
+        blocking(move || p.flush(up_to))
+            .await
+            .map_err(|e| replication_error_code(&e))?;
+    }
+    if let Some(up_to) = outcome.flush_rolled_up_to {
+        let p = Arc::clone(&partition);
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = p.flush(up_to) {
+                tracing::warn!(partition = %p.topic_partition(), error = %e, "flushing a rolled segment failed");
+            }
+        });
+    }
+    let acked = match outcome.acks {
+        Acks::Done(answer) => answer,
+        Acks::Waiting(rx) => partition.wait_for_acks(rx, timeout_ms).await,
+    };
+    acked.map_err(|e| ack_error_code(&e))
+}
+
+/// Appends the coordinator's writes to `__consumer_offsets`, one at a time and in
+/// the order queued, and reports each back, so the coordinator's memory changes in
+/// log order. Until shutdown; writes still queued then fail with
+/// COORDINATOR_NOT_AVAILABLE.
+pub async fn run_writer(
+    groups: Arc<Groups>,
+    replicas: Arc<ReplicaManager>,
+    clock: Arc<dyn Clock>,
+    GroupWrites(mut queue): GroupWrites,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let job = tokio::select! {
+            _ = shutdown.changed() => break,
+            job = queue.recv() => job,
+        };
+        let Some((id, write)) = job else {
+            break;
+        };
+        let tp = TopicPartition::new(OFFSETS_TOPIC, write.partition);
+        let result = match offsets_batch(&write, clock.now_ms()) {
+            Ok(batch) => append_internal(&replicas, &tp, batch, OFFSETS_COMMIT_TIMEOUT_MS).await,
+            Err(e) => Err(e),
+        };
+        groups.lock().write_completed(id, result);
+    }
+    queue.close();
+    while let Ok((id, _)) = queue.try_recv() {
+        groups
+            .lock()
+            .write_completed(id, Err(ErrorCode::CoordinatorNotAvailable));
     }
 }
 
@@ -234,17 +350,13 @@ pub fn load_groups(groups: &Groups, replicas: &ReplicaManager) -> Result<usize, 
 }
 
 /// Drives the coordinator's timeouts until shutdown.
-pub async fn run_timer(broker: Arc<Broker>) {
-    let mut shutdown = broker.shutdown_signal();
+pub async fn run_timer(groups: Arc<Groups>, mut shutdown: watch::Receiver<bool>) {
     let mut interval = tokio::time::interval(Duration::from_millis(50));
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = shutdown.changed() => return,
-            _ = interval.tick() => {
-                let b = Arc::clone(&broker);
-                blocking(move || b.groups.lock().tick()).await;
-            }
+            _ = interval.tick() => groups.lock().tick(),
         }
     }
 }

@@ -16,6 +16,7 @@ pub mod handlers;
 pub mod metadata_store;
 pub mod network;
 pub mod partition;
+pub mod random;
 pub mod replica_manager;
 pub mod signal;
 pub mod transactions;

@@ -22,7 +22,7 @@ use metadata::{ClusterImage, PartitionImage};
 use protocol::TopicPartition;
 use uuid::Uuid;
 
-use crate::partition::PartitionMetadata;
+use crate::events::PartitionMetadata;
 
 /// One log operation, in the order returned.
 #[derive(Debug, Clone, PartialEq, Eq)]

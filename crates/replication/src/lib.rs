@@ -10,12 +10,14 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod error;
+pub mod events;
 pub mod hosting;
 pub mod partition;
 
 pub use error::{AckError, IsolationLevel, ReplicationError};
-pub use hosting::HostingCommand;
-pub use partition::{
-    AckId, Command, EpochEndOffset, Input, IsrChangeError, LogOffsets, Partition,
-    PartitionMetadata, PartitionState, ReplicationConfig,
+pub use events::{
+    AckId, Command, EpochEndOffset, Input, IsrChangeError, LogOffsets, PartitionMetadata,
+    ReplicationConfig,
 };
+pub use hosting::HostingCommand;
+pub use partition::{FollowerState, Partition, PartitionState};

@@ -1,8 +1,6 @@
 //! OffsetDelete (key 47): delete a group's committed offsets for partitions it does
 //! not consume (GROUP_SUBSCRIBED_TO_TOPIC for those it does).
 
-use std::sync::Arc;
-
 use bytes::Bytes;
 use protocol::kafka::messages::offset_delete_response::{
     OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,
@@ -11,7 +9,6 @@ use protocol::kafka::messages::{ApiKey, OffsetDeleteRequest, OffsetDeleteRespons
 use protocol::ErrorCode;
 
 use super::{ApiSpec, Reply, RequestContext};
-use crate::broker::blocking;
 
 pub const API: ApiSpec = ApiSpec::new(ApiKey::OffsetDelete, 0, 0);
 
@@ -29,10 +26,13 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
                 .map(move |p| (t.name.to_string(), p.partition_index))
         })
         .collect();
-    let broker = Arc::clone(&ctx.broker);
     let group_id = request.group_id.to_string();
-    let outcome =
-        blocking(move || broker.groups.lock().delete_offsets(&group_id, &partitions)).await;
+    let outcome = ctx
+        .broker
+        .groups
+        .ask(|core, respond| core.delete_offsets(&group_id, &partitions, respond))
+        .await
+        .unwrap_or(Err(ErrorCode::CoordinatorNotAvailable));
     let response = match outcome {
         Err(code) => OffsetDeleteResponse::default().with_error_code(code.code()),
         Ok(errors) => {
