@@ -12,12 +12,16 @@ use std::ops::ControlFlow;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use protocol::time::Clock;
 use protocol::TopicPartition;
 use storage::checkpoint;
 use storage::cleaner::CleanerConfig;
+use tokio::sync::watch;
 
-use crate::broker::{blocking, Broker};
 use crate::partition::SharedPartition;
+use crate::replica_manager::ReplicaManager;
+use crate::runtime::blocking;
+use crate::settings::CleanerSettings;
 
 pub const CLEANER_CHECKPOINT: &str = "cleaner-offset-checkpoint";
 
@@ -60,23 +64,29 @@ impl CleanerState {
     }
 }
 
-fn setting(broker: &Broker, key: &str, default: f64) -> f64 {
-    broker
-        .config
-        .raw
-        .get(key)
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .unwrap_or(default)
+/// What one cleaning pass works with: narrow handles, not the whole broker.
+struct Cleaner {
+    replicas: Arc<ReplicaManager>,
+    clock: Arc<dyn Clock>,
+    state: Arc<CleanerState>,
+    settings: CleanerSettings,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl Cleaner {
+    fn is_shutting_down(&self) -> bool {
+        *self.shutdown.borrow()
+    }
 }
 
 /// Cleans the dirtiest eligible log once; true if it cleaned something.
-fn clean_once(broker: &Broker, throttle_bytes_per_second: f64) -> bool {
+fn clean_once(broker: &Cleaner) -> bool {
     let now = broker.clock.now_ms();
     let mut best: Option<(f64, SharedPartition, i64)> = None;
     for partition in broker.replicas.partitions() {
         // Undecided transactions are never cleaned: stop at the last stable offset.
         let upper_bound = partition.last_stable_offset();
-        let checkpoint = broker.cleaner.get(partition.topic_partition());
+        let checkpoint = broker.state.get(partition.topic_partition());
         let Some(view) = partition.compaction_view(checkpoint, upper_bound) else {
             continue;
         };
@@ -98,14 +108,10 @@ fn clean_once(broker: &Broker, throttle_bytes_per_second: f64) -> bool {
         return false;
     };
     let config = CleanerConfig {
-        dedupe_buffer_bytes: setting(
-            broker,
-            "log.cleaner.dedupe.buffer.size",
-            (128u64 << 20) as f64,
-        ) as usize,
+        dedupe_buffer_bytes: broker.settings.dedupe_buffer_bytes,
         ..CleanerConfig::default()
     };
-    let mut budget = Throttle::new(throttle_bytes_per_second);
+    let mut budget = Throttle::new(broker.settings.io_max_bytes_per_second);
     let started = budget.started;
     let upper_bound = partition.last_stable_offset();
     let mut pace = |bytes| {
@@ -127,7 +133,7 @@ fn clean_once(broker: &Broker, throttle_bytes_per_second: f64) -> bool {
                 "cleaner pass done"
             );
             broker
-                .cleaner
+                .state
                 .set(partition.topic_partition(), outcome.cleaned_up_to);
             true
         }
@@ -177,9 +183,9 @@ impl Throttle {
 }
 
 /// Writes the cleaner checkpoint of every log dir.
-fn write_checkpoints(broker: &Broker) {
+fn write_checkpoints(broker: &Cleaner) {
     let state = broker
-        .cleaner
+        .state
         .first_dirty
         .lock()
         .unwrap_or_else(|p| p.into_inner())
@@ -205,44 +211,44 @@ fn write_checkpoints(broker: &Broker) {
 }
 
 /// Runs the cleaner until shutdown (`log.cleaner.enable=false` turns it off).
-pub async fn run(broker: Arc<Broker>) {
-    let enabled = broker
-        .config
-        .raw
-        .get("log.cleaner.enable")
-        .map(|v| v.trim() != "false")
-        .unwrap_or(true);
-    if !enabled {
+pub async fn run(
+    replicas: Arc<ReplicaManager>,
+    clock: Arc<dyn Clock>,
+    state: Arc<CleanerState>,
+    settings: CleanerSettings,
+    shutdown: watch::Receiver<bool>,
+) {
+    if !settings.enable {
         return;
     }
-    let backoff = Duration::from_millis(
-        setting(&broker, "log.cleaner.backoff.ms", 15_000.0).max(10.0) as u64,
-    );
-    let rate = setting(
-        &broker,
-        "log.cleaner.io.max.bytes.per.second",
-        f64::INFINITY,
-    );
-    let mut shutdown = broker.shutdown_signal();
+    let backoff = Duration::from_millis(settings.backoff_ms);
+    let mut signal = shutdown.clone();
+    let cleaner = Arc::new(Cleaner {
+        replicas,
+        clock,
+        state,
+        settings,
+        shutdown,
+    });
     loop {
-        let b = Arc::clone(&broker);
+        let c = Arc::clone(&cleaner);
         let cleaned = blocking(move || {
-            let cleaned = clean_once(&b, rate);
+            let cleaned = clean_once(&c);
             if cleaned {
-                write_checkpoints(&b);
+                write_checkpoints(&c);
             }
             cleaned
         })
         .await;
         if cleaned {
             // More may be waiting: look again at once, unless shutting down.
-            if broker.is_shutting_down() {
+            if cleaner.is_shutting_down() {
                 return;
             }
             continue;
         }
         tokio::select! {
-            _ = shutdown.changed() => return,
+            _ = signal.changed() => return,
             _ = tokio::time::sleep(backoff) => {}
         }
     }

@@ -8,7 +8,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use coordinator::{GroupConfig, GroupCoordinator, GroupWrite, LoadEntry, WriteId};
-use metadata::TopicSpec;
 use protocol::random::Random;
 use protocol::records::{BatchBuilder, Compression, NewRecord};
 use protocol::time::Clock;
@@ -16,48 +15,12 @@ use protocol::{ErrorCode, TopicPartition};
 use storage::Origin;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::broker::{blocking, Broker};
-use crate::config::BrokerConfig;
 use crate::errors::{ack_error_code, replication_error_code};
 use crate::partition::Acks;
 use crate::replica_manager::ReplicaManager;
+use crate::runtime::blocking;
 
-pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
-
-/// Coordinator settings from the broker config.
-pub fn group_config(config: &BrokerConfig) -> GroupConfig {
-    let int = |key: &str, default: i64| {
-        config
-            .raw
-            .get(key)
-            .and_then(|v| v.trim().parse::<i64>().ok())
-            .unwrap_or(default)
-    };
-    let defaults = GroupConfig::default();
-    GroupConfig {
-        min_session_timeout_ms: int(
-            "group.min.session.timeout.ms",
-            i64::from(defaults.min_session_timeout_ms),
-        ) as i32,
-        max_session_timeout_ms: int(
-            "group.max.session.timeout.ms",
-            i64::from(defaults.max_session_timeout_ms),
-        ) as i32,
-        initial_rebalance_delay_ms: int(
-            "group.initial.rebalance.delay.ms",
-            defaults.initial_rebalance_delay_ms,
-        ),
-        max_size: int("group.max.size", i64::from(i32::MAX)).max(1) as usize,
-        offsets_retention_ms: int("offsets.retention.minutes", 10_080) * 60_000,
-        offsets_retention_check_interval_ms: int(
-            "offsets.retention.check.interval.ms",
-            defaults.offsets_retention_check_interval_ms,
-        ),
-        offset_metadata_max_bytes: int("offset.metadata.max.bytes", 4096).max(0) as usize,
-        offsets_partitions: int("offsets.topic.num.partitions", 50).max(1) as i32,
-        new_member_join_timeout_ms: defaults.new_member_join_timeout_ms,
-    }
-}
+pub use crate::controller_client::OFFSETS_TOPIC;
 
 /// How long a `__consumer_offsets` append waits for the ISR (Kafka's
 /// `offsets.commit.timeout.ms`, 5 s).
@@ -255,54 +218,6 @@ pub async fn run_writer(
         groups
             .lock()
             .write_completed(id, Err(ErrorCode::CoordinatorNotAvailable));
-    }
-}
-
-/// Creates `__consumer_offsets` if it does not exist yet. Its replication factor
-/// is `offsets.topic.replication.factor` capped by the brokers registered, so a
-/// single node works without extra settings.
-pub async fn ensure_offsets_topic(broker: &Arc<Broker>) -> Result<(), ErrorCode> {
-    if broker.metadata.image().topic(OFFSETS_TOPIC).is_some() {
-        return Ok(());
-    }
-    let config = &broker.config;
-    let brokers = broker.metadata.image().brokers.len().max(1) as i64;
-    let wanted_rf = config
-        .raw
-        .get("offsets.topic.replication.factor")
-        .and_then(|v| v.parse::<i64>().ok())
-        .unwrap_or(3);
-    let segment_bytes = config
-        .raw
-        .get("offsets.topic.segment.bytes")
-        .cloned()
-        .unwrap_or_else(|| "104857600".into());
-    let spec = TopicSpec {
-        name: OFFSETS_TOPIC.into(),
-        num_partitions: broker.groups.partitions(),
-        replication_factor: wanted_rf.min(brokers) as i16,
-        assignments: Vec::new(),
-        configs: vec![
-            ("cleanup.policy".into(), Some("compact".into())),
-            ("compression.type".into(), Some("producer".into())),
-            ("segment.bytes".into(), Some(segment_bytes)),
-        ],
-    };
-    let outcomes = broker.create_topics(vec![spec], false).await;
-    match outcomes.first().map(|o| &o.result) {
-        Some(Ok(_)) => {
-            tracing::info!(
-                partitions = broker.groups.partitions(),
-                "created {OFFSETS_TOPIC}"
-            );
-            Ok(())
-        }
-        Some(Err((ErrorCode::TopicAlreadyExists, _))) => Ok(()),
-        Some(Err((code, message))) => {
-            tracing::error!(error = %code, %message, "cannot create {OFFSETS_TOPIC}");
-            Err(ErrorCode::CoordinatorNotAvailable)
-        }
-        None => Err(ErrorCode::CoordinatorNotAvailable),
     }
 }
 

@@ -10,39 +10,21 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use coordinator::{ProducerIdSource, TxnCallback, TxnConfig, TxnCoordinator, TxnWrite, WriteId};
-use metadata::{MetadataRecord, TopicSpec};
 use protocol::records::{BatchBuilder, Compression, NewRecord};
 use protocol::time::Clock;
 use protocol::{ErrorCode, TopicPartition};
 use storage::producer_state::{marker_batch, CONTROL_ABORT, CONTROL_COMMIT};
 use tokio::sync::{mpsc, oneshot, watch, Mutex as AsyncMutex};
 
-use crate::broker::{blocking, Broker};
-use crate::config::BrokerConfig;
+use crate::controller_client::ControllerClient;
 use crate::groups::{append_internal, Groups, OFFSETS_TOPIC};
-use crate::metadata_store::MetadataStore;
 use crate::replica_manager::ReplicaManager;
+use crate::runtime::blocking;
+use crate::settings::Settings;
 
-pub const TRANSACTION_TOPIC: &str = "__transaction_state";
+pub use crate::controller_client::TRANSACTION_TOPIC;
 /// Producer ids a broker takes from the metadata log at a time.
 const PRODUCER_ID_BLOCK: i64 = 1000;
-
-fn raw_int(config: &BrokerConfig, key: &str, default: i64) -> i64 {
-    config
-        .raw
-        .get(key)
-        .and_then(|v| v.trim().parse::<i64>().ok())
-        .unwrap_or(default)
-}
-
-pub fn txn_config(config: &BrokerConfig) -> TxnConfig {
-    TxnConfig {
-        max_timeout_ms: raw_int(config, "transaction.max.timeout.ms", 900_000) as i32,
-        partitions: raw_int(config, "transaction.state.log.num.partitions", 50).max(1) as i32,
-        id_expiration_ms: raw_int(config, "transactional.id.expiration.ms", 604_800_000),
-        offsets_partitions: raw_int(config, "offsets.topic.num.partitions", 50).max(1) as i32,
-    }
-}
 
 /// How long an internal append waits for the ISR (Kafka's `request.timeout.ms`).
 const INTERNAL_APPEND_TIMEOUT_MS: i64 = 30_000;
@@ -56,67 +38,22 @@ const MAX_QUEUED_WRITES: usize = 16 * 1024;
 
 type Job = (WriteId, TxnWrite);
 
-/// Takes blocks of producer ids from the metadata log: the one thing the
-/// transaction coordinator asks of the controller.
-pub struct ProducerIdAllocator {
-    node_id: i32,
-    clock: Arc<dyn Clock>,
-    metadata: Arc<MetadataStore>,
-    controller_lock: Arc<AsyncMutex<()>>,
-}
-
-impl ProducerIdAllocator {
-    pub fn new(
-        node_id: i32,
-        clock: Arc<dyn Clock>,
-        metadata: Arc<MetadataStore>,
-        controller_lock: Arc<AsyncMutex<()>>,
-    ) -> ProducerIdAllocator {
-        ProducerIdAllocator {
-            node_id,
-            clock,
-            metadata,
-            controller_lock,
-        }
-    }
-
-    /// Takes `count` producer ids: the first of them. Waits for the controller
-    /// like any other decision.
-    async fn allocate(&self, count: i64) -> Result<i64, String> {
-        let _decision = self.controller_lock.lock().await;
-        let metadata = Arc::clone(&self.metadata);
-        let broker_id = self.node_id;
-        let now = self.clock.now_ms();
-        blocking(move || {
-            let start = metadata.image().next_producer_id;
-            let record = MetadataRecord::ProducerIds {
-                broker_id,
-                next_producer_id: start + count,
-            };
-            let next = metadata.commit(&[record], now).map_err(|e| e.to_string())?;
-            metadata.publish(next);
-            Ok(start)
-        })
-        .await
-    }
-}
-
 /// The producer ids this broker holds, taken from the metadata log a block at a
 /// time. The coordinator takes them without waiting; InitProducerId tops them up
 /// before it asks.
 pub struct ProducerIds {
     /// `[start, end)` ranges, oldest first.
     blocks: Mutex<VecDeque<(i64, i64)>>,
-    allocator: ProducerIdAllocator,
+    controller: Arc<ControllerClient>,
     /// One allocation at a time.
     refill: AsyncMutex<()>,
 }
 
 impl ProducerIds {
-    pub fn new(allocator: ProducerIdAllocator) -> ProducerIds {
+    pub fn new(controller: Arc<ControllerClient>) -> ProducerIds {
         ProducerIds {
             blocks: Mutex::new(VecDeque::new()),
-            allocator,
+            controller,
             refill: AsyncMutex::new(()),
         }
     }
@@ -136,8 +73,8 @@ impl ProducerIds {
             return Ok(());
         }
         let start = self
-            .allocator
-            .allocate(PRODUCER_ID_BLOCK)
+            .controller
+            .allocate_producer_ids(PRODUCER_ID_BLOCK)
             .await
             .map_err(|e| {
                 tracing::error!(error = %e, "allocating producer ids failed");
@@ -364,45 +301,6 @@ pub async fn run_writer(
     }
 }
 
-/// Creates `__transaction_state` if it does not exist yet (replication factor
-/// capped by the brokers registered, as for `__consumer_offsets`).
-pub async fn ensure_transaction_topic(broker: &Arc<Broker>) -> Result<(), ErrorCode> {
-    if broker.metadata.image().topic(TRANSACTION_TOPIC).is_some() {
-        return Ok(());
-    }
-    let config = &broker.config;
-    let brokers = broker.metadata.image().brokers.len().max(1) as i64;
-    let wanted_rf = raw_int(config, "transaction.state.log.replication.factor", 3);
-    let segment_bytes = config
-        .raw
-        .get("transaction.state.log.segment.bytes")
-        .cloned()
-        .unwrap_or_else(|| "104857600".into());
-    let spec = TopicSpec {
-        name: TRANSACTION_TOPIC.into(),
-        num_partitions: broker.transactions.partitions(),
-        replication_factor: wanted_rf.min(brokers) as i16,
-        assignments: Vec::new(),
-        configs: vec![
-            ("cleanup.policy".into(), Some("compact".into())),
-            ("segment.bytes".into(), Some(segment_bytes)),
-        ],
-    };
-    match broker
-        .create_topics(vec![spec], false)
-        .await
-        .first()
-        .map(|o| &o.result)
-    {
-        Some(Ok(_)) | Some(Err((ErrorCode::TopicAlreadyExists, _))) => Ok(()),
-        Some(Err((code, message))) => {
-            tracing::error!(error = %code, %message, "cannot create {TRANSACTION_TOPIC}");
-            Err(ErrorCode::CoordinatorNotAvailable)
-        }
-        None => Err(ErrorCode::CoordinatorNotAvailable),
-    }
-}
-
 /// Replays `__transaction_state` into the coordinator (and finishes prepared
 /// transactions).
 pub fn load_transactions(
@@ -434,17 +332,13 @@ pub fn load_transactions(
 pub async fn run_timer(
     transactions: Arc<Transactions>,
     replicas: Arc<ReplicaManager>,
-    config: &BrokerConfig,
+    settings: Arc<Settings>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let interval_ms = raw_int(
-        config,
-        "transaction.abort.timed.out.transaction.cleanup.interval.ms",
-        10_000,
-    )
-    .max(10) as u64;
-    let producer_expiration_ms = raw_int(config, "producer.id.expiration.ms", 86_400_000);
-    let mut interval = tokio::time::interval(Duration::from_millis(interval_ms));
+    let producer_expiration_ms = settings.producer_id_expiration_ms;
+    let mut interval = tokio::time::interval(Duration::from_millis(
+        settings.transaction_cleanup_interval_ms,
+    ));
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     interval.tick().await;
     loop {

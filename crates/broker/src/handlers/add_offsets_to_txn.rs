@@ -5,7 +5,6 @@ use protocol::kafka::messages::{AddOffsetsToTxnRequest, AddOffsetsToTxnResponse,
 use protocol::ErrorCode;
 
 use super::{ApiSpec, Reply, RequestContext};
-use crate::groups::ensure_offsets_topic;
 
 pub const API: ApiSpec = ApiSpec::new(ApiKey::AddOffsetsToTxn, 0, 4);
 
@@ -14,7 +13,7 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
         Ok(request) => request,
         Err(reply) => return reply,
     };
-    let error = match ensure_offsets_topic(&ctx.broker).await {
+    let error = match ctx.broker.controller.ensure_offsets_topic().await {
         Err(code) => code,
         Ok(()) => {
             let id = request.transactional_id.to_string();

@@ -29,9 +29,9 @@ use replication::{IsolationLevel, ReplicationError};
 use storage::{ReadOutcome, StorageError};
 
 use super::{ApiSpec, Reply, RequestContext};
-use crate::broker::blocking;
 use crate::errors::replication_error_code;
 use crate::partition::SharedPartition;
+use crate::runtime::blocking;
 use crate::signal::Listener;
 
 pub const API: ApiSpec = ApiSpec::new(ApiKey::Fetch, 4, 18);

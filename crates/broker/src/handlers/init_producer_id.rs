@@ -8,7 +8,6 @@ use protocol::kafka::messages::{
 use protocol::ErrorCode;
 
 use super::{ApiSpec, Reply, RequestContext};
-use crate::transactions::ensure_transaction_topic;
 
 pub const API: ApiSpec = ApiSpec::new(ApiKey::InitProducerId, 0, 5);
 
@@ -29,7 +28,7 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
             .with_producer_epoch(-1)
     };
     if transactional_id.is_some() {
-        if let Err(code) = ensure_transaction_topic(&ctx.broker).await {
+        if let Err(code) = ctx.broker.controller.ensure_transaction_topic().await {
             return ctx.respond(&failed(code));
         }
     }

@@ -9,7 +9,6 @@ use protocol::kafka::messages::{ApiKey, OffsetCommitRequest, OffsetCommitRespons
 use protocol::ErrorCode;
 
 use super::{ApiSpec, Reply, RequestContext};
-use crate::groups::ensure_offsets_topic;
 
 pub const API: ApiSpec = ApiSpec::new(ApiKey::OffsetCommit, 2, 9);
 
@@ -31,7 +30,7 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
             })
         })
         .collect();
-    let errors = match ensure_offsets_topic(&ctx.broker).await {
+    let errors = match ctx.broker.controller.ensure_offsets_topic().await {
         Err(code) => vec![code; entries.len()],
         Ok(()) => {
             let group_id = request.group_id.to_string();

@@ -21,9 +21,9 @@ use replication::ReplicationError;
 use storage::{AppendError, Origin};
 
 use super::{ApiSpec, Reply, RequestContext};
-use crate::broker::blocking;
 use crate::errors::{ack_error_code, replication_error_code};
 use crate::partition::{AckReceiver, Acks, SharedPartition};
+use crate::runtime::blocking;
 
 pub const API: ApiSpec = ApiSpec {
     key: ApiKey::Produce,

@@ -23,9 +23,10 @@ use storage::producer_state::{marker_batch, CONTROL_ABORT, CONTROL_COMMIT};
 use storage::Origin;
 
 use super::{ApiSpec, Reply, RequestContext};
-use crate::broker::{blocking, Broker};
+use crate::broker::Broker;
 use crate::errors::{ack_error_code, replication_error_code};
 use crate::partition::{AckReceiver, Acks, SharedPartition};
+use crate::runtime::blocking;
 
 /// Kafka 4 removed v0; v1 is the baseline (flexible).
 pub const API: ApiSpec = ApiSpec::new(ApiKey::WriteTxnMarkers, 1, 1);
