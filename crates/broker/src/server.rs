@@ -247,6 +247,37 @@ fn spawn_background(broker: &Arc<Broker>, tasks: &mut Vec<tokio::task::JoinHandl
     )));
 }
 
+/// The start-up banner: version, where the data is, what is advertised, and how
+/// the previous run ended.
+fn log_started(broker: &Broker, fresh: bool, clean: bool) {
+    let previous_shutdown = match (fresh, clean) {
+        (true, _) => "none (new data directory)",
+        (false, true) => "clean",
+        (false, false) => "unclean (logs recovered)",
+    };
+    let log_dirs: Vec<String> = broker
+        .config
+        .log_dirs
+        .iter()
+        .map(|d| d.display().to_string())
+        .collect();
+    let advertised: Vec<String> = broker
+        .endpoints
+        .iter()
+        .map(|e| format!("{}://{}:{}", e.name, e.host, e.port))
+        .collect();
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        node_id = broker.node_id(),
+        cluster_id = %broker.cluster_id,
+        log_dirs = %log_dirs.join(","),
+        advertised_listeners = %advertised.join(","),
+        previous_shutdown,
+        partitions = broker.replicas.partitions().len(),
+        "broker started"
+    );
+}
+
 impl RunningBroker {
     /// Starts a broker from `config` on the current tokio runtime.
     pub async fn start(
@@ -268,6 +299,12 @@ impl RunningBroker {
             Arc::new(blocking(move || LogManager::open(&log_dirs, clock)).await?)
         };
         let clean = log_manager.had_clean_shutdown();
+        // Before meta.properties is written: a directory without one is new, and
+        // "no clean shutdown" would wrongly suggest a crash.
+        let fresh = !config
+            .log_dirs
+            .iter()
+            .any(|dir| dir.join("meta.properties").exists());
         let new_cluster_id = storage::log_manager::uuid_to_kafka(&random.uuid());
         let cluster_id = log_manager.ensure_meta_properties(config.node_id, &new_cluster_id)?;
         let metadata = {
@@ -302,13 +339,7 @@ impl RunningBroker {
         broker.controller.register(registration).await?;
         log_manager.finish_loading()?;
         load_coordinators(&broker).await;
-        tracing::info!(
-            node_id = broker.node_id(),
-            cluster_id = %broker.cluster_id,
-            clean_shutdown = clean,
-            partitions = broker.replicas.partitions().len(),
-            "broker started"
-        );
+        log_started(&broker, fresh, clean);
         for socket in listeners {
             tasks.push(tokio::spawn(crate::network::accept_loop(
                 Arc::clone(&broker),

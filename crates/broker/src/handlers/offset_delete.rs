@@ -1,5 +1,6 @@
 //! OffsetDelete (key 47): delete a group's committed offsets for partitions it does
-//! not consume (GROUP_SUBSCRIBED_TO_TOPIC for those it does).
+//! not consume (GROUP_SUBSCRIBED_TO_TOPIC for those it does, UNKNOWN_TOPIC_OR_PARTITION
+//! for partitions the cluster does not have).
 
 use bytes::Bytes;
 use protocol::kafka::messages::offset_delete_response::{
@@ -17,6 +18,21 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
         Ok(request) => request,
         Err(reply) => return reply,
     };
+    // As Kafka: a partition the cluster does not have is UNKNOWN_TOPIC_OR_PARTITION,
+    // never passed to the group (which would report it deleted).
+    let image = ctx.broker.metadata.image();
+    let exists: Vec<bool> = request
+        .topics
+        .iter()
+        .flat_map(|t| {
+            let image = &image;
+            t.partitions.iter().map(move |p| {
+                image
+                    .partition(t.name.as_str(), p.partition_index)
+                    .is_some()
+            })
+        })
+        .collect();
     let partitions: Vec<(String, i32)> = request
         .topics
         .iter()
@@ -25,6 +41,9 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
                 .iter()
                 .map(move |p| (t.name.to_string(), p.partition_index))
         })
+        .zip(exists.iter())
+        .filter(|(_, exists)| **exists)
+        .map(|(tp, _)| tp)
         .collect();
     let group_id = request.group_id.to_string();
     let outcome = ctx
@@ -33,6 +52,16 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
         .ask(|core, respond| core.delete_offsets(&group_id, &partitions, respond))
         .await
         .unwrap_or(Err(ErrorCode::CoordinatorNotAvailable));
+    let outcome = outcome.map(|errors| {
+        let mut errors = errors.into_iter();
+        exists
+            .iter()
+            .map(|exists| match exists {
+                true => errors.next().unwrap_or(ErrorCode::UnknownServerError),
+                false => ErrorCode::UnknownTopicOrPartition,
+            })
+            .collect::<Vec<_>>()
+    });
     let response = match outcome {
         Err(code) => OffsetDeleteResponse::default().with_error_code(code.code()),
         Ok(errors) => {
