@@ -308,7 +308,7 @@ impl RunningBroker {
         let log_dirs = config.log_dirs.clone();
         let log_manager = {
             let clock = Arc::clone(&clock);
-            blocking(move || LogManager::open(&log_dirs, clock)).await?
+            blocking(move || LogManager::open(&log_dirs, storage::LogEnv::real(clock))).await?
         };
         let log_manager = Arc::new(log_manager);
         let clean = log_manager.had_clean_shutdown();

@@ -82,7 +82,7 @@ fn clean_once(broker: &Broker, throttle_bytes_per_second: f64) -> bool {
             continue;
         }
         let first_dirty = broker.cleaner.get(&tp).max(log.log_start_offset().0);
-        let dirtiness = log.dirtiness(first_dirty, upper_bound);
+        let dirtiness = storage::cleaner::dirtiness(&log, first_dirty, upper_bound);
         if dirtiness.dirty_bytes == 0 {
             continue;
         }
@@ -99,8 +99,7 @@ fn clean_once(broker: &Broker, throttle_bytes_per_second: f64) -> bool {
         // max.compaction.lag.ms: the oldest dirty data (the first batch of the first
         // dirty segment, as Kafka measures it) must not wait longer than that.
         let overdue = max_lag < i64::MAX
-            && log
-                .first_dirty_batch_timestamp(first_dirty)
+            && storage::cleaner::first_dirty_batch_timestamp(&log, first_dirty)
                 .is_some_and(|ts| now.saturating_sub(ts) > max_lag);
         let ratio = dirtiness.ratio();
         if ratio >= min_ratio || overdue {

@@ -15,13 +15,11 @@
 //! Shutdown: flush and close every log, write the checkpoints, then the mark.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use base64::Engine;
-use protocol::time::Clock;
 use protocol::TopicPartition;
 use uuid::Uuid;
 
@@ -29,7 +27,9 @@ use crate::checkpoint::{
     self, CLEAN_SHUTDOWN_FILE, LOG_START_OFFSET_CHECKPOINT, RECOVERY_POINT_CHECKPOINT,
 };
 use crate::config::LogConfig;
+use crate::env::LogEnv;
 use crate::error::StorageError;
+use crate::fs::{self, Fs, LockGuard};
 use crate::log::{LoadState, Log};
 
 pub const META_PROPERTIES: &str = "meta.properties";
@@ -63,7 +63,7 @@ pub struct DiscoveredLog {
 #[derive(Debug)]
 struct LogDir {
     path: PathBuf,
-    _lock: File,
+    _lock: Box<dyn LockGuard>,
     clean_shutdown: bool,
     recovery_points: BTreeMap<TopicPartition, i64>,
     log_start_offsets: BTreeMap<TopicPartition, i64>,
@@ -72,7 +72,7 @@ struct LogDir {
 #[derive(Debug)]
 pub struct LogManager {
     dirs: Vec<LogDir>,
-    clock: Arc<dyn Clock>,
+    env: LogEnv,
     logs: Mutex<BTreeMap<TopicPartition, (usize, SharedLog)>>,
 }
 
@@ -99,32 +99,26 @@ fn lock_recover<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 impl LogManager {
     /// Opens the log dirs: takes their locks, reads checkpoints and the clean
     /// shutdown mark. Logs are opened afterwards with [`LogManager::load_log`].
-    pub fn open(dirs: &[PathBuf], clock: Arc<dyn Clock>) -> Result<LogManager, StorageError> {
+    pub fn open(dirs: &[PathBuf], env: LogEnv) -> Result<LogManager, StorageError> {
+        let fs = &*env.fs;
         let mut opened = Vec::new();
         for path in dirs {
-            fs::create_dir_all(path)
+            fs.create_dir_all(path)
                 .map_err(io_err(format!("creating log dir {}", path.display())))?;
-            let lock = File::options()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(path.join(".lock"))
-                .map_err(io_err("opening .lock"))?;
-            match lock.try_lock() {
-                Ok(()) => {}
-                Err(fs::TryLockError::WouldBlock) => {
-                    return Err(StorageError::Corrupt(
-                        path.clone(),
-                        "another broker process is using this log dir".into(),
-                    ));
-                }
-                Err(fs::TryLockError::Error(e)) => {
-                    return Err(StorageError::io("locking log dir", e))
-                }
-            }
-            let clean_shutdown = path.join(CLEAN_SHUTDOWN_FILE).exists();
+            let Some(lock) = fs
+                .try_lock(&path.join(".lock"))
+                .map_err(io_err("locking log dir"))?
+            else {
+                return Err(StorageError::Corrupt(
+                    path.clone(),
+                    "another broker process is using this log dir".into(),
+                ));
+            };
+            let clean_shutdown = fs
+                .exists(&path.join(CLEAN_SHUTDOWN_FILE))
+                .map_err(io_err("reading the clean shutdown mark"))?;
             let read = |name: &str| {
-                checkpoint::read_offsets(&path.join(name)).unwrap_or_else(|e| {
+                checkpoint::read_offsets_in(fs, &path.join(name)).unwrap_or_else(|e| {
                     tracing::warn!(error = %e, "ignoring unreadable checkpoint; affected logs recover from the start");
                     BTreeMap::new()
                 })
@@ -139,9 +133,14 @@ impl LogManager {
         }
         Ok(LogManager {
             dirs: opened,
-            clock,
+            env,
             logs: Mutex::new(BTreeMap::new()),
         })
+    }
+
+    /// The filesystem the logs live on.
+    pub fn fs(&self) -> &Arc<dyn Fs> {
+        &self.env.fs
     }
 
     pub fn log_dirs(&self) -> Vec<PathBuf> {
@@ -161,9 +160,10 @@ impl LogManager {
         new_cluster_id: &str,
     ) -> Result<String, StorageError> {
         let mut cluster_id: Option<String> = None;
+        let fs = &*self.env.fs;
         for dir in &self.dirs {
             let path = dir.path.join(META_PROPERTIES);
-            if let Ok(text) = fs::read_to_string(&path) {
+            if let Ok(text) = fs::read_to_string(fs, &path) {
                 let props: BTreeMap<&str, &str> = text
                     .lines()
                     .filter(|l| !l.trim_start().starts_with('#'))
@@ -193,12 +193,15 @@ impl LogManager {
         let cluster_id = cluster_id.unwrap_or_else(|| new_cluster_id.to_string());
         for dir in &self.dirs {
             let path = dir.path.join(META_PROPERTIES);
-            if !path.exists() {
+            if !fs
+                .exists(&path)
+                .map_err(io_err("reading meta.properties"))?
+            {
                 let text = format!(
                     "#\n#Written by rivulet\nnode.id={node_id}\ndirectory.id={}\nversion=1\ncluster.id={cluster_id}\n",
                     uuid_to_kafka(&Uuid::new_v4())
                 );
-                checkpoint::write_atomically(&path, text.as_bytes())
+                fs::write_atomically(fs, &path, text.as_bytes())
                     .map_err(io_err("writing meta.properties"))?;
             }
         }
@@ -207,19 +210,22 @@ impl LogManager {
 
     /// Partition directories present on disk. Finishes deletions a crash interrupted.
     pub fn discover(&self) -> Result<Vec<DiscoveredLog>, StorageError> {
+        let fs = &*self.env.fs;
         let mut found = Vec::new();
         for dir in &self.dirs {
-            for entry in fs::read_dir(&dir.path)
+            for entry in fs
+                .list_dir(&dir.path)
                 .map_err(io_err(format!("listing {}", dir.path.display())))?
             {
-                let entry = entry.map_err(io_err("listing log dir"))?;
-                if !entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                if !entry.is_dir {
                     continue;
                 }
-                let name = entry.file_name().to_string_lossy().into_owned();
+                let name = entry.name;
+                let path = dir.path.join(&name);
                 if name.ends_with("-delete") {
-                    tracing::info!(dir = %entry.path().display(), "finishing an interrupted topic deletion");
-                    fs::remove_dir_all(entry.path()).map_err(io_err("removing deleted log"))?;
+                    tracing::info!(dir = %path.display(), "finishing an interrupted topic deletion");
+                    fs.remove_dir_all(&path)
+                        .map_err(io_err("removing deleted log"))?;
                     continue;
                 }
                 if name.starts_with(METADATA_LOG_PREFIX) {
@@ -229,10 +235,10 @@ impl LogManager {
                 let Some(topic_partition) = parse_partition_dir(&name) else {
                     continue;
                 };
-                let topic_id = read_partition_metadata(&entry.path());
+                let topic_id = read_partition_metadata(fs, &path);
                 found.push(DiscoveredLog {
                     topic_partition,
-                    dir: entry.path(),
+                    dir: path,
                     topic_id,
                 });
             }
@@ -261,13 +267,7 @@ impl LogManager {
             log_start_offset: dir.log_start_offsets.get(tp).copied().unwrap_or(0),
             clean_shutdown: dir.clean_shutdown,
         };
-        let log = Log::open(
-            &found.dir,
-            tp.clone(),
-            config,
-            Arc::clone(&self.clock),
-            state,
-        )?;
+        let log = Log::open(&found.dir, tp.clone(), config, &self.env, state)?;
         tracing::debug!(partition = %tp, log_end_offset = log.log_end_offset().0, "loaded log");
         let shared = Arc::new(Mutex::new(log));
         lock_recover(&self.logs).insert(tp.clone(), (index, Arc::clone(&shared)));
@@ -277,12 +277,8 @@ impl LogManager {
     /// Removes the clean-shutdown marks once every log is loaded.
     pub fn finish_loading(&self) -> Result<(), StorageError> {
         for dir in &self.dirs {
-            match fs::remove_file(dir.path.join(CLEAN_SHUTDOWN_FILE)) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                    return Err(StorageError::io("removing clean shutdown mark", e))
-                }
-                _ => {}
-            }
+            fs::remove_if_exists(&*self.env.fs, &dir.path.join(CLEAN_SHUTDOWN_FILE))
+                .map_err(io_err("removing clean shutdown mark"))?;
         }
         Ok(())
     }
@@ -306,15 +302,12 @@ impl LogManager {
             .min_by_key(|&i| counts[i])
             .expect("at least one log dir");
         let dir = self.dirs[index].path.join(tp.dir_name());
-        fs::create_dir_all(&dir).map_err(io_err(format!("creating {}", dir.display())))?;
-        write_partition_metadata(&dir, &topic_id).map_err(io_err("writing partition.metadata"))?;
-        let log = Log::open(
-            &dir,
-            tp.clone(),
-            config,
-            Arc::clone(&self.clock),
-            LoadState::default(),
-        )?;
+        let fs = &*self.env.fs;
+        fs.create_dir_all(&dir)
+            .map_err(io_err(format!("creating {}", dir.display())))?;
+        write_partition_metadata(fs, &dir, &topic_id)
+            .map_err(io_err("writing partition.metadata"))?;
+        let log = Log::open(&dir, tp.clone(), config, &self.env, LoadState::default())?;
         let shared = Arc::new(Mutex::new(log));
         logs.insert(tp.clone(), (index, Arc::clone(&shared)));
         Ok(shared)
@@ -346,16 +339,21 @@ impl LogManager {
             tp.dir_name(),
             Uuid::new_v4().simple()
         ));
-        fs::rename(&dir, &doomed)
+        let fs = &*self.env.fs;
+        fs.rename(&dir, &doomed)
             .map_err(io_err(format!("renaming {} for deletion", dir.display())))?;
-        fs::remove_dir_all(&doomed).map_err(io_err(format!("deleting {}", doomed.display())))?;
+        fs.remove_dir_all(&doomed)
+            .map_err(io_err(format!("deleting {}", doomed.display())))?;
         Ok(())
     }
 
     /// Deletes a partition directory that no topic owns (found at start-up).
     pub fn delete_stray(&self, found: &DiscoveredLog) -> Result<(), StorageError> {
         tracing::info!(dir = %found.dir.display(), "deleting the log of a partition no topic owns");
-        fs::remove_dir_all(&found.dir).map_err(io_err(format!("deleting {}", found.dir.display())))
+        self.env
+            .fs
+            .remove_dir_all(&found.dir)
+            .map_err(io_err(format!("deleting {}", found.dir.display())))
     }
 
     /// Writes the recovery point and log start offset checkpoints of every dir.
@@ -372,9 +370,10 @@ impl LogManager {
                 recovery.insert(tp.clone(), log.recovery_point().0);
                 starts.insert(tp.clone(), log.log_start_offset().0);
             }
-            checkpoint::write_offsets(&dir.path.join(RECOVERY_POINT_CHECKPOINT), &recovery)
+            let fs = &*self.env.fs;
+            checkpoint::write_offsets_in(fs, &dir.path.join(RECOVERY_POINT_CHECKPOINT), &recovery)
                 .map_err(io_err("writing recovery point checkpoint"))?;
-            checkpoint::write_offsets(&dir.path.join(LOG_START_OFFSET_CHECKPOINT), &starts)
+            checkpoint::write_offsets_in(fs, &dir.path.join(LOG_START_OFFSET_CHECKPOINT), &starts)
                 .map_err(io_err("writing log start offset checkpoint"))?;
         }
         Ok(())
@@ -398,7 +397,8 @@ impl LogManager {
         }
         self.checkpoint()?;
         for dir in &self.dirs {
-            checkpoint::write_atomically(
+            fs::write_atomically(
+                &*self.env.fs,
                 &dir.path.join(CLEAN_SHUTDOWN_FILE),
                 br#"{"version":0,"brokerEpoch":-1}"#,
             )
@@ -409,13 +409,13 @@ impl LogManager {
 }
 
 /// `partition.metadata`: the topic id of the partition in this folder.
-pub fn write_partition_metadata(dir: &Path, topic_id: &Uuid) -> io::Result<()> {
+pub fn write_partition_metadata(fs: &dyn Fs, dir: &Path, topic_id: &Uuid) -> io::Result<()> {
     let text = format!("version: 0\ntopic_id: {}\n", uuid_to_kafka(topic_id));
-    checkpoint::write_atomically(&dir.join(PARTITION_METADATA), text.as_bytes())
+    fs::write_atomically(fs, &dir.join(PARTITION_METADATA), text.as_bytes())
 }
 
-pub fn read_partition_metadata(dir: &Path) -> Option<Uuid> {
-    let text = fs::read_to_string(dir.join(PARTITION_METADATA)).ok()?;
+pub fn read_partition_metadata(fs: &dyn Fs, dir: &Path) -> Option<Uuid> {
+    let text = fs::read_to_string(fs, &dir.join(PARTITION_METADATA)).ok()?;
     text.lines()
         .find_map(|line| line.strip_prefix("topic_id:"))
         .and_then(uuid_from_kafka)

@@ -11,15 +11,14 @@
 //! - `size` never exceeds `u32::MAX` and offsets stay within `base_offset + u32::MAX`,
 //!   so index entries fit their 4-byte fields.
 
-use std::fs::{File, OpenOptions};
 use std::io;
 use std::ops::ControlFlow;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use protocol::records::batch::{self, BatchHeader, HEADER_LEN};
 
+use crate::fs::{remove_if_exists, FileRef, Fs, OpenMode};
 use crate::offset_index::{IndexError, OffsetIndex};
 use crate::producer_state::AbortedTxn;
 use crate::time_index::{TimeIndex, TimestampOffset};
@@ -50,13 +49,13 @@ pub fn file_name(base_offset: i64, suffix: &str) -> String {
     format!("{base_offset:020}.{suffix}")
 }
 
+/// The suffixes of a segment's files.
+pub const SUFFIXES: [&str; 4] = ["log", "index", "timeindex", "txnindex"];
+
 /// Deletes the files of the segment at `base_offset` in `dir`, whichever exist.
-pub fn delete_segment_files(dir: &Path, base_offset: i64) -> io::Result<()> {
-    for suffix in ["log", "index", "timeindex", "txnindex"] {
-        match std::fs::remove_file(dir.join(file_name(base_offset, suffix))) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-            _ => {}
-        }
+pub fn delete_segment_files(fs: &dyn Fs, dir: &Path, base_offset: i64) -> io::Result<()> {
+    for suffix in SUFFIXES {
+        remove_if_exists(fs, &dir.join(file_name(base_offset, suffix)))?;
     }
     Ok(())
 }
@@ -73,7 +72,7 @@ pub struct RecoveryOutcome {
 pub struct Segment {
     base_offset: i64,
     log_path: PathBuf,
-    log: Arc<File>,
+    log: FileRef,
     size: u32,
     index: OffsetIndex,
     time_index: TimeIndex,
@@ -89,18 +88,10 @@ pub struct Segment {
     next_offset: i64,
 }
 
-fn open_log(path: &Path, truncate: bool) -> io::Result<File> {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(truncate)
-        .open(path)
-}
-
 impl Segment {
     /// Creates a new, empty segment (replacing any files of the same name).
     pub fn create(
+        fs: &Arc<dyn Fs>,
         dir: &Path,
         base_offset: i64,
         index_interval_bytes: u32,
@@ -109,26 +100,26 @@ impl Segment {
         now_ms: i64,
     ) -> io::Result<Segment> {
         let log_path = dir.join(file_name(base_offset, "log"));
-        let log = open_log(&log_path, true)?;
+        let log = fs.open(&log_path, OpenMode::Truncate)?;
         let index = OffsetIndex::create_empty(
+            &**fs,
             &dir.join(file_name(base_offset, "index")),
             base_offset,
             max_index_entries,
         )?;
         let time_index = TimeIndex::create_empty(
+            &**fs,
             &dir.join(file_name(base_offset, "timeindex")),
             base_offset,
             max_time_entries,
         )?;
         let txn_path = dir.join(file_name(base_offset, "txnindex"));
-        if txn_path.exists() {
-            std::fs::remove_file(&txn_path)?;
-        }
-        let txn_index = TxnIndex::open(&txn_path)?;
+        remove_if_exists(&**fs, &txn_path)?;
+        let txn_index = TxnIndex::open(Arc::clone(fs), &txn_path)?;
         Ok(Segment {
             base_offset,
             log_path,
-            log: Arc::new(log),
+            log,
             size: 0,
             index,
             time_index,
@@ -146,7 +137,9 @@ impl Segment {
     /// Opens an existing segment. With `recover`, or when an index fails its sanity
     /// check, the whole log file is re-validated and the indexes rebuilt; otherwise
     /// the indexes are trusted and only the tail after the last index entry is read.
+    #[allow(clippy::too_many_arguments)]
     pub fn open(
+        fs: &Arc<dyn Fs>,
         dir: &Path,
         base_offset: i64,
         index_interval_bytes: u32,
@@ -156,16 +149,16 @@ impl Segment {
         now_ms: i64,
     ) -> io::Result<(Segment, Option<RecoveryOutcome>)> {
         let log_path = dir.join(file_name(base_offset, "log"));
-        let log = open_log(&log_path, false)?;
-        let file_len = log.metadata()?.len();
+        let log = fs.open(&log_path, OpenMode::Create)?;
+        let file_len = log.size()?;
         let index_path = dir.join(file_name(base_offset, "index"));
         let time_path = dir.join(file_name(base_offset, "timeindex"));
-        let indexes = if recover || !index_path.exists() || !time_path.exists() {
+        let indexes = if recover || !fs.exists(&index_path)? || !fs.exists(&time_path)? {
             None
         } else {
             match (
-                OffsetIndex::open(&index_path, base_offset, max_index_entries),
-                TimeIndex::open(&time_path, base_offset, max_time_entries),
+                OffsetIndex::open(&**fs, &index_path, base_offset, max_index_entries),
+                TimeIndex::open(&**fs, &time_path, base_offset, max_time_entries),
             ) {
                 (Ok(index), Ok(time_index)) => Some((index, time_index)),
                 (Err(e), _) | (_, Err(e)) => {
@@ -182,16 +175,19 @@ impl Segment {
         let (index, time_index) = match indexes {
             Some(pair) => pair,
             None => (
-                OffsetIndex::create_empty(&index_path, base_offset, max_index_entries)?,
-                TimeIndex::create_empty(&time_path, base_offset, max_time_entries)?,
+                OffsetIndex::create_empty(&**fs, &index_path, base_offset, max_index_entries)?,
+                TimeIndex::create_empty(&**fs, &time_path, base_offset, max_time_entries)?,
             ),
         };
         let size = u32::try_from(file_len).unwrap_or(u32::MAX);
-        let txn_index = TxnIndex::open(&dir.join(file_name(base_offset, "txnindex")))?;
+        let txn_index = TxnIndex::open(
+            Arc::clone(fs),
+            &dir.join(file_name(base_offset, "txnindex")),
+        )?;
         let mut segment = Segment {
             base_offset,
             log_path,
-            log: Arc::new(log),
+            log,
             size,
             index,
             time_index,
@@ -547,26 +543,23 @@ impl Segment {
     }
 
     /// Handles for an fsync without the log's lock.
-    pub fn flush_handles(&self) -> io::Result<Vec<File>> {
-        Ok(vec![
-            self.log.try_clone()?,
-            self.index.try_clone_file()?,
-            self.time_index.try_clone_file()?,
-        ])
+    pub fn flush_handles(&self) -> Vec<FileRef> {
+        vec![
+            Arc::clone(&self.log),
+            self.index.file(),
+            self.time_index.file(),
+        ]
     }
 
     /// Deletes the segment's files.
-    pub fn delete_files(&self) -> io::Result<()> {
+    pub fn delete_files(&self, fs: &dyn Fs) -> io::Result<()> {
         for path in [
             self.log_path.as_path(),
             self.index.path(),
             self.time_index.path(),
             self.txn_index.path(),
         ] {
-            match std::fs::remove_file(path) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-                _ => {}
-            }
+            remove_if_exists(fs, path)?;
         }
         Ok(())
     }
@@ -597,13 +590,7 @@ impl Segment {
         if self.max_timestamp >= 0 {
             return self.max_timestamp;
         }
-        self.log
-            .metadata()
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0)
+        self.log.modified_ms().unwrap_or(0)
     }
 
     pub fn offset_of_max_timestamp(&self) -> i64 {
@@ -618,7 +605,7 @@ impl Segment {
         self.created_ms
     }
 
-    pub fn log_file(&self) -> &Arc<File> {
+    pub fn log_file(&self) -> &FileRef {
         &self.log
     }
 

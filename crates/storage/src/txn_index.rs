@@ -7,35 +7,41 @@
 //! returns, so the consumer drops their records. The file is created on the first
 //! entry; a segment without aborts has none.
 
-use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use crate::fs::{FileRef, Fs, OpenMode};
 use crate::producer_state::AbortedTxn;
 
 pub const ENTRY_SIZE: usize = 34;
 
 #[derive(Debug)]
 pub struct TxnIndex {
+    fs: Arc<dyn Fs>,
     path: PathBuf,
-    file: Option<File>,
+    file: Option<FileRef>,
     entries: Vec<AbortedTxn>,
 }
 
 impl TxnIndex {
     /// Loads the index at `path` if it exists; a torn last entry is dropped.
-    pub fn open(path: &Path) -> io::Result<TxnIndex> {
+    pub fn open(fs: Arc<dyn Fs>, path: &Path) -> io::Result<TxnIndex> {
+        let file = match fs.open(path, OpenMode::Existing) {
+            Ok(file) => Some(file),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e),
+        };
         let mut index = TxnIndex {
+            fs,
             path: path.to_path_buf(),
             file: None,
             entries: Vec::new(),
         };
-        if !path.exists() {
+        let Some(file) = file else {
             return Ok(index);
-        }
-        let file = OpenOptions::new().read(true).write(true).open(path)?;
-        let len = file.metadata()?.len() as usize;
+        };
+        let len = usize::try_from(file.size()?).map_err(io::Error::other)?;
         let whole = len - len % ENTRY_SIZE;
         let mut raw = vec![0u8; whole];
         file.read_exact_at(&mut raw, 0)?;
@@ -75,14 +81,7 @@ impl TxnIndex {
             );
         }
         if self.file.is_none() {
-            self.file = Some(
-                OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .create(true)
-                    .truncate(true)
-                    .open(&self.path)?,
-            );
+            self.file = Some(self.fs.open(&self.path, OpenMode::Truncate)?);
         }
         let mut raw = [0u8; ENTRY_SIZE];
         raw[0..2].copy_from_slice(&0i16.to_be_bytes());
@@ -119,6 +118,11 @@ impl TxnIndex {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// The file, if there is one, for an fsync outside the log's lock.
+    pub fn file(&self) -> Option<FileRef> {
+        self.file.clone()
+    }
 }
 
 #[cfg(test)]
@@ -129,7 +133,8 @@ mod tests {
     fn entries_survive_reopen_and_a_torn_tail_is_dropped() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("00000000000000000000.txnindex");
-        let mut index = TxnIndex::open(&path).unwrap();
+        let fs = crate::fs::RealFs::shared();
+        let mut index = TxnIndex::open(Arc::clone(&fs), &path).unwrap();
         assert!(!path.exists(), "created lazily");
         index
             .append(AbortedTxn {
@@ -152,7 +157,7 @@ mod tests {
         assert_eq!(bytes.len(), 68);
         bytes.extend_from_slice(&[1, 2, 3]);
         std::fs::write(&path, &bytes).unwrap();
-        let mut index = TxnIndex::open(&path).unwrap();
+        let mut index = TxnIndex::open(fs, &path).unwrap();
         assert_eq!(index.entries().len(), 2);
         assert_eq!(index.entries()[1].producer_id, 2);
         index.truncate_to(9).unwrap();

@@ -14,25 +14,31 @@
 //! replica manager owns them and passes the bound a reader may see into [`Log::read`].
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::io;
 use std::ops::ControlFlow;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
 use protocol::records::batch::{self, BatchHeader, TimestampType, HEADER_LEN};
 use protocol::records::decode_records;
-use protocol::time::Clock;
 use protocol::{Offset, TopicPartition};
 
 use crate::config::{LogConfig, MessageTimestampType};
+use crate::env::LogEnv;
 use crate::error::{AppendError, StorageError};
+use crate::fs::{FileRef, Fs};
 use crate::leader_epoch::LeaderEpochCache;
 use crate::producer_state::{self, ProducerStateManager, SequenceCheck};
+pub use crate::read::{ReadOutcome, ReadSlice};
 use crate::segment::{BatchInfo, Segment};
 use crate::validate::{validate_records, Origin};
+
+mod load;
+pub use load::LoadState;
+
+#[cfg(test)]
+mod txn_tests;
 
 /// What an append did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,118 +58,19 @@ pub struct LogAppendInfo {
     pub duplicate: bool,
 }
 
-/// Where a fetch's bytes lie: a byte range of one segment file. Reading it is done
-/// outside the log's lock with [`ReadSlice::read`].
-#[derive(Debug, Clone)]
-pub struct ReadSlice {
-    file: Arc<File>,
-    position: u32,
-    /// The reader may not see bytes at or past this position.
-    limit: u32,
-    /// The size of the first batch, which is returned whole even past `max_bytes`.
-    first_batch_size: u32,
-    /// The base offset of the first batch (may be below the fetch offset).
-    pub first_batch_base_offset: i64,
-}
-
-impl ReadSlice {
-    /// Reads whole batches from the slice: at least the first batch when
-    /// `min_one_batch`, then as many as fit in `max_bytes`. Never cuts a batch.
-    pub fn read(&self, max_bytes: usize, min_one_batch: bool) -> io::Result<Bytes> {
-        let available = (self.limit - self.position) as usize;
-        let first = self.first_batch_size as usize;
-        let want = if min_one_batch {
-            max_bytes.max(first)
-        } else {
-            max_bytes
-        };
-        let want = want.min(available);
-        if want < first {
-            return Ok(Bytes::new());
-        }
-        if want >= crate::read_pool::POOLED_MIN {
-            // A reused buffer: no zeroing, no fresh pages (read_pool.rs).
-            let mut buffer = crate::read_pool::take(want);
-            self.file
-                .read_exact_at(&mut buffer[..want], u64::from(self.position))?;
-            let end = whole_batches(&buffer[..want]);
-            return Ok(crate::read_pool::into_bytes(buffer, end));
-        }
-        // Read into uninitialised capacity: zeroing the buffer first cost a tenth of
-        // the broker's fetch CPU (bench/README.md, scenario 3).
-        let mut buffer: Vec<u8> = Vec::with_capacity(want);
-        while buffer.len() < want {
-            let at = u64::from(self.position) + buffer.len() as u64;
-            let read =
-                rustix::io::pread(&*self.file, rustix::buffer::spare_capacity(&mut buffer), at)?;
-            if read == 0 {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "the segment ends before the slice",
-                ));
-            }
-        }
-        // The capacity may exceed `want`: never return bytes past the limit.
-        buffer.truncate(want);
-        let end = whole_batches(&buffer);
-        buffer.truncate(end);
-        Ok(Bytes::from(buffer))
-    }
-}
-
-/// The length of the whole batches at the start of `bytes`.
-fn whole_batches(bytes: &[u8]) -> usize {
-    let mut end = 0usize;
-    while end + batch::LOG_OVERHEAD <= bytes.len() {
-        let length = i32::from_be_bytes(bytes[end + 8..end + 12].try_into().expect("4 bytes"));
-        let size = batch::LOG_OVERHEAD + length.max(0) as usize;
-        if length < 0 || end + size > bytes.len() {
-            break;
-        }
-        end += size;
-    }
-    end
-}
-
-/// What a fetch finds.
-#[derive(Debug, Clone)]
-pub enum ReadOutcome {
-    /// Nothing at or after the offset yet (it is the LEO or the bound).
-    Empty,
-    Data(ReadSlice),
-}
-
-/// How the log was left, as the log manager knows it at start-up.
-#[derive(Debug, Clone, Copy)]
-pub struct LoadState {
-    pub recovery_point: i64,
-    pub log_start_offset: i64,
-    pub clean_shutdown: bool,
-}
-
-impl Default for LoadState {
-    fn default() -> Self {
-        LoadState {
-            recovery_point: 0,
-            log_start_offset: 0,
-            clean_shutdown: true,
-        }
-    }
-}
-
 #[derive(Debug)]
 pub struct Log {
-    pub(crate) dir: PathBuf,
-    pub(crate) topic_partition: TopicPartition,
-    pub(crate) config: Arc<LogConfig>,
-    pub(crate) clock: Arc<dyn Clock>,
-    pub(crate) segments: BTreeMap<i64, Segment>,
-    pub(crate) log_start_offset: i64,
-    pub(crate) recovery_point: i64,
-    pub(crate) leader_epochs: LeaderEpochCache,
-    pub(crate) unflushed_messages: i64,
-    pub(crate) last_flush_ms: i64,
-    pub(crate) producer_state: ProducerStateManager,
+    dir: PathBuf,
+    topic_partition: TopicPartition,
+    config: Arc<LogConfig>,
+    env: LogEnv,
+    segments: BTreeMap<i64, Segment>,
+    log_start_offset: i64,
+    recovery_point: i64,
+    leader_epochs: LeaderEpochCache,
+    unflushed_messages: i64,
+    last_flush_ms: i64,
+    producer_state: ProducerStateManager,
 }
 
 pub(crate) fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> StorageError {
@@ -171,208 +78,7 @@ pub(crate) fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> St
     move |source| StorageError::Io { context, source }
 }
 
-/// Segment base offsets found in `dir`, from `{base_offset:020}.log` names.
-fn list_segments(dir: &Path) -> io::Result<Vec<i64>> {
-    let mut offsets = Vec::new();
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        if let Some(stem) = name.strip_suffix(".log") {
-            if stem.len() == 20 && stem.bytes().all(|b| b.is_ascii_digit()) {
-                if let Ok(offset) = stem.parse::<i64>() {
-                    offsets.push(offset);
-                }
-            }
-        } else if name.ends_with(".deleted") || name.ends_with(".cleaned") || name.ends_with(".tmp")
-        {
-            // Leftovers of an interrupted delete or clean: never part of the log.
-            let _ = std::fs::remove_file(entry.path());
-        }
-    }
-    offsets.sort_unstable();
-    Ok(offsets)
-}
-
 impl Log {
-    /// Opens the log in `dir`, creating the directory and a first segment if needed,
-    /// and recovering every segment at or after the recovery point unless the
-    /// broker shut down cleanly.
-    pub fn open(
-        dir: &Path,
-        topic_partition: TopicPartition,
-        config: Arc<LogConfig>,
-        clock: Arc<dyn Clock>,
-        state: LoadState,
-    ) -> Result<Log, StorageError> {
-        std::fs::create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))?;
-        let now = clock.now_ms();
-        crate::cleaner::complete_swaps(dir).map_err(io_err(format!(
-            "completing interrupted cleaning in {}",
-            dir.display()
-        )))?;
-        let offsets = list_segments(dir).map_err(io_err(format!("listing {}", dir.display())))?;
-        let mut segments = BTreeMap::new();
-        // The segment holding the recovery point and all after it may hold unflushed bytes.
-        let first_unflushed = offsets
-            .iter()
-            .copied()
-            .rfind(|&o| o <= state.recovery_point)
-            .unwrap_or(0);
-        let mut truncated_at: Option<i64> = None;
-        for &base in &offsets {
-            if truncated_at.is_some() {
-                tracing::warn!(partition = %topic_partition, segment = base, "deleting segment after a corrupt one");
-                crate::segment::delete_segment_files(dir, base)
-                    .map_err(io_err("removing segment"))?;
-                continue;
-            }
-            let recover = !state.clean_shutdown && base >= first_unflushed;
-            let (segment, outcome) = Segment::open(
-                dir,
-                base,
-                config.index_interval_bytes,
-                config.max_index_entries(),
-                config.max_time_index_entries(),
-                recover,
-                now,
-            )
-            .map_err(io_err(format!(
-                "opening segment {base} of {topic_partition}"
-            )))?;
-            if let Some(outcome) = outcome {
-                if outcome.truncated_bytes > 0 {
-                    tracing::warn!(partition = %topic_partition, segment = base, truncated_bytes = outcome.truncated_bytes, valid_bytes = outcome.valid_bytes, "recovery cut an invalid tail");
-                    truncated_at = Some(base);
-                }
-            }
-            if let Some((_, previous)) = segments.iter().next_back() {
-                let previous: &Segment = previous;
-                if segment.base_offset() < previous.next_offset() {
-                    return Err(StorageError::Corrupt(
-                        dir.to_path_buf(),
-                        format!(
-                            "segment {base} starts below the end {} of the segment before it",
-                            previous.next_offset()
-                        ),
-                    ));
-                }
-            }
-            segments.insert(base, segment);
-        }
-        if segments.is_empty() {
-            let base = state.log_start_offset.max(0);
-            let segment = Segment::create(
-                dir,
-                base,
-                config.index_interval_bytes,
-                config.max_index_entries(),
-                config.max_time_index_entries(),
-                now,
-            )
-            .map_err(io_err(format!(
-                "creating first segment of {topic_partition}"
-            )))?;
-            segments.insert(base, segment);
-        }
-        let mut log = Log {
-            dir: dir.to_path_buf(),
-            topic_partition,
-            config,
-            clock,
-            segments,
-            log_start_offset: 0,
-            recovery_point: 0,
-            leader_epochs: LeaderEpochCache::load(dir),
-            unflushed_messages: 0,
-            last_flush_ms: now,
-            producer_state: ProducerStateManager::new(0),
-        };
-        let first_base = *log.segments.keys().next().expect("at least one segment");
-        let leo = log.log_end_offset().0;
-        log.log_start_offset = state.log_start_offset.max(first_base).min(leo);
-        log.recovery_point = state.recovery_point.clamp(log.log_start_offset, leo);
-        log.leader_epochs
-            .truncate_from_end(leo)
-            .map_err(io_err("leader epoch checkpoint"))?;
-        log.leader_epochs
-            .truncate_from_start(log.log_start_offset)
-            .map_err(io_err("leader epoch checkpoint"))?;
-        // Producer state: the newest snapshot the log is known to cover, then the
-        // batches after it (all of the unflushed part after an unclean stop).
-        let trusted_up_to = if state.clean_shutdown {
-            leo
-        } else {
-            first_unflushed.min(leo)
-        };
-        log.reload_producer_state(trusted_up_to)?;
-        Ok(log)
-    }
-
-    /// Rebuilds the producer state from the newest snapshot at or below
-    /// `max_snapshot_offset` and the log after it, re-indexing aborted transactions
-    /// the transaction indexes lack.
-    pub(crate) fn reload_producer_state(
-        &mut self,
-        max_snapshot_offset: i64,
-    ) -> Result<(), StorageError> {
-        let leo = self.log_end_offset().0;
-        producer_state::delete_snapshots_above(&self.dir, leo)
-            .map_err(io_err("deleting stale producer snapshots"))?;
-        let mut state = producer_state::load_latest_snapshot(&self.dir, max_snapshot_offset)
-            .unwrap_or_else(|| ProducerStateManager::new(self.log_start_offset));
-        let from = state.map_end_offset().max(self.log_start_offset);
-        let bases: Vec<i64> = self.segments.keys().copied().collect();
-        for (i, base) in bases.iter().enumerate() {
-            let next_base = bases.get(i + 1).copied().unwrap_or(i64::MAX);
-            if next_base <= from {
-                continue;
-            }
-            let segment = &self.segments[base];
-            let mut batches = Vec::new();
-            let start = segment
-                .translate_offset(from)
-                .map_err(io_err("replaying producer state"))?
-                .map(|(p, _)| p)
-                .unwrap_or(segment.size());
-            segment
-                .scan_headers(start, |position, header| {
-                    batches.push((position, *header));
-                    std::ops::ControlFlow::Continue(())
-                })
-                .map_err(io_err("replaying producer state"))?;
-            let mut aborted_here = Vec::new();
-            for (position, header) in batches {
-                if header.last_offset() < from || !header.has_producer_id() {
-                    continue;
-                }
-                let control = if header.is_control() {
-                    let bytes = segment
-                        .read_at(position, header.size() as u32)
-                        .map_err(io_err("reading a control batch"))?;
-                    producer_state::control_type(&bytes)
-                } else {
-                    None
-                };
-                match state.update(&header, control) {
-                    Ok(Some(aborted)) => aborted_here.push(aborted),
-                    Ok(None) => {}
-                    Err(e) => {
-                        tracing::warn!(partition = %self.topic_partition, error = %e, "inconsistent producer state while replaying")
-                    }
-                }
-            }
-            let segment = self.segments.get_mut(base).expect("listed above");
-            for aborted in aborted_here {
-                segment
-                    .append_aborted(aborted)
-                    .map_err(io_err("rebuilding the transaction index"))?;
-            }
-        }
-        self.producer_state = state;
-        Ok(())
-    }
-
     pub fn producer_state(&self) -> &ProducerStateManager {
         &self.producer_state
     }
@@ -413,7 +119,7 @@ impl Log {
 
     /// Forgets idle producers (`producer.id.expiration.ms`).
     pub fn expire_producers(&mut self, max_idle_ms: i64) -> usize {
-        let now = self.clock.now_ms();
+        let now = self.env.clock.now_ms();
         self.producer_state.expire(now, max_idle_ms)
     }
 
@@ -434,14 +140,14 @@ impl Log {
         self.config = config;
     }
 
-    pub(crate) fn active(&self) -> &Segment {
+    fn active(&self) -> &Segment {
         self.segments
             .values()
             .next_back()
             .expect("a log always has a segment")
     }
 
-    pub(crate) fn active_mut(&mut self) -> &mut Segment {
+    fn active_mut(&mut self) -> &mut Segment {
         self.segments
             .values_mut()
             .next_back()
@@ -495,7 +201,7 @@ impl Log {
         leader_epoch: i32,
         origin: Origin,
     ) -> Result<LogAppendInfo, AppendError> {
-        let now = self.clock.now_ms();
+        let now = self.env.clock.now_ms();
         let validated = validate_records(records, &self.config, now, origin)?;
         // Idempotence: a retried batch is answered with its original offsets.
         for batch in validated.iter().filter(|b| b.header.has_producer_id()) {
@@ -630,7 +336,7 @@ impl Log {
 
     /// True when `flush.messages` or `flush.ms` asks for an fsync now.
     pub fn flush_due(&self) -> bool {
-        let now = self.clock.now_ms();
+        let now = self.env.clock.now_ms();
         self.unflushed_messages >= self.config.flush_messages
             || (self.unflushed_messages > 0
                 && now.saturating_sub(self.last_flush_ms) >= self.config.flush_ms)
@@ -644,7 +350,7 @@ impl Log {
         first_batch_max_timestamp: i64,
         max_offset: i64,
     ) -> Result<Option<i64>, StorageError> {
-        let now = self.clock.now_ms();
+        let now = self.env.clock.now_ms();
         let config = Arc::clone(&self.config);
         let segment = self.active();
         let size = u64::from(segment.size());
@@ -674,7 +380,7 @@ impl Log {
 
     /// Starts a new active segment at the LEO; returns the base of the old one.
     pub fn roll(&mut self) -> Result<i64, StorageError> {
-        let now = self.clock.now_ms();
+        let now = self.env.clock.now_ms();
         let new_base = self.log_end_offset().0;
         let old = self.active_mut();
         let old_base = old.base_offset();
@@ -684,6 +390,7 @@ impl Log {
         old.on_become_inactive()
             .map_err(io_err("closing segment"))?;
         let segment = Segment::create(
+            &self.env.fs,
             &self.dir,
             new_base,
             self.config.index_interval_bytes,
@@ -698,7 +405,7 @@ impl Log {
         self.segments.insert(new_base, segment);
         // A producer snapshot at every roll bounds the replay after a crash.
         self.producer_state.set_map_end_offset(new_base);
-        producer_state::write_snapshot(&self.dir, &self.producer_state, 3)
+        producer_state::write_snapshot(&*self.env.fs, &self.dir, &self.producer_state, 3)
             .map_err(io_err("writing a producer snapshot"))?;
         Ok(old_base)
     }
@@ -749,13 +456,13 @@ impl Log {
             if limit <= position {
                 return Ok(ReadOutcome::Empty);
             }
-            return Ok(ReadOutcome::Data(ReadSlice {
-                file: Arc::clone(segment.log_file()),
+            return Ok(ReadOutcome::Data(ReadSlice::new(
+                Arc::clone(segment.log_file()),
                 position,
                 limit,
-                first_batch_size: header.size() as u32,
-                first_batch_base_offset: header.base_offset,
-            }));
+                header.size() as u32,
+                header.base_offset,
+            )));
         }
         Ok(ReadOutcome::Empty)
     }
@@ -843,7 +550,9 @@ impl Log {
                 continue;
             }
             if let Some(segment) = self.segments.remove(&base) {
-                segment.delete_files().map_err(io_err("deleting segment"))?;
+                segment
+                    .delete_files(&*self.env.fs)
+                    .map_err(io_err("deleting segment"))?;
             }
         }
         let active = self.active_mut();
@@ -880,7 +589,7 @@ impl Log {
         if up_to > self.recovery_point {
             for segment in self.segments.values() {
                 if segment.next_offset() > self.recovery_point && segment.base_offset() < up_to {
-                    files.extend(segment.flush_handles()?);
+                    files.extend(segment.flush_handles());
                 }
             }
         }
@@ -898,7 +607,7 @@ impl Log {
         if plan.up_to >= self.log_end_offset().0 {
             self.unflushed_messages = (self.unflushed_messages - plan.unflushed_messages).max(0);
         }
-        self.last_flush_ms = self.clock.now_ms();
+        self.last_flush_ms = self.env.clock.now_ms();
     }
 
     /// Flushes everything and records the active segment's final time index entry.
@@ -915,14 +624,154 @@ impl Log {
         self.recovery_point = leo;
         self.unflushed_messages = 0;
         self.producer_state.set_map_end_offset(leo);
-        producer_state::write_snapshot(&self.dir, &self.producer_state, 3)
+        producer_state::write_snapshot(&*self.env.fs, &self.dir, &self.producer_state, 3)
             .map_err(io_err("writing a producer snapshot"))?;
+        Ok(())
+    }
+
+    /// DeleteRecords: records below `offset` become unreadable and their segments
+    /// are deleted once wholly below it. `offset` must not pass the high watermark
+    /// (the caller checks). Returns the new log start offset.
+    pub fn delete_records_before(
+        &mut self,
+        offset: i64,
+        high_watermark: i64,
+    ) -> Result<i64, StorageError> {
+        crate::retention::delete_records_before(self, offset, high_watermark)
+    }
+
+    /// One retention pass (`retention.ms`, `retention.bytes`, segments below the
+    /// log start offset); see [`crate::retention`].
+    pub fn apply_retention(
+        &mut self,
+        high_watermark: i64,
+    ) -> Result<crate::retention::RetentionOutcome, StorageError> {
+        crate::retention::apply(self, high_watermark)
+    }
+
+    // ---- narrow access for retention and the cleaner ----
+
+    /// The segments, oldest first. Retention and the cleaner decide from them;
+    /// they change the log only through the methods below, which keep its
+    /// invariants.
+    pub(crate) fn segments(&self) -> impl DoubleEndedIterator<Item = &Segment> + '_ {
+        self.segments.values()
+    }
+
+    pub(crate) fn segment(&self, base_offset: i64) -> Option<&Segment> {
+        self.segments.get(&base_offset)
+    }
+
+    pub(crate) fn fs(&self) -> &Arc<dyn Fs> {
+        &self.env.fs
+    }
+
+    pub(crate) fn now_ms(&self) -> i64 {
+        self.env.clock.now_ms()
+    }
+
+    /// Moves the log start offset up to `offset` (at most the LEO); never back.
+    pub(crate) fn raise_log_start_offset(&mut self, offset: i64) -> Result<(), StorageError> {
+        let offset = offset.min(self.log_end_offset().0);
+        if offset > self.log_start_offset {
+            self.log_start_offset = offset;
+            self.leader_epochs
+                .truncate_from_start(offset)
+                .map_err(io_err("leader epoch checkpoint"))?;
+        }
+        Ok(())
+    }
+
+    /// Deletes the `count` oldest segments, which retention chose. When that is
+    /// every segment, a new active segment is rolled first, so the log always has
+    /// one. The log start offset moves up to the first remaining segment. Returns
+    /// the bytes deleted.
+    pub(crate) fn delete_oldest_segments(&mut self, count: usize) -> Result<u64, StorageError> {
+        if count == 0 {
+            return Ok(0);
+        }
+        assert!(
+            count <= self.segments.len(),
+            "deleting more segments than exist"
+        );
+        if count == self.segments.len() {
+            self.roll()?;
+            assert!(
+                count < self.segments.len(),
+                "a roll left no segment to keep"
+            );
+        }
+        let doomed: Vec<i64> = self.segments.keys().take(count).copied().collect();
+        let mut bytes = 0u64;
+        let mut gone = Vec::with_capacity(count);
+        for base in doomed {
+            let segment = self.segments.remove(&base).expect("listed above");
+            bytes += u64::from(segment.size());
+            gone.push(segment);
+        }
+        crate::retention::retire(&self.env.fs, &self.dir, gone).map_err(io_err(format!(
+            "deleting segments of {}",
+            self.topic_partition
+        )))?;
+        let first_base = *self
+            .segments
+            .keys()
+            .next()
+            .expect("a log always has a segment");
+        self.raise_log_start_offset(first_base)?;
+        self.recovery_point = self.recovery_point.max(self.log_start_offset);
+        Ok(bytes)
+    }
+
+    /// Compaction's swap: the inactive segments at `replaced` (consecutive, the
+    /// first at `base`) leave the log (their files renamed to `.deleted` and freed
+    /// in the background), then `install` puts the cleaned segment's files in place
+    /// under their final names, and the cleaned segment is loaded in their stead.
+    pub(crate) fn replace_segments(
+        &mut self,
+        replaced: &[i64],
+        base: i64,
+        install: impl FnOnce() -> io::Result<()>,
+    ) -> Result<(), StorageError> {
+        let active = self.active().base_offset();
+        assert_eq!(
+            replaced.first(),
+            Some(&base),
+            "a cleaned segment keeps its first base"
+        );
+        assert!(
+            replaced
+                .iter()
+                .all(|b| *b < active && self.segments.contains_key(b)),
+            "only existing inactive segments are replaced"
+        );
+        let gone: Vec<Segment> = replaced
+            .iter()
+            .filter_map(|b| self.segments.remove(b))
+            .collect();
+        crate::retention::retire(&self.env.fs, &self.dir, gone)
+            .map_err(io_err("deleting a cleaned-over segment"))?;
+        install().map_err(io_err("renaming a .swap segment"))?;
+        let (segment, _) = Segment::open(
+            &self.env.fs,
+            &self.dir,
+            base,
+            self.config.index_interval_bytes,
+            usize::MAX,
+            usize::MAX,
+            false,
+            self.env.clock.now_ms(),
+        )
+        .map_err(io_err("opening a cleaned segment"))?;
+        self.segments.insert(base, segment);
         Ok(())
     }
 
     /// Deletes the whole log directory.
     pub fn delete(self) -> Result<(), StorageError> {
-        std::fs::remove_dir_all(&self.dir)
+        self.env
+            .fs
+            .remove_dir_all(&self.dir)
             .map_err(io_err(format!("deleting {}", self.dir.display())))
     }
 }
@@ -935,7 +784,7 @@ fn crc_of(head: &[u8], body: &[u8]) -> u32 {
 /// Files to fsync for a flush, taken under the log's lock and synced without it.
 #[derive(Debug)]
 pub struct FlushPlan {
-    files: Vec<File>,
+    files: Vec<FileRef>,
     up_to: i64,
     unflushed_messages: i64,
 }
@@ -962,164 +811,4 @@ pub fn for_each_batch(log: &Log, mut visit: impl FnMut(&BatchHeader)) -> io::Res
         })?;
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod txn_read_tests {
-    use std::collections::BTreeMap;
-    use std::sync::Arc;
-
-    use protocol::records::{BatchBuilder, Compression, NewRecord};
-    use protocol::time::{Clock, ManualClock};
-    use protocol::TopicPartition;
-
-    use super::{LoadState, Log};
-    use crate::config::LogConfig;
-    use crate::producer_state::{marker_batch, CONTROL_ABORT};
-    use crate::validate::Origin;
-
-    fn txn_batch(pid: i64, seq: i32, value: &[u8]) -> Vec<u8> {
-        let mut builder = BatchBuilder::new(Compression::None)
-            .producer(pid, 0, seq)
-            .transactional(true);
-        builder.append(&NewRecord {
-            timestamp: 1,
-            key: None,
-            value: Some(value),
-            headers: &[],
-        });
-        builder.build().unwrap()
-    }
-
-    fn open(dir: &std::path::Path, clean_shutdown: bool) -> Log {
-        open_with(dir, clean_shutdown, "200")
-    }
-
-    fn open_with(dir: &std::path::Path, clean_shutdown: bool, segment_bytes: &str) -> Log {
-        let overrides: BTreeMap<String, String> =
-            [("segment.bytes".to_string(), segment_bytes.to_string())].into();
-        let config = Arc::new(LogConfig::resolve(&overrides, &BTreeMap::new()).unwrap());
-        let clock = Arc::new(ManualClock::new(1_700_000_000_000)) as Arc<dyn Clock>;
-        Log::open(
-            dir,
-            TopicPartition::new("t", 0),
-            config,
-            clock,
-            LoadState {
-                recovery_point: 0,
-                log_start_offset: 0,
-                clean_shutdown,
-            },
-        )
-        .unwrap()
-    }
-
-    /// Aborts whose markers land segments after the records they abort, with other
-    /// transactions open meanwhile; then the same after the transaction indexes are
-    /// rebuilt by a replay at start-up.
-    #[test]
-    fn aborts_far_from_their_records_are_found_before_and_after_a_replay() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut log = open(dir.path(), true);
-        let mut seqs = BTreeMap::new();
-        let mut write = |log: &mut Log, pid: i64| {
-            let seq = seqs.entry(pid).or_insert(0);
-            let offset = log
-                .append_as_leader(&txn_batch(pid, *seq, b"v"), 0, Origin::Client)
-                .unwrap()
-                .first_offset
-                .0;
-            *seq += 1;
-            offset
-        };
-        let abort = |log: &mut Log, pid: i64| {
-            log.append_as_leader(
-                &marker_batch(pid, 0, CONTROL_ABORT, 0, 1),
-                0,
-                Origin::Coordinator,
-            )
-            .unwrap()
-            .first_offset
-            .0
-        };
-        // E aborts alone (its last stable offset is just past its marker).
-        assert_eq!(write(&mut log, 5), 0);
-        assert_eq!(abort(&mut log, 5), 1);
-        // B opens, C aborts while B is open, D opens, B aborts segments later.
-        assert_eq!(write(&mut log, 1), 2);
-        assert_eq!(write(&mut log, 2), 3);
-        assert_eq!(abort(&mut log, 2), 4);
-        assert_eq!(write(&mut log, 3), 5);
-        for _ in 0..4 {
-            write(&mut log, 1);
-        }
-        let b_marker = abort(&mut log, 1);
-        assert!(
-            log.segment_count() >= 3
-                && log.segments.range(..=5).next_back().map(|(b, _)| *b) < Some(b_marker)
-        );
-        assert_eq!(log.first_unstable_offset(), Some(5));
-        let expected = vec![(5, 0), (2, 3), (1, 2)];
-        let mut found = log.aborted_transactions(0, 5);
-        found.sort_by_key(|(pid, _)| std::cmp::Reverse(*pid));
-        assert_eq!(found, expected);
-        // The transaction indexes are lost; an unclean start rebuilds them by replay.
-        drop(log);
-        for entry in std::fs::read_dir(dir.path()).unwrap() {
-            let path = entry.unwrap().path();
-            if path
-                .extension()
-                .is_some_and(|e| e == "txnindex" || e == "snapshot")
-            {
-                std::fs::remove_file(path).unwrap();
-            }
-        }
-        let log = open(dir.path(), false);
-        assert_eq!(log.first_unstable_offset(), Some(5));
-        let mut found = log.aborted_transactions(0, 5);
-        found.sort_by_key(|(pid, _)| std::cmp::Reverse(*pid));
-        assert_eq!(found, expected);
-    }
-
-    /// A torn write cuts an ABORT marker off the log: recovery drops its
-    /// transaction index entry too, so the transaction is open again and a later
-    /// marker at the same offset is indexed.
-    #[test]
-    fn recovery_forgets_the_index_entry_of_a_marker_cut_off_the_log() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut log = open_with(dir.path(), true, "100000");
-        log.append_as_leader(&txn_batch(1, 0, b"a"), 0, Origin::Client)
-            .unwrap();
-        log.append_as_leader(&txn_batch(2, 0, b"b"), 0, Origin::Client)
-            .unwrap();
-        let marker = marker_batch(1, 0, CONTROL_ABORT, 0, 1);
-        assert_eq!(
-            log.append_as_leader(&marker, 0, Origin::Coordinator)
-                .unwrap()
-                .first_offset
-                .0,
-            2
-        );
-        assert_eq!(log.aborted_transactions(0, 3), vec![(1, 0)]);
-        drop(log);
-        let segment = dir.path().join(crate::segment::file_name(0, "log"));
-        let len = std::fs::metadata(&segment).unwrap().len();
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(&segment)
-            .unwrap()
-            .set_len(len - 10)
-            .unwrap();
-        let mut log = open_with(dir.path(), false, "100000");
-        assert_eq!(log.log_end_offset().0, 2);
-        assert_eq!(log.first_unstable_offset(), Some(0));
-        assert_eq!(log.aborted_transactions(0, 2), vec![]);
-        log.append_as_leader(
-            &marker_batch(2, 0, CONTROL_ABORT, 0, 1),
-            0,
-            Origin::Coordinator,
-        )
-        .unwrap();
-        assert_eq!(log.aborted_transactions(0, 3), vec![(2, 1)]);
-    }
 }
