@@ -42,4 +42,7 @@ mod log_tests;
 mod log_model_tests;
 
 #[cfg(test)]
+mod recovery_tests;
+
+#[cfg(test)]
 mod cleaner_tests;

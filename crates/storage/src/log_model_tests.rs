@@ -323,4 +323,9 @@ proptest! {
     fn the_log_on_memfs_behaves_like_a_vec_through_rolls_truncations_and_crashes(ops in proptest::collection::vec(op(false), 1..60)) {
         run_model(&ops, Disk::mem());
     }
+
+    #[test]
+    fn after_a_power_loss_the_log_keeps_what_it_flushed_and_nothing_it_did_not_write(ops in proptest::collection::vec(op(true), 1..60)) {
+        run_model(&ops, Disk::mem());
+    }
 }

@@ -312,6 +312,9 @@ impl Segment {
         if truncated_bytes > 0 {
             tracing::warn!(segment = %self.log_path.display(), valid_bytes = position, truncated_bytes, "truncating invalid tail of segment");
             self.log.set_len(position)?;
+            // Durable at once: the recovery point may already cover what stays, and
+            // a later crash must not find the invalid tail again.
+            self.log.sync_data()?;
         }
         Ok(RecoveryOutcome {
             valid_bytes: position as u32,

@@ -127,6 +127,18 @@ impl Log {
             }
             segments.insert(base, segment);
         }
+        let leo = segments.values().next_back().map(Segment::next_offset);
+        if leo.is_some_and(|leo| leo < state.log_start_offset) {
+            // A crash took records the log start offset had already passed (they
+            // were never flushed): start over there, as Kafka's LogLoader does, so
+            // that offsets below it are never handed out again.
+            tracing::warn!(partition = %topic_partition, log_start_offset = state.log_start_offset, "the log ends below its start offset after recovery; starting it afresh there");
+            for (base, segment) in std::mem::take(&mut segments) {
+                drop(segment);
+                crate::segment::delete_segment_files(&**fs, dir, base)
+                    .map_err(io_err("removing segment"))?;
+            }
+        }
         if segments.is_empty() {
             let base = state.log_start_offset.max(0);
             let segment = Segment::create(

@@ -545,6 +545,7 @@ impl Log {
             .keys()
             .next()
             .expect("a log always has a segment");
+        let deleted = doomed.iter().any(|b| *b != first_base);
         for base in doomed {
             if base == first_base {
                 continue;
@@ -559,6 +560,18 @@ impl Log {
         active
             .truncate_to(offset)
             .map_err(io_err("truncating segment"))?;
+        // The cut is durable before anything is written past it: otherwise a power
+        // loss could bring back flushed batches beyond it, under offsets the log
+        // hands out again.
+        active
+            .flush()
+            .map_err(io_err("syncing a truncated segment"))?;
+        if deleted {
+            self.env
+                .fs
+                .sync_dir(&self.dir)
+                .map_err(io_err("syncing the log directory"))?;
+        }
         self.leader_epochs
             .truncate_from_end(offset)
             .map_err(io_err("leader epoch checkpoint"))?;
