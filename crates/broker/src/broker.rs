@@ -150,6 +150,18 @@ impl Broker {
         let (mut outcomes, records) =
             self.controller
                 .create_topics(&image, &specs, &validate, &mut Uuid::new_v4);
+        // Every new partition holds a file descriptor here (storage::descriptors).
+        let new_partitions = outcomes
+            .iter()
+            .filter_map(|o| o.result.as_ref().ok())
+            .map(|created| created.num_partitions.max(0) as usize)
+            .sum();
+        if let Err(reason) = self.log_manager.check_new_logs(new_partitions) {
+            for outcome in outcomes.iter_mut().filter(|o| o.result.is_ok()) {
+                outcome.result = Err((ErrorCode::PolicyViolation, reason.clone()));
+            }
+            return outcomes;
+        }
         if validate_only || records.is_empty() {
             return outcomes;
         }
@@ -199,6 +211,20 @@ impl Broker {
         let _decision = self.controller_lock.lock().await;
         let image = self.metadata.image();
         let (mut outcomes, records) = self.controller.create_partitions(&image, &increases);
+        let new_partitions = increases
+            .iter()
+            .filter(|i| outcomes.iter().any(|(t, r)| *t == i.topic && r.is_ok()))
+            .map(|i| {
+                let current = image.topic(&i.topic).map_or(0, |t| t.partitions.len());
+                (i.count.max(0) as usize).saturating_sub(current)
+            })
+            .sum();
+        if let Err(reason) = self.log_manager.check_new_logs(new_partitions) {
+            for (_, result) in outcomes.iter_mut().filter(|(_, r)| r.is_ok()) {
+                *result = Err((ErrorCode::PolicyViolation, reason.clone()));
+            }
+            return outcomes;
+        }
         if validate_only || records.is_empty() {
             return outcomes;
         }
@@ -308,7 +334,23 @@ impl RunningBroker {
         let log_dirs = config.log_dirs.clone();
         let log_manager = {
             let clock = Arc::clone(&clock);
-            blocking(move || LogManager::open(&log_dirs, storage::LogEnv::real(clock))).await?
+            blocking(move || {
+                // Descriptors: the soft limit up to the hard one, then shared out.
+                let limit = storage::descriptors::raise_limit().unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "cannot raise the open file limit");
+                    storage::descriptors::limit()
+                });
+                let budget = storage::descriptors::DescriptorBudget::for_limit(limit);
+                tracing::info!(
+                    limit,
+                    max_partitions = budget.max_logs(),
+                    file_cache = budget.cache,
+                    "file descriptors"
+                );
+                let env = storage::LogEnv::real(clock).with_file_cache(budget.cache);
+                LogManager::open(&log_dirs, env).map(|m| m.with_descriptor_budget(budget))
+            })
+            .await?
         };
         let log_manager = Arc::new(log_manager);
         let clean = log_manager.had_clean_shutdown();

@@ -10,6 +10,7 @@
 pub mod checkpoint;
 pub mod cleaner;
 pub mod config;
+pub mod descriptors;
 pub mod env;
 pub mod error;
 pub mod fs;
@@ -43,6 +44,9 @@ mod log_model_tests;
 
 #[cfg(test)]
 mod recovery_tests;
+
+#[cfg(test)]
+mod descriptor_tests;
 
 #[cfg(test)]
 mod cleaner_tests;

@@ -27,6 +27,7 @@ use crate::checkpoint::{
     self, CLEAN_SHUTDOWN_FILE, LOG_START_OFFSET_CHECKPOINT, RECOVERY_POINT_CHECKPOINT,
 };
 use crate::config::LogConfig;
+use crate::descriptors::DescriptorBudget;
 use crate::env::LogEnv;
 use crate::error::StorageError;
 use crate::fs::{self, Fs, LockGuard};
@@ -73,6 +74,7 @@ struct LogDir {
 pub struct LogManager {
     dirs: Vec<LogDir>,
     env: LogEnv,
+    budget: DescriptorBudget,
     logs: Mutex<BTreeMap<TopicPartition, (usize, SharedLog)>>,
 }
 
@@ -134,8 +136,30 @@ impl LogManager {
         Ok(LogManager {
             dirs: opened,
             env,
+            budget: DescriptorBudget::unlimited(),
             logs: Mutex::new(BTreeMap::new()),
         })
+    }
+
+    /// The share of file descriptors the logs may use (unlimited unless set).
+    pub fn with_descriptor_budget(mut self, budget: DescriptorBudget) -> LogManager {
+        self.budget = budget;
+        self
+    }
+
+    pub fn descriptor_budget(&self) -> DescriptorBudget {
+        self.budget
+    }
+
+    /// Whether `count` more logs fit the descriptor budget; why not, when they do
+    /// not (the broker refuses the topic creation with POLICY_VIOLATION).
+    pub fn check_new_logs(&self, count: usize) -> Result<(), String> {
+        self.budget.check(lock_recover(&self.logs).len(), count)
+    }
+
+    /// Logs hosted now.
+    pub fn log_count(&self) -> usize {
+        lock_recover(&self.logs).len()
     }
 
     /// The filesystem the logs live on.

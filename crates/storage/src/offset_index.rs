@@ -125,7 +125,7 @@ impl OffsetIndex {
     }
 
     /// Appends an entry. Offsets and positions must increase.
-    pub fn append(&mut self, offset: i64, position: u32) -> io::Result<()> {
+    pub fn append(&mut self, offset: i64, position: u32) {
         let relative = self.0.relative(offset);
         assert!(
             !self.is_full(),
@@ -146,22 +146,23 @@ impl OffsetIndex {
     }
 
     /// Drops every entry with an offset at or above `offset`.
-    pub fn truncate_to(&mut self, offset: i64) -> io::Result<()> {
+    pub fn truncate_to(&mut self, offset: i64) {
         self.0.truncate_to(offset)
     }
 
     /// Drops every entry whose position is at or beyond `position` (log truncated).
-    pub fn truncate_to_position(&mut self, position: u32) -> io::Result<()> {
+    pub fn truncate_to_position(&mut self, position: u32) {
         self.0.truncate_while(|e| e.position < position)
     }
 
-    pub fn flush(&self) -> io::Result<()> {
-        self.0.flush()
+    /// Writes the entries the file lacks, and closes it.
+    pub fn write_out(&mut self, fs: &dyn Fs) -> io::Result<()> {
+        self.0.write_out(fs)
     }
 
-    /// The file, for an fsync outside the log's lock.
-    pub fn file(&self) -> FileRef {
-        self.0.file()
+    /// Writes out what the file lacks; the file when it has writes to fsync.
+    pub fn prepare_sync(&mut self, fs: &dyn Fs) -> io::Result<Option<FileRef>> {
+        self.0.prepare_sync(fs)
     }
 }
 
@@ -182,8 +183,8 @@ mod tests {
                 position: 0
             }
         );
-        index.append(110, 4100).unwrap();
-        index.append(130, 8300).unwrap();
+        index.append(110, 4100);
+        index.append(130, 8300);
         assert_eq!(
             index.lookup(99),
             OffsetPosition {
@@ -226,7 +227,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("00000000000000000000.index");
         let mut index = OffsetIndex::open(&RealFs, &path, 0, 10).unwrap();
-        index.append(5, 4096).unwrap();
+        index.append(5, 4096);
+        index.write_out(&RealFs).unwrap();
         drop(index);
         assert_eq!(
             std::fs::read(&path).unwrap(),
@@ -267,13 +269,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("00000000000000000000.index");
         let mut index = OffsetIndex::open(&RealFs, &path, 0, 10).unwrap();
-        index.append(10, 100).unwrap();
-        index.append(20, 200).unwrap();
-        index.append(30, 300).unwrap();
-        index.truncate_to(20).unwrap();
+        index.append(10, 100);
+        index.append(20, 200);
+        index.append(30, 300);
+        index.write_out(&RealFs).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 24);
+        index.truncate_to(20);
         assert_eq!(index.len(), 1);
+        index.write_out(&RealFs).unwrap();
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 8);
-        index.truncate_to_position(100).unwrap();
+        index.truncate_to_position(100);
         assert!(index.is_empty());
     }
 }

@@ -4,16 +4,104 @@
 //! entries ([`crate::offset_index`], [`crate::time_index`]).
 //!
 //! Kafka preallocates and memory-maps index files; we keep the entries in memory
-//! and write them to the file with positioned writes, so the file is always exactly
-//! `entries * E::SIZE` bytes. The index is a cache of the log: a file that fails its
-//! sanity check (a torn size, entries out of order) is rebuilt from the log, never
-//! trusted over it.
+//! and hold no descriptor: the file is read once when the segment is loaded, and
+//! the entries it lacks are written out (positioned writes, then closed) when the
+//! segment rolls, is flushed or closes ([`EntryFile`]), so the file is exactly
+//! `entries * E::SIZE` bytes once written out. The index is a cache of the log: a
+//! file that fails its sanity check (a torn size, entries out of order) or lacks
+//! entries (a crash before they were written out) is rebuilt or completed from the
+//! log, never trusted over it.
 
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::fs::{FileRef, Fs, OpenMode};
+
+/// How a file of fixed-size entries stands against the entries kept in memory:
+/// the file holds the first `on_disk` of them (and, after a truncation in memory,
+/// possibly more that are no longer entries). Writing out brings the file in line;
+/// nothing holds the file open in between.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct EntryFile {
+    on_disk: usize,
+    /// The file holds entries past `on_disk` that were truncated in memory.
+    file_longer: bool,
+    /// Written out and not fsynced since.
+    unsynced: bool,
+}
+
+impl EntryFile {
+    /// A file that holds exactly `entries` entries.
+    pub(crate) fn loaded(entries: usize) -> EntryFile {
+        EntryFile {
+            on_disk: entries,
+            ..EntryFile::default()
+        }
+    }
+
+    /// The entries in memory were truncated to `keep`.
+    pub(crate) fn truncated(&mut self, keep: usize) {
+        if keep < self.on_disk {
+            self.on_disk = keep;
+            self.file_longer = true;
+        }
+    }
+
+    /// Writes the entries the file lacks (`count` in memory, each `size` bytes,
+    /// encoded by `encode(index, out)`) and truncates what it holds past them.
+    /// Returns the file when anything was written.
+    pub(crate) fn write_out(
+        &mut self,
+        fs: &dyn Fs,
+        path: &Path,
+        size: usize,
+        count: usize,
+        encode: impl Fn(usize, &mut [u8]),
+    ) -> io::Result<Option<FileRef>> {
+        if self.on_disk == count && !self.file_longer {
+            return Ok(None);
+        }
+        let file = fs.open(path, OpenMode::Create)?;
+        if self.file_longer {
+            file.set_len((self.on_disk * size) as u64)?;
+            self.file_longer = false;
+            self.unsynced = true;
+        }
+        if count > self.on_disk {
+            let mut raw = vec![0u8; (count - self.on_disk) * size];
+            for (i, out) in raw.chunks_exact_mut(size).enumerate() {
+                encode(self.on_disk + i, out);
+            }
+            file.write_all_at(&raw, (self.on_disk * size) as u64)?;
+            self.on_disk = count;
+            self.unsynced = true;
+        }
+        Ok(Some(file))
+    }
+
+    /// Writes out what the file lacks and returns the file when it has writes to
+    /// fsync; they count as synced from here (a failed fsync takes the log
+    /// directory offline, so nothing relies on them after it).
+    pub(crate) fn prepare_sync(
+        &mut self,
+        fs: &dyn Fs,
+        path: &Path,
+        size: usize,
+        count: usize,
+        encode: impl Fn(usize, &mut [u8]),
+    ) -> io::Result<Option<FileRef>> {
+        let written = self.write_out(fs, path, size, count, encode)?;
+        if !self.unsynced {
+            return Ok(None);
+        }
+        self.unsynced = false;
+        match written {
+            Some(file) => Ok(Some(file)),
+            None => fs.open(path, OpenMode::Create).map(Some),
+        }
+    }
+}
 
 /// One entry of a sparse index and its on-disk form.
 pub trait IndexEntry: Copy + fmt::Debug + Eq {
@@ -44,10 +132,10 @@ pub enum IndexError {
 #[derive(Debug)]
 pub struct SparseIndex<E> {
     path: PathBuf,
-    file: FileRef,
     base_offset: i64,
     entries: Vec<E>,
     max_entries: usize,
+    file: EntryFile,
 }
 
 impl<E: IndexEntry> SparseIndex<E> {
@@ -77,6 +165,7 @@ impl<E: IndexEntry> SparseIndex<E> {
         }
         let mut raw = vec![0u8; len];
         file.read_exact_at(&mut raw, 0).map_err(io_err)?;
+        drop(file);
         let mut entries: Vec<E> = Vec::with_capacity(len / E::SIZE);
         for chunk in raw.chunks_exact(E::SIZE) {
             let entry = E::decode(chunk);
@@ -89,8 +178,8 @@ impl<E: IndexEntry> SparseIndex<E> {
         }
         Ok(SparseIndex {
             path: path.to_path_buf(),
-            file,
             base_offset,
+            file: EntryFile::loaded(entries.len()),
             entries,
             max_entries: max_entries.max(1),
         })
@@ -103,12 +192,13 @@ impl<E: IndexEntry> SparseIndex<E> {
         base_offset: i64,
         max_entries: usize,
     ) -> io::Result<SparseIndex<E>> {
+        fs.open(path, OpenMode::Truncate)?;
         Ok(SparseIndex {
             path: path.to_path_buf(),
-            file: fs.open(path, OpenMode::Truncate)?,
             base_offset,
             entries: Vec::new(),
             max_entries: max_entries.max(1),
+            file: EntryFile::loaded(0),
         })
     }
 
@@ -151,20 +241,15 @@ impl<E: IndexEntry> SparseIndex<E> {
         relative as u32
     }
 
-    /// Appends an entry, which must follow the last one.
-    pub fn append(&mut self, entry: E) -> io::Result<()> {
+    /// Appends an entry, which must follow the last one (in memory; the file gets
+    /// it when the index is written out).
+    pub fn append(&mut self, entry: E) {
         if let Some(last) = self.entries.last() {
             if let Err(reason) = entry.check_follows(last) {
                 panic!("{}: {reason}", self.path.display());
             }
         }
-        let mut raw = [0u8; 16];
-        let raw = &mut raw[..E::SIZE];
-        entry.encode(raw);
-        self.file
-            .write_all_at(raw, (self.entries.len() * E::SIZE) as u64)?;
         self.entries.push(entry);
-        Ok(())
     }
 
     /// The last entry for which `at_or_below` holds, the entries being ordered so
@@ -175,24 +260,35 @@ impl<E: IndexEntry> SparseIndex<E> {
     }
 
     /// Keeps the entries for which `keep` holds, a prefix of them.
-    pub fn truncate_while(&mut self, keep: impl Fn(&E) -> bool) -> io::Result<()> {
+    pub fn truncate_while(&mut self, keep: impl Fn(&E) -> bool) {
         let keep = self.entries.partition_point(keep);
         self.entries.truncate(keep);
-        self.file.set_len((keep * E::SIZE) as u64)
+        self.file.truncated(keep);
     }
 
     /// Drops every entry with an offset at or above `offset`.
-    pub fn truncate_to(&mut self, offset: i64) -> io::Result<()> {
+    pub fn truncate_to(&mut self, offset: i64) {
         let relative = (offset - self.base_offset).clamp(0, i64::from(u32::MAX) + 1);
         self.truncate_while(|e| i64::from(e.relative_offset()) < relative)
     }
 
-    pub fn flush(&self) -> io::Result<()> {
-        self.file.sync_data()
+    /// Writes the entries the file lacks, and closes it.
+    pub fn write_out(&mut self, fs: &dyn Fs) -> io::Result<()> {
+        let entries = &self.entries;
+        self.file
+            .write_out(fs, &self.path, E::SIZE, entries.len(), |i, out| {
+                entries[i].encode(out)
+            })
+            .map(drop)
     }
 
-    /// The file, for an fsync outside the log's lock.
-    pub fn file(&self) -> FileRef {
-        std::sync::Arc::clone(&self.file)
+    /// Writes out what the file lacks; the file when it has writes to fsync (done
+    /// by the caller, outside the log's lock).
+    pub fn prepare_sync(&mut self, fs: &dyn Fs) -> io::Result<Option<FileRef>> {
+        let entries = &self.entries;
+        self.file
+            .prepare_sync(fs, &self.path, E::SIZE, entries.len(), |i, out| {
+                entries[i].encode(out)
+            })
     }
 }

@@ -119,21 +119,16 @@ impl TimeIndex {
 
     /// Appends `(timestamp, offset)` if `timestamp` is larger than the last entry's.
     /// `skip_full_check` lets the final entry of a rolled segment in.
-    pub fn maybe_append(
-        &mut self,
-        timestamp: i64,
-        offset: i64,
-        skip_full_check: bool,
-    ) -> io::Result<()> {
+    pub fn maybe_append(&mut self, timestamp: i64, offset: i64, skip_full_check: bool) {
         if self
             .0
             .last()
             .is_some_and(|last| timestamp <= last.timestamp)
         {
-            return Ok(());
+            return;
         }
         if !skip_full_check && self.is_full() {
-            return Ok(());
+            return;
         }
         let relative = self.0.relative(offset);
         self.0.append(TimeEntry {
@@ -155,17 +150,18 @@ impl TimeIndex {
     }
 
     /// Drops every entry with an offset at or above `offset`.
-    pub fn truncate_to(&mut self, offset: i64) -> io::Result<()> {
+    pub fn truncate_to(&mut self, offset: i64) {
         self.0.truncate_to(offset)
     }
 
-    pub fn flush(&self) -> io::Result<()> {
-        self.0.flush()
+    /// Writes the entries the file lacks, and closes it.
+    pub fn write_out(&mut self, fs: &dyn Fs) -> io::Result<()> {
+        self.0.write_out(fs)
     }
 
-    /// The file, for an fsync outside the log's lock.
-    pub fn file(&self) -> FileRef {
-        self.0.file()
+    /// Writes out what the file lacks; the file when it has writes to fsync.
+    pub fn prepare_sync(&mut self, fs: &dyn Fs) -> io::Result<Option<FileRef>> {
+        self.0.prepare_sync(fs)
     }
 }
 
@@ -179,10 +175,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("00000000000000000000.timeindex");
         let mut index = TimeIndex::open(&RealFs, &path, 0, 10).unwrap();
-        index.maybe_append(1_000, 3, false).unwrap();
-        index.maybe_append(900, 5, false).unwrap();
-        index.maybe_append(1_000, 6, false).unwrap();
-        index.maybe_append(2_000, 9, false).unwrap();
+        index.maybe_append(1_000, 3, false);
+        index.maybe_append(900, 5, false);
+        index.maybe_append(1_000, 6, false);
+        index.maybe_append(2_000, 9, false);
         assert_eq!(index.len(), 2);
         assert_eq!(
             index.lookup(999),
@@ -205,6 +201,7 @@ mod tests {
                 offset: 9
             }
         );
+        index.write_out(&RealFs).unwrap();
         drop(index);
         let index = TimeIndex::open(&RealFs, &path, 0, 10).unwrap();
         assert_eq!(
@@ -221,9 +218,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("00000000000000000000.timeindex");
         let mut index = TimeIndex::open(&RealFs, &path, 0, 10).unwrap();
-        index.maybe_append(10, 1, false).unwrap();
-        index.maybe_append(20, 5, false).unwrap();
-        index.truncate_to(5).unwrap();
+        index.maybe_append(10, 1, false);
+        index.maybe_append(20, 5, false);
+        index.write_out(&RealFs).unwrap();
+        index.truncate_to(5);
+        index.write_out(&RealFs).unwrap();
         assert_eq!(
             index.last_entry(),
             Some(TimestampOffset {

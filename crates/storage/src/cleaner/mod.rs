@@ -37,9 +37,10 @@ use protocol::records::{records_section, RecordView, RecordViews};
 use protocol::TopicPartition;
 
 use crate::error::StorageError;
-use crate::fs::{FileRef, Fs};
+use crate::fs::Fs;
 use crate::log::{io_err, Log};
 use crate::producer_state::AbortedTxn;
+use crate::segment::SegmentReader;
 
 mod offset_map;
 mod rewrite;
@@ -104,7 +105,7 @@ pub(crate) struct SegmentView {
     base_offset: i64,
     next_offset: i64,
     size: u32,
-    file: FileRef,
+    reader: SegmentReader,
     /// The segment's aborted transactions: carried into the cleaned segment.
     aborted: Vec<AbortedTxn>,
 }
@@ -160,7 +161,7 @@ fn cleanable_segments(log: &Log, high_watermark: i64) -> Vec<SegmentView> {
             base_offset: s.base_offset(),
             next_offset: s.next_offset(),
             size: s.size(),
-            file: Arc::clone(s.log_file()),
+            reader: s.reader(),
             aborted: s.aborted_transactions().to_vec(),
         })
         .collect()
@@ -245,8 +246,37 @@ pub fn clean(
     {
         return Ok(None);
     }
+    let outcome = clean_range(log, &plan, first_dirty, config, &mut pacer);
+    match outcome {
+        // Retention or truncation took a segment from under the cleaner: nothing
+        // is wrong with the log, the cleaning is just moot.
+        Err(e) if !range_unchanged(&log.lock().unwrap_or_else(|p| p.into_inner()), &plan.views) => {
+            tracing::info!(partition = %plan.topic_partition, error = %e, "log changed while cleaning; dropping the cleaning");
+            Ok(None)
+        }
+        outcome => outcome,
+    }
+}
+
+/// Whether every segment of `views` is still in the log as it was.
+fn range_unchanged<V: std::borrow::Borrow<SegmentView>>(log: &Log, views: &[V]) -> bool {
+    views.iter().all(|v| {
+        let v = v.borrow();
+        log.segment(v.base_offset)
+            .is_some_and(|s| s.size() == v.size && s.next_offset() == v.next_offset)
+    })
+}
+
+/// Stages 2 and 3 of a cleaning.
+fn clean_range(
+    log: &Mutex<Log>,
+    plan: &Plan,
+    first_dirty: i64,
+    config: &CleanerConfig,
+    pacer: &mut Pacer<'_>,
+) -> Result<Option<CleanOutcome>, StorageError> {
     // 2. The offset map, then the rewrite of every segment below the mapped end.
-    let Some(mapped) = offset_map::build(&plan.views, first_dirty, config, &mut pacer)? else {
+    let Some(mapped) = offset_map::build(&plan.views, first_dirty, config, pacer)? else {
         return Ok(None);
     };
     if mapped.end <= first_dirty {
@@ -257,7 +287,7 @@ pub fn clean(
         .iter()
         .filter(|v| v.next_offset <= mapped.end)
         .collect();
-    let Some(rewritten) = rewrite::rewrite(&plan, &range, &mapped, config, &mut pacer)? else {
+    let Some(rewritten) = rewrite::rewrite(plan, &range, &mapped, config, pacer)? else {
         return Ok(None);
     };
     // The cleaned segments are durable before any of them replaces anything.
@@ -267,12 +297,8 @@ pub fn clean(
     }
     // 3. Swap in, under the lock, if the range is still what was cleaned.
     let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
-    let unchanged = range.iter().all(|v| {
-        log.segment(v.base_offset)
-            .is_some_and(|s| s.size() == v.size && s.next_offset() == v.next_offset)
-    });
     let tp = &plan.topic_partition;
-    if !unchanged {
+    if !range_unchanged(&log, &range) {
         tracing::info!(partition = %tp, "log changed while cleaning (retention or truncation); dropping the cleaned output");
         for output in &rewritten.outputs {
             swap::remove_cleaned(&*plan.fs, &plan.dir, output.base_offset);
@@ -312,11 +338,14 @@ fn for_each_batch(
     let mut position = 0u64;
     let end = u64::from(view.size);
     let mut buffer = Vec::new();
+    let file = view
+        .reader
+        .file()
+        .map_err(io_err("opening a segment to clean"))?;
     while position < end {
         let want = ((end - position) as usize).min(CHUNK.max(buffer.capacity()));
         buffer.resize(want, 0);
-        view.file
-            .read_exact_at(&mut buffer, position)
+        file.read_exact_at(&mut buffer, position)
             .map_err(io_err("reading a segment to clean"))?;
         let mut consumed = 0usize;
         for item in Batches::new(&buffer) {
@@ -330,8 +359,7 @@ fn for_each_batch(
             // A batch larger than the chunk: read exactly that batch.
             let size = oversized_batch(view, &buffer, position)?;
             buffer.resize(size, 0);
-            view.file
-                .read_exact_at(&mut buffer, position)
+            file.read_exact_at(&mut buffer, position)
                 .map_err(io_err("reading a segment to clean"))?;
             continue;
         }

@@ -9,7 +9,6 @@ use std::borrow::Cow;
 use std::io;
 use std::ops::ControlFlow;
 use std::path::Path;
-use std::sync::Arc;
 
 use protocol::records::batch::{
     compute_crc, set_crc, BatchHeader, TimestampType, ATTRIBUTES_AT, BASE_TIMESTAMP_AT,
@@ -140,21 +139,18 @@ fn rewrite_group(
         }
     }
     let (size, files) = writer
-        .finish()
+        .finish(fs)
         .map_err(io_err("finishing a cleaned segment"))?;
     to_sync.extend(files);
     // The cleaned transaction index lists the aborted transactions whose markers stay.
     if !kept_aborts.is_empty() {
         let context = "writing a cleaned transaction index";
-        let mut txn_index = TxnIndex::open(
-            Arc::clone(&plan.fs),
-            &cleaned_path(&plan.dir, base, "txnindex"),
-        )
-        .map_err(io_err(context))?;
+        let mut txn_index = TxnIndex::open(fs, &cleaned_path(&plan.dir, base, "txnindex"))
+            .map_err(io_err(context))?;
         for entry in kept_aborts {
-            txn_index.append(entry).map_err(io_err(context))?;
+            txn_index.append(entry);
         }
-        txn_index.flush().map_err(io_err(context))?;
+        to_sync.extend(txn_index.prepare_sync(fs).map_err(io_err(context))?);
     }
     Ok(Some(CleanedSegment {
         base_offset: base,
@@ -285,9 +281,9 @@ impl SegmentWriter {
             self.offset_of_max_timestamp = header.last_offset();
         }
         if self.since_index > self.index_interval_bytes {
-            self.index.append(header.last_offset(), self.position)?;
+            self.index.append(header.last_offset(), self.position);
             self.time_index
-                .maybe_append(self.max_timestamp, self.offset_of_max_timestamp, true)?;
+                .maybe_append(self.max_timestamp, self.offset_of_max_timestamp, true);
             self.since_index = 0;
         }
         self.log.write_all_at(bytes, u64::from(self.position))?;
@@ -299,12 +295,14 @@ impl SegmentWriter {
     /// Completes the segment; returns its size and its files, to be fsynced before
     /// the swap (all outputs at once, so the disk writes the earlier ones while the
     /// later ones are built).
-    fn finish(mut self) -> io::Result<(u32, Vec<FileRef>)> {
+    fn finish(mut self, fs: &dyn Fs) -> io::Result<(u32, Vec<FileRef>)> {
         if self.max_timestamp >= 0 {
             self.time_index
-                .maybe_append(self.max_timestamp, self.offset_of_max_timestamp, true)?;
+                .maybe_append(self.max_timestamp, self.offset_of_max_timestamp, true);
         }
-        let files = vec![self.index.file(), self.time_index.file(), self.log];
+        let mut files = vec![self.log];
+        files.extend(self.index.prepare_sync(fs)?);
+        files.extend(self.time_index.prepare_sync(fs)?);
         Ok((self.position, files))
     }
 }

@@ -82,6 +82,8 @@ struct State {
     /// Changes left before every call fails; `Some(0)` once halted.
     changes_left: Option<u64>,
     time_ms: i64,
+    /// Handles open now: what a descriptor count is on a real filesystem.
+    open_handles: usize,
 }
 
 fn lock_node(node: &NodeRef) -> MutexGuard<'_, Node> {
@@ -302,6 +304,12 @@ impl MemFs {
         self.lock().time_ms = now_ms;
     }
 
+    /// Files open now (handles not yet dropped), as `ls /proc/<pid>/fd` counts
+    /// descriptors.
+    pub fn open_files(&self) -> usize {
+        self.lock().open_handles
+    }
+
     /// Bytes held by all files.
     pub fn used_bytes(&self) -> u64 {
         self.lock().used()
@@ -394,6 +402,15 @@ impl MemFile {
             }
             Ok(())
         })
+    }
+}
+
+impl Drop for MemFile {
+    fn drop(&mut self) {
+        if let Some(state) = self.fs.upgrade() {
+            let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
+            state.open_handles = state.open_handles.saturating_sub(1);
+        }
     }
 }
 
@@ -535,6 +552,7 @@ impl Fs for MemFs {
             }
             (Some(node), _) => node,
         };
+        state.open_handles += 1;
         Ok(Arc::new(MemFile {
             fs: Arc::downgrade(&self.state),
             node,

@@ -20,9 +20,11 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+mod cache;
 mod mem;
 mod real;
 
+pub use cache::FileCache;
 pub use mem::MemFs;
 pub use real::RealFs;
 

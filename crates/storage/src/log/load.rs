@@ -95,14 +95,13 @@ impl Log {
             }
             let recover = !state.clean_shutdown && base >= first_unflushed;
             let (segment, outcome) = Segment::open(
-                fs,
+                env,
                 dir,
                 base,
                 config.index_interval_bytes,
                 config.max_index_entries(),
                 config.max_time_index_entries(),
                 recover,
-                now,
             )
             .map_err(io_err(format!(
                 "opening segment {base} of {topic_partition}"
@@ -142,19 +141,26 @@ impl Log {
         if segments.is_empty() {
             let base = state.log_start_offset.max(0);
             let segment = Segment::create(
-                fs,
+                env,
                 dir,
                 base,
                 config.index_interval_bytes,
                 config.max_index_entries(),
                 config.max_time_index_entries(),
-                now,
             )
             .map_err(io_err(format!(
                 "creating first segment of {topic_partition}"
             )))?;
             segments.insert(base, segment);
         }
+        segments
+            .values_mut()
+            .next_back()
+            .expect("a log always has a segment")
+            .make_active()
+            .map_err(io_err(format!(
+                "opening the active segment of {topic_partition}"
+            )))?;
         let mut log = Log {
             dir: dir.to_path_buf(),
             topic_partition,
@@ -245,9 +251,7 @@ impl Log {
             }
             let segment = self.segments.get_mut(base).expect("listed above");
             for aborted in aborted_here {
-                segment
-                    .append_aborted(aborted)
-                    .map_err(io_err("rebuilding the transaction index"))?;
+                segment.append_aborted(aborted);
             }
         }
         self.producer_state = state;

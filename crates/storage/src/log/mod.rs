@@ -292,7 +292,9 @@ impl Log {
         let size_before = segment.size();
         if let Err(e) = segment.append(&bytes, &infos) {
             // Leave no partial batch behind for a reader or the next append.
-            let _ = segment.log_file().set_len(u64::from(size_before));
+            if let Ok(file) = segment.file() {
+                let _ = file.set_len(u64::from(size_before));
+            }
             return Err(StorageError::io(
                 format!("appending to {}", segment.log_path().display()),
                 e,
@@ -315,9 +317,7 @@ impl Log {
                 None
             };
             if let Some(aborted) = self.producer_state.update(&header, control)? {
-                self.active_mut()
-                    .append_aborted(aborted)
-                    .map_err(io_err("writing the transaction index"))?;
+                self.active_mut().append_aborted(aborted);
             }
         }
         self.unflushed_messages += record_count;
@@ -380,7 +380,6 @@ impl Log {
 
     /// Starts a new active segment at the LEO; returns the base of the old one.
     pub fn roll(&mut self) -> Result<i64, StorageError> {
-        let now = self.env.clock.now_ms();
         let new_base = self.log_end_offset().0;
         let old = self.active_mut();
         let old_base = old.base_offset();
@@ -390,18 +389,18 @@ impl Log {
         old.on_become_inactive()
             .map_err(io_err("closing segment"))?;
         let segment = Segment::create(
-            &self.env.fs,
+            &self.env,
             &self.dir,
             new_base,
             self.config.index_interval_bytes,
             self.config.max_index_entries(),
             self.config.max_time_index_entries(),
-            now,
         )
         .map_err(io_err(format!(
             "rolling {} at {new_base}",
             self.topic_partition
         )))?;
+        self.active_mut().release_file();
         self.segments.insert(new_base, segment);
         // A producer snapshot at every roll bounds the replay after a crash.
         self.producer_state.set_map_end_offset(new_base);
@@ -457,7 +456,9 @@ impl Log {
                 return Ok(ReadOutcome::Empty);
             }
             return Ok(ReadOutcome::Data(ReadSlice::new(
-                Arc::clone(segment.log_file()),
+                segment
+                    .file()
+                    .map_err(io_err(format!("opening {}", segment.log_path().display())))?,
                 position,
                 limit,
                 header.size() as u32,
@@ -558,6 +559,9 @@ impl Log {
         }
         let active = self.active_mut();
         active
+            .make_active()
+            .map_err(io_err("opening the active segment"))?;
+        active
             .truncate_to(offset)
             .map_err(io_err("truncating segment"))?;
         // The cut is durable before anything is written past it: otherwise a power
@@ -596,13 +600,16 @@ impl Log {
 
     /// The files to fsync to make everything below `up_to` durable, so the fsync can
     /// run without holding the log.
-    pub fn flush_plan(&self, up_to: i64) -> io::Result<FlushPlan> {
+    /// The indexes are written out here, under the lock; the files come back open
+    /// for the fsync and are closed when the plan is dropped.
+    pub fn flush_plan(&mut self, up_to: i64) -> io::Result<FlushPlan> {
         let up_to = up_to.min(self.log_end_offset().0);
         let mut files = Vec::new();
         if up_to > self.recovery_point {
-            for segment in self.segments.values() {
-                if segment.next_offset() > self.recovery_point && segment.base_offset() < up_to {
-                    files.extend(segment.flush_handles());
+            let recovery_point = self.recovery_point;
+            for segment in self.segments.values_mut() {
+                if segment.next_offset() > recovery_point && segment.base_offset() < up_to {
+                    files.extend(segment.sync_handles()?);
                 }
             }
         }
@@ -629,10 +636,15 @@ impl Log {
         self.active_mut()
             .on_become_inactive()
             .map_err(io_err("closing segment"))?;
-        for segment in self.segments.values() {
-            segment
-                .flush()
-                .map_err(io_err(format!("flushing {}", segment.log_path().display())))?;
+        // Segments below the recovery point were flushed (and their indexes written
+        // out) already.
+        let recovery_point = self.recovery_point;
+        for segment in self.segments.values_mut() {
+            if segment.next_offset() > recovery_point || segment.base_offset() >= recovery_point {
+                segment
+                    .flush()
+                    .map_err(io_err(format!("flushing {}", segment.log_path().display())))?;
+            }
         }
         self.recovery_point = leo;
         self.unflushed_messages = 0;
@@ -766,14 +778,13 @@ impl Log {
             .map_err(io_err("deleting a cleaned-over segment"))?;
         install().map_err(io_err("renaming a .swap segment"))?;
         let (segment, _) = Segment::open(
-            &self.env.fs,
+            &self.env,
             &self.dir,
             base,
             self.config.index_interval_bytes,
             usize::MAX,
             usize::MAX,
             false,
-            self.env.clock.now_ms(),
         )
         .map_err(io_err("opening a cleaned segment"))?;
         self.segments.insert(base, segment);
