@@ -109,7 +109,7 @@ impl LogManager {
                 .map_err(io_err(format!("creating log dir {}", path.display())))?;
             let Some(lock) = fs
                 .try_lock(&path.join(".lock"))
-                .map_err(io_err("locking log dir"))?
+                .map_err(io_err(format!("locking {}", path.join(".lock").display())))?
             else {
                 return Err(StorageError::Corrupt(
                     path.clone(),
@@ -226,7 +226,7 @@ impl LogManager {
                     uuid_to_kafka(&Uuid::new_v4())
                 );
                 fs::write_atomically(fs, &path, text.as_bytes())
-                    .map_err(io_err("writing meta.properties"))?;
+                    .map_err(io_err(format!("writing {}", path.display())))?;
             }
         }
         Ok(cluster_id)
