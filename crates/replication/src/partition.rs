@@ -339,36 +339,40 @@ impl Partition {
             self.check_leader_epoch(&state, current_leader_epoch)?;
             (state.high_watermark, state.leader_epoch)
         };
-        let log = lock(&self.log);
-        let last_fetchable = match isolation {
-            IsolationLevel::ReadUncommitted => high_watermark,
-            IsolationLevel::ReadCommitted => log
-                .first_unstable_offset()
-                .map_or(high_watermark, |first| first.min(high_watermark)),
+        let (last_fetchable, lookup) = {
+            let log = lock(&self.log);
+            let last_fetchable = match isolation {
+                IsolationLevel::ReadUncommitted => high_watermark,
+                IsolationLevel::ReadCommitted => log
+                    .first_unstable_offset()
+                    .map_or(high_watermark, |first| first.min(high_watermark)),
+            };
+            let epoch_of = |offset: i64| log.leader_epochs().epoch_for_offset(offset).unwrap_or(-1);
+            let lookup = match timestamp {
+                -1 => return Ok(Some((last_fetchable, -1, leader_epoch))),
+                -2 | -4 => {
+                    let start = log.log_start_offset().0;
+                    return Ok(Some((start, -1, epoch_of(start))));
+                }
+                -5 => return Ok(Some((-1, -1, -1))),
+                -3 => log.max_timestamp_lookup()?,
+                t if t >= 0 => log.timestamp_lookup(t)?,
+                _ => return Ok(None),
+            };
+            (last_fetchable, lookup)
         };
-        let epoch_of = |offset: i64| log.leader_epochs().epoch_for_offset(offset).unwrap_or(-1);
-        let found = match timestamp {
-            -1 => Some((last_fetchable, -1, leader_epoch)),
-            -2 | -4 => {
-                let start = log.log_start_offset().0;
-                Some((start, -1, epoch_of(start)))
+        // The one batch that answers is read and skimmed without the log's lock.
+        let found = match lookup {
+            Some(lookup) => lookup.resolve()?,
+            None => None,
+        };
+        Ok(Some(match found {
+            Some((offset, ts)) if offset < last_fetchable => {
+                let epoch = lock(&self.log).epoch_for_offset(offset);
+                (offset, ts, epoch.unwrap_or(-1))
             }
-            -5 => Some((-1, -1, -1)),
-            -3 => Some(match log.offset_of_max_timestamp()? {
-                Some((offset, ts, epoch)) if offset < last_fetchable => {
-                    (offset, ts, epoch.unwrap_or(-1))
-                }
-                _ => (-1, -1, -1),
-            }),
-            t if t >= 0 => Some(match log.offset_for_timestamp(t)? {
-                Some((offset, ts, epoch)) if offset < last_fetchable => {
-                    (offset, ts, epoch.unwrap_or(-1))
-                }
-                _ => (-1, -1, -1),
-            }),
-            _ => None,
-        };
-        Ok(found)
+            _ => (-1, -1, -1),
+        }))
     }
 
     /// DeleteRecords: makes records below `offset` unreadable (`-1`: the high

@@ -109,7 +109,7 @@ impl LogManager {
                 .map_err(io_err(format!("creating log dir {}", path.display())))?;
             let Some(lock) = fs
                 .try_lock(&path.join(".lock"))
-                .map_err(io_err(format!("locking {}", path.join(".lock").display())))?
+                .map_err(io_err(format!("opening {}", path.join(".lock").display())))?
             else {
                 return Err(StorageError::Corrupt(
                     path.clone(),

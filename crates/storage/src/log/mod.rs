@@ -21,7 +21,6 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use protocol::records::batch::{self, BatchHeader, TimestampType, HEADER_LEN};
-use protocol::records::decode_records;
 use protocol::{Offset, TopicPartition};
 
 use crate::config::{LogConfig, MessageTimestampType};
@@ -35,7 +34,9 @@ use crate::segment::{BatchInfo, Segment};
 use crate::validate::{validate_records, Origin};
 
 mod load;
+mod timestamp;
 pub use load::LoadState;
+pub use timestamp::TimestampLookup;
 
 #[cfg(test)]
 mod txn_tests;
@@ -480,57 +481,6 @@ impl Log {
             ReadOutcome::Empty => Ok(Bytes::new()),
             ReadOutcome::Data(slice) => slice.read(max_bytes, true).map_err(io_err("reading")),
         }
-    }
-
-    /// Kafka's ListOffsets for a timestamp: the first record at or after
-    /// `log_start_offset` whose timestamp is at least `target`, with its timestamp
-    /// and leader epoch; `None` when no record is that late.
-    pub fn offset_for_timestamp(
-        &self,
-        target: i64,
-    ) -> Result<Option<(i64, i64, Option<i32>)>, StorageError> {
-        let Some(segment) = self.segments.values().find(|s| s.max_timestamp() >= target) else {
-            return Ok(None);
-        };
-        let Some((position, header)) = segment
-            .find_batch_by_timestamp(target, self.log_start_offset)
-            .map_err(io_err("searching the time index"))?
-        else {
-            return Ok(None);
-        };
-        let bytes = segment
-            .read_at(position, header.size() as u32)
-            .map_err(io_err("reading"))?;
-        let (_, records) = decode_records(&bytes, 64 << 20)
-            .map_err(|e| StorageError::Corrupt(self.dir.clone(), e.to_string()))?;
-        let found = records
-            .iter()
-            .find(|r| r.timestamp >= target && r.offset >= self.log_start_offset)
-            .map(|r| {
-                (
-                    r.offset,
-                    r.timestamp,
-                    self.leader_epochs.epoch_for_offset(r.offset),
-                )
-            });
-        Ok(found)
-    }
-
-    /// The record with the largest timestamp (ListOffsets MAX_TIMESTAMP): its
-    /// offset, timestamp and leader epoch. The first such record when several tie.
-    pub fn offset_of_max_timestamp(&self) -> Result<Option<(i64, i64, Option<i32>)>, StorageError> {
-        let mut best: Option<&Segment> = None;
-        for segment in self.segments.values() {
-            if segment.max_timestamp() >= 0
-                && best.is_none_or(|b| segment.max_timestamp() > b.max_timestamp())
-            {
-                best = Some(segment);
-            }
-        }
-        let Some(segment) = best else { return Ok(None) };
-        let target = segment.max_timestamp();
-        self.offset_for_timestamp(target)
-            .map(|found| found.filter(|&(_, ts, _)| ts == target).or(found))
     }
 
     /// Removes every record at or above `offset` (a follower truncating to its
