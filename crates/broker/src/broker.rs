@@ -413,7 +413,7 @@ impl RunningBroker {
         });
         let replicas = ReplicaManager::new(config.node_id, Arc::clone(&log_manager), discovered);
         let (shutdown, _) = watch::channel(false);
-        let cleaner = crate::cleaner::CleanerState::load(&config.log_dirs);
+        let cleaner = crate::cleaner::CleanerState::load(&**log_manager.fs(), &config.log_dirs);
         let broker = Arc::new_cyclic(|weak| Broker {
             groups: crate::groups::Groups::new(&config, Arc::clone(&clock), weak.clone()),
             transactions: crate::transactions::Transactions::new(

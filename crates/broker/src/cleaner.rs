@@ -5,9 +5,11 @@
 //! past `max.compaction.lag.ms`), cleans it (see `storage::cleaner`) and records
 //! where cleaning stopped in `cleaner-offset-checkpoint`, so the next pass only
 //! maps what is new. Reads and writes are throttled to
-//! `log.cleaner.io.max.bytes.per.second`.
+//! `log.cleaner.io.max.bytes.per.second`. A log the cleaner cannot read (a corrupt
+//! batch) is marked uncleanable, reported, and skipped until a restart, as Kafka's
+//! `uncleanablePartitions`: the other logs are still cleaned.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::ControlFlow;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -24,13 +26,15 @@ pub const CLEANER_CHECKPOINT: &str = "cleaner-offset-checkpoint";
 #[derive(Debug, Default)]
 pub struct CleanerState {
     first_dirty: Mutex<BTreeMap<TopicPartition, i64>>,
+    /// Logs a cleaning failed on: skipped until a restart.
+    uncleanable: Mutex<BTreeSet<TopicPartition>>,
 }
 
 impl CleanerState {
-    pub fn load(dirs: &[std::path::PathBuf]) -> CleanerState {
+    pub fn load(fs: &dyn storage::fs::Fs, dirs: &[std::path::PathBuf]) -> CleanerState {
         let mut first_dirty = BTreeMap::new();
         for dir in dirs {
-            match checkpoint::read_offsets(&dir.join(CLEANER_CHECKPOINT)) {
+            match checkpoint::read_offsets_in(fs, &dir.join(CLEANER_CHECKPOINT)) {
                 Ok(offsets) => first_dirty.extend(offsets),
                 Err(e) => {
                     tracing::warn!(error = %e, "ignoring unreadable cleaner checkpoint; logs will be cleaned from the start")
@@ -39,7 +43,32 @@ impl CleanerState {
         }
         CleanerState {
             first_dirty: Mutex::new(first_dirty),
+            uncleanable: Mutex::new(BTreeSet::new()),
         }
+    }
+
+    fn is_uncleanable(&self, tp: &TopicPartition) -> bool {
+        self.uncleanable
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(tp)
+    }
+
+    fn mark_uncleanable(&self, tp: &TopicPartition) {
+        self.uncleanable
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(tp.clone());
+    }
+
+    /// The logs marked uncleanable.
+    pub fn uncleanable(&self) -> Vec<TopicPartition> {
+        self.uncleanable
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .cloned()
+            .collect()
     }
 
     fn get(&self, tp: &TopicPartition) -> i64 {
@@ -74,11 +103,14 @@ fn clean_once(broker: &Broker, throttle_bytes_per_second: f64) -> bool {
     let mut best: Option<(f64, replication::SharedPartition, i64)> = None;
     for partition in broker.replicas.partitions() {
         let tp = partition.topic_partition().clone();
+        if broker.cleaner.is_uncleanable(&tp) {
+            continue;
+        }
         // Undecided transactions are never cleaned: stop at the last stable offset.
         let upper_bound = partition.last_stable_offset();
         let log = partition.log().lock().unwrap_or_else(|p| p.into_inner());
         let config = log.config();
-        if !config.cleanup_policy_compact {
+        if !config.cleanup_policy_compact || log.check_online().is_err() {
             continue;
         }
         let first_dirty = broker.cleaner.get(&tp).max(log.log_start_offset().0);
@@ -155,8 +187,22 @@ fn clean_once(broker: &Broker, throttle_bytes_per_second: f64) -> bool {
         }
         Ok(None) => false,
         Err(e) => {
-            tracing::error!(partition = %partition.topic_partition(), error = %e, "cleaning failed");
-            false
+            let tp = partition.topic_partition();
+            let offline = partition
+                .log()
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .check_online()
+                .is_err();
+            if offline {
+                // The log dir went offline: its logs are not cleaned any more anyway.
+                tracing::error!(partition = %tp, error = %e, "cleaning failed; the log directory is offline");
+            } else {
+                broker.cleaner.mark_uncleanable(tp);
+                tracing::error!(partition = %tp, error = %e, "cleaning failed: the log is marked uncleanable and skipped until a restart; other logs are still cleaned");
+            }
+            // Look for another log at once.
+            true
         }
     }
 }
@@ -227,7 +273,8 @@ fn write_checkpoints(broker: &Broker) {
         }
     }
     for (dir, offsets) in per_dir {
-        if let Err(e) = checkpoint::write_offsets(&dir.join(CLEANER_CHECKPOINT), &offsets) {
+        let fs = &**broker.log_manager.fs();
+        if let Err(e) = checkpoint::write_offsets_in(fs, &dir.join(CLEANER_CHECKPOINT), &offsets) {
             tracing::warn!(error = %e, "writing the cleaner checkpoint failed");
         }
     }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use protocol::time::Clock;
 
 use crate::fs::{FileCache, Fs, RealFs};
+use crate::log_dir::LogDirState;
 
 #[derive(Debug, Clone)]
 pub struct LogEnv {
@@ -16,6 +17,8 @@ pub struct LogEnv {
     pub clock: Arc<dyn Clock>,
     /// The `.log` files of segments that are not active, opened on demand.
     pub files: Arc<FileCache>,
+    /// The log dir's state: online or not, and its log start offsets.
+    pub dir: Arc<LogDirState>,
 }
 
 impl LogEnv {
@@ -25,6 +28,15 @@ impl LogEnv {
             fs,
             clock,
             files: Arc::new(FileCache::default()),
+            dir: LogDirState::detached(),
+        }
+    }
+
+    /// The same, for the logs of log dir `dir`.
+    pub fn for_dir(&self, dir: Arc<LogDirState>) -> LogEnv {
+        LogEnv {
+            dir,
+            ..self.clone()
         }
     }
 

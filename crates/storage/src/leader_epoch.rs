@@ -75,12 +75,14 @@ impl LeaderEpochCache {
             }
         }
         // Entries at or past the new start belong to a history we no longer have.
+        let before = self.entries.clone();
         self.entries.retain(|e| e.start_offset < start_offset);
         self.entries.push(EpochEntry {
             epoch,
             start_offset,
         });
-        self.persist()
+        // Not persisted, not recorded: the caller refuses what needed the entry.
+        self.persist().inspect_err(|_| self.entries = before)
     }
 
     /// The epoch the record at `offset` was written in.

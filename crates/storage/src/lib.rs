@@ -16,6 +16,7 @@ pub mod error;
 pub mod fs;
 pub mod leader_epoch;
 pub mod log;
+pub mod log_dir;
 pub mod log_manager;
 pub mod offset_index;
 pub mod producer_state;
@@ -47,6 +48,9 @@ mod recovery_tests;
 
 #[cfg(test)]
 mod descriptor_tests;
+
+#[cfg(test)]
+mod fault_tests;
 
 #[cfg(test)]
 mod cleaner_tests;

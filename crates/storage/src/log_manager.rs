@@ -32,6 +32,7 @@ use crate::env::LogEnv;
 use crate::error::StorageError;
 use crate::fs::{self, Fs, LockGuard};
 use crate::log::{LoadState, Log};
+use crate::log_dir::LogDirState;
 
 pub const META_PROPERTIES: &str = "meta.properties";
 pub const PARTITION_METADATA: &str = "partition.metadata";
@@ -67,7 +68,10 @@ struct LogDir {
     _lock: Box<dyn LockGuard>,
     clean_shutdown: bool,
     recovery_points: BTreeMap<TopicPartition, i64>,
+    /// The checkpoint as found at start-up.
     log_start_offsets: BTreeMap<TopicPartition, i64>,
+    /// Online or not; the log start offsets of the logs loaded since.
+    state: Arc<LogDirState>,
 }
 
 #[derive(Debug)]
@@ -131,6 +135,7 @@ impl LogManager {
                 clean_shutdown,
                 recovery_points: read(RECOVERY_POINT_CHECKPOINT),
                 log_start_offsets: read(LOG_START_OFFSET_CHECKPOINT),
+                state: LogDirState::new(path, BTreeMap::new()),
             });
         }
         Ok(LogManager {
@@ -291,7 +296,8 @@ impl LogManager {
             log_start_offset: dir.log_start_offsets.get(tp).copied().unwrap_or(0),
             clean_shutdown: dir.clean_shutdown,
         };
-        let log = Log::open(&found.dir, tp.clone(), config, &self.env, state)?;
+        let env = self.env.for_dir(Arc::clone(&dir.state));
+        let log = Log::open(&found.dir, tp.clone(), config, &env, state)?;
         tracing::debug!(partition = %tp, log_end_offset = log.log_end_offset().0, "loaded log");
         let shared = Arc::new(Mutex::new(log));
         lock_recover(&self.logs).insert(tp.clone(), (index, Arc::clone(&shared)));
@@ -331,7 +337,8 @@ impl LogManager {
             .map_err(io_err(format!("creating {}", dir.display())))?;
         write_partition_metadata(fs, &dir, &topic_id)
             .map_err(io_err("writing partition.metadata"))?;
-        let log = Log::open(&dir, tp.clone(), config, &self.env, LoadState::default())?;
+        let env = self.env.for_dir(Arc::clone(&self.dirs[index].state));
+        let log = Log::open(&dir, tp.clone(), config, &env, LoadState::default())?;
         let shared = Arc::new(Mutex::new(log));
         logs.insert(tp.clone(), (index, Arc::clone(&shared)));
         Ok(shared)
@@ -353,9 +360,10 @@ impl LogManager {
     /// Deletes a log: renamed to `<topic>-<partition>.<id>-delete` first (so a crash
     /// mid-delete is finished at the next start), then removed.
     pub fn delete_log(&self, tp: &TopicPartition) -> Result<(), StorageError> {
-        let Some((_, shared)) = lock_recover(&self.logs).remove(tp) else {
+        let Some((index, shared)) = lock_recover(&self.logs).remove(tp) else {
             return Ok(());
         };
+        self.dirs[index].state.remove_log(tp);
         let log = lock_recover(&shared);
         let dir = log.dir().to_path_buf();
         let doomed = dir.with_file_name(format!(
@@ -381,26 +389,51 @@ impl LogManager {
     }
 
     /// Writes the recovery point and log start offset checkpoints of every dir.
+    /// Offline log dirs are skipped: their checkpoints stay as they were, so the
+    /// next start recovers their logs from the data.
     pub fn checkpoint(&self) -> Result<(), StorageError> {
-        let logs = self.all_with_dirs();
-        for (index, dir) in self.dirs.iter().enumerate() {
-            let mut recovery = BTreeMap::new();
-            let mut starts = BTreeMap::new();
-            for (tp, dir_index, shared) in &logs {
-                if *dir_index != index {
-                    continue;
-                }
-                let log = lock_recover(shared);
-                recovery.insert(tp.clone(), log.recovery_point().0);
-                starts.insert(tp.clone(), log.log_start_offset().0);
+        let mut result = Ok(());
+        for index in 0..self.dirs.len() {
+            if let Err(e) = self.checkpoint_dir(index) {
+                result = Err(e);
             }
-            let fs = &*self.env.fs;
-            checkpoint::write_offsets_in(fs, &dir.path.join(RECOVERY_POINT_CHECKPOINT), &recovery)
-                .map_err(io_err("writing recovery point checkpoint"))?;
-            checkpoint::write_offsets_in(fs, &dir.path.join(LOG_START_OFFSET_CHECKPOINT), &starts)
-                .map_err(io_err("writing log start offset checkpoint"))?;
         }
-        Ok(())
+        result
+    }
+
+    fn checkpoint_dir(&self, index: usize) -> Result<(), StorageError> {
+        let dir = &self.dirs[index];
+        dir.state.check()?;
+        let mut recovery = BTreeMap::new();
+        for (tp, dir_index, shared) in self.all_with_dirs() {
+            if dir_index == index {
+                recovery.insert(tp, lock_recover(&shared).recovery_point().0);
+            }
+        }
+        let fs = &*self.env.fs;
+        checkpoint::write_offsets_in(fs, &dir.path.join(RECOVERY_POINT_CHECKPOINT), &recovery)
+            .map_err(|e| {
+                dir.state
+                    .io_failure("writing the recovery point checkpoint", e, true)
+            })
+            .and_then(|()| dir.state.write_log_starts(fs))
+            .inspect_err(|e| {
+                tracing::error!(dir = %dir.path.display(), error = %e, "writing checkpoints failed")
+            })
+    }
+
+    /// The log dirs and, for those offline, why.
+    pub fn dir_states(&self) -> Vec<(PathBuf, Option<String>)> {
+        self.dirs
+            .iter()
+            .map(|d| {
+                let reason = d
+                    .state
+                    .is_offline()
+                    .then(|| d.state.offline_reason().unwrap_or_default());
+                (d.path.clone(), reason)
+            })
+            .collect()
     }
 
     fn all_with_dirs(&self) -> Vec<(TopicPartition, usize, SharedLog)> {
@@ -411,22 +444,29 @@ impl LogManager {
     }
 
     /// Flushes and closes every log, writes the checkpoints and the clean-shutdown mark.
+    /// A log dir that is offline, or goes offline while its logs close, gets no
+    /// checkpoints and no clean-shutdown mark: the next start recovers its logs.
     pub fn shutdown(&self) -> Result<(), StorageError> {
-        for (tp, shared) in self.all() {
-            let mut log = lock_recover(&shared);
-            log.close().map_err(|e| {
+        for (tp, index, shared) in self.all_with_dirs() {
+            if self.dirs[index].state.is_offline() {
+                continue;
+            }
+            if let Err(e) = lock_recover(&shared).close() {
                 tracing::error!(partition = %tp, error = %e, "closing log failed");
-                e
-            })?;
+            }
         }
-        self.checkpoint()?;
-        for dir in &self.dirs {
-            fs::write_atomically(
+        for (index, dir) in self.dirs.iter().enumerate() {
+            if self.checkpoint_dir(index).is_err() {
+                continue;
+            }
+            // Without the mark, the next start recovers this dir's logs: safe.
+            if let Err(e) = fs::write_atomically(
                 &*self.env.fs,
                 &dir.path.join(CLEAN_SHUTDOWN_FILE),
                 br#"{"version":0,"brokerEpoch":-1}"#,
-            )
-            .map_err(io_err("writing clean shutdown mark"))?;
+            ) {
+                tracing::error!(dir = %dir.path.display(), error = %e, "writing the clean shutdown mark failed");
+            }
         }
         Ok(())
     }

@@ -238,7 +238,11 @@ pub fn clean(
         stopped: false,
     };
     // 1. What to clean, under the lock.
-    let plan = Plan::take(&log.lock().unwrap_or_else(|p| p.into_inner()), upper_bound);
+    let plan = {
+        let log = log.lock().unwrap_or_else(|p| p.into_inner());
+        log.check_online()?;
+        Plan::take(&log, upper_bound)
+    };
     if plan
         .views
         .last()
@@ -246,16 +250,27 @@ pub fn clean(
     {
         return Ok(None);
     }
-    let outcome = clean_range(log, &plan, first_dirty, config, &mut pacer);
-    match outcome {
+    // 2. Read and rewrite, without the lock.
+    let prepared = match prepare(&plan, first_dirty, config, &mut pacer) {
+        Ok(prepared) => prepared,
         // Retention or truncation took a segment from under the cleaner: nothing
         // is wrong with the log, the cleaning is just moot.
         Err(e) if !range_unchanged(&log.lock().unwrap_or_else(|p| p.into_inner()), &plan.views) => {
             tracing::info!(partition = %plan.topic_partition, error = %e, "log changed while cleaning; dropping the cleaning");
-            Ok(None)
+            return Ok(None);
         }
-        outcome => outcome,
+        Err(e) => return Err(e),
+    };
+    let Some((mapped_end, rewritten)) = prepared else {
+        return Ok(None);
+    };
+    let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
+    // The cleaned segments are durable before any of them replaces anything.
+    for file in &rewritten.to_sync {
+        file.sync_data()
+            .map_err(|e| log.io_failure("syncing a cleaned segment", e, false))?;
     }
+    swap_all(&mut log, &plan, mapped_end, rewritten)
 }
 
 /// Whether every segment of `views` is still in the log as it was.
@@ -267,15 +282,14 @@ fn range_unchanged<V: std::borrow::Borrow<SegmentView>>(log: &Log, views: &[V]) 
     })
 }
 
-/// Stages 2 and 3 of a cleaning.
-fn clean_range(
-    log: &Mutex<Log>,
+/// Stage 2: the offset map, then the rewrite of every segment below the mapped
+/// end. `None` when there is nothing to clean or the cleaning was told to stop.
+fn prepare(
     plan: &Plan,
     first_dirty: i64,
     config: &CleanerConfig,
     pacer: &mut Pacer<'_>,
-) -> Result<Option<CleanOutcome>, StorageError> {
-    // 2. The offset map, then the rewrite of every segment below the mapped end.
+) -> Result<Option<(i64, rewrite::Rewritten)>, StorageError> {
     let Some(mapped) = offset_map::build(&plan.views, first_dirty, config, pacer)? else {
         return Ok(None);
     };
@@ -287,18 +301,25 @@ fn clean_range(
         .iter()
         .filter(|v| v.next_offset <= mapped.end)
         .collect();
-    let Some(rewritten) = rewrite::rewrite(plan, &range, &mapped, config, pacer)? else {
-        return Ok(None);
-    };
-    // The cleaned segments are durable before any of them replaces anything.
-    for file in &rewritten.to_sync {
-        file.sync_data()
-            .map_err(io_err("syncing a cleaned segment"))?;
-    }
-    // 3. Swap in, under the lock, if the range is still what was cleaned.
-    let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
+    let rewritten = rewrite::rewrite(plan, &range, &mapped, config, pacer)?;
+    Ok(rewritten.map(|rewritten| (mapped.end, rewritten)))
+}
+
+/// Stage 3, under the lock: the outputs replace their segments if the range is
+/// still what was cleaned.
+fn swap_all(
+    log: &mut Log,
+    plan: &Plan,
+    mapped_end: i64,
+    rewritten: rewrite::Rewritten,
+) -> Result<Option<CleanOutcome>, StorageError> {
+    let range: Vec<&SegmentView> = plan
+        .views
+        .iter()
+        .filter(|v| v.next_offset <= mapped_end)
+        .collect();
     let tp = &plan.topic_partition;
-    if !range_unchanged(&log, &range) {
+    if !range_unchanged(log, &range) {
         tracing::info!(partition = %tp, "log changed while cleaning (retention or truncation); dropping the cleaned output");
         for output in &rewritten.outputs {
             swap::remove_cleaned(&*plan.fs, &plan.dir, output.base_offset);
@@ -306,14 +327,14 @@ fn clean_range(
         return Ok(None);
     }
     let mut outcome = CleanOutcome {
-        cleaned_up_to: mapped.end,
+        cleaned_up_to: mapped_end,
         segments_in: range.len(),
         segments_out: rewritten.outputs.len(),
         records_removed: rewritten.records_removed,
         ..CleanOutcome::default()
     };
     for output in &rewritten.outputs {
-        swap::swap_in(&mut log, output)?;
+        swap::swap_in(log, output)?;
         outcome.bytes_in += output.bytes_in;
         outcome.bytes_out += output.bytes_out;
     }

@@ -1,12 +1,22 @@
 //! The cleaner's last stage: swapping cleaned segments in for the ones they
-//! replace, so that a crash at any point leaves a log that is whole.
+//! replace, so that a crash at any step leaves either the old segments or the new
+//! one (Kafka's `.cleaned`/`.swap` protocol), never a mix.
 //!
-//! For each output: `{base}.*.cleaned` are renamed to `.swap` and the directory
-//! fsynced; the replaced segments leave the log (renamed to `.deleted`, freed in the
-//! background); `.swap` files get their final names; the segment is loaded. At the
-//! next start, `.cleaned` files (a crash before the swap) are deleted, and each
-//! `{base}.log.swap` (a crash during it) replaces every segment whose base lies in
-//! its offset range ([`complete_swaps`]).
+//! For each output:
+//! 1. `{base}.*.cleaned` (written and fsynced) are renamed to `.swap`, index files
+//!    first and the `.log` last, and the directory fsynced. `{base}.log.swap` is the
+//!    commit point: once it exists, every file of the output is `.swap`.
+//! 2. The replaced segments leave the log (renamed to `.deleted`, freed in the
+//!    background).
+//! 3. The `.swap` files take their final names, index files first and the `.log`
+//!    last, and the segment is loaded.
+//!
+//! At the next start ([`complete_swaps`], before segments are listed): each
+//! `{base}.log.swap` replaces every segment whose base lies in its offset range and
+//! its files take their final names; `.swap` files without a `{base}.log.swap` (a
+//! crash inside step 1) and `.cleaned` files are deleted, leaving the old segments.
+//! Outputs are swapped one after the other, each a whole replacement for its own
+//! range, so a crash between two leaves the first new and the second old.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -17,7 +27,7 @@ use protocol::records::batch::{BatchHeader, HEADER_LEN};
 use super::rewrite::CleanedSegment;
 use crate::error::StorageError;
 use crate::fs::{Fs, OpenMode};
-use crate::log::{io_err, Log};
+use crate::log::Log;
 use crate::segment::{file_name, SUFFIXES};
 
 pub(crate) fn cleaned_path(dir: &Path, base: i64, suffix: &str) -> PathBuf {
@@ -36,36 +46,38 @@ pub(crate) fn remove_cleaned(fs: &dyn Fs, dir: &Path, base: i64) {
     }
 }
 
-/// Swaps one output in: `.cleaned` -> `.swap`, the replaced segments out, `.swap`
-/// -> final, loaded.
+/// The suffixes in the order their files are renamed: the `.log` last.
+const SWAP_ORDER: [&str; 4] = ["index", "timeindex", "txnindex", "log"];
+
+/// Swaps one output in (steps 1 to 3 above). A failure takes the log dir offline:
+/// the next start completes or drops the swap.
 pub(crate) fn swap_in(log: &mut Log, output: &CleanedSegment) -> Result<(), StorageError> {
     let fs = Arc::clone(log.fs());
     let dir = log.dir().to_path_buf();
     let base = output.base_offset;
-    for suffix in SUFFIXES {
-        let from = cleaned_path(&dir, base, suffix);
-        if suffix == "txnindex"
-            && !fs
-                .exists(&from)
-                .map_err(io_err("listing a cleaned segment"))?
-        {
-            continue;
-        }
-        fs.rename(&from, &swap_path(&dir, base, suffix))
-            .map_err(io_err("renaming a cleaned segment to .swap"))?;
-    }
-    fs.sync_dir(&dir)
-        .map_err(io_err("syncing the log directory"))?;
-    // A crash from here on leaves `.swap` files that the next start completes.
-    log.replace_segments(&output.replaces, base, || {
-        for suffix in SUFFIXES {
-            let from = swap_path(&dir, base, suffix);
+    let mut suffixes = Vec::with_capacity(SWAP_ORDER.len());
+    let prepared = (|| {
+        for suffix in SWAP_ORDER {
+            let from = cleaned_path(&dir, base, suffix);
+            // A cleaned segment without aborted transactions has no .txnindex.
             if suffix == "txnindex" && !fs.exists(&from)? {
                 continue;
             }
-            fs.rename(&from, &dir.join(file_name(base, suffix)))?;
+            fs.rename(&from, &swap_path(&dir, base, suffix))?;
+            suffixes.push(suffix);
         }
-        Ok(())
+        fs.sync_dir(&dir)
+    })();
+    prepared.map_err(|e| log.io_failure("renaming a cleaned segment to .swap", e, false))?;
+    // A crash from here on leaves `.swap` files that the next start completes.
+    log.replace_segments(&output.replaces, base, || {
+        for suffix in &suffixes {
+            fs.rename(
+                &swap_path(&dir, base, suffix),
+                &dir.join(file_name(base, suffix)),
+            )?;
+        }
+        fs.sync_dir(&dir)
     })
 }
 
@@ -87,8 +99,8 @@ fn last_offset_in(fs: &dyn Fs, path: &Path, base: i64) -> io::Result<i64> {
     Ok(last_offset)
 }
 
-/// At start-up, before segments are listed: finishes swaps a crash interrupted.
-/// Each `{base}.log.swap` replaces every segment whose base lies in its offset range.
+/// At start-up, before segments are listed: finishes the swaps a crash
+/// interrupted after their commit point and drops those it interrupted before.
 pub fn complete_swaps(fs: &dyn Fs, dir: &Path) -> io::Result<()> {
     let mut swaps = Vec::new();
     for entry in fs.list_dir(dir)? {
@@ -112,12 +124,13 @@ pub fn complete_swaps(fs: &dyn Fs, dir: &Path) -> io::Result<()> {
                 crate::segment::delete_segment_files(fs, dir, old)?;
             }
         }
-        for suffix in SUFFIXES {
+        for suffix in SWAP_ORDER {
             let from = swap_path(dir, base, suffix);
             if fs.exists(&from)? {
                 fs.rename(&from, &dir.join(file_name(base, suffix)))?;
             }
         }
+        fs.sync_dir(dir)?;
         tracing::warn!(dir = %dir.display(), base, "completed a segment swap interrupted by a crash");
     }
     Ok(())

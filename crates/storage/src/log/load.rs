@@ -47,9 +47,12 @@ fn list_segments(fs: &dyn Fs, dir: &Path) -> io::Result<Vec<i64>> {
                     offsets.push(offset);
                 }
             }
-        } else if name.ends_with(".deleted") || name.ends_with(".cleaned") || name.ends_with(".tmp")
+        } else if [".deleted", ".cleaned", ".swap", ".tmp"]
+            .iter()
+            .any(|suffix| name.ends_with(suffix))
         {
-            // Leftovers of an interrupted delete or clean: never part of the log.
+            // Leftovers of an interrupted delete or clean (swaps past their commit
+            // point were completed before this): never part of the log.
             let _ = fs.remove_file(&dir.join(name));
         }
     }
@@ -177,6 +180,8 @@ impl Log {
         let first_base = *log.segments.keys().next().expect("at least one segment");
         let leo = log.log_end_offset().0;
         log.log_start_offset = state.log_start_offset.max(first_base).min(leo);
+        env.dir
+            .set_log_start(&log.topic_partition, log.log_start_offset);
         log.recovery_point = state.recovery_point.clamp(log.log_start_offset, leo);
         log.leader_epochs
             .truncate_from_end(leo)

@@ -202,6 +202,7 @@ impl Log {
         leader_epoch: i32,
         origin: Origin,
     ) -> Result<LogAppendInfo, AppendError> {
+        self.env.dir.check()?;
         let now = self.env.clock.now_ms();
         let validated = validate_records(records, &self.config, now, origin)?;
         // Idempotence: a retried batch is answered with its original offsets.
@@ -289,22 +290,26 @@ impl Log {
         }
         let last_offset = next - 1;
         let rolled_segment = self.maybe_roll(bytes.len(), infos[0].max_timestamp, last_offset)?;
+        // The epoch first: when it cannot be recorded, nothing is appended.
+        let dir = Arc::clone(&self.env.dir);
+        self.leader_epochs
+            .assign(leader_epoch, first_offset)
+            .map_err(|e| dir.io_failure("writing the leader epoch checkpoint", e, true))?;
         let segment = self.active_mut();
         let size_before = segment.size();
         if let Err(e) = segment.append(&bytes, &infos) {
-            // Leave no partial batch behind for a reader or the next append.
-            if let Ok(file) = segment.file() {
-                let _ = file.set_len(u64::from(size_before));
+            let context = format!("appending to {}", segment.log_path().display());
+            // Leave no partial batch behind for a reader or the next append. A full
+            // disk refuses this append only; one that cannot even be undone, or any
+            // other write error, takes the log dir offline.
+            let undone = segment
+                .file()
+                .and_then(|file| file.set_len(u64::from(size_before)));
+            if let Err(undo) = &undone {
+                dir.mark_offline(format!("{context}: {e}; then cutting it back: {undo}"));
             }
-            return Err(StorageError::io(
-                format!("appending to {}", segment.log_path().display()),
-                e,
-            )
-            .into());
+            return Err(dir.io_failure(&context, e, undone.is_ok()).into());
         }
-        self.leader_epochs
-            .assign(leader_epoch, first_offset)
-            .map_err(io_err("leader epoch checkpoint"))?;
         for (info, batch) in infos.iter().zip(&validated) {
             if !batch.header.has_producer_id() {
                 continue;
@@ -381,6 +386,8 @@ impl Log {
 
     /// Starts a new active segment at the LEO; returns the base of the old one.
     pub fn roll(&mut self) -> Result<i64, StorageError> {
+        self.env.dir.check()?;
+        let dir = Arc::clone(&self.env.dir);
         let new_base = self.log_end_offset().0;
         let old = self.active_mut();
         let old_base = old.base_offset();
@@ -388,7 +395,7 @@ impl Log {
             return Ok(old_base);
         }
         old.on_become_inactive()
-            .map_err(io_err("closing segment"))?;
+            .map_err(|e| dir.io_failure("writing out a rolled segment's indexes", e, true))?;
         let segment = Segment::create(
             &self.env,
             &self.dir,
@@ -397,16 +404,16 @@ impl Log {
             self.config.max_index_entries(),
             self.config.max_time_index_entries(),
         )
-        .map_err(io_err(format!(
-            "rolling {} at {new_base}",
-            self.topic_partition
-        )))?;
+        .map_err(|e| {
+            let context = format!("rolling {} at {new_base}", self.topic_partition);
+            dir.io_failure(&context, e, true)
+        })?;
         self.active_mut().release_file();
         self.segments.insert(new_base, segment);
         // A producer snapshot at every roll bounds the replay after a crash.
         self.producer_state.set_map_end_offset(new_base);
         producer_state::write_snapshot(&*self.env.fs, &self.dir, &self.producer_state, 3)
-            .map_err(io_err("writing a producer snapshot"))?;
+            .map_err(|e| dir.io_failure("writing a producer snapshot", e, true))?;
         Ok(old_base)
     }
 
@@ -414,6 +421,7 @@ impl Log {
     /// the batch that holds `offset`, none at or past `max_offset` (the high
     /// watermark or last stable offset, exclusive).
     pub fn read(&self, offset: i64, max_offset: i64) -> Result<ReadOutcome, StorageError> {
+        self.env.dir.check()?;
         let leo = self.log_end_offset().0;
         if offset < self.log_start_offset || offset > leo {
             return Err(StorageError::OffsetOutOfRange {
@@ -486,6 +494,13 @@ impl Log {
     /// Removes every record at or above `offset` (a follower truncating to its
     /// leader, or a test). Offsets at or past the LEO change nothing.
     pub fn truncate_to(&mut self, offset: i64) -> Result<(), StorageError> {
+        self.env.dir.check()?;
+        // Any failure leaves the log's files in doubt: the log dir goes offline.
+        let dir = Arc::clone(&self.env.dir);
+        let fatal = |context: &'static str| {
+            let dir = Arc::clone(&dir);
+            move |e| dir.io_failure(context, e, false)
+        };
         if offset >= self.log_end_offset().0 {
             return Ok(());
         }
@@ -504,36 +519,39 @@ impl Log {
             if let Some(segment) = self.segments.remove(&base) {
                 segment
                     .delete_files(&*self.env.fs)
-                    .map_err(io_err("deleting segment"))?;
+                    .map_err(fatal("deleting segment"))?;
             }
         }
         let active = self.active_mut();
         active
             .make_active()
-            .map_err(io_err("opening the active segment"))?;
+            .map_err(fatal("opening the active segment"))?;
         active
             .truncate_to(offset)
-            .map_err(io_err("truncating segment"))?;
+            .map_err(fatal("truncating segment"))?;
         // The cut is durable before anything is written past it: otherwise a power
         // loss could bring back flushed batches beyond it, under offsets the log
         // hands out again.
         active
             .flush()
-            .map_err(io_err("syncing a truncated segment"))?;
+            .map_err(fatal("syncing a truncated segment"))?;
         if deleted {
             self.env
                 .fs
                 .sync_dir(&self.dir)
-                .map_err(io_err("syncing the log directory"))?;
+                .map_err(fatal("syncing the log directory"))?;
         }
         self.leader_epochs
             .truncate_from_end(offset)
-            .map_err(io_err("leader epoch checkpoint"))?;
+            .map_err(fatal("leader epoch checkpoint"))?;
         let leo = self.log_end_offset().0;
         self.recovery_point = self.recovery_point.min(leo);
         // Truncation removes whole batches; one straddling the log start takes the
         // start back with it (Kafka: `logStartOffset = min(logStartOffset, target)`).
         self.log_start_offset = self.log_start_offset.min(leo);
+        self.env
+            .dir
+            .set_log_start(&self.topic_partition, self.log_start_offset);
         self.reload_producer_state(leo)?;
         Ok(())
     }
@@ -541,25 +559,38 @@ impl Log {
     /// fsyncs every segment below `up_to` (exclusive offset) and the active one when
     /// `up_to` reaches into it; advances the recovery point.
     pub fn flush(&mut self, up_to: i64) -> Result<(), StorageError> {
+        self.env.dir.check()?;
         let plan = self.flush_plan(up_to).map_err(io_err("preparing flush"))?;
         plan.sync()
             .map_err(io_err(format!("flushing {}", self.topic_partition)))?;
         self.complete_flush(&plan);
-        Ok(())
+        self.env.dir.check()
     }
 
     /// The files to fsync to make everything below `up_to` durable, so the fsync can
     /// run without holding the log.
     /// The indexes are written out here, under the lock; the files come back open
     /// for the fsync and are closed when the plan is dropped.
+    /// A write that fails here (other than on a full disk) takes the log dir
+    /// offline, as does an fsync of the plan that fails.
     pub fn flush_plan(&mut self, up_to: i64) -> io::Result<FlushPlan> {
+        if let Err(offline) = self.env.dir.check() {
+            return Err(io::Error::other(offline.to_string()));
+        }
         let up_to = up_to.min(self.log_end_offset().0);
         let mut files = Vec::new();
         if up_to > self.recovery_point {
             let recovery_point = self.recovery_point;
             for segment in self.segments.values_mut() {
                 if segment.next_offset() > recovery_point && segment.base_offset() < up_to {
-                    files.extend(segment.sync_handles()?);
+                    let handles = segment.sync_handles().inspect_err(|e| {
+                        if !crate::fs::is_out_of_space(e) {
+                            self.env
+                                .dir
+                                .mark_offline(format!("writing out indexes for a flush: {e}"));
+                        }
+                    })?;
+                    files.extend(handles);
                 }
             }
         }
@@ -567,10 +598,16 @@ impl Log {
             files,
             up_to,
             unflushed_messages: self.unflushed_messages,
+            dir: Arc::clone(&self.env.dir),
         })
     }
 
+    /// Moves the recovery point once `plan` is synced; never past a flush that
+    /// failed (the log dir went offline).
     pub fn complete_flush(&mut self, plan: &FlushPlan) {
+        if self.env.dir.is_offline() {
+            return;
+        }
         if plan.up_to > self.recovery_point {
             self.recovery_point = plan.up_to;
         }
@@ -582,25 +619,28 @@ impl Log {
 
     /// Flushes everything and records the active segment's final time index entry.
     pub fn close(&mut self) -> Result<(), StorageError> {
+        self.env.dir.check()?;
+        let dir = Arc::clone(&self.env.dir);
         let leo = self.log_end_offset().0;
         self.active_mut()
             .on_become_inactive()
-            .map_err(io_err("closing segment"))?;
+            .map_err(|e| dir.io_failure("closing segment", e, false))?;
         // Segments below the recovery point were flushed (and their indexes written
         // out) already.
         let recovery_point = self.recovery_point;
         for segment in self.segments.values_mut() {
             if segment.next_offset() > recovery_point || segment.base_offset() >= recovery_point {
-                segment
-                    .flush()
-                    .map_err(io_err(format!("flushing {}", segment.log_path().display())))?;
+                segment.flush().map_err(|e| {
+                    let context = format!("flushing {}", segment.log_path().display());
+                    dir.io_failure(&context, e, false)
+                })?;
             }
         }
         self.recovery_point = leo;
         self.unflushed_messages = 0;
         self.producer_state.set_map_end_offset(leo);
         producer_state::write_snapshot(&*self.env.fs, &self.dir, &self.producer_state, 3)
-            .map_err(io_err("writing a producer snapshot"))?;
+            .map_err(|e| dir.io_failure("writing a producer snapshot", e, true))?;
         Ok(())
     }
 
@@ -612,7 +652,12 @@ impl Log {
         offset: i64,
         high_watermark: i64,
     ) -> Result<i64, StorageError> {
-        crate::retention::delete_records_before(self, offset, high_watermark)
+        self.env.dir.check()?;
+        let start = crate::retention::delete_records_before(self, offset, high_watermark)?;
+        // Kafka's log-start-offset-checkpoint, written before the answer: a crash
+        // cannot bring the deleted records back.
+        self.env.dir.write_log_starts(&*self.env.fs)?;
+        Ok(start)
     }
 
     /// One retention pass (`retention.ms`, `retention.bytes`, segments below the
@@ -621,6 +666,7 @@ impl Log {
         &mut self,
         high_watermark: i64,
     ) -> Result<crate::retention::RetentionOutcome, StorageError> {
+        self.env.dir.check()?;
         crate::retention::apply(self, high_watermark)
     }
 
@@ -645,11 +691,28 @@ impl Log {
         self.env.clock.now_ms()
     }
 
+    /// `Err(LogDirOffline)` once the log's directory is offline.
+    pub fn check_online(&self) -> Result<(), StorageError> {
+        self.env.dir.check()
+    }
+
+    /// The error for a failed I/O call; a failure other than a full disk on a
+    /// write (`may_fill`) takes the log's directory offline (`log_dir.rs`).
+    pub(crate) fn io_failure(
+        &self,
+        context: &str,
+        error: io::Error,
+        may_fill: bool,
+    ) -> StorageError {
+        self.env.dir.io_failure(context, error, may_fill)
+    }
+
     /// Moves the log start offset up to `offset` (at most the LEO); never back.
     pub(crate) fn raise_log_start_offset(&mut self, offset: i64) -> Result<(), StorageError> {
         let offset = offset.min(self.log_end_offset().0);
         if offset > self.log_start_offset {
             self.log_start_offset = offset;
+            self.env.dir.set_log_start(&self.topic_partition, offset);
             self.leader_epochs
                 .truncate_from_start(offset)
                 .map_err(io_err("leader epoch checkpoint"))?;
@@ -684,10 +747,10 @@ impl Log {
             bytes += u64::from(segment.size());
             gone.push(segment);
         }
-        crate::retention::retire(&self.env.fs, &self.dir, gone).map_err(io_err(format!(
-            "deleting segments of {}",
-            self.topic_partition
-        )))?;
+        crate::retention::retire(&self.env.fs, &self.dir, gone).map_err(|e| {
+            let context = format!("deleting segments of {}", self.topic_partition);
+            self.env.dir.io_failure(&context, e, false)
+        })?;
         let first_base = *self
             .segments
             .keys()
@@ -724,9 +787,11 @@ impl Log {
             .iter()
             .filter_map(|b| self.segments.remove(b))
             .collect();
+        // A swap cut short leaves the directory for the next start to complete.
+        let dir = Arc::clone(&self.env.dir);
         crate::retention::retire(&self.env.fs, &self.dir, gone)
-            .map_err(io_err("deleting a cleaned-over segment"))?;
-        install().map_err(io_err("renaming a .swap segment"))?;
+            .map_err(|e| dir.io_failure("deleting a cleaned-over segment", e, false))?;
+        install().map_err(|e| dir.io_failure("renaming a .swap segment", e, false))?;
         let (segment, _) = Segment::open(
             &self.env,
             &self.dir,
@@ -736,7 +801,7 @@ impl Log {
             usize::MAX,
             false,
         )
-        .map_err(io_err("opening a cleaned segment"))?;
+        .map_err(|e| dir.io_failure("opening a cleaned segment", e, false))?;
         self.segments.insert(base, segment);
         Ok(())
     }
@@ -761,12 +826,18 @@ pub struct FlushPlan {
     files: Vec<FileRef>,
     up_to: i64,
     unflushed_messages: i64,
+    dir: Arc<crate::log_dir::LogDirState>,
 }
 
 impl FlushPlan {
+    /// fsyncs the files. A failure takes the log dir offline: the pages that
+    /// could not be written may already be gone, and no later fsync brings them
+    /// back.
     pub fn sync(&self) -> io::Result<()> {
         for file in &self.files {
-            file.sync_data()?;
+            file.sync_data().inspect_err(|e| {
+                self.dir.mark_offline(format!("fsync failed: {e}"));
+            })?;
         }
         Ok(())
     }

@@ -71,6 +71,7 @@ impl Log {
     /// offset with a timestamp of at least `target`; `None` when no batch is that
     /// late. Reads batch headers only.
     pub fn timestamp_lookup(&self, target: i64) -> Result<Option<TimestampLookup>, StorageError> {
+        self.env.dir.check()?;
         let Some(segment) = self.segments.values().find(|s| s.max_timestamp() >= target) else {
             return Ok(None);
         };
@@ -123,6 +124,7 @@ impl Log {
     /// The batch holding the record with the largest timestamp (ListOffsets
     /// MAX_TIMESTAMP); resolving it gives the first such record when several tie.
     pub fn max_timestamp_lookup(&self) -> Result<Option<TimestampLookup>, StorageError> {
+        self.env.dir.check()?;
         let mut best: Option<&Segment> = None;
         for segment in self.segments.values() {
             if segment.max_timestamp() >= 0
