@@ -12,6 +12,7 @@ pub fn storage_error_code(error: &StorageError) -> ErrorCode {
         StorageError::OffsetOutOfRange { .. } => ErrorCode::OffsetOutOfRange,
         StorageError::Corrupt(..) => ErrorCode::KafkaStorageError,
         StorageError::LogExists(_) => ErrorCode::UnknownServerError,
+        StorageError::LogDirOffline(..) => ErrorCode::KafkaStorageError,
     }
 }
 

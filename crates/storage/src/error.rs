@@ -18,6 +18,10 @@ pub enum StorageError {
     Corrupt(PathBuf, String),
     #[error("log for {0} already exists")]
     LogExists(String),
+    /// The log's directory went offline after a failed fsync or write
+    /// (`log_dir.rs`): KAFKA_STORAGE_ERROR until a restart.
+    #[error("log directory {0} is offline: {1}")]
+    LogDirOffline(PathBuf, String),
 }
 
 impl StorageError {
