@@ -257,10 +257,7 @@ impl Broker {
         self: &Arc<Self>,
         names: Vec<String>,
     ) -> Vec<CreateTopicOutcome> {
-        let specs = names
-            .iter()
-            .map(|name| self.controller.auto_create_spec(name))
-            .collect();
+        let specs = self.controller.auto_create_specs(&names);
         let outcomes = self.create_topics(specs, false).await;
         for outcome in &outcomes {
             match &outcome.result {
@@ -361,6 +358,7 @@ impl RunningBroker {
             num_partitions: config.num_partitions,
             default_replication_factor: config.default_replication_factor,
             delete_topic_enable: config.delete_topic_enable,
+            max_broker_partitions: config.max_broker_partitions,
             ..ControllerConfig::default()
         });
         let replicas = ReplicaManager::new(config.node_id, Arc::clone(&log_manager), discovered);
