@@ -110,10 +110,16 @@ fn append(
             let code = replication_error_code(&error);
             tracing::debug!(partition = %partition.topic_partition(), error = %error, "produce refused");
             let outcome = match error {
-                ReplicationError::Append(AppendError::InvalidTimestamp {
-                    message,
-                    record_errors,
-                }) => Outcome {
+                ReplicationError::Append(
+                    AppendError::InvalidTimestamp {
+                        message,
+                        record_errors,
+                    }
+                    | AppendError::InvalidRecords {
+                        message,
+                        record_errors,
+                    },
+                ) => Outcome {
                     record_errors,
                     ..Outcome::failed(code, Some(message))
                 },
