@@ -512,7 +512,9 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
         "offset.metadata.max.bytes",
         Int,
         "4096",
-        Validator::AtLeast(0),
+        // At most what a __consumer_offsets record's string holds (Kafka allows
+        // more and then fails to write the record).
+        Validator::Between(0, 32767),
         "The largest metadata string an offset commit may carry."
     ),
     def!(

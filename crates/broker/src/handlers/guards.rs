@@ -41,3 +41,29 @@ pub fn is_removed_topic_config(topic: &str, name: &str) -> bool {
     }
     removed
 }
+
+/// The longest string `__consumer_offsets` and `__transaction_state` records hold
+/// (Kafka's generated serializers refuse longer ones).
+pub const MAX_STORED_STRING: usize = coordinator::group::records::MAX_STRING_BYTES;
+
+/// What the coordinator adds to a client id or group instance id to make a member
+/// id: `-` and a UUID.
+pub const MEMBER_ID_SUFFIX: usize = 37;
+
+/// Checks strings a request would have stored in an internal-topic record; the
+/// error names the first one that is too long. Kafka fails such a request when it
+/// serializes the record (UNKNOWN_SERVER_ERROR, after the coordinator's state has
+/// changed); Rivulet refuses it before anything changes.
+pub fn stored_strings(fields: &[(&str, Option<&str>, usize)]) -> Result<(), String> {
+    for (field, value, reserve) in fields {
+        let Some(value) = value else { continue };
+        let max = MAX_STORED_STRING - reserve;
+        if value.len() > max {
+            return Err(format!(
+                "{field} is {} bytes long; the most this broker stores is {max}.",
+                value.len()
+            ));
+        }
+    }
+    Ok(())
+}

@@ -9,7 +9,7 @@ use protocol::kafka::messages::{
 };
 use protocol::ErrorCode;
 
-use super::{ApiSpec, Reply, RequestContext};
+use super::{guards, ApiSpec, Reply, RequestContext};
 use crate::broker::blocking;
 use crate::transactions::ensure_transaction_topic;
 
@@ -31,6 +31,13 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
             .with_producer_id(ProducerId(-1))
             .with_producer_epoch(-1)
     };
+    // The transactional id is the key of its __transaction_state records (guards.rs).
+    if let Err(message) =
+        guards::stored_strings(&[("transactional.id", transactional_id.as_deref(), 0)])
+    {
+        tracing::debug!(%message, "InitProducerId refused");
+        return ctx.respond(&failed(ErrorCode::InvalidRequest));
+    }
     if transactional_id.is_some() {
         if let Err(code) = ensure_transaction_topic(&ctx.broker).await {
             return ctx.respond(&failed(code));

@@ -10,7 +10,7 @@ use protocol::kafka::messages::offset_commit_response::{
 use protocol::kafka::messages::{ApiKey, OffsetCommitRequest, OffsetCommitResponse};
 use protocol::ErrorCode;
 
-use super::{ApiSpec, Reply, RequestContext};
+use super::{guards, ApiSpec, Reply, RequestContext};
 use crate::broker::blocking;
 use crate::groups::ensure_offsets_topic;
 
@@ -21,9 +21,24 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
         Ok(request) => request,
         Err(reply) => return reply,
     };
+    // Kafka answers UNKNOWN_TOPIC_OR_PARTITION for a topic that does not exist
+    // (KafkaApis.handleOffsetCommitRequest) and stores nothing for it.
+    let image = ctx.broker.metadata.image();
+    let known: Vec<bool> = request
+        .topics
+        .iter()
+        .map(|t| image.topic(&t.name).is_some())
+        .collect();
+    let refused = guards::stored_strings(&[("group.id", Some(&request.group_id), 0)])
+        .map_err(|message| tracing::debug!(%message, "OffsetCommit refused"))
+        .err()
+        .map(|()| ErrorCode::InvalidGroupId);
     let entries: Vec<OffsetCommitEntry> = request
         .topics
         .iter()
+        .zip(&known)
+        .filter(|(_, known)| **known)
+        .map(|(t, _)| t)
         .flat_map(|t| {
             t.partitions.iter().map(move |p| OffsetCommitEntry {
                 topic: t.name.to_string(),
@@ -35,6 +50,8 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
         })
         .collect();
     let errors = match ensure_offsets_topic(&ctx.broker).await {
+        _ if entries.is_empty() => Vec::new(),
+        _ if refused.is_some() => vec![ErrorCode::InvalidGroupId; entries.len()],
         Err(code) => vec![code; entries.len()],
         Ok(()) => {
             let broker = Arc::clone(&ctx.broker);
@@ -58,7 +75,8 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
     let topics = request
         .topics
         .iter()
-        .map(|t| {
+        .zip(known)
+        .map(|(t, known)| {
             OffsetCommitResponseTopic::default()
                 .with_name(t.name.clone())
                 .with_topic_id(t.topic_id)
@@ -66,7 +84,13 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
                     t.partitions
                         .iter()
                         .map(|p| {
-                            let error = errors.next().unwrap_or(ErrorCode::UnknownServerError);
+                            let error = match (known, refused) {
+                                (_, Some(code)) => code,
+                                (false, None) => ErrorCode::UnknownTopicOrPartition,
+                                (true, None) => {
+                                    errors.next().unwrap_or(ErrorCode::UnknownServerError)
+                                }
+                            };
                             OffsetCommitResponsePartition::default()
                                 .with_partition_index(p.partition_index)
                                 .with_error_code(error.code())

@@ -11,7 +11,7 @@ use protocol::kafka::messages::txn_offset_commit_response::{
 use protocol::kafka::messages::{ApiKey, TxnOffsetCommitRequest, TxnOffsetCommitResponse};
 use protocol::ErrorCode;
 
-use super::{ApiSpec, Reply, RequestContext};
+use super::{guards, ApiSpec, Reply, RequestContext};
 use crate::broker::blocking;
 
 pub const API: ApiSpec = ApiSpec::new(ApiKey::TxnOffsetCommit, 0, 5);
@@ -21,9 +21,25 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
         Ok(request) => request,
         Err(reply) => return reply,
     };
+    // As OffsetCommit: a topic that does not exist gets UNKNOWN_TOPIC_OR_PARTITION
+    // (KafkaApis.handleTxnOffsetCommitRequest), and a group id longer than an
+    // internal-topic record holds is refused before anything is stored.
+    let image = ctx.broker.metadata.image();
+    let known: Vec<bool> = request
+        .topics
+        .iter()
+        .map(|t| image.topic(&t.name).is_some())
+        .collect();
+    let refused = guards::stored_strings(&[("group.id", Some(&request.group_id), 0)])
+        .map_err(|message| tracing::debug!(%message, "TxnOffsetCommit refused"))
+        .err()
+        .map(|()| ErrorCode::InvalidGroupId);
     let entries: Vec<OffsetCommitEntry> = request
         .topics
         .iter()
+        .zip(&known)
+        .filter(|(_, known)| **known)
+        .map(|(t, _)| t)
         .flat_map(|t| {
             t.partitions.iter().map(move |p| OffsetCommitEntry {
                 topic: t.name.to_string(),
@@ -53,6 +69,8 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
             .transaction(&transactional_id)
             .map(|t| (t.producer_id, t.producer_epoch, t.state));
         match owner {
+            _ if entries.is_empty() => Vec::new(),
+            _ if refused.is_some() => vec![ErrorCode::InvalidGroupId; entries.len()],
             None => vec![ErrorCode::InvalidProducerIdMapping; entries.len()],
             Some((owner_pid, _, _)) if owner_pid != pid => {
                 vec![ErrorCode::InvalidProducerIdMapping; entries.len()]
@@ -76,7 +94,8 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
     let topics = request
         .topics
         .iter()
-        .map(|t| {
+        .zip(known)
+        .map(|(t, known)| {
             TxnOffsetCommitResponseTopic::default()
                 .with_name(t.name.clone())
                 .with_partitions(
@@ -86,10 +105,14 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
                             TxnOffsetCommitResponsePartition::default()
                                 .with_partition_index(p.partition_index)
                                 .with_error_code(
-                                    errors
-                                        .next()
-                                        .unwrap_or(ErrorCode::UnknownServerError)
-                                        .code(),
+                                    match (known, refused) {
+                                        (_, Some(code)) => code,
+                                        (false, None) => ErrorCode::UnknownTopicOrPartition,
+                                        (true, None) => {
+                                            errors.next().unwrap_or(ErrorCode::UnknownServerError)
+                                        }
+                                    }
+                                    .code(),
                                 )
                         })
                         .collect(),
