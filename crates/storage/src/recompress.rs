@@ -3,19 +3,22 @@
 //!
 //! A record's bytes do not depend on the codec its batch uses, so a batch is
 //! rebuilt by streaming its decompressed records straight into the target codec:
-//! every record, timestamp, offset delta and header is kept byte for byte, and the
-//! header keeps its fields except the codec bits, the length and the CRC. Nothing
+//! every record keeps its timestamp, key, value and headers byte for byte, and
+//! gets the offset delta of its position (0, 1, 2...), as Kafka's rebuild assigns
+//! offsets afresh; the header keeps its fields except the codec bits, the length
+//! and the CRC. Nothing
 //! is held but the codecs' state and the output, which may not grow past
 //! `max.message.bytes` (MESSAGE_TOO_LARGE, as Kafka answers a recompressed batch
 //! that is too large); the input may not decompress to more than
 //! [`crate::validate::max_decompressed_bytes`]. The rebuilt batch is checked again
 //! like any other by the caller.
 
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 
 use protocol::records::batch::{self, ATTRIBUTES_AT, BATCH_LENGTH_AT, HEADER_LEN, LOG_OVERHEAD};
 use protocol::records::compression::{compress_stream, decompress_reader};
 use protocol::records::{Capped, Compression};
+use protocol::varint::{read_varint_from, read_varlong_from, write_varint, write_varlong};
 
 use crate::config::LogConfig;
 use crate::error::AppendError;
@@ -54,6 +57,89 @@ impl Write for BoundedSink {
     }
 }
 
+/// Streams the records of a decompressed batch with each record's offset delta
+/// replaced by its index. Holds one record's prefix (a few bytes), never a record:
+/// the rest of each record is passed through as it is read. The records were
+/// checked by `validate` (lengths, fields, count) before they get here.
+struct Renumbered<R: Read> {
+    inner: R,
+    index: i32,
+    /// Bytes to hand out before reading on: a record's rewritten prefix.
+    pending: Vec<u8>,
+    at: usize,
+    /// Bytes of the current record still to pass through.
+    body_left: u64,
+}
+
+impl<R: Read> Renumbered<R> {
+    fn new(inner: R) -> Self {
+        Renumbered {
+            inner,
+            index: 0,
+            pending: Vec::with_capacity(32),
+            at: 0,
+            body_left: 0,
+        }
+    }
+
+    /// Reads the next record's prefix and queues it rewritten; false at the end.
+    fn next_record(&mut self) -> io::Result<bool> {
+        let length = match read_varint_from(&mut self.inner) {
+            Ok(length) => length,
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        let mut attributes = [0u8; 1];
+        self.inner.read_exact(&mut attributes)?;
+        let timestamp_delta = read_varlong_from(&mut self.inner)?;
+        let offset_delta = read_varint_from(&mut self.inner)?;
+        let mut old_prefix = vec![attributes[0]];
+        write_varlong(&mut old_prefix, timestamp_delta);
+        write_varint(&mut old_prefix, offset_delta);
+        let mut new_prefix = vec![attributes[0]];
+        write_varlong(&mut new_prefix, timestamp_delta);
+        write_varint(&mut new_prefix, self.index);
+        let rest = i64::from(length) - old_prefix.len() as i64;
+        let new_length = i32::try_from(rest + new_prefix.len() as i64)
+            .ok()
+            .filter(|_| rest >= 0)
+            .ok_or_else(|| io::Error::other(format!("record length {length}")))?;
+        self.pending.clear();
+        write_varint(&mut self.pending, new_length);
+        self.pending.extend_from_slice(&new_prefix);
+        self.at = 0;
+        self.body_left = rest as u64;
+        self.index = self.index.wrapping_add(1);
+        Ok(true)
+    }
+}
+
+impl<R: Read> Read for Renumbered<R> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if out.is_empty() {
+            return Ok(0);
+        }
+        if self.at == self.pending.len() && self.body_left == 0 && !self.next_record()? {
+            return Ok(0);
+        }
+        if self.at < self.pending.len() {
+            let n = out.len().min(self.pending.len() - self.at);
+            out[..n].copy_from_slice(&self.pending[self.at..self.at + n]);
+            self.at += n;
+            return Ok(n);
+        }
+        let want = out
+            .len()
+            .min(usize::try_from(self.body_left).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut out[..want])?;
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        self.body_left -= n as u64;
+        Ok(n)
+    }
+}
+
 /// Rebuilds every batch of `records` in `target`.
 pub fn recompress(
     records: &[u8],
@@ -84,7 +170,7 @@ fn recompress_batch(
     let body = &bytes[HEADER_LEN..];
     let reader = decompress_reader(source, body)
         .map_err(|e| AppendError::CorruptMessage(format!("records do not decompress: {e}")))?;
-    let mut reader = Capped::new(reader, limit);
+    let mut reader = Renumbered::new(Capped::new(reader, limit));
     let mut sink = BoundedSink {
         out: Vec::with_capacity(HEADER_LEN + body.len().min(max)),
         max,
@@ -92,7 +178,7 @@ fn recompress_batch(
     };
     sink.out.extend_from_slice(&bytes[..HEADER_LEN]);
     let streamed = compress_stream(target, &mut reader, &mut sink).map(|_| ());
-    if reader.exceeded {
+    if reader.inner.exceeded {
         return Err(AppendError::DecompressedTooLarge { limit });
     }
     if sink.exceeded {
@@ -167,6 +253,25 @@ mod tests {
         assert_eq!(after_header.max_timestamp, before_header.max_timestamp);
         assert_eq!(after_header.last_offset_delta, 49);
         validate_records(&rebuilt, &config, NOW, Origin::Coordinator).unwrap();
+    }
+
+    #[test]
+    fn recompression_gives_records_the_offset_deltas_of_their_positions() {
+        // Every record claims offset delta 0 (a bomb's trick); the rebuilt batch
+        // numbers them 0..n, as Kafka's rebuild does.
+        let config = config(&[("compression.type", "lz4")]);
+        let bomb = empty_records_batch(Compression::Zstd, 300, NOW);
+        let validated = validate_records(&bomb, &config, NOW, Origin::Client).unwrap();
+        let rebuilt = recompress(&bomb, &validated, Compression::Lz4, &config).unwrap();
+        let (_, before) = decode_records(&bomb, 1 << 20).unwrap();
+        let (header, after) = decode_records(&rebuilt, 1 << 20).unwrap();
+        assert!(before.iter().all(|r| r.offset == 0));
+        assert_eq!(
+            after.iter().map(|r| r.offset).collect::<Vec<_>>(),
+            (0..300).collect::<Vec<i64>>()
+        );
+        assert_eq!(header.last_offset_delta, 299);
+        assert!(after.iter().all(|r| r.key.is_none() && r.value.is_none()));
     }
 
     #[test]
