@@ -79,6 +79,13 @@ if [ "${SKIP_CARGO:-0}" != "1" ]; then
     step "cargo build --workspace --all-targets ${LOCKED[*]}"
     run_step "cargo build" cargo build --workspace --all-targets "${LOCKED[@]}" -j "$JOBS"
 
+    # The rivulet-client driver the interop suite runs (its own workspace, so not part of
+    # the build above). Built here rather than inside a test, where a busy machine's
+    # compile time ran into the per-test timeout.
+    step "cargo build bench/transactions/client-driver"
+    run_step "client driver build" env CARGO_TARGET_DIR="$ROOT/target" \
+        cargo build --manifest-path bench/transactions/client-driver/Cargo.toml "${LOCKED[@]}" -j "$JOBS"
+
     # STYLE.md: clippy -D warnings. A machine without clippy says so in the summary.
     if cargo clippy --version >/dev/null 2>&1; then
         step "cargo clippy --workspace --all-targets -- -D warnings"
@@ -111,6 +118,10 @@ if [ ! -x "$BIN" ]; then
     exit 1
 fi
 export RIVULET_BIN="$BIN"
+DRIVER="$ROOT/target/debug/rivulet-client-txn-driver"
+if [ -z "${RIVULET_CLIENT_DRIVER:-}" ] && [ -x "$DRIVER" ]; then
+    export RIVULET_CLIENT_DRIVER="$DRIVER"
+fi
 # shellcheck disable=SC2086
 run_step "interop (pytest)" "$ROOT/.venv/bin/python" -m pytest "$ROOT/tests/interop" \
     --timeout "$INTEROP_TIMEOUT" -p no:cacheprovider ${PYTEST_ARGS:-}
