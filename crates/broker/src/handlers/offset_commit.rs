@@ -49,27 +49,29 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
             })
         })
         .collect();
-    let errors = match ensure_offsets_topic(&ctx.broker).await {
-        _ if entries.is_empty() => Vec::new(),
-        _ if refused.is_some() => vec![ErrorCode::InvalidGroupId; entries.len()],
-        Err(code) => vec![code; entries.len()],
-        Ok(()) => {
-            let broker = Arc::clone(&ctx.broker);
-            let group_id = request.group_id.to_string();
-            let member_id = request.member_id.to_string();
-            let instance = request.group_instance_id.as_ref().map(|s| s.to_string());
-            let generation = request.generation_id_or_member_epoch;
-            blocking(move || {
-                broker.groups.lock().commit_offsets(
-                    &group_id,
-                    &member_id,
-                    instance.as_deref(),
-                    generation,
-                    &entries,
-                )
-            })
-            .await
-        }
+    // Nothing to store (or refused): the answers come from `known` and `refused`.
+    let errors = match entries.is_empty() || refused.is_some() {
+        true => Vec::new(),
+        false => match ensure_offsets_topic(&ctx.broker).await {
+            Err(code) => vec![code; entries.len()],
+            Ok(()) => {
+                let broker = Arc::clone(&ctx.broker);
+                let group_id = request.group_id.to_string();
+                let member_id = request.member_id.to_string();
+                let instance = request.group_instance_id.as_ref().map(|s| s.to_string());
+                let generation = request.generation_id_or_member_epoch;
+                blocking(move || {
+                    broker.groups.lock().commit_offsets(
+                        &group_id,
+                        &member_id,
+                        instance.as_deref(),
+                        generation,
+                        &entries,
+                    )
+                })
+                .await
+            }
+        },
     };
     let mut errors = errors.into_iter();
     let topics = request

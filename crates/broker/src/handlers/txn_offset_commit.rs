@@ -69,8 +69,8 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
             .transaction(&transactional_id)
             .map(|t| (t.producer_id, t.producer_epoch, t.state));
         match owner {
-            _ if entries.is_empty() => Vec::new(),
-            _ if refused.is_some() => vec![ErrorCode::InvalidGroupId; entries.len()],
+            // Nothing to store (or refused): the answers come from `known` and `refused`.
+            _ if entries.is_empty() || refused.is_some() => Vec::new(),
             None => vec![ErrorCode::InvalidProducerIdMapping; entries.len()],
             Some((owner_pid, _, _)) if owner_pid != pid => {
                 vec![ErrorCode::InvalidProducerIdMapping; entries.len()]
