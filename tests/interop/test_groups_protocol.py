@@ -22,6 +22,13 @@ from test_groups_support import FAST_GROUPS, Raw, consumer_assignment, consumer_
 
 BROKER_OVERRIDES = dict(FAST_GROUPS)
 
+
+@pytest.fixture(scope="module", autouse=True)
+def _committed_topic(broker):
+    """The topic the raw OffsetCommits name: Kafka answers UNKNOWN_TOPIC_OR_PARTITION to a
+    commit for a topic that does not exist, and stores nothing."""
+    create_topic(broker.bootstrap, "t", 2)
+
 NONE, ILLEGAL_GENERATION, INCONSISTENT_GROUP_PROTOCOL, INVALID_GROUP_ID = 0, 22, 23, 24
 UNKNOWN_MEMBER_ID, INVALID_SESSION_TIMEOUT, REBALANCE_IN_PROGRESS = 25, 26, 27
 COORDINATOR_NOT_AVAILABLE, NON_EMPTY_GROUP, GROUP_ID_NOT_FOUND = 15, 68, 69
@@ -515,8 +522,9 @@ def test_describe_groups_in_every_version(broker, version):
 
 
 def test_delete_groups_and_offset_delete_error_codes(broker):
-    topic = gid("topic")
+    topic, other = gid("topic"), gid("other")
     create_topic(broker.bootstrap, topic, 2)
+    create_topic(broker.bootstrap, other, 1)  # commits to a missing topic are refused
     active, idle = gid("active"), gid("idle")
     members = stable_group(broker.bootstrap, active, 1, protocols=[("range", consumer_subscription([topic]))])
     with Raw(broker.bootstrap) as raw:
@@ -525,13 +533,13 @@ def test_delete_groups_and_offset_delete_error_codes(broker):
             r = raw.call(OffsetCommitRequest, 8, group_id=g, generation_id_or_member_epoch=gen, member_id=mid,
                          group_instance_id=None, topics=[
                              {"name": topic, "partitions": [{"partition_index": 0, "committed_offset": 1}]},
-                             {"name": "other", "partitions": [{"partition_index": 0, "committed_offset": 2}]}])
+                             {"name": other, "partitions": [{"partition_index": 0, "committed_offset": 2}]}])
             assert [p.error_code for t in r.topics for p in t.partitions] == [NONE, NONE]
         r = raw.call(OffsetDeleteRequest, 0, group_id=active, topics=[
             {"name": topic, "partitions": [{"partition_index": 0}]},
-            {"name": "other", "partitions": [{"partition_index": 0}]}])
+            {"name": other, "partitions": [{"partition_index": 0}]}])
         assert (r.error_code, [(t.name, p.error_code) for t in r.topics for p in t.partitions]) == \
-            (NONE, [(topic, GROUP_SUBSCRIBED_TO_TOPIC), ("other", NONE)])
+            (NONE, [(topic, GROUP_SUBSCRIBED_TO_TOPIC), (other, NONE)])
         r = raw.call(OffsetDeleteRequest, 0, group_id="no-such-group", topics=[
             {"name": topic, "partitions": [{"partition_index": 0}]}])
         assert r.error_code == GROUP_ID_NOT_FOUND

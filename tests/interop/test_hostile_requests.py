@@ -217,7 +217,8 @@ class Steady:
             self.failures.append(f"{body.__name__}: {exc!r}")
 
     def _produce(self):
-        producer = cf_producer(self.broker.bootstrap, linger_ms=0)
+        # Idempotent: a retry after a slow answer must not store a record twice.
+        producer = cf_producer(self.broker.bootstrap, linger_ms=0, enable_idempotence=True)
         i = 0
         while not self.stop.is_set() and i < 100_000:
             value = b"steady-%d" % i

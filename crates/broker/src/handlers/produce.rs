@@ -178,6 +178,14 @@ fn flush_now(results: &mut [(usize, i32, Outcome)], now: Vec<(usize, SharedParti
 /// appends, and every fsync, go to the blocking pool as DESIGN.md has it.
 const INLINE_APPEND_BYTES: usize = 64 * 1024;
 
+/// Whether the first batch of `records` names a codec (a client sends one batch).
+fn is_compressed(records: &[u8]) -> bool {
+    use protocol::records::batch::ATTRIBUTES_AT;
+    records
+        .get(ATTRIBUTES_AT..ATTRIBUTES_AT + 2)
+        .is_some_and(|a| i16::from_be_bytes([a[0], a[1]]) & 0x07 != 0)
+}
+
 fn flush_rolled_in_background(rolled: Vec<(SharedPartition, i64)>) {
     if rolled.is_empty() {
         return;
@@ -239,7 +247,14 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
         .iter()
         .map(|t| t.records.as_ref().map_or(0, Bytes::len))
         .sum();
-    let results = if bytes <= INLINE_APPEND_BYTES {
+    // A compressed batch may expand to 64 x max.message.bytes of records to check
+    // (storage::validate::max_decompressed_bytes): seconds of CPU, never on a
+    // runtime worker however few bytes it arrived in.
+    let compressed = targets
+        .iter()
+        .filter_map(|t| t.records.as_ref())
+        .any(|r| is_compressed(r));
+    let results = if bytes <= INLINE_APPEND_BYTES && !compressed {
         let (mut results, flushes) = append_all(targets, acks);
         if !flushes.now.is_empty() {
             results = blocking(move || {
