@@ -489,8 +489,10 @@ def test_long_strings_are_refused_up_front_and_no_group_is_lost_on_restart(broke
 def test_offset_commit_for_a_topic_that_does_not_exist_is_unknown_topic(broker, steady, topic):
     assert cf_create_topics(broker.bootstrap, [NewTopic(topic, 1, 1)]) == {topic: 0}
     with kwire.Conn.to(broker.bootstrap) as c:
-        got = offset_commit_v8(c, "hostile-commit", [(topic, 0, 4), ("no-such-topic-x", 0, 5)])
-    assert got == {(topic, 0): ERR_NONE, ("no-such-topic-x", 0): ERR_UNKNOWN_TOPIC}
+        got = offset_commit_v8(c, "hostile-commit",
+                               [(topic, 0, 4), (topic, 5, 6), ("no-such-topic-x", 0, 5)])
+    assert got == {(topic, 0): ERR_NONE, (topic, 5): ERR_UNKNOWN_TOPIC,
+                   ("no-such-topic-x", 0): ERR_UNKNOWN_TOPIC}
     # confluent-kafka sees the per-partition error.
     from confluent_kafka import Consumer
     c = Consumer(cf_conf(broker.bootstrap, {"group.id": "hostile-commit-cf",

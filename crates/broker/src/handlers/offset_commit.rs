@@ -21,13 +21,18 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
         Ok(request) => request,
         Err(reply) => return reply,
     };
-    // Kafka answers UNKNOWN_TOPIC_OR_PARTITION for a topic that does not exist
+    // Kafka answers UNKNOWN_TOPIC_OR_PARTITION for a partition that does not exist
     // (KafkaApis.handleOffsetCommitRequest) and stores nothing for it.
     let image = ctx.broker.metadata.image();
-    let known: Vec<bool> = request
+    let known: Vec<Vec<bool>> = request
         .topics
         .iter()
-        .map(|t| image.topic(&t.name).is_some())
+        .map(|t| {
+            t.partitions
+                .iter()
+                .map(|p| image.partition(&t.name, p.partition_index).is_some())
+                .collect()
+        })
         .collect();
     let refused = guards::stored_strings(&[("group.id", Some(&request.group_id), 0)])
         .map_err(|message| tracing::debug!(%message, "OffsetCommit refused"))
@@ -37,16 +42,18 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
         .topics
         .iter()
         .zip(&known)
-        .filter(|(_, known)| **known)
-        .map(|(t, _)| t)
-        .flat_map(|t| {
-            t.partitions.iter().map(move |p| OffsetCommitEntry {
-                topic: t.name.to_string(),
-                partition: p.partition_index,
-                offset: p.committed_offset,
-                leader_epoch: p.committed_leader_epoch,
-                metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
-            })
+        .flat_map(|(t, known)| {
+            t.partitions
+                .iter()
+                .zip(known)
+                .filter(|(_, known)| **known)
+                .map(move |(p, _)| OffsetCommitEntry {
+                    topic: t.name.to_string(),
+                    partition: p.partition_index,
+                    offset: p.committed_offset,
+                    leader_epoch: p.committed_leader_epoch,
+                    metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
+                })
         })
         .collect();
     // Nothing to store (or refused): the answers come from `known` and `refused`.
@@ -85,7 +92,8 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
                 .with_partitions(
                     t.partitions
                         .iter()
-                        .map(|p| {
+                        .zip(known)
+                        .map(|(p, known)| {
                             let error = match (known, refused) {
                                 (_, Some(code)) => code,
                                 (false, None) => ErrorCode::UnknownTopicOrPartition,

@@ -21,14 +21,19 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
         Ok(request) => request,
         Err(reply) => return reply,
     };
-    // As OffsetCommit: a topic that does not exist gets UNKNOWN_TOPIC_OR_PARTITION
+    // As OffsetCommit: a partition that does not exist gets UNKNOWN_TOPIC_OR_PARTITION
     // (KafkaApis.handleTxnOffsetCommitRequest), and a group id longer than an
     // internal-topic record holds is refused before anything is stored.
     let image = ctx.broker.metadata.image();
-    let known: Vec<bool> = request
+    let known: Vec<Vec<bool>> = request
         .topics
         .iter()
-        .map(|t| image.topic(&t.name).is_some())
+        .map(|t| {
+            t.partitions
+                .iter()
+                .map(|p| image.partition(&t.name, p.partition_index).is_some())
+                .collect()
+        })
         .collect();
     let refused = guards::stored_strings(&[("group.id", Some(&request.group_id), 0)])
         .map_err(|message| tracing::debug!(%message, "TxnOffsetCommit refused"))
@@ -38,16 +43,18 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
         .topics
         .iter()
         .zip(&known)
-        .filter(|(_, known)| **known)
-        .map(|(t, _)| t)
-        .flat_map(|t| {
-            t.partitions.iter().map(move |p| OffsetCommitEntry {
-                topic: t.name.to_string(),
-                partition: p.partition_index,
-                offset: p.committed_offset,
-                leader_epoch: p.committed_leader_epoch,
-                metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
-            })
+        .flat_map(|(t, known)| {
+            t.partitions
+                .iter()
+                .zip(known)
+                .filter(|(_, known)| **known)
+                .map(move |(p, _)| OffsetCommitEntry {
+                    topic: t.name.to_string(),
+                    partition: p.partition_index,
+                    offset: p.committed_offset,
+                    leader_epoch: p.committed_leader_epoch,
+                    metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
+                })
         })
         .collect();
     let broker = Arc::clone(&ctx.broker);
@@ -101,7 +108,8 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
                 .with_partitions(
                     t.partitions
                         .iter()
-                        .map(|p| {
+                        .zip(known)
+                        .map(|(p, known)| {
                             TxnOffsetCommitResponsePartition::default()
                                 .with_partition_index(p.partition_index)
                                 .with_error_code(
