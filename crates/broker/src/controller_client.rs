@@ -332,10 +332,7 @@ impl ControllerClient {
     /// Creates topics that a Metadata request asked for (auto-creation), with the
     /// broker's defaults. Topics that exist by then are left alone.
     pub async fn auto_create_topics(&self, names: Vec<String>) -> Vec<CreateTopicOutcome> {
-        let specs = names
-            .iter()
-            .map(|name| self.controller.auto_create_spec(name))
-            .collect();
+        let specs = self.controller.auto_create_specs(&names);
         let outcomes = self.create_topics(specs, false).await;
         for outcome in &outcomes {
             match &outcome.result {

@@ -151,6 +151,7 @@ fn build(opened: Opened, tasks: &mut Vec<tokio::task::JoinHandle<()>>) -> Arc<Br
             num_partitions: config.num_partitions,
             default_replication_factor: config.default_replication_factor,
             delete_topic_enable: config.delete_topic_enable,
+            max_broker_partitions: config.max_broker_partitions,
             ..ControllerConfig::default()
         }),
     ));

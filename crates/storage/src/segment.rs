@@ -116,6 +116,14 @@ pub struct Segment {
     next_offset: i64,
 }
 
+/// The batches a timestamp lookup may need: the first late enough, and, when that
+/// one straddles the log start, the next one (see `find_batch_by_timestamp`).
+#[derive(Debug, Clone, Copy)]
+pub struct BatchCandidates {
+    pub first: (u32, BatchHeader),
+    pub fallback: Option<(u32, BatchHeader)>,
+}
+
 impl Segment {
     /// Creates a new, empty segment (replacing any files of the same name); it is
     /// active: its file stays open.
@@ -520,21 +528,40 @@ impl Segment {
 
     /// The first batch at or after `start_offset` whose max timestamp reaches
     /// `target`, found through the time index.
+    ///
+    /// A batch that straddles `start_offset` (DeleteRecords moved the log start
+    /// into it) may hold its late records only below the start; then the next
+    /// batch of this segment late enough is returned too, as the answer's
+    /// fallback (Kafka's `findOffsetByTimestamp` walks on to it). That batch lies
+    /// wholly above the start, so it always answers.
     pub fn find_batch_by_timestamp(
         &self,
         target: i64,
         start_offset: i64,
-    ) -> io::Result<Option<(u32, BatchHeader)>> {
+    ) -> io::Result<Option<BatchCandidates>> {
         let entry = self.time_index.lookup(target);
         let from_offset = entry.offset.max(start_offset);
         let start = self.index.lookup(from_offset).position;
-        let mut found = None;
+        let mut found: Option<BatchCandidates> = None;
         self.scan_headers(start, |position, header| {
-            if header.max_timestamp >= target && header.last_offset() >= start_offset {
-                found = Some((position, *header));
-                ControlFlow::Break(())
-            } else {
-                ControlFlow::Continue(())
+            if header.max_timestamp < target || header.last_offset() < start_offset {
+                return ControlFlow::Continue(());
+            }
+            match &mut found {
+                None => {
+                    found = Some(BatchCandidates {
+                        first: (position, *header),
+                        fallback: None,
+                    });
+                    if header.base_offset >= start_offset {
+                        return ControlFlow::Break(());
+                    }
+                    ControlFlow::Continue(())
+                }
+                Some(candidates) => {
+                    candidates.fallback = Some((position, *header));
+                    ControlFlow::Break(())
+                }
             }
         })?;
         Ok(found)

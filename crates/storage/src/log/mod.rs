@@ -241,7 +241,8 @@ impl Log {
                     .iter()
                     .any(|b| b.header.compression().ok() != Some(target)) =>
             {
-                recompressed = crate::recompress::recompress(records, &validated, target)?;
+                recompressed =
+                    crate::recompress::recompress(records, &validated, target, &self.config)?;
                 let revalidated =
                     validate_records(&recompressed, &self.config, now, Origin::Coordinator)?;
                 (&recompressed[..], revalidated)

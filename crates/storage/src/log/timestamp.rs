@@ -23,6 +23,9 @@ pub struct TimestampLookup {
     file: FileRef,
     position: u32,
     header: BatchHeader,
+    /// The next late batch of the segment, when `header`'s batch straddles the
+    /// log start and may answer nothing (at most one more batch is decoded).
+    fallback: Option<(u32, BatchHeader)>,
     target: i64,
     log_start_offset: i64,
 }
@@ -31,10 +34,23 @@ impl TimestampLookup {
     /// The first record of the batch at or after the log start offset whose
     /// timestamp reaches the target: `(offset, timestamp)`.
     pub fn resolve(&self) -> Result<Option<(i64, i64)>, StorageError> {
-        let header = &self.header;
+        match self.resolve_batch(self.position, &self.header)? {
+            Some(found) => Ok(Some(found)),
+            None => match &self.fallback {
+                Some((position, header)) => self.resolve_batch(*position, header),
+                None => Ok(None),
+            },
+        }
+    }
+
+    fn resolve_batch(
+        &self,
+        position: u32,
+        header: &BatchHeader,
+    ) -> Result<Option<(i64, i64)>, StorageError> {
         let mut bytes = vec![0u8; header.size()];
         self.file
-            .read_exact_at(&mut bytes, u64::from(self.position))
+            .read_exact_at(&mut bytes, u64::from(position))
             .map_err(io_err("reading a batch for a timestamp lookup"))?;
         let log_append_time = header.timestamp_type() == TimestampType::LogAppendTime;
         let mut found = None;
@@ -83,18 +99,20 @@ impl Log {
         segment: &Segment,
         target: i64,
     ) -> Result<Option<TimestampLookup>, StorageError> {
-        let Some((position, header)) = segment
+        let Some(candidates) = segment
             .find_batch_by_timestamp(target, self.log_start_offset)
             .map_err(io_err("searching the time index"))?
         else {
             return Ok(None);
         };
+        let (position, header) = candidates.first;
         Ok(Some(TimestampLookup {
             file: segment
                 .file()
                 .map_err(io_err(format!("opening {}", segment.log_path().display())))?,
             position,
             header,
+            fallback: candidates.fallback,
             target,
             log_start_offset: self.log_start_offset,
         }))
