@@ -2,7 +2,7 @@
 //! so that a new error variant fails to compile until it is mapped.
 
 use protocol::ErrorCode;
-use replication::ReplicationError;
+use replication::{AckError, ReplicationError};
 use storage::producer_state::ProducerError;
 use storage::{AppendError, StorageError};
 
@@ -12,6 +12,7 @@ pub fn storage_error_code(error: &StorageError) -> ErrorCode {
         StorageError::OffsetOutOfRange { .. } => ErrorCode::OffsetOutOfRange,
         StorageError::Corrupt(..) => ErrorCode::KafkaStorageError,
         StorageError::LogExists(_) => ErrorCode::UnknownServerError,
+        StorageError::LogDirOffline(..) => ErrorCode::KafkaStorageError,
     }
 }
 
@@ -22,6 +23,8 @@ pub fn append_error_code(error: &AppendError) -> ErrorCode {
         AppendError::MessageTooLarge { .. } => ErrorCode::MessageTooLarge,
         AppendError::RecordListTooLarge { .. } => ErrorCode::RecordListTooLarge,
         AppendError::InvalidRecord(_) => ErrorCode::InvalidRecord,
+        AppendError::InvalidRecords { .. } => ErrorCode::InvalidRecord,
+        AppendError::DecompressedTooLarge { .. } => ErrorCode::MessageTooLarge,
         AppendError::InvalidTimestamp { .. } => ErrorCode::InvalidTimestamp,
         AppendError::UnsupportedCompression(_) => ErrorCode::UnsupportedCompressionType,
         AppendError::Producer(e) => producer_error_code(e),
@@ -45,7 +48,17 @@ pub fn replication_error_code(error: &ReplicationError) -> ErrorCode {
         ReplicationError::NotEnoughReplicas { .. } => ErrorCode::NotEnoughReplicas,
         ReplicationError::FencedLeaderEpoch { .. } => ErrorCode::FencedLeaderEpoch,
         ReplicationError::UnknownLeaderEpoch { .. } => ErrorCode::UnknownLeaderEpoch,
+        ReplicationError::Ack { error, .. } => ack_error_code(error),
         ReplicationError::Append(e) => append_error_code(e),
         ReplicationError::Storage(e) => storage_error_code(e),
+    }
+}
+
+pub fn ack_error_code(error: &AckError) -> ErrorCode {
+    match error {
+        AckError::NotLeaderOrFollower => ErrorCode::NotLeaderOrFollower,
+        AckError::NotEnoughReplicasAfterAppend => ErrorCode::NotEnoughReplicasAfterAppend,
+        AckError::RequestTimedOut => ErrorCode::RequestTimedOut,
+        AckError::UnknownTopicOrPartition => ErrorCode::UnknownTopicOrPartition,
     }
 }

@@ -63,7 +63,7 @@ impl MetadataStore {
             &log_dir,
             TopicPartition::new(METADATA_LOG_PREFIX, 0),
             Arc::new(config),
-            clock,
+            &storage::LogEnv::real(clock),
             state,
         )?;
         let mut image = ClusterImage {

@@ -28,7 +28,7 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
     });
     // dir -> topic -> [(partition, size)]
     let mut by_dir: BTreeMap<String, BTreeMap<String, Vec<(i32, i64)>>> = BTreeMap::new();
-    for dir in ctx.broker.log_manager.log_dirs() {
+    for dir in ctx.broker.replicas.log_dirs() {
         by_dir.entry(dir.display().to_string()).or_default();
     }
     for partition in ctx.broker.replicas.partitions() {
@@ -41,16 +41,11 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
                 continue;
             }
         }
-        let (dir, size) = {
-            let log = partition.log().lock().unwrap_or_else(|e| e.into_inner());
-            (
-                log.dir()
-                    .parent()
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_default(),
-                log.size_in_bytes() as i64,
-            )
-        };
+        let (dir, size) = partition.log_dir_and_size();
+        let (dir, size) = (
+            dir.map(|p| p.display().to_string()).unwrap_or_default(),
+            size as i64,
+        );
         by_dir
             .entry(dir)
             .or_default()
@@ -58,9 +53,23 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
             .or_default()
             .push((tp.partition, size));
     }
+    // An offline log dir answers KAFKA_STORAGE_ERROR, as Kafka's does.
+    let offline: Vec<String> = ctx
+        .broker
+        .log_manager
+        .dir_states()
+        .into_iter()
+        .filter(|(_, reason)| reason.is_some())
+        .map(|(path, _)| path.display().to_string())
+        .collect();
     let results = by_dir
         .into_iter()
         .map(|(dir, topics)| {
+            if offline.contains(&dir) {
+                return DescribeLogDirsResult::default()
+                    .with_error_code(protocol::ErrorCode::KafkaStorageError.code())
+                    .with_log_dir(StrBytes::from_string(dir));
+            }
             let topics = topics
                 .into_iter()
                 .map(|(topic, partitions)| {

@@ -47,7 +47,7 @@ fn effective_list(
             let image = ctx.broker.metadata.image();
             image
                 .topic(topic)
-                .map(|t| ctx.broker.log_config_for(t))
+                .map(|t| ctx.broker.controller.log_config_for(t))
                 .and_then(|c| c.values.get(name).cloned())
         }
         _ => ctx.broker.config.raw.get(name).cloned(),
@@ -74,6 +74,11 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
             let mut overrides = current_overrides(ctx, &target);
             for config in &resource.configs {
                 let name = config.name.to_string();
+                if matches!(target, ConfigResource::Topic(_))
+                    && super::guards::is_removed_topic_config(&resource.resource_name, &name)
+                {
+                    continue;
+                }
                 let def = def_for(&target, &name).ok_or_else(|| (ErrorCode::InvalidConfig, format!("Unknown config name: {name}")))?;
                 let value = config.value.as_ref().map(|v| v.to_string());
                 match config.config_operation {
@@ -104,7 +109,7 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
                     other => return Err((ErrorCode::InvalidRequest, format!("Unknown config operation {other}"))),
                 }
             }
-            ctx.broker.alter_configs(target, overrides, request.validate_only).await
+            ctx.broker.controller.alter_configs(target, overrides, request.validate_only).await
         }
         .await;
         let (code, message) = match outcome {

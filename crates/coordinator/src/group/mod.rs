@@ -5,6 +5,7 @@ pub mod offsets;
 pub mod pending;
 pub mod records;
 pub mod state;
+mod sync;
 
 #[cfg(test)]
 mod tests;
