@@ -7,6 +7,7 @@
 
 pub mod broker;
 pub mod cleaner;
+pub mod cluster_config;
 pub mod clock;
 pub mod config;
 pub mod configs;
