@@ -40,6 +40,8 @@ pub enum BrokerError {
     #[error(transparent)]
     Metadata(#[from] MetadataError),
     #[error(transparent)]
+    Format(#[from] crate::storage_format::FormatError),
+    #[error(transparent)]
     Replication(#[from] replication::ReplicationError),
     #[error("cannot listen on {address}: {source}")]
     Bind {
@@ -292,6 +294,23 @@ pub fn resolve_log_config(
     }
 }
 
+/// Until the replicated quorum lands, a node whose quorum has other voters would
+/// run as a cluster of its own: refuse that rather than split the cluster.
+fn refuse_multi_node_quorum(config: &BrokerConfig) -> Result<(), BrokerError> {
+    use crate::cluster_config::QuorumMode;
+    let alone = match &config.cluster.quorum {
+        QuorumMode::Embedded => true,
+        QuorumMode::Static(voters) => voters.iter().all(|v| v.id == config.node_id),
+        QuorumMode::Dynamic(_) => false,
+    };
+    if alone {
+        return Ok(());
+    }
+    Err(BrokerError::Config(crate::config::ConfigError::Invalid(
+        "a controller quorum with other nodes is not supported yet: run one node without controller.quorum.voters/bootstrap.servers, or with this node as the only voter".into(),
+    )))
+}
+
 /// A started broker: its listeners are bound and it is serving.
 pub struct RunningBroker {
     pub broker: Arc<Broker>,
@@ -312,8 +331,12 @@ impl RunningBroker {
         };
         let log_manager = Arc::new(log_manager);
         let clean = log_manager.had_clean_shutdown();
-        let new_cluster_id = storage::log_manager::uuid_to_kafka(&Uuid::new_v4());
-        let cluster_id = log_manager.ensure_meta_properties(config.node_id, &new_cluster_id)?;
+        // meta.properties: refuse to start on another cluster's or node's data.
+        let cluster_id = {
+            let config = config.clone();
+            blocking(move || crate::storage_format::check_at_start(&config)).await?
+        };
+        refuse_multi_node_quorum(&config)?;
         let metadata = {
             let dir = config.metadata_log_dir.clone();
             let clock = Arc::clone(&clock);

@@ -7,8 +7,8 @@
 
 pub mod broker;
 pub mod cleaner;
-pub mod cluster_config;
 pub mod clock;
+pub mod cluster_config;
 pub mod config;
 pub mod configs;
 pub mod errors;
@@ -16,6 +16,7 @@ pub mod groups;
 pub mod handlers;
 pub mod metadata_store;
 pub mod network;
+pub mod storage_format;
 pub mod transactions;
 
 pub use broker::{Broker, BrokerError, RunningBroker};

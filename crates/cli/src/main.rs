@@ -21,6 +21,7 @@ mod groups;
 mod perf;
 mod produce;
 mod serve;
+mod storage_cmd;
 mod topics;
 
 use std::process::ExitCode;
@@ -54,6 +55,8 @@ enum Command {
     Cluster(cluster_cmds::ClusterArgs),
     /// Producer and consumer performance tests.
     Perf(perf::PerfArgs),
+    /// Format log directories and make cluster ids (kafka-storage.sh).
+    Storage(storage_cmd::StorageArgs),
 }
 
 fn main() -> ExitCode {
@@ -68,5 +71,6 @@ fn main() -> ExitCode {
         Command::Configs(args) => common::run(cluster_cmds::configs(args)),
         Command::Cluster(args) => common::run(cluster_cmds::cluster(args)),
         Command::Perf(args) => common::run(perf::run(args)),
+        Command::Storage(args) => storage_cmd::run(args),
     }
 }
