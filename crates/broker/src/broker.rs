@@ -412,11 +412,21 @@ impl RunningBroker {
 
         // Register this broker (its endpoints may have changed); this also opens
         // every hosted log through the replica manager.
+        // The single node is its own controller: it registers unfenced, at the
+        // next offset of the log (its broker epoch, as Kafka's).
         let registration = MetadataRecord::RegisterBroker {
             node_id: broker.node_id(),
             incarnation_id: Uuid::new_v4(),
+            broker_epoch: broker.metadata.image().last_offset + 1,
             endpoints,
-            rack: broker.config.raw.get("broker.rack").cloned(),
+            features: vec![metadata::BrokerFeature {
+                name: "metadata.version".into(),
+                min_supported_version: 7,
+                max_supported_version: crate::storage_format::METADATA_VERSION_LEVEL,
+            }],
+            rack: broker.config.cluster.broker_rack.clone(),
+            fenced: false,
+            in_controlled_shutdown: false,
         };
         broker.commit(vec![registration]).await?;
         log_manager.finish_loading()?;
