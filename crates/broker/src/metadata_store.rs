@@ -14,6 +14,9 @@
 //! its offset, and the image is unchanged) into `__cluster_metadata-0.import/`,
 //! then moves the old log aside to `__cluster_metadata-0.legacy/` and the new one
 //! into place. A crash between the two renames is finished at the next start.
+//!
+//! Replay honours KIP-868 metadata transactions (`metadata::MetadataReplay`); one
+//! left open is aborted at start-up.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -22,7 +25,7 @@ use std::sync::{Arc, RwLock};
 use metadata::image::ImageError;
 use metadata::legacy;
 use metadata::records::RecordError;
-use metadata::{ClusterImage, MetadataRecord};
+use metadata::{ClusterImage, MetadataRecord, MetadataReplay};
 use protocol::records::{decode_records, BatchBuilder, Compression, NewRecord};
 use protocol::time::Clock;
 use protocol::TopicPartition;
@@ -47,9 +50,10 @@ pub enum MetadataError {
 /// One batch of the log: each record's timestamp and value.
 type Batch = Vec<(i64, MetadataRecord)>;
 
-/// A batch read back: its first offset and its records.
+/// A batch read back: its first offset, leader epoch and records.
 struct ReadBatch {
     base_offset: i64,
+    leader_epoch: i32,
     records: Batch,
 }
 
@@ -117,6 +121,7 @@ fn read_batches(log: &Log) -> Result<(Vec<ReadBatch>, bool), MetadataError> {
             }
             batches.push(ReadBatch {
                 base_offset: header.base_offset,
+                leader_epoch: header.partition_leader_epoch,
                 records: batch,
             });
             offset = header.next_offset();
@@ -246,15 +251,37 @@ impl MetadataStore {
         finish_interrupted_import(&log_dir, &import_dir)?;
         let mut log = open_log(&log_dir, Arc::clone(&clock))?;
         let (batches, legacy_found) = read_batches(&log)?;
-        let mut image = ClusterImage::default();
+        let mut replay = MetadataReplay::new(ClusterImage::default(), 0);
         for batch in &batches {
             for (i, (_, record)) in batch.records.iter().enumerate() {
-                image.apply(batch.base_offset + i as i64, record)?;
+                let offset = batch.base_offset + i as i64;
+                replay
+                    .apply(offset, batch.leader_epoch, record)
+                    .map_err(|e| corrupt(offset, e))?;
             }
         }
         if legacy_found {
             log = import_legacy_log(log, &batches, &log_dir, &clock)?;
         }
+        // A metadata transaction left open (its writer died between its
+        // records) is aborted before anything else is written, as a new active
+        // controller does; otherwise the next records would join it.
+        if let Some(since) = replay.in_transaction_since() {
+            tracing::warn!(since, "aborting the metadata transaction left open");
+            let abort = [(
+                clock.now_ms(),
+                MetadataRecord::AbortTransaction {
+                    reason: Some("the transaction was left open at start-up".into()),
+                },
+            )];
+            let offset = append_batch(&mut log, &abort)?;
+            let leo = log.log_end_offset().0;
+            log.flush(leo)?;
+            replay
+                .apply(offset, 0, &abort[0].1)
+                .map_err(|e| corrupt(offset, e))?;
+        }
+        let image = replay.into_image();
         tracing::info!(
             records = log.log_end_offset().0,
             topics = image.topics.len(),
@@ -311,5 +338,50 @@ impl MetadataStore {
     /// Flushes and closes the metadata log.
     pub fn close(&self) -> Result<(), StorageError> {
         self.log.lock().unwrap_or_else(|p| p.into_inner()).close()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::clock::SystemClock;
+
+    fn topic(name: &str, id: u128) -> MetadataRecord {
+        MetadataRecord::Topic {
+            name: name.into(),
+            topic_id: Uuid::from_u128(id),
+        }
+    }
+
+    fn names(store: &MetadataStore) -> Vec<String> {
+        store.image().topics.keys().map(|n| n.to_string()).collect()
+    }
+
+    #[test]
+    fn a_transaction_left_open_is_aborted_at_start_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        {
+            let store = MetadataStore::open(dir.path(), Arc::clone(&clock)).unwrap();
+            store.commit(&[topic("kept", 1)], 0).unwrap();
+            // A writer that died after the first half of a decision.
+            store
+                .commit(&[MetadataRecord::BeginTransaction { name: None }], 0)
+                .unwrap();
+            store.commit(&[topic("half", 2)], 0).unwrap();
+            store.close().unwrap();
+        }
+        let store = MetadataStore::open(dir.path(), Arc::clone(&clock)).unwrap();
+        assert_eq!(names(&store), vec!["kept"]);
+        assert_eq!(store.image().last_offset, 3, "the Abort was written at 3");
+        let next = store.commit(&[topic("next", 3)], 0).unwrap();
+        store.publish(next);
+        store.close().unwrap();
+        drop(store);
+        let store = MetadataStore::open(dir.path(), clock).unwrap();
+        assert_eq!(names(&store), vec!["kept", "next"]);
+        assert_eq!(store.image().last_offset, 4);
     }
 }

@@ -99,6 +99,72 @@ impl Default for ClusterImage {
 }
 
 impl ClusterImage {
+    /// The records that rebuild this image from an empty one, in an order that
+    /// replays (features, brokers, topics with their partitions and configs,
+    /// broker configs, producer ids): what a snapshot of the image holds
+    /// (KIP-630). Replaying them gives this image back, `last_offset` aside.
+    pub fn write_records(&self) -> Vec<MetadataRecord> {
+        let mut records = Vec::new();
+        for (name, level) in &self.features {
+            records.push(MetadataRecord::FeatureLevel {
+                name: name.clone(),
+                feature_level: *level,
+            });
+        }
+        for broker in self.brokers.values() {
+            records.push(MetadataRecord::RegisterBroker {
+                node_id: broker.node_id,
+                incarnation_id: broker.incarnation_id,
+                broker_epoch: broker.broker_epoch,
+                endpoints: broker.endpoints.clone(),
+                features: broker.features.clone(),
+                rack: broker.rack.clone(),
+                fenced: broker.fenced,
+                in_controlled_shutdown: broker.in_controlled_shutdown,
+            });
+        }
+        for topic in self.topics.values() {
+            records.push(MetadataRecord::Topic {
+                name: topic.name.to_string(),
+                topic_id: topic.topic_id,
+            });
+            for p in topic.partitions.values() {
+                records.push(MetadataRecord::Partition {
+                    topic_id: topic.topic_id,
+                    partition: p.partition,
+                    replicas: p.replicas.clone(),
+                    isr: p.isr.clone(),
+                    leader: p.leader,
+                    leader_epoch: p.leader_epoch,
+                    partition_epoch: p.partition_epoch,
+                });
+            }
+            for (name, value) in &topic.configs {
+                records.push(MetadataRecord::Config {
+                    resource: ConfigResource::Topic(topic.name.to_string()),
+                    name: name.clone(),
+                    value: Some(value.clone()),
+                });
+            }
+        }
+        for (resource, configs) in &self.broker_configs {
+            for (name, value) in configs {
+                records.push(MetadataRecord::Config {
+                    resource: resource.clone(),
+                    name: name.clone(),
+                    value: Some(value.clone()),
+                });
+            }
+        }
+        if self.next_producer_id > 0 {
+            records.push(MetadataRecord::ProducerIds {
+                broker_id: -1,
+                next_producer_id: self.next_producer_id,
+            });
+        }
+        records
+    }
+
     pub fn topic(&self, name: &str) -> Option<&TopicImage> {
         self.topics.get(name)
     }

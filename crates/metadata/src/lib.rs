@@ -10,6 +10,7 @@ pub mod controller;
 pub mod image;
 pub mod legacy;
 pub mod records;
+pub mod replay;
 pub mod topic_name;
 pub mod wire;
 
@@ -19,3 +20,4 @@ pub use controller::{
 };
 pub use image::{BrokerInfo, ClusterImage, PartitionImage, TopicImage};
 pub use records::{BrokerFeature, ConfigResource, Endpoint, FencingChange, MetadataRecord};
+pub use replay::{MetadataReplay, ReplayError};
