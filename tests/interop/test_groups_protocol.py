@@ -26,6 +26,7 @@ NONE, ILLEGAL_GENERATION, INCONSISTENT_GROUP_PROTOCOL, INVALID_GROUP_ID = 0, 22,
 UNKNOWN_MEMBER_ID, INVALID_SESSION_TIMEOUT, REBALANCE_IN_PROGRESS = 25, 26, 27
 COORDINATOR_NOT_AVAILABLE, NON_EMPTY_GROUP, GROUP_ID_NOT_FOUND = 15, 68, 69
 GROUP_SUBSCRIBED_TO_TOPIC, MEMBER_ID_REQUIRED, GROUP_MAX_SIZE_REACHED, FENCED_INSTANCE_ID = 86, 79, 81, 82
+UNKNOWN_TOPIC_OR_PARTITION = 3
 
 SUB = consumer_subscription(["t"])
 _n = iter(range(1 << 30))
@@ -515,8 +516,9 @@ def test_describe_groups_in_every_version(broker, version):
 
 
 def test_delete_groups_and_offset_delete_error_codes(broker):
-    topic = gid("topic")
+    topic, other = gid("topic"), gid("other")
     create_topic(broker.bootstrap, topic, 2)
+    create_topic(broker.bootstrap, other, 1)
     active, idle = gid("active"), gid("idle")
     members = stable_group(broker.bootstrap, active, 1, protocols=[("range", consumer_subscription([topic]))])
     with Raw(broker.bootstrap) as raw:
@@ -525,13 +527,21 @@ def test_delete_groups_and_offset_delete_error_codes(broker):
             r = raw.call(OffsetCommitRequest, 8, group_id=g, generation_id_or_member_epoch=gen, member_id=mid,
                          group_instance_id=None, topics=[
                              {"name": topic, "partitions": [{"partition_index": 0, "committed_offset": 1}]},
-                             {"name": "other", "partitions": [{"partition_index": 0, "committed_offset": 2}]}])
+                             {"name": other, "partitions": [{"partition_index": 0, "committed_offset": 2}]}])
             assert [p.error_code for t in r.topics for p in t.partitions] == [NONE, NONE]
         r = raw.call(OffsetDeleteRequest, 0, group_id=active, topics=[
             {"name": topic, "partitions": [{"partition_index": 0}]},
-            {"name": "other", "partitions": [{"partition_index": 0}]}])
+            {"name": other, "partitions": [{"partition_index": 0}]}])
         assert (r.error_code, [(t.name, p.error_code) for t in r.topics for p in t.partitions]) == \
-            (NONE, [(topic, GROUP_SUBSCRIBED_TO_TOPIC), ("other", NONE)])
+            (NONE, [(topic, GROUP_SUBSCRIBED_TO_TOPIC), (other, NONE)])
+        # As Kafka's KafkaApis: a partition the cluster does not have is
+        # UNKNOWN_TOPIC_OR_PARTITION, never reported deleted.
+        r = raw.call(OffsetDeleteRequest, 0, group_id=idle, topics=[
+            {"name": other, "partitions": [{"partition_index": 0}, {"partition_index": 7}]},
+            {"name": "no-such-topic", "partitions": [{"partition_index": 0}]}])
+        assert (r.error_code, [(t.name, p.partition_index, p.error_code) for t in r.topics for p in t.partitions]) == \
+            (NONE, [(other, 0, NONE), (other, 7, UNKNOWN_TOPIC_OR_PARTITION),
+                    ("no-such-topic", 0, UNKNOWN_TOPIC_OR_PARTITION)])
         r = raw.call(OffsetDeleteRequest, 0, group_id="no-such-group", topics=[
             {"name": topic, "partitions": [{"partition_index": 0}]}])
         assert r.error_code == GROUP_ID_NOT_FOUND

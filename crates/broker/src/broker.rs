@@ -331,6 +331,12 @@ impl RunningBroker {
         };
         let log_manager = Arc::new(log_manager);
         let clean = log_manager.had_clean_shutdown();
+        // Before meta.properties is written: a directory without one is new, and
+        // "no clean shutdown" would wrongly suggest a crash.
+        let fresh = !config
+            .log_dirs
+            .iter()
+            .any(|dir| dir.join("meta.properties").exists());
         // meta.properties: refuse to start on another cluster's or node's data.
         let cluster_id = {
             let config = config.clone();
@@ -455,10 +461,29 @@ impl RunningBroker {
             Ok(_) => {}
             Err(e) => tracing::error!(error = %e, "loading transactions failed"),
         }
+        let previous_shutdown = match (fresh, clean) {
+            (true, _) => "none (new data directory)",
+            (false, true) => "clean",
+            (false, false) => "unclean (logs recovered)",
+        };
+        let log_dirs: Vec<String> = broker
+            .config
+            .log_dirs
+            .iter()
+            .map(|d| d.display().to_string())
+            .collect();
+        let advertised: Vec<String> = broker
+            .endpoints
+            .iter()
+            .map(|e| format!("{}://{}:{}", e.name, e.host, e.port))
+            .collect();
         tracing::info!(
+            version = env!("CARGO_PKG_VERSION"),
             node_id = broker.node_id(),
             cluster_id = %broker.cluster_id,
-            clean_shutdown = clean,
+            log_dirs = %log_dirs.join(","),
+            advertised_listeners = %advertised.join(","),
+            previous_shutdown,
             partitions = broker.replicas.partitions().len(),
             "broker started"
         );

@@ -729,6 +729,44 @@ pub fn parse_properties(text: &str) -> Vec<(String, String)> {
     pairs
 }
 
+/// The known key nearest to a misspelt `key` (at most a third of its length in
+/// edits), broker keys and topic-config synonyms alike.
+pub fn did_you_mean(key: &str) -> Option<&'static str> {
+    // Edits: insert, delete, substitute, or swap two neighbours.
+    fn distance(a: &str, b: &str) -> usize {
+        let a: Vec<char> = a.chars().collect();
+        let b: Vec<char> = b.chars().collect();
+        let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+        for (i, row) in d.iter_mut().enumerate() {
+            row[0] = i;
+        }
+        for (j, cell) in d[0].iter_mut().enumerate() {
+            *cell = j;
+        }
+        for i in 1..=a.len() {
+            for j in 1..=b.len() {
+                let cost = usize::from(a[i - 1] != b[j - 1]);
+                let mut best = (d[i - 1][j] + 1)
+                    .min(d[i][j - 1] + 1)
+                    .min(d[i - 1][j - 1] + cost);
+                if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                    best = best.min(d[i - 2][j - 2] + 1);
+                }
+                d[i][j] = best;
+            }
+        }
+        d[a.len()][b.len()]
+    }
+    let limit = (key.chars().count() / 3).max(1);
+    BROKER_CONFIGS
+        .iter()
+        .chain(crate::cluster_config::CLUSTER_CONFIGS)
+        .map(|d| (distance(key, d.name), d.name))
+        .filter(|(d, _)| *d <= limit)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, name)| name)
+}
+
 fn def_of(name: &str) -> Option<&'static ConfigDef> {
     BROKER_CONFIGS
         .iter()
@@ -813,9 +851,16 @@ impl BrokerConfig {
                     validate_value(def, &value).map_err(|e| ConfigError::Invalid(e.to_string()))?;
                 }
                 None if known_elsewhere(&key) => {}
-                None => {
-                    tracing::warn!(key = %key, "ignoring unknown broker configuration key (not a known config)")
-                }
+                None => match did_you_mean(&key) {
+                    Some(near) => tracing::warn!(
+                        key = %key,
+                        "ignoring unknown broker configuration key (not a known config); did you mean {near}?"
+                    ),
+                    None => tracing::warn!(
+                        key = %key,
+                        "ignoring unknown broker configuration key (not a known config)"
+                    ),
+                },
             }
             raw.insert(key, value);
         }
@@ -1042,6 +1087,13 @@ mod tests {
             BrokerConfig::from_pairs(pairs(&[("log.roll.ms", "1000"), ("log.roll.hours", "2")]))
                 .unwrap();
         assert_eq!(config.topic_defaults["log.roll.ms"], "1000");
+    }
+
+    #[test]
+    fn a_misspelt_key_finds_the_known_one() {
+        assert_eq!(did_you_mean("num.partition"), Some("num.partitions"));
+        assert_eq!(did_you_mean("lgo.dirs"), Some("log.dirs"));
+        assert_eq!(did_you_mean("completely.different"), None);
     }
 
     #[test]

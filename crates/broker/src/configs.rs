@@ -290,7 +290,7 @@ pub fn validate_broker_overrides(
         return Err((
             ErrorCode::InvalidRequest,
             format!(
-                "Cannot update these configs dynamically: {}",
+                "Cannot update these configs dynamically: {} (read at start-up: set them in server.properties and restart the broker)",
                 fixed.join(", ")
             ),
         ));

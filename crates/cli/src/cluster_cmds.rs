@@ -8,7 +8,7 @@ use protocol::TopicPartition;
 use rivulet_client::admin::{AbortTransactionSpec, AlterConfigOp, ConfigResource};
 use rivulet_client::Admin;
 
-use crate::common::{print_table, CliError, CliResult, ConnectArgs};
+use crate::common::{parse_config_list, print_table, CliError, CliResult, ConnectArgs};
 
 /// The resource a configs command is about.
 #[derive(Args, Debug, Clone)]
@@ -34,8 +34,6 @@ impl Entity {
 
 #[derive(Args, Debug)]
 pub struct ConfigsArgs {
-    #[command(flatten)]
-    connect: ConnectArgs,
     #[command(subcommand)]
     command: ConfigsCommand,
 }
@@ -43,6 +41,9 @@ pub struct ConfigsArgs {
 #[derive(Subcommand, Debug)]
 enum ConfigsCommand {
     /// Show a topic's or broker's configs and where each value comes from.
+    #[command(after_help = "Examples:
+  rivulet configs describe --topic orders
+  rivulet configs describe --broker 1 --all")]
     Describe {
         #[command(flatten)]
         entity: Entity,
@@ -50,19 +51,25 @@ enum ConfigsCommand {
         #[arg(long)]
         all: bool,
     },
-    /// Set or delete configs: --add-config k=v,k2=v2 --delete-config k3
+    /// Set or delete configs: --add-config k=v,k2=[a,b] --delete-config k3
+    #[command(after_help = "Examples:
+  rivulet configs alter --topic orders --add-config retention.ms=3600000,segment.bytes=104857600
+  rivulet configs alter --topic orders --add-config 'cleanup.policy=[compact,delete]'
+  rivulet configs alter --topic orders --delete-config retention.ms")]
     Alter {
         #[command(flatten)]
         entity: Entity,
-        #[arg(long = "add-config", value_delimiter = ',')]
+        /// Configs to set: k=v[,k2=v2...]; a list value in brackets: k=[a,b] (repeatable).
+        #[arg(long = "add-config", value_name = "K=V,...")]
         add: Vec<String>,
-        #[arg(long = "delete-config", value_delimiter = ',')]
+        /// Configs to remove (back to the default): k[,k2...] (repeatable).
+        #[arg(long = "delete-config", value_delimiter = ',', value_name = "K,...")]
         delete: Vec<String>,
     },
 }
 
-pub async fn configs(args: ConfigsArgs) -> CliResult {
-    let admin = Admin::new(args.connect.client_config()?).await?;
+pub async fn configs(args: ConfigsArgs, connect: ConnectArgs) -> CliResult {
+    let admin = Admin::new(connect.client_config()?).await?;
     match args.command {
         ConfigsCommand::Describe { entity, all } => {
             let resource = entity.resource();
@@ -97,11 +104,10 @@ pub async fn configs(args: ConfigsArgs) -> CliResult {
             delete,
         } => {
             let mut ops = Vec::new();
-            for pair in add {
-                let (k, v) = pair.split_once('=').ok_or_else(|| {
-                    CliError::Usage(format!("--add-config {pair:?}: expected key=value"))
-                })?;
-                ops.push(AlterConfigOp::Set(k.trim().to_string(), v.to_string()));
+            for list in add {
+                let pairs = parse_config_list(&list)
+                    .map_err(|e| CliError::Usage(format!("--add-config {list:?}: {e}")))?;
+                ops.extend(pairs.into_iter().map(|(k, v)| AlterConfigOp::Set(k, v)));
             }
             ops.extend(
                 delete
@@ -130,8 +136,6 @@ pub async fn configs(args: ConfigsArgs) -> CliResult {
 
 #[derive(Args, Debug)]
 pub struct TransactionsArgs {
-    #[command(flatten)]
-    connect: ConnectArgs,
     #[command(subcommand)]
     command: TransactionsCommand,
 }
@@ -139,23 +143,35 @@ pub struct TransactionsArgs {
 #[derive(Subcommand, Debug)]
 enum TransactionsCommand {
     /// Transactional ids known to the coordinators, with their state.
+    #[command(after_help = "Example:
+  rivulet transactions list")]
     List,
     /// A transaction's state, producer id and epoch, timeout and partitions.
+    #[command(after_help = "Example:
+  rivulet transactions describe --transactional-id tx-1")]
     Describe {
+        /// The producer's transactional.id.
         #[arg(long = "transactional-id", required = true)]
         transactional_id: String,
     },
     /// The producers a partition's leader knows, with any open transaction's first
     /// offset (what holds the last stable offset back).
+    #[command(after_help = "Example:
+  rivulet transactions describe-producers --topic orders --partition 0")]
     DescribeProducers {
+        /// The topic.
         #[arg(long)]
         topic: String,
+        /// The partition.
         #[arg(long)]
         partition: i32,
     },
     /// Open transactions older than the longest a coordinator lets one run that no
     /// coordinator has on record for their partition: hanging, and holding back the
     /// partition's last stable offset (`kafka-transactions.sh find-hanging`).
+    #[command(after_help = "Examples:
+  rivulet transactions find-hanging --broker-id 1
+  rivulet transactions find-hanging --topic orders --partition 0")]
     FindHanging {
         /// Every partition this broker leads.
         #[arg(long = "broker-id", conflicts_with = "topic")]
@@ -163,6 +179,7 @@ enum TransactionsCommand {
         /// Every partition of this topic (or only --partition).
         #[arg(long, required_unless_present = "broker_id")]
         topic: Option<String>,
+        /// Only this partition of --topic.
         #[arg(long, requires = "topic")]
         partition: Option<i32>,
         /// Minutes; the brokers' transaction.max.timeout.ms (Kafka's default 15).
@@ -172,25 +189,33 @@ enum TransactionsCommand {
     /// Aborts a hanging transaction on one partition (a transaction no coordinator
     /// will end): by the first offset of the open transaction, or by producer id,
     /// producer epoch and coordinator epoch, as `kafka-transactions.sh abort`.
+    #[command(after_help = "Examples:
+  rivulet transactions abort --topic orders --partition 0 --start-offset 42
+  rivulet transactions abort --topic orders --partition 0 --producer-id 7 --producer-epoch 0 --coordinator-epoch 0")]
     Abort {
+        /// The topic.
         #[arg(long)]
         topic: String,
+        /// The partition.
         #[arg(long)]
         partition: i32,
         /// The open transaction's first offset (see describe-producers).
         #[arg(long = "start-offset", conflicts_with_all = ["producer_id", "producer_epoch", "coordinator_epoch"])]
         start_offset: Option<i64>,
+        /// The producer id (with --producer-epoch and --coordinator-epoch).
         #[arg(long = "producer-id", requires_all = ["producer_epoch", "coordinator_epoch"])]
         producer_id: Option<i64>,
+        /// The producer epoch (see describe-producers).
         #[arg(long = "producer-epoch")]
         producer_epoch: Option<i16>,
+        /// The coordinator epoch (see describe-producers).
         #[arg(long = "coordinator-epoch")]
         coordinator_epoch: Option<i32>,
     },
 }
 
-pub async fn transactions(args: TransactionsArgs) -> CliResult {
-    let admin = Admin::new(args.connect.client_config()?).await?;
+pub async fn transactions(args: TransactionsArgs, connect: ConnectArgs) -> CliResult {
+    let admin = Admin::new(connect.client_config()?).await?;
     match args.command {
         TransactionsCommand::List => {
             let rows: Vec<Vec<String>> = admin
@@ -459,8 +484,6 @@ async fn find_hanging(
 
 #[derive(Args, Debug)]
 pub struct ClusterArgs {
-    #[command(flatten)]
-    connect: ConnectArgs,
     #[command(subcommand)]
     command: ClusterCommand,
 }
@@ -468,11 +491,13 @@ pub struct ClusterArgs {
 #[derive(Subcommand, Debug)]
 enum ClusterCommand {
     /// The cluster id, the controller and the brokers.
+    #[command(after_help = "Example:
+  rivulet cluster describe")]
     Describe,
 }
 
-pub async fn cluster(args: ClusterArgs) -> CliResult {
-    let admin = Admin::new(args.connect.client_config()?).await?;
+pub async fn cluster(args: ClusterArgs, connect: ConnectArgs) -> CliResult {
+    let admin = Admin::new(connect.client_config()?).await?;
     match args.command {
         ClusterCommand::Describe => {
             let cluster = admin.describe_cluster().await?;

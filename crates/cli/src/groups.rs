@@ -10,14 +10,12 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use clap::{Args, Subcommand};
 use rivulet_client::rpc::{EARLIEST_TIMESTAMP, LATEST_TIMESTAMP};
-use rivulet_client::{Admin, OffsetAndMetadata, TopicPartition};
+use rivulet_client::{Admin, ErrorCode, OffsetAndMetadata, TopicPartition};
 
 use crate::common::{print_table, CliError, CliResult, ConnectArgs};
 
 #[derive(Args, Debug)]
 pub struct GroupsArgs {
-    #[command(flatten)]
-    connect: ConnectArgs,
     #[command(subcommand)]
     command: GroupsCommand,
 }
@@ -36,48 +34,75 @@ struct Selection {
 #[derive(Subcommand, Debug)]
 enum GroupsCommand {
     /// List groups.
+    #[command(after_help = "Example:
+  rivulet groups list")]
     List,
     /// Members, assignments, committed offsets and lag per partition.
+    #[command(after_help = "Example:
+  rivulet groups describe billing")]
     Describe {
+        /// The groups.
         #[arg(required = true)]
         groups: Vec<String>,
     },
     /// Move a group's committed offsets (prints the plan; --execute applies it).
+    /// The group must have no active members, as with kafka-consumer-groups.sh.
+    #[command(after_help = "Examples:
+  rivulet groups reset-offsets billing --topic orders --to-earliest            # the plan only
+  rivulet groups reset-offsets billing --topic orders:0,1 --shift-by -10 --execute
+  rivulet groups reset-offsets billing --all-topics --to-datetime-ms 1700000000000 --execute")]
     ResetOffsets {
+        /// The group.
         group: String,
         #[command(flatten)]
         selection: Selection,
+        /// To each partition's log start offset.
         #[arg(long = "to-earliest", group = "target")]
         to_earliest: bool,
+        /// To each partition's end (skip everything not yet read).
         #[arg(long = "to-latest", group = "target")]
         to_latest: bool,
+        /// To this offset (clamped into each partition's log, with a warning).
         #[arg(long = "to-offset", group = "target")]
         to_offset: Option<i64>,
         /// The first offset at or after this time (ms since the epoch).
-        #[arg(long = "to-timestamp", group = "target")]
+        #[arg(
+            long = "to-timestamp",
+            visible_alias = "to-datetime-ms",
+            group = "target"
+        )]
         to_timestamp: Option<i64>,
         /// Move each committed offset by N (may be negative).
         #[arg(long = "shift-by", group = "target", allow_hyphen_values = true)]
         shift_by: Option<i64>,
         /// Apply the plan (otherwise it is only printed).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "dry_run")]
         execute: bool,
+        /// Only print the plan (the default without --execute).
+        #[arg(long = "dry-run")]
+        dry_run: bool,
     },
     /// Delete a group's committed offsets for partitions.
+    #[command(after_help = "Example:
+  rivulet groups delete-offsets billing --topic orders:0")]
     DeleteOffsets {
+        /// The group.
         group: String,
         #[command(flatten)]
         selection: Selection,
     },
     /// Delete groups (they must be empty).
+    #[command(after_help = "Example:
+  rivulet groups delete billing")]
     Delete {
+        /// The groups.
         #[arg(required = true)]
         groups: Vec<String>,
     },
 }
 
-pub async fn run(args: GroupsArgs) -> CliResult {
-    let admin = Admin::new(args.connect.client_config()?).await?;
+pub async fn run(args: GroupsArgs, connect: ConnectArgs) -> CliResult {
+    let admin = Admin::new(connect.client_config()?).await?;
     match args.command {
         GroupsCommand::List => {
             let groups = admin.list_groups().await?;
@@ -101,7 +126,9 @@ pub async fn run(args: GroupsArgs) -> CliResult {
             to_timestamp,
             shift_by,
             execute,
+            dry_run: _,
         } => {
+            ensure_inactive(&admin, &group).await?;
             let partitions = select(&admin, &group, &selection).await?;
             let target = match (to_earliest, to_latest, to_offset, to_timestamp, shift_by) {
                 (true, ..) => Target::Timestamp(EARLIEST_TIMESTAMP),
@@ -115,12 +142,7 @@ pub async fn run(args: GroupsArgs) -> CliResult {
         }
         GroupsCommand::DeleteOffsets { group, selection } => {
             let partitions = select(&admin, &group, &selection).await?;
-            admin
-                .delete_consumer_group_offsets(&group, &partitions)
-                .await?;
-            for tp in partitions {
-                outln!("Deleted the offset of {tp} in group {group}.");
-            }
+            delete_offsets(&admin, &group, &partitions).await?;
         }
         GroupsCommand::Delete { groups } => {
             for group in groups {
@@ -169,8 +191,17 @@ async fn describe(admin: &Admin, group: &str) -> CliResult {
     }
     let partitions: BTreeSet<TopicPartition> =
         committed.keys().chain(owner.keys()).cloned().collect();
+    // A topic deleted since the group committed has no end offset: its rows show
+    // "-" (as kafka-consumer-groups.sh), instead of the whole describe failing.
+    let existing: BTreeSet<String> = admin
+        .list_topics(true)
+        .await?
+        .iter()
+        .map(|t| t.name.clone())
+        .collect();
     let queries: Vec<(TopicPartition, i64)> = partitions
         .iter()
+        .filter(|tp| existing.contains(&*tp.topic))
         .map(|tp| (tp.clone(), LATEST_TIMESTAMP))
         .collect();
     let ends = if queries.is_empty() {
@@ -185,7 +216,6 @@ async fn describe(admin: &Admin, group: &str) -> CliResult {
             let end = ends.get(tp).map(|o| o.offset);
             let lag = match (current, end) {
                 (Some(c), Some(e)) => (e - c).max(0).to_string(),
-                (None, Some(e)) => e.to_string(),
                 _ => "-".into(),
             };
             let (member, host, client) = owner
@@ -351,7 +381,12 @@ async fn reset(
                 .unwrap_or(high),
             Target::Shift(n) => committed.get(tp).map_or(low, |o| o.offset) + n,
         };
-        // As Kafka's tool: clamp into the log.
+        // As Kafka's tool: clamp into the log, and say so.
+        if wanted > high {
+            eprintln!("rivulet: warning: new offset ({wanted}) is higher than latest offset for topic partition {tp}. Value will be set to {high}");
+        } else if wanted < low {
+            eprintln!("rivulet: warning: new offset ({wanted}) is lower than earliest offset for topic partition {tp}. Value will be set to {low}");
+        }
         plan.insert(tp.clone(), OffsetAndMetadata::new(wanted.clamp(low, high)));
     }
     let rows: Vec<Vec<String>> = plan
@@ -367,9 +402,70 @@ async fn reset(
         .collect();
     print_table(&["GROUP", "TOPIC", "PARTITION", "NEW-OFFSET"], &rows);
     if execute {
-        admin.alter_consumer_group_offsets(group, &plan).await?;
+        match admin.alter_consumer_group_offsets(group, &plan).await {
+            // A member joined between the check and the commit.
+            Err(e) if e.code() == Some(ErrorCode::UnknownMemberId) => {
+                return Err(active_group(group, "active"))
+            }
+            result => result?,
+        }
     } else {
         eprintln!("(dry run: add --execute to apply)");
+    }
+    Ok(())
+}
+
+fn active_group(group: &str, state: &str) -> CliError {
+    CliError::Failed {
+        message: format!(
+            "Assignments can only be reset if the group '{group}' is inactive, but the current state is {state}."
+        ),
+        hint: format!(
+            "stop the group's consumers first (`rivulet groups describe {group}` lists them), then reset"
+        ),
+    }
+}
+
+/// kafka-consumer-groups.sh resets only a group without members (Empty, or Dead:
+/// unknown); a commit against an active group would fail with UNKNOWN_MEMBER_ID.
+async fn ensure_inactive(admin: &Admin, group: &str) -> CliResult {
+    let described = admin.describe_groups(&[group]).await?;
+    let state = described
+        .first()
+        .map_or("Dead".to_string(), |d| d.state.clone());
+    match state.as_str() {
+        "Empty" | "Dead" | "" => Ok(()),
+        _ => Err(active_group(group, &state)),
+    }
+}
+
+/// Deletes the offsets and prints Kafka's per-partition table; fails if any
+/// partition failed.
+async fn delete_offsets(admin: &Admin, group: &str, partitions: &[TopicPartition]) -> CliResult {
+    let outcomes = admin
+        .delete_consumer_group_offsets_each(group, partitions)
+        .await?;
+    let mut failed = 0;
+    let rows: Vec<Vec<String>> = outcomes
+        .iter()
+        .map(|(tp, outcome)| {
+            let status = match outcome {
+                Ok(()) => "Successful".to_string(),
+                Err(e) => {
+                    failed += 1;
+                    format!("Error: {e}")
+                }
+            };
+            vec![tp.topic.to_string(), tp.partition.to_string(), status]
+        })
+        .collect();
+    print_table(&["TOPIC", "PARTITION", "STATUS"], &rows);
+    if failed > 0 {
+        return Err(CliError::Failed {
+            message: format!("{failed} of {} offsets were not deleted", rows.len()),
+            hint: "see each partition's STATUS; `rivulet topics describe TOPIC` lists a topic's partitions"
+                .into(),
+        });
     }
     Ok(())
 }

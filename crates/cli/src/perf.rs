@@ -8,8 +8,10 @@
 //! and a summary with percentiles.
 //! consume: reads `--messages` records (in a fresh group unless `--group`) and
 //! prints Kafka's CSV summary; a progress line goes to stderr while it runs.
+//! Ctrl-C or SIGTERM stops either early, with the summary of what was done.
 
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -18,37 +20,46 @@ use clap::{Args, Subcommand};
 use rivulet_client::{ClientConfig, Consumer, Producer, ProducerRecord};
 use tokio::time::Instant;
 
-use crate::common::{parse_pair, CliError, CliResult, ConnectArgs};
+use rivulet_client::config_keys::ClientKind;
+
+use crate::common::{
+    apply_client_properties, parse_pair, stop_flag, stopped, CliError, CliResult, ConnectArgs,
+};
 
 #[derive(Args, Debug)]
 pub struct PerfArgs {
-    #[command(flatten)]
-    connect: ConnectArgs,
     #[command(subcommand)]
     command: PerfCommand,
 }
 
 #[derive(Subcommand, Debug)]
 enum PerfCommand {
-    /// Producer throughput and latency.
+    /// Producer throughput and latency (kafka-producer-perf-test.sh).
+    #[command(after_help = "Example:
+  rivulet perf produce --topic bench --num-records 100000 --record-size 100 --producer-props acks=1 linger.ms=5")]
     Produce(ProducePerf),
-    /// Consumer throughput.
+    /// Consumer throughput (kafka-consumer-perf-test.sh).
+    #[command(after_help = "Example:
+  rivulet perf consume --topic bench --messages 100000")]
     Consume(ConsumePerf),
 }
 
 #[derive(Args, Debug)]
 struct ProducePerf {
+    /// The topic to write to.
     #[arg(long)]
     topic: String,
+    /// Records to send.
     #[arg(long = "num-records", alias = "records")]
     num_records: u64,
+    /// Bytes per record (random uppercase letters, as Kafka's tool).
     #[arg(long = "record-size")]
     record_size: usize,
     /// Records per second at most; -1 for no limit.
     #[arg(long, default_value_t = -1, allow_hyphen_values = true)]
     throughput: i64,
     /// Producer configs: --producer-props acks=1 linger.ms=5
-    #[arg(long = "producer-props", value_parser = parse_pair, num_args = 1..)]
+    #[arg(long = "producer-props", visible_alias = "command-property", value_parser = parse_pair, num_args = 1..)]
     producer_props: Vec<(String, String)>,
     /// A producer .properties file.
     #[arg(long = "producer.config")]
@@ -60,6 +71,7 @@ struct ProducePerf {
 
 #[derive(Args, Debug)]
 struct ConsumePerf {
+    /// The topic to read.
     #[arg(long)]
     topic: String,
     /// Records to read.
@@ -72,34 +84,35 @@ struct ConsumePerf {
     #[arg(long, default_value_t = 10_000)]
     timeout: u64,
     /// Consumer configs: --consumer-props fetch.max.wait.ms=100
-    #[arg(long = "consumer-props", value_parser = parse_pair, num_args = 1..)]
+    #[arg(long = "consumer-props", visible_alias = "command-property", value_parser = parse_pair, num_args = 1..)]
     consumer_props: Vec<(String, String)>,
     /// A consumer .properties file.
     #[arg(long = "consumer.config")]
     consumer_config: Option<PathBuf>,
+    /// Milliseconds between progress lines.
     #[arg(long = "reporting-interval", default_value_t = 5000)]
     reporting_interval: u64,
 }
 
-pub async fn run(args: PerfArgs) -> CliResult {
+pub async fn run(args: PerfArgs, connect: ConnectArgs) -> CliResult {
     match args.command {
-        PerfCommand::Produce(perf) => produce(&args.connect, perf).await,
-        PerfCommand::Consume(perf) => consume(&args.connect, perf).await,
+        PerfCommand::Produce(perf) => produce(&connect, perf).await,
+        PerfCommand::Consume(perf) => consume(&connect, perf).await,
     }
 }
 
 fn merged_config(
     connect: &ConnectArgs,
     file: &Option<PathBuf>,
+    kind: ClientKind,
+    flag: &str,
     props: &[(String, String)],
 ) -> CliResult<ClientConfig> {
     let mut config = connect.client_config()?;
     if let Some(path) = file {
         config = config.merge(&ClientConfig::from_properties_file(path)?);
     }
-    for (k, v) in props {
-        config.insert(k.clone(), v.clone());
-    }
+    apply_client_properties(&mut config, kind, flag, props)?;
     Ok(config)
 }
 
@@ -159,7 +172,13 @@ fn payload(size: usize) -> Bytes {
 }
 
 async fn produce(connect: &ConnectArgs, perf: ProducePerf) -> CliResult {
-    let config = merged_config(connect, &perf.producer_config, &perf.producer_props)?;
+    let config = merged_config(
+        connect,
+        &perf.producer_config,
+        ClientKind::Producer,
+        "--producer-props",
+        &perf.producer_props,
+    )?;
     let producer = Producer::new(config).await?;
     producer.partitions_for(&perf.topic).await?;
     let value = payload(perf.record_size);
@@ -190,7 +209,12 @@ async fn produce(connect: &ConnectArgs, perf: ProducePerf) -> CliResult {
         })
     };
     let record_bytes = perf.record_size as u64;
+    // Ctrl-C stops sending; the summary covers what was sent.
+    let stop = stop_flag();
     for sent in 0..perf.num_records {
+        if stop.load(Ordering::Acquire) != 0 {
+            break;
+        }
         if perf.throughput > 0 {
             let due = start + Duration::from_secs_f64(sent as f64 / perf.throughput as f64);
             if due > Instant::now() {
@@ -248,7 +272,7 @@ async fn produce(connect: &ConnectArgs, perf: ProducePerf) -> CliResult {
             stats.errors, perf.num_records
         )));
     }
-    Ok(())
+    stopped(&stop)
 }
 
 async fn consume(connect: &ConnectArgs, perf: ConsumePerf) -> CliResult {
@@ -256,7 +280,13 @@ async fn consume(connect: &ConnectArgs, perf: ConsumePerf) -> CliResult {
         .group
         .clone()
         .unwrap_or_else(|| format!("perf-consumer-{}", rivulet_client::clock::now_ms()));
-    let mut config = merged_config(connect, &perf.consumer_config, &perf.consumer_props)?;
+    let mut config = merged_config(
+        connect,
+        &perf.consumer_config,
+        ClientKind::Consumer,
+        "--consumer-props",
+        &perf.consumer_props,
+    )?;
     config.insert("group.id", group);
     if config.get("auto.offset.reset").is_none() {
         config.insert("auto.offset.reset", "earliest");
@@ -271,7 +301,9 @@ async fn consume(connect: &ConnectArgs, perf: ConsumePerf) -> CliResult {
     let mut last_report = Instant::now();
     let (mut window_count, mut window_bytes) = (0u64, 0u64);
     let interval = Duration::from_millis(perf.reporting_interval.max(100));
-    while count < perf.messages {
+    // Ctrl-C stops reading; the summary covers what was read.
+    let stop = stop_flag();
+    while count < perf.messages && stop.load(Ordering::Acquire) == 0 {
         let records = consumer.poll(Duration::from_millis(100)).await?;
         if records.is_empty() {
             if last_record.elapsed() >= Duration::from_millis(perf.timeout) {
@@ -317,5 +349,5 @@ async fn consume(connect: &ConnectArgs, perf: ConsumePerf) -> CliResult {
         mb / fetch_secs,
         count as f64 / fetch_secs
     );
-    Ok(())
+    stopped(&stop)
 }

@@ -22,8 +22,13 @@ pub struct StorageArgs {
 #[derive(Subcommand, Debug)]
 enum StorageCommand {
     /// Format the log directories of this node (meta.properties in each).
+    #[command(after_help = "Examples:
+  rivulet storage format -t MkU3OEVBNTcwNTJENDM2Qg -c config/server.properties
+  rivulet storage format -t MkU3OEVBNTcwNTJENDM2Qg -c server.properties --ignore-formatted")]
     Format(FormatArgs),
     /// Print a new random cluster id.
+    #[command(after_help = "Example:
+  rivulet storage random-uuid")]
     RandomUuid,
 }
 
@@ -60,7 +65,7 @@ struct FormatArgs {
 pub fn run(args: StorageArgs) -> ExitCode {
     match args.command {
         StorageCommand::RandomUuid => {
-            println!("{}", storage_format::random_uuid());
+            outln!("{}", storage_format::random_uuid());
             ExitCode::SUCCESS
         }
         StorageCommand::Format(args) => match format(args) {

@@ -13,6 +13,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
 use protocol::kafka::messages::{
     find_coordinator_request::FindCoordinatorRequest, metadata_request::MetadataRequestTopic,
@@ -85,6 +86,28 @@ impl ClusterMetadata {
         let topic = self.topics.get(&*tp.topic)?;
         let partition = topic.partitions.get(usize::try_from(tp.partition).ok()?)?;
         (partition.partition == tp.partition && partition.leader >= 0).then_some(partition.leader)
+    }
+
+    /// The leader of `tp`, or why there is none: UNKNOWN_TOPIC_OR_PARTITION (with
+    /// the topic's partition count) for a partition past the topic's count, else
+    /// LEADER_NOT_AVAILABLE (the partition exists; its leader is moving).
+    pub fn leader_or_error(&self, tp: &TopicPartition) -> Result<i32> {
+        if let Some(leader) = self.leader_for(tp) {
+            return Ok(leader);
+        }
+        match self.partition_count(&tp.topic) {
+            Some(count) if tp.partition < 0 || tp.partition as usize >= count => {
+                Err(ClientError::Kafka {
+                    code: ErrorCode::UnknownTopicOrPartition,
+                    context: tp.to_string(),
+                    message: Some(crate::error::partition_count_message(count)),
+                })
+            }
+            _ => Err(ClientError::kafka(
+                ErrorCode::LeaderNotAvailable,
+                tp.to_string(),
+            )),
+        }
     }
 
     pub fn leader_epoch(&self, tp: &TopicPartition) -> i32 {
@@ -301,11 +324,17 @@ impl Cluster {
     /// Metadata for `topic`, refreshing until it is known or `request.timeout.ms`
     /// passes. UNKNOWN_TOPIC_OR_PARTITION when it does not exist.
     pub async fn topic(&self, topic: &str) -> Result<Arc<TopicInfo>> {
+        self.topic_within(topic, self.config.request_timeout).await
+    }
+
+    /// As [`Cluster::topic`], giving up after `timeout` instead of
+    /// `request.timeout.ms` (a tool that must answer "no such topic" quickly).
+    pub async fn topic_within(&self, topic: &str, timeout: Duration) -> Result<Arc<TopicInfo>> {
         if let Some(info) = self.metadata().topic(topic).filter(|t| t.error.is_ok()) {
             return Ok(Arc::clone(info));
         }
         self.add_interest([topic]);
-        let deadline = Instant::now() + self.config.request_timeout;
+        let deadline = Instant::now() + timeout;
         loop {
             let snapshot = self.refresh().await?;
             match snapshot.topic(topic) {
@@ -409,9 +438,7 @@ impl Cluster {
             Some(leader) => leader,
             None => {
                 self.topic(&tp.topic).await?;
-                self.refresh().await?.leader_for(tp).ok_or_else(|| {
-                    ClientError::kafka(ErrorCode::LeaderNotAvailable, tp.to_string())
-                })?
+                self.refresh().await?.leader_or_error(tp)?
             }
         };
         self.connection(leader).await

@@ -129,6 +129,13 @@ impl ClientError {
     /// What an operator can do about this error, in one sentence.
     pub fn hint(&self) -> Option<&'static str> {
         match self {
+            ClientError::Kafka {
+                code: ErrorCode::InvalidRequest,
+                message: Some(message),
+                ..
+            } if message.contains("dynamically") => Some(
+                "restart the broker with the new value in server.properties (or --override KEY=VALUE)",
+            ),
             ClientError::Kafka { code, .. } => hint(*code),
             ClientError::Connect { .. } => {
                 Some("check --bootstrap-server and that the broker is running and reachable")
@@ -149,6 +156,17 @@ impl ClientError {
                 None
             }
         }
+    }
+}
+
+/// The message of UNKNOWN_TOPIC_OR_PARTITION for a partition past the topic's count.
+pub fn partition_count_message(count: usize) -> String {
+    match count {
+        1 => "the topic has 1 partition (partition 0)".to_string(),
+        n => format!(
+            "the topic has {n} partitions (0 to {})",
+            n.saturating_sub(1)
+        ),
     }
 }
 
@@ -194,14 +212,16 @@ pub fn hint(code: ErrorCode) -> Option<&'static str> {
         ErrorCode::PolicyViolation => "the broker's policy rejected the request",
         ErrorCode::OffsetOutOfRange => "the offset is outside the partition's log; use --offset beginning or end",
         ErrorCode::RebalanceInProgress => "the group is rebalancing; retry once it is stable",
-        ErrorCode::UnknownMemberId | ErrorCode::IllegalGeneration => "the group moved on; the consumer rejoins",
+        ErrorCode::UnknownMemberId | ErrorCode::IllegalGeneration => {
+            "the group has active members, or moved on; for an operator's change, stop the group's consumers first"
+        }
         ErrorCode::TransactionalIdNotFound => "no such transactional id; list them with `rivulet transactions list`",
         ErrorCode::ClusterAuthorizationFailed
         | ErrorCode::TopicAuthorizationFailed
         | ErrorCode::GroupAuthorizationFailed
         | ErrorCode::TransactionalIdAuthorizationFailed => "the principal lacks the ACL for this operation",
         ErrorCode::SaslAuthenticationFailed => "check the SASL credentials in --command-config",
-        ErrorCode::InvalidRequest => "the broker rejected the request as malformed; this may be a client bug",
+        ErrorCode::InvalidRequest => "the broker refused the request as invalid; its message says why",
         ErrorCode::ResourceNotFound => "no such resource",
         ErrorCode::PreferredLeaderNotAvailable | ErrorCode::NotEnoughReplicas | ErrorCode::NotEnoughReplicasAfterAppend => {
             "too few in-sync replicas; check the brokers or lower min.insync.replicas"

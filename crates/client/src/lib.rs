@@ -57,6 +57,7 @@ pub mod admin;
 pub mod clock;
 pub mod cluster;
 pub mod config;
+pub mod config_keys;
 pub mod connection;
 pub mod consumer;
 pub mod error;

@@ -78,8 +78,10 @@ pub(crate) async fn list_offsets(
                 cluster.topic(&tp.topic).await?;
                 leader = cluster.refresh().await?.leader_for(&tp);
             }
-            let leader = leader
-                .ok_or_else(|| ClientError::kafka(ErrorCode::LeaderNotAvailable, tp.to_string()))?;
+            let leader = match leader {
+                Some(leader) => leader,
+                None => cluster.metadata().leader_or_error(&tp)?,
+            };
             by_leader.entry(leader).or_default().push((tp, timestamp));
         }
         let mut retry = Vec::new();

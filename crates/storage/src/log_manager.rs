@@ -109,7 +109,7 @@ impl LogManager {
                 .truncate(false)
                 .write(true)
                 .open(path.join(".lock"))
-                .map_err(io_err("opening .lock"))?;
+                .map_err(io_err(format!("opening {}", path.join(".lock").display())))?;
             match lock.try_lock() {
                 Ok(()) => {}
                 Err(fs::TryLockError::WouldBlock) => {
@@ -199,7 +199,7 @@ impl LogManager {
                     uuid_to_kafka(&Uuid::new_v4())
                 );
                 checkpoint::write_atomically(&path, text.as_bytes())
-                    .map_err(io_err("writing meta.properties"))?;
+                    .map_err(io_err(format!("writing {}", path.display())))?;
             }
         }
         Ok(cluster_id)

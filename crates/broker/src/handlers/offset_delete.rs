@@ -1,5 +1,6 @@
 //! OffsetDelete (key 47): delete a group's committed offsets for partitions it does
-//! not consume (GROUP_SUBSCRIBED_TO_TOPIC for those it does).
+//! not consume (GROUP_SUBSCRIBED_TO_TOPIC for those it does, UNKNOWN_TOPIC_OR_PARTITION
+//! for partitions the cluster does not have).
 
 use std::sync::Arc;
 
@@ -20,6 +21,21 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
         Ok(request) => request,
         Err(reply) => return reply,
     };
+    // As Kafka: a partition the cluster does not have is UNKNOWN_TOPIC_OR_PARTITION,
+    // never passed to the group (which would report it deleted).
+    let image = ctx.broker.metadata.image();
+    let exists: Vec<bool> = request
+        .topics
+        .iter()
+        .flat_map(|t| {
+            let image = &image;
+            t.partitions.iter().map(move |p| {
+                image
+                    .partition(t.name.as_str(), p.partition_index)
+                    .is_some()
+            })
+        })
+        .collect();
     let partitions: Vec<(String, i32)> = request
         .topics
         .iter()
@@ -28,11 +44,24 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
                 .iter()
                 .map(move |p| (t.name.to_string(), p.partition_index))
         })
+        .zip(exists.iter())
+        .filter(|(_, exists)| **exists)
+        .map(|(tp, _)| tp)
         .collect();
     let broker = Arc::clone(&ctx.broker);
     let group_id = request.group_id.to_string();
     let outcome =
         blocking(move || broker.groups.lock().delete_offsets(&group_id, &partitions)).await;
+    let outcome = outcome.map(|errors| {
+        let mut errors = errors.into_iter();
+        exists
+            .iter()
+            .map(|exists| match exists {
+                true => errors.next().unwrap_or(ErrorCode::UnknownServerError),
+                false => ErrorCode::UnknownTopicOrPartition,
+            })
+            .collect::<Vec<_>>()
+    });
     let response = match outcome {
         Err(code) => OffsetDeleteResponse::default().with_error_code(code.code()),
         Ok(errors) => {

@@ -182,12 +182,30 @@ impl Admin {
         rpc::commit_offsets(&self.cluster, group, &Committer::admin(), offsets).await
     }
 
-    /// Deletes the group's committed offsets for `partitions` (OffsetDelete).
+    /// Deletes the group's committed offsets for `partitions` (OffsetDelete);
+    /// fails on the first partition-level error.
     pub async fn delete_consumer_group_offsets(
         &self,
         group: &str,
         partitions: &[TopicPartition],
     ) -> Result<()> {
+        for (_, outcome) in self
+            .delete_consumer_group_offsets_each(group, partitions)
+            .await?
+        {
+            outcome?;
+        }
+        Ok(())
+    }
+
+    /// Deletes the group's committed offsets for `partitions` (OffsetDelete) and
+    /// returns each partition's outcome, as Kafka's `partitionResult`; `Err` for a
+    /// group-level error.
+    pub async fn delete_consumer_group_offsets_each(
+        &self,
+        group: &str,
+        partitions: &[TopicPartition],
+    ) -> Result<BTreeMap<TopicPartition, Result<()>>> {
         let mut topics: BTreeMap<String, Vec<OffsetDeleteRequestPartition>> = BTreeMap::new();
         for tp in partitions {
             topics
@@ -212,22 +230,20 @@ impl Admin {
             async move {
                 let response = connection.send(&request).await?;
                 ClientError::check(response.error_code, || format!("group {group}"), None)?;
+                let mut outcomes = BTreeMap::new();
                 for t in response.topics {
                     for p in t.partitions {
-                        ClientError::check(
-                            p.error_code,
-                            || format!("{}-{} in group {group}", t.name.0, p.partition_index),
-                            None,
-                        )?;
+                        let tp = TopicPartition::new(t.name.0.as_str(), p.partition_index);
+                        let context = format!("{tp} in group {group}");
+                        outcomes.insert(tp, ClientError::check(p.error_code, || context, None));
                     }
                 }
-                Ok(())
+                Ok(outcomes)
             }
         })
         .await
     }
 
-    /// Offsets by timestamp ([`rpc::EARLIEST_TIMESTAMP`], [`rpc::LATEST_TIMESTAMP`],
     /// [`rpc::MAX_TIMESTAMP`] or a time in ms) for each partition.
     pub async fn list_offsets(
         &self,

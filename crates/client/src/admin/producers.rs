@@ -9,7 +9,7 @@ use protocol::kafka::messages::write_txn_markers_request::{
     WritableTxnMarker, WritableTxnMarkerTopic,
 };
 use protocol::kafka::messages::{DescribeProducersRequest, ProducerId, WriteTxnMarkersRequest};
-use protocol::{ErrorCode, TopicPartition};
+use protocol::TopicPartition;
 
 use crate::admin::Admin;
 use crate::error::{ClientError, Result};
@@ -40,10 +40,7 @@ pub struct AbortTransactionSpec {
 impl Admin {
     async fn leader_of(&self, tp: &TopicPartition) -> Result<i32> {
         self.cluster.topic(&tp.topic).await?;
-        self.cluster
-            .metadata()
-            .leader_for(tp)
-            .ok_or_else(|| ClientError::kafka(ErrorCode::LeaderNotAvailable, tp.to_string()))
+        self.cluster.metadata().leader_or_error(tp)
     }
 
     /// The active producers of each partition, asked of its leader.

@@ -18,7 +18,7 @@ use protocol::kafka::messages::{
     DeleteRecordsRequest, DescribeConfigsRequest, DescribeTransactionsRequest,
     IncrementalAlterConfigsRequest, ListTransactionsRequest, TransactionalId,
 };
-use protocol::{ErrorCode, TopicPartition};
+use protocol::TopicPartition;
 
 use crate::admin::Admin;
 use crate::connection::Connection;
@@ -218,10 +218,7 @@ impl Admin {
             HashMap::new();
         for (tp, offset) in before {
             self.cluster.topic(&tp.topic).await?;
-            let leader =
-                self.cluster.metadata().leader_for(tp).ok_or_else(|| {
-                    ClientError::kafka(ErrorCode::LeaderNotAvailable, tp.to_string())
-                })?;
+            let leader = self.cluster.metadata().leader_or_error(tp)?;
             by_leader
                 .entry(leader)
                 .or_default()

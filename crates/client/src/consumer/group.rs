@@ -322,7 +322,10 @@ impl Membership {
     /// Leaves the group (LeaveGroup), so its partitions move at once.
     pub async fn leave(&mut self, cluster: &Arc<Cluster>, config: &ConsumerConfig) -> Result<()> {
         self.stop_heartbeat();
-        if !self.joined || self.member_id.is_empty() {
+        // As Java's consumer: a member that has an id leaves even while a join is
+        // pending (a Ctrl-C during a rebalance), so the group need not wait out its
+        // session.
+        if self.member_id.is_empty() {
             return Ok(());
         }
         self.joined = false;

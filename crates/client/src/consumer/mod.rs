@@ -296,14 +296,17 @@ impl Consumer {
                 }
             }
             let fetchable = self.fetchable();
-            if self
+            let unknown_leader = self
                 .fetcher
-                .send_fetches(&self.cluster, &self.config, &fetchable)
-            {
-                self.cluster.refresh().await?;
-            }
+                .send_fetches(&self.cluster, &self.config, &fetchable);
+            // Return drained records before any await: the positions moved past
+            // them, so a caller that drops this future (Ctrl-C) must not lose them.
+            // An unknown leader is reported again by the next send_fetches.
             if !records.is_empty() {
                 return Ok(records);
+            }
+            if unknown_leader {
+                self.cluster.refresh().await?;
             }
             if Instant::now() >= deadline {
                 return Ok(Vec::new());
@@ -810,7 +813,18 @@ impl Consumer {
 
     /// The partitions of `topic`.
     pub async fn partitions_for(&self, topic: &str) -> Result<Vec<TopicPartition>> {
-        let info = self.cluster.topic(topic).await?;
+        self.partitions_for_within(topic, self.config.common.request_timeout)
+            .await
+    }
+
+    /// The partitions of `topic`, UNKNOWN_TOPIC_OR_PARTITION once `timeout` passes
+    /// without the topic (the allow.auto.create.topics setting applies).
+    pub async fn partitions_for_within(
+        &self,
+        topic: &str,
+        timeout: Duration,
+    ) -> Result<Vec<TopicPartition>> {
+        let info = self.cluster.topic_within(topic, timeout).await?;
         Ok(info
             .partitions
             .iter()

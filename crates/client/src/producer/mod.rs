@@ -334,7 +334,7 @@ impl Producer {
                 return Err(ClientError::Kafka {
                     code: ErrorCode::UnknownTopicOrPartition,
                     context: format!("{}-{p}", record.topic),
-                    message: Some(format!("the topic has {partitions} partitions")),
+                    message: Some(crate::error::partition_count_message(partitions as usize)),
                 })
             }
             (None, Some(key)) if !config.partitioner_ignore_keys => {
