@@ -12,11 +12,16 @@ use std::ops::ControlFlow;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use protocol::time::Clock;
 use protocol::TopicPartition;
 use storage::checkpoint;
-use storage::cleaner::{clean, CleanerConfig};
+use storage::cleaner::CleanerConfig;
+use tokio::sync::watch;
 
-use crate::broker::{blocking, Broker};
+use crate::partition::SharedPartition;
+use crate::replica_manager::ReplicaManager;
+use crate::runtime::blocking;
+use crate::settings::CleanerSettings;
 
 pub const CLEANER_CHECKPOINT: &str = "cleaner-offset-checkpoint";
 
@@ -59,55 +64,43 @@ impl CleanerState {
     }
 }
 
-fn setting(broker: &Broker, key: &str, default: f64) -> f64 {
-    broker
-        .config
-        .raw
-        .get(key)
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .unwrap_or(default)
+/// What one cleaning pass works with: narrow handles, not the whole broker.
+struct Cleaner {
+    replicas: Arc<ReplicaManager>,
+    clock: Arc<dyn Clock>,
+    state: Arc<CleanerState>,
+    settings: CleanerSettings,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl Cleaner {
+    fn is_shutting_down(&self) -> bool {
+        *self.shutdown.borrow()
+    }
 }
 
 /// Cleans the dirtiest eligible log once; true if it cleaned something.
-fn clean_once(broker: &Broker, throttle_bytes_per_second: f64) -> bool {
+fn clean_once(broker: &Cleaner) -> bool {
     let now = broker.clock.now_ms();
-    let mut best: Option<(f64, replication::SharedPartition, i64)> = None;
+    let mut best: Option<(f64, SharedPartition, i64)> = None;
     for partition in broker.replicas.partitions() {
-        let tp = partition.topic_partition().clone();
         // Undecided transactions are never cleaned: stop at the last stable offset.
         let upper_bound = partition.last_stable_offset();
-        let log = partition.log().lock().unwrap_or_else(|p| p.into_inner());
-        let config = log.config();
-        if !config.cleanup_policy_compact {
+        let checkpoint = broker.state.get(partition.topic_partition());
+        let Some(view) = partition.compaction_view(checkpoint, upper_bound) else {
             continue;
-        }
-        let first_dirty = broker.cleaner.get(&tp).max(log.log_start_offset().0);
-        let dirtiness = log.dirtiness(first_dirty, upper_bound);
-        if dirtiness.dirty_bytes == 0 {
-            continue;
-        }
-        let min_ratio = config
-            .values
-            .get("min.cleanable.dirty.ratio")
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.5);
-        let max_lag = config
-            .values
-            .get("max.compaction.lag.ms")
-            .and_then(|v| v.parse::<i64>().ok())
-            .unwrap_or(i64::MAX);
+        };
         // max.compaction.lag.ms: the oldest dirty data (the first batch of the first
         // dirty segment, as Kafka measures it) must not wait longer than that.
-        let overdue = max_lag < i64::MAX
-            && log
-                .first_dirty_batch_timestamp(first_dirty)
-                .is_some_and(|ts| now.saturating_sub(ts) > max_lag);
-        let ratio = dirtiness.ratio();
-        if ratio >= min_ratio || overdue {
+        let overdue = view.max_compaction_lag_ms < i64::MAX
+            && view
+                .first_dirty_batch_timestamp
+                .is_some_and(|ts| now.saturating_sub(ts) > view.max_compaction_lag_ms);
+        let ratio = view.dirtiness.ratio();
+        if ratio >= view.min_cleanable_dirty_ratio || overdue {
             let score = if overdue { f64::INFINITY } else { ratio };
             if best.as_ref().is_none_or(|(s, _, _)| score > *s) {
-                drop(log);
-                best = Some((score, Arc::clone(&partition), first_dirty));
+                best = Some((score, Arc::clone(&partition), view.first_dirty));
             }
         }
     }
@@ -115,14 +108,10 @@ fn clean_once(broker: &Broker, throttle_bytes_per_second: f64) -> bool {
         return false;
     };
     let config = CleanerConfig {
-        dedupe_buffer_bytes: setting(
-            broker,
-            "log.cleaner.dedupe.buffer.size",
-            (128u64 << 20) as f64,
-        ) as usize,
+        dedupe_buffer_bytes: broker.settings.dedupe_buffer_bytes,
         ..CleanerConfig::default()
     };
-    let mut budget = Throttle::new(throttle_bytes_per_second);
+    let mut budget = Throttle::new(broker.settings.io_max_bytes_per_second);
     let started = budget.started;
     let upper_bound = partition.last_stable_offset();
     let mut pace = |bytes| {
@@ -131,13 +120,7 @@ fn clean_once(broker: &Broker, throttle_bytes_per_second: f64) -> bool {
         }
         budget.consume(bytes, || broker.is_shutting_down())
     };
-    match clean(
-        partition.log(),
-        first_dirty,
-        upper_bound,
-        &config,
-        &mut pace,
-    ) {
+    match partition.clean(first_dirty, upper_bound, &config, &mut pace) {
         Ok(Some(outcome)) => {
             let seconds = started.elapsed().as_secs_f64();
             // Kafka's cleaner logs the same figures ("Log cleaner thread 0 cleaned log ...").
@@ -150,7 +133,7 @@ fn clean_once(broker: &Broker, throttle_bytes_per_second: f64) -> bool {
                 "cleaner pass done"
             );
             broker
-                .cleaner
+                .state
                 .set(partition.topic_partition(), outcome.cleaned_up_to);
             true
         }
@@ -200,15 +183,15 @@ impl Throttle {
 }
 
 /// Writes the cleaner checkpoint of every log dir.
-fn write_checkpoints(broker: &Broker) {
+fn write_checkpoints(broker: &Cleaner) {
     let state = broker
-        .cleaner
+        .state
         .first_dirty
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .clone();
     let mut per_dir: BTreeMap<std::path::PathBuf, BTreeMap<TopicPartition, i64>> = BTreeMap::new();
-    for dir in broker.log_manager.log_dirs() {
+    for dir in broker.replicas.log_dirs() {
         per_dir.entry(dir).or_default();
     }
     for partition in broker.replicas.partitions() {
@@ -216,14 +199,7 @@ fn write_checkpoints(broker: &Broker) {
         let Some(offset) = state.get(tp) else {
             continue;
         };
-        let dir = partition
-            .log()
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .dir()
-            .parent()
-            .map(|p| p.to_path_buf());
-        if let Some(dir) = dir {
+        if let (Some(dir), _) = partition.log_dir_and_size() {
             per_dir.entry(dir).or_default().insert(tp.clone(), *offset);
         }
     }
@@ -235,44 +211,44 @@ fn write_checkpoints(broker: &Broker) {
 }
 
 /// Runs the cleaner until shutdown (`log.cleaner.enable=false` turns it off).
-pub async fn run(broker: Arc<Broker>) {
-    let enabled = broker
-        .config
-        .raw
-        .get("log.cleaner.enable")
-        .map(|v| v.trim() != "false")
-        .unwrap_or(true);
-    if !enabled {
+pub async fn run(
+    replicas: Arc<ReplicaManager>,
+    clock: Arc<dyn Clock>,
+    state: Arc<CleanerState>,
+    settings: CleanerSettings,
+    shutdown: watch::Receiver<bool>,
+) {
+    if !settings.enable {
         return;
     }
-    let backoff = Duration::from_millis(
-        setting(&broker, "log.cleaner.backoff.ms", 15_000.0).max(10.0) as u64,
-    );
-    let rate = setting(
-        &broker,
-        "log.cleaner.io.max.bytes.per.second",
-        f64::INFINITY,
-    );
-    let mut shutdown = broker.shutdown_signal();
+    let backoff = Duration::from_millis(settings.backoff_ms);
+    let mut signal = shutdown.clone();
+    let cleaner = Arc::new(Cleaner {
+        replicas,
+        clock,
+        state,
+        settings,
+        shutdown,
+    });
     loop {
-        let b = Arc::clone(&broker);
+        let c = Arc::clone(&cleaner);
         let cleaned = blocking(move || {
-            let cleaned = clean_once(&b, rate);
+            let cleaned = clean_once(&c);
             if cleaned {
-                write_checkpoints(&b);
+                write_checkpoints(&c);
             }
             cleaned
         })
         .await;
         if cleaned {
             // More may be waiting: look again at once, unless shutting down.
-            if broker.is_shutting_down() {
+            if cleaner.is_shutting_down() {
                 return;
             }
             continue;
         }
         tokio::select! {
-            _ = shutdown.changed() => return,
+            _ = signal.changed() => return,
             _ = tokio::time::sleep(backoff) => {}
         }
     }

@@ -2,7 +2,7 @@
 //! so that a new error variant fails to compile until it is mapped.
 
 use protocol::ErrorCode;
-use replication::ReplicationError;
+use replication::{AckError, ReplicationError};
 use storage::producer_state::ProducerError;
 use storage::{AppendError, StorageError};
 
@@ -45,7 +45,17 @@ pub fn replication_error_code(error: &ReplicationError) -> ErrorCode {
         ReplicationError::NotEnoughReplicas { .. } => ErrorCode::NotEnoughReplicas,
         ReplicationError::FencedLeaderEpoch { .. } => ErrorCode::FencedLeaderEpoch,
         ReplicationError::UnknownLeaderEpoch { .. } => ErrorCode::UnknownLeaderEpoch,
+        ReplicationError::Ack { error, .. } => ack_error_code(error),
         ReplicationError::Append(e) => append_error_code(e),
         ReplicationError::Storage(e) => storage_error_code(e),
+    }
+}
+
+pub fn ack_error_code(error: &AckError) -> ErrorCode {
+    match error {
+        AckError::NotLeaderOrFollower => ErrorCode::NotLeaderOrFollower,
+        AckError::NotEnoughReplicasAfterAppend => ErrorCode::NotEnoughReplicasAfterAppend,
+        AckError::RequestTimedOut => ErrorCode::RequestTimedOut,
+        AckError::UnknownTopicOrPartition => ErrorCode::UnknownTopicOrPartition,
     }
 }

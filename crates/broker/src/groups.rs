@@ -1,156 +1,129 @@
 //! Wiring of the group coordinator into the broker: its `__consumer_offsets`
 //! partitions (created on first use, as Kafka does), loading them at start-up,
-//! the timer that drives its timeouts, and the lock around it.
+//! the timer that drives its timeouts, the lock around it, and the writer task
+//! that appends what it queues (outside the lock) and reports each result back.
 
+use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use bytes::Bytes;
-use coordinator::{GroupConfig, GroupCoordinator, LoadEntry, OffsetsLog};
-use metadata::TopicSpec;
-use protocol::records::{decode_records, BatchBuilder, Compression, NewRecord};
+use coordinator::{GroupConfig, GroupCoordinator, GroupWrite, LoadEntry, WriteId};
+use protocol::random::Random;
+use protocol::records::{BatchBuilder, Compression, NewRecord};
 use protocol::time::Clock;
 use protocol::{ErrorCode, TopicPartition};
-use replication::ReplicaManager;
 use storage::Origin;
+use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::broker::{blocking, Broker};
-use crate::config::BrokerConfig;
-use crate::errors::replication_error_code;
+use crate::errors::{ack_error_code, replication_error_code};
+use crate::partition::Acks;
+use crate::replica_manager::ReplicaManager;
+use crate::runtime::blocking;
 
-pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+pub use crate::controller_client::OFFSETS_TOPIC;
 
-/// Coordinator settings from the broker config.
-pub fn group_config(config: &BrokerConfig) -> GroupConfig {
-    let int = |key: &str, default: i64| {
-        config
-            .raw
-            .get(key)
-            .and_then(|v| v.trim().parse::<i64>().ok())
-            .unwrap_or(default)
-    };
-    let defaults = GroupConfig::default();
-    GroupConfig {
-        min_session_timeout_ms: int(
-            "group.min.session.timeout.ms",
-            i64::from(defaults.min_session_timeout_ms),
-        ) as i32,
-        max_session_timeout_ms: int(
-            "group.max.session.timeout.ms",
-            i64::from(defaults.max_session_timeout_ms),
-        ) as i32,
-        initial_rebalance_delay_ms: int(
-            "group.initial.rebalance.delay.ms",
-            defaults.initial_rebalance_delay_ms,
-        ),
-        max_size: int("group.max.size", i64::from(i32::MAX)).max(1) as usize,
-        offsets_retention_ms: int("offsets.retention.minutes", 10_080) * 60_000,
-        offsets_retention_check_interval_ms: int(
-            "offsets.retention.check.interval.ms",
-            defaults.offsets_retention_check_interval_ms,
-        ),
-        offset_metadata_max_bytes: int("offset.metadata.max.bytes", 4096).max(0) as usize,
-        offsets_partitions: int("offsets.topic.num.partitions", 50).max(1) as i32,
-        new_member_join_timeout_ms: defaults.new_member_join_timeout_ms,
-    }
-}
+/// How long a `__consumer_offsets` append waits for the ISR (Kafka's
+/// `offsets.commit.timeout.ms`, 5 s).
+const OFFSETS_COMMIT_TIMEOUT_MS: i64 = 5_000;
 
-/// Appends the coordinator's records to `__consumer_offsets` as an acks=all produce.
-struct ReplicaOffsetsLog {
-    broker: std::sync::Weak<Broker>,
-    clock: Arc<dyn Clock>,
-}
+/// The most coordinator writes queued for the writer; beyond it a write fails
+/// with COORDINATOR_NOT_AVAILABLE (the client retries).
+const MAX_QUEUED_WRITES: usize = 16 * 1024;
 
-impl OffsetsLog for ReplicaOffsetsLog {
-    fn append(&self, partition: i32, records: &[(Bytes, Option<Bytes>)]) -> Result<(), ErrorCode> {
-        self.append_batch(partition, records, None)
-    }
+/// A coordinator write on its way to the writer task.
+type Job = (WriteId, GroupWrite);
 
-    fn append_transactional(
-        &self,
-        partition: i32,
-        records: &[(Bytes, Option<Bytes>)],
-        producer_id: i64,
-        producer_epoch: i16,
-    ) -> Result<(), ErrorCode> {
-        self.append_batch(partition, records, Some((producer_id, producer_epoch)))
-    }
-}
-
-impl ReplicaOffsetsLog {
-    fn append_batch(
-        &self,
-        partition: i32,
-        records: &[(Bytes, Option<Bytes>)],
-        producer: Option<(i64, i16)>,
-    ) -> Result<(), ErrorCode> {
-        let broker = self
-            .broker
-            .upgrade()
-            .ok_or(ErrorCode::CoordinatorNotAvailable)?;
-        let tp = TopicPartition::new(OFFSETS_TOPIC, partition);
-        let partition = broker.replicas.get(&tp).ok_or(ErrorCode::NotCoordinator)?;
-        let now = self.clock.now_ms();
-        let mut builder = BatchBuilder::new(Compression::None);
-        if let Some((producer_id, producer_epoch)) = producer {
-            builder = builder
-                .producer(producer_id, producer_epoch, -1)
-                .transactional(true);
-        }
-        for (key, value) in records {
-            builder.append(&NewRecord {
-                timestamp: now,
-                key: Some(key),
-                value: value.as_deref(),
-                headers: &[],
-            });
-        }
-        let batch = builder.build().map_err(|_| ErrorCode::UnknownServerError)?;
-        match partition.append_as_leader(&batch, -1, Origin::Coordinator) {
-            Ok(outcome) => {
-                if outcome.flush_now {
-                    partition
-                        .flush(outcome.info.last_offset.0 + 1)
-                        .map_err(|e| replication_error_code(&e))?;
-                }
-                Ok(())
-            }
-            Err(e) => {
-                tracing::warn!(partition = %tp, error = %e, "writing to __consumer_offsets failed");
-                Err(replication_error_code(&e))
-            }
-        }
-    }
-}
-
-/// The group coordinator behind its lock.
+/// The group coordinator behind its lock, and the queue to its writer.
 pub struct Groups {
     core: Mutex<GroupCoordinator>,
     partitions: i32,
+    writes: mpsc::Sender<Job>,
 }
+
+/// The locked coordinator. Dropping it hands the writes its calls queued to the
+/// writer, so no call path can forget them, and none waits for them under the lock.
+pub struct GroupsGuard<'a> {
+    core: MutexGuard<'a, GroupCoordinator>,
+    writes: &'a mpsc::Sender<Job>,
+}
+
+impl Deref for GroupsGuard<'_> {
+    type Target = GroupCoordinator;
+    fn deref(&self) -> &GroupCoordinator {
+        &self.core
+    }
+}
+
+impl DerefMut for GroupsGuard<'_> {
+    fn deref_mut(&mut self) -> &mut GroupCoordinator {
+        &mut self.core
+    }
+}
+
+impl Drop for GroupsGuard<'_> {
+    fn drop(&mut self) {
+        loop {
+            let writes = self.core.take_writes();
+            if writes.is_empty() {
+                return;
+            }
+            for (id, write) in writes {
+                if self.writes.try_send((id, write)).is_err() {
+                    tracing::warn!(
+                        "too many __consumer_offsets writes queued, or the writer stopped"
+                    );
+                    self.core
+                        .write_completed(id, Err(ErrorCode::CoordinatorNotAvailable));
+                }
+            }
+        }
+    }
+}
+
+/// The receiving end of [`Groups`]' writes, for [`run_writer`].
+pub struct GroupWrites(mpsc::Receiver<Job>);
 
 impl Groups {
     pub fn new(
-        config: &BrokerConfig,
+        config: GroupConfig,
         clock: Arc<dyn Clock>,
-        broker: std::sync::Weak<Broker>,
-    ) -> Groups {
-        let group_config = group_config(config);
-        let partitions = group_config.offsets_partitions;
-        let log = Arc::new(ReplicaOffsetsLog {
-            broker,
-            clock: Arc::clone(&clock),
-        });
-        Groups {
-            core: Mutex::new(GroupCoordinator::new(group_config, clock, log)),
+        random: Arc<dyn Random>,
+    ) -> (Groups, GroupWrites) {
+        let partitions = config.offsets_partitions;
+        let (tx, rx) = mpsc::channel(MAX_QUEUED_WRITES);
+        let groups = Groups {
+            core: Mutex::new(GroupCoordinator::new(config, clock, random)),
             partitions,
+            writes: tx,
+        };
+        (groups, GroupWrites(rx))
+    }
+
+    /// The coordinator, locked. Its calls only change memory (writes are queued
+    /// and carried out by the writer once the guard is dropped): never hold it
+    /// across an `.await`.
+    pub fn lock(&self) -> GroupsGuard<'_> {
+        GroupsGuard {
+            core: self.core.lock().unwrap_or_else(|p| p.into_inner()),
+            writes: &self.writes,
         }
     }
 
-    /// The coordinator, locked. Its calls may write to `__consumer_offsets`: hold
-    /// it on a blocking thread, never across an `.await`.
-    pub fn lock(&self) -> MutexGuard<'_, GroupCoordinator> {
-        self.core.lock().unwrap_or_else(|p| p.into_inner())
+    /// Calls `f` with a way to answer, and waits for the answer (at once, or when
+    /// the write it queued is done). `None` if it can never come.
+    pub async fn ask<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut GroupCoordinator, Box<dyn FnOnce(T) + Send>),
+    ) -> Option<T> {
+        let (tx, rx) = oneshot::channel();
+        f(
+            &mut self.lock(),
+            Box::new(move |answer| {
+                // The requester may be gone (connection closed).
+                let _ = tx.send(answer);
+            }),
+        );
+        rx.await.ok()
     }
 
     pub fn partitions(&self) -> i32 {
@@ -158,51 +131,93 @@ impl Groups {
     }
 }
 
-/// Creates `__consumer_offsets` if it does not exist yet. Its replication factor
-/// is `offsets.topic.replication.factor` capped by the brokers registered, so a
-/// single node works without extra settings.
-pub async fn ensure_offsets_topic(broker: &Arc<Broker>) -> Result<(), ErrorCode> {
-    if broker.metadata.image().topic(OFFSETS_TOPIC).is_some() {
-        return Ok(());
+/// Builds the batch for a coordinator write: one record per key, stamped `now`.
+fn offsets_batch(write: &GroupWrite, now: i64) -> Result<Vec<u8>, ErrorCode> {
+    let mut builder = BatchBuilder::new(Compression::None);
+    if let Some((producer_id, producer_epoch)) = write.producer {
+        builder = builder
+            .producer(producer_id, producer_epoch, -1)
+            .transactional(true);
     }
-    let config = &broker.config;
-    let brokers = broker.metadata.image().brokers.len().max(1) as i64;
-    let wanted_rf = config
-        .raw
-        .get("offsets.topic.replication.factor")
-        .and_then(|v| v.parse::<i64>().ok())
-        .unwrap_or(3);
-    let segment_bytes = config
-        .raw
-        .get("offsets.topic.segment.bytes")
-        .cloned()
-        .unwrap_or_else(|| "104857600".into());
-    let spec = TopicSpec {
-        name: OFFSETS_TOPIC.into(),
-        num_partitions: broker.groups.partitions(),
-        replication_factor: wanted_rf.min(brokers) as i16,
-        assignments: Vec::new(),
-        configs: vec![
-            ("cleanup.policy".into(), Some("compact".into())),
-            ("compression.type".into(), Some("producer".into())),
-            ("segment.bytes".into(), Some(segment_bytes)),
-        ],
+    for (key, value) in &write.records {
+        builder.append(&NewRecord {
+            timestamp: now,
+            key: Some(key),
+            value: value.as_deref(),
+            headers: &[],
+        });
+    }
+    builder.build().map_err(|_| ErrorCode::UnknownServerError)
+}
+
+/// Appends `batch` to a partition of an internal topic as an acks=all produce and
+/// waits for the ISR. Small batches are page-cache writes done on this task (as
+/// produce requests are); fsyncs go to the blocking pool.
+pub(crate) async fn append_internal(
+    replicas: &ReplicaManager,
+    tp: &TopicPartition,
+    batch: Vec<u8>,
+    timeout_ms: i64,
+) -> Result<(), ErrorCode> {
+    let partition = replicas.get(tp).ok_or(ErrorCode::NotCoordinator)?;
+    let appended = partition.append_as_leader(&batch, -1, Origin::Coordinator, timeout_ms);
+    let outcome = appended.map_err(|e| {
+        tracing::warn!(partition = %tp, error = %e, "internal append failed");
+        replication_error_code(&e)
+    })?;
+    if outcome.flush_now {
+        let up_to = outcome.info.last_offset.0 + 1;
+        let p = Arc::clone(&partition);
+        blocking(move || p.flush(up_to))
+            .await
+            .map_err(|e| replication_error_code(&e))?;
+    }
+    if let Some(up_to) = outcome.flush_rolled_up_to {
+        let p = Arc::clone(&partition);
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = p.flush(up_to) {
+                tracing::warn!(partition = %p.topic_partition(), error = %e, "flushing a rolled segment failed");
+            }
+        });
+    }
+    let acked = match outcome.acks {
+        Acks::Done(answer) => answer,
+        Acks::Waiting(rx) => partition.wait_for_acks(rx, timeout_ms).await,
     };
-    let outcomes = broker.create_topics(vec![spec], false).await;
-    match outcomes.first().map(|o| &o.result) {
-        Some(Ok(_)) => {
-            tracing::info!(
-                partitions = broker.groups.partitions(),
-                "created {OFFSETS_TOPIC}"
-            );
-            Ok(())
-        }
-        Some(Err((ErrorCode::TopicAlreadyExists, _))) => Ok(()),
-        Some(Err((code, message))) => {
-            tracing::error!(error = %code, %message, "cannot create {OFFSETS_TOPIC}");
-            Err(ErrorCode::CoordinatorNotAvailable)
-        }
-        None => Err(ErrorCode::CoordinatorNotAvailable),
+    acked.map_err(|e| ack_error_code(&e))
+}
+
+/// Appends the coordinator's writes to `__consumer_offsets`, one at a time and in
+/// the order queued, and reports each back, so the coordinator's memory changes in
+/// log order. Until shutdown; writes still queued then fail with
+/// COORDINATOR_NOT_AVAILABLE.
+pub async fn run_writer(
+    groups: Arc<Groups>,
+    replicas: Arc<ReplicaManager>,
+    clock: Arc<dyn Clock>,
+    GroupWrites(mut queue): GroupWrites,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let job = tokio::select! {
+            _ = shutdown.changed() => break,
+            job = queue.recv() => job,
+        };
+        let Some((id, write)) = job else {
+            break;
+        };
+        let tp = TopicPartition::new(OFFSETS_TOPIC, write.partition);
+        let result = match offsets_batch(&write, clock.now_ms()) {
+            Ok(batch) => append_internal(&replicas, &tp, batch, OFFSETS_COMMIT_TIMEOUT_MS).await,
+            Err(e) => Err(e),
+        };
+        groups.lock().write_completed(id, result);
+    }
+    queue.close();
+    while let Ok((id, _)) = queue.try_recv() {
+        groups
+            .lock()
+            .write_completed(id, Err(ErrorCode::CoordinatorNotAvailable));
     }
 }
 
@@ -213,48 +228,33 @@ pub fn load_groups(groups: &Groups, replicas: &ReplicaManager) -> Result<usize, 
         let Some(p) = replicas.get(&TopicPartition::new(OFFSETS_TOPIC, partition)) else {
             continue;
         };
-        let log = p.log().lock().unwrap_or_else(|e| e.into_inner());
-        let end = log.log_end_offset().0;
-        let mut offset = log.log_start_offset().0;
-        while offset < end {
-            let bytes = log
-                .read_bytes(offset, end, 8 << 20)
-                .map_err(|e| e.to_string())?;
-            if bytes.is_empty() {
-                break;
-            }
-            let mut rest = &bytes[..];
-            while !rest.is_empty() {
-                let (header, batch) = decode_records(rest, 256 << 20).map_err(|e| e.to_string())?;
-                rest = &rest[header.size()..];
-                offset = header.next_offset();
-                if header.is_control() {
-                    if let Some(record) = batch.first() {
-                        let kind = record
-                            .key
-                            .as_ref()
-                            .filter(|k| k.len() >= 4)
-                            .map(|k| i16::from_be_bytes([k[2], k[3]]));
-                        records.push(LoadEntry::Marker {
-                            producer_id: header.producer_id,
-                            commit: kind == Some(1),
-                        });
-                    }
-                    continue;
+        p.replay(|header, batch| {
+            if header.is_control() {
+                if let Some(record) = batch.first() {
+                    let kind = record
+                        .key
+                        .as_ref()
+                        .filter(|k| k.len() >= 4)
+                        .map(|k| i16::from_be_bytes([k[2], k[3]]));
+                    records.push(LoadEntry::Marker {
+                        producer_id: header.producer_id,
+                        commit: kind == Some(1),
+                    });
                 }
-                let producer_id = (header.is_transactional() && header.has_producer_id())
-                    .then_some(header.producer_id);
-                for record in batch {
-                    if let Some(key) = record.key {
-                        records.push(LoadEntry::Record {
-                            key,
-                            value: record.value,
-                            producer_id,
-                        });
-                    }
+                return;
+            }
+            let producer_id = (header.is_transactional() && header.has_producer_id())
+                .then_some(header.producer_id);
+            for record in batch {
+                if let Some(key) = record.key {
+                    records.push(LoadEntry::Record {
+                        key,
+                        value: record.value,
+                        producer_id,
+                    });
                 }
             }
-        }
+        })?;
     }
     let count = records.len();
     groups
@@ -265,17 +265,13 @@ pub fn load_groups(groups: &Groups, replicas: &ReplicaManager) -> Result<usize, 
 }
 
 /// Drives the coordinator's timeouts until shutdown.
-pub async fn run_timer(broker: Arc<Broker>) {
-    let mut shutdown = broker.shutdown_signal();
+pub async fn run_timer(groups: Arc<Groups>, mut shutdown: watch::Receiver<bool>) {
     let mut interval = tokio::time::interval(Duration::from_millis(50));
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = shutdown.changed() => return,
-            _ = interval.tick() => {
-                let b = Arc::clone(&broker);
-                blocking(move || b.groups.lock().tick()).await;
-            }
+            _ = interval.tick() => groups.lock().tick(),
         }
     }
 }

@@ -1,6 +1,6 @@
 //! The Rivulet broker: a Kafka broker that unmodified Kafka clients use.
 //!
-//! [`broker::RunningBroker::start`] brings one up from a [`config::BrokerConfig`];
+//! [`server::RunningBroker::start`] brings one up from a [`config::BrokerConfig`];
 //! [`network`] serves connections; [`handlers`] holds one file per Kafka API.
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
@@ -11,13 +11,22 @@ pub mod clock;
 pub mod cluster_config;
 pub mod config;
 pub mod configs;
+pub mod controller_client;
 pub mod errors;
 pub mod groups;
 pub mod handlers;
 pub mod metadata_store;
 pub mod network;
+pub mod partition;
+pub mod random;
+pub mod replica_manager;
+pub mod runtime;
+pub mod server;
+pub mod settings;
+pub mod signal;
 pub mod storage_format;
 pub mod transactions;
 
-pub use broker::{Broker, BrokerError, RunningBroker};
+pub use broker::Broker;
 pub use config::BrokerConfig;
+pub use server::{BrokerError, RunningBroker};

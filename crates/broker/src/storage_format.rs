@@ -219,8 +219,8 @@ pub fn format(
                 (Some(_), None) => ("dynamic metadata directory", None),
             }
         };
-        let directory_id =
-            directory_id.unwrap_or_else(|| random_kafka_uuid(|| fresh_directory_id(&used)));
+        let directory_id = directory_id
+            .unwrap_or_else(|| random_kafka_uuid(|| fresh_directory_id(&used, &Uuid::new_v4)));
         used.insert(directory_id);
         writeln!(
             out,
@@ -234,9 +234,12 @@ pub fn format(
 }
 
 /// A random directory id not used by another directory of this node.
-fn fresh_directory_id(used: &std::collections::BTreeSet<Uuid>) -> Uuid {
+fn fresh_directory_id(
+    used: &std::collections::BTreeSet<Uuid>,
+    new_uuid: &dyn Fn() -> Uuid,
+) -> Uuid {
     loop {
-        let id = Uuid::new_v4();
+        let id = new_uuid();
         if !used.contains(&id) {
             return id;
         }
@@ -248,7 +251,11 @@ fn fresh_directory_id(used: &std::collections::BTreeSet<Uuid>) -> Uuid {
 /// With a configured quorum every directory must be formatted (by `rivulet storage
 /// format`) for this node id and one cluster id. The embedded node formats what is
 /// not formatted yet, keeping the cluster id it already has.
-pub fn check_at_start(config: &BrokerConfig) -> Result<String, FormatError> {
+/// `new_uuid` draws the random ids (cluster and directory ids) it needs.
+pub fn check_at_start(
+    config: &BrokerConfig,
+    new_uuid: &dyn Fn() -> Uuid,
+) -> Result<String, FormatError> {
     let dirs = directories(config);
     let metadata_dir = &config.metadata_log_dir;
     let ensemble = Ensemble::load(&dirs, Some(metadata_dir))?;
@@ -281,14 +288,14 @@ pub fn check_at_start(config: &BrokerConfig) -> Result<String, FormatError> {
     }
     let cluster_id = match ensemble.cluster_id() {
         Some(id) => id.to_string(),
-        None => uuid_to_kafka(&random_kafka_uuid(Uuid::new_v4)),
+        None => uuid_to_kafka(&random_kafka_uuid(new_uuid)),
     };
     let mut used = ensemble.directory_ids();
     // v1 files without a directory id get one (Kafka rewrites them at start-up);
     // the embedded node formats its empty directories.
     for (dir, meta) in &ensemble.props {
         if meta.directory_id.is_none() {
-            let id = random_kafka_uuid(|| fresh_directory_id(&used));
+            let id = random_kafka_uuid(|| fresh_directory_id(&used, new_uuid));
             used.insert(id);
             tracing::info!(dir = %dir.display(), "Rewriting meta.properties with a directory id");
             MetaProperties {
@@ -299,7 +306,7 @@ pub fn check_at_start(config: &BrokerConfig) -> Result<String, FormatError> {
         }
     }
     for dir in &ensemble.empty {
-        let id = random_kafka_uuid(|| fresh_directory_id(&used));
+        let id = random_kafka_uuid(|| fresh_directory_id(&used, new_uuid));
         used.insert(id);
         tracing::info!(dir = %dir.display(), cluster_id = %cluster_id, "formatting log directory");
         MetaProperties::v1(&cluster_id, config.node_id, id).write(dir)?;

@@ -52,6 +52,10 @@ fn run_format(config: &BrokerConfig, options: &FormatOptions) -> Result<String, 
         .map_err(|e| e.to_string())
 }
 
+fn check_at_start_random(config: &BrokerConfig) -> Result<String, FormatError> {
+    check_at_start(config, &Uuid::new_v4)
+}
+
 fn meta(dir: &Path) -> MetaProperties {
     MetaProperties::read(dir).unwrap().unwrap()
 }
@@ -245,13 +249,15 @@ fn a_configured_node_refuses_unformatted_or_foreign_storage() {
     let root = tempfile::tempdir().unwrap();
     let r = root.path();
     assert_eq!(
-        check_at_start(&voter(r, "1")).unwrap_err().to_string(),
+        check_at_start_random(&voter(r, "1"))
+            .unwrap_err()
+            .to_string(),
         "No readable meta.properties files found."
     );
     run_format(&voter(r, "1"), &options(false)).unwrap();
-    assert_eq!(check_at_start(&voter(r, "1")).unwrap(), CLUSTER);
+    assert_eq!(check_at_start_random(&voter(r, "1")).unwrap(), CLUSTER);
     assert_eq!(
-        check_at_start(&voter(r, "2")).unwrap_err().to_string(),
+        check_at_start_random(&voter(r, "2")).unwrap_err().to_string(),
         format!("Stored node id 1 doesn't match previous node id 2 in {}. If you moved your data, make sure your configured node id matches. If you intend to create a new node, you should remove all data in your data directories.", r.join("a").join("meta.properties").display())
     );
 
@@ -260,7 +266,9 @@ fn a_configured_node_refuses_unformatted_or_foreign_storage() {
         .write(&r.join("b"))
         .unwrap();
     assert_eq!(
-        check_at_start(&voter(r, "1")).unwrap_err().to_string(),
+        check_at_start_random(&voter(r, "1"))
+            .unwrap_err()
+            .to_string(),
         format!(
             "Invalid cluster.id in: {}. Expected {CLUSTER}, but read AAAAAAAAAAAAAAAAAAAAAw",
             r.join("b").join("meta.properties").display()
@@ -270,14 +278,14 @@ fn a_configured_node_refuses_unformatted_or_foreign_storage() {
     // An empty data directory.
     std::fs::remove_file(r.join("b").join("meta.properties")).unwrap();
     assert_eq!(
-        check_at_start(&voter(r, "1")).unwrap_err().to_string(),
+        check_at_start_random(&voter(r, "1")).unwrap_err().to_string(),
         format!("No `meta.properties` found in {} (have you run `rivulet storage format` to format the directory?)", r.join("b").display())
     );
 
     // A lost metadata directory.
     run_format(&voter(r, "1"), &options(true)).unwrap();
     std::fs::remove_dir_all(r.join("meta")).unwrap();
-    assert!(check_at_start(&voter(r, "1"))
+    assert!(check_at_start_random(&voter(r, "1"))
         .unwrap_err()
         .to_string()
         .starts_with(&format!(
@@ -291,13 +299,13 @@ fn the_embedded_node_formats_itself_and_keeps_its_cluster_id() {
     let root = tempfile::tempdir().unwrap();
     let r = root.path();
     let embedded = config(r, &[]);
-    let cluster_id = check_at_start(&embedded).unwrap();
+    let cluster_id = check_at_start_random(&embedded).unwrap();
     check_cluster_id(&cluster_id).unwrap();
     for dir in ["a", "b", "meta"] {
         assert_eq!(meta(&r.join(dir)).cluster_id.as_deref(), Some(&*cluster_id));
         assert_eq!(meta(&r.join(dir)).node_id, Some(1));
     }
-    assert_eq!(check_at_start(&embedded).unwrap(), cluster_id);
+    assert_eq!(check_at_start_random(&embedded).unwrap(), cluster_id);
 
     // A directory added later joins the same cluster.
     let wider = config(
@@ -307,12 +315,12 @@ fn the_embedded_node_formats_itself_and_keeps_its_cluster_id() {
             &format!("{},{}", r.join("a").display(), r.join("c").display()),
         )],
     );
-    assert_eq!(check_at_start(&wider).unwrap(), cluster_id);
+    assert_eq!(check_at_start_random(&wider).unwrap(), cluster_id);
     assert_eq!(meta(&r.join("c")).cluster_id.as_deref(), Some(&*cluster_id));
 
     // Its node id is checked as any node's.
     let renamed = config(r, &[("node.id", "9")]);
-    assert!(check_at_start(&renamed)
+    assert!(check_at_start_random(&renamed)
         .unwrap_err()
         .to_string()
         .starts_with("Stored node id 1 doesn't match previous node id 9 in "));
@@ -330,7 +338,7 @@ fn a_pre_format_directory_without_a_directory_id_gets_one() {
         )
         .unwrap();
     }
-    assert_eq!(check_at_start(&config(r, &[])).unwrap(), CLUSTER);
+    assert_eq!(check_at_start_random(&config(r, &[])).unwrap(), CLUSTER);
     let ids: std::collections::BTreeSet<_> = ["a", "b", "meta"]
         .iter()
         .map(|d| meta(&r.join(d)).directory_id.unwrap())

@@ -1,198 +1,203 @@
 //! Wiring of the transaction coordinator into the broker: `__transaction_state`
-//! (created on first use), markers written through the replica manager, producer
-//! id blocks from the metadata log, loading at start-up, and the timer that aborts
-//! timed-out transactions and expires idle producers.
+//! (created on first use), the writer task that carries out what the coordinator
+//! queues (its records, and markers through the replica manager) outside its
+//! lock, producer id blocks from the metadata log, loading at start-up, and the
+//! timer that aborts timed-out transactions and expires idle producers.
 
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::collections::VecDeque;
+use std::ops::{Deref, DerefMut};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use bytes::Bytes;
-use coordinator::{MarkerWriter, ProducerIdSource, TxnConfig, TxnCoordinator, TxnLog};
-use metadata::{MetadataRecord, TopicSpec};
-use protocol::records::{decode_records, BatchBuilder, Compression, NewRecord};
+use coordinator::{ProducerIdSource, TxnCallback, TxnConfig, TxnCoordinator, TxnWrite, WriteId};
+use protocol::records::{BatchBuilder, Compression, NewRecord};
 use protocol::time::Clock;
 use protocol::{ErrorCode, TopicPartition};
-use replication::ReplicaManager;
 use storage::producer_state::{marker_batch, CONTROL_ABORT, CONTROL_COMMIT};
-use storage::Origin;
+use tokio::sync::{mpsc, oneshot, watch, Mutex as AsyncMutex};
 
-use crate::broker::{blocking, Broker};
-use crate::config::BrokerConfig;
-use crate::errors::replication_error_code;
-use crate::groups::OFFSETS_TOPIC;
+use crate::controller_client::ControllerClient;
+use crate::groups::{append_internal, Groups, OFFSETS_TOPIC};
+use crate::replica_manager::ReplicaManager;
+use crate::runtime::blocking;
+use crate::settings::Settings;
 
-pub const TRANSACTION_TOPIC: &str = "__transaction_state";
+pub use crate::controller_client::TRANSACTION_TOPIC;
 /// Producer ids a broker takes from the metadata log at a time.
 const PRODUCER_ID_BLOCK: i64 = 1000;
 
-fn raw_int(config: &BrokerConfig, key: &str, default: i64) -> i64 {
-    config
-        .raw
-        .get(key)
-        .and_then(|v| v.trim().parse::<i64>().ok())
-        .unwrap_or(default)
+/// How long an internal append waits for the ISR (Kafka's `request.timeout.ms`).
+const INTERNAL_APPEND_TIMEOUT_MS: i64 = 30_000;
+
+/// When fewer producer ids than this are at hand, InitProducerId takes a new
+/// block from the metadata log first.
+const PRODUCER_IDS_LOW: i64 = 100;
+
+/// The most coordinator writes queued for the writer (as for groups).
+const MAX_QUEUED_WRITES: usize = 16 * 1024;
+
+type Job = (WriteId, TxnWrite);
+
+/// The producer ids this broker holds, taken from the metadata log a block at a
+/// time. The coordinator takes them without waiting; InitProducerId tops them up
+/// before it asks.
+pub struct ProducerIds {
+    /// `[start, end)` ranges, oldest first.
+    blocks: Mutex<VecDeque<(i64, i64)>>,
+    controller: Arc<ControllerClient>,
+    /// One allocation at a time.
+    refill: AsyncMutex<()>,
 }
 
-pub fn txn_config(config: &BrokerConfig) -> TxnConfig {
-    TxnConfig {
-        max_timeout_ms: raw_int(config, "transaction.max.timeout.ms", 900_000) as i32,
-        partitions: raw_int(config, "transaction.state.log.num.partitions", 50).max(1) as i32,
-        id_expiration_ms: raw_int(config, "transactional.id.expiration.ms", 604_800_000),
-        offsets_partitions: raw_int(config, "offsets.topic.num.partitions", 50).max(1) as i32,
-    }
-}
-
-/// Appends one record to a partition of an internal topic as an acks=all produce.
-fn append_internal(broker: &Broker, tp: &TopicPartition, batch: &[u8]) -> Result<(), ErrorCode> {
-    let partition = broker.replicas.get(tp).ok_or(ErrorCode::NotCoordinator)?;
-    let outcome = partition
-        .append_as_leader(batch, -1, Origin::Coordinator)
-        .map_err(|e| {
-            tracing::warn!(partition = %tp, error = %e, "internal append failed");
-            replication_error_code(&e)
-        })?;
-    if outcome.flush_now {
-        partition
-            .flush(outcome.info.last_offset.0 + 1)
-            .map_err(|e| replication_error_code(&e))?;
-    }
-    Ok(())
-}
-
-struct Wiring {
-    broker: Weak<Broker>,
-    clock: Arc<dyn Clock>,
-}
-
-impl Wiring {
-    fn broker(&self) -> Result<Arc<Broker>, ErrorCode> {
-        self.broker
-            .upgrade()
-            .ok_or(ErrorCode::CoordinatorNotAvailable)
-    }
-}
-
-impl TxnLog for Wiring {
-    fn append(&self, partition: i32, key: Bytes, value: Option<Bytes>) -> Result<(), ErrorCode> {
-        let broker = self.broker()?;
-        let mut builder = BatchBuilder::new(Compression::None);
-        builder.append(&NewRecord {
-            timestamp: self.clock.now_ms(),
-            key: Some(&key),
-            value: value.as_deref(),
-            headers: &[],
-        });
-        let batch = builder.build().map_err(|_| ErrorCode::UnknownServerError)?;
-        append_internal(
-            &broker,
-            &TopicPartition::new(TRANSACTION_TOPIC, partition),
-            &batch,
-        )
-    }
-}
-
-impl MarkerWriter for Wiring {
-    fn write_markers(
-        &self,
-        producer_id: i64,
-        producer_epoch: i16,
-        commit: bool,
-        coordinator_epoch: i32,
-        partitions: &[(String, i32)],
-    ) -> Result<(), ErrorCode> {
-        let broker = self.broker()?;
-        let kind = if commit {
-            CONTROL_COMMIT
-        } else {
-            CONTROL_ABORT
-        };
-        let batch = marker_batch(
-            producer_id,
-            producer_epoch,
-            kind,
-            coordinator_epoch,
-            self.clock.now_ms(),
-        );
-        for (topic, partition) in partitions {
-            let tp = TopicPartition::new(topic.as_str(), *partition);
-            if broker.replicas.get(&tp).is_none() {
-                // Deleted since it joined the transaction: nothing to mark.
-                tracing::debug!(partition = %tp, "skipping the marker of a partition that no longer exists");
-                continue;
-            }
-            append_internal(&broker, &tp, &batch)?;
-            if topic == OFFSETS_TOPIC {
-                broker
-                    .groups
-                    .lock()
-                    .complete_transaction(*partition, producer_id, commit);
-            }
+impl ProducerIds {
+    pub fn new(controller: Arc<ControllerClient>) -> ProducerIds {
+        ProducerIds {
+            blocks: Mutex::new(VecDeque::new()),
+            controller,
+            refill: AsyncMutex::new(()),
         }
+    }
+
+    fn available(&self) -> i64 {
+        let blocks = self.blocks.lock().unwrap_or_else(|p| p.into_inner());
+        blocks.iter().map(|(start, end)| end - start).sum()
+    }
+
+    /// Takes a new block when few ids are left.
+    pub async fn top_up(&self) -> Result<(), ErrorCode> {
+        if self.available() >= PRODUCER_IDS_LOW {
+            return Ok(());
+        }
+        let _one = self.refill.lock().await;
+        if self.available() >= PRODUCER_IDS_LOW {
+            return Ok(());
+        }
+        let start = self
+            .controller
+            .allocate_producer_ids(PRODUCER_ID_BLOCK)
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "allocating producer ids failed");
+                ErrorCode::CoordinatorNotAvailable
+            })?;
+        self.blocks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push_back((start, start + PRODUCER_ID_BLOCK));
         Ok(())
     }
 }
 
 impl ProducerIdSource for ProducerIds {
     fn next_producer_id(&self) -> Result<i64, ErrorCode> {
-        let mut block = self.block.lock().unwrap_or_else(|p| p.into_inner());
-        if block.0 >= block.1 {
-            let broker = self
-                .broker
-                .upgrade()
-                .ok_or(ErrorCode::CoordinatorNotAvailable)?;
-            let start = broker
-                .allocate_producer_ids(PRODUCER_ID_BLOCK)
-                .map_err(|e| {
-                    tracing::error!(error = %e, "allocating producer ids failed");
-                    ErrorCode::CoordinatorNotAvailable
-                })?;
-            *block = (start, start + PRODUCER_ID_BLOCK);
+        let mut blocks = self.blocks.lock().unwrap_or_else(|p| p.into_inner());
+        while let Some((start, end)) = blocks.front_mut() {
+            if *start < *end {
+                let id = *start;
+                *start += 1;
+                return Ok(id);
+            }
+            blocks.pop_front();
         }
-        let id = block.0;
-        block.0 += 1;
-        Ok(id)
+        // As Kafka's RPCProducerIdManager: none at hand, the client retries.
+        Err(ErrorCode::CoordinatorLoadInProgress)
     }
 }
 
-/// A block of producer ids taken from the metadata log.
-pub struct ProducerIds {
-    broker: Weak<Broker>,
-    block: Mutex<(i64, i64)>,
-}
-
-/// The transaction coordinator behind its lock.
+/// The transaction coordinator behind its lock, and the queue to its writer.
 pub struct Transactions {
     core: Mutex<TxnCoordinator>,
     partitions: i32,
+    producer_ids: Arc<ProducerIds>,
+    writes: mpsc::Sender<Job>,
 }
 
+/// The locked coordinator; dropping it hands the writes its calls queued to the
+/// writer (see `crate::groups::GroupsGuard`).
+pub struct TransactionsGuard<'a> {
+    core: MutexGuard<'a, TxnCoordinator>,
+    writes: &'a mpsc::Sender<Job>,
+}
+
+impl Deref for TransactionsGuard<'_> {
+    type Target = TxnCoordinator;
+    fn deref(&self) -> &TxnCoordinator {
+        &self.core
+    }
+}
+
+impl DerefMut for TransactionsGuard<'_> {
+    fn deref_mut(&mut self) -> &mut TxnCoordinator {
+        &mut self.core
+    }
+}
+
+impl Drop for TransactionsGuard<'_> {
+    fn drop(&mut self) {
+        loop {
+            let writes = self.core.take_writes();
+            if writes.is_empty() {
+                return;
+            }
+            for (id, write) in writes {
+                if self.writes.try_send((id, write)).is_err() {
+                    tracing::warn!("too many transaction writes queued, or the writer stopped");
+                    self.core
+                        .write_completed(id, Err(ErrorCode::CoordinatorNotAvailable));
+                }
+            }
+        }
+    }
+}
+
+/// The receiving end of [`Transactions`]' writes, for [`run_writer`].
+pub struct TxnWrites(mpsc::Receiver<Job>);
+
 impl Transactions {
-    pub fn new(config: &BrokerConfig, clock: Arc<dyn Clock>, broker: Weak<Broker>) -> Transactions {
-        let txn_config = txn_config(config);
-        let partitions = txn_config.partitions;
-        let wiring = Arc::new(Wiring {
-            broker: broker.clone(),
-            clock: Arc::clone(&clock),
-        });
-        let ids = Arc::new(ProducerIds {
-            broker,
-            block: Mutex::new((0, 0)),
-        });
-        Transactions {
-            core: Mutex::new(TxnCoordinator::new(
-                txn_config,
-                clock,
-                wiring.clone(),
-                wiring,
-                ids,
-            )),
+    pub fn new(
+        config: TxnConfig,
+        clock: Arc<dyn Clock>,
+        producer_ids: Arc<ProducerIds>,
+    ) -> (Transactions, TxnWrites) {
+        let partitions = config.partitions;
+        let (tx, rx) = mpsc::channel(MAX_QUEUED_WRITES);
+        let source: Arc<dyn ProducerIdSource> = producer_ids.clone();
+        let transactions = Transactions {
+            core: Mutex::new(TxnCoordinator::new(config, clock, source)),
             partitions,
+            producer_ids,
+            writes: tx,
+        };
+        (transactions, TxnWrites(rx))
+    }
+
+    /// The coordinator, locked. Never hold it across an `.await`.
+    pub fn lock(&self) -> TransactionsGuard<'_> {
+        TransactionsGuard {
+            core: self.core.lock().unwrap_or_else(|p| p.into_inner()),
+            writes: &self.writes,
         }
     }
 
-    /// The coordinator, locked: on a blocking thread only (it writes logs).
-    pub fn lock(&self) -> MutexGuard<'_, TxnCoordinator> {
-        self.core.lock().unwrap_or_else(|p| p.into_inner())
+    /// Calls `f` with a way to answer and waits for the answer; a request that
+    /// may need a producer id first makes sure some are at hand.
+    pub async fn ask<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut TxnCoordinator, TxnCallback<T>),
+    ) -> Result<T, ErrorCode> {
+        let (tx, rx) = oneshot::channel();
+        f(
+            &mut self.lock(),
+            Box::new(move |answer| {
+                let _ = tx.send(answer);
+            }),
+        );
+        rx.await.unwrap_or(Err(ErrorCode::CoordinatorNotAvailable))
+    }
+
+    /// Tops up the producer ids before an InitProducerId.
+    pub async fn top_up_producer_ids(&self) -> Result<(), ErrorCode> {
+        self.producer_ids.top_up().await
     }
 
     pub fn partitions(&self) -> i32 {
@@ -200,62 +205,99 @@ impl Transactions {
     }
 }
 
-impl Broker {
-    /// Takes `count` producer ids from the metadata log. Blocking: waits for the
-    /// controller like any other decision.
-    pub fn allocate_producer_ids(&self, count: i64) -> Result<i64, String> {
-        let _decision = self.controller_lock().blocking_lock();
-        let image = self.metadata.image();
-        let start = image.next_producer_id;
-        let record = MetadataRecord::ProducerIds {
-            broker_id: self.node_id(),
-            next_producer_id: start + count,
-        };
-        let next = self
-            .metadata
-            .commit(&[record], self.clock.now_ms())
-            .map_err(|e| e.to_string())?;
-        self.metadata.publish(next);
-        Ok(start)
+/// Writes a transaction's markers to each of its partitions (acks=all), and has
+/// the group coordinator apply or drop the offsets a marker on
+/// `__consumer_offsets` completes.
+async fn write_markers(
+    replicas: &ReplicaManager,
+    groups: &Groups,
+    now: i64,
+    marker: (i64, i16, bool, i32),
+    partitions: Vec<(String, i32)>,
+) -> Result<(), ErrorCode> {
+    let (producer_id, producer_epoch, commit, coordinator_epoch) = marker;
+    let kind = if commit {
+        CONTROL_COMMIT
+    } else {
+        CONTROL_ABORT
+    };
+    let batch = marker_batch(producer_id, producer_epoch, kind, coordinator_epoch, now);
+    for (topic, partition) in partitions {
+        let tp = TopicPartition::new(topic.as_str(), partition);
+        if replicas.get(&tp).is_none() {
+            // Deleted since it joined the transaction: nothing to mark.
+            tracing::debug!(partition = %tp, "skipping the marker of a partition that no longer exists");
+            continue;
+        }
+        append_internal(replicas, &tp, batch.clone(), INTERNAL_APPEND_TIMEOUT_MS).await?;
+        if topic == OFFSETS_TOPIC {
+            groups
+                .lock()
+                .complete_transaction(partition, producer_id, commit);
+        }
     }
+    Ok(())
 }
 
-/// Creates `__transaction_state` if it does not exist yet (replication factor
-/// capped by the brokers registered, as for `__consumer_offsets`).
-pub async fn ensure_transaction_topic(broker: &Arc<Broker>) -> Result<(), ErrorCode> {
-    if broker.metadata.image().topic(TRANSACTION_TOPIC).is_some() {
-        return Ok(());
+/// Carries out the coordinator's writes in the order queued (records to
+/// `__transaction_state`, markers to the transactions' partitions) and reports
+/// each back. Until shutdown; writes still queued then fail.
+pub async fn run_writer(
+    transactions: Arc<Transactions>,
+    replicas: Arc<ReplicaManager>,
+    groups: Arc<Groups>,
+    clock: Arc<dyn Clock>,
+    TxnWrites(mut queue): TxnWrites,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let job = tokio::select! {
+            _ = shutdown.changed() => break,
+            job = queue.recv() => job,
+        };
+        let Some((id, write)) = job else {
+            break;
+        };
+        let now = clock.now_ms();
+        let result = match write {
+            TxnWrite::Log {
+                partition,
+                key,
+                value,
+            } => {
+                let mut builder = BatchBuilder::new(Compression::None);
+                builder.append(&NewRecord {
+                    timestamp: now,
+                    key: Some(&key),
+                    value: value.as_deref(),
+                    headers: &[],
+                });
+                match builder.build() {
+                    Ok(batch) => {
+                        let tp = TopicPartition::new(TRANSACTION_TOPIC, partition);
+                        append_internal(&replicas, &tp, batch, INTERNAL_APPEND_TIMEOUT_MS).await
+                    }
+                    Err(_) => Err(ErrorCode::UnknownServerError),
+                }
+            }
+            TxnWrite::Markers {
+                producer_id,
+                producer_epoch,
+                commit,
+                coordinator_epoch,
+                partitions,
+            } => {
+                let marker = (producer_id, producer_epoch, commit, coordinator_epoch);
+                write_markers(&replicas, &groups, now, marker, partitions).await
+            }
+        };
+        transactions.lock().write_completed(id, result);
     }
-    let config = &broker.config;
-    let brokers = broker.metadata.image().brokers.len().max(1) as i64;
-    let wanted_rf = raw_int(config, "transaction.state.log.replication.factor", 3);
-    let segment_bytes = config
-        .raw
-        .get("transaction.state.log.segment.bytes")
-        .cloned()
-        .unwrap_or_else(|| "104857600".into());
-    let spec = TopicSpec {
-        name: TRANSACTION_TOPIC.into(),
-        num_partitions: broker.transactions.partitions(),
-        replication_factor: wanted_rf.min(brokers) as i16,
-        assignments: Vec::new(),
-        configs: vec![
-            ("cleanup.policy".into(), Some("compact".into())),
-            ("segment.bytes".into(), Some(segment_bytes)),
-        ],
-    };
-    match broker
-        .create_topics(vec![spec], false)
-        .await
-        .first()
-        .map(|o| &o.result)
-    {
-        Some(Ok(_)) | Some(Err((ErrorCode::TopicAlreadyExists, _))) => Ok(()),
-        Some(Err((code, message))) => {
-            tracing::error!(error = %code, %message, "cannot create {TRANSACTION_TOPIC}");
-            Err(ErrorCode::CoordinatorNotAvailable)
-        }
-        None => Err(ErrorCode::CoordinatorNotAvailable),
+    queue.close();
+    while let Ok((id, _)) = queue.try_recv() {
+        transactions
+            .lock()
+            .write_completed(id, Err(ErrorCode::CoordinatorNotAvailable));
     }
 }
 
@@ -270,28 +312,13 @@ pub fn load_transactions(
         let Some(p) = replicas.get(&TopicPartition::new(TRANSACTION_TOPIC, partition)) else {
             continue;
         };
-        let log = p.log().lock().unwrap_or_else(|e| e.into_inner());
-        let end = log.log_end_offset().0;
-        let mut offset = log.log_start_offset().0;
-        while offset < end {
-            let bytes = log
-                .read_bytes(offset, end, 8 << 20)
-                .map_err(|e| e.to_string())?;
-            if bytes.is_empty() {
-                break;
-            }
-            let mut rest = &bytes[..];
-            while !rest.is_empty() {
-                let (header, batch) = decode_records(rest, 256 << 20).map_err(|e| e.to_string())?;
-                rest = &rest[header.size()..];
-                offset = header.next_offset();
-                for record in batch {
-                    if let Some(key) = record.key {
-                        records.push((key, record.value));
-                    }
+        p.replay(|_, batch| {
+            for record in batch {
+                if let Some(key) = record.key {
+                    records.push((key, record.value));
                 }
             }
-        }
+        })?;
     }
     let count = records.len();
     transactions
@@ -302,27 +329,27 @@ pub fn load_transactions(
 }
 
 /// Aborts timed-out transactions and expires idle producer state until shutdown.
-pub async fn run_timer(broker: Arc<Broker>) {
-    let interval_ms = raw_int(
-        &broker.config,
-        "transaction.abort.timed.out.transaction.cleanup.interval.ms",
-        10_000,
-    )
-    .max(10) as u64;
-    let producer_expiration_ms = raw_int(&broker.config, "producer.id.expiration.ms", 86_400_000);
-    let mut shutdown = broker.shutdown_signal();
-    let mut interval = tokio::time::interval(Duration::from_millis(interval_ms));
+pub async fn run_timer(
+    transactions: Arc<Transactions>,
+    replicas: Arc<ReplicaManager>,
+    settings: Arc<Settings>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let producer_expiration_ms = settings.producer_id_expiration_ms;
+    let mut interval = tokio::time::interval(Duration::from_millis(
+        settings.transaction_cleanup_interval_ms,
+    ));
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     interval.tick().await;
     loop {
         tokio::select! {
             _ = shutdown.changed() => return,
             _ = interval.tick() => {
-                let b = Arc::clone(&broker);
+                transactions.lock().tick();
+                let replicas = Arc::clone(&replicas);
                 blocking(move || {
-                    b.transactions.lock().tick();
-                    for partition in b.replicas.partitions() {
-                        partition.log().lock().unwrap_or_else(|e| e.into_inner()).expire_producers(producer_expiration_ms);
+                    for partition in replicas.partitions() {
+                        partition.expire_producers(producer_expiration_ms);
                     }
                 })
                 .await;

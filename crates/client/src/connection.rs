@@ -80,6 +80,9 @@ struct Pending {
 struct Outgoing {
     frame: BytesMut,
     pending: Option<Pending>,
+    /// For a request with no response: told once the frame is flushed to the
+    /// socket, so a close right after cannot drop it unsent.
+    written: Option<oneshot::Sender<()>>,
 }
 
 #[derive(Default)]
@@ -351,6 +354,7 @@ impl Connection {
         self.enqueue(Outgoing {
             frame,
             pending: Some(pending),
+            written: None,
         })
         .await?;
         let timeout = self.inner.options.request_timeout + extra.unwrap_or_default();
@@ -387,11 +391,14 @@ impl Connection {
     pub async fn send_oneway<R: Request>(&self, request: &R) -> Result<()> {
         let version = self.version_of::<R>()?;
         let (frame, _) = self.encode(request, version)?;
+        let (written, flushed) = oneshot::channel();
         self.enqueue(Outgoing {
             frame,
             pending: None,
+            written: Some(written),
         })
-        .await
+        .await?;
+        flushed.await.map_err(|_| self.closed_error())
     }
 
     fn encode<R: Request>(&self, request: &R, version: i16) -> Result<(BytesMut, i32)> {
@@ -452,12 +459,14 @@ async fn write_loop(
     while let Some(first) = outgoing.recv().await {
         let mut next = Some(first);
         let mut written = 0usize;
+        let mut flushed = Vec::new();
         // Write everything already queued, then flush once.
         while let Some(item) = next.take() {
             written += item.frame.len();
             if let Some(pending) = item.pending {
                 shared.register(pending);
             }
+            flushed.extend(item.written);
             if let Err(e) = writer.write_all(&item.frame).await {
                 shared.close(network_error(e));
                 return;
@@ -469,6 +478,9 @@ async fn write_loop(
         if let Err(e) = writer.flush().await {
             shared.close(network_error(e));
             return;
+        }
+        for done in flushed {
+            let _ = done.send(());
         }
     }
 }

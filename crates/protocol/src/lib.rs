@@ -8,6 +8,7 @@
 pub mod error_code;
 pub mod fetch_frame;
 pub mod frame;
+pub mod random;
 pub mod records;
 pub mod time;
 pub mod types;

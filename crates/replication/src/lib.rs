@@ -1,19 +1,23 @@
-//! Replication: the partitions this broker leads or follows, their leader epochs,
-//! ISR and high watermark, and the signals delayed fetches wait on.
+//! Replication's decisions, with no I/O: each partition's state machine (leader
+//! epoch, ISR, high watermark, follower progress, acks=all waiting for the ISR,
+//! truncation by leader epoch) and which partitions this broker hosts.
 //!
-//! Today every partition has one replica (this broker), so the ISR is `{self}` and
-//! the high watermark follows the log end offset; the state and the checks
-//! (leader epoch fencing, `min.insync.replicas`) are the ones followers will need.
+//! The broker is the shell around it: it owns the logs, feeds each partition's
+//! machine what happened ([`partition::Input`]) and executes what it returns
+//! ([`partition::Command`]); `docs/architecture.md` shows the path of a produce
+//! and a fetch through both.
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
-pub mod event;
+pub mod error;
+pub mod events;
+pub mod hosting;
 pub mod partition;
-pub mod replica_manager;
 
-pub use event::Event;
-pub use partition::{
-    AppendOutcome, IsolationLevel, Partition, PartitionRead, PartitionState, ReplicationError,
-    SharedPartition,
+pub use error::{AckError, IsolationLevel, ReplicationError};
+pub use events::{
+    AckId, Command, EpochEndOffset, Input, IsrChangeError, LogOffsets, PartitionMetadata,
+    ReplicationConfig,
 };
-pub use replica_manager::{ConfigResolver, ReplicaManager};
+pub use hosting::HostingCommand;
+pub use partition::{FollowerState, Partition, PartitionState};

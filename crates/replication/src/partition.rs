@@ -1,434 +1,896 @@
-//! One partition as this broker hosts it: its log plus the replication state Kafka
-//! keeps beside it (leader, leader epoch, replicas, ISR, high watermark).
+//! One partition's replication state as a sans-IO state machine: Kafka's
+//! `Partition` (leader epoch, ISR, high watermark, follower progress) and its
+//! `DelayedProduce` purgatory, without a log, a lock or a clock.
 //!
-//! The high watermark (HW) is the offset below which every ISR member has the
-//! records: `min(LEO)` over the ISR. Consumers read below it. With this broker the
-//! only ISR member, the HW is the leader's LEO as soon as an append returns; when
-//! followers arrive, their fetches move it (and wake acks=all producers).
+//! Protocol summary (Kafka's ISR replication: KIP-101/279 truncation by leader
+//! epoch, KIP-320 diverging epochs in Fetch, KIP-497 AlterPartition, KAFKA-15583):
+//! - The leader appends produce requests; followers fetch from it and report how
+//!   far they got with every fetch (their fetch offset is their log end offset).
+//! - High watermark (HW, exclusive): the smallest log end offset (LEO) over the
+//!   maximal ISR (the committed ISR plus a replica whose expansion is in flight),
+//!   also waiting for a caught-up replica that is about to join. It only grows while
+//!   this replica leads, and does not move at all while the committed ISR is smaller
+//!   than the effective `min.insync.replicas` (that setting capped by the replica
+//!   count).
+//! - ISR shrink: a follower that has not caught up with the leader's LEO for
+//!   `replica.lag.time.max.ms` leaves; ISR expand: a follower whose LEO reached the
+//!   HW and the current leader epoch's start offset joins. Either is proposed to the
+//!   controller ([`Command::AlterIsr`]) and only one proposal is in flight.
+//! - acks=all: refused with NOT_ENOUGH_REPLICAS when the ISR is below the effective
+//!   minimum at append; otherwise it waits until the HW passes its records, and is
+//!   answered then (NOT_ENOUGH_REPLICAS_AFTER_APPEND if the maximal ISR is below the
+//!   minimum by that time), at its deadline (REQUEST_TIMED_OUT), or when leadership
+//!   moves (NOT_LEADER_OR_FOLLOWER).
+//! - Follower: HW = the leader's HW capped by its own LEO; on a diverging epoch it
+//!   truncates to where its log and the leader's agree.
 //!
-//! Invariants: `log_start_offset <= high_watermark <= log_end_offset`; the leader
-//! epoch only grows.
+//! The shell (the broker) owns the log. It feeds an [`Input`] after each thing
+//! that happened (an append done, a follower's fetch, time passing, new metadata)
+//! and executes the [`Command`]s returned, in order. Queries (`check_append`,
+//! `check_read`) answer from the state without changing it.
+//!
+//! Invariants, asserted after every input: `log_start_offset <= high_watermark
+//! <= log_end_offset`; the committed ISR is a subset of the replicas; pending
+//! acknowledgements exist only while leading.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::collections::BTreeMap;
 
 use protocol::TopicPartition;
-use storage::log::{LogAppendInfo, ReadOutcome};
-use storage::{AppendError, Origin, SharedLog, StorageError};
-use uuid::Uuid;
 
-use crate::event::Event;
+use crate::error::{AckError, ReplicationError};
+pub use crate::events::{
+    AckId, Command, EpochEndOffset, Input, IsrChangeError, LogOffsets, PartitionMetadata,
+    ReplicationConfig,
+};
 
-/// Why a partition operation was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum ReplicationError {
-    #[error("this broker is not the leader of {0}")]
-    NotLeaderOrFollower(TopicPartition),
-    #[error("unknown topic or partition {0}")]
-    UnknownTopicOrPartition(String),
-    #[error("{tp}: in-sync replicas {isr} are fewer than min.insync.replicas {min}")]
-    NotEnoughReplicas {
-        tp: TopicPartition,
-        isr: usize,
-        min: i32,
-    },
-    #[error("{tp}: leader epoch {requested} is older than the current {current}")]
-    FencedLeaderEpoch {
-        tp: TopicPartition,
-        requested: i32,
-        current: i32,
-    },
-    #[error("{tp}: leader epoch {requested} is newer than the current {current}")]
-    UnknownLeaderEpoch {
-        tp: TopicPartition,
-        requested: i32,
-        current: i32,
-    },
-    #[error(transparent)]
-    Append(#[from] AppendError),
-    #[error(transparent)]
-    Storage(#[from] StorageError),
-}
-
-/// Whether a reader sees uncommitted transactional records.
+/// What the leader knows of one follower (Kafka's `ReplicaState`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IsolationLevel {
-    ReadUncommitted,
-    ReadCommitted,
+pub struct FollowerState {
+    /// -1 until the follower fetches.
+    pub log_end_offset: i64,
+    /// -1 until the follower fetches.
+    pub log_start_offset: i64,
+    /// The leader's LEO at the follower's previous fetch.
+    pub last_fetch_leader_log_end_offset: i64,
+    pub last_fetch_time_ms: i64,
+    /// The latest time the follower had everything the leader had.
+    pub last_caught_up_time_ms: i64,
 }
 
-impl IsolationLevel {
-    pub fn from_i8(value: i8) -> IsolationLevel {
-        if value == 1 {
-            IsolationLevel::ReadCommitted
-        } else {
-            IsolationLevel::ReadUncommitted
+impl FollowerState {
+    const UNKNOWN: FollowerState = FollowerState {
+        log_end_offset: -1,
+        log_start_offset: -1,
+        last_fetch_leader_log_end_offset: 0,
+        last_fetch_time_ms: 0,
+        last_caught_up_time_ms: 0,
+    };
+
+    fn is_caught_up(&self, leader_log_end_offset: i64, now_ms: i64, max_lag_ms: i64) -> bool {
+        self.log_end_offset == leader_log_end_offset
+            || now_ms - self.last_caught_up_time_ms <= max_lag_ms
+    }
+}
+
+/// The ISR as committed by the controller, and the change proposed, if any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum IsrState {
+    Committed(Vec<i32>),
+    /// `joining` was proposed; it counts for the HW already (stricter is safe).
+    PendingExpand {
+        committed: Vec<i32>,
+        joining: i32,
+        proposed: Vec<i32>,
+    },
+    /// Some members were proposed to leave; until committed they still count.
+    PendingShrink {
+        committed: Vec<i32>,
+        proposed: Vec<i32>,
+    },
+}
+
+impl IsrState {
+    fn committed(&self) -> &[i32] {
+        match self {
+            IsrState::Committed(isr)
+            | IsrState::PendingExpand { committed: isr, .. }
+            | IsrState::PendingShrink { committed: isr, .. } => isr,
+        }
+    }
+
+    fn in_maximal(&self, replica: i32) -> bool {
+        self.committed().contains(&replica)
+            || matches!(self, IsrState::PendingExpand { joining, .. } if *joining == replica)
+    }
+
+    fn maximal_len(&self) -> usize {
+        match self {
+            IsrState::PendingExpand { committed, .. } => committed.len() + 1,
+            other => other.committed().len(),
+        }
+    }
+
+    fn proposed(&self) -> Option<&[i32]> {
+        match self {
+            IsrState::Committed(_) => None,
+            IsrState::PendingExpand { proposed, .. } | IsrState::PendingShrink { proposed, .. } => {
+                Some(proposed)
+            }
         }
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct PendingAck {
+    required_offset: i64,
+    deadline_ms: i64,
+}
+
+/// A read-only snapshot of the machine, for describing and testing.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartitionState {
     pub leader: i32,
     pub leader_epoch: i32,
     pub partition_epoch: i32,
     pub replicas: Vec<i32>,
+    /// The committed ISR (empty on a follower, as Kafka keeps it).
     pub isr: Vec<i32>,
+    /// The ISR proposed to the controller and not yet answered.
+    pub pending_isr: Option<Vec<i32>>,
     pub high_watermark: i64,
-}
-
-/// What a read found, with the offsets a fetch response reports.
-#[derive(Debug, Clone)]
-pub struct PartitionRead {
-    pub outcome: ReadOutcome,
-    pub high_watermark: i64,
-    pub last_stable_offset: i64,
     pub log_start_offset: i64,
-    /// For read_committed: aborted transactions `(producer id, first offset)` that
-    /// overlap what may be read.
-    pub aborted_transactions: Vec<(i64, i64)>,
+    pub log_end_offset: i64,
+    pub pending_acks: usize,
 }
 
-/// What an append did, and what the caller should fsync.
+/// One partition's replication state on this broker.
 #[derive(Debug, Clone)]
-pub struct AppendOutcome {
-    pub info: LogAppendInfo,
-    /// `flush.messages`/`flush.ms` ask for an fsync before acknowledging.
-    pub flush_now: bool,
-    /// A segment was closed by a roll: fsync up to here in the background.
-    pub flush_rolled_up_to: Option<i64>,
-}
-
-#[derive(Debug)]
 pub struct Partition {
     topic_partition: TopicPartition,
-    topic_id: Uuid,
-    node_id: i32,
-    log: SharedLog,
-    state: Mutex<PartitionState>,
-    appended: Event,
+    local_id: i32,
+    config: ReplicationConfig,
+    leader: i32,
+    leader_epoch: i32,
+    partition_epoch: i32,
+    replicas: Vec<i32>,
+    isr: IsrState,
+    high_watermark: i64,
+    log_start_offset: i64,
+    log_end_offset: i64,
+    /// Where the current leader epoch started, while leading.
+    leader_epoch_start_offset: Option<i64>,
+    /// Whether a `StartFollowing` is in force.
+    following: bool,
+    followers: BTreeMap<i32, FollowerState>,
+    pending_acks: BTreeMap<AckId, PendingAck>,
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+/// Collects one step's commands; `WakeFetches` goes last, once.
+struct Out<'a> {
+    commands: &'a mut Vec<Command>,
+    wake: bool,
+}
+
+impl Out<'_> {
+    fn push(&mut self, command: Command) {
+        self.commands.push(command);
+    }
 }
 
 impl Partition {
+    /// A partition not yet told who leads (leader -1, epochs -1): feed
+    /// [`Input::MetadataChanged`] next.
     pub fn new(
         topic_partition: TopicPartition,
-        topic_id: Uuid,
-        node_id: i32,
-        log: SharedLog,
-        state: PartitionState,
+        local_id: i32,
+        config: ReplicationConfig,
+        offsets: LogOffsets,
     ) -> Partition {
-        let partition = Partition {
+        assert!(
+            offsets.log_start_offset <= offsets.log_end_offset,
+            "{topic_partition}: log start {} after log end {}",
+            offsets.log_start_offset,
+            offsets.log_end_offset
+        );
+        Partition {
             topic_partition,
-            topic_id,
-            node_id,
-            log,
-            state: Mutex::new(state),
-            appended: Event::new(),
-        };
-        partition.maybe_increment_high_watermark();
-        partition
+            local_id,
+            config,
+            leader: -1,
+            leader_epoch: -1,
+            partition_epoch: -1,
+            replicas: Vec::new(),
+            isr: IsrState::Committed(Vec::new()),
+            high_watermark: offsets
+                .high_watermark
+                .clamp(offsets.log_start_offset, offsets.log_end_offset),
+            log_start_offset: offsets.log_start_offset,
+            log_end_offset: offsets.log_end_offset,
+            leader_epoch_start_offset: None,
+            following: false,
+            followers: BTreeMap::new(),
+            pending_acks: BTreeMap::new(),
+        }
     }
+
+    // ---- Queries ----
 
     pub fn topic_partition(&self) -> &TopicPartition {
         &self.topic_partition
     }
 
-    pub fn topic_id(&self) -> Uuid {
-        self.topic_id
-    }
-
-    pub fn log(&self) -> &SharedLog {
-        &self.log
-    }
-
-    pub fn state(&self) -> PartitionState {
-        lock(&self.state).clone()
-    }
-
-    /// Signalled after every append (and HW move): delayed fetches wait on it.
-    pub fn append_event(&self) -> &Event {
-        &self.appended
-    }
-
     pub fn is_leader(&self) -> bool {
-        lock(&self.state).leader == self.node_id
+        self.leader == self.local_id
     }
 
-    /// Applies the controller's view: leader, epochs, replicas and ISR.
-    pub fn update_state(
-        &self,
-        leader: i32,
-        leader_epoch: i32,
-        partition_epoch: i32,
-        replicas: Vec<i32>,
-        isr: Vec<i32>,
-    ) {
-        {
-            let mut state = lock(&self.state);
-            assert!(
-                leader_epoch >= state.leader_epoch,
-                "{}: leader epoch went back from {} to {leader_epoch}",
-                self.topic_partition,
-                state.leader_epoch
-            );
-            state.leader = leader;
-            state.leader_epoch = leader_epoch;
-            state.partition_epoch = partition_epoch;
-            state.replicas = replicas;
-            state.isr = isr;
-        }
-        self.maybe_increment_high_watermark();
-        self.appended.notify();
-    }
-
-    /// HW = min LEO over the ISR. Only this broker's LEO is known until followers
-    /// exist, so with an ISR of one the HW follows the leader's LEO.
-    fn maybe_increment_high_watermark(&self) {
-        let leo = lock(&self.log).log_end_offset().0;
-        let mut state = lock(&self.state);
-        if state.leader == self.node_id && state.isr.len() <= 1 && leo > state.high_watermark {
-            state.high_watermark = leo;
-        }
-    }
-
-    fn check_leader_epoch(
-        &self,
-        state: &PartitionState,
-        current_leader_epoch: Option<i32>,
-    ) -> Result<(), ReplicationError> {
-        match current_leader_epoch {
-            Some(requested) if requested >= 0 && requested < state.leader_epoch => {
-                Err(ReplicationError::FencedLeaderEpoch {
-                    tp: self.topic_partition.clone(),
-                    requested,
-                    current: state.leader_epoch,
-                })
-            }
-            Some(requested) if requested > state.leader_epoch => {
-                Err(ReplicationError::UnknownLeaderEpoch {
-                    tp: self.topic_partition.clone(),
-                    requested,
-                    current: state.leader_epoch,
-                })
-            }
-            _ => Ok(()),
-        }
-    }
-
-    /// Appends a producer's records as leader. `required_acks` -1 needs the ISR to
-    /// be at least `min.insync.replicas`.
-    pub fn append_as_leader(
-        &self,
-        records: &[u8],
-        required_acks: i16,
-        origin: Origin,
-    ) -> Result<AppendOutcome, ReplicationError> {
-        let (leader_epoch, isr_size) = {
-            let state = lock(&self.state);
-            if state.leader != self.node_id {
-                return Err(ReplicationError::NotLeaderOrFollower(
-                    self.topic_partition.clone(),
-                ));
-            }
-            (state.leader_epoch, state.isr.len())
-        };
-        let (info, flush_now) = {
-            let mut log = lock(&self.log);
-            let min_isr = log.config().min_insync_replicas;
-            if required_acks == -1 && (isr_size as i32) < min_isr {
-                return Err(ReplicationError::NotEnoughReplicas {
-                    tp: self.topic_partition.clone(),
-                    isr: isr_size,
-                    min: min_isr,
-                });
-            }
-            let info = log.append_as_leader(records, leader_epoch, origin)?;
-            (info, log.flush_due())
-        };
-        let flush_rolled_up_to = info.rolled_segment.map(|_| info.first_offset.0);
-        self.maybe_increment_high_watermark();
-        self.appended.notify();
-        Ok(AppendOutcome {
-            info,
-            flush_now,
-            flush_rolled_up_to,
-        })
-    }
-
-    /// fsyncs the log up to `up_to` (exclusive). Blocking: call off the async runtime.
-    pub fn flush(&self, up_to: i64) -> Result<(), ReplicationError> {
-        let plan = lock(&self.log)
-            .flush_plan(up_to)
-            .map_err(|e| StorageError::io("preparing flush", e))?;
-        plan.sync()
-            .map_err(|e| StorageError::io(format!("flushing {}", self.topic_partition), e))?;
-        lock(&self.log).complete_flush(&plan);
-        Ok(())
-    }
-
-    /// Finds what a consumer fetch at `offset` may read, bounded by the HW
-    /// (or the last stable offset for read_committed).
-    pub fn read(
-        &self,
-        offset: i64,
-        isolation: IsolationLevel,
-        current_leader_epoch: Option<i32>,
-    ) -> Result<PartitionRead, ReplicationError> {
-        let high_watermark = {
-            let state = lock(&self.state);
-            if state.leader != self.node_id {
-                return Err(ReplicationError::NotLeaderOrFollower(
-                    self.topic_partition.clone(),
-                ));
-            }
-            self.check_leader_epoch(&state, current_leader_epoch)?;
-            state.high_watermark
-        };
-        let log = lock(&self.log);
-        let last_stable_offset = log
-            .first_unstable_offset()
-            .map_or(high_watermark, |first| first.min(high_watermark));
-        let bound = match isolation {
-            IsolationLevel::ReadUncommitted => high_watermark,
-            IsolationLevel::ReadCommitted => last_stable_offset,
-        };
-        let outcome = log.read(offset, bound)?;
-        let aborted_transactions = match isolation {
-            IsolationLevel::ReadCommitted => log.aborted_transactions(offset, bound),
-            IsolationLevel::ReadUncommitted => Vec::new(),
-        };
-        Ok(PartitionRead {
-            outcome,
-            high_watermark,
-            last_stable_offset,
-            log_start_offset: log.log_start_offset().0,
-            aborted_transactions,
-        })
-    }
-
-    /// The last stable offset: the high watermark, held back by the oldest open
-    /// transaction.
-    pub fn last_stable_offset(&self) -> i64 {
-        let high_watermark = self.high_watermark();
-        lock(&self.log)
-            .first_unstable_offset()
-            .map_or(high_watermark, |first| first.min(high_watermark))
-    }
-
-    /// Offsets for ListOffsets: (offset, timestamp, leader epoch) for a timestamp or
-    /// one of Kafka's special values (-1 latest, -2 earliest, -3 max timestamp,
-    /// -4 earliest local, -5 latest tiered). `None` for an unknown special value.
-    pub fn list_offset(
-        &self,
-        timestamp: i64,
-        isolation: IsolationLevel,
-        current_leader_epoch: Option<i32>,
-    ) -> Result<Option<(i64, i64, i32)>, ReplicationError> {
-        let (high_watermark, leader_epoch) = {
-            let state = lock(&self.state);
-            if state.leader != self.node_id {
-                return Err(ReplicationError::NotLeaderOrFollower(
-                    self.topic_partition.clone(),
-                ));
-            }
-            self.check_leader_epoch(&state, current_leader_epoch)?;
-            (state.high_watermark, state.leader_epoch)
-        };
-        let log = lock(&self.log);
-        let last_fetchable = match isolation {
-            IsolationLevel::ReadUncommitted => high_watermark,
-            IsolationLevel::ReadCommitted => log
-                .first_unstable_offset()
-                .map_or(high_watermark, |first| first.min(high_watermark)),
-        };
-        let epoch_of = |offset: i64| log.leader_epochs().epoch_for_offset(offset).unwrap_or(-1);
-        let found = match timestamp {
-            -1 => Some((last_fetchable, -1, leader_epoch)),
-            -2 | -4 => {
-                let start = log.log_start_offset().0;
-                Some((start, -1, epoch_of(start)))
-            }
-            -5 => Some((-1, -1, -1)),
-            -3 => Some(match log.offset_of_max_timestamp()? {
-                Some((offset, ts, epoch)) if offset < last_fetchable => {
-                    (offset, ts, epoch.unwrap_or(-1))
-                }
-                _ => (-1, -1, -1),
-            }),
-            t if t >= 0 => Some(match log.offset_for_timestamp(t)? {
-                Some((offset, ts, epoch)) if offset < last_fetchable => {
-                    (offset, ts, epoch.unwrap_or(-1))
-                }
-                _ => (-1, -1, -1),
-            }),
-            _ => None,
-        };
-        Ok(found)
-    }
-
-    /// DeleteRecords: makes records below `offset` unreadable (`-1`: the high
-    /// watermark). Returns the new log start offset (the "low watermark").
-    pub fn delete_records(&self, offset: i64) -> Result<i64, ReplicationError> {
-        let high_watermark = {
-            let state = lock(&self.state);
-            if state.leader != self.node_id {
-                return Err(ReplicationError::NotLeaderOrFollower(
-                    self.topic_partition.clone(),
-                ));
-            }
-            state.high_watermark
-        };
-        let target = if offset == -1 { high_watermark } else { offset };
-        let mut log = lock(&self.log);
-        if target < 0 || target > high_watermark {
-            return Err(StorageError::OffsetOutOfRange {
-                requested: offset,
-                log_start_offset: log.log_start_offset().0,
-                log_end_offset: high_watermark,
-            }
-            .into());
-        }
-        Ok(log.delete_records_before(target, high_watermark)?)
-    }
-
-    /// One retention pass over the log (time, size, log start offset).
-    pub fn apply_retention(
-        &self,
-    ) -> Result<storage::retention::RetentionOutcome, ReplicationError> {
-        let high_watermark = self.high_watermark();
-        Ok(lock(&self.log).apply_retention(high_watermark)?)
+    pub fn leader_epoch(&self) -> i32 {
+        self.leader_epoch
     }
 
     pub fn high_watermark(&self) -> i64 {
-        lock(&self.state).high_watermark
+        self.high_watermark
     }
 
     pub fn log_end_offset(&self) -> i64 {
-        lock(&self.log).log_end_offset().0
+        self.log_end_offset
     }
 
-    /// Whether a read at `offset` is in the active segment (recently appended,
-    /// so served from the page cache without waiting on the disk).
-    pub fn is_tail_read(&self, offset: i64) -> bool {
-        lock(&self.log).in_active_segment(offset)
+    pub fn config(&self) -> ReplicationConfig {
+        self.config
     }
 
-    pub fn log_start_offset(&self) -> i64 {
-        lock(&self.log).log_start_offset().0
+    pub fn follower(&self, replica_id: i32) -> Option<&FollowerState> {
+        self.followers.get(&replica_id)
+    }
+
+    pub fn state(&self) -> PartitionState {
+        PartitionState {
+            leader: self.leader,
+            leader_epoch: self.leader_epoch,
+            partition_epoch: self.partition_epoch,
+            replicas: self.replicas.clone(),
+            isr: self.isr.committed().to_vec(),
+            pending_isr: self.isr.proposed().map(<[i32]>::to_vec),
+            high_watermark: self.high_watermark,
+            log_start_offset: self.log_start_offset,
+            log_end_offset: self.log_end_offset,
+            pending_acks: self.pending_acks.len(),
+        }
+    }
+
+    /// `min.insync.replicas` capped by the replication factor (KAFKA-15583).
+    fn effective_min_isr(&self) -> usize {
+        let replicas = self.followers.len() + 1;
+        (self.config.min_insync_replicas.max(1) as usize).min(replicas)
+    }
+
+    fn not_leader(&self) -> ReplicationError {
+        ReplicationError::NotLeaderOrFollower(self.topic_partition.clone())
+    }
+
+    /// Whether a produce may append now, and the leader epoch to stamp on it.
+    pub fn check_append(&self, required_acks: i16) -> Result<i32, ReplicationError> {
+        if !self.is_leader() {
+            return Err(self.not_leader());
+        }
+        let isr = self.isr.committed().len();
+        let min = self.effective_min_isr();
+        if required_acks == -1 && isr < min {
+            return Err(ReplicationError::NotEnoughReplicas {
+                tp: self.topic_partition.clone(),
+                isr,
+                min: min as i32,
+            });
+        }
+        Ok(self.leader_epoch)
+    }
+
+    /// Whether a client may read from this replica (it leads, and the request's
+    /// leader epoch, when given, is the current one): the HW and leader epoch.
+    pub fn check_read(
+        &self,
+        current_leader_epoch: Option<i32>,
+    ) -> Result<(i64, i32), ReplicationError> {
+        if !self.is_leader() {
+            return Err(self.not_leader());
+        }
+        match current_leader_epoch {
+            Some(requested) if requested >= 0 && requested < self.leader_epoch => {
+                Err(ReplicationError::FencedLeaderEpoch {
+                    tp: self.topic_partition.clone(),
+                    requested,
+                    current: self.leader_epoch,
+                })
+            }
+            Some(requested) if requested > self.leader_epoch => {
+                Err(ReplicationError::UnknownLeaderEpoch {
+                    tp: self.topic_partition.clone(),
+                    requested,
+                    current: self.leader_epoch,
+                })
+            }
+            _ => Ok((self.high_watermark, self.leader_epoch)),
+        }
+    }
+
+    /// The smallest log start offset over the replicas that have reported one
+    /// (the "low watermark" DeleteRecords waits for), while leading.
+    pub fn low_watermark(&self) -> Option<i64> {
+        if !self.is_leader() {
+            return None;
+        }
+        let followers = self
+            .followers
+            .values()
+            .map(|f| f.log_start_offset)
+            .filter(|start| *start >= 0);
+        Some(followers.fold(self.log_start_offset, i64::min))
+    }
+
+    // ---- Inputs ----
+
+    /// Feeds one input at `now_ms`; returns the commands to execute in order.
+    pub fn handle(&mut self, now_ms: i64, input: Input) -> Vec<Command> {
+        let mut commands = Vec::new();
+        self.handle_into(now_ms, input, &mut commands);
+        commands
+    }
+
+    /// Like [`Partition::handle`], appending to `commands` (reused by the shell).
+    pub fn handle_into(&mut self, now_ms: i64, input: Input, commands: &mut Vec<Command>) {
+        let mut out = Out {
+            commands,
+            wake: false,
+        };
+        match input {
+            Input::Appended { log_end_offset } => {
+                self.on_appended(now_ms, log_end_offset, &mut out)
+            }
+            Input::LogStartMoved { log_start_offset } => {
+                self.on_log_start_moved(log_start_offset, &mut out)
+            }
+            Input::FollowerFetched {
+                replica_id,
+                fetch_offset,
+                log_start_offset,
+            } => self.on_follower_fetched(
+                now_ms,
+                replica_id,
+                fetch_offset,
+                log_start_offset,
+                &mut out,
+            ),
+            Input::Tick => self.on_tick(now_ms, &mut out),
+            Input::MetadataChanged(metadata) => self.on_metadata(now_ms, metadata, &mut out),
+            Input::ConfigChanged(config) => {
+                self.config = config;
+                self.maybe_increment_high_watermark(now_ms, &mut out);
+                self.complete_acks(&mut out);
+            }
+            Input::IsrChangeCommitted {
+                leader_epoch,
+                partition_epoch,
+                isr,
+            } => self.on_isr_committed(now_ms, leader_epoch, partition_epoch, isr, &mut out),
+            Input::IsrChangeFailed(error) => self.on_isr_failed(error, &mut out),
+            Input::AwaitAcks {
+                id,
+                required_offset,
+                deadline_ms,
+            } => self.on_await_acks(id, required_offset, deadline_ms, &mut out),
+            Input::LeaderFetched {
+                high_watermark,
+                log_start_offset,
+            } => self.on_leader_fetched(high_watermark, log_start_offset, &mut out),
+            Input::DivergingEpoch { leader, local } => self.on_diverging(leader, local, &mut out),
+            Input::Deleted => {
+                self.fail_acks(AckError::UnknownTopicOrPartition, &mut out);
+                out.wake = true;
+            }
+        }
+        if out.wake {
+            out.push(Command::WakeFetches);
+        }
+        self.check_invariants();
+    }
+
+    fn check_invariants(&self) {
+        assert!(
+            self.log_start_offset <= self.high_watermark
+                && self.high_watermark <= self.log_end_offset,
+            "{}: log start {} <= HW {} <= LEO {} broken",
+            self.topic_partition,
+            self.log_start_offset,
+            self.high_watermark,
+            self.log_end_offset
+        );
+        assert!(
+            self.is_leader() || self.pending_acks.is_empty(),
+            "{}: acks pending on a replica that does not lead",
+            self.topic_partition
+        );
+    }
+
+    fn on_appended(&mut self, now_ms: i64, log_end_offset: i64, out: &mut Out) {
+        // Appends can be reported out of order by concurrent callers; the LEO only
+        // grows here (truncation is a command of this machine).
+        if log_end_offset <= self.log_end_offset {
+            return;
+        }
+        self.log_end_offset = log_end_offset;
+        // Followers long-poll for new records even when the HW stays.
+        out.wake = true;
+        if self.is_leader() {
+            self.maybe_increment_high_watermark(now_ms, out);
+        }
+    }
+
+    fn on_log_start_moved(&mut self, log_start_offset: i64, out: &mut Out) {
+        if log_start_offset <= self.log_start_offset {
+            return;
+        }
+        assert!(
+            log_start_offset <= self.log_end_offset,
+            "{}: log start {log_start_offset} past the log end {}",
+            self.topic_partition,
+            self.log_end_offset
+        );
+        self.log_start_offset = log_start_offset;
+        if self.high_watermark < log_start_offset {
+            self.set_high_watermark(log_start_offset, out);
+        }
+    }
+
+    fn set_high_watermark(&mut self, high_watermark: i64, out: &mut Out) {
+        self.high_watermark = high_watermark;
+        out.push(Command::UpdateHighWatermark { high_watermark });
+        out.wake = true;
+    }
+
+    /// Kafka's `maybeIncrementLeaderHW`: the smallest LEO over the maximal ISR and
+    /// the caught-up replicas about to join; never while under the minimum ISR.
+    fn maybe_increment_high_watermark(&mut self, now_ms: i64, out: &mut Out) {
+        if !self.is_leader() || self.isr.committed().len() < self.effective_min_isr() {
+            return;
+        }
+        let leader_end = self.log_end_offset;
+        let lag = self.config.replica_lag_time_max_ms;
+        let mut candidate = leader_end;
+        for (id, follower) in &self.followers {
+            let counts = self.isr.in_maximal(*id) || follower.is_caught_up(leader_end, now_ms, lag);
+            if counts && follower.log_end_offset < candidate {
+                candidate = follower.log_end_offset;
+            }
+        }
+        if candidate > self.high_watermark {
+            self.set_high_watermark(candidate, out);
+            self.complete_acks(out);
+        }
+    }
+
+    /// Kafka's `checkEnoughReplicasReachOffset` for every waiting produce.
+    fn complete_acks(&mut self, out: &mut Out) {
+        if self.pending_acks.is_empty() {
+            return;
+        }
+        if !self.is_leader() {
+            return self.fail_acks(AckError::NotLeaderOrFollower, out);
+        }
+        let enough = self.isr.maximal_len() >= self.effective_min_isr();
+        let high_watermark = self.high_watermark;
+        let done: Vec<AckId> = self
+            .pending_acks
+            .iter()
+            .filter(|(_, ack)| ack.required_offset <= high_watermark)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in done {
+            self.pending_acks.remove(&id);
+            let result = if enough {
+                Ok(())
+            } else {
+                Err(AckError::NotEnoughReplicasAfterAppend)
+            };
+            out.push(Command::AnswerProduce { id, result });
+        }
+    }
+
+    fn fail_acks(&mut self, error: AckError, out: &mut Out) {
+        for id in std::mem::take(&mut self.pending_acks).into_keys() {
+            out.push(Command::AnswerProduce {
+                id,
+                result: Err(error),
+            });
+        }
+    }
+
+    fn on_await_acks(&mut self, id: AckId, required_offset: i64, deadline_ms: i64, out: &mut Out) {
+        if !self.is_leader() {
+            out.push(Command::AnswerProduce {
+                id,
+                result: Err(AckError::NotLeaderOrFollower),
+            });
+            return;
+        }
+        let previous = self.pending_acks.insert(
+            id,
+            PendingAck {
+                required_offset,
+                deadline_ms,
+            },
+        );
+        assert!(previous.is_none(), "ack id {id} reused");
+        self.complete_acks(out);
+    }
+
+    fn on_tick(&mut self, now_ms: i64, out: &mut Out) {
+        let expired: Vec<AckId> = self
+            .pending_acks
+            .iter()
+            .filter(|(_, ack)| ack.deadline_ms <= now_ms)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            self.pending_acks.remove(&id);
+            out.push(Command::AnswerProduce {
+                id,
+                result: Err(AckError::RequestTimedOut),
+            });
+        }
+        self.maybe_shrink_isr(now_ms, out);
+    }
+
+    /// Kafka's `maybeShrinkIsr`: followers in the committed ISR that have not been
+    /// caught up for `replica.lag.time.max.ms` are proposed to leave.
+    fn maybe_shrink_isr(&mut self, now_ms: i64, out: &mut Out) {
+        let IsrState::Committed(committed) = &self.isr else {
+            return;
+        };
+        if !self.is_leader() {
+            return;
+        }
+        let leader_end = self.log_end_offset;
+        let lag = self.config.replica_lag_time_max_ms;
+        let out_of_sync: Vec<i32> = committed
+            .iter()
+            .copied()
+            .filter(|id| *id != self.local_id)
+            .filter(|id| {
+                self.followers
+                    .get(id)
+                    .is_none_or(|f| !f.is_caught_up(leader_end, now_ms, lag))
+            })
+            .collect();
+        if out_of_sync.is_empty() {
+            return;
+        }
+        let committed = committed.clone();
+        let proposed: Vec<i32> = committed
+            .iter()
+            .copied()
+            .filter(|id| !out_of_sync.contains(id))
+            .collect();
+        tracing::info!(partition = %self.topic_partition, ?committed, ?proposed, ?out_of_sync, "shrinking the ISR");
+        out.push(Command::AlterIsr {
+            leader_epoch: self.leader_epoch,
+            partition_epoch: self.partition_epoch,
+            isr: proposed.clone(),
+        });
+        self.isr = IsrState::PendingShrink {
+            committed,
+            proposed,
+        };
+    }
+
+    /// Kafka's `updateFollowerFetchState`: the follower's progress, then ISR
+    /// expansion and the HW.
+    fn on_follower_fetched(
+        &mut self,
+        now_ms: i64,
+        replica_id: i32,
+        fetch_offset: i64,
+        log_start_offset: i64,
+        out: &mut Out,
+    ) {
+        if !self.is_leader() {
+            return;
+        }
+        let leader_end = self.log_end_offset;
+        let Some(follower) = self.followers.get_mut(&replica_id) else {
+            return;
+        };
+        let previous_end = follower.log_end_offset;
+        let last_caught_up_time_ms = if fetch_offset >= leader_end {
+            follower.last_caught_up_time_ms.max(now_ms)
+        } else if fetch_offset >= follower.last_fetch_leader_log_end_offset {
+            follower
+                .last_caught_up_time_ms
+                .max(follower.last_fetch_time_ms)
+        } else {
+            follower.last_caught_up_time_ms
+        };
+        *follower = FollowerState {
+            log_end_offset: fetch_offset,
+            log_start_offset,
+            last_fetch_leader_log_end_offset: leader_end
+                .max(follower.last_fetch_leader_log_end_offset),
+            last_fetch_time_ms: now_ms,
+            last_caught_up_time_ms,
+        };
+        self.maybe_expand_isr(replica_id, out);
+        if previous_end != fetch_offset {
+            self.maybe_increment_high_watermark(now_ms, out);
+        }
+    }
+
+    /// Kafka's `maybeExpandIsr`: a follower at or past the HW and the current
+    /// epoch's start offset is proposed to join.
+    fn maybe_expand_isr(&mut self, replica_id: i32, out: &mut Out) {
+        let IsrState::Committed(committed) = &self.isr else {
+            return;
+        };
+        if committed.contains(&replica_id) {
+            return;
+        }
+        let Some(follower) = self.followers.get(&replica_id) else {
+            return;
+        };
+        let in_sync = follower.log_end_offset >= self.high_watermark
+            && self
+                .leader_epoch_start_offset
+                .is_some_and(|start| follower.log_end_offset >= start);
+        if !in_sync {
+            return;
+        }
+        let committed = committed.clone();
+        let mut proposed = committed.clone();
+        proposed.push(replica_id);
+        tracing::info!(partition = %self.topic_partition, ?committed, ?proposed, "expanding the ISR");
+        out.push(Command::AlterIsr {
+            leader_epoch: self.leader_epoch,
+            partition_epoch: self.partition_epoch,
+            isr: proposed.clone(),
+        });
+        self.isr = IsrState::PendingExpand {
+            committed,
+            joining: replica_id,
+            proposed,
+        };
+    }
+
+    fn on_isr_committed(
+        &mut self,
+        now_ms: i64,
+        leader_epoch: i32,
+        partition_epoch: i32,
+        isr: Vec<i32>,
+        out: &mut Out,
+    ) {
+        // A stale answer (the metadata moved on first) is ignored, as Kafka's
+        // `handleAlterPartitionUpdate` does.
+        if self.isr.proposed().is_none()
+            || leader_epoch != self.leader_epoch
+            || partition_epoch < self.partition_epoch
+        {
+            return;
+        }
+        self.partition_epoch = partition_epoch;
+        self.isr = IsrState::Committed(isr);
+        self.maybe_increment_high_watermark(now_ms, out);
+        self.complete_acks(out);
+    }
+
+    fn on_isr_failed(&mut self, error: IsrChangeError, out: &mut Out) {
+        let Some(proposed) = self.isr.proposed().map(<[i32]>::to_vec) else {
+            return;
+        };
+        match error {
+            IsrChangeError::Rejected => {
+                self.isr = IsrState::Committed(self.isr.committed().to_vec());
+            }
+            IsrChangeError::Stale => {}
+            IsrChangeError::Retriable => out.push(Command::AlterIsr {
+                leader_epoch: self.leader_epoch,
+                partition_epoch: self.partition_epoch,
+                isr: proposed,
+            }),
+        }
+    }
+
+    fn is_current(&self, metadata: &PartitionMetadata) -> bool {
+        metadata.leader == self.leader
+            && metadata.leader_epoch == self.leader_epoch
+            && metadata.partition_epoch == self.partition_epoch
+            && metadata.replicas == self.replicas
+            && (metadata.leader != self.local_id || metadata.isr == self.isr.committed())
+    }
+
+    /// Kafka's `makeLeader` / `makeFollower`.
+    fn on_metadata(&mut self, now_ms: i64, metadata: PartitionMetadata, out: &mut Out) {
+        if metadata.partition_epoch < self.partition_epoch || self.is_current(&metadata) {
+            // Older than what we know, or what we know (the shell applies every
+            // image, most of which leave this partition alone).
+            return;
+        }
+        assert!(
+            metadata.leader_epoch >= self.leader_epoch,
+            "{}: leader epoch went back from {} to {} at partition epoch {}",
+            self.topic_partition,
+            self.leader_epoch,
+            metadata.leader_epoch,
+            metadata.partition_epoch
+        );
+        let was_leader = self.is_leader();
+        let new_epoch = metadata.leader_epoch > self.leader_epoch;
+        self.partition_epoch = metadata.partition_epoch;
+        self.replicas = metadata.replicas;
+        out.wake = true;
+        if metadata.leader == self.local_id {
+            self.become_leader(
+                now_ms,
+                was_leader,
+                new_epoch,
+                metadata.leader_epoch,
+                metadata.isr,
+                out,
+            );
+        } else {
+            self.become_follower(
+                was_leader,
+                new_epoch,
+                metadata.leader,
+                metadata.leader_epoch,
+                out,
+            );
+        }
+    }
+
+    fn become_leader(
+        &mut self,
+        now_ms: i64,
+        was_leader: bool,
+        new_epoch: bool,
+        leader_epoch: i32,
+        isr: Vec<i32>,
+        out: &mut Out,
+    ) {
+        let followers: Vec<i32> = self
+            .replicas
+            .iter()
+            .copied()
+            .filter(|id| *id != self.local_id)
+            .collect();
+        self.followers.retain(|id, _| followers.contains(id));
+        for id in &followers {
+            self.followers.entry(*id).or_insert(FollowerState::UNKNOWN);
+        }
+        if new_epoch {
+            let start = self.log_end_offset;
+            for (id, follower) in self.followers.iter_mut() {
+                let in_sync = isr.contains(id);
+                let caught_up = if in_sync { now_ms } else { 0 };
+                *follower = if was_leader {
+                    FollowerState {
+                        last_fetch_leader_log_end_offset: start,
+                        last_fetch_time_ms: caught_up,
+                        last_caught_up_time_ms: caught_up,
+                        ..*follower
+                    }
+                } else {
+                    FollowerState {
+                        last_fetch_leader_log_end_offset: -1,
+                        last_caught_up_time_ms: caught_up,
+                        ..FollowerState::UNKNOWN
+                    }
+                };
+            }
+            self.leader_epoch = leader_epoch;
+            self.leader_epoch_start_offset = Some(start);
+            if self.following {
+                self.following = false;
+                out.push(Command::StopFollowing);
+            }
+            out.push(Command::BecomeLeader {
+                leader_epoch,
+                epoch_start_offset: start,
+            });
+        }
+        self.leader = self.local_id;
+        self.isr = IsrState::Committed(isr);
+        self.maybe_increment_high_watermark(now_ms, out);
+        self.complete_acks(out);
+    }
+
+    fn become_follower(
+        &mut self,
+        was_leader: bool,
+        new_epoch: bool,
+        leader: i32,
+        leader_epoch: i32,
+        out: &mut Out,
+    ) {
+        self.leader = leader;
+        self.leader_epoch = leader_epoch;
+        self.leader_epoch_start_offset = None;
+        self.isr = IsrState::Committed(Vec::new());
+        self.followers.clear();
+        if was_leader {
+            self.fail_acks(AckError::NotLeaderOrFollower, out);
+        }
+        // Fetchers restart whenever the epoch changes, even for the same leader.
+        if new_epoch || was_leader {
+            if leader >= 0 {
+                self.following = true;
+                out.push(Command::StartFollowing {
+                    leader,
+                    leader_epoch,
+                    fetch_offset: self.log_end_offset,
+                });
+            } else if self.following {
+                self.following = false;
+                out.push(Command::StopFollowing);
+            }
+        }
+    }
+
+    /// Follower: HW = the leader's HW within our log; the log start follows the
+    /// leader's (Kafka's `processPartitionData`).
+    fn on_leader_fetched(&mut self, high_watermark: i64, log_start_offset: i64, out: &mut Out) {
+        if self.is_leader() {
+            return;
+        }
+        let new_high_watermark = high_watermark.clamp(self.log_start_offset, self.log_end_offset);
+        if new_high_watermark != self.high_watermark {
+            self.set_high_watermark(new_high_watermark, out);
+        }
+        if log_start_offset > self.log_start_offset && log_start_offset <= self.high_watermark {
+            self.log_start_offset = log_start_offset;
+            out.push(Command::AdvanceLogStartOffset {
+                offset: log_start_offset,
+            });
+        }
+    }
+
+    /// Follower: where to truncate to after a diverging epoch (Kafka's
+    /// `getOffsetTruncationState`).
+    fn on_diverging(
+        &mut self,
+        leader: EpochEndOffset,
+        local: Option<EpochEndOffset>,
+        out: &mut Out,
+    ) {
+        if self.is_leader() {
+            return;
+        }
+        let end = self.log_end_offset;
+        let offset = if leader.end_offset < 0 {
+            // The leader does not know the epoch: back to what is known committed.
+            self.high_watermark
+        } else {
+            match local {
+                // We do not know the leader's epoch: go back to the end of our
+                // largest smaller one; the next fetch narrows it down further.
+                Some(local) if local.leader_epoch != leader.leader_epoch => {
+                    local.end_offset.min(end)
+                }
+                Some(local) => local.end_offset.min(leader.end_offset).min(end),
+                None => leader.end_offset.min(end),
+            }
+        };
+        let offset = offset.max(self.log_start_offset);
+        if offset >= end {
+            return;
+        }
+        tracing::info!(partition = %self.topic_partition, from = end, to = offset, leader_epoch = leader.leader_epoch, "truncating a diverging log");
+        out.push(Command::TruncateTo { offset });
+        self.log_end_offset = offset;
+        if self.high_watermark > offset {
+            self.set_high_watermark(offset, out);
+        }
+        out.wake = true;
     }
 }
 
-impl Drop for Partition {
-    fn drop(&mut self) {
-        // Wake any fetch still waiting so it re-checks and sees the partition gone.
-        self.appended.notify();
-    }
-}
-
-/// The handle kept in the replica manager.
-pub type SharedPartition = Arc<Partition>;
+#[cfg(test)]
+#[path = "partition_tests.rs"]
+mod tests;

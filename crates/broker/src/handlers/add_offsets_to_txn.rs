@@ -1,14 +1,10 @@
 //! AddOffsetsToTxn (key 25): the group's offsets become part of the transaction.
 
-use std::sync::Arc;
-
 use bytes::Bytes;
 use protocol::kafka::messages::{AddOffsetsToTxnRequest, AddOffsetsToTxnResponse, ApiKey};
 use protocol::ErrorCode;
 
 use super::{ApiSpec, Reply, RequestContext};
-use crate::broker::blocking;
-use crate::groups::ensure_offsets_topic;
 
 pub const API: ApiSpec = ApiSpec::new(ApiKey::AddOffsetsToTxn, 0, 4);
 
@@ -17,20 +13,17 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
         Ok(request) => request,
         Err(reply) => return reply,
     };
-    let error = match ensure_offsets_topic(&ctx.broker).await {
+    let error = match ctx.broker.controller.ensure_offsets_topic().await {
         Err(code) => code,
         Ok(()) => {
-            let broker = Arc::clone(&ctx.broker);
             let id = request.transactional_id.to_string();
             let group = request.group_id.to_string();
             let (pid, epoch) = (request.producer_id.0, request.producer_epoch);
-            match blocking(move || {
-                broker
-                    .transactions
-                    .lock()
-                    .add_offsets(&id, pid, epoch, &group)
-            })
-            .await
+            match ctx
+                .broker
+                .transactions
+                .ask(|core, respond| core.add_offsets(&id, pid, epoch, &group, respond))
+                .await
             {
                 Ok(()) => ErrorCode::None,
                 Err(ErrorCode::ProducerFenced) if ctx.api_version < 2 => {

@@ -1,8 +1,6 @@
 //! AddPartitionsToTxn (key 24): the partitions a transaction writes to. v0-3: one
 //! transaction per request (librdkafka uses v0); v4+: several (broker form).
 
-use std::sync::Arc;
-
 use bytes::Bytes;
 use protocol::kafka::messages::add_partitions_to_txn_response::{
     AddPartitionsToTxnPartitionResult, AddPartitionsToTxnResult, AddPartitionsToTxnTopicResult,
@@ -13,7 +11,6 @@ use protocol::kafka::messages::{
 use protocol::ErrorCode;
 
 use super::{ApiSpec, Reply, RequestContext};
-use crate::broker::blocking;
 
 pub const API: ApiSpec = ApiSpec::new(ApiKey::AddPartitionsToTxn, 0, 5);
 
@@ -39,16 +36,18 @@ async fn add(
         .flat_map(|(t, ps)| ps.iter().map(move |p| (t.to_string(), *p)))
         .collect();
     let outcome = if unknown.is_empty() {
-        let broker = Arc::clone(&ctx.broker);
-        let id = transactional_id.to_string();
-        let wanted = wanted.clone();
-        blocking(move || {
-            broker
-                .transactions
-                .lock()
-                .add_partitions(&id, producer_id, producer_epoch, &wanted)
-        })
-        .await
+        ctx.broker
+            .transactions
+            .ask(|core, respond| {
+                core.add_partitions(
+                    transactional_id,
+                    producer_id,
+                    producer_epoch,
+                    &wanted,
+                    respond,
+                )
+            })
+            .await
     } else {
         Err(ErrorCode::OperationNotAttempted)
     };

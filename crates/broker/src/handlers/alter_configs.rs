@@ -59,6 +59,7 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
                 wanted.insert(config.name.to_string(), value.to_string());
             }
             ctx.broker
+                .controller
                 .alter_configs(target, wanted, request.validate_only)
                 .await
         }

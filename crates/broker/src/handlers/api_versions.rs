@@ -65,7 +65,7 @@ fn valid_software_field(value: &str) -> bool {
     }
 }
 
-pub fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
+pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
     let request: ApiVersionsRequest = match ctx.decode(body) {
         Ok(request) => request,
         Err(reply) => return reply,

@@ -30,6 +30,7 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
         .collect();
     let outcomes = ctx
         .broker
+        .controller
         .create_partitions(increases, request.validate_only)
         .await;
     let results = request

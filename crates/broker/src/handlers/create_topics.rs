@@ -57,7 +57,11 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
                 .collect(),
         })
         .collect();
-    let outcomes = ctx.broker.create_topics(specs, request.validate_only).await;
+    let outcomes = ctx
+        .broker
+        .controller
+        .create_topics(specs, request.validate_only)
+        .await;
     let topics = outcomes
         .into_iter()
         .map(|outcome| {

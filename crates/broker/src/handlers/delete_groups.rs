@@ -1,13 +1,11 @@
 //! DeleteGroups (key 42): delete empty groups with their committed offsets.
 
-use std::sync::Arc;
-
 use bytes::Bytes;
 use protocol::kafka::messages::delete_groups_response::DeletableGroupResult;
 use protocol::kafka::messages::{ApiKey, DeleteGroupsRequest, DeleteGroupsResponse};
+use protocol::ErrorCode;
 
 use super::{ApiSpec, Reply, RequestContext};
-use crate::broker::blocking;
 
 pub const API: ApiSpec = ApiSpec::new(ApiKey::DeleteGroups, 0, 2);
 
@@ -17,14 +15,16 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
         Err(reply) => return reply,
     };
     let ids: Vec<String> = request.groups_names.iter().map(|g| g.to_string()).collect();
-    let broker = Arc::clone(&ctx.broker);
-    let errors = blocking(move || {
-        let mut core = broker.groups.lock();
-        ids.iter()
-            .map(|id| core.delete_group(id))
-            .collect::<Vec<_>>()
-    })
-    .await;
+    let mut errors = Vec::with_capacity(ids.len());
+    for id in &ids {
+        let error = ctx
+            .broker
+            .groups
+            .ask(|core, respond| core.delete_group(id, respond))
+            .await
+            .unwrap_or(ErrorCode::CoordinatorNotAvailable);
+        errors.push(error);
+    }
     let results = request
         .groups_names
         .iter()

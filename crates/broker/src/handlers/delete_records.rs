@@ -11,8 +11,8 @@ use protocol::kafka::messages::{ApiKey, DeleteRecordsRequest, DeleteRecordsRespo
 use protocol::{ErrorCode, TopicPartition};
 
 use super::{ApiSpec, Reply, RequestContext};
-use crate::broker::blocking;
 use crate::errors::replication_error_code;
+use crate::runtime::blocking;
 
 pub const API: ApiSpec = ApiSpec::new(ApiKey::DeleteRecords, 0, 2);
 

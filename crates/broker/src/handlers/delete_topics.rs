@@ -35,7 +35,7 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
             .map(|n| DeleteTarget::Name(n.to_string()))
             .collect()
     };
-    let outcomes = ctx.broker.delete_topics(targets).await;
+    let outcomes = ctx.broker.controller.delete_topics(targets).await;
     let responses = outcomes
         .into_iter()
         .map(|o| {

@@ -28,7 +28,7 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
     });
     // dir -> topic -> [(partition, size)]
     let mut by_dir: BTreeMap<String, BTreeMap<String, Vec<(i32, i64)>>> = BTreeMap::new();
-    for dir in ctx.broker.log_manager.log_dirs() {
+    for dir in ctx.broker.replicas.log_dirs() {
         by_dir.entry(dir.display().to_string()).or_default();
     }
     for partition in ctx.broker.replicas.partitions() {
@@ -41,16 +41,11 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
                 continue;
             }
         }
-        let (dir, size) = {
-            let log = partition.log().lock().unwrap_or_else(|e| e.into_inner());
-            (
-                log.dir()
-                    .parent()
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_default(),
-                log.size_in_bytes() as i64,
-            )
-        };
+        let (dir, size) = partition.log_dir_and_size();
+        let (dir, size) = (
+            dir.map(|p| p.display().to_string()).unwrap_or_default(),
+            size as i64,
+        );
         by_dir
             .entry(dir)
             .or_default()

@@ -36,10 +36,9 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
                             .with_partition_index(index)
                             .with_error_code(ErrorCode::UnknownTopicOrPartition.code());
                     };
-                    let log = partition.log().lock().unwrap_or_else(|e| e.into_inner());
-                    let producers = log
-                        .producer_state()
+                    let producers = partition
                         .producers()
+                        .iter()
                         .map(|p| {
                             ProducerState::default()
                                 .with_producer_id(ProducerId(p.producer_id))

@@ -1,13 +1,10 @@
 //! EndTxn (key 26): commit or abort; answered once the markers are written.
 
-use std::sync::Arc;
-
 use bytes::Bytes;
 use protocol::kafka::messages::{ApiKey, EndTxnRequest, EndTxnResponse, ProducerId};
 use protocol::ErrorCode;
 
 use super::{ApiSpec, Reply, RequestContext};
-use crate::broker::blocking;
 
 pub const API: ApiSpec = ApiSpec::new(ApiKey::EndTxn, 0, 5);
 
@@ -16,20 +13,17 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
         Ok(request) => request,
         Err(reply) => return reply,
     };
-    let broker = Arc::clone(&ctx.broker);
     let id = request.transactional_id.to_string();
     let (pid, epoch, commit) = (
         request.producer_id.0,
         request.producer_epoch,
         request.committed,
     );
-    let outcome = blocking(move || {
-        broker
-            .transactions
-            .lock()
-            .end_transaction(&id, pid, epoch, commit)
-    })
-    .await;
+    let outcome = ctx
+        .broker
+        .transactions
+        .ask(|core, respond| core.end_transaction(&id, pid, epoch, commit, respond))
+        .await;
     let error = match outcome {
         Ok(()) => ErrorCode::None,
         Err(ErrorCode::ProducerFenced) if ctx.api_version < 2 => ErrorCode::InvalidProducerEpoch,

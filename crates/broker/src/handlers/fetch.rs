@@ -25,13 +25,14 @@ use protocol::kafka::messages::fetch_response::{
 };
 use protocol::kafka::messages::{ApiKey, BrokerId, FetchRequest, FetchResponse, ProducerId};
 use protocol::{ErrorCode, TopicPartition};
-use replication::event::Listener;
-use replication::{IsolationLevel, ReplicationError, SharedPartition};
+use replication::{IsolationLevel, ReplicationError};
 use storage::{ReadOutcome, StorageError};
 
 use super::{ApiSpec, Reply, RequestContext};
-use crate::broker::blocking;
 use crate::errors::replication_error_code;
+use crate::partition::SharedPartition;
+use crate::runtime::blocking;
+use crate::signal::Listener;
 
 pub const API: ApiSpec = ApiSpec::new(ApiKey::Fetch, 4, 18);
 
@@ -246,7 +247,7 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
             items
                 .iter()
                 .filter_map(|i| i.partition.as_ref().ok())
-                .map(|p| p.append_event().listen())
+                .map(|p| p.listen_for_fetches())
                 .collect(),
         );
         let (partitions, total, any_error) = if reads_inline(&items, max_bytes) {

@@ -12,7 +12,6 @@ use protocol::kafka::protocol::StrBytes;
 use protocol::ErrorCode;
 
 use super::{ApiSpec, Reply, RequestContext};
-use crate::groups::ensure_offsets_topic;
 
 pub const API: ApiSpec = ApiSpec::new(ApiKey::FindCoordinator, 0, 6);
 
@@ -25,7 +24,9 @@ async fn lookup(
 ) -> Result<(i32, String, i32), (ErrorCode, String)> {
     match key_type {
         KEY_TYPE_GROUP => {
-            ensure_offsets_topic(&ctx.broker)
+            ctx.broker
+                .controller
+                .ensure_offsets_topic()
                 .await
                 .map_err(|e| (e, "The coordinator is not available.".to_string()))?;
             let endpoint = ctx.broker.endpoints.first().ok_or((
@@ -39,7 +40,9 @@ async fn lookup(
             ))
         }
         KEY_TYPE_TRANSACTION => {
-            crate::transactions::ensure_transaction_topic(&ctx.broker)
+            ctx.broker
+                .controller
+                .ensure_transaction_topic()
                 .await
                 .map_err(|e| (e, "The coordinator is not available.".to_string()))?;
             let endpoint = ctx.broker.endpoints.first().ok_or((

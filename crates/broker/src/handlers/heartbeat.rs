@@ -7,7 +7,7 @@ use bytes::Bytes;
 use protocol::kafka::messages::{ApiKey, HeartbeatRequest, HeartbeatResponse};
 
 use super::{ApiSpec, Reply, RequestContext};
-use crate::broker::blocking;
+use crate::runtime::blocking;
 
 pub const API: ApiSpec = ApiSpec::new(ApiKey::Heartbeat, 0, 4);
 

@@ -47,7 +47,7 @@ fn effective_list(
             let image = ctx.broker.metadata.image();
             image
                 .topic(topic)
-                .map(|t| ctx.broker.log_config_for(t))
+                .map(|t| ctx.broker.controller.log_config_for(t))
                 .and_then(|c| c.values.get(name).cloned())
         }
         _ => ctx.broker.config.raw.get(name).cloned(),
@@ -104,7 +104,7 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
                     other => return Err((ErrorCode::InvalidRequest, format!("Unknown config operation {other}"))),
                 }
             }
-            ctx.broker.alter_configs(target, overrides, request.validate_only).await
+            ctx.broker.controller.alter_configs(target, overrides, request.validate_only).await
         }
         .await;
         let (code, message) = match outcome {

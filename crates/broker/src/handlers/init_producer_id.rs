@@ -1,8 +1,6 @@
 //! InitProducerId (key 22): a producer id and epoch for an idempotent producer, or
 //! for a transactional id (fencing older instances of it).
 
-use std::sync::Arc;
-
 use bytes::Bytes;
 use protocol::kafka::messages::{
     ApiKey, InitProducerIdRequest, InitProducerIdResponse, ProducerId,
@@ -10,8 +8,6 @@ use protocol::kafka::messages::{
 use protocol::ErrorCode;
 
 use super::{ApiSpec, Reply, RequestContext};
-use crate::broker::blocking;
-use crate::transactions::ensure_transaction_topic;
 
 pub const API: ApiSpec = ApiSpec::new(ApiKey::InitProducerId, 0, 5);
 
@@ -32,21 +28,24 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
             .with_producer_epoch(-1)
     };
     if transactional_id.is_some() {
-        if let Err(code) = ensure_transaction_topic(&ctx.broker).await {
+        if let Err(code) = ctx.broker.controller.ensure_transaction_topic().await {
             return ctx.respond(&failed(code));
         }
     }
-    let broker = Arc::clone(&ctx.broker);
     let expected =
         (ctx.api_version >= 3).then_some((request.producer_id.0, request.producer_epoch));
     let timeout = request.transaction_timeout_ms;
-    let outcome = blocking(move || {
-        broker
-            .transactions
-            .lock()
-            .init_producer_id(transactional_id.as_deref(), timeout, expected)
-    })
-    .await;
+    let transactions = &ctx.broker.transactions;
+    let outcome = match transactions.top_up_producer_ids().await {
+        Ok(()) => {
+            transactions
+                .ask(|core, respond| {
+                    core.init_producer_id(transactional_id.as_deref(), timeout, expected, respond)
+                })
+                .await
+        }
+        Err(code) => Err(code),
+    };
     let response = match outcome {
         Ok((producer_id, producer_epoch)) => InitProducerIdResponse::default()
             .with_error_code(0)

@@ -11,8 +11,7 @@ use protocol::ErrorCode;
 use tokio::sync::oneshot;
 
 use super::{ApiSpec, Reply, RequestContext};
-use crate::broker::blocking;
-use crate::groups::ensure_offsets_topic;
+use crate::runtime::blocking;
 
 pub const API: ApiSpec = ApiSpec::new(ApiKey::JoinGroup, 0, 9);
 
@@ -50,7 +49,7 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
         Ok(request) => request,
         Err(reply) => return reply,
     };
-    if let Err(code) = ensure_offsets_topic(&ctx.broker).await {
+    if let Err(code) = ctx.broker.controller.ensure_offsets_topic().await {
         let result = JoinResult {
             error: code,
             generation_id: -1,

@@ -9,7 +9,7 @@ use protocol::kafka::messages::{ApiKey, GroupId, ListGroupsRequest, ListGroupsRe
 use protocol::kafka::protocol::StrBytes;
 
 use super::{ApiSpec, Reply, RequestContext};
-use crate::broker::blocking;
+use crate::runtime::blocking;
 
 pub const API: ApiSpec = ApiSpec::new(ApiKey::ListGroups, 0, 5);
 

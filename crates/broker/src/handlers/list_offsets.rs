@@ -17,8 +17,8 @@ use protocol::{ErrorCode, TopicPartition};
 use replication::IsolationLevel;
 
 use super::{ApiSpec, Reply, RequestContext};
-use crate::broker::blocking;
 use crate::errors::replication_error_code;
+use crate::runtime::blocking;
 
 pub const API: ApiSpec = ApiSpec::new(ApiKey::ListOffsets, 1, 10);
 

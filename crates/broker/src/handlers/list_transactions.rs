@@ -12,7 +12,7 @@ use protocol::kafka::messages::{
 use protocol::kafka::protocol::StrBytes;
 
 use super::{ApiSpec, Reply, RequestContext};
-use crate::broker::blocking;
+use crate::runtime::blocking;
 
 pub const API: ApiSpec = ApiSpec::new(ApiKey::ListTransactions, 0, 1);
 

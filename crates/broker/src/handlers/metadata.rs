@@ -73,6 +73,7 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
             .collect();
         if !missing.is_empty() {
             ctx.broker
+                .controller
                 .auto_create_topics(missing.into_iter().collect())
                 .await;
             image = ctx.broker.metadata.image();

@@ -1,7 +1,8 @@
 //! Request handlers, one file per API, and the registry that dispatches to them.
 //!
-//! Each handler declares the versions it serves ([`ApiSpec`]); ApiVersions answers
-//! from this registry, so an API is advertised exactly when it has a handler.
+//! Each handler declares the versions it serves ([`ApiSpec`]) and is listed once,
+//! in `registry!`: ApiVersions answers from that list and dispatch routes by it,
+//! so an API is advertised exactly when it has a handler.
 //! Versions outside a handler's range: ApiVersions answers KIP-511's v0 error
 //! response; every other API closes the connection, as Kafka does.
 
@@ -74,44 +75,64 @@ impl ApiSpec {
     }
 }
 
-/// Every API served, in key order.
-pub const APIS: &[ApiSpec] = &[
-    produce::API,
-    fetch::API,
-    list_offsets::API,
-    metadata::API,
-    offset_commit::API,
-    offset_fetch::API,
-    find_coordinator::API,
-    join_group::API,
-    heartbeat::API,
-    leave_group::API,
-    sync_group::API,
-    describe_groups::API,
-    list_groups::API,
-    api_versions::API,
-    create_topics::API,
-    delete_topics::API,
-    delete_records::API,
-    init_producer_id::API,
-    add_partitions_to_txn::API,
-    add_offsets_to_txn::API,
-    end_txn::API,
-    write_txn_markers::API,
-    txn_offset_commit::API,
-    describe_configs::API,
-    alter_configs::API,
-    describe_log_dirs::API,
-    create_partitions::API,
-    delete_groups::API,
-    elect_leaders::API,
-    incremental_alter_configs::API,
-    offset_delete::API,
-    describe_cluster::API,
-    describe_producers::API,
-    describe_transactions::API,
-    list_transactions::API,
-];
+/// The one list of the APIs served, in key order: both [`APIS`] (what
+/// ApiVersions advertises) and the routing in [`dispatch`] are built from it, so a
+/// handler cannot be advertised without being routed, or the reverse. (The
+/// `pub mod` lines at the top only declare the files, for the compiler and rustfmt.)
+macro_rules! registry {
+    ($($module:ident),* $(,)?) => {
+        /// Every API served, in key order.
+        pub const APIS: &[ApiSpec] = &[$(self::$module::API),*];
+
+        /// Runs the handler registered for `ctx.api_key`.
+        async fn route(ctx: &RequestContext, body: Bytes) -> Reply {
+            $(
+                if ctx.api_key == self::$module::API.key {
+                    return self::$module::handle(ctx, body).await;
+                }
+            )*
+            Reply::Close(format!("API {:?} has no handler", ctx.api_key))
+        }
+    };
+}
+
+registry! {
+    produce,
+    fetch,
+    list_offsets,
+    metadata,
+    offset_commit,
+    offset_fetch,
+    find_coordinator,
+    join_group,
+    heartbeat,
+    leave_group,
+    sync_group,
+    describe_groups,
+    list_groups,
+    api_versions,
+    create_topics,
+    delete_topics,
+    delete_records,
+    init_producer_id,
+    add_partitions_to_txn,
+    add_offsets_to_txn,
+    end_txn,
+    write_txn_markers,
+    txn_offset_commit,
+    describe_configs,
+    alter_configs,
+    describe_log_dirs,
+    create_partitions,
+    delete_groups,
+    elect_leaders,
+    incremental_alter_configs,
+    offset_delete,
+    describe_cluster,
+    describe_producers,
+    describe_transactions,
+    list_transactions,
+}
 
 pub fn spec_for(key: ApiKey) -> Option<&'static ApiSpec> {
     APIS.iter().find(|spec| spec.key == key)
@@ -186,43 +207,5 @@ pub async fn dispatch(broker: &Arc<Broker>, request: RequestFrame, peer: SocketA
             spec.min, spec.max
         ));
     }
-    let body = request.body;
-    match api_key {
-        ApiKey::ApiVersions => api_versions::handle(&ctx, body),
-        ApiKey::Metadata => metadata::handle(&ctx, body).await,
-        ApiKey::CreateTopics => create_topics::handle(&ctx, body).await,
-        ApiKey::DeleteTopics => delete_topics::handle(&ctx, body).await,
-        ApiKey::Produce => produce::handle(&ctx, body).await,
-        ApiKey::Fetch => fetch::handle(&ctx, body).await,
-        ApiKey::ListOffsets => list_offsets::handle(&ctx, body).await,
-        ApiKey::FindCoordinator => find_coordinator::handle(&ctx, body).await,
-        ApiKey::JoinGroup => join_group::handle(&ctx, body).await,
-        ApiKey::SyncGroup => sync_group::handle(&ctx, body).await,
-        ApiKey::Heartbeat => heartbeat::handle(&ctx, body).await,
-        ApiKey::LeaveGroup => leave_group::handle(&ctx, body).await,
-        ApiKey::OffsetCommit => offset_commit::handle(&ctx, body).await,
-        ApiKey::OffsetFetch => offset_fetch::handle(&ctx, body).await,
-        ApiKey::ListGroups => list_groups::handle(&ctx, body).await,
-        ApiKey::DescribeGroups => describe_groups::handle(&ctx, body).await,
-        ApiKey::DeleteGroups => delete_groups::handle(&ctx, body).await,
-        ApiKey::OffsetDelete => offset_delete::handle(&ctx, body).await,
-        ApiKey::DeleteRecords => delete_records::handle(&ctx, body).await,
-        ApiKey::DescribeConfigs => describe_configs::handle(&ctx, body).await,
-        ApiKey::AlterConfigs => alter_configs::handle(&ctx, body).await,
-        ApiKey::IncrementalAlterConfigs => incremental_alter_configs::handle(&ctx, body).await,
-        ApiKey::CreatePartitions => create_partitions::handle(&ctx, body).await,
-        ApiKey::DescribeLogDirs => describe_log_dirs::handle(&ctx, body).await,
-        ApiKey::DescribeCluster => describe_cluster::handle(&ctx, body).await,
-        ApiKey::ElectLeaders => elect_leaders::handle(&ctx, body).await,
-        ApiKey::InitProducerId => init_producer_id::handle(&ctx, body).await,
-        ApiKey::AddPartitionsToTxn => add_partitions_to_txn::handle(&ctx, body).await,
-        ApiKey::AddOffsetsToTxn => add_offsets_to_txn::handle(&ctx, body).await,
-        ApiKey::EndTxn => end_txn::handle(&ctx, body).await,
-        ApiKey::TxnOffsetCommit => txn_offset_commit::handle(&ctx, body).await,
-        ApiKey::WriteTxnMarkers => write_txn_markers::handle(&ctx, body).await,
-        ApiKey::DescribeProducers => describe_producers::handle(&ctx, body).await,
-        ApiKey::DescribeTransactions => describe_transactions::handle(&ctx, body).await,
-        ApiKey::ListTransactions => list_transactions::handle(&ctx, body).await,
-        other => Reply::Close(format!("API {other:?} has no handler")),
-    }
+    route(&ctx, request.body).await
 }

@@ -1,7 +1,5 @@
 //! OffsetCommit (key 8): store a group's (or a standalone consumer's) positions.
 
-use std::sync::Arc;
-
 use bytes::Bytes;
 use coordinator::OffsetCommitEntry;
 use protocol::kafka::messages::offset_commit_response::{
@@ -11,8 +9,6 @@ use protocol::kafka::messages::{ApiKey, OffsetCommitRequest, OffsetCommitRespons
 use protocol::ErrorCode;
 
 use super::{ApiSpec, Reply, RequestContext};
-use crate::broker::blocking;
-use crate::groups::ensure_offsets_topic;
 
 pub const API: ApiSpec = ApiSpec::new(ApiKey::OffsetCommit, 2, 9);
 
@@ -34,24 +30,27 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
             })
         })
         .collect();
-    let errors = match ensure_offsets_topic(&ctx.broker).await {
+    let errors = match ctx.broker.controller.ensure_offsets_topic().await {
         Err(code) => vec![code; entries.len()],
         Ok(()) => {
-            let broker = Arc::clone(&ctx.broker);
             let group_id = request.group_id.to_string();
             let member_id = request.member_id.to_string();
             let instance = request.group_instance_id.as_ref().map(|s| s.to_string());
             let generation = request.generation_id_or_member_epoch;
-            blocking(move || {
-                broker.groups.lock().commit_offsets(
-                    &group_id,
-                    &member_id,
-                    instance.as_deref(),
-                    generation,
-                    &entries,
-                )
-            })
-            .await
+            ctx.broker
+                .groups
+                .ask(|core, respond| {
+                    core.commit_offsets(
+                        &group_id,
+                        &member_id,
+                        instance.as_deref(),
+                        generation,
+                        &entries,
+                        respond,
+                    )
+                })
+                .await
+                .unwrap_or_else(|| vec![ErrorCode::CoordinatorNotAvailable; entries.len()])
         }
     };
     let mut errors = errors.into_iter();

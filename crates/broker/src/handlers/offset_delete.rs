@@ -2,8 +2,6 @@
 //! not consume (GROUP_SUBSCRIBED_TO_TOPIC for those it does, UNKNOWN_TOPIC_OR_PARTITION
 //! for partitions the cluster does not have).
 
-use std::sync::Arc;
-
 use bytes::Bytes;
 use protocol::kafka::messages::offset_delete_response::{
     OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,
@@ -12,7 +10,6 @@ use protocol::kafka::messages::{ApiKey, OffsetDeleteRequest, OffsetDeleteRespons
 use protocol::ErrorCode;
 
 use super::{ApiSpec, Reply, RequestContext};
-use crate::broker::blocking;
 
 pub const API: ApiSpec = ApiSpec::new(ApiKey::OffsetDelete, 0, 0);
 
@@ -48,10 +45,13 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
         .filter(|(_, exists)| **exists)
         .map(|(tp, _)| tp)
         .collect();
-    let broker = Arc::clone(&ctx.broker);
     let group_id = request.group_id.to_string();
-    let outcome =
-        blocking(move || broker.groups.lock().delete_offsets(&group_id, &partitions)).await;
+    let outcome = ctx
+        .broker
+        .groups
+        .ask(|core, respond| core.delete_offsets(&group_id, &partitions, respond))
+        .await
+        .unwrap_or(Err(ErrorCode::CoordinatorNotAvailable));
     let outcome = outcome.map(|errors| {
         let mut errors = errors.into_iter();
         exists

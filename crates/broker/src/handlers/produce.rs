@@ -4,8 +4,9 @@
 //! Produce v0 being listed) but served from v3; v0-2 requests close the connection,
 //! as Kafka 4 does. Each partition's batch is validated and appended whole or not at
 //! all, with Kafka's error code. acks=0 gets no response; an error then closes the
-//! connection so the producer notices. acks=-1 waits for the ISR (here, this broker)
-//! and needs `min.insync.replicas` in sync.
+//! connection so the producer notices. acks=-1 needs `min.insync.replicas` in sync
+//! and waits, up to the request's timeout, until the high watermark passes the
+//! records (with an ISR of this broker alone, at once).
 
 use std::sync::Arc;
 
@@ -16,12 +17,13 @@ use protocol::kafka::messages::produce_response::{
 use protocol::kafka::messages::{ApiKey, ProduceRequest, ProduceResponse};
 use protocol::kafka::protocol::StrBytes;
 use protocol::ErrorCode;
-use replication::{ReplicationError, SharedPartition};
+use replication::ReplicationError;
 use storage::{AppendError, Origin};
 
 use super::{ApiSpec, Reply, RequestContext};
-use crate::broker::blocking;
-use crate::errors::replication_error_code;
+use crate::errors::{ack_error_code, replication_error_code};
+use crate::partition::{AckReceiver, Acks, SharedPartition};
+use crate::runtime::blocking;
 
 pub const API: ApiSpec = ApiSpec {
     key: ApiKey::Produce,
@@ -61,7 +63,7 @@ impl Outcome {
     }
 }
 
-/// What an append leaves to do after it: fsyncs.
+/// What an append leaves to do after it: fsyncs, and waiting for the ISR.
 #[derive(Default)]
 struct Flushes {
     /// flush.messages / flush.ms came due: durable before acknowledged
@@ -69,32 +71,58 @@ struct Flushes {
     now: Vec<(usize, SharedPartition, i64)>,
     /// A roll closed a segment: fsync it without holding up the producer.
     rolled: Vec<(SharedPartition, i64)>,
+    /// acks=all produces the ISR has not acknowledged yet (index into the results).
+    acks: Vec<(usize, SharedPartition, AckReceiver)>,
+}
+
+/// One partition's append: its answer so far, and what it leaves to do.
+struct Appended {
+    outcome: Outcome,
+    flush_now: Option<i64>,
+    rolled: Option<(SharedPartition, i64)>,
+    acks: Option<AckReceiver>,
+}
+
+impl Appended {
+    fn failed(outcome: Outcome) -> Appended {
+        Appended {
+            outcome,
+            flush_now: None,
+            rolled: None,
+            acks: None,
+        }
+    }
 }
 
 fn append(
     partition: &SharedPartition,
     records: Option<&Bytes>,
     acks: i16,
-) -> (Outcome, Option<i64>, Option<(SharedPartition, i64)>) {
+    timeout_ms: i64,
+) -> Appended {
     let Some(records) = records else {
-        return (
-            Outcome::failed(
-                ErrorCode::InvalidRecord,
-                Some("Produce request with null records".into()),
-            ),
-            None,
-            None,
-        );
+        return Appended::failed(Outcome::failed(
+            ErrorCode::InvalidRecord,
+            Some("Produce request with null records".into()),
+        ));
     };
-    match partition.append_as_leader(records, acks, Origin::Client) {
+    match partition.append_as_leader(records, acks, Origin::Client, timeout_ms) {
         Ok(outcome) => {
             let info = &outcome.info;
             let flush_now = outcome.flush_now.then_some(info.last_offset.0 + 1);
-            let background = outcome
+            let rolled = outcome
                 .flush_rolled_up_to
                 .map(|up_to| (Arc::clone(partition), up_to));
-            (
-                Outcome {
+            let (error, waiting) = match outcome.acks {
+                Acks::Done(Ok(())) => (ErrorCode::None, None),
+                Acks::Done(Err(e)) => (ack_error_code(&e), None),
+                Acks::Waiting(rx) => (ErrorCode::None, Some(rx)),
+            };
+            if error != ErrorCode::None {
+                return Appended::failed(Outcome::failed(error, None));
+            }
+            Appended {
+                outcome: Outcome {
                     error: ErrorCode::None,
                     base_offset: info.first_offset.0,
                     log_append_time: info.log_append_time,
@@ -103,8 +131,9 @@ fn append(
                     message: None,
                 },
                 flush_now,
-                background,
-            )
+                rolled,
+                acks: waiting,
+            }
         }
         Err(error) => {
             let code = replication_error_code(&error);
@@ -122,13 +151,18 @@ fn append(
                 }
                 other => Outcome::failed(code, Some(other.to_string())),
             };
-            (outcome, None, None)
+            Appended::failed(outcome)
         }
     }
 }
 
-/// Appends every target's batch; the fsyncs they call for are left to the caller.
-fn append_all(targets: Vec<Target>, acks: i16) -> (Vec<(usize, i32, Outcome)>, Flushes) {
+/// Appends every target's batch; the fsyncs and acknowledgements they call for
+/// are left to the caller.
+fn append_all(
+    targets: Vec<Target>,
+    acks: i16,
+    timeout_ms: i64,
+) -> (Vec<(usize, i32, Outcome)>, Flushes) {
     let valid_acks = matches!(acks, -1..=1);
     let mut flushes = Flushes::default();
     let results = targets
@@ -139,13 +173,15 @@ fn append_all(targets: Vec<Target>, acks: i16) -> (Vec<(usize, i32, Outcome)>, F
                 (Err(code), _) => Outcome::failed(*code, None),
                 (Ok(_), false) => Outcome::failed(ErrorCode::InvalidRequiredAcks, None),
                 (Ok(partition), true) => {
-                    let (outcome, flush_now, rolled) =
-                        append(partition, target.records.as_ref(), acks);
-                    if let Some(up_to) = flush_now {
+                    let appended = append(partition, target.records.as_ref(), acks, timeout_ms);
+                    if let Some(up_to) = appended.flush_now {
                         flushes.now.push((at, Arc::clone(partition), up_to));
                     }
-                    flushes.rolled.extend(rolled);
-                    outcome
+                    flushes.rolled.extend(appended.rolled);
+                    if let Some(rx) = appended.acks {
+                        flushes.acks.push((at, Arc::clone(partition), rx));
+                    }
+                    appended.outcome
                 }
             };
             (target.topic_index, target.index, outcome)
@@ -171,6 +207,21 @@ fn flush_now(results: &mut [(usize, i32, Outcome)], now: Vec<(usize, SharedParti
 /// on two cores was most of the broker's CPU (bench/README.md, scenario 4). Larger
 /// appends, and every fsync, go to the blocking pool as DESIGN.md has it.
 const INLINE_APPEND_BYTES: usize = 64 * 1024;
+
+/// Waits for the ISR to acknowledge the acks=all appends still pending; a failed
+/// acknowledgement turns its partition's answer into the error.
+async fn await_acks(
+    results: &mut [(usize, i32, Outcome)],
+    waiting: Vec<(usize, SharedPartition, AckReceiver)>,
+    timeout_ms: i64,
+) {
+    for (at, partition, rx) in waiting {
+        if let Err(e) = partition.wait_for_acks(rx, timeout_ms).await {
+            tracing::debug!(partition = %partition.topic_partition(), error = %e, "acks=all produce failed after append");
+            results[at].2 = Outcome::failed(ack_error_code(&e), Some(e.to_string()));
+        }
+    }
+}
 
 fn flush_rolled_in_background(rolled: Vec<(SharedPartition, i64)>) {
     if rolled.is_empty() {
@@ -233,26 +284,31 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
         .iter()
         .map(|t| t.records.as_ref().map_or(0, Bytes::len))
         .sum();
-    let results = if bytes <= INLINE_APPEND_BYTES {
-        let (mut results, flushes) = append_all(targets, acks);
+    let timeout_ms = i64::from(request.timeout_ms);
+    let (mut results, waiting) = if bytes <= INLINE_APPEND_BYTES {
+        let (mut results, mut flushes) = append_all(targets, acks, timeout_ms);
         if !flushes.now.is_empty() {
+            let now = std::mem::take(&mut flushes.now);
             results = blocking(move || {
-                flush_now(&mut results, flushes.now);
+                flush_now(&mut results, now);
                 results
             })
             .await;
         }
-        flush_rolled_in_background(flushes.rolled);
-        results
+        flush_rolled_in_background(std::mem::take(&mut flushes.rolled));
+        (results, flushes.acks)
     } else {
         blocking(move || {
-            let (mut results, flushes) = append_all(targets, acks);
-            flush_now(&mut results, flushes.now);
-            flush_rolled_in_background(flushes.rolled);
-            results
+            let (mut results, mut flushes) = append_all(targets, acks, timeout_ms);
+            flush_now(&mut results, std::mem::take(&mut flushes.now));
+            flush_rolled_in_background(std::mem::take(&mut flushes.rolled));
+            (results, flushes.acks)
         })
         .await
     };
+    if !waiting.is_empty() {
+        await_acks(&mut results, waiting, timeout_ms).await;
+    }
     let every = broker.config.testing_drop_produce_response_every;
     if acks != 0 && every > 0 {
         let n = broker

@@ -9,7 +9,7 @@ use protocol::ErrorCode;
 use tokio::sync::oneshot;
 
 use super::{ApiSpec, Reply, RequestContext};
-use crate::broker::blocking;
+use crate::runtime::blocking;
 
 pub const API: ApiSpec = ApiSpec::new(ApiKey::SyncGroup, 0, 5);
 

@@ -12,7 +12,6 @@ use protocol::kafka::messages::{ApiKey, TxnOffsetCommitRequest, TxnOffsetCommitR
 use protocol::ErrorCode;
 
 use super::{ApiSpec, Reply, RequestContext};
-use crate::broker::blocking;
 
 pub const API: ApiSpec = ApiSpec::new(ApiKey::TxnOffsetCommit, 0, 5);
 
@@ -45,33 +44,37 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
     } else {
         -1
     };
-    let errors = blocking(move || {
-        // The producer must own the transaction it commits offsets in.
-        let owner = broker
-            .transactions
-            .lock()
-            .transaction(&transactional_id)
-            .map(|t| (t.producer_id, t.producer_epoch, t.state));
-        match owner {
-            None => vec![ErrorCode::InvalidProducerIdMapping; entries.len()],
-            Some((owner_pid, _, _)) if owner_pid != pid => {
-                vec![ErrorCode::InvalidProducerIdMapping; entries.len()]
-            }
-            Some((_, owner_epoch, _)) if owner_epoch != epoch => {
-                vec![ErrorCode::InvalidProducerEpoch; entries.len()]
-            }
-            Some(_) => broker.groups.lock().txn_commit_offsets(
-                &group,
-                pid,
-                epoch,
-                &member,
-                instance.as_deref(),
-                generation,
-                &entries,
-            ),
+    // The producer must own the transaction it commits offsets in.
+    let owner = broker
+        .transactions
+        .lock()
+        .transaction(&transactional_id)
+        .map(|t| (t.producer_id, t.producer_epoch, t.state));
+    let errors = match owner {
+        None => vec![ErrorCode::InvalidProducerIdMapping; entries.len()],
+        Some((owner_pid, _, _)) if owner_pid != pid => {
+            vec![ErrorCode::InvalidProducerIdMapping; entries.len()]
         }
-    })
-    .await;
+        Some((_, owner_epoch, _)) if owner_epoch != epoch => {
+            vec![ErrorCode::InvalidProducerEpoch; entries.len()]
+        }
+        Some(_) => broker
+            .groups
+            .ask(|core, respond| {
+                core.txn_commit_offsets(
+                    &group,
+                    pid,
+                    epoch,
+                    &member,
+                    instance.as_deref(),
+                    generation,
+                    &entries,
+                    respond,
+                )
+            })
+            .await
+            .unwrap_or_else(|| vec![ErrorCode::CoordinatorNotAvailable; entries.len()]),
+    };
     let mut errors = errors.into_iter();
     let topics = request
         .topics

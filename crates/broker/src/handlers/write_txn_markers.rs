@@ -23,11 +23,23 @@ use storage::producer_state::{marker_batch, CONTROL_ABORT, CONTROL_COMMIT};
 use storage::Origin;
 
 use super::{ApiSpec, Reply, RequestContext};
-use crate::broker::{blocking, Broker};
-use crate::errors::replication_error_code;
+use crate::broker::Broker;
+use crate::errors::{ack_error_code, replication_error_code};
+use crate::partition::{AckReceiver, Acks, SharedPartition};
+use crate::runtime::blocking;
 
 /// Kafka 4 removed v0; v1 is the baseline (flexible).
 pub const API: ApiSpec = ApiSpec::new(ApiKey::WriteTxnMarkers, 1, 1);
+
+/// The marker appends' timeout while the ISR acknowledges them (Kafka uses the
+/// broker's `request.timeout.ms`, 30 s by default).
+const MARKER_TIMEOUT_MS: i64 = 30_000;
+
+/// One marker's append: answered, or waiting for the ISR.
+enum Written {
+    Done(ErrorCode),
+    Waiting(SharedPartition, AckReceiver),
+}
 
 /// Appends one marker to one partition; fsyncs it when the topic's flush
 /// settings ask for it.
@@ -37,20 +49,21 @@ fn write_marker(
     batch: &[u8],
     producer_id: i64,
     commit: bool,
-) -> ErrorCode {
+) -> Written {
     let Some(partition) = broker.replicas.get(tp) else {
-        return ErrorCode::UnknownTopicOrPartition;
+        return Written::Done(ErrorCode::UnknownTopicOrPartition);
     };
-    let outcome = match partition.append_as_leader(batch, -1, Origin::Coordinator) {
-        Ok(outcome) => outcome,
-        Err(e) => {
-            tracing::info!(partition = %tp, error = %e, "transaction marker refused");
-            return replication_error_code(&e);
-        }
-    };
+    let outcome =
+        match partition.append_as_leader(batch, -1, Origin::Coordinator, MARKER_TIMEOUT_MS) {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                tracing::info!(partition = %tp, error = %e, "transaction marker refused");
+                return Written::Done(replication_error_code(&e));
+            }
+        };
     if outcome.flush_now {
         if let Err(e) = partition.flush(outcome.info.last_offset.0 + 1) {
-            return replication_error_code(&e);
+            return Written::Done(replication_error_code(&e));
         }
     }
     if &*tp.topic == OFFSETS_TOPIC {
@@ -60,7 +73,23 @@ fn write_marker(
             .complete_transaction(tp.partition, producer_id, commit);
     }
     tracing::info!(partition = %tp, producer_id, commit, offset = outcome.info.first_offset.0, "transaction marker written by request");
-    ErrorCode::None
+    match outcome.acks {
+        Acks::Done(Ok(())) => Written::Done(ErrorCode::None),
+        Acks::Done(Err(e)) => Written::Done(ack_error_code(&e)),
+        Acks::Waiting(rx) => Written::Waiting(partition, rx),
+    }
+}
+
+async fn settle(written: Written) -> ErrorCode {
+    match written {
+        Written::Done(error) => error,
+        Written::Waiting(partition, rx) => {
+            match partition.wait_for_acks(rx, MARKER_TIMEOUT_MS).await {
+                Ok(()) => ErrorCode::None,
+                Err(e) => ack_error_code(&e),
+            }
+        }
+    }
 }
 
 pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
@@ -98,23 +127,44 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
                             .iter()
                             .map(|&index| {
                                 let tp = TopicPartition::new(topic.name.as_str(), index);
-                                let error = write_marker(&broker, &tp, &batch, producer_id, commit);
-                                WritableTxnMarkerPartitionResult::default()
-                                    .with_partition_index(index)
-                                    .with_error_code(error.code())
+                                (
+                                    index,
+                                    write_marker(&broker, &tp, &batch, producer_id, commit),
+                                )
                             })
-                            .collect();
-                        WritableTxnMarkerTopicResult::default()
-                            .with_name(topic.name)
-                            .with_partitions(partitions)
+                            .collect::<Vec<_>>();
+                        (topic.name, partitions)
                     })
-                    .collect();
-                WritableTxnMarkerResult::default()
-                    .with_producer_id(marker.producer_id)
-                    .with_topics(topics)
+                    .collect::<Vec<_>>();
+                (marker.producer_id, topics)
             })
-            .collect()
+            .collect::<Vec<_>>()
     })
     .await;
-    ctx.respond(&WriteTxnMarkersResponse::default().with_markers(markers))
+    let mut results = Vec::with_capacity(markers.len());
+    for (producer_id, topics) in markers {
+        let mut topic_results = Vec::with_capacity(topics.len());
+        for (name, partitions) in topics {
+            let mut partition_results = Vec::with_capacity(partitions.len());
+            for (index, written) in partitions {
+                let error = settle(written).await;
+                partition_results.push(
+                    WritableTxnMarkerPartitionResult::default()
+                        .with_partition_index(index)
+                        .with_error_code(error.code()),
+                );
+            }
+            topic_results.push(
+                WritableTxnMarkerTopicResult::default()
+                    .with_name(name)
+                    .with_partitions(partition_results),
+            );
+        }
+        results.push(
+            WritableTxnMarkerResult::default()
+                .with_producer_id(producer_id)
+                .with_topics(topic_results),
+        );
+    }
+    ctx.respond(&WriteTxnMarkersResponse::default().with_markers(results))
 }

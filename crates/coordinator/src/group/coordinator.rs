@@ -18,20 +18,25 @@
 //! Static members (`group.instance.id`) keep their assignment across restarts: a
 //! rejoin with a new member id replaces the old member without a rebalance.
 //!
-//! Sans-IO: time comes from the [`Clock`], persistence goes through [`OffsetsLog`],
-//! waiting joins and syncs are answered through callbacks, and [`GroupCoordinator::tick`]
-//! drives every timeout. Tests drive it all with a manual clock.
+//! Sans-IO: time comes from the [`Clock`] and member ids from the [`Random`];
+//! records to persist are queued as [`GroupWrite`]s with a continuation (see
+//! `crate::outbox`), which the shell appends outside the coordinator's lock and
+//! reports back through [`GroupCoordinator::write_completed`]; requests are answered
+//! through callbacks, at once or once their write is done; and
+//! [`GroupCoordinator::tick`] drives every timeout. Tests drive it all with a manual
+//! clock and a seeded random source.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use bytes::Bytes;
+use protocol::random::Random;
 use protocol::time::Clock;
 use protocol::ErrorCode;
-use uuid::Uuid;
 
-use super::records::{partition_for, OffsetsKey, StoredGroup, StoredMember};
+use super::records::partition_for;
 use super::state::{Group, GroupState, Member};
+use crate::outbox::{Outbox, WriteId};
 
 /// Coordinator settings, with Kafka's broker keys and defaults.
 #[derive(Debug, Clone)]
@@ -72,21 +77,15 @@ impl Default for GroupConfig {
     }
 }
 
-/// Where the coordinator persists its records: `__consumer_offsets`.
-pub trait OffsetsLog: Send + Sync {
-    /// Appends `(key, value)` records (a `None` value is a tombstone) to one
-    /// partition, durably as an acks=all produce. The error is Kafka's code.
-    fn append(&self, partition: i32, records: &[(Bytes, Option<Bytes>)]) -> Result<(), ErrorCode>;
-
-    /// Appends offset commits as part of a producer's transaction (a
-    /// transactional batch carrying its producer id and epoch).
-    fn append_transactional(
-        &self,
-        partition: i32,
-        records: &[(Bytes, Option<Bytes>)],
-        producer_id: i64,
-        producer_epoch: i16,
-    ) -> Result<(), ErrorCode>;
+/// Records the coordinator needs appended to one `__consumer_offsets` partition,
+/// durably as an acks=all produce. A `None` value is a tombstone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupWrite {
+    pub partition: i32,
+    pub records: Vec<(Bytes, Option<Bytes>)>,
+    /// Offsets committed in a transaction: a transactional batch with this
+    /// producer id and epoch.
+    pub producer: Option<(i64, i16)>,
 }
 
 /// A JoinGroup request's fields, whatever its version.
@@ -163,7 +162,7 @@ pub struct SyncResult {
 }
 
 impl SyncResult {
-    fn error(error: ErrorCode) -> SyncResult {
+    pub(crate) fn error(error: ErrorCode) -> SyncResult {
         SyncResult {
             error,
             protocol_type: None,
@@ -175,14 +174,17 @@ impl SyncResult {
 
 pub type JoinCallback = Box<dyn FnOnce(JoinResult) + Send>;
 pub type SyncCallback = Box<dyn FnOnce(SyncResult) + Send>;
+/// Per-partition errors of an offset commit, in the order given.
+pub type CommitCallback = Box<dyn FnOnce(Vec<ErrorCode>) + Send>;
 
 pub struct GroupCoordinator {
     pub(crate) config: GroupConfig,
     pub(crate) clock: Arc<dyn Clock>,
-    pub(crate) log: Arc<dyn OffsetsLog>,
+    random: Arc<dyn Random>,
+    pub(crate) writes: Outbox<GroupWrite, GroupCoordinator>,
     pub(crate) groups: BTreeMap<String, Group>,
     join_waiters: HashMap<(String, String), JoinCallback>,
-    sync_waiters: HashMap<(String, String), SyncCallback>,
+    pub(crate) sync_waiters: HashMap<(String, String), SyncCallback>,
     pub(crate) last_retention_check_ms: i64,
 }
 
@@ -195,16 +197,18 @@ impl std::fmt::Debug for GroupCoordinator {
 }
 
 impl GroupCoordinator {
+    /// `random` gives member ids.
     pub fn new(
         config: GroupConfig,
         clock: Arc<dyn Clock>,
-        log: Arc<dyn OffsetsLog>,
+        random: Arc<dyn Random>,
     ) -> GroupCoordinator {
         let now = clock.now_ms();
         GroupCoordinator {
             config,
             clock,
-            log,
+            random,
+            writes: Outbox::default(),
             groups: BTreeMap::new(),
             join_waiters: HashMap::new(),
             sync_waiters: HashMap::new(),
@@ -225,12 +229,47 @@ impl GroupCoordinator {
         partition_for(group_id, self.config.offsets_partitions)
     }
 
-    fn now(&self) -> i64 {
+    pub(crate) fn now(&self) -> i64 {
         self.clock.now_ms()
     }
 
-    fn new_member_id(prefix: &str) -> String {
-        format!("{prefix}-{}", Uuid::new_v4())
+    fn new_member_id(&self, prefix: &str) -> String {
+        format!("{prefix}-{}", self.random.uuid())
+    }
+
+    // ---- Writes ----
+
+    /// Queues records for `__consumer_offsets`; `then` runs once they are written.
+    pub(crate) fn write(
+        &mut self,
+        partition: i32,
+        records: Vec<(Bytes, Option<Bytes>)>,
+        producer: Option<(i64, i16)>,
+        then: impl FnOnce(&mut GroupCoordinator, Result<(), ErrorCode>) + Send + 'static,
+    ) {
+        let write = GroupWrite {
+            partition,
+            records,
+            producer,
+        };
+        self.writes.push(write, Box::new(then));
+    }
+
+    /// The writes queued since the last call, for the shell to append in order.
+    pub fn take_writes(&mut self) -> Vec<(WriteId, GroupWrite)> {
+        self.writes.take()
+    }
+
+    /// A write taken with [`GroupCoordinator::take_writes`] is done: its
+    /// continuation runs (and may queue more writes).
+    pub fn write_completed(&mut self, id: WriteId, result: Result<(), ErrorCode>) {
+        match self.writes.complete(id) {
+            Some(then) => then(self, result),
+            None => tracing::error!(
+                write = id,
+                "completion of an unknown __consumer_offsets write"
+            ),
+        }
     }
 
     // ---- JoinGroup ----
@@ -300,10 +339,11 @@ impl GroupCoordinator {
             .group_instance_id
             .clone()
             .unwrap_or_else(|| params.client_id.clone());
-        let member_id = Self::new_member_id(&prefix);
+        let member_id = self.new_member_id(&prefix);
         if params.group_instance_id.is_none() && params.require_known_member_id {
             // KIP-394: hand out the id; the member joins again with it.
             let session = i64::from(params.session_timeout_ms);
+            let group = self.groups.get_mut(&group_id).expect("group exists");
             group
                 .pending_members
                 .insert(member_id.clone(), now + session);
@@ -483,7 +523,7 @@ impl GroupCoordinator {
     ) {
         let group_id = params.group_id.clone();
         let instance = params.group_instance_id.clone().expect("static member");
-        let new_member_id = Self::new_member_id(&instance);
+        let new_member_id = self.new_member_id(&instance);
         // The old incarnation's waiting calls are fenced.
         if let Some(old) = self
             .join_waiters
@@ -529,24 +569,40 @@ impl GroupCoordinator {
         let same_protocol = group.select_protocol() == group.protocol_name;
         match state {
             GroupState::Stable if same_protocol => {
-                if let Err(error) = self.store_group(&group_id) {
-                    // Undo is not needed for correctness: the member rejoins.
-                    return respond(JoinResult::error(&new_member_id, error));
-                }
-                let mut result = self.join_result_for(&group_id, &new_member_id);
-                if result.leader == new_member_id {
-                    if params.supports_skip_assignment {
-                        // KIP-814: it is the leader (and keeps watching metadata) but
-                        // must not assign: a Stable group would not pass it on.
-                        result.skip_assignment = true;
-                    } else {
-                        // Before v9 a member told it leads would assign and then rejoin
-                        // to pass its assignment on; Kafka names the previous leader id.
-                        result.leader = previous_leader;
-                        result.members = Vec::new();
+                let supports_skip_assignment = params.supports_skip_assignment;
+                let id = group_id.clone();
+                self.store_group(&group_id, move |c, stored| {
+                    if let Err(error) = stored {
+                        // Undo is not needed for correctness: the member rejoins.
+                        return respond(JoinResult::error(&new_member_id, error));
                     }
-                }
-                respond(result);
+                    if !c
+                        .groups
+                        .get(&id)
+                        .is_some_and(|g| g.has_member(&new_member_id))
+                    {
+                        // Gone while its record was written (left, expired, fenced).
+                        return respond(JoinResult::error(
+                            &new_member_id,
+                            ErrorCode::UnknownMemberId,
+                        ));
+                    }
+                    let mut result = c.join_result_for(&id, &new_member_id);
+                    if result.leader == new_member_id {
+                        if supports_skip_assignment {
+                            // KIP-814: it is the leader (and keeps watching metadata)
+                            // but must not assign: a Stable group would not pass it on.
+                            result.skip_assignment = true;
+                        } else {
+                            // Before v9 a member told it leads would assign and then
+                            // rejoin to pass its assignment on; Kafka names the
+                            // previous leader id.
+                            result.leader = previous_leader;
+                            result.members = Vec::new();
+                        }
+                    }
+                    respond(result);
+                });
             }
             GroupState::PreparingRebalance => {
                 let params = JoinParams {
@@ -660,9 +716,12 @@ impl GroupCoordinator {
                 generation = group.generation_id,
                 "group is empty"
             );
-            if let Err(e) = self.store_group(group_id) {
-                tracing::warn!(group = group_id, error = %e, "storing the empty group failed");
-            }
+            let id = group_id.to_string();
+            self.store_group(group_id, move |_, stored| {
+                if let Err(e) = stored {
+                    tracing::warn!(group = %id, error = %e, "storing the empty group failed");
+                }
+            });
             return;
         }
         group.protocol_name = group.select_protocol();
@@ -689,176 +748,6 @@ impl GroupCoordinator {
                 respond(result);
             }
         }
-    }
-
-    // ---- SyncGroup ----
-
-    pub fn sync(&mut self, params: SyncParams, respond: SyncCallback) {
-        let now = self.now();
-        let Some(group) = self.groups.get_mut(&params.group_id) else {
-            return respond(SyncResult::error(ErrorCode::UnknownMemberId));
-        };
-        if group.is(GroupState::Dead) {
-            return respond(SyncResult::error(ErrorCode::CoordinatorNotAvailable));
-        }
-        if group.is_static_member_fenced(&params.member_id, params.group_instance_id.as_deref()) {
-            return respond(SyncResult::error(ErrorCode::FencedInstanceId));
-        }
-        if !group.has_member(&params.member_id) {
-            return respond(SyncResult::error(ErrorCode::UnknownMemberId));
-        }
-        if params.generation_id != group.generation_id {
-            return respond(SyncResult::error(ErrorCode::IllegalGeneration));
-        }
-        let type_mismatch = params
-            .protocol_type
-            .as_ref()
-            .is_some_and(|t| Some(t) != group.protocol_type.as_ref());
-        let name_mismatch = params
-            .protocol_name
-            .as_ref()
-            .is_some_and(|n| Some(n) != group.protocol_name.as_ref());
-        if type_mismatch || name_mismatch {
-            return respond(SyncResult::error(ErrorCode::InconsistentGroupProtocol));
-        }
-        match group.state {
-            GroupState::Empty => respond(SyncResult::error(ErrorCode::UnknownMemberId)),
-            GroupState::PreparingRebalance => {
-                respond(SyncResult::error(ErrorCode::RebalanceInProgress))
-            }
-            GroupState::Dead => respond(SyncResult::error(ErrorCode::CoordinatorNotAvailable)),
-            GroupState::Stable => {
-                let member = group.members.get_mut(&params.member_id).expect("checked");
-                member.session_deadline_ms = now + i64::from(member.session_timeout_ms);
-                group.pending_sync.remove(&params.member_id);
-                let result = SyncResult {
-                    error: ErrorCode::None,
-                    protocol_type: group.protocol_type.clone(),
-                    protocol_name: group.protocol_name.clone(),
-                    assignment: group.members[&params.member_id].assignment.clone(),
-                };
-                respond(result);
-            }
-            GroupState::CompletingRebalance => {
-                let member = group.members.get_mut(&params.member_id).expect("checked");
-                member.awaiting_sync = true;
-                member.session_deadline_ms = now + i64::from(member.session_timeout_ms);
-                group.pending_sync.remove(&params.member_id);
-                let group_id = params.group_id.clone();
-                self.sync_waiters
-                    .insert((group_id.clone(), params.member_id.clone()), respond);
-                if self.groups[&group_id].leader_id.as_deref() == Some(params.member_id.as_str()) {
-                    self.complete_sync(&group_id, params.assignments);
-                }
-            }
-        }
-    }
-
-    /// The leader's assignment arrived: persist it, then hand each member its part.
-    fn complete_sync(&mut self, group_id: &str, assignments: Vec<(String, Bytes)>) {
-        let now = self.now();
-        let group = self.groups.get_mut(group_id).expect("group exists");
-        let by_member: BTreeMap<String, Bytes> = assignments.into_iter().collect();
-        for member in group.members.values_mut() {
-            // Members the leader left out get an empty assignment, as in Kafka.
-            member.assignment = by_member
-                .get(&member.member_id)
-                .cloned()
-                .unwrap_or_default();
-        }
-        if let Err(error) = self.store_group(group_id) {
-            tracing::warn!(group = group_id, error = %error, "storing the group assignment failed; rebalancing");
-            let group = self.groups.get_mut(group_id).expect("group exists");
-            for member in group.members.values_mut() {
-                member.assignment = Bytes::new();
-            }
-            let waiting: Vec<_> = self
-                .sync_waiters
-                .keys()
-                .filter(|(g, _)| g == group_id)
-                .cloned()
-                .collect();
-            for key in waiting {
-                if let Some(respond) = self.sync_waiters.remove(&key) {
-                    respond(SyncResult::error(error));
-                }
-            }
-            self.prepare_rebalance(group_id, "the assignment could not be stored");
-            return;
-        }
-        let group = self.groups.get_mut(group_id).expect("group exists");
-        group.transition_to(GroupState::Stable, now);
-        group.sync_deadline_ms = if group.pending_sync.is_empty() {
-            None
-        } else {
-            group.sync_deadline_ms
-        };
-        let protocol_type = group.protocol_type.clone();
-        let protocol_name = group.protocol_name.clone();
-        let answers: Vec<(String, Bytes)> = group
-            .members
-            .values_mut()
-            .filter(|m| m.awaiting_sync)
-            .map(|m| {
-                m.awaiting_sync = false;
-                (m.member_id.clone(), m.assignment.clone())
-            })
-            .collect();
-        tracing::debug!(
-            group = group_id,
-            generation = group.generation_id,
-            "group is stable"
-        );
-        for (member_id, assignment) in answers {
-            if let Some(respond) = self.sync_waiters.remove(&(group_id.to_string(), member_id)) {
-                respond(SyncResult {
-                    error: ErrorCode::None,
-                    protocol_type: protocol_type.clone(),
-                    protocol_name: protocol_name.clone(),
-                    assignment,
-                });
-            }
-        }
-    }
-
-    /// Writes the group's metadata record (generation, protocol, members,
-    /// assignments) to `__consumer_offsets`.
-    pub(crate) fn store_group(&self, group_id: &str) -> Result<(), ErrorCode> {
-        let group = &self.groups[group_id];
-        let protocol = group.protocol_name.clone();
-        let stored = StoredGroup {
-            protocol_type: group.protocol_type.clone().unwrap_or_default(),
-            generation_id: group.generation_id,
-            protocol: protocol.clone(),
-            leader: group.leader_id.clone(),
-            current_state_timestamp_ms: group.state_since_ms,
-            members: group
-                .members
-                .values()
-                .map(|m| StoredMember {
-                    member_id: m.member_id.clone(),
-                    group_instance_id: m.group_instance_id.clone(),
-                    client_id: m.client_id.clone(),
-                    client_host: m.client_host.clone(),
-                    rebalance_timeout_ms: m.rebalance_timeout_ms,
-                    session_timeout_ms: m.session_timeout_ms,
-                    subscription: protocol
-                        .as_deref()
-                        .and_then(|p| m.metadata_for(p))
-                        .cloned()
-                        .unwrap_or_default(),
-                    assignment: m.assignment.clone(),
-                })
-                .collect(),
-        };
-        let key = OffsetsKey::Group {
-            group: group_id.to_string(),
-        }
-        .encode();
-        self.log.append(
-            self.partition_for(group_id),
-            &[(key, Some(stored.encode()))],
-        )
     }
 
     // ---- Heartbeat and LeaveGroup ----

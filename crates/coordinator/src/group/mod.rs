@@ -4,6 +4,7 @@ pub mod coordinator;
 pub mod offsets;
 pub mod records;
 pub mod state;
+mod sync;
 
 #[cfg(test)]
 mod tests;

@@ -4,6 +4,7 @@
 //!
 //! An offset commit is written to `__consumer_offsets` first and enters the cache
 //! only once the write succeeded, so what OffsetFetch answers survives a restart.
+//! Operations that write answer through a callback once the write is done.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -12,7 +13,7 @@ use protocol::kafka::messages::ConsumerProtocolSubscription;
 use protocol::kafka::protocol::Decodable;
 use protocol::ErrorCode;
 
-use super::coordinator::GroupCoordinator;
+use super::coordinator::{CommitCallback, GroupCoordinator};
 use super::records::{DecodeError, OffsetsKey, StoredGroup, StoredOffset};
 use super::state::{CommittedOffset, Group, GroupState, Member};
 
@@ -84,8 +85,18 @@ fn commit_error(append_error: ErrorCode) -> ErrorCode {
     }
 }
 
+/// Every partition accepted for writing gets the write's error instead.
+fn with_append_error(errors: Vec<ErrorCode>, append_error: ErrorCode) -> Vec<ErrorCode> {
+    let error = commit_error(append_error);
+    errors
+        .into_iter()
+        .map(|e| if e == ErrorCode::None { error } else { e })
+        .collect()
+}
+
 impl GroupCoordinator {
-    /// OffsetCommit: per-partition errors, in the order given.
+    /// OffsetCommit: `respond` gets per-partition errors, in the order given, once
+    /// the offsets are written (or at once when refused).
     pub fn commit_offsets(
         &mut self,
         group_id: &str,
@@ -93,11 +104,12 @@ impl GroupCoordinator {
         group_instance_id: Option<&str>,
         generation_id: i32,
         entries: &[OffsetCommitEntry],
-    ) -> Vec<ErrorCode> {
+        respond: CommitCallback,
+    ) {
         let now = self.clock.now_ms();
         let all = |code: ErrorCode| vec![code; entries.len()];
         if group_id.is_empty() {
-            return all(ErrorCode::InvalidGroupId);
+            return respond(all(ErrorCode::InvalidGroupId));
         }
         let group_error = match self.groups.get(group_id) {
             None if generation_id < 0 => None,
@@ -124,7 +136,7 @@ impl GroupCoordinator {
         };
         if let Some(error) = group_error {
             tracing::trace!(group = group_id, member = member_id, generation = generation_id, %error, "offset commit refused");
-            return all(error);
+            return respond(all(error));
         }
         let group = self
             .groups
@@ -156,7 +168,7 @@ impl GroupCoordinator {
             };
             records.push((key.encode(), Some(value.encode())));
             accepted.push((
-                entry,
+                (entry.topic.clone(), entry.partition),
                 CommittedOffset {
                     offset: entry.offset,
                     leader_epoch: entry.leader_epoch,
@@ -167,23 +179,25 @@ impl GroupCoordinator {
             errors.push(ErrorCode::None);
         }
         if records.is_empty() {
-            return errors;
+            return respond(errors);
         }
-        if let Err(append_error) = self.log.append(self.partition_for(group_id), &records) {
-            let error = commit_error(append_error);
-            return errors
-                .into_iter()
-                .map(|e| if e == ErrorCode::None { error } else { e })
-                .collect();
-        }
-        let group = self.groups.get_mut(group_id).expect("group exists");
-        for (entry, committed) in accepted {
-            tracing::trace!(group = group_id, member = member_id, generation = generation_id, topic = %entry.topic, partition = entry.partition, offset = entry.offset, "offset committed");
-            group
-                .offsets
-                .insert((entry.topic.clone(), entry.partition), committed);
-        }
-        errors
+        let partition = self.partition_for(group_id);
+        let id = group_id.to_string();
+        self.write(partition, records, None, move |c, written| {
+            if let Err(append_error) = written {
+                return respond(with_append_error(errors, append_error));
+            }
+            let now = c.clock.now_ms();
+            let group = c
+                .groups
+                .entry(id.clone())
+                .or_insert_with(|| Group::new(&id, now));
+            for (key, committed) in accepted {
+                tracing::trace!(group = %id, topic = %key.0, partition = key.1, offset = committed.offset, "offset committed");
+                group.offsets.insert(key, committed);
+            }
+            respond(errors);
+        });
     }
 
     /// TxnOffsetCommit: offsets committed inside `producer_id`'s transaction. They
@@ -198,25 +212,28 @@ impl GroupCoordinator {
         group_instance_id: Option<&str>,
         generation_id: i32,
         entries: &[OffsetCommitEntry],
-    ) -> Vec<ErrorCode> {
+        respond: CommitCallback,
+    ) {
         let now = self.clock.now_ms();
         let all = |code: ErrorCode| vec![code; entries.len()];
         if group_id.is_empty() {
-            return all(ErrorCode::InvalidGroupId);
+            return respond(all(ErrorCode::InvalidGroupId));
         }
         if let Some(group) = self.groups.get(group_id) {
-            if group.is(GroupState::Dead) {
-                return all(ErrorCode::CoordinatorNotAvailable);
-            }
-            if group.is_static_member_fenced(member_id, group_instance_id) {
-                return all(ErrorCode::FencedInstanceId);
-            }
-            // Membership is checked when the producer says who it is (KIP-447).
-            if !member_id.is_empty() && !group.has_member(member_id) {
-                return all(ErrorCode::UnknownMemberId);
-            }
-            if generation_id >= 0 && generation_id != group.generation_id {
-                return all(ErrorCode::IllegalGeneration);
+            let refused = if group.is(GroupState::Dead) {
+                Some(ErrorCode::CoordinatorNotAvailable)
+            } else if group.is_static_member_fenced(member_id, group_instance_id) {
+                Some(ErrorCode::FencedInstanceId)
+            } else if !member_id.is_empty() && !group.has_member(member_id) {
+                // Membership is checked when the producer says who it is (KIP-447).
+                Some(ErrorCode::UnknownMemberId)
+            } else if generation_id >= 0 && generation_id != group.generation_id {
+                Some(ErrorCode::IllegalGeneration)
+            } else {
+                None
+            };
+            if let Some(error) = refused {
+                return respond(all(error));
             }
         }
         let mut errors = Vec::with_capacity(entries.len());
@@ -252,30 +269,27 @@ impl GroupCoordinator {
             errors.push(ErrorCode::None);
         }
         if records.is_empty() {
-            return errors;
+            return respond(errors);
         }
-        if let Err(e) = self.log.append_transactional(
-            self.partition_for(group_id),
-            &records,
-            producer_id,
-            producer_epoch,
-        ) {
-            let error = commit_error(e);
-            return errors
-                .into_iter()
-                .map(|c| if c == ErrorCode::None { error } else { c })
-                .collect();
-        }
-        let group = self
-            .groups
-            .entry(group_id.to_string())
-            .or_insert_with(|| Group::new(group_id, now));
-        group
-            .pending_txn_offsets
-            .entry(producer_id)
-            .or_default()
-            .extend(accepted);
-        errors
+        let partition = self.partition_for(group_id);
+        let id = group_id.to_string();
+        let producer = Some((producer_id, producer_epoch));
+        self.write(partition, records, producer, move |c, written| {
+            if let Err(append_error) = written {
+                return respond(with_append_error(errors, append_error));
+            }
+            let now = c.clock.now_ms();
+            let group = c
+                .groups
+                .entry(id.clone())
+                .or_insert_with(|| Group::new(&id, now));
+            group
+                .pending_txn_offsets
+                .entry(producer_id)
+                .or_default()
+                .extend(accepted);
+            respond(errors);
+        });
     }
 
     /// A COMMIT or ABORT marker for `producer_id` was written to `__consumer_offsets`
@@ -413,15 +427,16 @@ impl GroupCoordinator {
         }
     }
 
-    /// DeleteGroups for one group: only an empty group can be deleted.
-    pub fn delete_group(&mut self, group_id: &str) -> ErrorCode {
+    /// DeleteGroups for one group: only an empty group can be deleted. It is Dead
+    /// while its tombstones are written, then gone; `respond` gets the outcome.
+    pub fn delete_group(&mut self, group_id: &str, respond: Box<dyn FnOnce(ErrorCode) + Send>) {
         let Some(group) = self.groups.get(group_id) else {
-            return ErrorCode::GroupIdNotFound;
+            return respond(ErrorCode::GroupIdNotFound);
         };
         match group.state {
-            GroupState::Dead => return ErrorCode::GroupIdNotFound,
+            GroupState::Dead => return respond(ErrorCode::GroupIdNotFound),
             GroupState::Empty => {}
-            _ => return ErrorCode::NonEmptyGroup,
+            _ => return respond(ErrorCode::NonEmptyGroup),
         }
         let mut records: Vec<(Bytes, Option<Bytes>)> = group
             .offsets
@@ -445,31 +460,48 @@ impl GroupCoordinator {
             .encode(),
             None,
         ));
-        if let Err(e) = self.log.append(self.partition_for(group_id), &records) {
-            return commit_error(e);
-        }
-        self.groups.remove(group_id);
-        ErrorCode::None
+        let now = self.clock.now_ms();
+        self.groups
+            .get_mut(group_id)
+            .expect("group exists")
+            .transition_to(GroupState::Dead, now);
+        let partition = self.partition_for(group_id);
+        let id = group_id.to_string();
+        self.write(partition, records, None, move |c, written| match written {
+            Ok(()) => {
+                c.groups.remove(&id);
+                respond(ErrorCode::None)
+            }
+            Err(e) => {
+                // Not deleted after all: the group is as it was.
+                if let Some(group) = c.groups.get_mut(&id) {
+                    group.state = GroupState::Empty;
+                }
+                respond(commit_error(e))
+            }
+        });
     }
 
-    /// OffsetDelete: removes committed offsets the group is not consuming.
+    /// OffsetDelete: removes committed offsets the group is not consuming;
+    /// `respond` gets per-partition errors, or the group's error.
     pub fn delete_offsets(
         &mut self,
         group_id: &str,
         partitions: &[(String, i32)],
-    ) -> Result<Vec<ErrorCode>, ErrorCode> {
+        respond: Box<dyn FnOnce(Result<Vec<ErrorCode>, ErrorCode>) + Send>,
+    ) {
         let Some(group) = self.groups.get(group_id) else {
-            return Err(ErrorCode::GroupIdNotFound);
+            return respond(Err(ErrorCode::GroupIdNotFound));
         };
         if group.is(GroupState::Dead) {
-            return Err(ErrorCode::GroupIdNotFound);
+            return respond(Err(ErrorCode::GroupIdNotFound));
         }
         let subscribed: BTreeSet<String> = if group.is(GroupState::Empty) {
             BTreeSet::new()
         } else if group.protocol_type.as_deref() == Some("consumer") {
             subscribed_topics(group)
         } else {
-            return Err(ErrorCode::NonEmptyGroup);
+            return respond(Err(ErrorCode::NonEmptyGroup));
         };
         let mut errors = Vec::with_capacity(partitions.len());
         let mut records = Vec::new();
@@ -493,16 +525,22 @@ impl GroupCoordinator {
             }
             errors.push(ErrorCode::None);
         }
-        if !records.is_empty() {
-            if let Err(e) = self.log.append(self.partition_for(group_id), &records) {
-                return Err(commit_error(e));
+        if records.is_empty() {
+            return respond(Ok(errors));
+        }
+        let partition = self.partition_for(group_id);
+        let id = group_id.to_string();
+        self.write(partition, records, None, move |c, written| {
+            if let Err(e) = written {
+                return respond(Err(commit_error(e)));
             }
-        }
-        let group = self.groups.get_mut(group_id).expect("group exists");
-        for key in doomed {
-            group.offsets.remove(&key);
-        }
-        Ok(errors)
+            if let Some(group) = c.groups.get_mut(&id) {
+                for key in doomed {
+                    group.offsets.remove(&key);
+                }
+            }
+            respond(Ok(errors))
+        });
     }
 
     /// Rebuilds the cache from one `__consumer_offsets` partition's records, in
@@ -771,18 +809,24 @@ impl GroupCoordinator {
                 None,
             ));
         }
-        if let Err(e) = self.log.append(self.partition_for(&group_id), &records) {
-            tracing::warn!(group = %group_id, error = %e, "expiring offsets failed; will retry");
-            return;
-        }
-        tracing::info!(group = %group_id, expired = expired.len(), removed = remove_group, "expired committed offsets");
-        if remove_group {
-            self.groups.remove(&group_id);
-        } else if let Some(group) = self.groups.get_mut(&group_id) {
-            for key in expired {
-                group.offsets.remove(&key);
+        let partition = self.partition_for(&group_id);
+        self.write(partition, records, None, move |c, written| {
+            if let Err(e) = written {
+                tracing::warn!(group = %group_id, error = %e, "expiring offsets failed; will retry");
+                return;
             }
-        }
+            tracing::info!(group = %group_id, expired = expired.len(), removed = remove_group, "expired committed offsets");
+            let Some(group) = c.groups.get_mut(&group_id) else {
+                return;
+            };
+            for key in &expired {
+                group.offsets.remove(key);
+            }
+            // A member may have joined while the tombstones were written.
+            if remove_group && group.is(GroupState::Empty) && group.offsets.is_empty() {
+                c.groups.remove(&group_id);
+            }
+        });
     }
 }
 

@@ -1,13 +1,18 @@
 //! The group state machine driven by a manual clock: timeouts without sleeping.
+//! The harness carries out every write the coordinator queues at once (the log is
+//! in memory), so each call reads as if it were synchronous.
 
+use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use protocol::random::SeededRandom;
 use protocol::time::{Clock, ManualClock};
 use protocol::ErrorCode;
 
 use super::coordinator::{
-    GroupConfig, GroupCoordinator, JoinParams, JoinResult, OffsetsLog, SyncParams, SyncResult,
+    GroupConfig, GroupCoordinator, GroupWrite, JoinCallback, JoinParams, JoinResult, SyncCallback,
+    SyncParams, SyncResult,
 };
 use super::offsets::OffsetCommitEntry;
 use super::state::GroupState;
@@ -19,33 +24,150 @@ struct MemoryLog {
     fail_with: Mutex<Option<ErrorCode>>,
 }
 
-impl OffsetsLog for MemoryLog {
-    fn append(&self, partition: i32, records: &[(Bytes, Option<Bytes>)]) -> Result<(), ErrorCode> {
+impl MemoryLog {
+    fn append(&self, write: GroupWrite) -> Result<(), ErrorCode> {
         if let Some(error) = *self.fail_with.lock().unwrap() {
             return Err(error);
         }
         let mut log = self.records.lock().unwrap();
-        for (k, v) in records {
-            log.push((partition, k.clone(), v.clone()));
+        for (k, v) in write.records {
+            log.push((write.partition, k, v));
         }
         Ok(())
     }
+}
 
-    fn append_transactional(
-        &self,
-        partition: i32,
-        records: &[(Bytes, Option<Bytes>)],
-        _producer_id: i64,
-        _producer_epoch: i16,
-    ) -> Result<(), ErrorCode> {
-        self.append(partition, records)
+fn random() -> Arc<SeededRandom> {
+    Arc::new(SeededRandom::new(0x5eed))
+}
+
+/// The coordinator with its writes carried out after every call that may write.
+struct Settled {
+    inner: GroupCoordinator,
+    log: Arc<MemoryLog>,
+}
+
+impl Deref for Settled {
+    type Target = GroupCoordinator;
+    fn deref(&self) -> &GroupCoordinator {
+        &self.inner
+    }
+}
+
+impl DerefMut for Settled {
+    fn deref_mut(&mut self) -> &mut GroupCoordinator {
+        &mut self.inner
+    }
+}
+
+impl Settled {
+    /// Carries out queued writes, and those their continuations queue.
+    fn settle(&mut self) {
+        loop {
+            let writes = self.inner.take_writes();
+            if writes.is_empty() {
+                return;
+            }
+            for (id, write) in writes {
+                let result = self.log.append(write);
+                self.inner.write_completed(id, result);
+            }
+        }
+    }
+
+    fn join(&mut self, params: JoinParams, respond: JoinCallback) {
+        self.inner.join(params, respond);
+        self.settle();
+    }
+
+    fn sync(&mut self, params: SyncParams, respond: SyncCallback) {
+        self.inner.sync(params, respond);
+        self.settle();
+    }
+
+    fn leave(
+        &mut self,
+        group_id: &str,
+        leaving: &[(String, Option<String>)],
+    ) -> Result<Vec<ErrorCode>, ErrorCode> {
+        let left = self.inner.leave(group_id, leaving);
+        self.settle();
+        left
+    }
+
+    fn tick(&mut self) {
+        self.inner.tick();
+        self.settle();
+    }
+
+    fn commit_offsets(
+        &mut self,
+        group_id: &str,
+        member_id: &str,
+        group_instance_id: Option<&str>,
+        generation_id: i32,
+        entries: &[OffsetCommitEntry],
+    ) -> Vec<ErrorCode> {
+        let out: Slot<Vec<ErrorCode>> = Arc::new(Mutex::new(None));
+        let answer = out.clone();
+        self.inner.commit_offsets(
+            group_id,
+            member_id,
+            group_instance_id,
+            generation_id,
+            entries,
+            Box::new(move |errors| *answer.lock().unwrap() = Some(errors)),
+        );
+        self.settle();
+        let errors = out.lock().unwrap().take();
+        errors.expect("answered once written")
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn txn_commit_offsets(
+        &mut self,
+        group_id: &str,
+        producer_id: i64,
+        producer_epoch: i16,
+        member_id: &str,
+        group_instance_id: Option<&str>,
+        generation_id: i32,
+        entries: &[OffsetCommitEntry],
+    ) -> Vec<ErrorCode> {
+        let out: Slot<Vec<ErrorCode>> = Arc::new(Mutex::new(None));
+        let answer = out.clone();
+        self.inner.txn_commit_offsets(
+            group_id,
+            producer_id,
+            producer_epoch,
+            member_id,
+            group_instance_id,
+            generation_id,
+            entries,
+            Box::new(move |errors| *answer.lock().unwrap() = Some(errors)),
+        );
+        self.settle();
+        let errors = out.lock().unwrap().take();
+        errors.expect("answered once written")
+    }
+
+    fn delete_group(&mut self, group_id: &str) -> ErrorCode {
+        let out: Slot<ErrorCode> = Arc::new(Mutex::new(None));
+        let answer = out.clone();
+        self.inner.delete_group(
+            group_id,
+            Box::new(move |error| *answer.lock().unwrap() = Some(error)),
+        );
+        self.settle();
+        let error = out.lock().unwrap().take();
+        error.expect("answered once written")
     }
 }
 
 struct Harness {
     clock: Arc<ManualClock>,
     log: Arc<MemoryLog>,
-    coordinator: GroupCoordinator,
+    coordinator: Settled,
 }
 
 type Slot<T> = Arc<Mutex<Option<T>>>;
@@ -61,7 +183,10 @@ impl Harness {
     fn new(config: GroupConfig) -> Harness {
         let clock = Arc::new(ManualClock::new(1_000_000));
         let log = Arc::new(MemoryLog::default());
-        let coordinator = GroupCoordinator::new(config, clock.clone(), log.clone());
+        let coordinator = Settled {
+            inner: GroupCoordinator::new(config, clock.clone(), random()),
+            log: log.clone(),
+        };
         Harness {
             clock,
             log,
@@ -510,8 +635,7 @@ fn committed_offsets_and_groups_survive_a_reload_from_the_log() {
         .iter()
         .map(|(_, k, v)| (k.clone(), v.clone()))
         .collect();
-    let mut reloaded =
-        GroupCoordinator::new(GroupConfig::default(), h.clock.clone(), h.log.clone());
+    let mut reloaded = GroupCoordinator::new(GroupConfig::default(), h.clock.clone(), random());
     reloaded.load(records).unwrap();
     let fetched = reloaded.fetch_offsets(
         "g",
@@ -905,7 +1029,7 @@ fn transactional_offsets_count_only_once_their_transaction_commits() {
     };
     let (k1, v1) = record(10);
     let (k2, v2) = record(20);
-    let mut reloaded = GroupCoordinator::new(config(), h.clock.clone(), h.log.clone());
+    let mut reloaded = GroupCoordinator::new(config(), h.clock.clone(), random());
     reloaded
         .load_entries(vec![
             LoadEntry::Record {
@@ -1030,4 +1154,169 @@ fn a_member_id_handed_out_but_never_used_holds_the_rebalance_until_its_session_e
         (a2.error, a2.generation_id, a2.members.len()),
         (ErrorCode::None, 2, 1)
     );
+}
+
+// ---- Writes outside the lock: answered once written, applied in write order ----
+
+fn commit_entry(offset: i64) -> OffsetCommitEntry {
+    OffsetCommitEntry {
+        topic: "t".into(),
+        partition: 0,
+        offset,
+        leader_epoch: -1,
+        metadata: None,
+    }
+}
+
+#[test]
+fn a_commit_is_answered_and_cached_only_once_its_write_is_done() {
+    let mut h = Harness::new(config());
+    let answer: Slot<Vec<ErrorCode>> = Arc::new(Mutex::new(None));
+    let out = answer.clone();
+    h.coordinator.inner.commit_offsets(
+        "solo",
+        "",
+        None,
+        -1,
+        &[commit_entry(5)],
+        Box::new(move |errors| *out.lock().unwrap() = Some(errors)),
+    );
+    assert_eq!(take(&answer), None);
+    assert!(h.coordinator.fetch_offsets("solo", None).is_empty());
+    let writes = h.coordinator.take_writes();
+    assert_eq!(writes.len(), 1);
+    let (id, write) = &writes[0];
+    assert_eq!(write.partition, h.coordinator.partition_for("solo"));
+    assert_eq!(write.records.len(), 1);
+    assert_eq!(write.producer, None);
+    h.coordinator.write_completed(*id, Ok(()));
+    assert_eq!(take(&answer), Some(vec![ErrorCode::None]));
+    assert_eq!(
+        h.coordinator.fetch_offsets("solo", None)[0]
+            .2
+            .as_ref()
+            .map(|c| c.offset),
+        Some(5)
+    );
+}
+
+#[test]
+fn commits_in_flight_together_end_as_the_log_has_them() {
+    let mut h = Harness::new(config());
+    for offset in [5, 7] {
+        h.coordinator.inner.commit_offsets(
+            "solo",
+            "",
+            None,
+            -1,
+            &[commit_entry(offset)],
+            Box::new(|_| {}),
+        );
+    }
+    let writes = h.coordinator.take_writes();
+    assert_eq!(writes.len(), 2, "both queued before either is written");
+    for (id, _) in writes {
+        h.coordinator.write_completed(id, Ok(()));
+    }
+    assert_eq!(
+        h.coordinator.fetch_offsets("solo", None)[0]
+            .2
+            .as_ref()
+            .map(|c| c.offset),
+        Some(7)
+    );
+}
+
+/// Two members at generation 1 in CompletingRebalance; returns their ids.
+fn completing_group_of_two(h: &mut Harness) -> (String, String) {
+    let joins: Vec<_> = (0..2).map(|_| h.join_new(RANGE)).collect();
+    h.advance(3_000);
+    let results: Vec<JoinResult> = joins.iter().map(|j| take(j).unwrap()).collect();
+    assert_eq!(h.state(), GroupState::CompletingRebalance);
+    let leader = results[0].leader.clone();
+    let other = results
+        .iter()
+        .map(|r| r.member_id.clone())
+        .find(|m| *m != leader)
+        .unwrap();
+    (leader, other)
+}
+
+fn sync_params(member_id: &str, assignments: &[(&str, &[u8])]) -> SyncParams {
+    SyncParams {
+        group_id: "g".into(),
+        generation_id: 1,
+        member_id: member_id.into(),
+        group_instance_id: None,
+        protocol_type: Some("consumer".into()),
+        protocol_name: None,
+        assignments: assignments
+            .iter()
+            .map(|(m, a)| (m.to_string(), Bytes::copy_from_slice(a)))
+            .collect(),
+    }
+}
+
+#[test]
+fn members_get_their_assignment_once_the_leaders_is_written() {
+    let mut h = Harness::new(config());
+    let (leader, other) = completing_group_of_two(&mut h);
+    let slots: Vec<Slot<SyncResult>> = (0..2).map(|_| Arc::new(Mutex::new(None))).collect();
+    let (a, b) = (slots[0].clone(), slots[1].clone());
+    let assignments: &[(&str, &[u8])] = &[(leader.as_str(), b"L"), (other.as_str(), b"O")];
+    h.coordinator.inner.sync(
+        sync_params(&leader, assignments),
+        Box::new(move |r| *a.lock().unwrap() = Some(r)),
+    );
+    h.coordinator.inner.sync(
+        sync_params(&other, &[]),
+        Box::new(move |r| *b.lock().unwrap() = Some(r)),
+    );
+    assert_eq!(take(&slots[0]), None);
+    assert_eq!(take(&slots[1]), None);
+    assert_eq!(h.state(), GroupState::CompletingRebalance);
+    h.coordinator.settle();
+    assert_eq!(h.state(), GroupState::Stable);
+    assert_eq!(
+        take(&slots[0]).unwrap().assignment,
+        Bytes::from_static(b"L")
+    );
+    assert_eq!(
+        take(&slots[1]).unwrap().assignment,
+        Bytes::from_static(b"O")
+    );
+}
+
+#[test]
+fn an_assignment_written_after_a_rebalance_began_is_dropped() {
+    let mut h = Harness::new(config());
+    let (leader, other) = completing_group_of_two(&mut h);
+    let slot: Slot<SyncResult> = Arc::new(Mutex::new(None));
+    let out = slot.clone();
+    h.coordinator.inner.sync(
+        sync_params(&leader, &[(leader.as_str(), b"L")]),
+        Box::new(move |r| *out.lock().unwrap() = Some(r)),
+    );
+    // The other member leaves while the assignment is being written.
+    h.coordinator.inner.leave("g", &[(other, None)]).unwrap();
+    assert_eq!(
+        take(&slot).unwrap().error,
+        ErrorCode::RebalanceInProgress,
+        "told to rejoin at once"
+    );
+    h.coordinator.settle();
+    assert_eq!(h.state(), GroupState::PreparingRebalance);
+}
+
+#[test]
+fn member_ids_come_from_the_seeded_source() {
+    let ids: Vec<String> = (0..2)
+        .map(|_| {
+            let mut h = Harness::new(config());
+            let first = h.join("", None, RANGE);
+            take(&first).unwrap().member_id
+        })
+        .collect();
+    assert!(ids[0].starts_with("client-"));
+    assert_eq!(ids[0], ids[1], "the same seed gives the same member id");
 }

@@ -14,17 +14,24 @@
 //!    with a bumped epoch, so its producer is fenced.
 //!
 //! Every state change is written to `__transaction_state` before it is answered.
-//! Sans-IO: persistence, markers and producer ids go through traits; time through
-//! the clock; [`TxnCoordinator::tick`] drives timeouts.
+//! Sans-IO: persistence and markers are queued as [`TxnWrite`]s with a
+//! continuation (see `crate::outbox`), which the shell carries out outside the
+//! coordinator's lock and reports back through [`TxnCoordinator::write_completed`];
+//! requests are answered through callbacks once their writes are done; a
+//! transactional id with a write in flight answers CONCURRENT_TRANSACTIONS (Kafka's
+//! pending state). Producer ids come from a non-blocking [`ProducerIdSource`], time
+//! from the clock; [`TxnCoordinator::tick`] drives timeouts.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use bytes::Bytes;
 use protocol::time::Clock;
 use protocol::ErrorCode;
 
 use super::records::{encode_key, StoredTxn, TxnState};
 use crate::group::records::{partition_for, DecodeError};
+use crate::outbox::{Outbox, WriteId};
 
 #[derive(Debug, Clone)]
 pub struct TxnConfig {
@@ -49,33 +56,39 @@ impl Default for TxnConfig {
     }
 }
 
-/// Persistence of transaction metadata: `__transaction_state`.
-pub trait TxnLog: Send + Sync {
-    fn append(
-        &self,
+/// What the coordinator needs written, in the order queued.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TxnWrite {
+    /// A record for `__transaction_state` (acks=all); `None` is a tombstone.
+    Log {
         partition: i32,
-        key: bytes::Bytes,
-        value: Option<bytes::Bytes>,
-    ) -> Result<(), ErrorCode>;
-}
-
-/// Writes COMMIT/ABORT markers to the partitions of a transaction (and makes the
-/// group coordinator apply or drop transactional offsets).
-pub trait MarkerWriter: Send + Sync {
-    fn write_markers(
-        &self,
+        key: Bytes,
+        value: Option<Bytes>,
+    },
+    /// COMMIT or ABORT markers on every partition of a transaction (and, on
+    /// `__consumer_offsets`, the group coordinator applies or drops the
+    /// transaction's offsets).
+    Markers {
         producer_id: i64,
         producer_epoch: i16,
         commit: bool,
         coordinator_epoch: i32,
-        partitions: &[(String, i32)],
-    ) -> Result<(), ErrorCode>;
+        partitions: Vec<(String, i32)>,
+    },
 }
 
-/// Hands out producer ids.
+/// Hands out producer ids without blocking: a source that has none at hand
+/// answers COORDINATOR_LOAD_IN_PROGRESS (as Kafka's `RPCProducerIdManager` does)
+/// and the client retries.
 pub trait ProducerIdSource: Send + Sync {
     fn next_producer_id(&self) -> Result<i64, ErrorCode>;
 }
+
+/// The answer to a request, at once or once its writes are done.
+pub type TxnCallback<T> = Box<dyn FnOnce(Result<T, ErrorCode>) + Send>;
+
+/// What runs after a step of the coordinator's own (a transition, the markers).
+type Then<T> = Box<dyn FnOnce(&mut TxnCoordinator, Result<T, ErrorCode>) + Send>;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TxnMetadata {
@@ -115,10 +128,12 @@ const COORDINATOR_EPOCH_START: i32 = 0;
 pub struct TxnCoordinator {
     config: TxnConfig,
     clock: Arc<dyn Clock>,
-    log: Arc<dyn TxnLog>,
-    markers: Arc<dyn MarkerWriter>,
     producer_ids: Arc<dyn ProducerIdSource>,
+    writes: Outbox<TxnWrite, TxnCoordinator>,
     txns: BTreeMap<String, TxnMetadata>,
+    /// Transactional ids with a write in flight: other requests for them answer
+    /// CONCURRENT_TRANSACTIONS until it is done.
+    pending: BTreeSet<String>,
     coordinator_epoch: i32,
 }
 
@@ -134,19 +149,36 @@ impl TxnCoordinator {
     pub fn new(
         config: TxnConfig,
         clock: Arc<dyn Clock>,
-        log: Arc<dyn TxnLog>,
-        markers: Arc<dyn MarkerWriter>,
         producer_ids: Arc<dyn ProducerIdSource>,
     ) -> TxnCoordinator {
         TxnCoordinator {
             config,
             clock,
-            log,
-            markers,
             producer_ids,
+            writes: Outbox::default(),
             txns: BTreeMap::new(),
+            pending: BTreeSet::new(),
             coordinator_epoch: COORDINATOR_EPOCH_START,
         }
+    }
+
+    /// The writes queued since the last call, for the shell to carry out in order.
+    pub fn take_writes(&mut self) -> Vec<(WriteId, TxnWrite)> {
+        self.writes.take()
+    }
+
+    /// A write taken with [`TxnCoordinator::take_writes`] is done: its
+    /// continuation runs (and may queue more writes).
+    pub fn write_completed(&mut self, id: WriteId, result: Result<(), ErrorCode>) {
+        match self.writes.complete(id) {
+            Some(then) => then(self, result),
+            None => tracing::error!(write = id, "completion of an unknown transaction write"),
+        }
+    }
+
+    /// Whether a write for `transactional_id` is in flight.
+    pub fn is_pending(&self, transactional_id: &str) -> bool {
+        self.pending.contains(transactional_id)
     }
 
     pub fn partition_for(&self, transactional_id: &str) -> i32 {
@@ -161,27 +193,31 @@ impl TxnCoordinator {
         self.txns.values()
     }
 
-    fn persist(&self, txn: &TxnMetadata) -> Result<(), ErrorCode> {
-        self.log.append(
-            self.partition_for(&txn.transactional_id),
-            encode_key(&txn.transactional_id),
-            Some(txn.stored().encode()),
-        )
-    }
-
-    /// Moves `txn` to `state` in the log, then in memory.
-    fn transition(
-        &mut self,
-        mut next: TxnMetadata,
-        state: TxnState,
-    ) -> Result<TxnMetadata, ErrorCode> {
-        let now = self.clock.now_ms();
+    /// Moves `next` to `state` in the log, then in memory; `then` gets the new
+    /// metadata once written. The id is pending meanwhile.
+    fn transition(&mut self, mut next: TxnMetadata, state: TxnState, then: Then<TxnMetadata>) {
         next.state = state;
-        next.last_update_ms = now;
-        self.persist(&next)?;
-        self.txns
-            .insert(next.transactional_id.clone(), next.clone());
-        Ok(next)
+        next.last_update_ms = self.clock.now_ms();
+        let id = next.transactional_id.clone();
+        let write = TxnWrite::Log {
+            partition: self.partition_for(&id),
+            key: encode_key(&id),
+            value: Some(next.stored().encode()),
+        };
+        self.pending.insert(id.clone());
+        self.writes.push(
+            write,
+            Box::new(move |c, written| {
+                c.pending.remove(&id);
+                match written {
+                    Ok(()) => {
+                        c.txns.insert(id, next.clone());
+                        then(c, Ok(next))
+                    }
+                    Err(e) => then(c, Err(e)),
+                }
+            }),
+        );
     }
 
     /// InitProducerId. Without a transactional id: a fresh producer id, epoch 0.
@@ -193,18 +229,26 @@ impl TxnCoordinator {
         transactional_id: Option<&str>,
         timeout_ms: i32,
         expected: Option<(i64, i16)>,
-    ) -> Result<(i64, i16), ErrorCode> {
+        respond: TxnCallback<(i64, i16)>,
+    ) {
         let Some(transactional_id) = transactional_id.filter(|t| !t.is_empty()) else {
-            return Ok((self.producer_ids.next_producer_id()?, 0));
+            return respond(self.producer_ids.next_producer_id().map(|id| (id, 0)));
         };
         if timeout_ms <= 0 || timeout_ms > self.config.max_timeout_ms {
-            return Err(ErrorCode::InvalidTransactionTimeout);
+            return respond(Err(ErrorCode::InvalidTransactionTimeout));
+        }
+        if self.is_pending(transactional_id) {
+            return respond(Err(ErrorCode::ConcurrentTransactions));
         }
         let now = self.clock.now_ms();
         let Some(current) = self.txns.get(transactional_id).cloned() else {
+            let producer_id = match self.producer_ids.next_producer_id() {
+                Ok(id) => id,
+                Err(e) => return respond(Err(e)),
+            };
             let txn = TxnMetadata {
                 transactional_id: transactional_id.to_string(),
-                producer_id: self.producer_ids.next_producer_id()?,
+                producer_id,
                 producer_epoch: 0,
                 timeout_ms,
                 state: TxnState::Empty,
@@ -213,8 +257,11 @@ impl TxnCoordinator {
                 last_update_ms: now,
                 last_producer_epoch: -1,
             };
-            let txn = self.transition(txn, TxnState::Empty)?;
-            return Ok((txn.producer_id, txn.producer_epoch));
+            return self.transition(
+                txn,
+                TxnState::Empty,
+                Box::new(move |_, done| respond(done.map(|t| (t.producer_id, t.producer_epoch)))),
+            );
         };
         let expected = expected.filter(|(p, _)| *p >= 0);
         if let Some((producer_id, epoch)) = expected {
@@ -223,26 +270,44 @@ impl TxnCoordinator {
             let current_or_timed_out = epoch == current.producer_epoch
                 || (current.last_producer_epoch >= 0 && epoch == current.last_producer_epoch);
             if producer_id != current.producer_id || !current_or_timed_out {
-                return Err(ErrorCode::ProducerFenced);
+                return respond(Err(ErrorCode::ProducerFenced));
             }
         }
+        let id = transactional_id.to_string();
         match current.state {
             TxnState::PrepareCommit | TxnState::PrepareAbort | TxnState::PrepareEpochFence => {
-                return Err(ErrorCode::ConcurrentTransactions)
+                respond(Err(ErrorCode::ConcurrentTransactions))
             }
             TxnState::Ongoing => {
-                // The old instance's transaction: fence it and abort.
-                self.abort_with_bumped_epoch(&current)?;
+                // The old instance's transaction: fence it and abort, then bump.
+                self.abort_with_bumped_epoch(
+                    &current,
+                    Box::new(move |c, aborted| match aborted {
+                        Ok(()) => c.bump_epoch(&id, timeout_ms, expected, respond),
+                        Err(e) => respond(Err(e)),
+                    }),
+                );
             }
-            _ => {}
+            _ => self.bump_epoch(&id, timeout_ms, expected, respond),
         }
+    }
+
+    /// InitProducerId's second half: the next epoch (or a new producer id once
+    /// the epochs run out), persisted in the Empty state.
+    fn bump_epoch(
+        &mut self,
+        transactional_id: &str,
+        timeout_ms: i32,
+        expected: Option<(i64, i16)>,
+        respond: TxnCallback<(i64, i16)>,
+    ) {
         let current = self.txns[transactional_id].clone();
         if matches!(
             current.state,
             TxnState::PrepareCommit | TxnState::PrepareAbort
         ) {
             // Its markers are not all written yet (the timer retries them).
-            return Err(ErrorCode::ConcurrentTransactions);
+            return respond(Err(ErrorCode::ConcurrentTransactions));
         }
         let mut next = current.clone();
         next.timeout_ms = timeout_ms;
@@ -251,17 +316,23 @@ impl TxnCoordinator {
         next.last_producer_epoch = expected.map_or(-1, |(_, epoch)| epoch);
         if current.producer_epoch >= i16::MAX - 1 {
             // Epochs are exhausted: a new producer id starts at epoch 0.
-            next.producer_id = self.producer_ids.next_producer_id()?;
+            next.producer_id = match self.producer_ids.next_producer_id() {
+                Ok(id) => id,
+                Err(e) => return respond(Err(e)),
+            };
             next.producer_epoch = 0;
         } else {
             next.producer_epoch = current.producer_epoch + 1;
         }
-        let next = self.transition(next, TxnState::Empty)?;
-        Ok((next.producer_id, next.producer_epoch))
+        self.transition(
+            next,
+            TxnState::Empty,
+            Box::new(move |_, done| respond(done.map(|t| (t.producer_id, t.producer_epoch)))),
+        );
     }
 
     /// Aborts an open transaction under a bumped epoch (fencing its producer).
-    fn abort_with_bumped_epoch(&mut self, txn: &TxnMetadata) -> Result<(), ErrorCode> {
+    fn abort_with_bumped_epoch(&mut self, txn: &TxnMetadata, then: Then<()>) {
         let mut fenced = txn.clone();
         fenced.producer_epoch = if txn.producer_epoch < i16::MAX - 1 {
             txn.producer_epoch + 1
@@ -269,7 +340,7 @@ impl TxnCoordinator {
             txn.producer_epoch
         };
         fenced.last_producer_epoch = txn.producer_epoch;
-        self.complete(fenced, false)
+        self.complete(fenced, false, then)
     }
 
     fn check_producer(
@@ -278,6 +349,9 @@ impl TxnCoordinator {
         producer_id: i64,
         producer_epoch: i16,
     ) -> Result<TxnMetadata, ErrorCode> {
+        if self.is_pending(transactional_id) {
+            return Err(ErrorCode::ConcurrentTransactions);
+        }
         let txn = self
             .txns
             .get(transactional_id)
@@ -298,27 +372,34 @@ impl TxnCoordinator {
         producer_id: i64,
         producer_epoch: i16,
         partitions: &[(String, i32)],
-    ) -> Result<(), ErrorCode> {
-        let txn = self.check_producer(transactional_id, producer_id, producer_epoch)?;
+        respond: TxnCallback<()>,
+    ) {
+        let txn = match self.check_producer(transactional_id, producer_id, producer_epoch) {
+            Ok(txn) => txn,
+            Err(e) => return respond(Err(e)),
+        };
         match txn.state {
             TxnState::PrepareCommit | TxnState::PrepareAbort | TxnState::PrepareEpochFence => {
-                return Err(ErrorCode::ConcurrentTransactions)
+                return respond(Err(ErrorCode::ConcurrentTransactions))
             }
-            TxnState::Dead => return Err(ErrorCode::InvalidProducerIdMapping),
+            TxnState::Dead => return respond(Err(ErrorCode::InvalidProducerIdMapping)),
             _ => {}
         }
         let mut next = txn.clone();
         let new = partitions.iter().any(|p| !txn.partitions.contains(p));
         if !new && txn.state == TxnState::Ongoing {
-            return Ok(());
+            return respond(Ok(()));
         }
         if txn.state != TxnState::Ongoing {
             next.partitions.clear();
             next.start_ms = self.clock.now_ms();
         }
         next.partitions.extend(partitions.iter().cloned());
-        self.transition(next, TxnState::Ongoing)?;
-        Ok(())
+        self.transition(
+            next,
+            TxnState::Ongoing,
+            Box::new(move |_, done| respond(done.map(|_| ()))),
+        );
     }
 
     /// AddOffsetsToTxn: the group's `__consumer_offsets` partition joins.
@@ -328,131 +409,169 @@ impl TxnCoordinator {
         producer_id: i64,
         producer_epoch: i16,
         group_id: &str,
-    ) -> Result<(), ErrorCode> {
+        respond: TxnCallback<()>,
+    ) {
         let partition = partition_for(group_id, self.config.offsets_partitions);
         self.add_partitions(
             transactional_id,
             producer_id,
             producer_epoch,
             &[("__consumer_offsets".to_string(), partition)],
+            respond,
         )
     }
 
-    /// EndTxn: commit or abort.
+    /// EndTxn: commit or abort, answered once the markers are written (or, if
+    /// they cannot be now, once the outcome is decided).
     pub fn end_transaction(
         &mut self,
         transactional_id: &str,
         producer_id: i64,
         producer_epoch: i16,
         commit: bool,
-    ) -> Result<(), ErrorCode> {
-        let txn = self.check_producer(transactional_id, producer_id, producer_epoch)?;
+        respond: TxnCallback<()>,
+    ) {
+        let txn = match self.check_producer(transactional_id, producer_id, producer_epoch) {
+            Ok(txn) => txn,
+            Err(e) => return respond(Err(e)),
+        };
         match (txn.state, commit) {
-            (TxnState::Ongoing, _) => self.complete(txn, commit),
-            (TxnState::CompleteCommit, true) | (TxnState::CompleteAbort, false) => Ok(()),
-            (TxnState::PrepareCommit, true) | (TxnState::PrepareAbort, false) => {
-                Err(ErrorCode::ConcurrentTransactions)
+            (TxnState::Ongoing, _) => {
+                self.complete(txn, commit, Box::new(move |_, done| respond(done)))
             }
-            (TxnState::Empty, false) => Ok(()),
-            _ => Err(ErrorCode::InvalidTxnState),
+            (TxnState::CompleteCommit, true) | (TxnState::CompleteAbort, false) => respond(Ok(())),
+            (TxnState::PrepareCommit, true) | (TxnState::PrepareAbort, false) => {
+                respond(Err(ErrorCode::ConcurrentTransactions))
+            }
+            (TxnState::Empty, false) => respond(Ok(())),
+            _ => respond(Err(ErrorCode::InvalidTxnState)),
         }
     }
 
     /// Prepare, write the markers, complete. Once the Prepare state is persisted
-    /// the outcome is decided and the answer is success, as in Kafka: markers that
+    /// the outcome is decided and `then` gets success, as in Kafka: markers that
     /// cannot be written now are retried by [`TxnCoordinator::tick`] (the id
     /// answers CONCURRENT_TRANSACTIONS meanwhile) and at the next start-up.
-    fn complete(&mut self, txn: TxnMetadata, commit: bool) -> Result<(), ErrorCode> {
-        let prepared = self.transition(
+    fn complete(&mut self, txn: TxnMetadata, commit: bool, then: Then<()>) {
+        let state = if commit {
+            TxnState::PrepareCommit
+        } else {
+            TxnState::PrepareAbort
+        };
+        self.transition(
             txn,
-            if commit {
-                TxnState::PrepareCommit
-            } else {
-                TxnState::PrepareAbort
-            },
-        )?;
-        let id = prepared.transactional_id.clone();
-        if let Err(e) = self.finish(prepared) {
-            tracing::warn!(transactional_id = %id, error = %e, "completing a prepared transaction failed; will retry");
-        }
-        Ok(())
+            state,
+            Box::new(move |c, prepared| match prepared {
+                Err(e) => then(c, Err(e)),
+                Ok(prepared) => {
+                    let id = prepared.transactional_id.clone();
+                    c.finish(
+                        prepared,
+                        Box::new(move |c, finished| {
+                            if let Err(e) = finished {
+                                tracing::warn!(transactional_id = %id, error = %e, "completing a prepared transaction failed; will retry");
+                            }
+                            then(c, Ok(()))
+                        }),
+                    )
+                }
+            }),
+        );
     }
 
-    /// From a Prepare state: markers, then Complete.
-    fn finish(&mut self, prepared: TxnMetadata) -> Result<(), ErrorCode> {
+    /// From a Prepare state: markers, then Complete. The id is pending throughout.
+    fn finish(&mut self, prepared: TxnMetadata, then: Then<()>) {
         let commit = prepared.state == TxnState::PrepareCommit;
-        let partitions: Vec<(String, i32)> = prepared.partitions.iter().cloned().collect();
-        self.markers.write_markers(
-            prepared.producer_id,
-            prepared.producer_epoch,
+        let id = prepared.transactional_id.clone();
+        let write = TxnWrite::Markers {
+            producer_id: prepared.producer_id,
+            producer_epoch: prepared.producer_epoch,
             commit,
-            self.coordinator_epoch,
-            &partitions,
-        )?;
-        let mut done = prepared;
-        done.partitions.clear();
-        self.transition(
-            done,
-            if commit {
-                TxnState::CompleteCommit
-            } else {
-                TxnState::CompleteAbort
-            },
-        )?;
-        Ok(())
+            coordinator_epoch: self.coordinator_epoch,
+            partitions: prepared.partitions.iter().cloned().collect(),
+        };
+        self.pending.insert(id.clone());
+        self.writes.push(
+            write,
+            Box::new(move |c, written| {
+                c.pending.remove(&id);
+                if let Err(e) = written {
+                    return then(c, Err(e));
+                }
+                let mut done = prepared;
+                done.partitions.clear();
+                let state = if commit {
+                    TxnState::CompleteCommit
+                } else {
+                    TxnState::CompleteAbort
+                };
+                c.transition(done, state, Box::new(move |c, r| then(c, r.map(|_| ()))));
+            }),
+        );
     }
 
     /// Finishes prepared transactions whose markers failed; aborts transactions
-    /// open longer than their timeout; expires idle ids.
+    /// open longer than their timeout; expires idle ids. Ids with a write in
+    /// flight are left for the next tick.
     pub fn tick(&mut self) {
         let now = self.clock.now_ms();
-        let prepared: Vec<TxnMetadata> = self
+        let idle: Vec<TxnMetadata> = self
             .txns
             .values()
-            .filter(|t| matches!(t.state, TxnState::PrepareCommit | TxnState::PrepareAbort))
+            .filter(|t| !self.pending.contains(&t.transactional_id))
             .cloned()
             .collect();
-        for txn in prepared {
-            if let Err(e) = self.finish(txn.clone()) {
-                tracing::warn!(transactional_id = %txn.transactional_id, error = %e, "completing a prepared transaction failed; will retry");
+        for txn in idle {
+            let id = txn.transactional_id.clone();
+            match txn.state {
+                TxnState::PrepareCommit | TxnState::PrepareAbort => self.finish(
+                    txn,
+                    Box::new(move |_, finished| {
+                        if let Err(e) = finished {
+                            tracing::warn!(transactional_id = %id, error = %e, "completing a prepared transaction failed; will retry");
+                        }
+                    }),
+                ),
+                TxnState::Ongoing
+                    if txn.start_ms >= 0 && now - txn.start_ms > i64::from(txn.timeout_ms) =>
+                {
+                    tracing::info!(transactional_id = %id, producer_id = txn.producer_id, "aborting a transaction past its timeout");
+                    self.abort_with_bumped_epoch(
+                        &txn,
+                        Box::new(move |_, aborted| {
+                            if let Err(e) = aborted {
+                                tracing::warn!(transactional_id = %id, error = %e, "aborting a timed-out transaction failed; will retry");
+                            }
+                        }),
+                    );
+                }
+                TxnState::Empty | TxnState::CompleteCommit | TxnState::CompleteAbort
+                    if now - txn.last_update_ms > self.config.id_expiration_ms =>
+                {
+                    self.expire(id)
+                }
+                _ => {}
             }
         }
-        let timed_out: Vec<TxnMetadata> = self
-            .txns
-            .values()
-            .filter(|t| {
-                t.state == TxnState::Ongoing
-                    && t.start_ms >= 0
-                    && now - t.start_ms > i64::from(t.timeout_ms)
-            })
-            .cloned()
-            .collect();
-        for txn in timed_out {
-            tracing::info!(transactional_id = %txn.transactional_id, producer_id = txn.producer_id, "aborting a transaction past its timeout");
-            if let Err(e) = self.abort_with_bumped_epoch(&txn) {
-                tracing::warn!(transactional_id = %txn.transactional_id, error = %e, "aborting a timed-out transaction failed; will retry");
-            }
-        }
-        let expired: Vec<String> = self
-            .txns
-            .values()
-            .filter(|t| {
-                matches!(
-                    t.state,
-                    TxnState::Empty | TxnState::CompleteCommit | TxnState::CompleteAbort
-                ) && now - t.last_update_ms > self.config.id_expiration_ms
-            })
-            .map(|t| t.transactional_id.clone())
-            .collect();
-        for id in expired {
-            if self
-                .log
-                .append(self.partition_for(&id), encode_key(&id), None)
-                .is_ok()
-            {
-                self.txns.remove(&id);
-            }
-        }
+    }
+
+    /// `transactional.id.expiration.ms` passed: a tombstone, then forgotten.
+    fn expire(&mut self, transactional_id: String) {
+        let write = TxnWrite::Log {
+            partition: self.partition_for(&transactional_id),
+            key: encode_key(&transactional_id),
+            value: None,
+        };
+        self.pending.insert(transactional_id.clone());
+        self.writes.push(
+            write,
+            Box::new(move |c, written| {
+                c.pending.remove(&transactional_id);
+                if written.is_ok() {
+                    c.txns.remove(&transactional_id);
+                }
+            }),
+        );
     }
 
     /// Rebuilds the state from `__transaction_state` records in log order, then
@@ -496,9 +615,14 @@ impl TxnCoordinator {
             .collect();
         for txn in pending {
             tracing::info!(transactional_id = %txn.transactional_id, state = txn.state.name(), "completing a transaction interrupted by a restart");
-            if let Err(e) = self.finish(txn) {
-                tracing::error!(error = %e, "completing an interrupted transaction failed");
-            }
+            self.finish(
+                txn,
+                Box::new(|_, finished| {
+                    if let Err(e) = finished {
+                        tracing::error!(error = %e, "completing an interrupted transaction failed");
+                    }
+                }),
+            );
         }
         Ok(())
     }

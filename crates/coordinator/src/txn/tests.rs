@@ -1,5 +1,8 @@
-//! The transaction coordinator driven by a manual clock and in-memory fakes.
+//! The transaction coordinator driven by a manual clock and in-memory fakes. The
+//! harness carries out every write the coordinator queues at once (the log and
+//! the markers are fakes), so each call reads as if it were synchronous.
 
+use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -7,7 +10,7 @@ use bytes::Bytes;
 use protocol::time::ManualClock;
 use protocol::ErrorCode;
 
-use super::coordinator::{MarkerWriter, ProducerIdSource, TxnConfig, TxnCoordinator, TxnLog};
+use super::coordinator::{ProducerIdSource, TxnConfig, TxnCoordinator, TxnWrite};
 use super::records::TxnState;
 
 /// A marker write: producer id, epoch, commit, partitions.
@@ -21,32 +24,33 @@ struct Fakes {
     fail_markers: Mutex<bool>,
 }
 
-impl TxnLog for Fakes {
-    fn append(&self, _partition: i32, key: Bytes, value: Option<Bytes>) -> Result<(), ErrorCode> {
-        self.log.lock().unwrap().push((key, value));
-        Ok(())
-    }
-}
-
-impl MarkerWriter for Fakes {
-    fn write_markers(
-        &self,
-        producer_id: i64,
-        producer_epoch: i16,
-        commit: bool,
-        _coordinator_epoch: i32,
-        partitions: &[(String, i32)],
-    ) -> Result<(), ErrorCode> {
-        if *self.fail_markers.lock().unwrap() {
-            return Err(ErrorCode::NotLeaderOrFollower);
+impl Fakes {
+    /// Carries out one write as the broker would.
+    fn write(&self, write: TxnWrite) -> Result<(), ErrorCode> {
+        match write {
+            TxnWrite::Log { key, value, .. } => {
+                self.log.lock().unwrap().push((key, value));
+                Ok(())
+            }
+            TxnWrite::Markers {
+                producer_id,
+                producer_epoch,
+                commit,
+                partitions,
+                ..
+            } => {
+                if *self.fail_markers.lock().unwrap() {
+                    return Err(ErrorCode::NotLeaderOrFollower);
+                }
+                self.markers.lock().unwrap().push((
+                    producer_id,
+                    producer_epoch,
+                    commit,
+                    partitions,
+                ));
+                Ok(())
+            }
         }
-        self.markers.lock().unwrap().push((
-            producer_id,
-            producer_epoch,
-            commit,
-            partitions.to_vec(),
-        ));
-        Ok(())
     }
 }
 
@@ -56,17 +60,144 @@ impl ProducerIdSource for Fakes {
     }
 }
 
-fn coordinator() -> (TxnCoordinator, Arc<Fakes>, Arc<ManualClock>) {
+/// The coordinator with its writes carried out after every call.
+struct Settled {
+    inner: TxnCoordinator,
+    fakes: Arc<Fakes>,
+}
+
+impl Deref for Settled {
+    type Target = TxnCoordinator;
+    fn deref(&self) -> &TxnCoordinator {
+        &self.inner
+    }
+}
+
+impl DerefMut for Settled {
+    fn deref_mut(&mut self) -> &mut TxnCoordinator {
+        &mut self.inner
+    }
+}
+
+type Slot<T> = Arc<Mutex<Option<Result<T, ErrorCode>>>>;
+
+fn slot<T: Send + 'static>() -> (Slot<T>, super::coordinator::TxnCallback<T>) {
+    let slot: Slot<T> = Arc::new(Mutex::new(None));
+    let out = slot.clone();
+    (slot, Box::new(move |r| *out.lock().unwrap() = Some(r)))
+}
+
+impl Settled {
+    fn new(inner: TxnCoordinator, fakes: Arc<Fakes>) -> Settled {
+        Settled { inner, fakes }
+    }
+
+    /// Carries out queued writes, and those their continuations queue.
+    fn settle(&mut self) {
+        loop {
+            let writes = self.inner.take_writes();
+            if writes.is_empty() {
+                return;
+            }
+            for (id, write) in writes {
+                let result = self.fakes.write(write);
+                self.inner.write_completed(id, result);
+            }
+        }
+    }
+
+    fn answer<T>(&mut self, slot: Slot<T>) -> Result<T, ErrorCode> {
+        self.settle();
+        let answer = slot.lock().unwrap().take();
+        answer.expect("answered once the writes are done")
+    }
+
+    fn init_producer_id(
+        &mut self,
+        transactional_id: Option<&str>,
+        timeout_ms: i32,
+        expected: Option<(i64, i16)>,
+    ) -> Result<(i64, i16), ErrorCode> {
+        let (out, respond) = slot();
+        self.inner
+            .init_producer_id(transactional_id, timeout_ms, expected, respond);
+        self.answer(out)
+    }
+
+    fn add_partitions(
+        &mut self,
+        transactional_id: &str,
+        producer_id: i64,
+        producer_epoch: i16,
+        partitions: &[(String, i32)],
+    ) -> Result<(), ErrorCode> {
+        let (out, respond) = slot();
+        self.inner.add_partitions(
+            transactional_id,
+            producer_id,
+            producer_epoch,
+            partitions,
+            respond,
+        );
+        self.answer(out)
+    }
+
+    fn add_offsets(
+        &mut self,
+        transactional_id: &str,
+        producer_id: i64,
+        producer_epoch: i16,
+        group_id: &str,
+    ) -> Result<(), ErrorCode> {
+        let (out, respond) = slot();
+        self.inner.add_offsets(
+            transactional_id,
+            producer_id,
+            producer_epoch,
+            group_id,
+            respond,
+        );
+        self.answer(out)
+    }
+
+    fn end_transaction(
+        &mut self,
+        transactional_id: &str,
+        producer_id: i64,
+        producer_epoch: i16,
+        commit: bool,
+    ) -> Result<(), ErrorCode> {
+        let (out, respond) = slot();
+        self.inner.end_transaction(
+            transactional_id,
+            producer_id,
+            producer_epoch,
+            commit,
+            respond,
+        );
+        self.answer(out)
+    }
+
+    fn tick(&mut self) {
+        self.inner.tick();
+        self.settle();
+    }
+
+    fn load(
+        &mut self,
+        records: Vec<(Bytes, Option<Bytes>)>,
+    ) -> Result<(), crate::group::records::DecodeError> {
+        let loaded = self.inner.load(records);
+        self.settle();
+        loaded
+    }
+}
+
+fn coordinator() -> (Settled, Arc<Fakes>, Arc<ManualClock>) {
     let fakes = Arc::new(Fakes::default());
     let clock = Arc::new(ManualClock::new(1_000_000));
-    let c = TxnCoordinator::new(
-        TxnConfig::default(),
-        clock.clone(),
-        fakes.clone(),
-        fakes.clone(),
-        fakes.clone(),
-    );
-    (c, fakes, clock)
+    let c = TxnCoordinator::new(TxnConfig::default(), clock.clone(), fakes.clone());
+    (Settled::new(c, fakes.clone()), fakes, clock)
 }
 
 fn tp(topic: &str, partition: i32) -> (String, i32) {
@@ -176,11 +307,8 @@ fn a_restart_completes_a_prepared_transaction() {
     assert_eq!(c.transaction("tx").unwrap().state, TxnState::PrepareCommit);
     *fakes.fail_markers.lock().unwrap() = false;
     let records = fakes.log.lock().unwrap().clone();
-    let mut restarted = TxnCoordinator::new(
-        TxnConfig::default(),
-        clock.clone(),
-        fakes.clone(),
-        fakes.clone(),
+    let mut restarted = Settled::new(
+        TxnCoordinator::new(TxnConfig::default(), clock.clone(), fakes.clone()),
         fakes.clone(),
     );
     restarted.load(records).unwrap();
@@ -257,4 +385,77 @@ fn only_the_current_or_timed_out_producer_may_bump_its_own_epoch() {
         c.init_producer_id(Some("tx"), 10_000, Some((pid, e0))),
         Err(ErrorCode::ProducerFenced)
     );
+}
+
+// ---- Writes outside the lock ----
+
+#[test]
+fn a_transactional_id_with_a_write_in_flight_answers_concurrent_transactions() {
+    let (mut c, _, _) = coordinator();
+    let (first, respond) = slot();
+    c.inner.init_producer_id(Some("tx"), 60_000, None, respond);
+    assert!(c.is_pending("tx"));
+    let (second, respond) = slot();
+    c.inner.init_producer_id(Some("tx"), 60_000, None, respond);
+    assert_eq!(
+        second.lock().unwrap().take(),
+        Some(Err(ErrorCode::ConcurrentTransactions))
+    );
+    assert_eq!(first.lock().unwrap().take(), None);
+    c.settle();
+    assert_eq!(first.lock().unwrap().take(), Some(Ok((1000, 0))));
+    assert!(!c.is_pending("tx"));
+}
+
+#[test]
+fn end_txn_is_answered_after_prepare_markers_and_complete_are_written() {
+    let (mut c, fakes, _) = coordinator();
+    let (pid, epoch) = c.init_producer_id(Some("tx"), 60_000, None).unwrap();
+    c.add_partitions("tx", pid, epoch, &[tp("a", 0)]).unwrap();
+    let (answer, respond) = slot();
+    c.inner.end_transaction("tx", pid, epoch, true, respond);
+    let mut kinds = Vec::new();
+    loop {
+        let writes = c.inner.take_writes();
+        if writes.is_empty() {
+            break;
+        }
+        for (id, write) in writes {
+            assert_eq!(answer.lock().unwrap().take(), None, "answered too early");
+            kinds.push(match &write {
+                TxnWrite::Log { .. } => "log",
+                TxnWrite::Markers { .. } => "markers",
+            });
+            let result = fakes.write(write);
+            c.inner.write_completed(id, result);
+        }
+    }
+    assert_eq!(kinds, vec!["log", "markers", "log"]);
+    assert_eq!(answer.lock().unwrap().take(), Some(Ok(())));
+    assert_eq!(c.transaction("tx").unwrap().state, TxnState::CompleteCommit);
+}
+
+#[test]
+fn producer_ids_the_source_cannot_give_are_refused_with_a_retriable_error() {
+    #[derive(Debug)]
+    struct Empty;
+    impl ProducerIdSource for Empty {
+        fn next_producer_id(&self) -> Result<i64, ErrorCode> {
+            Err(ErrorCode::CoordinatorLoadInProgress)
+        }
+    }
+    let clock = Arc::new(ManualClock::new(1_000_000));
+    let mut c = Settled::new(
+        TxnCoordinator::new(TxnConfig::default(), clock, Arc::new(Empty)),
+        Arc::new(Fakes::default()),
+    );
+    assert_eq!(
+        c.init_producer_id(None, 0, None),
+        Err(ErrorCode::CoordinatorLoadInProgress)
+    );
+    assert_eq!(
+        c.init_producer_id(Some("tx"), 60_000, None),
+        Err(ErrorCode::CoordinatorLoadInProgress)
+    );
+    assert!(c.transaction("tx").is_none());
 }
