@@ -22,6 +22,13 @@ from test_groups_support import FAST_GROUPS, Raw, consumer_assignment, consumer_
 
 BROKER_OVERRIDES = dict(FAST_GROUPS)
 
+
+@pytest.fixture(scope="module", autouse=True)
+def _committed_topic(broker):
+    """The topic the raw OffsetCommits name: Kafka answers UNKNOWN_TOPIC_OR_PARTITION to a
+    commit for a topic that does not exist, and stores nothing."""
+    create_topic(broker.bootstrap, "t", 2)
+
 NONE, ILLEGAL_GENERATION, INCONSISTENT_GROUP_PROTOCOL, INVALID_GROUP_ID = 0, 22, 23, 24
 UNKNOWN_MEMBER_ID, INVALID_SESSION_TIMEOUT, REBALANCE_IN_PROGRESS = 25, 26, 27
 COORDINATOR_NOT_AVAILABLE, NON_EMPTY_GROUP, GROUP_ID_NOT_FOUND = 15, 68, 69

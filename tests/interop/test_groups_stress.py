@@ -20,10 +20,19 @@ from kafka.protocol.admin.groups import DescribeGroupsRequest
 from kafka.protocol.consumer.group import (HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest,
                                            OffsetCommitRequest, SyncGroupRequest)
 
-from test_groups_support import FAST_GROUPS, Raw
+import pytest
+
+from test_groups_support import FAST_GROUPS, Raw, create_topic
 
 BROKER_OVERRIDES = dict(FAST_GROUPS)
 GROUPS, MEMBERS, PARTITIONS = 12, 4, 8
+
+@pytest.fixture(scope="module", autouse=True)
+def _committed_topic(broker):
+    """The topic the raw OffsetCommits name: Kafka answers UNKNOWN_TOPIC_OR_PARTITION to a
+    commit for a topic that does not exist, and stores nothing."""
+    create_topic(broker.bootstrap, "t", MEMBERS)
+
 CHURN_S = 8.0
 SESSION_MS = 1000
 

@@ -160,15 +160,22 @@ def test_keyless_records_are_refused_with_invalid_record(broker, topic):
     assert produce(b, topic, [(b"k", b"v")])[0]["offset"] == 0
     res = cf_produce(b, topic, [rec(b"no key")], message_timeout_ms=5000, retries=0)
     assert res[0]["error"] is not None and res[0]["error"].code() == KafkaError.INVALID_RECORD, res
-    # One keyless record refuses its whole batch (kafka-python batches these three).
+    # One keyless record refuses its whole batch (kafka-python batches these three); the
+    # answer's KIP-467 record_errors name it, so only it fails as invalid and the other two
+    # fail as part of a refused batch.
     producer = kp_producer(b, linger_ms=500, retries=0)
     try:
         futures = [producer.send(topic, value=b"1", key=b"a"), producer.send(topic, value=b"2"),
                    producer.send(topic, value=b"3", key=b"c")]
         producer.flush(timeout=30)
-        for f in futures:
-            with pytest.raises(kafka.errors.InvalidRecordError):
+        for i, f in enumerate(futures):
+            with pytest.raises(kafka.errors.KafkaError) as failed:
                 f.get(timeout=30)
+            if i == 1:
+                assert isinstance(failed.value, kafka.errors.InvalidRecordError), failed.value
+            else:
+                assert not isinstance(failed.value, kafka.errors.InvalidRecordError), failed.value
+                assert "part of a batch which had one more more invalid records" in str(failed.value)
     finally:
         producer.close(timeout=10)
     assert cf_watermarks(b, topic) == (0, 1)

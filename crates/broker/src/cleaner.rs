@@ -5,9 +5,11 @@
 //! past `max.compaction.lag.ms`), cleans it (see `storage::cleaner`) and records
 //! where cleaning stopped in `cleaner-offset-checkpoint`, so the next pass only
 //! maps what is new. Reads and writes are throttled to
-//! `log.cleaner.io.max.bytes.per.second`.
+//! `log.cleaner.io.max.bytes.per.second`. A log the cleaner cannot read (a corrupt
+//! batch) is marked uncleanable, reported, and skipped until a restart, as Kafka's
+//! `uncleanablePartitions`: the other logs are still cleaned.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::ControlFlow;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -29,13 +31,15 @@ pub const CLEANER_CHECKPOINT: &str = "cleaner-offset-checkpoint";
 #[derive(Debug, Default)]
 pub struct CleanerState {
     first_dirty: Mutex<BTreeMap<TopicPartition, i64>>,
+    /// Logs a cleaning failed on: skipped until a restart.
+    uncleanable: Mutex<BTreeSet<TopicPartition>>,
 }
 
 impl CleanerState {
-    pub fn load(dirs: &[std::path::PathBuf]) -> CleanerState {
+    pub fn load(fs: &dyn storage::fs::Fs, dirs: &[std::path::PathBuf]) -> CleanerState {
         let mut first_dirty = BTreeMap::new();
         for dir in dirs {
-            match checkpoint::read_offsets(&dir.join(CLEANER_CHECKPOINT)) {
+            match checkpoint::read_offsets_in(fs, &dir.join(CLEANER_CHECKPOINT)) {
                 Ok(offsets) => first_dirty.extend(offsets),
                 Err(e) => {
                     tracing::warn!(error = %e, "ignoring unreadable cleaner checkpoint; logs will be cleaned from the start")
@@ -44,7 +48,32 @@ impl CleanerState {
         }
         CleanerState {
             first_dirty: Mutex::new(first_dirty),
+            uncleanable: Mutex::new(BTreeSet::new()),
         }
+    }
+
+    fn is_uncleanable(&self, tp: &TopicPartition) -> bool {
+        self.uncleanable
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(tp)
+    }
+
+    fn mark_uncleanable(&self, tp: &TopicPartition) {
+        self.uncleanable
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(tp.clone());
+    }
+
+    /// The logs marked uncleanable.
+    pub fn uncleanable(&self) -> Vec<TopicPartition> {
+        self.uncleanable
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .cloned()
+            .collect()
     }
 
     fn get(&self, tp: &TopicPartition) -> i64 {
@@ -84,6 +113,9 @@ fn clean_once(broker: &Cleaner) -> bool {
     let now = broker.clock.now_ms();
     let mut best: Option<(f64, SharedPartition, i64)> = None;
     for partition in broker.replicas.partitions() {
+        if broker.state.is_uncleanable(partition.topic_partition()) {
+            continue;
+        }
         // Undecided transactions are never cleaned: stop at the last stable offset.
         let upper_bound = partition.last_stable_offset();
         let checkpoint = broker.state.get(partition.topic_partition());
@@ -139,8 +171,16 @@ fn clean_once(broker: &Cleaner) -> bool {
         }
         Ok(None) => false,
         Err(e) => {
-            tracing::error!(partition = %partition.topic_partition(), error = %e, "cleaning failed");
-            false
+            let tp = partition.topic_partition();
+            if !partition.is_online() {
+                // The log dir went offline: its logs are not cleaned any more anyway.
+                tracing::error!(partition = %tp, error = %e, "cleaning failed; the log directory is offline");
+            } else {
+                broker.state.mark_uncleanable(tp);
+                tracing::error!(partition = %tp, error = %e, "cleaning failed: the log is marked uncleanable and skipped until a restart; other logs are still cleaned");
+            }
+            // Look for another log at once.
+            true
         }
     }
 }
@@ -204,7 +244,8 @@ fn write_checkpoints(broker: &Cleaner) {
         }
     }
     for (dir, offsets) in per_dir {
-        if let Err(e) = checkpoint::write_offsets(&dir.join(CLEANER_CHECKPOINT), &offsets) {
+        let fs = &**broker.replicas.fs();
+        if let Err(e) = checkpoint::write_offsets_in(fs, &dir.join(CLEANER_CHECKPOINT), &offsets) {
             tracing::warn!(error = %e, "writing the cleaner checkpoint failed");
         }
     }

@@ -117,6 +117,21 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
         Validator::Any,
         "Allow deleting topics."
     ),
+    // Rivulet's own (Kafka has neither): see docs/decisions.md, "Limits".
+    def!(
+        "internal.topics.modification.enable",
+        Boolean,
+        "false",
+        Validator::Any,
+        "Let clients delete, trim, reconfigure, add partitions to or create __consumer_offsets and __transaction_state."
+    ),
+    def!(
+        "max.broker.partitions",
+        Int,
+        "100000",
+        Validator::AtLeast(1),
+        "The most partition replicas one broker hosts (KIP-578's name); creations past it fail with POLICY_VIOLATION."
+    ),
     def!(
         "fetch.max.bytes",
         Int,
@@ -499,7 +514,9 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
         "offset.metadata.max.bytes",
         Int,
         "4096",
-        Validator::AtLeast(0),
+        // At most what a __consumer_offsets record's string holds (Kafka allows
+        // more and then fails to write the record).
+        Validator::Between(0, 32767),
         "The largest metadata string an offset commit may carry."
     ),
     def!(
@@ -681,6 +698,10 @@ pub struct BrokerConfig {
     pub default_replication_factor: i16,
     pub auto_create_topics_enable: bool,
     pub delete_topic_enable: bool,
+    /// `internal.topics.modification.enable`.
+    pub internal_topics_modification_enable: bool,
+    /// `max.broker.partitions`.
+    pub max_broker_partitions: u64,
     pub socket_request_max_bytes: usize,
     pub connections_max_idle_ms: u64,
     pub max_connections: usize,
@@ -972,6 +993,8 @@ impl BrokerConfig {
             default_replication_factor: int("default.replication.factor") as i16,
             auto_create_topics_enable: boolean("auto.create.topics.enable"),
             delete_topic_enable: boolean("delete.topic.enable"),
+            internal_topics_modification_enable: boolean("internal.topics.modification.enable"),
+            max_broker_partitions: int("max.broker.partitions").max(1) as u64,
             socket_request_max_bytes: int("socket.request.max.bytes") as usize,
             connections_max_idle_ms: int("connections.max.idle.ms") as u64,
             max_connections: int("max.connections").min(1 << 20) as usize,

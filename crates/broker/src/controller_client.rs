@@ -205,6 +205,18 @@ impl ControllerClient {
         let (mut outcomes, records) =
             self.controller
                 .create_topics(&image, &specs, &validate, &mut || self.random.uuid());
+        // Every new partition holds a file descriptor here (storage::descriptors).
+        let new_partitions = outcomes
+            .iter()
+            .filter_map(|o| o.result.as_ref().ok())
+            .map(|created| created.num_partitions.max(0) as usize)
+            .sum();
+        if let Err(reason) = self.replicas.check_new_logs(new_partitions) {
+            for outcome in outcomes.iter_mut().filter(|o| o.result.is_ok()) {
+                outcome.result = Err((ErrorCode::PolicyViolation, reason.clone()));
+            }
+            return outcomes;
+        }
         if validate_only || records.is_empty() {
             return outcomes;
         }
@@ -251,6 +263,20 @@ impl ControllerClient {
         let _decision = self.lock.lock().await;
         let image = self.metadata.image();
         let (mut outcomes, records) = self.controller.create_partitions(&image, &increases);
+        let new_partitions = increases
+            .iter()
+            .filter(|i| outcomes.iter().any(|(t, r)| *t == i.topic && r.is_ok()))
+            .map(|i| {
+                let current = image.topic(&i.topic).map_or(0, |t| t.partitions.len());
+                (i.count.max(0) as usize).saturating_sub(current)
+            })
+            .sum();
+        if let Err(reason) = self.replicas.check_new_logs(new_partitions) {
+            for (_, result) in outcomes.iter_mut().filter(|(_, r)| r.is_ok()) {
+                *result = Err((ErrorCode::PolicyViolation, reason.clone()));
+            }
+            return outcomes;
+        }
         if validate_only || records.is_empty() {
             return outcomes;
         }
@@ -306,10 +332,7 @@ impl ControllerClient {
     /// Creates topics that a Metadata request asked for (auto-creation), with the
     /// broker's defaults. Topics that exist by then are left alone.
     pub async fn auto_create_topics(&self, names: Vec<String>) -> Vec<CreateTopicOutcome> {
-        let specs = names
-            .iter()
-            .map(|name| self.controller.auto_create_spec(name))
-            .collect();
+        let specs = self.controller.auto_create_specs(&names);
         let outcomes = self.create_topics(specs, false).await;
         for outcome in &outcomes {
             match &outcome.result {

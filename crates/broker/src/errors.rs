@@ -12,6 +12,7 @@ pub fn storage_error_code(error: &StorageError) -> ErrorCode {
         StorageError::OffsetOutOfRange { .. } => ErrorCode::OffsetOutOfRange,
         StorageError::Corrupt(..) => ErrorCode::KafkaStorageError,
         StorageError::LogExists(_) => ErrorCode::UnknownServerError,
+        StorageError::LogDirOffline(..) => ErrorCode::KafkaStorageError,
     }
 }
 
@@ -22,6 +23,8 @@ pub fn append_error_code(error: &AppendError) -> ErrorCode {
         AppendError::MessageTooLarge { .. } => ErrorCode::MessageTooLarge,
         AppendError::RecordListTooLarge { .. } => ErrorCode::RecordListTooLarge,
         AppendError::InvalidRecord(_) => ErrorCode::InvalidRecord,
+        AppendError::InvalidRecords { .. } => ErrorCode::InvalidRecord,
+        AppendError::DecompressedTooLarge { .. } => ErrorCode::MessageTooLarge,
         AppendError::InvalidTimestamp { .. } => ErrorCode::InvalidTimestamp,
         AppendError::UnsupportedCompression(_) => ErrorCode::UnsupportedCompressionType,
         AppendError::Producer(e) => producer_error_code(e),

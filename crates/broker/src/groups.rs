@@ -231,14 +231,13 @@ pub fn load_groups(groups: &Groups, replicas: &ReplicaManager) -> Result<usize, 
         p.replay(|header, batch| {
             if header.is_control() {
                 if let Some(record) = batch.first() {
-                    let kind = record
-                        .key
-                        .as_ref()
-                        .filter(|k| k.len() >= 4)
-                        .map(|k| i16::from_be_bytes([k[2], k[3]]));
+                    let marker = protocol::records::ControlRecord::parse(
+                        record.key.as_deref(),
+                        record.value.as_deref(),
+                    );
                     records.push(LoadEntry::Marker {
                         producer_id: header.producer_id,
-                        commit: kind == Some(1),
+                        commit: marker.is_some_and(|m| m.is_commit()),
                     });
                 }
                 return;

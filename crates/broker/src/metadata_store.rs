@@ -85,7 +85,7 @@ fn open_log(log_dir: &Path, clock: Arc<dyn Clock>) -> Result<Log, MetadataError>
         log_dir,
         TopicPartition::new(METADATA_LOG_PREFIX, 0),
         Arc::new(config),
-        clock,
+        &storage::LogEnv::real(clock),
         state,
     )?)
 }

@@ -439,36 +439,40 @@ impl HostedPartition {
     ) -> Result<Option<(i64, i64, i32)>, ReplicationError> {
         let (high_watermark, leader_epoch) =
             lock(&self.shell).machine.check_read(current_leader_epoch)?;
-        let log = lock(&self.log);
-        let last_fetchable = match isolation {
-            IsolationLevel::ReadUncommitted => high_watermark,
-            IsolationLevel::ReadCommitted => log
-                .first_unstable_offset()
-                .map_or(high_watermark, |first| first.min(high_watermark)),
+        let (last_fetchable, lookup) = {
+            let log = lock(&self.log);
+            let last_fetchable = match isolation {
+                IsolationLevel::ReadUncommitted => high_watermark,
+                IsolationLevel::ReadCommitted => log
+                    .first_unstable_offset()
+                    .map_or(high_watermark, |first| first.min(high_watermark)),
+            };
+            let epoch_of = |offset: i64| log.leader_epochs().epoch_for_offset(offset).unwrap_or(-1);
+            let lookup = match timestamp {
+                -1 => return Ok(Some((last_fetchable, -1, leader_epoch))),
+                -2 | -4 => {
+                    let start = log.log_start_offset().0;
+                    return Ok(Some((start, -1, epoch_of(start))));
+                }
+                -5 => return Ok(Some((-1, -1, -1))),
+                -3 => log.max_timestamp_lookup()?,
+                t if t >= 0 => log.timestamp_lookup(t)?,
+                _ => return Ok(None),
+            };
+            (last_fetchable, lookup)
         };
-        let epoch_of = |offset: i64| log.leader_epochs().epoch_for_offset(offset).unwrap_or(-1);
-        let found = match timestamp {
-            -1 => Some((last_fetchable, -1, leader_epoch)),
-            -2 | -4 => {
-                let start = log.log_start_offset().0;
-                Some((start, -1, epoch_of(start)))
+        // The one batch that answers is read and skimmed without the log's lock.
+        let found = match lookup {
+            Some(lookup) => lookup.resolve()?,
+            None => None,
+        };
+        Ok(Some(match found {
+            Some((offset, ts)) if offset < last_fetchable => {
+                let epoch = lock(&self.log).epoch_for_offset(offset);
+                (offset, ts, epoch.unwrap_or(-1))
             }
-            -5 => Some((-1, -1, -1)),
-            -3 => Some(match log.offset_of_max_timestamp()? {
-                Some((offset, ts, epoch)) if offset < last_fetchable => {
-                    (offset, ts, epoch.unwrap_or(-1))
-                }
-                _ => (-1, -1, -1),
-            }),
-            t if t >= 0 => Some(match log.offset_for_timestamp(t)? {
-                Some((offset, ts, epoch)) if offset < last_fetchable => {
-                    (offset, ts, epoch.unwrap_or(-1))
-                }
-                _ => (-1, -1, -1),
-            }),
-            _ => None,
-        };
-        Ok(found)
+            _ => (-1, -1, -1),
+        }))
     }
 
     pub fn high_watermark(&self) -> i64 {
@@ -575,11 +579,11 @@ impl HostedPartition {
     pub fn compaction_view(&self, first_dirty: i64, upper_bound: i64) -> Option<CompactionView> {
         let log = lock(&self.log);
         let config = log.config();
-        if !config.cleanup_policy_compact {
+        if !config.cleanup_policy_compact || log.check_online().is_err() {
             return None;
         }
         let first_dirty = first_dirty.max(log.log_start_offset().0);
-        let dirtiness = log.dirtiness(first_dirty, upper_bound);
+        let dirtiness = storage::cleaner::dirtiness(&log, first_dirty, upper_bound);
         if dirtiness.dirty_bytes == 0 {
             return None;
         }
@@ -591,7 +595,7 @@ impl HostedPartition {
             .and_then(|v| v.parse::<i64>().ok())
             .unwrap_or(i64::MAX);
         let first_dirty_batch_timestamp = if max_compaction_lag_ms < i64::MAX {
-            log.first_dirty_batch_timestamp(first_dirty)
+            storage::cleaner::first_dirty_batch_timestamp(&log, first_dirty)
         } else {
             None
         };
@@ -602,6 +606,12 @@ impl HostedPartition {
             dirtiness,
             first_dirty_batch_timestamp,
         })
+    }
+
+    /// Whether the log's directory is online (a failed write or fsync takes it
+    /// offline, see `storage::log`).
+    pub fn is_online(&self) -> bool {
+        lock(&self.log).check_online().is_ok()
     }
 
     /// Compacts the log once from `first_dirty` up to `upper_bound` (see

@@ -68,7 +68,10 @@ impl ReplicaManager {
     ) -> ReplicaManager {
         let mut checkpointed_high_watermarks = BTreeMap::new();
         for dir in log_manager.log_dirs() {
-            match checkpoint::read_offsets(&dir.join(REPLICATION_OFFSET_CHECKPOINT)) {
+            match checkpoint::read_offsets_in(
+                &**log_manager.fs(),
+                &dir.join(REPLICATION_OFFSET_CHECKPOINT),
+            ) {
                 Ok(offsets) => checkpointed_high_watermarks.extend(offsets),
                 Err(e) => {
                     tracing::warn!(error = %e, "ignoring unreadable high watermark checkpoint")
@@ -94,6 +97,17 @@ impl ReplicaManager {
 
     pub fn node_id(&self) -> i32 {
         self.node_id
+    }
+
+    /// Whether `new_logs` more logs fit the broker's file descriptor budget
+    /// (`storage::descriptors`); the reason when they do not.
+    pub fn check_new_logs(&self, new_logs: usize) -> Result<(), String> {
+        self.log_manager.check_new_logs(new_logs)
+    }
+
+    /// The filesystem the logs live on (real, or in memory in tests).
+    pub fn fs(&self) -> &Arc<dyn storage::fs::Fs> {
+        self.log_manager.fs()
     }
 
     pub fn log_dirs(&self) -> Vec<PathBuf> {
@@ -306,7 +320,8 @@ impl ReplicaManager {
             }
         }
         for (dir, offsets) in per_dir {
-            checkpoint::write_offsets(&dir.join(REPLICATION_OFFSET_CHECKPOINT), &offsets)
+            let path = dir.join(REPLICATION_OFFSET_CHECKPOINT);
+            checkpoint::write_offsets_in(&**self.log_manager.fs(), &path, &offsets)
                 .map_err(|e| StorageError::io("writing high watermark checkpoint", e))?;
         }
         Ok(())

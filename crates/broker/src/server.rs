@@ -170,6 +170,7 @@ fn build(opened: Opened, tasks: &mut Vec<tokio::task::JoinHandle<()>>) -> Arc<Br
             num_partitions: config.num_partitions,
             default_replication_factor: config.default_replication_factor,
             delete_topic_enable: config.delete_topic_enable,
+            max_broker_partitions: config.max_broker_partitions,
             ..ControllerConfig::default()
         }),
     ));
@@ -205,7 +206,10 @@ fn build(opened: Opened, tasks: &mut Vec<tokio::task::JoinHandle<()>>) -> Arc<Br
         groups,
         transactions,
         produce_requests: std::sync::atomic::AtomicU64::new(0),
-        cleaner: Arc::new(crate::cleaner::CleanerState::load(&config.log_dirs)),
+        cleaner: Arc::new(crate::cleaner::CleanerState::load(
+            &**log_manager.fs(),
+            &config.log_dirs,
+        )),
         config,
         settings,
         cluster_id,
@@ -315,7 +319,25 @@ impl RunningBroker {
         let log_dirs = config.log_dirs.clone();
         let log_manager = {
             let clock = Arc::clone(&clock);
-            Arc::new(blocking(move || LogManager::open(&log_dirs, clock)).await?)
+            Arc::new(
+                blocking(move || {
+                    // Descriptors: the soft limit up to the hard one, then shared out.
+                    let limit = storage::descriptors::raise_limit().unwrap_or_else(|e| {
+                        tracing::warn!(error = %e, "cannot raise the open file limit");
+                        storage::descriptors::limit()
+                    });
+                    let budget = storage::descriptors::DescriptorBudget::for_limit(limit);
+                    tracing::info!(
+                        limit,
+                        max_partitions = budget.max_logs(),
+                        file_cache = budget.cache,
+                        "file descriptors"
+                    );
+                    let env = storage::LogEnv::real(clock).with_file_cache(budget.cache);
+                    LogManager::open(&log_dirs, env).map(|m| m.with_descriptor_budget(budget))
+                })
+                .await?,
+            )
         };
         let clean = log_manager.had_clean_shutdown();
         // Before meta.properties is written: a directory without one is new, and

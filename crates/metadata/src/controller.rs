@@ -23,9 +23,31 @@ pub struct ControllerConfig {
     pub default_replication_factor: i16,
     /// `delete.topic.enable`.
     pub delete_topic_enable: bool,
-    /// Kafka refuses a CreateTopics request creating more partitions than this.
-    pub max_partitions_per_request: i64,
+    /// Kafka's `MAX_PARTITIONS_PER_BATCH`: a CreateTopics request asking for more
+    /// partitions than this is refused whole, before anything is placed; Rivulet
+    /// applies the same bound to the partitions one CreatePartitions request adds
+    /// and to the topics one Metadata request auto-creates.
+    pub max_partitions_per_request: u64,
+    /// Kafka's `MAX_RECORDS_PER_USER_OP`: the most metadata records one request may
+    /// commit (a topic record, its partitions and its configs).
+    pub max_records_per_user_op: usize,
+    /// `max.broker.partitions` (KIP-578's name): the most partition replicas any
+    /// one broker may host. Creations that would take a broker past it are
+    /// refused with POLICY_VIOLATION.
+    pub max_broker_partitions: u64,
 }
+
+/// Kafka's limits (`ReplicationControlManager.MAX_PARTITIONS_PER_BATCH`,
+/// `QuorumController.MAX_RECORDS_PER_USER_OP`).
+pub const MAX_PARTITIONS_PER_REQUEST: u64 = 10_000;
+pub const MAX_RECORDS_PER_USER_OP: usize = 10_000;
+/// Default of `max.broker.partitions` (see docs/decisions.md).
+pub const DEFAULT_MAX_BROKER_PARTITIONS: u64 = 100_000;
+
+/// Kafka's message when a request asks for more than `MAX_PARTITIONS_PER_BATCH`.
+pub const TOO_MANY_PARTITIONS: &str = "Excessively large number of partitions per request.";
+/// Kafka's message when a request would commit more than `MAX_RECORDS_PER_USER_OP`.
+pub const TOO_MANY_RECORDS: &str = "Unable to perform excessively large batch operation.";
 
 impl Default for ControllerConfig {
     fn default() -> Self {
@@ -33,7 +55,9 @@ impl Default for ControllerConfig {
             num_partitions: 1,
             default_replication_factor: 1,
             delete_topic_enable: true,
-            max_partitions_per_request: 10_000,
+            max_partitions_per_request: MAX_PARTITIONS_PER_REQUEST,
+            max_records_per_user_op: MAX_RECORDS_PER_USER_OP,
+            max_broker_partitions: DEFAULT_MAX_BROKER_PARTITIONS,
         }
     }
 }
@@ -112,35 +136,36 @@ impl Controller {
         validate_config: ConfigValidator<'_>,
         new_id: &mut dyn FnMut() -> Uuid,
     ) -> (Vec<CreateTopicOutcome>, Vec<MetadataRecord>) {
-        let mut outcomes = Vec::with_capacity(specs.len());
-        let mut records = Vec::new();
         let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
         for spec in specs {
             *seen.entry(spec.name.as_str()).or_default() += 1;
         }
-        let requested: i64 = specs
-            .iter()
-            .map(|s| {
-                if s.assignments.is_empty() {
-                    i64::from(self.resolve_partitions(s.num_partitions))
-                } else {
-                    s.assignments.len() as i64
-                }
-            })
-            .sum();
+        // Kafka's validateTotalNumberOfPartitions: an upper bound on what the request
+        // asks for, summed without overflow, checked before anything is placed.
+        if self.requested_partitions(specs) > self.config.max_partitions_per_request {
+            return (
+                refuse_all(specs, ErrorCode::PolicyViolation, TOO_MANY_PARTITIONS),
+                Vec::new(),
+            );
+        }
+        let mut outcomes = Vec::with_capacity(specs.len());
+        let mut records = Vec::new();
+        let mut hosted = replicas_per_broker(image);
         // Names created earlier in this request collide like existing ones.
         let mut created_keys: BTreeSet<String> = BTreeSet::new();
         for spec in specs {
-            let result = if requested > self.config.max_partitions_per_request {
-                fail(
-                    ErrorCode::PolicyViolation,
-                    format!("Excessively large number of partitions per request: {requested}"),
-                )
-            } else if seen[spec.name.as_str()] > 1 {
+            let result = if seen[spec.name.as_str()] > 1 {
                 fail(ErrorCode::InvalidRequest, "Duplicate topic name.")
             } else {
                 self.create_one(image, spec, validate_config, &created_keys)
             };
+            let result = result.and_then(|(topic, partitions)| {
+                self.claim_broker_capacity(
+                    &mut hosted,
+                    partitions.iter().map(|(_, r)| r.as_slice()),
+                )?;
+                Ok((topic, partitions))
+            });
             let result = result.map(|(mut topic, partitions)| {
                 topic.topic_id = new_id();
                 created_keys.insert(topic_name::collision_key(&spec.name));
@@ -149,15 +174,7 @@ impl Controller {
                     topic_id: topic.topic_id,
                 });
                 for (partition, replicas) in partitions {
-                    records.push(MetadataRecord::Partition {
-                        topic_id: topic.topic_id,
-                        partition,
-                        isr: replicas.clone(),
-                        leader: replicas[0],
-                        replicas,
-                        leader_epoch: 0,
-                        partition_epoch: 0,
-                    });
+                    records.push(partition_record(topic.topic_id, partition, replicas));
                 }
                 for (name, value) in &topic.configs {
                     records.push(MetadataRecord::Config {
@@ -173,7 +190,58 @@ impl Controller {
                 result,
             });
         }
+        if records.len() > self.config.max_records_per_user_op {
+            // Kafka's BoundedList: the whole operation fails, POLICY_VIOLATION.
+            return (
+                refuse_all(specs, ErrorCode::PolicyViolation, TOO_MANY_RECORDS),
+                Vec::new(),
+            );
+        }
         (outcomes, records)
+    }
+
+    /// An upper bound on the partitions `specs` ask for (Kafka counts -1 as
+    /// `num.partitions`, other non-positive counts as 0: they fail anyway).
+    fn requested_partitions(&self, specs: &[TopicSpec]) -> u64 {
+        specs.iter().fold(0u64, |total, s| {
+            let partitions = if !s.assignments.is_empty() {
+                s.assignments.len() as u64
+            } else if s.num_partitions == -1 {
+                u64::try_from(self.config.num_partitions).unwrap_or(0)
+            } else {
+                u64::try_from(s.num_partitions).unwrap_or(0)
+            };
+            total.saturating_add(partitions)
+        })
+    }
+
+    /// Adds `partitions`' replicas to `hosted` if no broker goes past
+    /// `max.broker.partitions`; leaves `hosted` as it was otherwise.
+    fn claim_broker_capacity<'a>(
+        &self,
+        hosted: &mut BTreeMap<i32, u64>,
+        replica_sets: impl Iterator<Item = &'a [i32]>,
+    ) -> Result<(), (ErrorCode, String)> {
+        let mut added: BTreeMap<i32, u64> = BTreeMap::new();
+        for replicas in replica_sets {
+            for broker in replicas {
+                *added.entry(*broker).or_default() += 1;
+            }
+        }
+        let limit = self.config.max_broker_partitions;
+        for (broker, more) in &added {
+            let now = hosted.get(broker).copied().unwrap_or(0);
+            if now.saturating_add(*more) > limit {
+                return fail(
+                    ErrorCode::PolicyViolation,
+                    format!("Adding {more} partition replica(s) to broker {broker}, which hosts {now}, would exceed max.broker.partitions ({limit})."),
+                );
+            }
+        }
+        for (broker, more) in added {
+            *hosted.entry(broker).or_default() += more;
+        }
+        Ok(())
     }
 
     fn resolve_partitions(&self, requested: i32) -> i32 {
@@ -275,7 +343,7 @@ impl Controller {
             }
             place_replicas(
                 &spec.name,
-                num_partitions,
+                0..num_partitions,
                 replication_factor as usize,
                 &brokers,
             )
@@ -331,6 +399,24 @@ impl Controller {
             }
         }
         Ok(())
+    }
+
+    /// Specs for the topics a Metadata request would auto-create, with Kafka's
+    /// defaults: as many of `names` (in order) as fit in one request's partition and
+    /// record limits. The rest are left for the client's next Metadata request,
+    /// which it sends while the topic is missing.
+    pub fn auto_create_specs(&self, names: &[String]) -> Vec<TopicSpec> {
+        let per_topic = u64::try_from(self.config.num_partitions.max(1)).unwrap_or(1);
+        let max_partitions = self
+            .config
+            .max_partitions_per_request
+            .min(self.config.max_records_per_user_op as u64);
+        let fit = (max_partitions / per_topic.saturating_add(1)).max(1);
+        names
+            .iter()
+            .take(usize::try_from(fit).unwrap_or(usize::MAX))
+            .map(|name| self.auto_create_spec(name))
+            .collect()
     }
 
     /// Partitions to add to every topic named, for auto-creation: Kafka's defaults.
@@ -471,80 +557,94 @@ impl Controller {
         image: &ClusterImage,
         increases: &[PartitionIncrease],
     ) -> (PartitionOutcomes, Vec<MetadataRecord>) {
-        let mut outcomes = Vec::new();
+        let mut outcomes = Vec::with_capacity(increases.len());
         let mut records = Vec::new();
-        let brokers: Vec<i32> = image.brokers.keys().copied().collect();
         let mut seen = BTreeSet::new();
+        let mut hosted = replicas_per_broker(image);
+        let mut added_in_request = 0u64;
         for increase in increases {
-            let result = (|| {
-                if !seen.insert(increase.topic.clone()) {
-                    return fail(ErrorCode::InvalidRequest, "Duplicate topic in the request.");
-                }
-                let Some(topic) = image.topic(&increase.topic) else {
-                    return fail(
-                        ErrorCode::UnknownTopicOrPartition,
-                        format!("The topic '{}' does not exist.", increase.topic),
-                    );
-                };
-                let current = topic.partitions.len() as i32;
-                if increase.count < current {
-                    return fail(ErrorCode::InvalidPartitions, format!("The topic {} currently has {current} partition(s); {} would not be an increase.", increase.topic, increase.count));
-                }
-                if increase.count == current {
-                    return fail(
-                        ErrorCode::InvalidPartitions,
-                        format!("Topic already has {current} partition(s)."),
-                    );
-                }
-                let new_count = (increase.count - current) as usize;
-                let rf = topic
-                    .partitions
-                    .values()
-                    .next()
-                    .map(|p| p.replicas.len())
-                    .unwrap_or(1);
-                let placed: Vec<Vec<i32>> = match &increase.assignments {
-                    Some(assignments) => {
-                        if assignments.len() != new_count {
-                            return fail(ErrorCode::InvalidReplicaAssignment, format!("Increasing the number of partitions by {new_count} but {} assignments provided.", assignments.len()));
-                        }
-                        for replicas in assignments {
-                            if replicas.len() != rf {
-                                return fail(ErrorCode::InvalidReplicaAssignment, format!("Inconsistent replication factor between partitions, partition 0 has {rf} while the new assignment has {}.", replicas.len()));
-                            }
-                            if let Some(missing) = replicas.iter().find(|b| !brokers.contains(b)) {
-                                return fail(ErrorCode::InvalidReplicaAssignment, format!("The manual partition assignment includes broker {missing}, but no such broker is registered."));
-                            }
-                        }
-                        assignments.clone()
-                    }
-                    None => {
-                        if rf > brokers.len() {
-                            return fail(ErrorCode::InvalidReplicationFactor, format!("Unable to replicate the partition {rf} time(s): only {} broker(s) are registered.", brokers.len()));
-                        }
-                        place_replicas(&increase.topic, increase.count, rf, &brokers)
-                            .into_iter()
-                            .skip(current as usize)
-                            .map(|(_, r)| r)
-                            .collect()
-                    }
-                };
+            let result = if seen.insert(increase.topic.as_str()) {
+                self.add_partitions(image, increase, &mut added_in_request, &mut hosted)
+            } else {
+                fail(ErrorCode::InvalidRequest, "Duplicate topic in the request.")
+            };
+            let result = result.map(|(topic_id, first, placed)| {
                 for (i, replicas) in placed.into_iter().enumerate() {
-                    records.push(MetadataRecord::Partition {
-                        topic_id: topic.topic_id,
-                        partition: current + i as i32,
-                        isr: replicas.clone(),
-                        leader: replicas[0],
-                        replicas,
-                        leader_epoch: 0,
-                        partition_epoch: 0,
-                    });
+                    let partition = first + i as i32;
+                    records.push(partition_record(topic_id, partition, replicas));
                 }
-                Ok(())
-            })();
+            });
             outcomes.push((increase.topic.clone(), result));
         }
         (outcomes, records)
+    }
+
+    /// Checks one topic's increase and places its new partitions: the topic id, the
+    /// first new partition's index and each new partition's replicas. Every count
+    /// is checked before anything is allocated for it.
+    #[allow(clippy::type_complexity)]
+    fn add_partitions(
+        &self,
+        image: &ClusterImage,
+        increase: &PartitionIncrease,
+        added_in_request: &mut u64,
+        hosted: &mut BTreeMap<i32, u64>,
+    ) -> Result<(Uuid, i32, Vec<Vec<i32>>), (ErrorCode, String)> {
+        let brokers: Vec<i32> = image.brokers.keys().copied().collect();
+        let Some(topic) = image.topic(&increase.topic) else {
+            return fail(
+                ErrorCode::UnknownTopicOrPartition,
+                format!("The topic '{}' does not exist.", increase.topic),
+            );
+        };
+        let current = i32::try_from(topic.partitions.len())
+            .expect("a topic's partition count was checked against i32 when it was created");
+        if increase.count < current {
+            return fail(ErrorCode::InvalidPartitions, format!("The topic {} currently has {current} partition(s); {} would not be an increase.", increase.topic, increase.count));
+        }
+        if increase.count == current {
+            return fail(
+                ErrorCode::InvalidPartitions,
+                format!("Topic already has {current} partition(s)."),
+            );
+        }
+        // count > current >= 0: no overflow.
+        let new_count = (increase.count - current) as u64;
+        if added_in_request.saturating_add(new_count) > self.config.max_partitions_per_request
+            || added_in_request.saturating_add(new_count)
+                > self.config.max_records_per_user_op as u64
+        {
+            return fail(ErrorCode::PolicyViolation, TOO_MANY_PARTITIONS);
+        }
+        let rf = topic
+            .partitions
+            .values()
+            .next()
+            .map(|p| p.replicas.len())
+            .unwrap_or(1);
+        let placed: Vec<Vec<i32>> = match &increase.assignments {
+            Some(assignments) => {
+                if assignments.len() as u64 != new_count {
+                    return fail(ErrorCode::InvalidReplicaAssignment, format!("Attempted to add {new_count} additional partition(s), but only {} assignment(s) were specified.", assignments.len()));
+                }
+                for replicas in assignments {
+                    check_new_replicas(replicas, rf, &brokers)?;
+                }
+                assignments.clone()
+            }
+            None => {
+                if rf > brokers.len() {
+                    return fail(ErrorCode::InvalidReplicationFactor, format!("Unable to replicate the partition {rf} time(s): only {} broker(s) are registered.", brokers.len()));
+                }
+                place_replicas(&increase.topic, current..increase.count, rf, &brokers)
+                    .into_iter()
+                    .map(|(_, r)| r)
+                    .collect()
+            }
+        };
+        self.claim_broker_capacity(hosted, placed.iter().map(Vec::as_slice))?;
+        *added_in_request += new_count;
+        Ok((topic.topic_id, current, placed))
     }
 
     /// The records that turn `resource`'s current config overrides into `wanted`.
@@ -584,22 +684,89 @@ impl Controller {
     }
 }
 
+/// Every item of a request refused with the same error (Kafka fails the whole
+/// controller operation for the per-request limits).
+fn refuse_all(specs: &[TopicSpec], code: ErrorCode, message: &str) -> Vec<CreateTopicOutcome> {
+    specs
+        .iter()
+        .map(|spec| CreateTopicOutcome {
+            name: spec.name.clone(),
+            result: fail(code, message),
+        })
+        .collect()
+}
+
+/// Kafka's validateManualPartitionAssignment for one new partition.
+fn check_new_replicas(
+    replicas: &[i32],
+    rf: usize,
+    brokers: &[i32],
+) -> Result<(), (ErrorCode, String)> {
+    if replicas.is_empty() {
+        return fail(
+            ErrorCode::InvalidReplicaAssignment,
+            "The manual partition assignment includes an empty replica list.",
+        );
+    }
+    if replicas.len() != rf {
+        return fail(ErrorCode::InvalidReplicaAssignment, format!("Inconsistent replication factor between partitions, partition 0 has {rf} while the new assignment has {}.", replicas.len()));
+    }
+    let unique: BTreeSet<i32> = replicas.iter().copied().collect();
+    if unique.len() != replicas.len() {
+        return fail(
+            ErrorCode::InvalidReplicaAssignment,
+            format!("The manual partition assignment includes the broker(s) {replicas:?} more than once."),
+        );
+    }
+    if let Some(missing) = replicas.iter().find(|b| !brokers.contains(b)) {
+        return fail(ErrorCode::InvalidReplicaAssignment, format!("The manual partition assignment includes broker {missing}, but no such broker is registered."));
+    }
+    Ok(())
+}
+
+/// How many partition replicas each broker hosts now.
+fn replicas_per_broker(image: &ClusterImage) -> BTreeMap<i32, u64> {
+    let mut hosted = BTreeMap::new();
+    for topic in image.topics.values() {
+        for partition in topic.partitions.values() {
+            for broker in &partition.replicas {
+                *hosted.entry(*broker).or_default() += 1;
+            }
+        }
+    }
+    hosted
+}
+
+/// A new partition's record: led by its first replica, every replica in sync.
+fn partition_record(topic_id: Uuid, partition: i32, replicas: Vec<i32>) -> MetadataRecord {
+    MetadataRecord::Partition {
+        topic_id,
+        partition,
+        isr: replicas.clone(),
+        leader: replicas[0],
+        replicas,
+        leader_epoch: 0,
+        partition_epoch: 0,
+    }
+}
+
 /// Kafka-style placement: partition `p`'s replicas start at broker `(start + p)`,
 /// where `start` depends on the topic name, so leaders spread over the brokers.
+/// Only the partitions in `partitions` are placed; the caller has bounded its length.
 fn place_replicas(
     topic: &str,
-    partitions: i32,
+    partitions: std::ops::Range<i32>,
     replication_factor: usize,
     brokers: &[i32],
 ) -> Vec<(i32, Vec<i32>)> {
     let start = topic
         .bytes()
         .fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize));
-    (0..partitions)
+    partitions
         .map(|p| {
             let first = start.wrapping_add(p as usize);
             let replicas = (0..replication_factor)
-                .map(|i| brokers[(first + i) % brokers.len()])
+                .map(|i| brokers[first.wrapping_add(i) % brokers.len()])
                 .collect();
             (p, replicas)
         })
@@ -779,5 +946,166 @@ mod tests {
             image.apply(image.last_offset + 1, record).unwrap();
         }
         assert!(image.topics.is_empty());
+    }
+
+    fn codes(outcomes: &[CreateTopicOutcome]) -> Vec<ErrorCode> {
+        outcomes.iter().map(error_of).collect()
+    }
+
+    #[test]
+    fn partition_counts_at_the_ends_of_i32_are_refused_before_anything_is_placed() {
+        let image = image_with_brokers(&[1]);
+        let controller = Controller::default();
+        let (outcomes, records) = controller.create_topics(
+            &image,
+            &[spec("min", i32::MIN, 1), spec("max", i32::MAX, 1)],
+            &any_config,
+            &mut Uuid::new_v4,
+        );
+        assert_eq!(
+            codes(&outcomes),
+            vec![ErrorCode::PolicyViolation, ErrorCode::PolicyViolation]
+        );
+        assert_eq!(
+            outcomes[0].result.clone().unwrap_err().1,
+            "Excessively large number of partitions per request."
+        );
+        assert!(records.is_empty());
+        // A negative count alone is Kafka's INVALID_PARTITIONS, not a wrapped sum.
+        let (outcomes, _) = controller.create_topics(
+            &image,
+            &[spec("min", i32::MIN, 1), spec("ok", 2, 1)],
+            &any_config,
+            &mut Uuid::new_v4,
+        );
+        assert_eq!(
+            codes(&outcomes),
+            vec![ErrorCode::InvalidPartitions, ErrorCode::None]
+        );
+    }
+
+    #[test]
+    fn a_request_over_ten_thousand_partitions_or_records_is_refused_whole() {
+        let image = image_with_brokers(&[1]);
+        let controller = Controller::default();
+        let specs = vec![spec("a", 5_000, 1), spec("b", 5_001, 1)];
+        let (outcomes, records) =
+            controller.create_topics(&image, &specs, &any_config, &mut Uuid::new_v4);
+        assert_eq!(
+            codes(&outcomes),
+            vec![ErrorCode::PolicyViolation, ErrorCode::PolicyViolation]
+        );
+        assert!(records.is_empty());
+        // 10,000 partitions are allowed, but with their topic records they make
+        // 10,100 records: over Kafka's MAX_RECORDS_PER_USER_OP.
+        let specs: Vec<TopicSpec> = (0..100).map(|i| spec(&format!("t{i}"), 100, 1)).collect();
+        let (outcomes, records) =
+            controller.create_topics(&image, &specs, &any_config, &mut Uuid::new_v4);
+        assert!(outcomes.iter().all(|o| o.result
+            == Err((
+                ErrorCode::PolicyViolation,
+                "Unable to perform excessively large batch operation.".into()
+            ))));
+        assert!(records.is_empty());
+        let specs: Vec<TopicSpec> = (0..50).map(|i| spec(&format!("t{i}"), 100, 1)).collect();
+        let (outcomes, records) =
+            controller.create_topics(&image, &specs, &any_config, &mut Uuid::new_v4);
+        assert!(outcomes.iter().all(|o| o.result.is_ok()));
+        assert_eq!(records.len(), 50 * 101);
+    }
+
+    #[test]
+    fn the_broker_wide_partition_limit_holds_across_requests() {
+        let mut image = image_with_brokers(&[1]);
+        let controller = Controller::new(ControllerConfig {
+            max_broker_partitions: 5,
+            ..ControllerConfig::default()
+        });
+        let apply = |image: &mut ClusterImage, records: Vec<MetadataRecord>| {
+            for record in &records {
+                image.apply(image.last_offset + 1, record).unwrap();
+            }
+        };
+        let (outcomes, records) = controller.create_topics(
+            &image,
+            &[spec("a", 3, 1), spec("b", 3, 1), spec("c", 2, 1)],
+            &any_config,
+            &mut Uuid::new_v4,
+        );
+        assert_eq!(
+            codes(&outcomes),
+            vec![ErrorCode::None, ErrorCode::PolicyViolation, ErrorCode::None]
+        );
+        apply(&mut image, records);
+        let grow = |count| PartitionIncrease {
+            topic: "a".into(),
+            count,
+            assignments: None,
+        };
+        let (outcomes, records) = controller.create_partitions(&image, &[grow(4)]);
+        assert_eq!(
+            outcomes[0].1.clone().unwrap_err().0,
+            ErrorCode::PolicyViolation
+        );
+        assert!(records.is_empty());
+    }
+
+    #[test]
+    fn create_partitions_to_i32_max_is_refused_without_placing_anything() {
+        let mut image = image_with_brokers(&[1]);
+        create(&mut image, &[spec("t", 1, 1), spec("u", 1, 1)]);
+        let controller = Controller::default();
+        let increase = |topic: &str, count, assignments| PartitionIncrease {
+            topic: topic.into(),
+            count,
+            assignments,
+        };
+        let (outcomes, records) =
+            controller.create_partitions(&image, &[increase("t", i32::MAX, None)]);
+        assert_eq!(
+            outcomes[0].1,
+            Err((ErrorCode::PolicyViolation, TOO_MANY_PARTITIONS.into()))
+        );
+        assert!(records.is_empty());
+        // The per-request bound is over the whole request.
+        let (outcomes, records) = controller.create_partitions(
+            &image,
+            &[increase("t", 6_001, None), increase("u", 6_001, None)],
+        );
+        assert!(outcomes[0].1.is_ok());
+        assert_eq!(
+            outcomes[1].1.clone().unwrap_err().0,
+            ErrorCode::PolicyViolation
+        );
+        assert_eq!(records.len(), 6_000);
+        // Manual assignments: Kafka's checks, duplicates included.
+        let (outcomes, _) = controller.create_partitions(
+            &image,
+            &[
+                increase("t", 2, Some(vec![vec![1, 1]])),
+                increase("u", 2, Some(vec![vec![]])),
+            ],
+        );
+        assert_eq!(
+            outcomes[0].1.clone().unwrap_err().0,
+            ErrorCode::InvalidReplicaAssignment
+        );
+        assert_eq!(
+            outcomes[1].1.clone().unwrap_err().0,
+            ErrorCode::InvalidReplicaAssignment
+        );
+    }
+
+    #[test]
+    fn auto_creation_takes_as_many_topics_as_one_request_may_create() {
+        let controller = Controller::default();
+        let names: Vec<String> = (0..20_000).map(|i| format!("t{i}")).collect();
+        let specs = controller.auto_create_specs(&names);
+        assert_eq!(specs.len(), 5_000);
+        let image = image_with_brokers(&[1]);
+        let (outcomes, records) =
+            controller.create_topics(&image, &specs, &any_config, &mut Uuid::new_v4);
+        assert!(outcomes.iter().all(|o| o.result.is_ok()));
+        assert_eq!(records.len(), 10_000);
     }
 }

@@ -125,7 +125,7 @@ fn main() {
         &dir.path().join("bench-0"),
         TopicPartition::new("bench", 0),
         config,
-        Arc::clone(&clock),
+        &storage::LogEnv::real(Arc::clone(&clock)),
         LoadState::default(),
     )
     .unwrap();

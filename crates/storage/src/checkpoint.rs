@@ -12,11 +12,12 @@
 //! same framing with `epoch start_offset` entries.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File};
-use std::io::{self, Write};
+use std::io;
 use std::path::Path;
 
 use protocol::TopicPartition;
+
+use crate::fs::{Fs, RealFs};
 
 pub const RECOVERY_POINT_CHECKPOINT: &str = "recovery-point-offset-checkpoint";
 pub const LOG_START_OFFSET_CHECKPOINT: &str = "log-start-offset-checkpoint";
@@ -25,21 +26,6 @@ pub const LEADER_EPOCH_CHECKPOINT: &str = "leader-epoch-checkpoint";
 pub const CLEAN_SHUTDOWN_FILE: &str = ".kafka_cleanshutdown";
 
 const VERSION: &str = "0";
-
-/// Writes `contents` to `path` so that a crash leaves either the old or the new file.
-pub fn write_atomically(path: &Path, contents: &[u8]) -> io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    {
-        let mut file = File::create(&tmp)?;
-        file.write_all(contents)?;
-        file.sync_all()?;
-    }
-    fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        File::open(dir)?.sync_all()?;
-    }
-    Ok(())
-}
 
 fn invalid(path: &Path, reason: impl std::fmt::Display) -> io::Error {
     io::Error::new(
@@ -50,8 +36,8 @@ fn invalid(path: &Path, reason: impl std::fmt::Display) -> io::Error {
 
 /// Reads the entry lines of a checkpoint file, checking version and count.
 /// A missing file is an empty checkpoint.
-fn read_lines(path: &Path) -> io::Result<Vec<String>> {
-    let text = match fs::read_to_string(path) {
+fn read_lines(fs: &dyn Fs, path: &Path) -> io::Result<Vec<String>> {
+    let text = match crate::fs::read_to_string(fs, path) {
         Ok(text) => text,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(e),
@@ -80,10 +66,21 @@ fn read_lines(path: &Path) -> io::Result<Vec<String>> {
     Ok(entries)
 }
 
-/// Reads an offset checkpoint: partition to offset.
+/// Reads an offset checkpoint on the real filesystem (for checkpoints kept outside
+/// storage, such as the replica manager's).
 pub fn read_offsets(path: &Path) -> io::Result<BTreeMap<TopicPartition, i64>> {
+    read_offsets_in(&RealFs, path)
+}
+
+/// Writes an offset checkpoint on the real filesystem (see [`read_offsets`]).
+pub fn write_offsets(path: &Path, offsets: &BTreeMap<TopicPartition, i64>) -> io::Result<()> {
+    write_offsets_in(&RealFs, path, offsets)
+}
+
+/// Reads an offset checkpoint: partition to offset.
+pub fn read_offsets_in(fs: &dyn Fs, path: &Path) -> io::Result<BTreeMap<TopicPartition, i64>> {
     let mut offsets = BTreeMap::new();
-    for line in read_lines(path)? {
+    for line in read_lines(fs, path)? {
         let mut fields = line.split_whitespace();
         let (Some(topic), Some(partition), Some(offset), None) =
             (fields.next(), fields.next(), fields.next(), fields.next())
@@ -98,17 +95,21 @@ pub fn read_offsets(path: &Path) -> io::Result<BTreeMap<TopicPartition, i64>> {
 }
 
 /// Writes an offset checkpoint atomically.
-pub fn write_offsets(path: &Path, offsets: &BTreeMap<TopicPartition, i64>) -> io::Result<()> {
+pub fn write_offsets_in(
+    fs: &dyn Fs,
+    path: &Path,
+    offsets: &BTreeMap<TopicPartition, i64>,
+) -> io::Result<()> {
     let mut text = format!("{VERSION}\n{}\n", offsets.len());
     for (tp, offset) in offsets {
         text.push_str(&format!("{} {} {}\n", tp.topic, tp.partition, offset));
     }
-    write_atomically(path, text.as_bytes())
+    crate::fs::write_atomically(fs, path, text.as_bytes())
 }
 
 /// Reads a leader epoch checkpoint: `(epoch, start_offset)` pairs in file order.
-pub fn read_epochs(path: &Path) -> io::Result<Vec<(i32, i64)>> {
-    read_lines(path)?
+pub fn read_epochs(fs: &dyn Fs, path: &Path) -> io::Result<Vec<(i32, i64)>> {
+    read_lines(fs, path)?
         .iter()
         .map(|line| {
             let mut fields = line.split_whitespace();
@@ -124,17 +125,18 @@ pub fn read_epochs(path: &Path) -> io::Result<Vec<(i32, i64)>> {
 }
 
 /// Writes a leader epoch checkpoint atomically.
-pub fn write_epochs(path: &Path, entries: &[(i32, i64)]) -> io::Result<()> {
+pub fn write_epochs(fs: &dyn Fs, path: &Path, entries: &[(i32, i64)]) -> io::Result<()> {
     let mut text = format!("{VERSION}\n{}\n", entries.len());
     for (epoch, offset) in entries {
         text.push_str(&format!("{epoch} {offset}\n"));
     }
-    write_atomically(path, text.as_bytes())
+    crate::fs::write_atomically(fs, path, text.as_bytes())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     #[test]
     fn offsets_round_trip_in_kafkas_format() {
@@ -166,8 +168,8 @@ mod tests {
     fn epochs_round_trip() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(LEADER_EPOCH_CHECKPOINT);
-        write_epochs(&path, &[(0, 0), (3, 120)]).unwrap();
+        write_epochs(&RealFs, &path, &[(0, 0), (3, 120)]).unwrap();
         assert_eq!(fs::read_to_string(&path).unwrap(), "0\n2\n0 0\n3 120\n");
-        assert_eq!(read_epochs(&path).unwrap(), vec![(0, 0), (3, 120)]);
+        assert_eq!(read_epochs(&RealFs, &path).unwrap(), vec![(0, 0), (3, 120)]);
     }
 }

@@ -14,6 +14,7 @@ use protocol::TopicPartition;
 
 use crate::cleaner::{clean, CleanerConfig};
 use crate::config::LogConfig;
+use crate::env::LogEnv;
 use crate::log::{LoadState, Log};
 use crate::validate::Origin;
 
@@ -43,7 +44,7 @@ fn open(dir: &Path, cfg: Arc<LogConfig>, clock: Arc<ManualClock>) -> Log {
         dir,
         TopicPartition::new("c", 0),
         cfg,
-        clock as Arc<dyn Clock>,
+        &LogEnv::real(clock as Arc<dyn Clock>),
         LoadState::default(),
     )
     .unwrap()
@@ -416,7 +417,7 @@ fn a_crash_at_any_step_of_the_swap_loses_nothing() {
         copy_dir(&original, &crash);
         for base in old_bases.iter().take(deleted) {
             if !cleaned_bases.contains(base) || *base != old_bases[0] {
-                crate::segment::delete_segment_files(&crash, *base).unwrap();
+                crate::segment::delete_segment_files(&crate::fs::RealFs, &crash, *base).unwrap();
             }
         }
         for base in cleaned_bases.iter().filter(|b| **b < outcome.cleaned_up_to) {
@@ -719,7 +720,7 @@ proptest! {
         let state = LoadState { recovery_point: log.recovery_point().0, log_start_offset: log.log_start_offset().0, clean_shutdown: true };
         let dir_path = log.dir().to_path_buf();
         drop(log);
-        let reopened = Log::open(&dir_path, TopicPartition::new("c", 0), config(&[("segment.bytes", "500"), ("cleanup.policy", "compact")]), clock as Arc<dyn Clock>, state).unwrap();
+        let reopened = Log::open(&dir_path, TopicPartition::new("c", 0), config(&[("segment.bytes", "500"), ("cleanup.policy", "compact")]), &LogEnv::real(clock as Arc<dyn Clock>), state).unwrap();
         prop_assert_eq!(read_everything(&reopened), expected(&written, cleaned_up_to, true));
     }
 }

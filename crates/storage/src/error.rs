@@ -18,6 +18,10 @@ pub enum StorageError {
     Corrupt(PathBuf, String),
     #[error("log for {0} already exists")]
     LogExists(String),
+    /// The log's directory went offline after a failed fsync or write
+    /// (`log_dir.rs`): KAFKA_STORAGE_ERROR until a restart.
+    #[error("log directory {0} is offline: {1}")]
+    LogDirOffline(PathBuf, String),
 }
 
 impl StorageError {
@@ -47,6 +51,19 @@ pub enum AppendError {
     /// Count, offsets or attributes that disagree: INVALID_RECORD.
     #[error("invalid record: {0}")]
     InvalidRecord(String),
+    /// Records the topic cannot take (a keyless record on a compacted topic):
+    /// INVALID_RECORD with KIP-467's per-record errors (batch index, message), at
+    /// most `validate::MAX_RECORD_ERRORS` of them.
+    #[error("{message}")]
+    InvalidRecords {
+        message: String,
+        record_errors: Vec<(i32, String)>,
+    },
+    /// A compressed batch whose records decompress to more than
+    /// `validate::max_decompressed_bytes` allows: MESSAGE_TOO_LARGE, so a producer
+    /// that can split batches (Java's) splits it and retries.
+    #[error("the batch's records decompress to more than {limit} bytes")]
+    DecompressedTooLarge { limit: u64 },
     /// A CreateTime timestamp outside the topic's limits: INVALID_TIMESTAMP.
     #[error("{message}")]
     InvalidTimestamp {

@@ -8,8 +8,10 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::checkpoint::{read_epochs, write_epochs, LEADER_EPOCH_CHECKPOINT};
+use crate::fs::Fs;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EpochEntry {
@@ -19,6 +21,7 @@ pub struct EpochEntry {
 
 #[derive(Debug)]
 pub struct LeaderEpochCache {
+    fs: Arc<dyn Fs>,
     path: PathBuf,
     entries: Vec<EpochEntry>,
 }
@@ -26,9 +29,9 @@ pub struct LeaderEpochCache {
 impl LeaderEpochCache {
     /// Loads the cache of the partition in `dir`. A corrupt file is logged and
     /// dropped: the cache is advisory on a single node and rebuilt by new appends.
-    pub fn load(dir: &Path) -> LeaderEpochCache {
+    pub fn load(fs: Arc<dyn Fs>, dir: &Path) -> LeaderEpochCache {
         let path = dir.join(LEADER_EPOCH_CHECKPOINT);
-        let entries = match read_epochs(&path) {
+        let entries = match read_epochs(&*fs, &path) {
             Ok(pairs) => pairs
                 .into_iter()
                 .map(|(epoch, start_offset)| EpochEntry {
@@ -50,7 +53,7 @@ impl LeaderEpochCache {
             tracing::warn!(path = %path.display(), "leader epoch checkpoint is out of order; ignoring it");
             Vec::new()
         };
-        LeaderEpochCache { path, entries }
+        LeaderEpochCache { fs, path, entries }
     }
 
     pub fn entries(&self) -> &[EpochEntry] {
@@ -72,12 +75,14 @@ impl LeaderEpochCache {
             }
         }
         // Entries at or past the new start belong to a history we no longer have.
+        let before = self.entries.clone();
         self.entries.retain(|e| e.start_offset < start_offset);
         self.entries.push(EpochEntry {
             epoch,
             start_offset,
         });
-        self.persist()
+        // Not persisted, not recorded: the caller refuses what needed the entry.
+        self.persist().inspect_err(|_| self.entries = before)
     }
 
     /// The epoch the record at `offset` was written in.
@@ -135,7 +140,7 @@ impl LeaderEpochCache {
             .iter()
             .map(|e| (e.epoch, e.start_offset))
             .collect();
-        write_epochs(&self.path, &pairs)
+        write_epochs(&*self.fs, &self.path, &pairs)
     }
 }
 
@@ -146,7 +151,7 @@ mod tests {
     #[test]
     fn newer_epochs_are_recorded_and_answer_lookups() {
         let dir = tempfile::tempdir().unwrap();
-        let mut cache = LeaderEpochCache::load(dir.path());
+        let mut cache = LeaderEpochCache::load(crate::fs::RealFs::shared(), dir.path());
         cache.assign(0, 0).unwrap();
         cache.assign(0, 10).unwrap();
         cache.assign(2, 50).unwrap();
@@ -156,14 +161,14 @@ mod tests {
         assert_eq!(cache.end_offset_for(0, 80), Some((0, 50)));
         assert_eq!(cache.end_offset_for(1, 80), Some((0, 50)));
         assert_eq!(cache.end_offset_for(2, 80), Some((2, 80)));
-        let reloaded = LeaderEpochCache::load(dir.path());
+        let reloaded = LeaderEpochCache::load(crate::fs::RealFs::shared(), dir.path());
         assert_eq!(reloaded.entries(), cache.entries());
     }
 
     #[test]
     fn truncation_from_both_ends() {
         let dir = tempfile::tempdir().unwrap();
-        let mut cache = LeaderEpochCache::load(dir.path());
+        let mut cache = LeaderEpochCache::load(crate::fs::RealFs::shared(), dir.path());
         cache.assign(1, 0).unwrap();
         cache.assign(2, 10).unwrap();
         cache.assign(3, 20).unwrap();
@@ -184,7 +189,7 @@ mod tests {
             }]
         );
         assert_eq!(
-            LeaderEpochCache::load(dir.path()).entries(),
+            LeaderEpochCache::load(crate::fs::RealFs::shared(), dir.path()).entries(),
             cache.entries()
         );
     }

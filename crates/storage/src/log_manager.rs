@@ -15,13 +15,11 @@
 //! Shutdown: flush and close every log, write the checkpoints, then the mark.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use base64::Engine;
-use protocol::time::Clock;
 use protocol::TopicPartition;
 use uuid::Uuid;
 
@@ -29,8 +27,12 @@ use crate::checkpoint::{
     self, CLEAN_SHUTDOWN_FILE, LOG_START_OFFSET_CHECKPOINT, RECOVERY_POINT_CHECKPOINT,
 };
 use crate::config::LogConfig;
+use crate::descriptors::DescriptorBudget;
+use crate::env::LogEnv;
 use crate::error::StorageError;
+use crate::fs::{self, Fs, LockGuard};
 use crate::log::{LoadState, Log};
+use crate::log_dir::LogDirState;
 
 pub const META_PROPERTIES: &str = "meta.properties";
 pub const PARTITION_METADATA: &str = "partition.metadata";
@@ -63,16 +65,20 @@ pub struct DiscoveredLog {
 #[derive(Debug)]
 struct LogDir {
     path: PathBuf,
-    _lock: File,
+    _lock: Box<dyn LockGuard>,
     clean_shutdown: bool,
     recovery_points: BTreeMap<TopicPartition, i64>,
+    /// The checkpoint as found at start-up.
     log_start_offsets: BTreeMap<TopicPartition, i64>,
+    /// Online or not; the log start offsets of the logs loaded since.
+    state: Arc<LogDirState>,
 }
 
 #[derive(Debug)]
 pub struct LogManager {
     dirs: Vec<LogDir>,
-    clock: Arc<dyn Clock>,
+    env: LogEnv,
+    budget: DescriptorBudget,
     logs: Mutex<BTreeMap<TopicPartition, (usize, SharedLog)>>,
 }
 
@@ -99,32 +105,26 @@ fn lock_recover<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 impl LogManager {
     /// Opens the log dirs: takes their locks, reads checkpoints and the clean
     /// shutdown mark. Logs are opened afterwards with [`LogManager::load_log`].
-    pub fn open(dirs: &[PathBuf], clock: Arc<dyn Clock>) -> Result<LogManager, StorageError> {
+    pub fn open(dirs: &[PathBuf], env: LogEnv) -> Result<LogManager, StorageError> {
+        let fs = &*env.fs;
         let mut opened = Vec::new();
         for path in dirs {
-            fs::create_dir_all(path)
+            fs.create_dir_all(path)
                 .map_err(io_err(format!("creating log dir {}", path.display())))?;
-            let lock = File::options()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(path.join(".lock"))
-                .map_err(io_err(format!("opening {}", path.join(".lock").display())))?;
-            match lock.try_lock() {
-                Ok(()) => {}
-                Err(fs::TryLockError::WouldBlock) => {
-                    return Err(StorageError::Corrupt(
-                        path.clone(),
-                        "another broker process is using this log dir".into(),
-                    ));
-                }
-                Err(fs::TryLockError::Error(e)) => {
-                    return Err(StorageError::io("locking log dir", e))
-                }
-            }
-            let clean_shutdown = path.join(CLEAN_SHUTDOWN_FILE).exists();
+            let Some(lock) = fs
+                .try_lock(&path.join(".lock"))
+                .map_err(io_err(format!("opening {}", path.join(".lock").display())))?
+            else {
+                return Err(StorageError::Corrupt(
+                    path.clone(),
+                    "another broker process is using this log dir".into(),
+                ));
+            };
+            let clean_shutdown = fs
+                .exists(&path.join(CLEAN_SHUTDOWN_FILE))
+                .map_err(io_err("reading the clean shutdown mark"))?;
             let read = |name: &str| {
-                checkpoint::read_offsets(&path.join(name)).unwrap_or_else(|e| {
+                checkpoint::read_offsets_in(fs, &path.join(name)).unwrap_or_else(|e| {
                     tracing::warn!(error = %e, "ignoring unreadable checkpoint; affected logs recover from the start");
                     BTreeMap::new()
                 })
@@ -135,13 +135,41 @@ impl LogManager {
                 clean_shutdown,
                 recovery_points: read(RECOVERY_POINT_CHECKPOINT),
                 log_start_offsets: read(LOG_START_OFFSET_CHECKPOINT),
+                state: LogDirState::new(path, BTreeMap::new()),
             });
         }
         Ok(LogManager {
             dirs: opened,
-            clock,
+            env,
+            budget: DescriptorBudget::unlimited(),
             logs: Mutex::new(BTreeMap::new()),
         })
+    }
+
+    /// The share of file descriptors the logs may use (unlimited unless set).
+    pub fn with_descriptor_budget(mut self, budget: DescriptorBudget) -> LogManager {
+        self.budget = budget;
+        self
+    }
+
+    pub fn descriptor_budget(&self) -> DescriptorBudget {
+        self.budget
+    }
+
+    /// Whether `count` more logs fit the descriptor budget; why not, when they do
+    /// not (the broker refuses the topic creation with POLICY_VIOLATION).
+    pub fn check_new_logs(&self, count: usize) -> Result<(), String> {
+        self.budget.check(lock_recover(&self.logs).len(), count)
+    }
+
+    /// Logs hosted now.
+    pub fn log_count(&self) -> usize {
+        lock_recover(&self.logs).len()
+    }
+
+    /// The filesystem the logs live on.
+    pub fn fs(&self) -> &Arc<dyn Fs> {
+        &self.env.fs
     }
 
     pub fn log_dirs(&self) -> Vec<PathBuf> {
@@ -161,9 +189,10 @@ impl LogManager {
         new_cluster_id: &str,
     ) -> Result<String, StorageError> {
         let mut cluster_id: Option<String> = None;
+        let fs = &*self.env.fs;
         for dir in &self.dirs {
             let path = dir.path.join(META_PROPERTIES);
-            if let Ok(text) = fs::read_to_string(&path) {
+            if let Ok(text) = fs::read_to_string(fs, &path) {
                 let props: BTreeMap<&str, &str> = text
                     .lines()
                     .filter(|l| !l.trim_start().starts_with('#'))
@@ -193,12 +222,15 @@ impl LogManager {
         let cluster_id = cluster_id.unwrap_or_else(|| new_cluster_id.to_string());
         for dir in &self.dirs {
             let path = dir.path.join(META_PROPERTIES);
-            if !path.exists() {
+            if !fs
+                .exists(&path)
+                .map_err(io_err("reading meta.properties"))?
+            {
                 let text = format!(
                     "#\n#Written by rivulet\nnode.id={node_id}\ndirectory.id={}\nversion=1\ncluster.id={cluster_id}\n",
                     uuid_to_kafka(&Uuid::new_v4())
                 );
-                checkpoint::write_atomically(&path, text.as_bytes())
+                fs::write_atomically(fs, &path, text.as_bytes())
                     .map_err(io_err(format!("writing {}", path.display())))?;
             }
         }
@@ -207,19 +239,22 @@ impl LogManager {
 
     /// Partition directories present on disk. Finishes deletions a crash interrupted.
     pub fn discover(&self) -> Result<Vec<DiscoveredLog>, StorageError> {
+        let fs = &*self.env.fs;
         let mut found = Vec::new();
         for dir in &self.dirs {
-            for entry in fs::read_dir(&dir.path)
+            for entry in fs
+                .list_dir(&dir.path)
                 .map_err(io_err(format!("listing {}", dir.path.display())))?
             {
-                let entry = entry.map_err(io_err("listing log dir"))?;
-                if !entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                if !entry.is_dir {
                     continue;
                 }
-                let name = entry.file_name().to_string_lossy().into_owned();
+                let name = entry.name;
+                let path = dir.path.join(&name);
                 if name.ends_with("-delete") {
-                    tracing::info!(dir = %entry.path().display(), "finishing an interrupted topic deletion");
-                    fs::remove_dir_all(entry.path()).map_err(io_err("removing deleted log"))?;
+                    tracing::info!(dir = %path.display(), "finishing an interrupted topic deletion");
+                    fs.remove_dir_all(&path)
+                        .map_err(io_err("removing deleted log"))?;
                     continue;
                 }
                 if name.starts_with(METADATA_LOG_PREFIX) {
@@ -229,10 +264,10 @@ impl LogManager {
                 let Some(topic_partition) = parse_partition_dir(&name) else {
                     continue;
                 };
-                let topic_id = read_partition_metadata(&entry.path());
+                let topic_id = read_partition_metadata(fs, &path);
                 found.push(DiscoveredLog {
                     topic_partition,
-                    dir: entry.path(),
+                    dir: path,
                     topic_id,
                 });
             }
@@ -261,13 +296,8 @@ impl LogManager {
             log_start_offset: dir.log_start_offsets.get(tp).copied().unwrap_or(0),
             clean_shutdown: dir.clean_shutdown,
         };
-        let log = Log::open(
-            &found.dir,
-            tp.clone(),
-            config,
-            Arc::clone(&self.clock),
-            state,
-        )?;
+        let env = self.env.for_dir(Arc::clone(&dir.state));
+        let log = Log::open(&found.dir, tp.clone(), config, &env, state)?;
         tracing::debug!(partition = %tp, log_end_offset = log.log_end_offset().0, "loaded log");
         let shared = Arc::new(Mutex::new(log));
         lock_recover(&self.logs).insert(tp.clone(), (index, Arc::clone(&shared)));
@@ -277,12 +307,8 @@ impl LogManager {
     /// Removes the clean-shutdown marks once every log is loaded.
     pub fn finish_loading(&self) -> Result<(), StorageError> {
         for dir in &self.dirs {
-            match fs::remove_file(dir.path.join(CLEAN_SHUTDOWN_FILE)) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                    return Err(StorageError::io("removing clean shutdown mark", e))
-                }
-                _ => {}
-            }
+            fs::remove_if_exists(&*self.env.fs, &dir.path.join(CLEAN_SHUTDOWN_FILE))
+                .map_err(io_err("removing clean shutdown mark"))?;
         }
         Ok(())
     }
@@ -306,15 +332,13 @@ impl LogManager {
             .min_by_key(|&i| counts[i])
             .expect("at least one log dir");
         let dir = self.dirs[index].path.join(tp.dir_name());
-        fs::create_dir_all(&dir).map_err(io_err(format!("creating {}", dir.display())))?;
-        write_partition_metadata(&dir, &topic_id).map_err(io_err("writing partition.metadata"))?;
-        let log = Log::open(
-            &dir,
-            tp.clone(),
-            config,
-            Arc::clone(&self.clock),
-            LoadState::default(),
-        )?;
+        let fs = &*self.env.fs;
+        fs.create_dir_all(&dir)
+            .map_err(io_err(format!("creating {}", dir.display())))?;
+        write_partition_metadata(fs, &dir, &topic_id)
+            .map_err(io_err("writing partition.metadata"))?;
+        let env = self.env.for_dir(Arc::clone(&self.dirs[index].state));
+        let log = Log::open(&dir, tp.clone(), config, &env, LoadState::default())?;
         let shared = Arc::new(Mutex::new(log));
         logs.insert(tp.clone(), (index, Arc::clone(&shared)));
         Ok(shared)
@@ -336,9 +360,10 @@ impl LogManager {
     /// Deletes a log: renamed to `<topic>-<partition>.<id>-delete` first (so a crash
     /// mid-delete is finished at the next start), then removed.
     pub fn delete_log(&self, tp: &TopicPartition) -> Result<(), StorageError> {
-        let Some((_, shared)) = lock_recover(&self.logs).remove(tp) else {
+        let Some((index, shared)) = lock_recover(&self.logs).remove(tp) else {
             return Ok(());
         };
+        self.dirs[index].state.remove_log(tp);
         let log = lock_recover(&shared);
         let dir = log.dir().to_path_buf();
         let doomed = dir.with_file_name(format!(
@@ -346,38 +371,69 @@ impl LogManager {
             tp.dir_name(),
             Uuid::new_v4().simple()
         ));
-        fs::rename(&dir, &doomed)
+        let fs = &*self.env.fs;
+        fs.rename(&dir, &doomed)
             .map_err(io_err(format!("renaming {} for deletion", dir.display())))?;
-        fs::remove_dir_all(&doomed).map_err(io_err(format!("deleting {}", doomed.display())))?;
+        fs.remove_dir_all(&doomed)
+            .map_err(io_err(format!("deleting {}", doomed.display())))?;
         Ok(())
     }
 
     /// Deletes a partition directory that no topic owns (found at start-up).
     pub fn delete_stray(&self, found: &DiscoveredLog) -> Result<(), StorageError> {
         tracing::info!(dir = %found.dir.display(), "deleting the log of a partition no topic owns");
-        fs::remove_dir_all(&found.dir).map_err(io_err(format!("deleting {}", found.dir.display())))
+        self.env
+            .fs
+            .remove_dir_all(&found.dir)
+            .map_err(io_err(format!("deleting {}", found.dir.display())))
     }
 
     /// Writes the recovery point and log start offset checkpoints of every dir.
+    /// Offline log dirs are skipped: their checkpoints stay as they were, so the
+    /// next start recovers their logs from the data.
     pub fn checkpoint(&self) -> Result<(), StorageError> {
-        let logs = self.all_with_dirs();
-        for (index, dir) in self.dirs.iter().enumerate() {
-            let mut recovery = BTreeMap::new();
-            let mut starts = BTreeMap::new();
-            for (tp, dir_index, shared) in &logs {
-                if *dir_index != index {
-                    continue;
-                }
-                let log = lock_recover(shared);
-                recovery.insert(tp.clone(), log.recovery_point().0);
-                starts.insert(tp.clone(), log.log_start_offset().0);
+        let mut result = Ok(());
+        for index in 0..self.dirs.len() {
+            if let Err(e) = self.checkpoint_dir(index) {
+                result = Err(e);
             }
-            checkpoint::write_offsets(&dir.path.join(RECOVERY_POINT_CHECKPOINT), &recovery)
-                .map_err(io_err("writing recovery point checkpoint"))?;
-            checkpoint::write_offsets(&dir.path.join(LOG_START_OFFSET_CHECKPOINT), &starts)
-                .map_err(io_err("writing log start offset checkpoint"))?;
         }
-        Ok(())
+        result
+    }
+
+    fn checkpoint_dir(&self, index: usize) -> Result<(), StorageError> {
+        let dir = &self.dirs[index];
+        dir.state.check()?;
+        let mut recovery = BTreeMap::new();
+        for (tp, dir_index, shared) in self.all_with_dirs() {
+            if dir_index == index {
+                recovery.insert(tp, lock_recover(&shared).recovery_point().0);
+            }
+        }
+        let fs = &*self.env.fs;
+        checkpoint::write_offsets_in(fs, &dir.path.join(RECOVERY_POINT_CHECKPOINT), &recovery)
+            .map_err(|e| {
+                dir.state
+                    .io_failure("writing the recovery point checkpoint", e, true)
+            })
+            .and_then(|()| dir.state.write_log_starts(fs))
+            .inspect_err(|e| {
+                tracing::error!(dir = %dir.path.display(), error = %e, "writing checkpoints failed")
+            })
+    }
+
+    /// The log dirs and, for those offline, why.
+    pub fn dir_states(&self) -> Vec<(PathBuf, Option<String>)> {
+        self.dirs
+            .iter()
+            .map(|d| {
+                let reason = d
+                    .state
+                    .is_offline()
+                    .then(|| d.state.offline_reason().unwrap_or_default());
+                (d.path.clone(), reason)
+            })
+            .collect()
     }
 
     fn all_with_dirs(&self) -> Vec<(TopicPartition, usize, SharedLog)> {
@@ -388,34 +444,42 @@ impl LogManager {
     }
 
     /// Flushes and closes every log, writes the checkpoints and the clean-shutdown mark.
+    /// A log dir that is offline, or goes offline while its logs close, gets no
+    /// checkpoints and no clean-shutdown mark: the next start recovers its logs.
     pub fn shutdown(&self) -> Result<(), StorageError> {
-        for (tp, shared) in self.all() {
-            let mut log = lock_recover(&shared);
-            log.close().map_err(|e| {
+        for (tp, index, shared) in self.all_with_dirs() {
+            if self.dirs[index].state.is_offline() {
+                continue;
+            }
+            if let Err(e) = lock_recover(&shared).close() {
                 tracing::error!(partition = %tp, error = %e, "closing log failed");
-                e
-            })?;
+            }
         }
-        self.checkpoint()?;
-        for dir in &self.dirs {
-            checkpoint::write_atomically(
+        for (index, dir) in self.dirs.iter().enumerate() {
+            if self.checkpoint_dir(index).is_err() {
+                continue;
+            }
+            // Without the mark, the next start recovers this dir's logs: safe.
+            if let Err(e) = fs::write_atomically(
+                &*self.env.fs,
                 &dir.path.join(CLEAN_SHUTDOWN_FILE),
                 br#"{"version":0,"brokerEpoch":-1}"#,
-            )
-            .map_err(io_err("writing clean shutdown mark"))?;
+            ) {
+                tracing::error!(dir = %dir.path.display(), error = %e, "writing the clean shutdown mark failed");
+            }
         }
         Ok(())
     }
 }
 
 /// `partition.metadata`: the topic id of the partition in this folder.
-pub fn write_partition_metadata(dir: &Path, topic_id: &Uuid) -> io::Result<()> {
+pub fn write_partition_metadata(fs: &dyn Fs, dir: &Path, topic_id: &Uuid) -> io::Result<()> {
     let text = format!("version: 0\ntopic_id: {}\n", uuid_to_kafka(topic_id));
-    checkpoint::write_atomically(&dir.join(PARTITION_METADATA), text.as_bytes())
+    fs::write_atomically(fs, &dir.join(PARTITION_METADATA), text.as_bytes())
 }
 
-pub fn read_partition_metadata(dir: &Path) -> Option<Uuid> {
-    let text = fs::read_to_string(dir.join(PARTITION_METADATA)).ok()?;
+pub fn read_partition_metadata(fs: &dyn Fs, dir: &Path) -> Option<Uuid> {
+    let text = fs::read_to_string(fs, &dir.join(PARTITION_METADATA)).ok()?;
     text.lines()
         .find_map(|line| line.strip_prefix("topic_id:"))
         .and_then(uuid_from_kafka)

@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 
 use uuid::Uuid;
 
-use crate::checkpoint::write_atomically;
+use crate::fs::{write_atomically, RealFs};
 use crate::log_manager::{uuid_from_kafka, uuid_to_kafka, META_PROPERTIES};
 
 /// The longest `meta.properties` read (a real one is ~150 bytes).
@@ -246,7 +246,7 @@ impl MetaProperties {
     pub fn write(&self, dir: &Path) -> Result<(), MetaPropertiesError> {
         let path = dir.join(META_PROPERTIES);
         fs::create_dir_all(dir)
-            .and_then(|()| write_atomically(&path, self.to_text().as_bytes()))
+            .and_then(|()| write_atomically(&*RealFs::shared(), &path, self.to_text().as_bytes()))
             .map_err(|source| MetaPropertiesError::Io {
                 context: format!("Error while writing meta.properties file {}", dir.display()),
                 source,

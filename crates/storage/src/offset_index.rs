@@ -6,16 +6,14 @@
 //! offset is `offset`. Entries are strictly increasing in both fields. An entry is
 //! added when more than `index.interval.bytes` of log have been written since the
 //! last one, so a lookup lands at most that many bytes before its target.
-//!
-//! Kafka preallocates and memory-maps the file; we keep the entries in memory and
-//! append them to the file with positioned writes, so the file is always exactly
-//! `8 * entries` bytes. The index is a cache of the log: when it fails its sanity
-//! check it is rebuilt from the log, never trusted over it.
+//! The file handling is [`SparseIndex`]'s.
 
-use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+
+use crate::fs::{FileRef, Fs};
+pub use crate::sparse_index::IndexError;
+use crate::sparse_index::{IndexEntry, SparseIndex};
 
 pub const ENTRY_SIZE: usize = 8;
 
@@ -26,226 +24,158 @@ pub struct OffsetPosition {
     pub position: u32,
 }
 
-#[derive(Debug)]
-pub struct OffsetIndex {
-    path: PathBuf,
-    file: File,
-    base_offset: i64,
-    entries: Vec<(u32, u32)>,
-    max_entries: usize,
+/// An entry as stored: `(relative_offset, position)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OffsetEntry {
+    relative: u32,
+    position: u32,
 }
 
-/// Why an index file cannot be used as it is.
-#[derive(Debug, thiserror::Error)]
-pub enum IndexError {
-    #[error("index {path}: {reason}")]
-    Corrupt { path: PathBuf, reason: String },
-    #[error("index {path}: {source}")]
-    Io { path: PathBuf, source: io::Error },
+impl IndexEntry for OffsetEntry {
+    const SIZE: usize = ENTRY_SIZE;
+
+    fn encode(&self, out: &mut [u8]) {
+        out[0..4].copy_from_slice(&self.relative.to_be_bytes());
+        out[4..8].copy_from_slice(&self.position.to_be_bytes());
+    }
+
+    fn decode(bytes: &[u8]) -> Self {
+        OffsetEntry {
+            relative: u32::from_be_bytes(bytes[0..4].try_into().expect("4 bytes")),
+            position: u32::from_be_bytes(bytes[4..8].try_into().expect("4 bytes")),
+        }
+    }
+
+    fn relative_offset(&self) -> u32 {
+        self.relative
+    }
+
+    fn check_follows(&self, previous: &Self) -> Result<(), String> {
+        if self.relative <= previous.relative {
+            return Err(format!(
+                "index offsets must increase: ({}, {}) after ({}, {})",
+                self.relative, self.position, previous.relative, previous.position
+            ));
+        }
+        if self.position <= previous.position {
+            return Err(format!(
+                "index positions must increase: ({}, {}) after ({}, {})",
+                self.relative, self.position, previous.relative, previous.position
+            ));
+        }
+        Ok(())
+    }
 }
+
+#[derive(Debug)]
+pub struct OffsetIndex(SparseIndex<OffsetEntry>);
 
 impl OffsetIndex {
     /// Opens (creating if missing) and sanity-checks the index at `path`.
     pub fn open(
+        fs: &dyn Fs,
         path: &Path,
         base_offset: i64,
         max_entries: usize,
     ) -> Result<OffsetIndex, IndexError> {
-        let io_err = |source| IndexError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-            .map_err(io_err)?;
-        let len = file.metadata().map_err(io_err)?.len() as usize;
-        let corrupt = |reason: String| IndexError::Corrupt {
-            path: path.to_path_buf(),
-            reason,
-        };
-        if !len.is_multiple_of(ENTRY_SIZE) {
-            return Err(corrupt(format!(
-                "size {len} is not a multiple of {ENTRY_SIZE}"
-            )));
-        }
-        let mut raw = vec![0u8; len];
-        file.read_exact_at(&mut raw, 0).map_err(io_err)?;
-        let mut entries = Vec::with_capacity(len / ENTRY_SIZE);
-        for chunk in raw.chunks_exact(ENTRY_SIZE) {
-            let relative = u32::from_be_bytes(chunk[0..4].try_into().expect("4 bytes"));
-            let position = u32::from_be_bytes(chunk[4..8].try_into().expect("4 bytes"));
-            if let Some(&(last_relative, last_position)) = entries.last() {
-                if relative <= last_relative || position <= last_position {
-                    return Err(corrupt(format!(
-                        "entry {} ({relative}, {position}) does not follow ({last_relative}, {last_position})",
-                        entries.len()
-                    )));
-                }
-            }
-            entries.push((relative, position));
-        }
-        Ok(OffsetIndex {
-            path: path.to_path_buf(),
-            file,
-            base_offset,
-            entries,
-            max_entries: max_entries.max(1),
-        })
+        SparseIndex::open(fs, path, base_offset, max_entries).map(OffsetIndex)
     }
 
     /// Replaces the file with an empty index, for a rebuild.
     pub fn create_empty(
+        fs: &dyn Fs,
         path: &Path,
         base_offset: i64,
         max_entries: usize,
     ) -> io::Result<OffsetIndex> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(path)?;
-        Ok(OffsetIndex {
-            path: path.to_path_buf(),
-            file,
-            base_offset,
-            entries: Vec::new(),
-            max_entries: max_entries.max(1),
-        })
+        SparseIndex::create_empty(fs, path, base_offset, max_entries).map(OffsetIndex)
     }
 
     pub fn path(&self) -> &Path {
-        &self.path
+        self.0.path()
     }
 
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.0.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.0.is_empty()
     }
 
     pub fn is_full(&self) -> bool {
-        self.entries.len() >= self.max_entries
+        self.0.is_full()
     }
 
-    pub fn last_entry(&self) -> OffsetPosition {
-        match self.entries.last() {
-            Some(&(relative, position)) => OffsetPosition {
-                offset: self.base_offset + i64::from(relative),
-                position,
+    fn to_position(&self, entry: Option<OffsetEntry>) -> OffsetPosition {
+        match entry {
+            Some(e) => OffsetPosition {
+                offset: self.0.base_offset() + i64::from(e.relative),
+                position: e.position,
             },
             None => OffsetPosition {
-                offset: self.base_offset,
+                offset: self.0.base_offset(),
                 position: 0,
             },
         }
     }
 
+    pub fn last_entry(&self) -> OffsetPosition {
+        self.to_position(self.0.last())
+    }
+
     /// Appends an entry. Offsets and positions must increase.
-    pub fn append(&mut self, offset: i64, position: u32) -> io::Result<()> {
-        let relative = offset - self.base_offset;
-        assert!(
-            (0..=i64::from(u32::MAX)).contains(&relative),
-            "offset {offset} outside segment {}",
-            self.base_offset
-        );
-        let relative = relative as u32;
-        if let Some(&(last_relative, last_position)) = self.entries.last() {
-            assert!(
-                relative > last_relative,
-                "index offsets must increase: {relative} after {last_relative}"
-            );
-            assert!(
-                position > last_position,
-                "index positions must increase: {position} after {last_position}"
-            );
-        }
+    pub fn append(&mut self, offset: i64, position: u32) {
+        let relative = self.0.relative(offset);
         assert!(
             !self.is_full(),
             "append to a full index {}",
-            self.path.display()
+            self.path().display()
         );
-        let mut entry = [0u8; ENTRY_SIZE];
-        entry[0..4].copy_from_slice(&relative.to_be_bytes());
-        entry[4..8].copy_from_slice(&position.to_be_bytes());
-        self.file
-            .write_all_at(&entry, (self.entries.len() * ENTRY_SIZE) as u64)?;
-        self.entries.push((relative, position));
-        Ok(())
+        self.0.append(OffsetEntry { relative, position })
     }
 
     /// The entry with the largest offset at or below `target`, or the segment start.
     pub fn lookup(&self, target: i64) -> OffsetPosition {
-        let relative = target - self.base_offset;
+        let relative = target - self.0.base_offset();
         if relative < 0 {
-            return OffsetPosition {
-                offset: self.base_offset,
-                position: 0,
-            };
+            return self.to_position(None);
         }
         let relative = relative.min(i64::from(u32::MAX)) as u32;
-        let after = self.entries.partition_point(|&(r, _)| r <= relative);
-        match after.checked_sub(1) {
-            Some(i) => {
-                let (r, position) = self.entries[i];
-                OffsetPosition {
-                    offset: self.base_offset + i64::from(r),
-                    position,
-                }
-            }
-            None => OffsetPosition {
-                offset: self.base_offset,
-                position: 0,
-            },
-        }
+        self.to_position(self.0.floor(|e| e.relative <= relative))
     }
 
     /// Drops every entry with an offset at or above `offset`.
-    pub fn truncate_to(&mut self, offset: i64) -> io::Result<()> {
-        let relative = offset - self.base_offset;
-        let keep = if relative <= 0 {
-            0
-        } else {
-            let relative = relative.min(i64::from(u32::MAX) + 1);
-            self.entries
-                .partition_point(|&(r, _)| i64::from(r) < relative)
-        };
-        self.entries.truncate(keep);
-        self.file.set_len((keep * ENTRY_SIZE) as u64)
+    pub fn truncate_to(&mut self, offset: i64) {
+        self.0.truncate_to(offset)
     }
 
     /// Drops every entry whose position is at or beyond `position` (log truncated).
-    pub fn truncate_to_position(&mut self, position: u32) -> io::Result<()> {
-        let keep = self.entries.partition_point(|&(_, p)| p < position);
-        self.entries.truncate(keep);
-        self.file.set_len((keep * ENTRY_SIZE) as u64)
+    pub fn truncate_to_position(&mut self, position: u32) {
+        self.0.truncate_while(|e| e.position < position)
     }
 
-    pub fn flush(&self) -> io::Result<()> {
-        self.file.sync_data()
+    /// Writes the entries the file lacks, and closes it.
+    pub fn write_out(&mut self, fs: &dyn Fs) -> io::Result<()> {
+        self.0.write_out(fs)
     }
 
-    /// A handle to the file for an fsync outside the log's lock.
-    pub fn try_clone_file(&self) -> io::Result<File> {
-        self.file.try_clone()
+    /// Writes out what the file lacks; the file when it has writes to fsync.
+    pub fn prepare_sync(&mut self, fs: &dyn Fs) -> io::Result<Option<FileRef>> {
+        self.0.prepare_sync(fs)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fs::RealFs;
 
     #[test]
     fn lookup_finds_the_greatest_entry_at_or_below_the_target() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("00000000000000000100.index");
-        let mut index = OffsetIndex::open(&path, 100, 10).unwrap();
+        let mut index = OffsetIndex::open(&RealFs, &path, 100, 10).unwrap();
         assert_eq!(
             index.lookup(150),
             OffsetPosition {
@@ -253,8 +183,8 @@ mod tests {
                 position: 0
             }
         );
-        index.append(110, 4100).unwrap();
-        index.append(130, 8300).unwrap();
+        index.append(110, 4100);
+        index.append(130, 8300);
         assert_eq!(
             index.lookup(99),
             OffsetPosition {
@@ -296,14 +226,15 @@ mod tests {
     fn entries_survive_reopen_in_kafkas_format() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("00000000000000000000.index");
-        let mut index = OffsetIndex::open(&path, 0, 10).unwrap();
-        index.append(5, 4096).unwrap();
+        let mut index = OffsetIndex::open(&RealFs, &path, 0, 10).unwrap();
+        index.append(5, 4096);
+        index.write_out(&RealFs).unwrap();
         drop(index);
         assert_eq!(
             std::fs::read(&path).unwrap(),
             vec![0, 0, 0, 5, 0, 0, 0x10, 0]
         );
-        let index = OffsetIndex::open(&path, 0, 10).unwrap();
+        let index = OffsetIndex::open(&RealFs, &path, 0, 10).unwrap();
         assert_eq!(
             index.last_entry(),
             OffsetPosition {
@@ -319,7 +250,7 @@ mod tests {
         let path = dir.path().join("00000000000000000000.index");
         std::fs::write(&path, [0, 0, 0, 5, 0, 0, 0x10]).unwrap();
         assert!(matches!(
-            OffsetIndex::open(&path, 0, 10),
+            OffsetIndex::open(&RealFs, &path, 0, 10),
             Err(IndexError::Corrupt { .. })
         ));
         std::fs::write(
@@ -328,7 +259,7 @@ mod tests {
         )
         .unwrap();
         assert!(matches!(
-            OffsetIndex::open(&path, 0, 10),
+            OffsetIndex::open(&RealFs, &path, 0, 10),
             Err(IndexError::Corrupt { .. })
         ));
     }
@@ -337,14 +268,17 @@ mod tests {
     fn truncation_drops_entries_at_and_above_the_offset() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("00000000000000000000.index");
-        let mut index = OffsetIndex::open(&path, 0, 10).unwrap();
-        index.append(10, 100).unwrap();
-        index.append(20, 200).unwrap();
-        index.append(30, 300).unwrap();
-        index.truncate_to(20).unwrap();
+        let mut index = OffsetIndex::open(&RealFs, &path, 0, 10).unwrap();
+        index.append(10, 100);
+        index.append(20, 200);
+        index.append(30, 300);
+        index.write_out(&RealFs).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 24);
+        index.truncate_to(20);
         assert_eq!(index.len(), 1);
+        index.write_out(&RealFs).unwrap();
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 8);
-        index.truncate_to_position(100).unwrap();
+        index.truncate_to_position(100);
         assert!(index.is_empty());
     }
 }

@@ -27,21 +27,20 @@
 //! replayed.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
 use bytes::{Buf, BufMut, BytesMut};
 use protocol::records::BatchHeader;
 
-use crate::checkpoint::write_atomically;
+use crate::fs::{write_atomically, Fs};
 
 /// How many recent batches per producer are remembered for duplicate detection.
 pub const MAX_BATCHES_PER_PRODUCER: usize = 5;
 
 /// Control record types (the key of a control record).
-pub const CONTROL_ABORT: i16 = 0;
-pub const CONTROL_COMMIT: i16 = 1;
+pub const CONTROL_ABORT: i16 = protocol::records::control::ABORT;
+pub const CONTROL_COMMIT: i16 = protocol::records::control::COMMIT;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchMetadata {
@@ -441,26 +440,13 @@ impl ProducerStateManager {
     }
 }
 
-/// The type (ABORT 0, COMMIT 1) and coordinator epoch of a control batch's record:
-/// key `[version i16][type i16]`, value `[version i16][coordinator_epoch i32]`.
+/// The type (ABORT 0, COMMIT 1) and coordinator epoch of a control batch's record
+/// ([`protocol::records::control`]); `None` for any other batch or one that does not
+/// decode.
 pub fn control_type(batch: &[u8]) -> Option<(i16, i32)> {
-    let (header, records) = protocol::records::decode_records(batch, 1 << 16).ok()?;
-    if !header.is_control() {
-        return None;
-    }
-    let record = records.first()?;
-    let key = record.key.as_ref()?;
-    if key.len() < 4 {
-        return None;
-    }
-    let kind = i16::from_be_bytes([key[2], key[3]]);
-    let coordinator_epoch = record
-        .value
-        .as_ref()
-        .filter(|v| v.len() >= 6)
-        .map(|v| i32::from_be_bytes([v[2], v[3], v[4], v[5]]))
-        .unwrap_or(0);
-    Some((kind, coordinator_epoch))
+    let header = BatchHeader::parse(batch).ok()?;
+    let record = protocol::records::control_record(&header, batch, 1 << 16).ok()??;
+    Some((record.kind, record.coordinator_epoch))
 }
 
 /// Builds a control batch (transaction marker) for `producer_id`.
@@ -498,11 +484,10 @@ pub fn snapshot_path(dir: &Path, offset: i64) -> PathBuf {
 }
 
 /// Snapshot offsets present in `dir`, ascending.
-pub fn list_snapshots(dir: &Path) -> io::Result<Vec<i64>> {
+pub fn list_snapshots(fs: &dyn Fs, dir: &Path) -> io::Result<Vec<i64>> {
     let mut offsets = Vec::new();
-    for entry in fs::read_dir(dir)? {
-        let name = entry?.file_name().to_string_lossy().into_owned();
-        if let Some(stem) = name.strip_suffix(".snapshot") {
+    for entry in fs.list_dir(dir)? {
+        if let Some(stem) = entry.name.strip_suffix(".snapshot") {
             if let Ok(offset) = stem.parse::<i64>() {
                 offsets.push(offset);
             }
@@ -513,35 +498,45 @@ pub fn list_snapshots(dir: &Path) -> io::Result<Vec<i64>> {
 }
 
 /// Writes a snapshot of `state` at its map end offset; keeps the newest `keep`.
-pub fn write_snapshot(dir: &Path, state: &ProducerStateManager, keep: usize) -> io::Result<()> {
+pub fn write_snapshot(
+    fs: &dyn Fs,
+    dir: &Path,
+    state: &ProducerStateManager,
+    keep: usize,
+) -> io::Result<()> {
     write_atomically(
+        fs,
         &snapshot_path(dir, state.map_end_offset()),
         &state.encode_snapshot(),
     )?;
-    let offsets = list_snapshots(dir)?;
+    let offsets = list_snapshots(fs, dir)?;
     if offsets.len() > keep {
         for offset in &offsets[..offsets.len() - keep] {
-            let _ = fs::remove_file(snapshot_path(dir, *offset));
+            let _ = fs.remove_file(&snapshot_path(dir, *offset));
         }
     }
     Ok(())
 }
 
 /// Deletes snapshots above `offset` (after a truncation).
-pub fn delete_snapshots_above(dir: &Path, offset: i64) -> io::Result<()> {
-    for snapshot in list_snapshots(dir)? {
+pub fn delete_snapshots_above(fs: &dyn Fs, dir: &Path, offset: i64) -> io::Result<()> {
+    for snapshot in list_snapshots(fs, dir)? {
         if snapshot > offset {
-            fs::remove_file(snapshot_path(dir, snapshot))?;
+            fs.remove_file(&snapshot_path(dir, snapshot))?;
         }
     }
     Ok(())
 }
 
 /// The newest readable snapshot at or below `max_offset`.
-pub fn load_latest_snapshot(dir: &Path, max_offset: i64) -> Option<ProducerStateManager> {
-    let offsets = list_snapshots(dir).ok()?;
+pub fn load_latest_snapshot(
+    fs: &dyn Fs,
+    dir: &Path,
+    max_offset: i64,
+) -> Option<ProducerStateManager> {
+    let offsets = list_snapshots(fs, dir).ok()?;
     for offset in offsets.into_iter().rev().filter(|o| *o <= max_offset) {
-        match fs::read(snapshot_path(dir, offset))
+        match crate::fs::read(fs, &snapshot_path(dir, offset))
             .ok()
             .and_then(|bytes| ProducerStateManager::decode_snapshot(&bytes, offset))
         {

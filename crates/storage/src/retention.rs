@@ -15,10 +15,12 @@
 
 use std::io;
 use std::path::Path;
+use std::sync::Arc;
 
 use crate::error::StorageError;
-use crate::log::{io_err, Log};
-use crate::segment::{file_name, Segment};
+use crate::fs::Fs;
+use crate::log::Log;
+use crate::segment::{file_name, Segment, SUFFIXES};
 
 /// What a retention pass removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -28,131 +30,89 @@ pub struct RetentionOutcome {
     pub log_start_offset: i64,
 }
 
-impl Log {
-    /// DeleteRecords: records below `offset` become unreadable and their segments
-    /// are deleted once wholly below it. `offset` must not pass the high watermark
-    /// (the caller checks). Returns the new log start offset.
-    pub fn delete_records_before(
-        &mut self,
-        offset: i64,
-        high_watermark: i64,
-    ) -> Result<i64, StorageError> {
-        let leo = self.log_end_offset().0;
-        let offset = offset.min(leo);
-        if offset > self.log_start_offset {
-            self.log_start_offset = offset;
-            self.leader_epochs
-                .truncate_from_start(offset)
-                .map_err(io_err("leader epoch checkpoint"))?;
-        }
-        self.delete_segments_while(high_watermark, |segment, next, log_start| {
-            next.is_some_and(|n| n.base_offset() <= log_start) && segment.base_offset() < log_start
-        })?;
-        Ok(self.log_start_offset)
-    }
+/// DeleteRecords ([`Log::delete_records_before`]): records below `offset` become
+/// unreadable and their segments are deleted once wholly below it.
+pub(crate) fn delete_records_before(
+    log: &mut Log,
+    offset: i64,
+    high_watermark: i64,
+) -> Result<i64, StorageError> {
+    log.raise_log_start_offset(offset)?;
+    delete_segments_while(log, high_watermark, |segment, next, log_start| {
+        next.is_some_and(|n| n.base_offset() <= log_start) && segment.base_offset() < log_start
+    })?;
+    Ok(log.log_start_offset().0)
+}
 
-    /// One retention pass: segments below the log start offset, then by
-    /// `retention.ms` and `retention.bytes` when `cleanup.policy` includes delete.
-    pub fn apply_retention(
-        &mut self,
-        high_watermark: i64,
-    ) -> Result<RetentionOutcome, StorageError> {
-        let mut outcome = RetentionOutcome::default();
-        let add = |outcome: &mut RetentionOutcome, (n, bytes): (usize, u64)| {
-            outcome.segments_deleted += n;
-            outcome.bytes_deleted += bytes;
-        };
-        let gone = self.delete_segments_while(high_watermark, |_, next, log_start| {
-            next.is_some_and(|n| n.base_offset() <= log_start)
-        })?;
-        add(&mut outcome, gone);
-        if self.config.cleanup_policy_delete {
-            let retention_ms = self.config.retention_ms;
-            if retention_ms >= 0 {
-                let now = self.clock.now_ms();
-                let gone = self.delete_segments_while(high_watermark, |segment, _, _| {
-                    now.saturating_sub(segment.largest_timestamp()) > retention_ms
-                })?;
-                add(&mut outcome, gone);
-            }
-            let retention_bytes = self.config.retention_bytes;
-            if retention_bytes >= 0 {
-                let mut excess = self.size_in_bytes() as i64 - retention_bytes;
-                let gone = self.delete_segments_while(high_watermark, |segment, _, _| {
-                    if excess - i64::from(segment.size()) >= 0 {
-                        excess -= i64::from(segment.size());
-                        true
-                    } else {
-                        false
-                    }
-                })?;
-                add(&mut outcome, gone);
-            }
+/// One retention pass ([`Log::apply_retention`]): segments below the log start
+/// offset, then by `retention.ms` and `retention.bytes` when `cleanup.policy`
+/// includes delete.
+pub(crate) fn apply(log: &mut Log, high_watermark: i64) -> Result<RetentionOutcome, StorageError> {
+    let mut outcome = RetentionOutcome::default();
+    let add = |outcome: &mut RetentionOutcome, (n, bytes): (usize, u64)| {
+        outcome.segments_deleted += n;
+        outcome.bytes_deleted += bytes;
+    };
+    let gone = delete_segments_while(log, high_watermark, |_, next, log_start| {
+        next.is_some_and(|n| n.base_offset() <= log_start)
+    })?;
+    add(&mut outcome, gone);
+    let config = Arc::clone(log.config());
+    if config.cleanup_policy_delete {
+        let retention_ms = config.retention_ms;
+        if retention_ms >= 0 {
+            let now = log.now_ms();
+            let gone = delete_segments_while(log, high_watermark, |segment, _, _| {
+                now.saturating_sub(segment.largest_timestamp()) > retention_ms
+            })?;
+            add(&mut outcome, gone);
         }
-        outcome.log_start_offset = self.log_start_offset;
-        if outcome.segments_deleted > 0 {
-            tracing::info!(partition = %self.topic_partition, segments = outcome.segments_deleted, bytes = outcome.bytes_deleted, log_start_offset = self.log_start_offset, "deleted old segments");
+        let retention_bytes = config.retention_bytes;
+        if retention_bytes >= 0 {
+            let mut excess = log.size_in_bytes() as i64 - retention_bytes;
+            let gone = delete_segments_while(log, high_watermark, |segment, _, _| {
+                if excess - i64::from(segment.size()) >= 0 {
+                    excess -= i64::from(segment.size());
+                    true
+                } else {
+                    false
+                }
+            })?;
+            add(&mut outcome, gone);
         }
-        Ok(outcome)
     }
+    outcome.log_start_offset = log.log_start_offset().0;
+    if outcome.segments_deleted > 0 {
+        tracing::info!(partition = %log.topic_partition(), segments = outcome.segments_deleted, bytes = outcome.bytes_deleted, log_start_offset = outcome.log_start_offset, "deleted old segments");
+    }
+    Ok(outcome)
+}
 
-    /// Deletes segments from the oldest while `predicate(segment, next, log_start)`
-    /// holds. Returns the number of segments and bytes deleted.
-    fn delete_segments_while<F>(
-        &mut self,
-        high_watermark: i64,
-        mut predicate: F,
-    ) -> Result<(usize, u64), StorageError>
-    where
-        F: FnMut(&Segment, Option<&Segment>, i64) -> bool,
-    {
-        let leo = self.log_end_offset().0;
-        let segments: Vec<&Segment> = self.segments.values().collect();
-        let mut doomed = Vec::new();
-        for (i, segment) in segments.iter().enumerate() {
-            let next = segments.get(i + 1).copied();
-            let last_and_empty = next.is_none() && segment.size() == 0;
-            let upper = next.map(|n| n.base_offset()).unwrap_or(leo);
-            if last_and_empty
-                || high_watermark < upper
-                || !predicate(segment, next, self.log_start_offset)
-            {
-                break;
-            }
-            doomed.push(segment.base_offset());
+/// Deletes segments from the oldest while `predicate(segment, next, log_start)`
+/// holds. Returns the number of segments and bytes deleted.
+fn delete_segments_while<F>(
+    log: &mut Log,
+    high_watermark: i64,
+    mut predicate: F,
+) -> Result<(usize, u64), StorageError>
+where
+    F: FnMut(&Segment, Option<&Segment>, i64) -> bool,
+{
+    let leo = log.log_end_offset().0;
+    let log_start = log.log_start_offset().0;
+    let segments: Vec<&Segment> = log.segments().collect();
+    let mut doomed = 0usize;
+    for (i, segment) in segments.iter().enumerate() {
+        let next = segments.get(i + 1).copied();
+        let last_and_empty = next.is_none() && segment.size() == 0;
+        let upper = next.map(|n| n.base_offset()).unwrap_or(leo);
+        if last_and_empty || high_watermark < upper || !predicate(segment, next, log_start) {
+            break;
         }
-        if doomed.is_empty() {
-            return Ok((0, 0));
-        }
-        if doomed.len() == self.segments.len() {
-            // Never leave a log without a segment: start the next one first.
-            self.roll()?;
-        }
-        let mut bytes = 0u64;
-        let mut gone = Vec::with_capacity(doomed.len());
-        for base in &doomed {
-            let segment = self.segments.remove(base).expect("listed above");
-            bytes += u64::from(segment.size());
-            gone.push(segment);
-        }
-        retire(&self.dir, gone).map_err(io_err(format!(
-            "deleting segments of {}",
-            self.topic_partition
-        )))?;
-        let first_base = *self
-            .segments
-            .keys()
-            .next()
-            .expect("a log always has a segment");
-        if first_base > self.log_start_offset {
-            self.log_start_offset = first_base;
-            self.leader_epochs
-                .truncate_from_start(first_base)
-                .map_err(io_err("leader epoch checkpoint"))?;
-        }
-        self.recovery_point = self.recovery_point.max(self.log_start_offset);
-        Ok((doomed.len(), bytes))
+        doomed += 1;
     }
+    let bytes = log.delete_oldest_segments(doomed)?;
+    Ok((doomed, bytes))
 }
 
 /// Takes segments out of the log directory at once and frees them in the
@@ -160,25 +120,26 @@ impl Log {
 /// leaves only names the next start removes); a thread then unlinks them and drops
 /// the segments, closing the files, which is when the kernel frees their pages.
 /// Readers that still hold a file keep it until they are done.
-pub(crate) fn retire(dir: &Path, segments: Vec<Segment>) -> io::Result<()> {
+pub(crate) fn retire(fs: &Arc<dyn Fs>, dir: &Path, segments: Vec<Segment>) -> io::Result<()> {
     let mut paths = Vec::new();
     for segment in &segments {
-        for suffix in ["log", "index", "timeindex", "txnindex"] {
+        for suffix in SUFFIXES {
             let from = dir.join(file_name(segment.base_offset(), suffix));
             let to = dir.join(format!(
                 "{}.deleted",
                 file_name(segment.base_offset(), suffix)
             ));
-            match std::fs::rename(&from, &to) {
+            match fs.rename(&from, &to) {
                 Ok(()) => paths.push(to),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(e),
             }
         }
     }
+    let fs = Arc::clone(fs);
     let spawned = std::thread::Builder::new().name("segment-delete".into()).spawn(move || {
         for path in &paths {
-            if let Err(e) = std::fs::remove_file(path) {
+            if let Err(e) = fs.remove_file(path) {
                 if e.kind() != io::ErrorKind::NotFound {
                     tracing::warn!(path = %path.display(), error = %e, "removing a deleted segment file failed; the next start removes it");
                 }
@@ -204,7 +165,7 @@ mod tests {
     use protocol::TopicPartition;
 
     use crate::log::{LoadState, Log, ReadOutcome};
-    use crate::{LogConfig, Origin};
+    use crate::{LogConfig, LogEnv, Origin};
 
     const NOW: i64 = 1_700_000_000_000;
 
@@ -231,7 +192,7 @@ mod tests {
             dir.path(),
             TopicPartition::new("r", 0),
             config,
-            Arc::clone(&clock) as Arc<dyn Clock>,
+            &LogEnv::real(Arc::clone(&clock) as Arc<dyn Clock>),
             LoadState::default(),
         )
         .unwrap();

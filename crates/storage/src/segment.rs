@@ -6,20 +6,25 @@
 //! past it is ever read. Every byte below `size` was checked (length, magic, CRC)
 //! either when it was appended or when the segment was recovered.
 //!
+//! File descriptors: only the active segment keeps its `.log` open; an older
+//! segment's file comes from the broker's [`FileCache`] when it is read. Index files
+//! are held in memory and written out on roll, flush and close.
+//!
 //! Invariants, asserted on every append:
 //! - batch base offsets are at least `next_offset` (offsets only grow);
 //! - `size` never exceeds `u32::MAX` and offsets stay within `base_offset + u32::MAX`,
 //!   so index entries fit their 4-byte fields.
 
-use std::fs::{File, OpenOptions};
 use std::io;
 use std::ops::ControlFlow;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use protocol::records::batch::{self, BatchHeader, HEADER_LEN};
 
+use crate::env::LogEnv;
+use crate::fs::{remove_if_exists, FileCache, FileRef, Fs, OpenMode};
 use crate::offset_index::{IndexError, OffsetIndex};
 use crate::producer_state::AbortedTxn;
 use crate::time_index::{TimeIndex, TimestampOffset};
@@ -50,13 +55,13 @@ pub fn file_name(base_offset: i64, suffix: &str) -> String {
     format!("{base_offset:020}.{suffix}")
 }
 
+/// The suffixes of a segment's files.
+pub const SUFFIXES: [&str; 4] = ["log", "index", "timeindex", "txnindex"];
+
 /// Deletes the files of the segment at `base_offset` in `dir`, whichever exist.
-pub fn delete_segment_files(dir: &Path, base_offset: i64) -> io::Result<()> {
-    for suffix in ["log", "index", "timeindex", "txnindex"] {
-        match std::fs::remove_file(dir.join(file_name(base_offset, suffix))) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-            _ => {}
-        }
+pub fn delete_segment_files(fs: &dyn Fs, dir: &Path, base_offset: i64) -> io::Result<()> {
+    for suffix in SUFFIXES {
+        remove_if_exists(fs, &dir.join(file_name(base_offset, suffix)))?;
     }
     Ok(())
 }
@@ -69,11 +74,33 @@ pub struct RecoveryOutcome {
     pub batches: usize,
 }
 
+/// Opens a segment's `.log` through the file cache, on demand.
+#[derive(Debug, Clone)]
+pub struct SegmentReader {
+    id: u64,
+    path: PathBuf,
+    fs: Arc<dyn Fs>,
+    files: Arc<FileCache>,
+}
+
+impl SegmentReader {
+    pub fn file(&self) -> io::Result<FileRef> {
+        self.files.get_or_open(self.id, &self.path, &*self.fs)
+    }
+}
+
+/// Ids for the file cache: a segment's files are cached under its id, never reused.
+static NEXT_SEGMENT_ID: AtomicU64 = AtomicU64::new(1);
+
 #[derive(Debug)]
 pub struct Segment {
+    id: u64,
     base_offset: i64,
     log_path: PathBuf,
-    log: Arc<File>,
+    /// The `.log` file, held while this is the active segment.
+    pinned: Option<FileRef>,
+    fs: Arc<dyn Fs>,
+    files: Arc<FileCache>,
     size: u32,
     index: OffsetIndex,
     time_index: TimeIndex,
@@ -89,46 +116,50 @@ pub struct Segment {
     next_offset: i64,
 }
 
-fn open_log(path: &Path, truncate: bool) -> io::Result<File> {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(truncate)
-        .open(path)
+/// The batches a timestamp lookup may need: the first late enough, and, when that
+/// one straddles the log start, the next one (see `find_batch_by_timestamp`).
+#[derive(Debug, Clone, Copy)]
+pub struct BatchCandidates {
+    pub first: (u32, BatchHeader),
+    pub fallback: Option<(u32, BatchHeader)>,
 }
 
 impl Segment {
-    /// Creates a new, empty segment (replacing any files of the same name).
+    /// Creates a new, empty segment (replacing any files of the same name); it is
+    /// active: its file stays open.
     pub fn create(
+        env: &LogEnv,
         dir: &Path,
         base_offset: i64,
         index_interval_bytes: u32,
         max_index_entries: usize,
         max_time_entries: usize,
-        now_ms: i64,
     ) -> io::Result<Segment> {
+        let fs = &env.fs;
         let log_path = dir.join(file_name(base_offset, "log"));
-        let log = open_log(&log_path, true)?;
+        let log = fs.open(&log_path, OpenMode::Truncate)?;
         let index = OffsetIndex::create_empty(
+            &**fs,
             &dir.join(file_name(base_offset, "index")),
             base_offset,
             max_index_entries,
         )?;
         let time_index = TimeIndex::create_empty(
+            &**fs,
             &dir.join(file_name(base_offset, "timeindex")),
             base_offset,
             max_time_entries,
         )?;
         let txn_path = dir.join(file_name(base_offset, "txnindex"));
-        if txn_path.exists() {
-            std::fs::remove_file(&txn_path)?;
-        }
-        let txn_index = TxnIndex::open(&txn_path)?;
+        remove_if_exists(&**fs, &txn_path)?;
+        let txn_index = TxnIndex::open(&**fs, &txn_path)?;
         Ok(Segment {
+            id: NEXT_SEGMENT_ID.fetch_add(1, Ordering::Relaxed),
             base_offset,
             log_path,
-            log: Arc::new(log),
+            pinned: Some(log),
+            fs: Arc::clone(fs),
+            files: Arc::clone(&env.files),
             size: 0,
             index,
             time_index,
@@ -138,7 +169,7 @@ impl Segment {
             max_timestamp: -1,
             offset_of_max_timestamp: base_offset,
             rolling_based_timestamp: None,
-            created_ms: now_ms,
+            created_ms: env.clock.now_ms(),
             next_offset: base_offset,
         })
     }
@@ -146,26 +177,29 @@ impl Segment {
     /// Opens an existing segment. With `recover`, or when an index fails its sanity
     /// check, the whole log file is re-validated and the indexes rebuilt; otherwise
     /// the indexes are trusted and only the tail after the last index entry is read.
+    /// The segment comes back inactive (its file closed); the log makes its last
+    /// segment active.
     pub fn open(
+        env: &LogEnv,
         dir: &Path,
         base_offset: i64,
         index_interval_bytes: u32,
         max_index_entries: usize,
         max_time_entries: usize,
         recover: bool,
-        now_ms: i64,
     ) -> io::Result<(Segment, Option<RecoveryOutcome>)> {
+        let fs = &env.fs;
         let log_path = dir.join(file_name(base_offset, "log"));
-        let log = open_log(&log_path, false)?;
-        let file_len = log.metadata()?.len();
+        let log = fs.open(&log_path, OpenMode::Create)?;
+        let file_len = log.size()?;
         let index_path = dir.join(file_name(base_offset, "index"));
         let time_path = dir.join(file_name(base_offset, "timeindex"));
-        let indexes = if recover || !index_path.exists() || !time_path.exists() {
+        let indexes = if recover || !fs.exists(&index_path)? || !fs.exists(&time_path)? {
             None
         } else {
             match (
-                OffsetIndex::open(&index_path, base_offset, max_index_entries),
-                TimeIndex::open(&time_path, base_offset, max_time_entries),
+                OffsetIndex::open(&**fs, &index_path, base_offset, max_index_entries),
+                TimeIndex::open(&**fs, &time_path, base_offset, max_time_entries),
             ) {
                 (Ok(index), Ok(time_index)) => Some((index, time_index)),
                 (Err(e), _) | (_, Err(e)) => {
@@ -182,16 +216,20 @@ impl Segment {
         let (index, time_index) = match indexes {
             Some(pair) => pair,
             None => (
-                OffsetIndex::create_empty(&index_path, base_offset, max_index_entries)?,
-                TimeIndex::create_empty(&time_path, base_offset, max_time_entries)?,
+                OffsetIndex::create_empty(&**fs, &index_path, base_offset, max_index_entries)?,
+                TimeIndex::create_empty(&**fs, &time_path, base_offset, max_time_entries)?,
             ),
         };
         let size = u32::try_from(file_len).unwrap_or(u32::MAX);
-        let txn_index = TxnIndex::open(&dir.join(file_name(base_offset, "txnindex")))?;
+        let txn_index = TxnIndex::open(&**fs, &dir.join(file_name(base_offset, "txnindex")))?;
         let mut segment = Segment {
+            id: NEXT_SEGMENT_ID.fetch_add(1, Ordering::Relaxed),
             base_offset,
             log_path,
-            log: Arc::new(log),
+            // Held while loading; closed before the segment is handed out.
+            pinned: Some(log),
+            fs: Arc::clone(fs),
+            files: Arc::clone(&env.files),
             size,
             index,
             time_index,
@@ -201,15 +239,55 @@ impl Segment {
             max_timestamp: -1,
             offset_of_max_timestamp: base_offset,
             rolling_based_timestamp: None,
-            created_ms: now_ms,
+            created_ms: env.clock.now_ms(),
             next_offset: base_offset,
         };
-        if needs_recovery {
+        let outcome = if needs_recovery {
             let outcome = segment.recover(file_len)?;
-            return Ok((segment, Some(outcome)));
+            segment.write_out_indexes()?;
+            Some(outcome)
+        } else {
+            segment.load_tail_state(file_len)?;
+            None
+        };
+        segment.pinned = None;
+        Ok((segment, outcome))
+    }
+
+    /// The `.log` file: the held one of the active segment, else from the cache.
+    pub fn file(&self) -> io::Result<FileRef> {
+        match &self.pinned {
+            Some(file) => Ok(Arc::clone(file)),
+            None => self.files.get_or_open(self.id, &self.log_path, &*self.fs),
         }
-        segment.load_tail_state(file_len)?;
-        Ok((segment, None))
+    }
+
+    /// A handle that opens the segment's `.log` through the cache when it is read
+    /// (the cleaner reads many segments, one at a time, outside the log's lock).
+    pub fn reader(&self) -> SegmentReader {
+        SegmentReader {
+            id: self.id,
+            path: self.log_path.clone(),
+            fs: Arc::clone(&self.fs),
+            files: Arc::clone(&self.files),
+        }
+    }
+
+    /// Holds the file open: this became the active segment.
+    pub fn make_active(&mut self) -> io::Result<()> {
+        if self.pinned.is_none() {
+            self.pinned = Some(self.fs.open(&self.log_path, OpenMode::Existing)?);
+            self.files.remove(self.id);
+        }
+        Ok(())
+    }
+
+    /// Writes the entries the index files lack (no fsync).
+    pub fn write_out_indexes(&mut self) -> io::Result<()> {
+        let fs = &*self.fs;
+        self.index.write_out(fs)?;
+        self.time_index.write_out(fs)?;
+        self.txn_index.write_out(fs)
     }
 
     /// With trusted indexes: finds the next offset and the max timestamp by reading
@@ -261,8 +339,9 @@ impl Segment {
     /// Re-validates every batch from the start of the file, rebuilds both indexes,
     /// and cuts the file at the first invalid or incomplete batch.
     pub fn recover(&mut self, file_len: u64) -> io::Result<RecoveryOutcome> {
-        self.index.truncate_to(self.base_offset)?;
-        self.time_index.truncate_to(self.base_offset)?;
+        let log = self.file()?;
+        self.index.truncate_to(self.base_offset);
+        self.time_index.truncate_to(self.base_offset);
         self.max_timestamp = -1;
         self.offset_of_max_timestamp = self.base_offset;
         self.bytes_since_last_index_entry = 0;
@@ -274,7 +353,7 @@ impl Segment {
         let limit = file_len.min(u64::from(u32::MAX));
         while position + HEADER_LEN as u64 <= limit {
             let mut head = [0u8; HEADER_LEN];
-            self.log.read_exact_at(&mut head, position)?;
+            log.read_exact_at(&mut head, position)?;
             let header = match BatchHeader::parse(&head) {
                 Ok(header) => header,
                 Err(e) => {
@@ -298,12 +377,12 @@ impl Segment {
                 break;
             }
             buffer.resize(size as usize, 0);
-            self.log.read_exact_at(&mut buffer, position)?;
+            log.read_exact_at(&mut buffer, position)?;
             if let Err(e) = batch::verify_crc(&buffer) {
                 tracing::warn!(segment = %self.log_path.display(), position, error = %e, "corrupt batch during recovery");
                 break;
             }
-            self.index_batch(position as u32, &BatchInfo::from(&header))?;
+            self.index_batch(position as u32, &BatchInfo::from(&header));
             self.next_offset = header.next_offset();
             position += size;
             batches += 1;
@@ -311,11 +390,14 @@ impl Segment {
         self.size = position as u32;
         // Aborts whose markers did not survive are not aborts: the replay of the
         // log re-indexes those that did.
-        self.txn_index.truncate_to(self.next_offset)?;
+        self.txn_index.truncate_to(self.next_offset);
         let truncated_bytes = file_len - position;
         if truncated_bytes > 0 {
             tracing::warn!(segment = %self.log_path.display(), valid_bytes = position, truncated_bytes, "truncating invalid tail of segment");
-            self.log.set_len(position)?;
+            log.set_len(position)?;
+            // Durable at once: the recovery point may already cover what stays, and
+            // a later crash must not find the invalid tail again.
+            log.sync_data()?;
         }
         Ok(RecoveryOutcome {
             valid_bytes: position as u32,
@@ -325,7 +407,7 @@ impl Segment {
     }
 
     /// Bookkeeping for one batch written at `position`: Kafka's indexing rule.
-    fn index_batch(&mut self, position: u32, info: &BatchInfo) -> io::Result<()> {
+    fn index_batch(&mut self, position: u32, info: &BatchInfo) {
         if self.rolling_based_timestamp.is_none() {
             self.rolling_based_timestamp = Some(info.max_timestamp);
         }
@@ -335,18 +417,14 @@ impl Segment {
         }
         if self.bytes_since_last_index_entry > self.index_interval_bytes {
             if !self.index.is_full() {
-                self.index.append(info.last_offset, position)?;
+                self.index.append(info.last_offset, position);
             }
-            self.time_index.maybe_append(
-                self.max_timestamp,
-                self.offset_of_max_timestamp,
-                false,
-            )?;
+            self.time_index
+                .maybe_append(self.max_timestamp, self.offset_of_max_timestamp, false);
             self.bytes_since_last_index_entry = 0;
         }
         self.bytes_since_last_index_entry =
             self.bytes_since_last_index_entry.saturating_add(info.size);
-        Ok(())
     }
 
     /// Appends whole batches (already validated, offsets assigned) at the end.
@@ -370,14 +448,18 @@ impl Segment {
             first.base_offset,
             self.next_offset
         );
-        self.log.write_all_at(bytes, u64::from(self.size))?;
+        let log = self
+            .pinned
+            .as_ref()
+            .expect("only the active segment is appended to");
+        log.write_all_at(bytes, u64::from(self.size))?;
         let mut position = self.size;
         for info in batches {
             assert!(
                 info.base_offset >= self.next_offset,
                 "offsets must grow within an append"
             );
-            self.index_batch(position, info)?;
+            self.index_batch(position, info);
             position += info.size;
             self.next_offset = info.last_offset + 1;
         }
@@ -394,8 +476,12 @@ impl Segment {
         let end = self.size_on_disk_hint();
         let mut position = u64::from(position);
         let mut head = [0u8; HEADER_LEN];
+        if position + HEADER_LEN as u64 > end && position == end {
+            return Ok(());
+        }
+        let log = self.file()?;
         while position + HEADER_LEN as u64 <= end {
-            self.log.read_exact_at(&mut head, position)?;
+            log.read_exact_at(&mut head, position)?;
             let header = BatchHeader::parse(&head)
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
             if position + header.size() as u64 > end {
@@ -442,21 +528,40 @@ impl Segment {
 
     /// The first batch at or after `start_offset` whose max timestamp reaches
     /// `target`, found through the time index.
+    ///
+    /// A batch that straddles `start_offset` (DeleteRecords moved the log start
+    /// into it) may hold its late records only below the start; then the next
+    /// batch of this segment late enough is returned too, as the answer's
+    /// fallback (Kafka's `findOffsetByTimestamp` walks on to it). That batch lies
+    /// wholly above the start, so it always answers.
     pub fn find_batch_by_timestamp(
         &self,
         target: i64,
         start_offset: i64,
-    ) -> io::Result<Option<(u32, BatchHeader)>> {
+    ) -> io::Result<Option<BatchCandidates>> {
         let entry = self.time_index.lookup(target);
         let from_offset = entry.offset.max(start_offset);
         let start = self.index.lookup(from_offset).position;
-        let mut found = None;
+        let mut found: Option<BatchCandidates> = None;
         self.scan_headers(start, |position, header| {
-            if header.max_timestamp >= target && header.last_offset() >= start_offset {
-                found = Some((position, *header));
-                ControlFlow::Break(())
-            } else {
-                ControlFlow::Continue(())
+            if header.max_timestamp < target || header.last_offset() < start_offset {
+                return ControlFlow::Continue(());
+            }
+            match &mut found {
+                None => {
+                    found = Some(BatchCandidates {
+                        first: (position, *header),
+                        fallback: None,
+                    });
+                    if header.base_offset >= start_offset {
+                        return ControlFlow::Break(());
+                    }
+                    ControlFlow::Continue(())
+                }
+                Some(candidates) => {
+                    candidates.fallback = Some((position, *header));
+                    ControlFlow::Break(())
+                }
             }
         })?;
         Ok(found)
@@ -471,7 +576,8 @@ impl Segment {
             self.base_offset
         );
         let mut buffer = vec![0u8; len as usize];
-        self.log.read_exact_at(&mut buffer, u64::from(position))?;
+        self.file()?
+            .read_exact_at(&mut buffer, u64::from(position))?;
         Ok(buffer)
     }
 
@@ -482,11 +588,11 @@ impl Segment {
             return Ok(0);
         };
         let removed = self.size - position;
-        self.index.truncate_to(offset)?;
-        self.index.truncate_to_position(position)?;
-        self.time_index.truncate_to(offset)?;
-        self.txn_index.truncate_to(offset)?;
-        self.log.set_len(u64::from(position))?;
+        self.index.truncate_to(offset);
+        self.index.truncate_to_position(position);
+        self.time_index.truncate_to(offset);
+        self.txn_index.truncate_to(offset);
+        self.file()?.set_len(u64::from(position))?;
         self.size = position;
         self.bytes_since_last_index_entry = 0;
         // Re-derive what the removed batches may have changed.
@@ -519,21 +625,30 @@ impl Segment {
         Ok(removed)
     }
 
-    /// Called when a newer segment becomes active: records the final time index
-    /// entry so the segment's largest timestamp survives a restart.
+    /// Called when a newer segment becomes active (or the log closes): records the
+    /// final time index entry so the segment's largest timestamp survives a
+    /// restart, and writes the indexes out.
     pub fn on_become_inactive(&mut self) -> io::Result<()> {
         if self.max_timestamp >= 0 {
             self.time_index
-                .maybe_append(self.max_timestamp, self.offset_of_max_timestamp, true)?;
+                .maybe_append(self.max_timestamp, self.offset_of_max_timestamp, true);
         }
-        Ok(())
+        self.write_out_indexes()
     }
 
-    pub fn flush(&self) -> io::Result<()> {
-        self.log.sync_data()?;
-        self.index.flush()?;
-        self.time_index.flush()?;
-        self.txn_index.flush()
+    /// Lets go of the held file (to the cache): a newer segment is active.
+    pub fn release_file(&mut self) {
+        if let Some(file) = self.pinned.take() {
+            self.files.put(self.id, file);
+        }
+    }
+
+    /// fsyncs the segment: its log and every index.
+    pub fn flush(&mut self) -> io::Result<()> {
+        for file in self.sync_handles()? {
+            file.sync_data()?;
+        }
+        Ok(())
     }
 
     /// Aborted transactions whose marker is in this segment.
@@ -542,31 +657,30 @@ impl Segment {
     }
 
     /// Records an aborted transaction whose marker is in this segment.
-    pub fn append_aborted(&mut self, entry: AbortedTxn) -> io::Result<()> {
+    pub fn append_aborted(&mut self, entry: AbortedTxn) {
         self.txn_index.append(entry)
     }
 
-    /// Handles for an fsync without the log's lock.
-    pub fn flush_handles(&self) -> io::Result<Vec<File>> {
-        Ok(vec![
-            self.log.try_clone()?,
-            self.index.try_clone_file()?,
-            self.time_index.try_clone_file()?,
-        ])
+    /// Writes the indexes out and returns every file with writes to fsync (the
+    /// log, and the indexes that changed), for an fsync without the log's lock.
+    pub fn sync_handles(&mut self) -> io::Result<Vec<FileRef>> {
+        let fs = &*self.fs;
+        let mut files = vec![self.file()?];
+        files.extend(self.index.prepare_sync(fs)?);
+        files.extend(self.time_index.prepare_sync(fs)?);
+        files.extend(self.txn_index.prepare_sync(fs)?);
+        Ok(files)
     }
 
     /// Deletes the segment's files.
-    pub fn delete_files(&self) -> io::Result<()> {
+    pub fn delete_files(&self, fs: &dyn Fs) -> io::Result<()> {
         for path in [
             self.log_path.as_path(),
             self.index.path(),
             self.time_index.path(),
             self.txn_index.path(),
         ] {
-            match std::fs::remove_file(path) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-                _ => {}
-            }
+            remove_if_exists(fs, path)?;
         }
         Ok(())
     }
@@ -597,13 +711,7 @@ impl Segment {
         if self.max_timestamp >= 0 {
             return self.max_timestamp;
         }
-        self.log
-            .metadata()
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0)
+        self.file().and_then(|file| file.modified_ms()).unwrap_or(0)
     }
 
     pub fn offset_of_max_timestamp(&self) -> i64 {
@@ -616,10 +724,6 @@ impl Segment {
 
     pub fn created_ms(&self) -> i64 {
         self.created_ms
-    }
-
-    pub fn log_file(&self) -> &Arc<File> {
-        &self.log
     }
 
     pub fn index_is_full(&self) -> bool {
@@ -636,5 +740,11 @@ impl Segment {
 
     pub fn log_path(&self) -> &Path {
         &self.log_path
+    }
+}
+
+impl Drop for Segment {
+    fn drop(&mut self) {
+        self.files.remove(self.id);
     }
 }

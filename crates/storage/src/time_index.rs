@@ -6,17 +6,13 @@
 //! from entry to entry, offsets never decrease. Entries are added together with
 //! offset index entries (when the segment's max timestamp grew) and once more when
 //! the segment stops being active, so the last entry holds the segment's largest
-//! timestamp.
-//!
-//! Like the offset index, entries are kept in memory and appended to the file; the
-//! log is the truth and a bad file is rebuilt from it.
+//! timestamp. The file handling is [`SparseIndex`]'s.
 
-use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use crate::offset_index::IndexError;
+use crate::fs::{FileRef, Fs};
+use crate::sparse_index::{IndexEntry, IndexError, SparseIndex};
 
 pub const ENTRY_SIZE: usize = 12;
 
@@ -27,204 +23,162 @@ pub struct TimestampOffset {
     pub offset: i64,
 }
 
-#[derive(Debug)]
-pub struct TimeIndex {
-    path: PathBuf,
-    file: File,
-    base_offset: i64,
-    entries: Vec<(i64, u32)>,
-    max_entries: usize,
+/// An entry as stored: `(timestamp, relative_offset)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeEntry {
+    timestamp: i64,
+    relative: u32,
 }
+
+impl IndexEntry for TimeEntry {
+    const SIZE: usize = ENTRY_SIZE;
+
+    fn encode(&self, out: &mut [u8]) {
+        out[0..8].copy_from_slice(&self.timestamp.to_be_bytes());
+        out[8..12].copy_from_slice(&self.relative.to_be_bytes());
+    }
+
+    fn decode(bytes: &[u8]) -> Self {
+        TimeEntry {
+            timestamp: i64::from_be_bytes(bytes[0..8].try_into().expect("8 bytes")),
+            relative: u32::from_be_bytes(bytes[8..12].try_into().expect("4 bytes")),
+        }
+    }
+
+    fn relative_offset(&self) -> u32 {
+        self.relative
+    }
+
+    fn check_follows(&self, previous: &Self) -> Result<(), String> {
+        if self.timestamp <= previous.timestamp {
+            return Err(format!(
+                "time index timestamps must increase: ({}, {}) after ({}, {})",
+                self.timestamp, self.relative, previous.timestamp, previous.relative
+            ));
+        }
+        if self.relative < previous.relative {
+            return Err(format!(
+                "time index offsets must not decrease: ({}, {}) after ({}, {})",
+                self.timestamp, self.relative, previous.timestamp, previous.relative
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug)]
+pub struct TimeIndex(SparseIndex<TimeEntry>);
 
 impl TimeIndex {
     /// Opens (creating if missing) and sanity-checks the time index at `path`.
     pub fn open(
+        fs: &dyn Fs,
         path: &Path,
         base_offset: i64,
         max_entries: usize,
     ) -> Result<TimeIndex, IndexError> {
-        let io_err = |source| IndexError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
-        let corrupt = |reason: String| IndexError::Corrupt {
-            path: path.to_path_buf(),
-            reason,
-        };
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-            .map_err(io_err)?;
-        let len = file.metadata().map_err(io_err)?.len() as usize;
-        if !len.is_multiple_of(ENTRY_SIZE) {
-            return Err(corrupt(format!(
-                "size {len} is not a multiple of {ENTRY_SIZE}"
-            )));
-        }
-        let mut raw = vec![0u8; len];
-        file.read_exact_at(&mut raw, 0).map_err(io_err)?;
-        let mut entries: Vec<(i64, u32)> = Vec::with_capacity(len / ENTRY_SIZE);
-        for chunk in raw.chunks_exact(ENTRY_SIZE) {
-            let timestamp = i64::from_be_bytes(chunk[0..8].try_into().expect("8 bytes"));
-            let relative = u32::from_be_bytes(chunk[8..12].try_into().expect("4 bytes"));
-            if let Some(&(last_timestamp, last_relative)) = entries.last() {
-                if timestamp <= last_timestamp || relative < last_relative {
-                    return Err(corrupt(format!(
-                        "entry {} ({timestamp}, {relative}) does not follow ({last_timestamp}, {last_relative})",
-                        entries.len()
-                    )));
-                }
-            }
-            entries.push((timestamp, relative));
-        }
-        Ok(TimeIndex {
-            path: path.to_path_buf(),
-            file,
-            base_offset,
-            entries,
-            max_entries: max_entries.max(1),
-        })
+        SparseIndex::open(fs, path, base_offset, max_entries).map(TimeIndex)
     }
 
     /// Replaces the file with an empty index, for a rebuild.
     pub fn create_empty(
+        fs: &dyn Fs,
         path: &Path,
         base_offset: i64,
         max_entries: usize,
     ) -> io::Result<TimeIndex> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(path)?;
-        Ok(TimeIndex {
-            path: path.to_path_buf(),
-            file,
-            base_offset,
-            entries: Vec::new(),
-            max_entries: max_entries.max(1),
-        })
+        SparseIndex::create_empty(fs, path, base_offset, max_entries).map(TimeIndex)
     }
 
     pub fn path(&self) -> &Path {
-        &self.path
+        self.0.path()
     }
 
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.0.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.0.is_empty()
     }
 
     pub fn is_full(&self) -> bool {
-        self.entries.len() >= self.max_entries
+        self.0.is_full()
+    }
+
+    fn to_timestamp_offset(&self, entry: TimeEntry) -> TimestampOffset {
+        TimestampOffset {
+            timestamp: entry.timestamp,
+            offset: self.0.base_offset() + i64::from(entry.relative),
+        }
     }
 
     pub fn last_entry(&self) -> Option<TimestampOffset> {
-        self.entries
-            .last()
-            .map(|&(timestamp, relative)| TimestampOffset {
-                timestamp,
-                offset: self.base_offset + i64::from(relative),
-            })
+        self.0.last().map(|e| self.to_timestamp_offset(e))
     }
 
     /// Appends `(timestamp, offset)` if `timestamp` is larger than the last entry's.
     /// `skip_full_check` lets the final entry of a rolled segment in.
-    pub fn maybe_append(
-        &mut self,
-        timestamp: i64,
-        offset: i64,
-        skip_full_check: bool,
-    ) -> io::Result<()> {
-        if let Some(&(last_timestamp, last_relative)) = self.entries.last() {
-            if timestamp <= last_timestamp {
-                return Ok(());
-            }
-            assert!(
-                offset >= self.base_offset + i64::from(last_relative),
-                "time index offsets must not decrease: {offset} after {}",
-                self.base_offset + i64::from(last_relative)
-            );
+    pub fn maybe_append(&mut self, timestamp: i64, offset: i64, skip_full_check: bool) {
+        if self
+            .0
+            .last()
+            .is_some_and(|last| timestamp <= last.timestamp)
+        {
+            return;
         }
         if !skip_full_check && self.is_full() {
-            return Ok(());
+            return;
         }
-        let relative = offset - self.base_offset;
-        assert!(
-            (0..=i64::from(u32::MAX)).contains(&relative),
-            "offset {offset} outside segment {}",
-            self.base_offset
-        );
-        let mut entry = [0u8; ENTRY_SIZE];
-        entry[0..8].copy_from_slice(&timestamp.to_be_bytes());
-        entry[8..12].copy_from_slice(&(relative as u32).to_be_bytes());
-        self.file
-            .write_all_at(&entry, (self.entries.len() * ENTRY_SIZE) as u64)?;
-        self.entries.push((timestamp, relative as u32));
-        Ok(())
+        let relative = self.0.relative(offset);
+        self.0.append(TimeEntry {
+            timestamp,
+            relative,
+        })
     }
 
     /// The entry with the largest timestamp at or below `target`, or
     /// `(-1, base_offset)` when there is none (Kafka's answer).
     pub fn lookup(&self, target: i64) -> TimestampOffset {
-        let after = self.entries.partition_point(|&(t, _)| t <= target);
-        match after.checked_sub(1) {
-            Some(i) => {
-                let (timestamp, relative) = self.entries[i];
-                TimestampOffset {
-                    timestamp,
-                    offset: self.base_offset + i64::from(relative),
-                }
-            }
+        match self.0.floor(|e| e.timestamp <= target) {
+            Some(entry) => self.to_timestamp_offset(entry),
             None => TimestampOffset {
                 timestamp: -1,
-                offset: self.base_offset,
+                offset: self.0.base_offset(),
             },
         }
     }
 
     /// Drops every entry with an offset at or above `offset`.
-    pub fn truncate_to(&mut self, offset: i64) -> io::Result<()> {
-        let relative = offset - self.base_offset;
-        let keep = if relative <= 0 {
-            0
-        } else {
-            self.entries
-                .partition_point(|&(_, r)| i64::from(r) < relative)
-        };
-        self.entries.truncate(keep);
-        self.file.set_len((keep * ENTRY_SIZE) as u64)
+    pub fn truncate_to(&mut self, offset: i64) {
+        self.0.truncate_to(offset)
     }
 
-    pub fn flush(&self) -> io::Result<()> {
-        self.file.sync_data()
+    /// Writes the entries the file lacks, and closes it.
+    pub fn write_out(&mut self, fs: &dyn Fs) -> io::Result<()> {
+        self.0.write_out(fs)
     }
 
-    pub fn try_clone_file(&self) -> io::Result<File> {
-        self.file.try_clone()
+    /// Writes out what the file lacks; the file when it has writes to fsync.
+    pub fn prepare_sync(&mut self, fs: &dyn Fs) -> io::Result<Option<FileRef>> {
+        self.0.prepare_sync(fs)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fs::RealFs;
 
     #[test]
     fn only_growing_timestamps_are_indexed() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("00000000000000000000.timeindex");
-        let mut index = TimeIndex::open(&path, 0, 10).unwrap();
-        index.maybe_append(1_000, 3, false).unwrap();
-        index.maybe_append(900, 5, false).unwrap();
-        index.maybe_append(1_000, 6, false).unwrap();
-        index.maybe_append(2_000, 9, false).unwrap();
+        let mut index = TimeIndex::open(&RealFs, &path, 0, 10).unwrap();
+        index.maybe_append(1_000, 3, false);
+        index.maybe_append(900, 5, false);
+        index.maybe_append(1_000, 6, false);
+        index.maybe_append(2_000, 9, false);
         assert_eq!(index.len(), 2);
         assert_eq!(
             index.lookup(999),
@@ -247,8 +201,9 @@ mod tests {
                 offset: 9
             }
         );
+        index.write_out(&RealFs).unwrap();
         drop(index);
-        let index = TimeIndex::open(&path, 0, 10).unwrap();
+        let index = TimeIndex::open(&RealFs, &path, 0, 10).unwrap();
         assert_eq!(
             index.last_entry(),
             Some(TimestampOffset {
@@ -262,10 +217,12 @@ mod tests {
     fn truncation_keeps_entries_below_the_offset() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("00000000000000000000.timeindex");
-        let mut index = TimeIndex::open(&path, 0, 10).unwrap();
-        index.maybe_append(10, 1, false).unwrap();
-        index.maybe_append(20, 5, false).unwrap();
-        index.truncate_to(5).unwrap();
+        let mut index = TimeIndex::open(&RealFs, &path, 0, 10).unwrap();
+        index.maybe_append(10, 1, false);
+        index.maybe_append(20, 5, false);
+        index.write_out(&RealFs).unwrap();
+        index.truncate_to(5);
+        index.write_out(&RealFs).unwrap();
         assert_eq!(
             index.last_entry(),
             Some(TimestampOffset {

@@ -7,35 +7,48 @@
 //! returns, so the consumer drops their records. The file is created on the first
 //! entry; a segment without aborts has none.
 
-use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use crate::fs::{FileRef, Fs, OpenMode};
 use crate::producer_state::AbortedTxn;
+use crate::sparse_index::EntryFile;
 
 pub const ENTRY_SIZE: usize = 34;
 
+/// The entries are kept in memory; the file is read when the segment is loaded and
+/// written out (no descriptor held in between) when the segment rolls, is flushed
+/// or closes. Entries of a crash's unflushed segments that never reached the file
+/// are found again by the producer-state replay at start-up.
 #[derive(Debug)]
 pub struct TxnIndex {
     path: PathBuf,
-    file: Option<File>,
     entries: Vec<AbortedTxn>,
+    file: EntryFile,
+}
+
+fn encode(entry: &AbortedTxn, raw: &mut [u8]) {
+    raw[0..2].copy_from_slice(&0i16.to_be_bytes());
+    raw[2..10].copy_from_slice(&entry.producer_id.to_be_bytes());
+    raw[10..18].copy_from_slice(&entry.first_offset.to_be_bytes());
+    raw[18..26].copy_from_slice(&entry.last_offset.to_be_bytes());
+    raw[26..34].copy_from_slice(&entry.last_stable_offset.to_be_bytes());
 }
 
 impl TxnIndex {
     /// Loads the index at `path` if it exists; a torn last entry is dropped.
-    pub fn open(path: &Path) -> io::Result<TxnIndex> {
+    pub fn open(fs: &dyn Fs, path: &Path) -> io::Result<TxnIndex> {
         let mut index = TxnIndex {
             path: path.to_path_buf(),
-            file: None,
             entries: Vec::new(),
+            file: EntryFile::loaded(0),
         };
-        if !path.exists() {
-            return Ok(index);
-        }
-        let file = OpenOptions::new().read(true).write(true).open(path)?;
-        let len = file.metadata()?.len() as usize;
+        let file = match fs.open(path, OpenMode::Existing) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(index),
+            Err(e) => return Err(e),
+        };
+        let len = usize::try_from(file.size()?).map_err(io::Error::other)?;
         let whole = len - len % ENTRY_SIZE;
         let mut raw = vec![0u8; whole];
         file.read_exact_at(&mut raw, 0)?;
@@ -52,7 +65,7 @@ impl TxnIndex {
         if whole != len {
             file.set_len(whole as u64)?;
         }
-        index.file = Some(file);
+        index.file = EntryFile::loaded(index.entries.len());
         Ok(index)
     }
 
@@ -60,13 +73,15 @@ impl TxnIndex {
         &self.entries
     }
 
-    pub fn append(&mut self, entry: AbortedTxn) -> io::Result<()> {
+    /// Records an aborted transaction (in memory; the file gets it when the index
+    /// is written out). A repeat of an entry already there changes nothing.
+    pub fn append(&mut self, entry: AbortedTxn) {
         if self
             .entries
             .iter()
             .any(|e| e.last_offset == entry.last_offset && e.producer_id == entry.producer_id)
         {
-            return Ok(());
+            return;
         }
         if let Some(last) = self.entries.last() {
             assert!(
@@ -74,46 +89,33 @@ impl TxnIndex {
                 "aborted transactions are indexed in marker order"
             );
         }
-        if self.file.is_none() {
-            self.file = Some(
-                OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .create(true)
-                    .truncate(true)
-                    .open(&self.path)?,
-            );
-        }
-        let mut raw = [0u8; ENTRY_SIZE];
-        raw[0..2].copy_from_slice(&0i16.to_be_bytes());
-        raw[2..10].copy_from_slice(&entry.producer_id.to_be_bytes());
-        raw[10..18].copy_from_slice(&entry.first_offset.to_be_bytes());
-        raw[18..26].copy_from_slice(&entry.last_offset.to_be_bytes());
-        raw[26..34].copy_from_slice(&entry.last_stable_offset.to_be_bytes());
-        let file = self.file.as_ref().expect("opened above");
-        file.write_all_at(&raw, (self.entries.len() * ENTRY_SIZE) as u64)?;
         self.entries.push(entry);
-        Ok(())
     }
 
     /// Drops entries whose marker is at or past `offset`.
-    pub fn truncate_to(&mut self, offset: i64) -> io::Result<()> {
+    pub fn truncate_to(&mut self, offset: i64) {
         let keep = self.entries.partition_point(|e| e.last_offset < offset);
-        if keep == self.entries.len() {
-            return Ok(());
-        }
         self.entries.truncate(keep);
-        if let Some(file) = &self.file {
-            file.set_len((keep * ENTRY_SIZE) as u64)?;
-        }
-        Ok(())
+        self.file.truncated(keep);
     }
 
-    pub fn flush(&self) -> io::Result<()> {
-        match &self.file {
-            Some(file) => file.sync_data(),
-            None => Ok(()),
-        }
+    /// Writes the entries the file lacks (creating it on the first entry).
+    pub fn write_out(&mut self, fs: &dyn Fs) -> io::Result<()> {
+        let entries = &self.entries;
+        self.file
+            .write_out(fs, &self.path, ENTRY_SIZE, entries.len(), |i, out| {
+                encode(&entries[i], out)
+            })
+            .map(drop)
+    }
+
+    /// Writes out what the file lacks; the file when it has writes to fsync.
+    pub fn prepare_sync(&mut self, fs: &dyn Fs) -> io::Result<Option<FileRef>> {
+        let entries = &self.entries;
+        self.file
+            .prepare_sync(fs, &self.path, ENTRY_SIZE, entries.len(), |i, out| {
+                encode(&entries[i], out)
+            })
     }
 
     pub fn path(&self) -> &Path {
@@ -129,33 +131,34 @@ mod tests {
     fn entries_survive_reopen_and_a_torn_tail_is_dropped() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("00000000000000000000.txnindex");
-        let mut index = TxnIndex::open(&path).unwrap();
+        let fs = crate::fs::RealFs;
+        let mut index = TxnIndex::open(&fs, &path).unwrap();
+        index.write_out(&fs).unwrap();
         assert!(!path.exists(), "created lazily");
-        index
-            .append(AbortedTxn {
-                producer_id: 1,
-                first_offset: 0,
-                last_offset: 5,
-                last_stable_offset: 6,
-            })
-            .unwrap();
-        index
-            .append(AbortedTxn {
-                producer_id: 2,
-                first_offset: 3,
-                last_offset: 9,
-                last_stable_offset: 10,
-            })
-            .unwrap();
+        index.append(AbortedTxn {
+            producer_id: 1,
+            first_offset: 0,
+            last_offset: 5,
+            last_stable_offset: 6,
+        });
+        index.append(AbortedTxn {
+            producer_id: 2,
+            first_offset: 3,
+            last_offset: 9,
+            last_stable_offset: 10,
+        });
+        index.write_out(&fs).unwrap();
         drop(index);
         let mut bytes = std::fs::read(&path).unwrap();
         assert_eq!(bytes.len(), 68);
         bytes.extend_from_slice(&[1, 2, 3]);
         std::fs::write(&path, &bytes).unwrap();
-        let mut index = TxnIndex::open(&path).unwrap();
+        let mut index = TxnIndex::open(&fs, &path).unwrap();
         assert_eq!(index.entries().len(), 2);
         assert_eq!(index.entries()[1].producer_id, 2);
-        index.truncate_to(9).unwrap();
+        index.truncate_to(9);
         assert_eq!(index.entries().len(), 1);
+        index.write_out(&fs).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 34);
     }
 }

@@ -8,7 +8,7 @@
 use std::ops::Range;
 
 use protocol::records::batch::{BatchError, Batches};
-use protocol::records::{skim_records, BatchHeader, RecordError, TimestampType};
+use protocol::records::{skim_records_limited, BatchHeader, RecordError, TimestampType};
 
 use crate::config::{LogConfig, MessageTimestampType};
 use crate::error::AppendError;
@@ -43,9 +43,23 @@ fn batch_error(error: BatchError) -> AppendError {
     }
 }
 
+/// The most record errors (KIP-467) one answer carries: a batch may hold
+/// millions of records, each of them invalid. The message still counts them all.
+pub const MAX_RECORD_ERRORS: usize = 1_000;
+
+/// The most bytes a compressed batch's records may decompress to: 64 times
+/// `max.message.bytes`, and at least 64 MiB. Kafka has no such bound (its
+/// recompression holds every record of the batch in memory); with it a bomb of
+/// a few KiB that expands to tens of millions of records costs bounded work, and
+/// the walk over the records holds one record at a time whatever the size.
+pub fn max_decompressed_bytes(config: &LogConfig) -> u64 {
+    u64::from(config.max_message_bytes.max(1 << 20)) * 64
+}
+
 fn record_error(error: RecordError) -> AppendError {
     match error {
         RecordError::Batch(e) => batch_error(e),
+        RecordError::DecompressedTooLarge { limit } => AppendError::DecompressedTooLarge { limit },
         RecordError::Decompression(reason) => {
             AppendError::CorruptMessage(format!("records do not decompress: {reason}"))
         }
@@ -152,27 +166,26 @@ fn validate_batch(
     }
     let earliest = now_ms.saturating_sub(config.message_timestamp_before_max_ms);
     let latest = now_ms.saturating_add(config.message_timestamp_after_max_ms);
-    let mut timestamp_errors = Vec::new();
+    let mut errors = RecordErrors::default();
     let mut max_timestamp = -1i64;
     let mut offset_delta_of_max_timestamp = 0;
     let compacted = config.cleanup_policy_compact && !header.is_control();
     // Kafka checks the record count against the offset range (above) but not each
-    // record's offset delta; neither do we.
-    skim_records(&header, bytes, |meta| {
+    // record's offset delta; neither do we. As Kafka's LogValidator, each record
+    // gets at most one error, its key's before its timestamp's, and every record
+    // is checked so the answer names all the bad ones (KIP-467).
+    skim_records_limited(&header, bytes, max_decompressed_bytes(config), |meta| {
         if compacted && meta.key_is_null {
-            return Err(RecordError::InvalidRecord {
-                index: meta.index,
-                reason: "Compacted topic cannot accept message without key".into(),
+            errors.push(meta.index, false, || {
+                "Compacted topic cannot accept message without key".into()
             });
-        }
-        if check_timestamps && meta.timestamp != -1 && (meta.timestamp < earliest || meta.timestamp > latest) {
-            timestamp_errors.push((
-                meta.index as i32,
+        } else if check_timestamps && meta.timestamp != -1 && (meta.timestamp < earliest || meta.timestamp > latest) {
+            errors.push(meta.index, true, || {
                 format!(
                     "Timestamp {} of message with offset {} is out of range. The timestamp should be within [{}, {}]",
                     meta.timestamp, meta.index, earliest, latest
-                ),
-            ));
+                )
+            });
         }
         if meta.timestamp > max_timestamp {
             max_timestamp = meta.timestamp;
@@ -181,16 +194,173 @@ fn validate_batch(
         Ok(())
     })
     .map_err(record_error)?;
-    if !timestamp_errors.is_empty() {
-        return Err(AppendError::InvalidTimestamp {
-            message: "One or more records have been rejected due to invalid timestamp".into(),
-            record_errors: timestamp_errors,
-        });
-    }
+    errors.into_result()?;
     Ok(ValidatedBatch {
         header,
         range,
         max_timestamp,
         offset_delta_of_max_timestamp,
     })
+}
+
+/// The record errors of one batch, as Kafka's `processRecordErrors` reports them.
+#[derive(Default)]
+struct RecordErrors {
+    total: usize,
+    any_timestamp: bool,
+    kept: Vec<(i32, String)>,
+}
+
+impl RecordErrors {
+    fn push(&mut self, index: usize, timestamp: bool, message: impl FnOnce() -> String) {
+        self.total += 1;
+        self.any_timestamp |= timestamp;
+        if self.kept.len() < MAX_RECORD_ERRORS {
+            self.kept
+                .push((i32::try_from(index).unwrap_or(i32::MAX), message()));
+        }
+    }
+
+    fn into_result(self) -> Result<(), AppendError> {
+        if self.total == 0 {
+            return Ok(());
+        }
+        if self.any_timestamp {
+            return Err(AppendError::InvalidTimestamp {
+                message: "One or more records have been rejected due to invalid timestamp".into(),
+                record_errors: self.kept,
+            });
+        }
+        let first: Vec<String> = self
+            .kept
+            .iter()
+            .take(3)
+            .map(|(index, message)| format!("RecordError(batchIndex={index}, message='{message}')"))
+            .collect();
+        Err(AppendError::InvalidRecords {
+            message: format!(
+                "One or more records have been rejected due to {} record errors in total, and only showing the first three errors at most: [{}]",
+                self.total,
+                first.join(", ")
+            ),
+            record_errors: self.kept,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use protocol::records::bomb::empty_records_batch;
+    use protocol::records::{BatchBuilder, Compression, NewRecord};
+
+    use super::*;
+
+    const NOW: i64 = 1_700_000_000_000;
+
+    fn config(pairs: &[(&str, &str)]) -> LogConfig {
+        let overrides: BTreeMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        LogConfig::resolve(&overrides, &BTreeMap::new()).unwrap()
+    }
+
+    fn keyed(keys: &[Option<&[u8]>]) -> Vec<u8> {
+        let mut builder = BatchBuilder::new(Compression::Lz4);
+        for key in keys {
+            builder.append(&NewRecord {
+                timestamp: NOW,
+                key: *key,
+                value: Some(b"v"),
+                headers: &[],
+            });
+        }
+        builder.build().unwrap()
+    }
+
+    #[test]
+    fn keyless_records_on_a_compacted_topic_are_named_one_by_one() {
+        let config = config(&[("cleanup.policy", "compact")]);
+        let records = keyed(&[Some(b"a"), None, Some(b"c"), None]);
+        match validate_records(&records, &config, NOW, Origin::Client) {
+            Err(AppendError::InvalidRecords {
+                message,
+                record_errors,
+            }) => {
+                let text = "Compacted topic cannot accept message without key";
+                assert_eq!(record_errors, vec![(1, text.into()), (3, text.into())]);
+                assert_eq!(message, format!("One or more records have been rejected due to 2 record errors in total, and only showing the first three errors at most: [RecordError(batchIndex=1, message='{text}'), RecordError(batchIndex=3, message='{text}')]"));
+            }
+            other => panic!("expected per-record errors, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn record_errors_are_bounded_but_all_counted() {
+        let config = config(&[("cleanup.policy", "compact")]);
+        let keys: Vec<Option<&[u8]>> = vec![None; 5_000];
+        match validate_records(&keyed(&keys), &config, NOW, Origin::Client) {
+            Err(AppendError::InvalidRecords {
+                message,
+                record_errors,
+            }) => {
+                assert_eq!(record_errors.len(), MAX_RECORD_ERRORS);
+                assert_eq!(record_errors.last().unwrap().0, 999);
+                assert!(message.contains("due to 5000 record errors"), "{message}");
+            }
+            other => panic!("expected per-record errors, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_key_error_and_a_timestamp_error_make_an_invalid_timestamp_answer() {
+        let config = config(&[("cleanup.policy", "compact")]);
+        let mut builder = BatchBuilder::new(Compression::None);
+        builder.append(&NewRecord {
+            timestamp: NOW,
+            key: None,
+            value: None,
+            headers: &[],
+        });
+        builder.append(&NewRecord {
+            timestamp: 1,
+            key: Some(b"k"),
+            value: None,
+            headers: &[],
+        });
+        let config = LogConfig {
+            message_timestamp_before_max_ms: 1_000,
+            ..config
+        };
+        match validate_records(&builder.build().unwrap(), &config, NOW, Origin::Client) {
+            Err(AppendError::InvalidTimestamp { record_errors, .. }) => {
+                assert_eq!(
+                    record_errors.iter().map(|(i, _)| *i).collect::<Vec<_>>(),
+                    vec![0, 1]
+                );
+            }
+            other => panic!("expected INVALID_TIMESTAMP, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_zstd_bomb_is_refused_once_it_passes_the_decompression_limit() {
+        // 10M empty records: 70 MB of records from a few KiB, over the 64 MiB bound.
+        let config = config(&[]);
+        // max.message.bytes defaults to 1 MiB + 12 bytes, as in Kafka.
+        assert_eq!(max_decompressed_bytes(&config), 64 * 1_048_588);
+        let bomb = empty_records_batch(Compression::Zstd, 10_000_000, NOW);
+        assert!(bomb.len() < 64 * 1024, "{} bytes", bomb.len());
+        match validate_records(&bomb, &config, NOW, Origin::Client) {
+            Err(AppendError::DecompressedTooLarge { limit }) => assert_eq!(limit, 64 * 1_048_588),
+            other => panic!("expected DecompressedTooLarge, got {other:?}"),
+        }
+        // The bound follows max.message.bytes above 1 MiB.
+        assert_eq!(
+            max_decompressed_bytes(&self::config(&[("max.message.bytes", "4194304")])),
+            256 << 20
+        );
+    }
 }

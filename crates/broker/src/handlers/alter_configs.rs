@@ -21,7 +21,10 @@ pub fn resource_of(
     name: &str,
 ) -> Result<ConfigResource, (ErrorCode, String)> {
     match kind {
-        resource_type::TOPIC => Ok(ConfigResource::Topic(name.to_string())),
+        resource_type::TOPIC => {
+            super::guards::refuse_internal(&ctx.broker, name, "Altering the configs of")?;
+            Ok(ConfigResource::Topic(name.to_string()))
+        }
         resource_type::BROKER if name.is_empty() => Ok(ConfigResource::BrokerDefault),
         resource_type::BROKER => match name.parse::<i32>() {
             Ok(id) if ctx.broker.metadata.image().brokers.contains_key(&id) => {
@@ -50,6 +53,14 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
             let target = resource_of(ctx, resource.resource_type, &resource.resource_name)?;
             let mut wanted = BTreeMap::new();
             for config in &resource.configs {
+                if resource.resource_type == resource_type::TOPIC
+                    && super::guards::is_removed_topic_config(
+                        &resource.resource_name,
+                        config.name.as_str(),
+                    )
+                {
+                    continue;
+                }
                 let Some(value) = &config.value else {
                     return Err((
                         ErrorCode::InvalidRequest,

@@ -6,7 +6,9 @@ use protocol::kafka::messages::create_partitions_response::CreatePartitionsTopic
 use protocol::kafka::messages::{ApiKey, CreatePartitionsRequest, CreatePartitionsResponse};
 use protocol::kafka::protocol::StrBytes;
 
-use super::{ApiSpec, Reply, RequestContext};
+use protocol::ErrorCode;
+
+use super::{guards, ApiSpec, Reply, RequestContext};
 
 pub const API: ApiSpec = ApiSpec::new(ApiKey::CreatePartitions, 0, 3);
 
@@ -15,10 +17,17 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
         Ok(request) => request,
         Err(reply) => return reply,
     };
+    let refused: Vec<Option<(ErrorCode, String)>> = request
+        .topics
+        .iter()
+        .map(|t| guards::refuse_internal(&ctx.broker, &t.name, "Adding partitions to").err())
+        .collect();
     let increases = request
         .topics
         .iter()
-        .map(|t| PartitionIncrease {
+        .zip(&refused)
+        .filter(|(_, refused)| refused.is_none())
+        .map(|(t, _)| PartitionIncrease {
             topic: t.name.to_string(),
             count: t.count,
             assignments: t.assignments.as_ref().map(|a| {
@@ -33,11 +42,19 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
         .controller
         .create_partitions(increases, request.validate_only)
         .await;
+    let mut outcomes = outcomes.into_iter();
     let results = request
         .topics
         .iter()
-        .zip(outcomes)
-        .map(|(t, (_, result))| match result {
+        .zip(refused)
+        .map(|(t, refused)| match refused {
+            Some(error) => (t, Err(error)),
+            None => (
+                t,
+                outcomes.next().expect("one outcome per topic passed on").1,
+            ),
+        })
+        .map(|(t, result)| match result {
             Ok(()) => CreatePartitionsTopicResult::default()
                 .with_name(t.name.clone())
                 .with_error_code(0),

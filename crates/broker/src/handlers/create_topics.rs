@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
-use metadata::TopicSpec;
+use metadata::{CreateTopicOutcome, TopicSpec};
 use protocol::kafka::messages::create_topics_response::{
     CreatableTopicConfigs, CreatableTopicResult,
 };
@@ -16,7 +16,7 @@ use protocol::kafka::protocol::StrBytes;
 use protocol::ErrorCode;
 use storage::config::TOPIC_CONFIGS;
 
-use super::{ApiSpec, Reply, RequestContext};
+use super::{guards, ApiSpec, Reply, RequestContext};
 use crate::broker::Broker;
 
 pub const API: ApiSpec = ApiSpec::new(ApiKey::CreateTopics, 2, 7);
@@ -33,10 +33,23 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
         Ok(request) => request,
         Err(reply) => return reply,
     };
+    // Internal topics are created only by the broker (guards.rs); one that exists
+    // already is left to the controller's TOPIC_ALREADY_EXISTS.
+    let image = ctx.broker.metadata.image();
+    let refused: Vec<Option<(ErrorCode, String)>> = request
+        .topics
+        .iter()
+        .map(|t| match image.topic(&t.name) {
+            Some(_) => None,
+            None => guards::refuse_internal(&ctx.broker, &t.name, "Creating").err(),
+        })
+        .collect();
     let specs: Vec<TopicSpec> = request
         .topics
         .iter()
-        .map(|t| TopicSpec {
+        .zip(&refused)
+        .filter(|(_, refused)| refused.is_none())
+        .map(|(t, _)| TopicSpec {
             name: t.name.to_string(),
             num_partitions: t.num_partitions,
             replication_factor: t.replication_factor,
@@ -53,15 +66,29 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
             configs: t
                 .configs
                 .iter()
+                .filter(|c| !guards::is_removed_topic_config(&t.name, c.name.as_str()))
                 .map(|c| (c.name.to_string(), c.value.as_ref().map(|v| v.to_string())))
                 .collect(),
         })
         .collect();
-    let outcomes = ctx
+    let mut decided = ctx
         .broker
         .controller
         .create_topics(specs, request.validate_only)
-        .await;
+        .await
+        .into_iter();
+    let outcomes: Vec<CreateTopicOutcome> = request
+        .topics
+        .iter()
+        .zip(refused)
+        .map(|(t, refused)| match refused {
+            Some(error) => CreateTopicOutcome {
+                name: t.name.to_string(),
+                result: Err(error),
+            },
+            None => decided.next().expect("one outcome per topic passed on"),
+        })
+        .collect();
     let topics = outcomes
         .into_iter()
         .map(|outcome| {

@@ -34,6 +34,12 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
                         let base = DeleteRecordsPartitionResult::default()
                             .with_partition_index(p.partition_index)
                             .with_low_watermark(-1);
+                        // Kafka: "Cannot delete records of internal topic".
+                        if metadata::topic_name::is_internal(&t.name)
+                            && !broker.config.internal_topics_modification_enable
+                        {
+                            return base.with_error_code(ErrorCode::InvalidTopicException.code());
+                        }
                         let Some(partition) = broker
                             .replicas
                             .get(&TopicPartition::new(t.name.as_str(), p.partition_index))

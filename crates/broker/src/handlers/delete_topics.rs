@@ -1,12 +1,12 @@
 //! DeleteTopics (key 20): by name (v1-5) or by name or id (v6).
 
 use bytes::Bytes;
-use metadata::controller::DeleteTarget;
+use metadata::controller::{DeleteTarget, DeleteTopicOutcome};
 use protocol::kafka::messages::delete_topics_response::DeletableTopicResult;
 use protocol::kafka::messages::{ApiKey, DeleteTopicsRequest, DeleteTopicsResponse, TopicName};
 use protocol::kafka::protocol::StrBytes;
 
-use super::{ApiSpec, Reply, RequestContext};
+use super::{guards, ApiSpec, Reply, RequestContext};
 
 pub const API: ApiSpec = ApiSpec::new(ApiKey::DeleteTopics, 1, 6);
 
@@ -35,7 +35,44 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
             .map(|n| DeleteTarget::Name(n.to_string()))
             .collect()
     };
-    let outcomes = ctx.broker.controller.delete_topics(targets).await;
+    // Internal topics change only through the broker (guards.rs).
+    let image = ctx.broker.metadata.image();
+    let refused: Vec<Option<DeleteTopicOutcome>> = targets
+        .iter()
+        .map(|target| {
+            let topic = match target {
+                DeleteTarget::Name(name) => image.topic(name),
+                DeleteTarget::Id(id) => image.topic_by_id(id),
+                DeleteTarget::Malformed { .. } => None,
+            }?;
+            let (error, message) =
+                guards::refuse_internal(&ctx.broker, &topic.name, "Deleting").err()?;
+            Some(DeleteTopicOutcome {
+                name: Some(topic.name.to_string()),
+                topic_id: topic.topic_id,
+                error,
+                message: Some(message),
+            })
+        })
+        .collect();
+    let passed = targets
+        .into_iter()
+        .zip(&refused)
+        .filter(|(_, refused)| refused.is_none())
+        .map(|(target, _)| target)
+        .collect();
+    let mut decided = ctx
+        .broker
+        .controller
+        .delete_topics(passed)
+        .await
+        .into_iter();
+    let outcomes: Vec<DeleteTopicOutcome> = refused
+        .into_iter()
+        .map(|refused| {
+            refused.unwrap_or_else(|| decided.next().expect("one outcome per target passed on"))
+        })
+        .collect();
     let responses = outcomes
         .into_iter()
         .map(|o| {

@@ -53,9 +53,23 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
             .or_default()
             .push((tp.partition, size));
     }
+    // An offline log dir answers KAFKA_STORAGE_ERROR, as Kafka's does.
+    let offline: Vec<String> = ctx
+        .broker
+        .log_manager
+        .dir_states()
+        .into_iter()
+        .filter(|(_, reason)| reason.is_some())
+        .map(|(path, _)| path.display().to_string())
+        .collect();
     let results = by_dir
         .into_iter()
         .map(|(dir, topics)| {
+            if offline.contains(&dir) {
+                return DescribeLogDirsResult::default()
+                    .with_error_code(protocol::ErrorCode::KafkaStorageError.code())
+                    .with_log_dir(StrBytes::from_string(dir));
+            }
             let topics = topics
                 .into_iter()
                 .map(|(topic, partitions)| {

@@ -74,6 +74,11 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
             let mut overrides = current_overrides(ctx, &target);
             for config in &resource.configs {
                 let name = config.name.to_string();
+                if matches!(target, ConfigResource::Topic(_))
+                    && super::guards::is_removed_topic_config(&resource.resource_name, &name)
+                {
+                    continue;
+                }
                 let def = def_for(&target, &name).ok_or_else(|| (ErrorCode::InvalidConfig, format!("Unknown config name: {name}")))?;
                 let value = config.value.as_ref().map(|v| v.to_string());
                 match config.config_operation {

@@ -7,7 +7,7 @@ use protocol::kafka::messages::{
 };
 use protocol::ErrorCode;
 
-use super::{ApiSpec, Reply, RequestContext};
+use super::{guards, ApiSpec, Reply, RequestContext};
 
 pub const API: ApiSpec = ApiSpec::new(ApiKey::InitProducerId, 0, 5);
 
@@ -27,6 +27,13 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
             .with_producer_id(ProducerId(-1))
             .with_producer_epoch(-1)
     };
+    // The transactional id is the key of its __transaction_state records (guards.rs).
+    if let Err(message) =
+        guards::stored_strings(&[("transactional.id", transactional_id.as_deref(), 0)])
+    {
+        tracing::debug!(%message, "InitProducerId refused");
+        return ctx.respond(&failed(ErrorCode::InvalidRequest));
+    }
     if transactional_id.is_some() {
         if let Err(code) = ctx.broker.controller.ensure_transaction_topic().await {
             return ctx.respond(&failed(code));

@@ -10,7 +10,7 @@ use protocol::kafka::protocol::StrBytes;
 use protocol::ErrorCode;
 use tokio::sync::oneshot;
 
-use super::{ApiSpec, Reply, RequestContext};
+use super::{guards, ApiSpec, Reply, RequestContext};
 use crate::runtime::blocking;
 
 pub const API: ApiSpec = ApiSpec::new(ApiKey::JoinGroup, 0, 9);
@@ -49,6 +49,39 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
         Ok(request) => request,
         Err(reply) => return reply,
     };
+    // Strings the group's metadata record would hold (guards.rs).
+    let group_id_ok = guards::stored_strings(&[("group.id", Some(&request.group_id), 0)]);
+    let others_ok = guards::stored_strings(&[
+        (
+            "group.instance.id",
+            request.group_instance_id.as_deref(),
+            guards::MEMBER_ID_SUFFIX,
+        ),
+        ("member.id", Some(&request.member_id), 0),
+        (
+            "client.id",
+            ctx.client_id.as_deref(),
+            guards::MEMBER_ID_SUFFIX,
+        ),
+        ("protocol_type", Some(&request.protocol_type), 0),
+    ])
+    .and_then(|()| {
+        request
+            .protocols
+            .iter()
+            .try_for_each(|p| guards::stored_strings(&[("protocol name", Some(&p.name), 0)]))
+    });
+    let refused = match (group_id_ok, others_ok) {
+        (Err(message), _) => Some((ErrorCode::InvalidGroupId, message)),
+        (_, Err(message)) => Some((ErrorCode::InvalidRequest, message)),
+        _ => None,
+    };
+    if let Some((code, message)) = refused {
+        tracing::debug!(%message, "JoinGroup refused");
+        let mut result = error_result(code);
+        result.member_id = request.member_id.to_string();
+        return ctx.respond(&response(result, ctx.api_version));
+    }
     if let Err(code) = ctx.broker.controller.ensure_offsets_topic().await {
         let result = JoinResult {
             error: code,

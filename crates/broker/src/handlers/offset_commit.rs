@@ -8,7 +8,7 @@ use protocol::kafka::messages::offset_commit_response::{
 use protocol::kafka::messages::{ApiKey, OffsetCommitRequest, OffsetCommitResponse};
 use protocol::ErrorCode;
 
-use super::{ApiSpec, Reply, RequestContext};
+use super::{guards, ApiSpec, Reply, RequestContext};
 
 pub const API: ApiSpec = ApiSpec::new(ApiKey::OffsetCommit, 2, 9);
 
@@ -17,55 +17,90 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
         Ok(request) => request,
         Err(reply) => return reply,
     };
+    // Kafka answers UNKNOWN_TOPIC_OR_PARTITION for a partition that does not exist
+    // (KafkaApis.handleOffsetCommitRequest) and stores nothing for it.
+    let image = ctx.broker.metadata.image();
+    let known: Vec<Vec<bool>> = request
+        .topics
+        .iter()
+        .map(|t| {
+            t.partitions
+                .iter()
+                .map(|p| image.partition(&t.name, p.partition_index).is_some())
+                .collect()
+        })
+        .collect();
+    let refused = guards::stored_strings(&[("group.id", Some(&request.group_id), 0)])
+        .map_err(|message| tracing::debug!(%message, "OffsetCommit refused"))
+        .err()
+        .map(|()| ErrorCode::InvalidGroupId);
     let entries: Vec<OffsetCommitEntry> = request
         .topics
         .iter()
-        .flat_map(|t| {
-            t.partitions.iter().map(move |p| OffsetCommitEntry {
-                topic: t.name.to_string(),
-                partition: p.partition_index,
-                offset: p.committed_offset,
-                leader_epoch: p.committed_leader_epoch,
-                metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
-            })
+        .zip(&known)
+        .flat_map(|(t, known)| {
+            t.partitions
+                .iter()
+                .zip(known)
+                .filter(|(_, known)| **known)
+                .map(move |(p, _)| OffsetCommitEntry {
+                    topic: t.name.to_string(),
+                    partition: p.partition_index,
+                    offset: p.committed_offset,
+                    leader_epoch: p.committed_leader_epoch,
+                    metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
+                })
         })
         .collect();
-    let errors = match ctx.broker.controller.ensure_offsets_topic().await {
-        Err(code) => vec![code; entries.len()],
-        Ok(()) => {
-            let group_id = request.group_id.to_string();
-            let member_id = request.member_id.to_string();
-            let instance = request.group_instance_id.as_ref().map(|s| s.to_string());
-            let generation = request.generation_id_or_member_epoch;
-            ctx.broker
-                .groups
-                .ask(|core, respond| {
-                    core.commit_offsets(
-                        &group_id,
-                        &member_id,
-                        instance.as_deref(),
-                        generation,
-                        &entries,
-                        respond,
-                    )
-                })
-                .await
-                .unwrap_or_else(|| vec![ErrorCode::CoordinatorNotAvailable; entries.len()])
-        }
+    // Nothing to store (or refused): the answers come from `known` and `refused`.
+    let errors = match entries.is_empty() || refused.is_some() {
+        true => Vec::new(),
+        false => match ctx.broker.controller.ensure_offsets_topic().await {
+            Err(code) => vec![code; entries.len()],
+            Ok(()) => {
+                let group_id = request.group_id.to_string();
+                let member_id = request.member_id.to_string();
+                let instance = request.group_instance_id.as_ref().map(|s| s.to_string());
+                let generation = request.generation_id_or_member_epoch;
+                let count = entries.len();
+                ctx.broker
+                    .groups
+                    .ask(|core, respond| {
+                        core.commit_offsets(
+                            &group_id,
+                            &member_id,
+                            instance.as_deref(),
+                            generation,
+                            &entries,
+                            respond,
+                        )
+                    })
+                    .await
+                    .unwrap_or_else(|| vec![ErrorCode::CoordinatorNotAvailable; count])
+            }
+        },
     };
     let mut errors = errors.into_iter();
     let topics = request
         .topics
         .iter()
-        .map(|t| {
+        .zip(known)
+        .map(|(t, known)| {
             OffsetCommitResponseTopic::default()
                 .with_name(t.name.clone())
                 .with_topic_id(t.topic_id)
                 .with_partitions(
                     t.partitions
                         .iter()
-                        .map(|p| {
-                            let error = errors.next().unwrap_or(ErrorCode::UnknownServerError);
+                        .zip(known)
+                        .map(|(p, known)| {
+                            let error = match (known, refused) {
+                                (_, Some(code)) => code,
+                                (false, None) => ErrorCode::UnknownTopicOrPartition,
+                                (true, None) => {
+                                    errors.next().unwrap_or(ErrorCode::UnknownServerError)
+                                }
+                            };
                             OffsetCommitResponsePartition::default()
                                 .with_partition_index(p.partition_index)
                                 .with_error_code(error.code())

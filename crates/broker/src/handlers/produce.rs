@@ -139,10 +139,16 @@ fn append(
             let code = replication_error_code(&error);
             tracing::debug!(partition = %partition.topic_partition(), error = %error, "produce refused");
             let outcome = match error {
-                ReplicationError::Append(AppendError::InvalidTimestamp {
-                    message,
-                    record_errors,
-                }) => Outcome {
+                ReplicationError::Append(
+                    AppendError::InvalidTimestamp {
+                        message,
+                        record_errors,
+                    }
+                    | AppendError::InvalidRecords {
+                        message,
+                        record_errors,
+                    },
+                ) => Outcome {
                     record_errors,
                     ..Outcome::failed(code, Some(message))
                 },
@@ -223,6 +229,14 @@ async fn await_acks(
     }
 }
 
+/// Whether the first batch of `records` names a codec (a client sends one batch).
+fn is_compressed(records: &[u8]) -> bool {
+    use protocol::records::batch::ATTRIBUTES_AT;
+    records
+        .get(ATTRIBUTES_AT..ATTRIBUTES_AT + 2)
+        .is_some_and(|a| i16::from_be_bytes([a[0], a[1]]) & 0x07 != 0)
+}
+
 fn flush_rolled_in_background(rolled: Vec<(SharedPartition, i64)>) {
     if rolled.is_empty() {
         return;
@@ -285,7 +299,14 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
         .map(|t| t.records.as_ref().map_or(0, Bytes::len))
         .sum();
     let timeout_ms = i64::from(request.timeout_ms);
-    let (mut results, waiting) = if bytes <= INLINE_APPEND_BYTES {
+    // A compressed batch may expand to 64 x max.message.bytes of records to check
+    // (storage::validate::max_decompressed_bytes): seconds of CPU, never on a
+    // runtime worker however few bytes it arrived in.
+    let compressed = targets
+        .iter()
+        .filter_map(|t| t.records.as_ref())
+        .any(|r| is_compressed(r));
+    let (mut results, waiting) = if bytes <= INLINE_APPEND_BYTES && !compressed {
         let (mut results, mut flushes) = append_all(targets, acks, timeout_ms);
         if !flushes.now.is_empty() {
             let now = std::mem::take(&mut flushes.now);

@@ -11,7 +11,7 @@ use protocol::kafka::messages::txn_offset_commit_response::{
 use protocol::kafka::messages::{ApiKey, TxnOffsetCommitRequest, TxnOffsetCommitResponse};
 use protocol::ErrorCode;
 
-use super::{ApiSpec, Reply, RequestContext};
+use super::{guards, ApiSpec, Reply, RequestContext};
 
 pub const API: ApiSpec = ApiSpec::new(ApiKey::TxnOffsetCommit, 0, 5);
 
@@ -20,17 +20,40 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
         Ok(request) => request,
         Err(reply) => return reply,
     };
+    // As OffsetCommit: a partition that does not exist gets UNKNOWN_TOPIC_OR_PARTITION
+    // (KafkaApis.handleTxnOffsetCommitRequest), and a group id longer than an
+    // internal-topic record holds is refused before anything is stored.
+    let image = ctx.broker.metadata.image();
+    let known: Vec<Vec<bool>> = request
+        .topics
+        .iter()
+        .map(|t| {
+            t.partitions
+                .iter()
+                .map(|p| image.partition(&t.name, p.partition_index).is_some())
+                .collect()
+        })
+        .collect();
+    let refused = guards::stored_strings(&[("group.id", Some(&request.group_id), 0)])
+        .map_err(|message| tracing::debug!(%message, "TxnOffsetCommit refused"))
+        .err()
+        .map(|()| ErrorCode::InvalidGroupId);
     let entries: Vec<OffsetCommitEntry> = request
         .topics
         .iter()
-        .flat_map(|t| {
-            t.partitions.iter().map(move |p| OffsetCommitEntry {
-                topic: t.name.to_string(),
-                partition: p.partition_index,
-                offset: p.committed_offset,
-                leader_epoch: p.committed_leader_epoch,
-                metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
-            })
+        .zip(&known)
+        .flat_map(|(t, known)| {
+            t.partitions
+                .iter()
+                .zip(known)
+                .filter(|(_, known)| **known)
+                .map(move |(p, _)| OffsetCommitEntry {
+                    topic: t.name.to_string(),
+                    partition: p.partition_index,
+                    offset: p.committed_offset,
+                    leader_epoch: p.committed_leader_epoch,
+                    metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
+                })
         })
         .collect();
     let broker = Arc::clone(&ctx.broker);
@@ -51,6 +74,8 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
         .transaction(&transactional_id)
         .map(|t| (t.producer_id, t.producer_epoch, t.state));
     let errors = match owner {
+        // Nothing to store (or refused): the answers come from `known` and `refused`.
+        _ if entries.is_empty() || refused.is_some() => Vec::new(),
         None => vec![ErrorCode::InvalidProducerIdMapping; entries.len()],
         Some((owner_pid, _, _)) if owner_pid != pid => {
             vec![ErrorCode::InvalidProducerIdMapping; entries.len()]
@@ -79,20 +104,26 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
     let topics = request
         .topics
         .iter()
-        .map(|t| {
+        .zip(known)
+        .map(|(t, known)| {
             TxnOffsetCommitResponseTopic::default()
                 .with_name(t.name.clone())
                 .with_partitions(
                     t.partitions
                         .iter()
-                        .map(|p| {
+                        .zip(known)
+                        .map(|(p, known)| {
                             TxnOffsetCommitResponsePartition::default()
                                 .with_partition_index(p.partition_index)
                                 .with_error_code(
-                                    errors
-                                        .next()
-                                        .unwrap_or(ErrorCode::UnknownServerError)
-                                        .code(),
+                                    match (known, refused) {
+                                        (_, Some(code)) => code,
+                                        (false, None) => ErrorCode::UnknownTopicOrPartition,
+                                        (true, None) => {
+                                            errors.next().unwrap_or(ErrorCode::UnknownServerError)
+                                        }
+                                    }
+                                    .code(),
                                 )
                         })
                         .collect(),

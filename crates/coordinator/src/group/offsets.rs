@@ -594,18 +594,17 @@ impl GroupCoordinator {
         let now = self.clock.now_ms();
         for (pid, records) in open {
             for (key, value) in records {
-                let (
-                    OffsetsKey::Offset {
-                        group,
-                        topic,
-                        partition,
-                    },
-                    Some(value),
-                ) = (OffsetsKey::decode(key)?, value)
+                let Some(OffsetsKey::Offset {
+                    group,
+                    topic,
+                    partition,
+                }) = readable(OffsetsKey::decode(key))
                 else {
                     continue;
                 };
-                let stored = StoredOffset::decode(value)?;
+                let Some(stored) = value.and_then(|v| readable(StoredOffset::decode(v))) else {
+                    continue;
+                };
                 let committed = CommittedOffset {
                     offset: stored.offset,
                     leader_epoch: stored.leader_epoch,
@@ -632,7 +631,12 @@ impl GroupCoordinator {
             BTreeMap::new();
         let mut groups: BTreeMap<String, Option<StoredGroup>> = BTreeMap::new();
         for (key, value) in records {
-            match OffsetsKey::decode(key)? {
+            // A record that cannot be decoded is reported and skipped; the other
+            // groups' state (and this group's other records) still loads.
+            let Some(key) = readable(OffsetsKey::decode(key)) else {
+                continue;
+            };
+            match key {
                 OffsetsKey::Offset {
                     group,
                     topic,
@@ -641,7 +645,9 @@ impl GroupCoordinator {
                     let entry = offsets.entry(group).or_default();
                     match value {
                         Some(value) => {
-                            let stored = StoredOffset::decode(value)?;
+                            let Some(stored) = readable(StoredOffset::decode(value)) else {
+                                continue;
+                            };
                             entry.insert(
                                 (topic, partition),
                                 CommittedOffset {
@@ -658,7 +664,13 @@ impl GroupCoordinator {
                     }
                 }
                 OffsetsKey::Group { group } => {
-                    let stored = value.map(StoredGroup::decode).transpose()?;
+                    let stored = match value.map(StoredGroup::decode).transpose() {
+                        Ok(stored) => stored,
+                        Err(e) => {
+                            tracing::error!(%group, error = %e, "skipping an unreadable group metadata record of __consumer_offsets");
+                            continue;
+                        }
+                    };
                     if stored.is_none() {
                         // A deleted group: its offsets were tombstoned too.
                         offsets.remove(&group);
@@ -871,4 +883,16 @@ fn subscribed_topics(group: &Group) -> BTreeSet<String> {
         }
     }
     topics
+}
+
+/// A decoded record, or `None` with the error reported: loading skips records it
+/// cannot read instead of losing every group of the partition.
+fn readable<T>(decoded: Result<T, DecodeError>) -> Option<T> {
+    match decoded {
+        Ok(value) => Some(value),
+        Err(e) => {
+            tracing::error!(error = %e, "skipping an unreadable __consumer_offsets record while loading");
+            None
+        }
+    }
 }

@@ -16,8 +16,27 @@
 //! ```
 //! Strings are `i16` length + UTF-8 (`-1` = null), bytes are `i32` length. A null
 //! value (tombstone) deletes the key.
+//!
+//! A string is at most [`MAX_STRING_BYTES`] (32,767) bytes, as in Kafka's generated
+//! serializers. Requests whose strings would be stored here are refused up front
+//! when a string is longer (`broker/src/handlers/guards.rs`); reaching the encoder
+//! with one anyway is a bug and panics rather than writing a length that wraps and
+//! makes every later record of the partition unreadable.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+/// The longest string an internal-topic record holds: `i16::MAX` bytes.
+pub const MAX_STRING_BYTES: usize = i16::MAX as usize;
+
+/// The i16 length of a string to be written; see the module documentation.
+pub fn string_length(value: &str) -> i16 {
+    i16::try_from(value.len()).unwrap_or_else(|_| {
+        panic!(
+            "a {}-byte string reached an internal-topic record; requests with strings over {MAX_STRING_BYTES} bytes must be refused up front",
+            value.len()
+        )
+    })
+}
 
 /// Java's `String.hashCode` over UTF-16 code units.
 pub fn java_string_hash(text: &str) -> i32 {
@@ -83,14 +102,15 @@ fn put_string(out: &mut BytesMut, value: Option<&str>) {
     match value {
         None => out.put_i16(-1),
         Some(v) => {
-            out.put_i16(v.len() as i16);
+            out.put_i16(string_length(v));
             out.put_slice(v.as_bytes());
         }
     }
 }
 
 fn put_bytes(out: &mut BytesMut, value: &[u8]) {
-    out.put_i32(value.len() as i32);
+    // Bytes come from requests of at most `socket.request.max.bytes` (< 2 GiB).
+    out.put_i32(i32::try_from(value.len()).expect("request bytes fit in i32"));
     out.put_slice(value);
 }
 
@@ -113,8 +133,11 @@ fn need(buf: &impl Buf, n: usize) -> Result<(), DecodeError> {
 fn get_string(buf: &mut Bytes) -> Result<Option<String>, DecodeError> {
     need(buf, 2)?;
     let len = buf.get_i16();
-    if len < 0 {
+    if len == -1 {
         return Ok(None);
+    }
+    if len < 0 {
+        return Err(DecodeError(format!("string length {len}")));
     }
     need(buf, len as usize)?;
     let bytes = buf.split_to(len as usize);
@@ -229,7 +252,7 @@ impl StoredGroup {
         put_string(&mut out, self.protocol.as_deref());
         put_string(&mut out, self.leader.as_deref());
         out.put_i64(self.current_state_timestamp_ms);
-        out.put_i32(self.members.len() as i32);
+        out.put_i32(i32::try_from(self.members.len()).expect("group.max.size bounds members"));
         for m in &self.members {
             put_string(&mut out, Some(&m.member_id));
             put_string(&mut out, m.group_instance_id.as_deref());

@@ -1320,3 +1320,73 @@ fn member_ids_come_from_the_seeded_source() {
     assert!(ids[0].starts_with("client-"));
     assert_eq!(ids[0], ids[1], "the same seed gives the same member id");
 }
+
+#[test]
+fn an_unreadable_record_is_skipped_and_every_other_group_still_loads() {
+    use super::records::{OffsetsKey, StoredOffset};
+    let offset = |group: &str, value: i64| {
+        (
+            OffsetsKey::Offset {
+                group: group.into(),
+                topic: "t".into(),
+                partition: 0,
+            }
+            .encode(),
+            Some(
+                StoredOffset {
+                    offset: value,
+                    leader_epoch: -1,
+                    metadata: String::new(),
+                    commit_timestamp_ms: 1,
+                }
+                .encode(),
+            ),
+        )
+    };
+    // What a 40,000-byte group.instance.id made before strings were bounded: a
+    // length that wrapped to a negative i16, then garbage read as a member count.
+    let mut corrupt_group = vec![0u8, 3, 0, 8];
+    corrupt_group.extend_from_slice(b"consumer");
+    corrupt_group.extend_from_slice(&[0, 0, 0, 1, 0xff, 0xff, 0xff, 0xff]);
+    corrupt_group.extend_from_slice(&[0; 8]);
+    corrupt_group.extend_from_slice(&1_768_515_945i32.to_be_bytes());
+    let records = vec![
+        offset("a", 10),
+        (
+            OffsetsKey::Group { group: "b".into() }.encode(),
+            Some(Bytes::from(corrupt_group)),
+        ),
+        // A key whose string length is neither -1 nor a real length.
+        (Bytes::from_static(&[0, 1, 0x80, 0x00, 0, 1]), None),
+        offset("c", 30),
+        (Bytes::from_static(&[0, 9]), None),
+        offset("a", 11),
+    ];
+    let clock = Arc::new(ManualClock::new(1_000_000));
+    let mut reloaded = GroupCoordinator::new(GroupConfig::default(), clock, random());
+    reloaded.load(records).unwrap();
+    let committed = |c: &GroupCoordinator, group: &str| {
+        c.fetch_offsets(group, None)
+            .into_iter()
+            .map(|(_, _, o)| o.map(|o| o.offset))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(committed(&reloaded, "a"), vec![Some(11)]);
+    assert_eq!(committed(&reloaded, "c"), vec![Some(30)]);
+    assert!(reloaded.group("b").is_none());
+}
+
+#[test]
+fn strings_up_to_i16_max_round_trip_and_longer_ones_never_reach_the_log() {
+    use super::records::{OffsetsKey, MAX_STRING_BYTES};
+    let longest = "g".repeat(MAX_STRING_BYTES);
+    let key = OffsetsKey::Group {
+        group: longest.clone(),
+    };
+    assert_eq!(OffsetsKey::decode(key.encode()).unwrap(), key);
+    let too_long = OffsetsKey::Group {
+        group: "g".repeat(MAX_STRING_BYTES + 1),
+    };
+    let encoded = std::panic::catch_unwind(|| too_long.encode());
+    assert!(encoded.is_err(), "a wrapped length must never be written");
+}

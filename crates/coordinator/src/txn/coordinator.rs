@@ -581,13 +581,27 @@ impl TxnCoordinator {
         records: impl IntoIterator<Item = (bytes::Bytes, Option<bytes::Bytes>)>,
     ) -> Result<(), DecodeError> {
         for (key, value) in records {
-            let id = super::records::decode_key(key)?;
+            // A record that cannot be decoded is reported and skipped; the other
+            // transactions (and this one's other records) still load.
+            let id = match super::records::decode_key(key) {
+                Ok(id) => id,
+                Err(e) => {
+                    tracing::error!(error = %e, "skipping an unreadable __transaction_state key while loading");
+                    continue;
+                }
+            };
             match value {
                 None => {
                     self.txns.remove(&id);
                 }
                 Some(value) => {
-                    let stored = StoredTxn::decode(value)?;
+                    let stored = match StoredTxn::decode(value) {
+                        Ok(stored) => stored,
+                        Err(e) => {
+                            tracing::error!(transactional_id = %id, error = %e, "skipping an unreadable __transaction_state record while loading");
+                            continue;
+                        }
+                    };
                     self.txns.insert(
                         id.clone(),
                         TxnMetadata {

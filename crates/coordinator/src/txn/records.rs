@@ -11,7 +11,7 @@
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
-use crate::group::records::DecodeError;
+use crate::group::records::{string_length, DecodeError};
 
 /// Kafka's transaction states with their stored ids.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -80,8 +80,9 @@ pub struct StoredTxn {
     pub start_ms: i64,
 }
 
+/// At most 32,767 bytes, as in `group::records` (same rule, same panic).
 fn put_string(out: &mut BytesMut, value: &str) {
-    out.put_i16(value.len() as i16);
+    out.put_i16(string_length(value));
     out.put_slice(value.as_bytes());
 }
 

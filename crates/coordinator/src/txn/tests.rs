@@ -459,3 +459,28 @@ fn producer_ids_the_source_cannot_give_are_refused_with_a_retriable_error() {
     );
     assert!(c.transaction("tx").is_none());
 }
+
+#[test]
+fn an_unreadable_transaction_record_is_skipped_and_the_others_load() {
+    let (mut c, fakes, clock) = coordinator();
+    c.init_producer_id(Some("tx-a"), 60_000, None).unwrap();
+    c.init_producer_id(Some("tx-b"), 60_000, None).unwrap();
+    let mut records = fakes.log.lock().unwrap().clone();
+    // A key with a bad string length, and a value cut short, among good records.
+    records.insert(1, (Bytes::from_static(&[0, 0, 0x80, 0x01]), None));
+    records.insert(
+        2,
+        (
+            super::records::encode_key("tx-c"),
+            Some(Bytes::from_static(&[0, 0, 0, 0])),
+        ),
+    );
+    let mut restarted = Settled::new(
+        TxnCoordinator::new(TxnConfig::default(), clock.clone(), fakes.clone()),
+        fakes.clone(),
+    );
+    restarted.load(records).unwrap();
+    assert!(restarted.transaction("tx-a").is_some());
+    assert!(restarted.transaction("tx-b").is_some());
+    assert!(restarted.transaction("tx-c").is_none());
+}

@@ -148,6 +148,77 @@ pub fn compress(compression: Compression, data: &[u8]) -> io::Result<Vec<u8>> {
     }
 }
 
+/// Compresses everything `reader` yields into `writer` as a batch body for
+/// `compression`, streaming: the memory used is the codec's own state and one
+/// block, whatever the size of the input. Returns the writer.
+pub fn compress_stream<R: Read, W: Write>(
+    compression: Compression,
+    reader: &mut R,
+    writer: W,
+) -> io::Result<W> {
+    match compression {
+        Compression::None => {
+            let mut writer = writer;
+            io::copy(reader, &mut writer)?;
+            Ok(writer)
+        }
+        Compression::Gzip => {
+            let mut encoder = flate2::write::GzEncoder::new(writer, flate2::Compression::default());
+            io::copy(reader, &mut encoder)?;
+            encoder.finish()
+        }
+        Compression::Snappy => {
+            let mut writer = writer;
+            writer.write_all(XERIAL_MAGIC)?;
+            writer.write_all(&1i32.to_be_bytes())?;
+            writer.write_all(&1i32.to_be_bytes())?;
+            let mut encoder = snap::raw::Encoder::new();
+            let mut chunk = vec![0u8; XERIAL_BLOCK];
+            let mut block = vec![0u8; snap::raw::max_compress_len(XERIAL_BLOCK)];
+            loop {
+                let filled = read_full(reader, &mut chunk)?;
+                if filled == 0 {
+                    break;
+                }
+                let n = encoder
+                    .compress(&chunk[..filled], &mut block)
+                    .map_err(io::Error::other)?;
+                writer.write_all(&(n as i32).to_be_bytes())?;
+                writer.write_all(&block[..n])?;
+            }
+            Ok(writer)
+        }
+        Compression::Lz4 => {
+            let mut encoder = lz4::EncoderBuilder::new()
+                .block_size(lz4::BlockSize::Max64KB)
+                .level(1)
+                .build(writer)?;
+            io::copy(reader, &mut encoder)?;
+            let (writer, result) = encoder.finish();
+            result.map(|()| writer)
+        }
+        Compression::Zstd => {
+            let mut encoder = zstd::stream::write::Encoder::new(writer, 3)?;
+            io::copy(reader, &mut encoder)?;
+            encoder.finish()
+        }
+    }
+}
+
+/// Fills `buf` from `reader` as far as it goes; fewer bytes only at its end.
+fn read_full<R: Read>(reader: &mut R, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
 fn snappy_xerial_compress(data: &[u8]) -> io::Result<Vec<u8>> {
     let mut out = Vec::with_capacity(XERIAL_HEADER_LEN + data.len() / 2 + 64);
     out.extend_from_slice(XERIAL_MAGIC);

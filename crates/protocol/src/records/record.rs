@@ -34,6 +34,9 @@ pub enum RecordError {
     Decompression(String),
     #[error("header says {declared} records, the batch holds {actual}")]
     CountMismatch { declared: i32, actual: usize },
+    /// The records decompress to more than the caller allows.
+    #[error("records decompress to more than {limit} bytes")]
+    DecompressedTooLarge { limit: u64 },
 }
 
 /// A header of a record.
@@ -186,6 +189,22 @@ pub fn skim_records<F>(header: &BatchHeader, batch: &[u8], visit: F) -> Result<u
 where
     F: FnMut(&RecordMeta) -> Result<(), RecordError>,
 {
+    skim_records_limited(header, batch, u64::MAX, visit)
+}
+
+/// As [`skim_records`], refusing (with [`RecordError::DecompressedTooLarge`]) a
+/// compressed batch whose records decompress to more than `max_decompressed`
+/// bytes: the walk stops there, so a decompression bomb costs at most that much
+/// work and a constant amount of memory (one 16 KiB buffer and the codec's state).
+pub fn skim_records_limited<F>(
+    header: &BatchHeader,
+    batch: &[u8],
+    max_decompressed: u64,
+    visit: F,
+) -> Result<usize, RecordError>
+where
+    F: FnMut(&RecordMeta) -> Result<(), RecordError>,
+{
     let compression = header.compression()?;
     let body = &batch[HEADER_LEN..];
     if compression == Compression::None {
@@ -195,14 +214,57 @@ where
     }
     let inner = decompress_reader(compression, body)
         .map_err(|e| RecordError::Decompression(e.to_string()))?;
-    walk(
-        &mut Source {
-            reader: BufReader::with_capacity(16 * 1024, inner),
-        },
-        header,
-        true,
-        visit,
-    )
+    let mut source = Source {
+        reader: BufReader::with_capacity(16 * 1024, Capped::new(inner, max_decompressed)),
+    };
+    let walked = walk(&mut source, header, true, visit);
+    if source.reader.get_ref().exceeded {
+        return Err(RecordError::DecompressedTooLarge {
+            limit: max_decompressed,
+        });
+    }
+    walked
+}
+
+/// A reader that fails once more than `left` bytes have been asked of it and the
+/// inner reader has more to give.
+pub struct Capped<R: Read> {
+    inner: R,
+    left: u64,
+    /// Set when the inner reader had more than the cap.
+    pub exceeded: bool,
+}
+
+impl<R: Read> Capped<R> {
+    pub fn new(inner: R, cap: u64) -> Self {
+        Capped {
+            inner,
+            left: cap,
+            exceeded: false,
+        }
+    }
+}
+
+impl<R: Read> Read for Capped<R> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if out.is_empty() {
+            return Ok(0);
+        }
+        if self.left == 0 {
+            let mut probe = [0u8; 1];
+            if self.inner.read(&mut probe)? == 0 {
+                return Ok(0);
+            }
+            self.exceeded = true;
+            return Err(io::Error::other("decompressed data exceeds its limit"));
+        }
+        let want = out
+            .len()
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut out[..want])?;
+        self.left -= n as u64;
+        Ok(n)
+    }
 }
 
 fn walk<R: Read, F>(

@@ -271,3 +271,69 @@ proptest! {
         let _ = decode_records(&bytes, 1 << 16);
     }
 }
+
+#[test]
+fn compress_stream_gives_what_compress_gives_back_for_every_codec() {
+    let data: Vec<u8> = (0..200_000u32)
+        .flat_map(|i| (i % 251).to_be_bytes())
+        .collect();
+    for codec in CODECS {
+        let streamed = compression::compress_stream(codec, &mut &data[..], Vec::new()).unwrap();
+        let back = compression::decompress_to_vec(codec, &streamed, data.len()).unwrap();
+        assert_eq!(back, data, "{codec:?}");
+    }
+}
+
+#[test]
+fn a_bomb_in_every_codec_stops_at_the_decompression_limit() {
+    for codec in CODECS.into_iter().filter(|c| *c != Compression::None) {
+        // 200,000 empty records: 1.4 MB decompressed from 1/20 of that or less.
+        let bomb = bomb::empty_records_batch(codec, 200_000, 1_000);
+        assert!(bomb.len() < 70_000, "{codec:?}: {} bytes", bomb.len());
+        batch::verify_crc(&bomb).unwrap();
+        let header = BatchHeader::parse(&bomb).unwrap();
+        let mut seen = 0usize;
+        let error = skim_records_limited(&header, &bomb, 64 * 1024, |_| {
+            seen += 1;
+            Ok(())
+        })
+        .unwrap_err();
+        assert_eq!(
+            error,
+            RecordError::DecompressedTooLarge { limit: 64 * 1024 },
+            "{codec:?}"
+        );
+        assert!(
+            seen < 20_000,
+            "{codec:?}: walked {seen} records past the limit"
+        );
+        // Under a limit it fits in, the same batch is valid.
+        assert_eq!(
+            skim_records_limited(&header, &bomb, 2 << 20, |_| Ok(())),
+            Ok(200_000)
+        );
+    }
+}
+
+#[test]
+fn a_batch_holding_more_records_than_it_declares_is_refused_at_the_first_extra_one() {
+    let mut bomb = bomb::empty_records_batch(Compression::Zstd, 100_000, 1_000);
+    // Declare 10 records: the walk stops at the 11th instead of reading 100,000.
+    bomb[batch::RECORDS_COUNT_AT..batch::RECORDS_COUNT_AT + 4]
+        .copy_from_slice(&10i32.to_be_bytes());
+    let header = BatchHeader::parse(&bomb).unwrap();
+    let mut seen = 0;
+    let error = skim_records(&header, &bomb, |_| {
+        seen += 1;
+        Ok(())
+    })
+    .unwrap_err();
+    assert_eq!(
+        error,
+        RecordError::CountMismatch {
+            declared: 10,
+            actual: 11
+        }
+    );
+    assert_eq!(seen, 10);
+}

@@ -1,0 +1,53 @@
+//! What a log is given by whoever opens it (the log manager, or the broker for its
+//! metadata log): the filesystem, the clock, and the cache of open segment files
+//! shared by every log of the broker. Nothing in storage reaches for
+//! either on its own, so tests and a simulation can hand in [`crate::fs::MemFs`] and
+//! a manual clock.
+
+use std::sync::Arc;
+
+use protocol::time::Clock;
+
+use crate::fs::{FileCache, Fs, RealFs};
+use crate::log_dir::LogDirState;
+
+#[derive(Debug, Clone)]
+pub struct LogEnv {
+    pub fs: Arc<dyn Fs>,
+    pub clock: Arc<dyn Clock>,
+    /// The `.log` files of segments that are not active, opened on demand.
+    pub files: Arc<FileCache>,
+    /// The log dir's state: online or not, and its log start offsets.
+    pub dir: Arc<LogDirState>,
+}
+
+impl LogEnv {
+    /// With a file cache of the default size.
+    pub fn new(fs: Arc<dyn Fs>, clock: Arc<dyn Clock>) -> LogEnv {
+        LogEnv {
+            fs,
+            clock,
+            files: Arc::new(FileCache::default()),
+            dir: LogDirState::detached(),
+        }
+    }
+
+    /// The same, for the logs of log dir `dir`.
+    pub fn for_dir(&self, dir: Arc<LogDirState>) -> LogEnv {
+        LogEnv {
+            dir,
+            ..self.clone()
+        }
+    }
+
+    /// The same, with a cache of `capacity` open files.
+    pub fn with_file_cache(mut self, capacity: usize) -> LogEnv {
+        self.files = Arc::new(FileCache::new(capacity));
+        self
+    }
+
+    /// The real filesystem with `clock`.
+    pub fn real(clock: Arc<dyn Clock>) -> LogEnv {
+        LogEnv::new(RealFs::shared(), clock)
+    }
+}

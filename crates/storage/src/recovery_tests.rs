@@ -1,0 +1,139 @@
+//! Recovery seen through [`MemFs`]: a crash that tears the last write, and an
+//! fsync that fails, on a log whose earlier batches were synced.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use protocol::records::Compression;
+use protocol::time::{Clock, ManualClock};
+use protocol::TopicPartition;
+
+use crate::env::LogEnv;
+use crate::fs::{FileRef, Fs, MemFs, OpenMode};
+use crate::log::{LoadState, Log};
+use crate::log_tests::{batch, config, read_all, NOW};
+use crate::segment::file_name;
+use crate::validate::Origin;
+
+fn dir() -> PathBuf {
+    PathBuf::from("/data/t-0")
+}
+
+fn open(fs: &MemFs, state: LoadState) -> Log {
+    let clock = Arc::new(ManualClock::new(NOW)) as Arc<dyn Clock>;
+    let env = LogEnv::new(fs.shared(), clock);
+    Log::open(
+        &dir(),
+        TopicPartition::new("t", 0),
+        config(&[]),
+        &env,
+        state,
+    )
+    .unwrap()
+}
+
+fn append(log: &mut Log, value: u8) {
+    log.append_as_leader(
+        &batch(&[&[value; 30], &[value; 20]], NOW, Compression::None),
+        0,
+        Origin::Client,
+    )
+    .unwrap();
+}
+
+fn values(log: &Log) -> Vec<u8> {
+    read_all(log, 0).into_iter().map(|(_, v)| v[0]).collect()
+}
+
+fn unclean(log: &Log) -> LoadState {
+    LoadState {
+        recovery_point: log.recovery_point().0,
+        log_start_offset: log.log_start_offset().0,
+        clean_shutdown: false,
+    }
+}
+
+fn segment_file(fs: &MemFs, base: i64) -> FileRef {
+    fs.open(&dir().join(file_name(base, "log")), OpenMode::Existing)
+        .unwrap()
+}
+
+/// Five batches synced, three not; the crash keeps every possible prefix of the
+/// three. Recovery cuts the torn batch off and keeps every whole one, and never
+/// a synced one less.
+#[test]
+fn a_torn_write_is_cut_by_recovery_and_no_synced_batch_is_lost() {
+    let probe = MemFs::new();
+    let mut log = open(&probe, LoadState::default());
+    for value in 0..5 {
+        append(&mut log, value);
+    }
+    let synced_size = segment_file(&probe, 0).size().unwrap();
+    let batch_size = synced_size / 5;
+    let unsynced_bytes = 3 * batch_size;
+    drop(log);
+    for keep in 0..=unsynced_bytes {
+        let fs = MemFs::new();
+        let mut log = open(&fs, LoadState::default());
+        for value in 0..5 {
+            append(&mut log, value);
+        }
+        log.flush(log.log_end_offset().0).unwrap();
+        for value in 5..8 {
+            append(&mut log, value);
+        }
+        let state = unclean(&log);
+        assert_eq!(state.recovery_point, 10);
+        drop(log);
+        fs.crash_keeping(&dir().join(file_name(0, "log")), keep);
+        assert_eq!(segment_file(&fs, 0).size().unwrap(), synced_size + keep);
+        let mut log = open(&fs, state);
+        let whole = (keep / batch_size) as u8;
+        assert_eq!(
+            values(&log),
+            (0..5 + whole).flat_map(|v| [v, v]).collect::<Vec<_>>(),
+            "keeping {keep} unsynced bytes"
+        );
+        assert_eq!(log.log_end_offset().0, 10 + 2 * i64::from(whole));
+        assert_eq!(
+            segment_file(&fs, 0).size().unwrap(),
+            synced_size + u64::from(whole) * batch_size,
+            "the torn tail is cut"
+        );
+        // The log goes on from there.
+        append(&mut log, 9);
+        assert_eq!(values(&log).last(), Some(&9));
+    }
+}
+
+/// An fsync fails: the flush is an error, the recovery point stays where the last
+/// good flush left it, and after a crash the log holds exactly what was synced.
+#[test]
+fn a_failed_fsync_leaves_the_recovery_point_and_recovery_keeps_what_was_synced() {
+    let fs = MemFs::new();
+    let mut log = open(&fs, LoadState::default());
+    for value in 0..5 {
+        append(&mut log, value);
+    }
+    log.flush(log.log_end_offset().0).unwrap();
+    for value in 5..8 {
+        append(&mut log, value);
+    }
+    fs.fail_syncs(".log", 1);
+    let error = log.flush(log.log_end_offset().0).unwrap_err();
+    assert!(error.to_string().contains("Input/output error"), "{error}");
+    assert_eq!(
+        log.recovery_point().0,
+        10,
+        "the recovery point did not move"
+    );
+    let state = unclean(&log);
+    drop(log);
+    fs.crash();
+    let log = open(&fs, state);
+    assert_eq!(log.log_end_offset().0, 10);
+    assert_eq!(
+        values(&log),
+        (0..5).flat_map(|v| [v, v]).collect::<Vec<_>>()
+    );
+}
