@@ -9,12 +9,14 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod epochs;
 pub mod error;
 pub mod events;
 pub mod hosting;
 pub mod partition;
 pub mod replica;
 
+pub use epochs::{FetchStart, LogEpochs, UNDEFINED_EPOCH_END};
 pub use error::{AckError, IsolationLevel, ReplicationError};
 pub use events::{
     AckId, AliveBroker, Command, EpochEndOffset, Input, IsrChangeError, IsrMember, LogOffsets,

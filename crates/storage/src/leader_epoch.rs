@@ -96,18 +96,26 @@ impl LeaderEpochCache {
         after.checked_sub(1).map(|i| self.entries[i].epoch)
     }
 
-    /// The end offset of `epoch` (the start of the next higher epoch, or
-    /// `log_end_offset` for the latest) and the largest epoch at or below it.
-    /// `None` when `epoch` is below every entry.
+    /// Where `epoch` ends (Kafka's `endOffsetFor`, which OffsetForLeaderEpoch and a
+    /// follower's fetch ask): `(the largest epoch at or below it, the start of the
+    /// next higher epoch)`, or `(epoch, log_end_offset)` when it is the latest.
+    /// An epoch below every entry (its records are gone) ends where the first
+    /// entry starts, and is answered as itself. `None` (Kafka's UNDEFINED) for a
+    /// negative epoch, an empty cache, or an epoch above the latest.
     pub fn end_offset_for(&self, epoch: i32, log_end_offset: i64) -> Option<(i32, i64)> {
+        let latest = self.latest()?;
+        if epoch < 0 || epoch > latest.epoch {
+            return None;
+        }
+        if epoch == latest.epoch {
+            return Some((epoch, log_end_offset));
+        }
         let after = self.entries.partition_point(|e| e.epoch <= epoch);
-        let found = after.checked_sub(1)?;
-        let end = self
-            .entries
-            .get(after)
-            .map(|e| e.start_offset)
-            .unwrap_or(log_end_offset);
-        Some((self.entries[found].epoch, end))
+        let end = self.entries[after].start_offset;
+        match after.checked_sub(1) {
+            Some(found) => Some((self.entries[found].epoch, end)),
+            None => Some((epoch, end)),
+        }
     }
 
     /// Drops entries that start at or after `offset` (the log was truncated there).
@@ -166,6 +174,9 @@ mod tests {
         assert_eq!(cache.end_offset_for(0, 80), Some((0, 50)));
         assert_eq!(cache.end_offset_for(1, 80), Some((0, 50)));
         assert_eq!(cache.end_offset_for(2, 80), Some((2, 80)));
+        // Kafka's UNDEFINED: no epoch, or one above the latest.
+        assert_eq!(cache.end_offset_for(-1, 80), None);
+        assert_eq!(cache.end_offset_for(3, 80), None);
         let reloaded = LeaderEpochCache::load(crate::fs::RealFs::shared(), dir.path());
         assert_eq!(reloaded.entries(), cache.entries());
     }
@@ -226,6 +237,8 @@ mod tests {
             })
         );
         cache.truncate_from_start(15).unwrap();
+        // An epoch whose records are gone ends where the first kept one starts.
+        assert_eq!(cache.end_offset_for(1, 40), Some((1, 15)));
         assert_eq!(
             cache.entries(),
             &[EpochEntry {
