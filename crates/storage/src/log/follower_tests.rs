@@ -373,6 +373,55 @@ fn an_epoch_recorded_as_leader_and_never_written_gives_way_to_the_new_leaders() 
     );
 }
 
+#[test]
+fn a_log_started_afresh_past_its_end_keeps_nothing_of_before() {
+    let env = env();
+    let mut follower = open(&env, "/f/t-0", "300");
+    for (offset, epoch) in [(0, 1), (1, 1), (2, 2)] {
+        let mut one = batch(Some((5, 0, offset as i32)), true, 1);
+        protocol::records::batch::patch_offset_and_epoch(&mut one, offset, epoch);
+        follower.append_as_follower(&one, 2).unwrap();
+    }
+    follower.roll().unwrap();
+    assert!(follower.segment_count() > 1);
+    assert_eq!(follower.first_unstable_offset(), Some(0));
+    follower.truncate_fully_and_start_at(1_000).unwrap();
+    assert_eq!(follower.log_start_offset().0, 1_000);
+    assert_eq!(follower.log_end_offset().0, 1_000);
+    assert_eq!(follower.segment_base_offsets(), vec![1_000]);
+    assert_eq!(follower.leader_epochs().entries(), &[]);
+    assert_eq!(follower.producer_state().producers().count(), 0);
+    assert_eq!(follower.first_unstable_offset(), None);
+    let mut next = batch(None, false, 2);
+    protocol::records::batch::patch_offset_and_epoch(&mut next, 1_000, 3);
+    follower.append_as_follower(&next, 3).unwrap();
+    follower.close().unwrap();
+    drop(follower);
+    let reopened = Log::open(
+        Path::new("/f/t-0"),
+        TopicPartition::new("t", 0),
+        config(&[("segment.bytes", "300")]),
+        &env,
+        LoadState {
+            recovery_point: 1_002,
+            log_start_offset: 1_000,
+            clean_shutdown: true,
+        },
+    )
+    .unwrap();
+    assert_eq!(reopened.segment_base_offsets(), vec![1_000]);
+    assert_eq!(reopened.log_end_offset().0, 1_002);
+    assert_eq!(all_bytes(&reopened), next);
+    assert_eq!(reopened.producer_state().producers().count(), 0);
+    assert_eq!(
+        reopened.leader_epochs().entries(),
+        &[EpochEntry {
+            epoch: 3,
+            start_offset: 1_000
+        }]
+    );
+}
+
 // ---- The property: random leader histories, copied, truncated, copied again ----
 
 #[derive(Debug, Clone)]
