@@ -10,7 +10,10 @@
 //! - [`MetadataLogStore`] stores them in a `storage::Log`, with the vote in
 //!   Kafka's `quorum-state` file ([`quorum_state`]);
 //! - [`MetadataStateMachine`] applies committed records to the cluster image
-//!   and publishes it, and keeps KIP-630 snapshots of it ([`snapshot`]).
+//!   and publishes it, and keeps KIP-630 snapshots of it ([`snapshot`]);
+//! - [`network`] carries openraft's RPCs between controllers under private API
+//!   keys over a [`QuorumTransport`];
+//! - [`Quorum`] is one controller's node: start, propose, status, snapshots.
 //!
 //! openraft stays behind this crate's types, so that moving to openraft 0.10
 //! touches only this crate (the plan's risk R-1).
@@ -21,6 +24,8 @@ pub mod codec;
 pub mod error;
 pub mod import;
 pub mod log_store;
+pub mod network;
+pub mod node;
 pub mod quorum_state;
 pub mod snapshot;
 pub mod state_machine;
@@ -28,6 +33,8 @@ pub mod types;
 
 pub use error::StoreError;
 pub use log_store::{MetadataLogReader, MetadataLogStore};
+pub use network::{QuorumServer, QuorumTransport, TransportError};
+pub use node::{Quorum, QuorumConfig, QuorumError, QuorumStatus, Role};
 pub use snapshot::{SnapshotContents, SnapshotId};
 pub use state_machine::{AppliedImage, MetadataSnapshotBuilder, MetadataStateMachine, Retention};
 pub use types::{EntryId, MetadataEntry, NodeId, Payload, TypeConfig, Voter, VoterSet};
