@@ -32,7 +32,7 @@ use protocol::records::{decode_records_shared, BatchBuilder, BatchHeader, Compre
 use storage::fs::{Fs, OpenMode};
 
 use crate::codec::{self, CodecError};
-use crate::types::{entry_id, kafka_epoch, EntryId, NodeId, Voter};
+use crate::types::{entry_id, kafka_epoch, EntryId, NodeId, Voter, VoterSet};
 
 pub const SNAPSHOT_SUFFIX: &str = ".checkpoint";
 pub const PART_SUFFIX: &str = ".checkpoint.part";
@@ -320,19 +320,55 @@ pub fn encode(contents: &SnapshotContents) -> Vec<u8> {
     batches.out
 }
 
-/// A snapshot file's contents; `id` is from its name.
-pub fn decode(id: SnapshotId, bytes: Bytes) -> Result<SnapshotContents, SnapshotError> {
+/// What a snapshot file's batches hold, in order.
+#[derive(Default)]
+struct Scanned {
+    header: Option<Header>,
+    voters: Option<VoterSet>,
+    footer: bool,
+    image_records: Vec<MetadataRecord>,
+    /// The records after a BeginTransaction, when the snapshot has one.
+    txn_records: Option<Vec<MetadataRecord>>,
+}
+
+impl Scanned {
+    fn control(&mut self, key: Option<&[u8]>, value: &[u8]) -> Result<(), SnapshotError> {
+        match codec::control_type(key)? {
+            codec::SNAPSHOT_HEADER if self.header.is_none() => {
+                self.header = Some(decode_header(value)?)
+            }
+            codec::KRAFT_VOTERS if self.header.is_some() && self.voters.is_none() => {
+                self.voters = Some(codec::decode_voters(value)?)
+            }
+            codec::SNAPSHOT_FOOTER if self.header.is_some() => self.footer = true,
+            other => return Err(invalid(format!("unexpected control record {other}"))),
+        }
+        Ok(())
+    }
+
+    fn data(&mut self, value: &[u8]) -> Result<(), SnapshotError> {
+        if self.header.is_none() {
+            return Err(invalid("data before the header"));
+        }
+        let record = MetadataRecord::decode(value).map_err(CodecError::from)?;
+        match (&mut self.txn_records, record) {
+            (None, MetadataRecord::BeginTransaction { .. }) => self.txn_records = Some(Vec::new()),
+            (None, record) => self.image_records.push(record),
+            (Some(buffered), record) => buffered.push(record),
+        }
+        Ok(())
+    }
+}
+
+/// Walks the batches of a snapshot file: header first, footer last.
+fn scan(bytes: &Bytes) -> Result<Scanned, SnapshotError> {
     if bytes.len() > MAX_SNAPSHOT_BYTES {
         return Err(invalid(format!("{} bytes is too large", bytes.len())));
     }
-    let mut header: Option<Header> = None;
-    let mut voters = None;
-    let mut footer = false;
-    let mut image_records = Vec::new();
-    let mut txn_records: Option<Vec<MetadataRecord>> = None;
+    let mut scanned = Scanned::default();
     let mut at = 0usize;
     while at < bytes.len() {
-        if footer {
+        if scanned.footer {
             return Err(invalid("batches after the footer"));
         }
         let (size, _) = BatchHeader::peek_size_and_magic(&bytes[at..]).map_err(CodecError::from)?;
@@ -347,41 +383,33 @@ pub fn decode(id: SnapshotId, bytes: Bytes) -> Result<SnapshotContents, Snapshot
         for record in records {
             let value = record.value.unwrap_or_default();
             if batch_header.is_control() {
-                match codec::control_type(record.key.as_deref())? {
-                    codec::SNAPSHOT_HEADER if header.is_none() => {
-                        header = Some(decode_header(&value)?)
-                    }
-                    codec::KRAFT_VOTERS if header.is_some() && voters.is_none() => {
-                        voters = Some(codec::decode_voters(&value)?)
-                    }
-                    codec::SNAPSHOT_FOOTER if header.is_some() => footer = true,
-                    other => return Err(invalid(format!("unexpected control record {other}"))),
-                }
-                continue;
-            }
-            if header.is_none() {
-                return Err(invalid("data before the header"));
-            }
-            let record = MetadataRecord::decode(&value).map_err(CodecError::from)?;
-            match (&mut txn_records, record) {
-                (None, MetadataRecord::BeginTransaction { .. }) => txn_records = Some(Vec::new()),
-                (None, record) => image_records.push(record),
-                (Some(buffered), record) => buffered.push(record),
+                scanned.control(record.key.as_deref(), &value)?;
+            } else {
+                scanned.data(&value)?;
             }
         }
     }
-    let (timestamp, rivulet) = header.ok_or_else(|| invalid("no SnapshotHeaderRecord"))?;
+    if !scanned.footer {
+        return Err(invalid("no SnapshotFooterRecord"));
+    }
+    Ok(scanned)
+}
+
+/// A snapshot file's contents; `id` is from its name.
+pub fn decode(id: SnapshotId, bytes: Bytes) -> Result<SnapshotContents, SnapshotError> {
+    let scanned = scan(&bytes)?;
+    let (timestamp, rivulet) = scanned
+        .header
+        .ok_or_else(|| invalid("no SnapshotHeaderRecord"))?;
+    let voters = scanned.voters;
     // A snapshot Kafka wrote: its image ends with it, and the voter set is
     // taken as of its last entry.
     let (image_offset, image_epoch, membership_id, txn_offsets) = rivulet.unwrap_or_else(|| {
         let membership = voters.as_ref().and(id.last_log_id());
         (id.end_offset - 1, id.epoch, membership, Vec::new())
     });
-    if !footer {
-        return Err(invalid("no SnapshotFooterRecord"));
-    }
     let mut image = ClusterImage::default();
-    for record in &image_records {
+    for record in &scanned.image_records {
         image
             .apply(image_offset, record)
             .map_err(|source| ReplayError::Image {
@@ -391,7 +419,7 @@ pub fn decode(id: SnapshotId, bytes: Bytes) -> Result<SnapshotContents, Snapshot
     }
     image.last_offset = image_offset;
     let mut replay = MetadataReplay::new(image, image_epoch);
-    if let Some(records) = txn_records {
+    if let Some(records) = scanned.txn_records {
         if txn_offsets.len() != records.len() + 1 {
             return Err(invalid(
                 "the open transaction's offsets do not match its records",
