@@ -39,6 +39,7 @@ use crate::types::{entry_id, kafka_epoch, kafka_node_id, MetadataEntry, NodeId, 
 pub const LEADER_CHANGE: i16 = 2;
 pub const SNAPSHOT_HEADER: i16 = 3;
 pub const SNAPSHOT_FOOTER: i16 = 4;
+pub const KRAFT_VERSION: i16 = 5;
 pub const KRAFT_VOTERS: i16 = 6;
 
 /// The name of the one endpoint each voter has in a `VotersRecord`.

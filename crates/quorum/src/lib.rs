@@ -20,6 +20,7 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod bootstrap;
 pub mod codec;
 pub mod error;
 pub mod import;

@@ -301,7 +301,9 @@ pub fn encode(contents: &SnapshotContents) -> Vec<u8> {
         pending_bytes: 0,
     };
     batches.control(codec::SNAPSHOT_HEADER, &encode_header(contents));
-    if contents.membership.log_id().is_some() {
+    if contents.membership.log_id().is_some()
+        || contents.membership.membership().nodes().next().is_some()
+    {
         batches.control(
             codec::KRAFT_VOTERS,
             &codec::encode_voters(contents.membership.membership()),
@@ -341,6 +343,8 @@ impl Scanned {
                 self.voters = Some(codec::decode_voters(value)?)
             }
             codec::SNAPSHOT_FOOTER if self.header.is_some() => self.footer = true,
+            // Kafka's `format` writes the KRaft version beside the voters.
+            codec::KRAFT_VERSION if self.header.is_some() => {}
             other => return Err(invalid(format!("unexpected control record {other}"))),
         }
         Ok(())
