@@ -16,8 +16,8 @@ use protocol::Offset;
 
 use super::{Log, LogAppendInfo};
 use crate::error::AppendError;
-use crate::producer_state::{self, ProducerStateManager};
-use crate::segment::{BatchInfo, Segment};
+use crate::producer_state;
+use crate::segment::BatchInfo;
 use crate::validate::{validate_replicated, Origin, ReplicatedBatch};
 
 impl Log {
@@ -154,51 +154,6 @@ impl Log {
             rolled_segment,
             duplicate: false,
         })
-    }
-
-    /// Empties the log and starts it again at `offset`, which becomes its log
-    /// start and end (Kafka's `truncateFullyAndStartAt`): a follower whose log
-    /// ends below its leader's log start, or which must start past a gap too wide
-    /// for its segment. Every segment, producer snapshot and epoch goes. A failure
-    /// leaves the log's files in doubt: the log dir goes offline.
-    pub fn truncate_fully_and_start_at(&mut self, offset: i64) -> Result<(), crate::StorageError> {
-        self.env.dir.check()?;
-        assert!(offset >= 0, "a log cannot start at {offset}");
-        let dir = Arc::clone(&self.env.dir);
-        let fatal = |context: &'static str| {
-            let dir = Arc::clone(&dir);
-            move |e| dir.io_failure(context, e, false)
-        };
-        for segment in std::mem::take(&mut self.segments).into_values() {
-            segment
-                .delete_files(&*self.env.fs)
-                .map_err(fatal("deleting segment"))?;
-        }
-        let segment = Segment::create(
-            &self.env,
-            &self.dir,
-            offset,
-            self.config.index_interval_bytes,
-            self.config.max_index_entries(),
-            self.config.max_time_index_entries(),
-        )
-        .map_err(fatal("creating the new first segment"))?;
-        self.segments.insert(offset, segment);
-        self.env
-            .fs
-            .sync_dir(&self.dir)
-            .map_err(fatal("syncing the log directory"))?;
-        self.leader_epochs
-            .truncate_from_end(0)
-            .map_err(fatal("leader epoch checkpoint"))?;
-        producer_state::delete_snapshots_above(&*self.env.fs, &self.dir, -1)
-            .map_err(fatal("deleting producer snapshots"))?;
-        self.producer_state = ProducerStateManager::new(offset);
-        self.log_start_offset = offset;
-        self.env.dir.set_log_start(&self.topic_partition, offset);
-        self.recovery_point = offset;
-        self.unflushed_messages = 0;
-        Ok(())
     }
 
     /// Records that this replica leads `leader_epoch` from `start_offset` (its

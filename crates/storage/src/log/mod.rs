@@ -35,6 +35,7 @@ use crate::validate::{validate_records, Origin};
 
 mod follower;
 mod load;
+mod start_at;
 mod timestamp;
 pub use load::LoadState;
 pub use timestamp::TimestampLookup;
