@@ -3,6 +3,7 @@
 #   * kcat (Debian package)                       -> /usr/bin/kcat
 #   * Python venv with pinned clients + pytest    -> <repo>/.venv
 #   * kafkajs (+ codecs) from package-lock.json   -> tests/interop/js/node_modules
+#   * the oldest kafka-python that runs here        -> <repo>/.venv-old-clients
 #   * Go and Debian's Go Kafka clients (sarama, kafka-go, confluent-kafka-go over
 #     librdkafka-dev), for tests/interop/go (built by scripts/build-go-clients.sh)
 # Fast when everything is already installed (hash stamps, no network).
@@ -87,6 +88,28 @@ PY
     echo "$want" >"$stamp"
 }
 
+# ---------------------------------------------------------------- old clients
+# The oldest kafka-python that still runs here, in a venv of its own so the current
+# clients in .venv are untouched (tests/interop/test_old_clients.py).
+install_old_venv() {
+    local req="tests/interop/requirements-old.txt"
+    local venv="$ROOT/.venv-old-clients"
+    local stamp="$venv/.rivulet-requirements.sha256"
+    local want
+    want="$(sha "$req")"
+    if [ -x "$venv/bin/python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+        return 0
+    fi
+    if [ ! -x "$venv/bin/python" ]; then
+        log "creating venv at $venv"
+        python3 -m venv "$venv"
+    fi
+    log "installing old clients from $req"
+    "$venv/bin/python" -m pip install --disable-pip-version-check -q -r "$req"
+    "$venv/bin/python" -c "import kafka; print(kafka.__version__)" >/dev/null
+    echo "$want" >"$stamp"
+}
+
 # ---------------------------------------------------------------- node deps
 install_node() {
     local dir="$ROOT/tests/interop/js"
@@ -116,5 +139,6 @@ console.error('[install-test-deps] kafkajs codecs available: ' + JSON.stringify(
 install_kcat
 install_go
 install_venv
+install_old_venv
 install_node
 log "ok (kcat $(kcat -V 2>&1 | sed -n 's/^Version \([^ ]*\).*/\1/p'), $("$ROOT/.venv/bin/python" --version), node $(node --version), $(go version | cut -d' ' -f3))"

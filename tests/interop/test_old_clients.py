@@ -171,3 +171,31 @@ def test_kafka_python_speaking_old_protocols(broker, topic, compat, api_version,
            level=f"Kafka {level} (message format {0 if api_version == (0, 9) else 1}), {codec}; admin at 0.11",
            calls="produce (keys), group of two, commit, committed, CreateTopics, AlterConfigs, "
                  "DescribeConfigs, DeleteTopics")
+
+
+OLD_VENV_PYTHON = REPO_ROOT / ".venv-old-clients" / "bin" / "python"
+OLD_KAFKA_PYTHON = REPO_ROOT / "tests" / "interop" / "old" / "kafka_python_old.py"
+
+
+@pytest.mark.parametrize("api_version,admin_version", [("0.9", 0), ("0.10.1", 0), ("1.0", 1)])
+def test_oldest_kafka_python(broker, topic, compat, api_version, admin_version):
+    """kafka-python 1.4.3 (2018), the oldest release that runs on this Python, from its
+    own venv, at the protocol of Kafka 0.9 (message format 0), 0.10.1 (format 1) and
+    1.0 (format 2); admin calls through its protocol classes (it has no admin client)."""
+    assert OLD_VENV_PYTHON.is_file(), "run scripts/install-test-deps.sh (.venv-old-clients)"
+    out = json.loads(run_tool([str(OLD_VENV_PYTHON), str(OLD_KAFKA_PYTHON), broker.bootstrap, topic,
+                               api_version, "gzip", str(admin_version)], timeout=150).stdout)
+    assert out == {
+        "version": "1.4.3",
+        "created": [[topic, 0], [f"{topic}-doomed", 0]],
+        "produced": produced_positions(),
+        "members": [1, 1],
+        "committed": {"0": 10, "1": 10},
+        "consumed": expected_records(None),
+        "retention_ms": [["retention.ms", "604800000"]],
+        "deleted": [[f"{topic}-doomed", 0]],
+    }
+    compat(client="kafka-python (oldest that runs on Python 3.11)", version=out["version"],
+           level=f"Kafka {api_version}, gzip",
+           calls=f"produce (keys), group of two, commit, committed, CreateTopics v{admin_version}, "
+                 "DescribeConfigs v0, DeleteTopics v0")
