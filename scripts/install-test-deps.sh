@@ -3,6 +3,9 @@
 #   * kcat (Debian package)                       -> /usr/bin/kcat
 #   * Python venv with pinned clients + pytest    -> <repo>/.venv
 #   * kafkajs (+ codecs) from package-lock.json   -> tests/interop/js/node_modules
+#   * the oldest kafka-python that runs here        -> <repo>/.venv-old-clients
+#   * Go and Debian's Go Kafka clients (sarama, kafka-go, confluent-kafka-go over
+#     librdkafka-dev), for tests/interop/go (built by scripts/build-go-clients.sh)
 # Fast when everything is already installed (hash stamps, no network).
 set -euo pipefail
 
@@ -28,6 +31,32 @@ install_kcat() {
         $sudo apt-get install -y -q --no-install-recommends kcat >/dev/null
     fi
     command -v kcat >/dev/null 2>&1 || { log "kcat still missing after install"; exit 1; }
+}
+
+# ---------------------------------------------------------------- Go clients
+# Debian's packages, used in GOPATH mode (the Go module proxy is not reachable here).
+GO_PACKAGES=(golang-go golang-github-shopify-sarama-dev golang-github-segmentio-kafka-go-dev
+             golang-github-confluentinc-confluent-kafka-go-dev librdkafka-dev)
+install_go() {
+    local missing=()
+    local pkg
+    for pkg in "${GO_PACKAGES[@]}"; do
+        if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+            missing+=("$pkg")
+        fi
+    done
+    if [ "${#missing[@]}" -eq 0 ]; then
+        return 0
+    fi
+    log "installing ${missing[*]} (apt-get)"
+    local sudo=""
+    if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+    export DEBIAN_FRONTEND=noninteractive
+    if ! $sudo apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null; then
+        log "apt-get install failed; running apt-get update and retrying"
+        $sudo apt-get update -q >/dev/null
+        $sudo apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+    fi
 }
 
 # ---------------------------------------------------------------- python venv
@@ -59,6 +88,28 @@ PY
     echo "$want" >"$stamp"
 }
 
+# ---------------------------------------------------------------- old clients
+# The oldest kafka-python that still runs here, in a venv of its own so the current
+# clients in .venv are untouched (tests/interop/test_old_clients.py).
+install_old_venv() {
+    local req="tests/interop/requirements-old.txt"
+    local venv="$ROOT/.venv-old-clients"
+    local stamp="$venv/.rivulet-requirements.sha256"
+    local want
+    want="$(sha "$req")"
+    if [ -x "$venv/bin/python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+        return 0
+    fi
+    if [ ! -x "$venv/bin/python" ]; then
+        log "creating venv at $venv"
+        python3 -m venv "$venv"
+    fi
+    log "installing old clients from $req"
+    "$venv/bin/python" -m pip install --disable-pip-version-check -q -r "$req"
+    "$venv/bin/python" -c "import kafka; print(kafka.__version__)" >/dev/null
+    echo "$want" >"$stamp"
+}
+
 # ---------------------------------------------------------------- node deps
 install_node() {
     local dir="$ROOT/tests/interop/js"
@@ -86,6 +137,8 @@ console.error('[install-test-deps] kafkajs codecs available: ' + JSON.stringify(
 }
 
 install_kcat
+install_go
 install_venv
+install_old_venv
 install_node
-log "ok (kcat $(kcat -V 2>&1 | sed -n 's/^Version \([^ ]*\).*/\1/p'), $("$ROOT/.venv/bin/python" --version), node $(node --version))"
+log "ok (kcat $(kcat -V 2>&1 | sed -n 's/^Version \([^ ]*\).*/\1/p'), $("$ROOT/.venv/bin/python" --version), node $(node --version), $(go version | cut -d' ' -f3))"

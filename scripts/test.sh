@@ -3,7 +3,8 @@
 #   1. install test dependencies (kcat, .venv with pinned Python clients, kafkajs)
 #   2. cargo fmt --check, cargo build --workspace --all-targets, cargo clippy -D warnings
 #   3. cargo tests (nextest when installed)
-#   4. interop tests: real Kafka clients against target/debug/rivulet (pytest)
+#   4. interop tests: real Kafka clients against target/debug/rivulet (pytest), the Go
+#      ones built first by scripts/build-go-clients.sh
 # Exits non-zero if any step fails. Environment knobs:
 #   RIVULET_BIN            broker binary for the interop tests (default target/debug/rivulet)
 #   RIVULET_TEST_JOBS      cargo build/test parallelism (default 2)
@@ -108,6 +109,11 @@ if [ "${SKIP_CARGO:-0}" != "1" ]; then
         run_step "cargo test" cargo test --workspace "${LOCKED[@]}" -j "$JOBS" -- --test-threads "$JOBS"
     fi
 fi
+
+# The Go programs of the interop suite (Debian's Go clients, GOPATH mode; cached in
+# target/go, so only the first run compiles).
+step "build Go interop clients"
+run_step "go clients build" bash scripts/build-go-clients.sh
 
 step "interop tests (pytest tests/interop)"
 BIN="${RIVULET_BIN:-$ROOT/target/debug/rivulet}"

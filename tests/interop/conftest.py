@@ -82,7 +82,57 @@ def topic(request) -> str:
 def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
+    setattr(item, f"rep_{report.when}", report)  # for the `compat` fixture's teardown
     if report.failed:
         for b in list(LIVE_BROKERS):
             report.sections.append(
                 (f"rivulet {b.name} stderr tail ({call.when}; {b.stderr_path})", b.stderr_tail()))
+
+
+# ---------------------------------------------------------------- compatibility table
+# Tests of client compatibility (test_old_clients.py) record, through the `compat`
+# fixture, which client and version they ran at which protocol level and what it did.
+# At the end of the session the rows are printed and written to
+# target/interop-compat.md; `scripts/compat-table.py` puts that table in the README.
+
+COMPAT_ROWS: list[dict] = []
+COMPAT_FILE = Path(__file__).resolve().parents[2] / "target" / "interop-compat.md"
+
+
+@pytest.fixture
+def compat(request):
+    """compat(client=..., version=..., level=..., calls=...): one row of the table,
+    marked passed only if the test passes."""
+    rows = []
+
+    def record(**row):
+        row["test"] = request.node.nodeid.split("::")[-1]
+        rows.append(row)
+
+    yield record
+    report = getattr(request.node, "rep_call", None)
+    for row in rows:
+        row["result"] = "pass" if report is not None and report.passed else "FAIL"
+        COMPAT_ROWS.append(row)
+
+
+def _compat_table() -> str:
+    lines = ["| client | version | protocol level it ran at | exercised | result |",
+             "|---|---|---|---|---|"]
+    for row in sorted(COMPAT_ROWS, key=lambda r: (r["client"], r["version"], r["level"])):
+        lines.append(f"| {row['client']} | {row['version']} | {row['level']} | {row['calls']} | {row['result']} |")
+    return "\n".join(lines) + "\n"
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not COMPAT_ROWS:
+        return
+    table = _compat_table()
+    terminalreporter.write_sep("=", "client versions this run exercised")
+    terminalreporter.write(table)
+    try:
+        COMPAT_FILE.parent.mkdir(parents=True, exist_ok=True)
+        COMPAT_FILE.write_text(table)
+        terminalreporter.write_line(f"(written to {COMPAT_FILE})")
+    except OSError as exc:  # the table is a report, not a test
+        terminalreporter.write_line(f"could not write {COMPAT_FILE}: {exc}")

@@ -175,6 +175,13 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
         "Listener for broker-to-broker traffic."
     ),
     def!(
+        "legacy.api.versions.enable",
+        Boolean,
+        "true",
+        Validator::Any,
+        "Serve the request versions Kafka 4.0 removed (KIP-896) and Kafka 3.9 still served, with message formats v0 and v1; false keeps Kafka 4's version floors."
+    ),
+    def!(
         "listener.security.protocol.map",
         String,
         crate::cluster_config::DEFAULT_SECURITY_PROTOCOL_MAP,
@@ -741,6 +748,8 @@ pub struct BrokerConfig {
     pub default_replication_factor: i16,
     pub auto_create_topics_enable: bool,
     pub delete_topic_enable: bool,
+    /// `legacy.api.versions.enable`: serve the versions Kafka 4 removed (KIP-896).
+    pub legacy_api_versions_enable: bool,
     /// `internal.topics.modification.enable`.
     pub internal_topics_modification_enable: bool,
     /// `max.broker.partitions`.
@@ -1097,6 +1106,7 @@ impl BrokerConfig {
             default_replication_factor: int("default.replication.factor") as i16,
             auto_create_topics_enable: boolean("auto.create.topics.enable"),
             delete_topic_enable: boolean("delete.topic.enable"),
+            legacy_api_versions_enable: boolean("legacy.api.versions.enable"),
             internal_topics_modification_enable: boolean("internal.topics.modification.enable"),
             max_broker_partitions: int("max.broker.partitions").max(1) as u64,
             socket_request_max_bytes: int("socket.request.max.bytes") as usize,

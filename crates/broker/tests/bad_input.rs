@@ -325,14 +325,28 @@ async fn malformed_and_unsupported_requests_close_only_their_connection() {
         &frame_with_body(ApiKey::Metadata as i16, -1, &[0, 0, 0, 0]),
     )
     .await;
-    // Advertised from v0 as Kafka does (KAFKA-18659), refused below v3.
+    // Produce v1 (Kafka 3.9's, served by default: tests/legacy_versions.rs has it
+    // refused with `legacy.api.versions.enable=false`): an empty one is answered,
+    // and a truncated one closes the connection like any malformed body.
+    let mut stream = harness.connect().await;
+    let frame = frame_with_body(
+        ApiKey::Produce as i16,
+        1,
+        &[0, 1, 0, 0, 0x75, 0x30, 0, 0, 0, 0],
+    );
+    stream.write_all(&frame).await.unwrap();
+    let answer = read_frame(&mut stream)
+        .await
+        .expect("Produce v1 was not answered");
+    // Correlation id, no topics, throttle time 0.
+    assert_eq!(&answer[4..], &[0, 0, 0, 0, 0, 0, 0, 0]);
     send_expect_close(
         &harness,
-        "Produce v1",
+        "Produce v1 truncated",
         &frame_with_body(
             ApiKey::Produce as i16,
             1,
-            &[0, 1, 0, 0, 0x75, 0x30, 0, 0, 0, 0],
+            &[0, 1, 0, 0, 0x75, 0x30, 0, 0, 0, 1],
         ),
     )
     .await;

@@ -664,3 +664,228 @@ fn write_fuzz_seeds_when_asked() {
         .unwrap();
     }
 }
+
+/// Kafka 3.9's requests at the versions Kafka 4 removed, as the broker's legacy
+/// bridge decodes them: each cut short at every byte and with huge lengths over
+/// every offset fails or decodes, without a panic or an allocation beyond the
+/// frame's size.
+#[test]
+fn legacy_requests_mutated_never_allocate_or_panic() {
+    use protocol::kafka::legacy_messages as old;
+    use protocol::kafka::protocol::Decodable;
+
+    fn bodies() -> Vec<(ApiKey, i16, Bytes)> {
+        fn enc<M: Encodable>(key: ApiKey, version: i16, m: &M) -> (ApiKey, i16, Bytes) {
+            let mut out = BytesMut::new();
+            m.encode(&mut out, version).unwrap();
+            (key, version, out.freeze())
+        }
+        let name = || -> TopicName { StrBytes::from_static_str("t").into() };
+        let produce = old::ProduceRequest::default().with_topic_data(vec![
+            old::produce_request::TopicProduceData::default()
+                .with_name(name())
+                .with_partition_data(vec![old::produce_request::PartitionProduceData::default()
+                    .with_records(Some(Bytes::from_static(&[0u8; 40])))]),
+        ]);
+        let fetch = old::FetchRequest::default().with_topics(vec![
+            old::fetch_request::FetchTopic::default()
+                .with_topic(name())
+                .with_partitions(vec![old::fetch_request::FetchPartition::default()]),
+        ]);
+        let list = old::ListOffsetsRequest::default().with_topics(vec![
+            old::list_offsets_request::ListOffsetsTopic::default()
+                .with_name(name())
+                .with_partitions(vec![Default::default()]),
+        ]);
+        let commit = old::OffsetCommitRequest::default().with_topics(vec![
+            old::offset_commit_request::OffsetCommitRequestTopic::default()
+                .with_name(name())
+                .with_partitions(vec![Default::default()]),
+        ]);
+        let offset_fetch = old::OffsetFetchRequest::default().with_topics(Some(vec![
+            old::offset_fetch_request::OffsetFetchRequestTopic::default()
+                .with_name(name())
+                .with_partition_indexes(vec![0, 1]),
+        ]));
+        let create = old::CreateTopicsRequest::default().with_topics(vec![
+            old::create_topics_request::CreatableTopic::default()
+                .with_name(name())
+                .with_configs(vec![Default::default()]),
+        ]);
+        let delete = old::DeleteTopicsRequest::default().with_topic_names(vec![name()]);
+        let describe =
+            old::DescribeConfigsRequest::default().with_resources(vec![Default::default()]);
+        let log_dirs = old::DescribeLogDirsRequest::default().with_topics(Some(vec![
+            old::describe_log_dirs_request::DescribableLogDirTopic::default()
+                .with_topic(name())
+                .with_partitions(vec![0]),
+        ]));
+        let mut out = Vec::new();
+        for v in 0..=2 {
+            out.push(enc(ApiKey::Produce, v, &produce));
+        }
+        for v in 0..=3 {
+            out.push(enc(ApiKey::Fetch, v, &fetch));
+        }
+        out.push(enc(ApiKey::ListOffsets, 0, &list));
+        out.push(enc(ApiKey::OffsetCommit, 0, &commit));
+        out.push(enc(ApiKey::OffsetCommit, 1, &commit));
+        out.push(enc(ApiKey::OffsetFetch, 0, &offset_fetch));
+        out.push(enc(ApiKey::CreateTopics, 0, &create));
+        out.push(enc(ApiKey::CreateTopics, 1, &create));
+        out.push(enc(ApiKey::DeleteTopics, 0, &delete));
+        out.push(enc(ApiKey::DescribeConfigs, 0, &describe));
+        out.push(enc(ApiKey::DescribeLogDirs, 0, &log_dirs));
+        out
+    }
+
+    fn decode(key: ApiKey, version: i16, body: &[u8]) {
+        let mut b = Bytes::copy_from_slice(body);
+        let (_, largest) = largest_allocation_of(|| {
+            let _ = match key {
+                ApiKey::Produce => old::ProduceRequest::decode(&mut b, version).map(drop),
+                ApiKey::Fetch => old::FetchRequest::decode(&mut b, version).map(drop),
+                ApiKey::ListOffsets => old::ListOffsetsRequest::decode(&mut b, version).map(drop),
+                ApiKey::OffsetCommit => old::OffsetCommitRequest::decode(&mut b, version).map(drop),
+                ApiKey::OffsetFetch => old::OffsetFetchRequest::decode(&mut b, version).map(drop),
+                ApiKey::CreateTopics => old::CreateTopicsRequest::decode(&mut b, version).map(drop),
+                ApiKey::DeleteTopics => old::DeleteTopicsRequest::decode(&mut b, version).map(drop),
+                ApiKey::DescribeConfigs => {
+                    old::DescribeConfigsRequest::decode(&mut b, version).map(drop)
+                }
+                ApiKey::DescribeLogDirs => {
+                    old::DescribeLogDirsRequest::decode(&mut b, version).map(drop)
+                }
+                other => panic!("{other:?}"),
+            };
+        });
+        assert!(
+            largest <= 256 * (body.len() + 64),
+            "{key:?} v{version}: a {}-byte body allocated {largest} bytes at once",
+            body.len()
+        );
+    }
+
+    for (key, version, body) in bodies() {
+        for cut in 0..body.len() {
+            decode(key, version, &body[..cut]);
+        }
+        for at in 0..body.len() {
+            for huge in HUGE_LENGTHS {
+                let mut mutated = body.to_vec();
+                for (i, &b) in huge.iter().enumerate() {
+                    if at + i < mutated.len() {
+                        mutated[at + i] = b;
+                    } else {
+                        mutated.push(b);
+                    }
+                }
+                decode(key, version, &mutated);
+            }
+        }
+    }
+}
+
+/// Message sets (magic 0/1, as Produce v0-2 carries them), mutated at random and
+/// with huge lengths over every offset, the first CRC fixed up so the later checks
+/// run: conversion fails or succeeds, never panics, and allocates at most what the
+/// decompression limit allows.
+#[test]
+fn message_sets_mutated_never_allocate_beyond_the_limit_or_panic() {
+    use protocol::records::message_set::{down_convert, to_batch, write_message};
+    const LIMIT: usize = 1 << 20;
+
+    fn crc_fixed(mut set: Vec<u8>) -> Vec<u8> {
+        if set.len() >= 16 {
+            let size = i32::from_be_bytes(set[8..12].try_into().unwrap());
+            if let Some(end) = usize::try_from(size)
+                .ok()
+                .and_then(|s| 12usize.checked_add(s))
+            {
+                if size >= 4 && end <= set.len() {
+                    let mut crc = flate2::Crc::new();
+                    crc.update(&set[16..end]);
+                    set[12..16].copy_from_slice(&crc.sum().to_be_bytes());
+                }
+            }
+        }
+        set
+    }
+
+    fn convert(set: Vec<u8>) {
+        let set = Bytes::from(crc_fixed(set));
+        let (result, largest) = largest_allocation_of(|| to_batch(&set, LIMIT));
+        if result.is_ok() {
+            CONVERTED.with(|c| c.set(c.get() + 1));
+        }
+        assert!(
+            largest <= 4 * LIMIT,
+            "{largest} bytes at once for {set:02x?}"
+        );
+        if let Ok(batch) = result {
+            let batch = Bytes::from(batch);
+            for magic in [0, 1] {
+                down_convert(&batch, magic, 0, usize::MAX, LIMIT).unwrap();
+            }
+        }
+    }
+
+    let mut plain = Vec::new();
+    for offset in 0..3 {
+        write_message(
+            &mut plain,
+            1,
+            offset,
+            1_700_000_000_000,
+            false,
+            Some(b"k"),
+            Some(b"v"),
+        );
+    }
+    let mut wrapped = Vec::new();
+    for codec in [Compression::Gzip, Compression::Snappy, Compression::Lz4] {
+        let value = protocol::records::compression::compress(codec, &plain).unwrap();
+        let mut message = vec![1u8, codec.id() as u8];
+        message.extend_from_slice(&0i64.to_be_bytes());
+        message.extend_from_slice(&(-1i32).to_be_bytes());
+        message.extend_from_slice(&(value.len() as i32).to_be_bytes());
+        message.extend_from_slice(&value);
+        wrapped.extend_from_slice(&0i64.to_be_bytes());
+        wrapped.extend_from_slice(&((message.len() + 4) as i32).to_be_bytes());
+        let mut crc = flate2::Crc::new();
+        crc.update(&message);
+        wrapped.extend_from_slice(&crc.sum().to_be_bytes());
+        wrapped.extend_from_slice(&message);
+    }
+    thread_local! {
+        static CONVERTED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
+    let mut rng = Rng::from_env();
+    convert(wrapped.clone());
+    assert_eq!(
+        CONVERTED.with(|c| c.get()),
+        1,
+        "the unmutated seed converts"
+    );
+    for seed in [plain, wrapped] {
+        for at in 0..seed.len() {
+            for huge in HUGE_LENGTHS {
+                let mut mutated = seed.clone();
+                for (i, &b) in huge.iter().enumerate() {
+                    if at + i < mutated.len() {
+                        mutated[at + i] = b;
+                    }
+                }
+                convert(mutated);
+            }
+        }
+        for _ in 0..2000 {
+            let mut mutated = seed.clone();
+            for _ in 0..1 + rng.below(4) {
+                let at = rng.below(mutated.len());
+                mutated[at] = rng.next() as u8;
+            }
+            convert(mutated);
+        }
+    }
+}

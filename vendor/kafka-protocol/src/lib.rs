@@ -107,6 +107,7 @@
 pub mod compression;
 pub mod error;
 #[allow(clippy::all)]
+pub mod legacy_messages;
 pub mod messages;
 pub mod protocol;
 pub mod records;

@@ -23,12 +23,12 @@ pub const API: ApiSpec = ApiSpec::new(ApiKey::ApiVersions, 0, 4);
 const METADATA_VERSION_MIN: i16 = 7;
 const METADATA_VERSION: i16 = 27;
 
-fn api_entries() -> Vec<ApiVersion> {
+fn api_entries(legacy_enabled: bool) -> Vec<ApiVersion> {
     APIS.iter()
         .map(|spec| {
             ApiVersion::default()
                 .with_api_key(spec.key as i16)
-                .with_min_version(spec.advertised_min)
+                .with_min_version(spec.advertised_min(legacy_enabled))
                 .with_max_version(spec.max)
         })
         .collect()
@@ -78,7 +78,8 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
             &ApiVersionsResponse::default().with_error_code(ErrorCode::InvalidRequest.code()),
         );
     }
-    let mut response = ApiVersionsResponse::default().with_api_keys(api_entries());
+    let mut response = ApiVersionsResponse::default()
+        .with_api_keys(api_entries(ctx.broker.config.legacy_api_versions_enable));
     if ctx.api_version >= 3 {
         response.supported_features = vec![SupportedFeatureKey::default()
             .with_name(StrBytes::from_static_str("metadata.version"))
@@ -110,12 +111,51 @@ mod tests {
 
     #[test]
     fn the_registry_is_advertised_with_produce_from_zero() {
-        let entries = api_entries();
+        let entries = api_entries(false);
         let produce = entries.iter().find(|e| e.api_key == 0).unwrap();
         assert_eq!((produce.min_version, produce.max_version), (0, 13));
         let keys: Vec<i16> = entries.iter().map(|e| e.api_key).collect();
         let mut sorted = keys.clone();
         sorted.sort_unstable();
         assert_eq!(keys, sorted, "advertised in key order");
+    }
+
+    /// Kafka 3.9's floors with `legacy.api.versions.enable` (the default), Kafka
+    /// 4.1's without (KIP-896).
+    #[test]
+    fn the_floors_follow_the_legacy_setting() {
+        let floors = |legacy: bool| -> Vec<(i16, i16)> {
+            api_entries(legacy)
+                .iter()
+                .filter(|e| [1, 2, 8, 9, 19, 20, 32, 35].contains(&e.api_key))
+                .map(|e| (e.api_key, e.min_version))
+                .collect()
+        };
+        assert_eq!(
+            floors(true),
+            vec![
+                (1, 0),
+                (2, 0),
+                (8, 0),
+                (9, 0),
+                (19, 0),
+                (20, 0),
+                (32, 0),
+                (35, 0)
+            ]
+        );
+        assert_eq!(
+            floors(false),
+            vec![
+                (1, 4),
+                (2, 1),
+                (8, 2),
+                (9, 1),
+                (19, 2),
+                (20, 1),
+                (32, 1),
+                (35, 1)
+            ]
+        );
     }
 }

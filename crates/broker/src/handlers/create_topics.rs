@@ -19,7 +19,8 @@ use storage::config::TOPIC_CONFIGS;
 use super::{guards, ApiSpec, Reply, RequestContext};
 use crate::broker::Broker;
 
-pub const API: ApiSpec = ApiSpec::new(ApiKey::CreateTopics, 2, 7);
+/// Kafka 3.9 served from v0: lower versions go through [`super::legacy`].
+pub const API: ApiSpec = ApiSpec::new(ApiKey::CreateTopics, 2, 7).with_legacy_min(0);
 
 /// Kafka's `ConfigSource` values.
 pub mod config_source {

@@ -8,7 +8,8 @@ use protocol::kafka::protocol::StrBytes;
 
 use super::{guards, ApiSpec, Reply, RequestContext};
 
-pub const API: ApiSpec = ApiSpec::new(ApiKey::DeleteTopics, 1, 6);
+/// Kafka 3.9 served from v0: lower versions go through [`super::legacy`].
+pub const API: ApiSpec = ApiSpec::new(ApiKey::DeleteTopics, 1, 6).with_legacy_min(0);
 
 pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
     let request: DeleteTopicsRequest = match ctx.decode(body) {

@@ -12,7 +12,8 @@ use protocol::ErrorCode;
 use super::{ApiSpec, Reply, RequestContext};
 use crate::configs::{describe_broker, describe_topic, resource_type, type_id, ConfigEntry};
 
-pub const API: ApiSpec = ApiSpec::new(ApiKey::DescribeConfigs, 1, 4);
+/// Kafka 3.9 served from v0: lower versions go through [`super::legacy`].
+pub const API: ApiSpec = ApiSpec::new(ApiKey::DescribeConfigs, 1, 4).with_legacy_min(0);
 
 fn entry(e: ConfigEntry, synonyms: bool, docs: bool) -> DescribeConfigsResourceResult {
     DescribeConfigsResourceResult::default()

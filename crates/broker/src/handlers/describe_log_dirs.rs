@@ -13,7 +13,8 @@ use protocol::kafka::protocol::StrBytes;
 
 use super::{ApiSpec, Reply, RequestContext};
 
-pub const API: ApiSpec = ApiSpec::new(ApiKey::DescribeLogDirs, 1, 4);
+/// Kafka 3.9 served from v0: lower versions go through [`super::legacy`].
+pub const API: ApiSpec = ApiSpec::new(ApiKey::DescribeLogDirs, 1, 4).with_legacy_min(0);
 
 pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
     let request: DescribeLogDirsRequest = match ctx.decode(body) {

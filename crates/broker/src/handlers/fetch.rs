@@ -34,7 +34,8 @@ use crate::partition::SharedPartition;
 use crate::runtime::blocking;
 use crate::signal::Listener;
 
-pub const API: ApiSpec = ApiSpec::new(ApiKey::Fetch, 4, 18);
+/// Kafka 3.9 served from v0: lower versions go through [`super::legacy`].
+pub const API: ApiSpec = ApiSpec::new(ApiKey::Fetch, 4, 18).with_legacy_min(0);
 
 #[derive(Clone)]
 struct Item {

@@ -20,7 +20,8 @@ use super::{ApiSpec, Reply, RequestContext};
 use crate::errors::replication_error_code;
 use crate::runtime::blocking;
 
-pub const API: ApiSpec = ApiSpec::new(ApiKey::ListOffsets, 1, 10);
+/// Kafka 3.9 served from v0: lower versions go through [`super::legacy`].
+pub const API: ApiSpec = ApiSpec::new(ApiKey::ListOffsets, 1, 10).with_legacy_min(0);
 
 pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
     let request: ListOffsetsRequest = match ctx.decode(body) {

@@ -5,6 +5,9 @@
 //! so an API is advertised exactly when it has a handler.
 //! Versions outside a handler's range: ApiVersions answers KIP-511's v0 error
 //! response; every other API closes the connection, as Kafka does.
+//! The versions Kafka 4 removed (KIP-896) and Kafka 3.9 served are served too, unless
+//! `legacy.api.versions.enable=false`: [`legacy`] bridges them to the handler's
+//! lowest version, so the handlers see current requests only.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -41,6 +44,7 @@ pub mod incremental_alter_configs;
 pub mod init_producer_id;
 pub mod join_group;
 pub mod leave_group;
+pub mod legacy;
 pub mod list_groups;
 pub mod list_offsets;
 pub mod list_transactions;
@@ -63,6 +67,9 @@ pub struct ApiSpec {
     /// Lowest version advertised; below `min` only where Kafka does the same
     /// (Produce from 0, KAFKA-18659), and such requests are refused.
     pub advertised_min: i16,
+    /// Lowest version Kafka 3.9 served, below `min` where Kafka 4 raised the floor
+    /// (KIP-896); served through [`legacy`] when `legacy.api.versions.enable`.
+    pub legacy_min: i16,
 }
 
 impl ApiSpec {
@@ -72,7 +79,28 @@ impl ApiSpec {
             min,
             max,
             advertised_min: min,
+            legacy_min: min,
         }
+    }
+
+    /// The same spec with Kafka 3.9's floor.
+    pub const fn with_legacy_min(mut self, legacy_min: i16) -> ApiSpec {
+        self.legacy_min = legacy_min;
+        self
+    }
+
+    /// The lowest version served: Kafka 3.9's or Kafka 4's floor.
+    pub fn served_min(&self, legacy_enabled: bool) -> i16 {
+        if legacy_enabled {
+            self.legacy_min
+        } else {
+            self.min
+        }
+    }
+
+    /// The lowest version advertised in ApiVersions.
+    pub fn advertised_min(&self, legacy_enabled: bool) -> i16 {
+        self.advertised_min.min(self.served_min(legacy_enabled))
     }
 }
 
@@ -154,6 +182,7 @@ pub enum Reply {
 }
 
 /// Per-request context.
+#[derive(Clone)]
 pub struct RequestContext {
     pub broker: Arc<Broker>,
     pub api_key: ApiKey,
@@ -199,14 +228,18 @@ pub async fn dispatch(broker: &Arc<Broker>, request: RequestFrame, peer: SocketA
     let Some(spec) = spec_for(api_key) else {
         return Reply::Close(format!("API {api_key:?} is not supported"));
     };
-    if api_version < spec.min || api_version > spec.max {
+    let served_min = spec.served_min(broker.config.legacy_api_versions_enable);
+    if api_version < served_min || api_version > spec.max {
         if api_key == ApiKey::ApiVersions {
             return api_versions::unsupported_version(&ctx);
         }
         return Reply::Close(format!(
-            "{api_key:?} v{api_version} is not supported (v{}-{})",
-            spec.min, spec.max
+            "{api_key:?} v{api_version} is not supported (v{served_min}-{})",
+            spec.max
         ));
+    }
+    if api_version < spec.min {
+        return legacy::handle(&ctx, spec.min, request.body).await;
     }
     route(&ctx, request.body).await
 }

@@ -10,7 +10,8 @@ use protocol::ErrorCode;
 
 use super::{guards, ApiSpec, Reply, RequestContext};
 
-pub const API: ApiSpec = ApiSpec::new(ApiKey::OffsetCommit, 2, 9);
+/// Kafka 3.9 served from v0: lower versions go through [`super::legacy`].
+pub const API: ApiSpec = ApiSpec::new(ApiKey::OffsetCommit, 2, 9).with_legacy_min(0);
 
 pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
     let request: OffsetCommitRequest = match ctx.decode(body) {

@@ -20,7 +20,8 @@ use protocol::ErrorCode;
 use super::{ApiSpec, Reply, RequestContext};
 use crate::runtime::blocking;
 
-pub const API: ApiSpec = ApiSpec::new(ApiKey::OffsetFetch, 1, 9);
+/// Kafka 3.9 served from v0: lower versions go through [`super::legacy`].
+pub const API: ApiSpec = ApiSpec::new(ApiKey::OffsetFetch, 1, 9).with_legacy_min(0);
 
 type Fetched = Vec<(String, i32, Answer)>;
 type ByTopic = Vec<(String, Vec<(i32, Answer)>)>;

@@ -1,8 +1,9 @@
 //! Produce (key 0): append a client's record batches, one per partition.
 //!
 //! Advertised from v0 (KAFKA-18659: old librdkafka decides compression support by
-//! Produce v0 being listed) but served from v3; v0-2 requests close the connection,
-//! as Kafka 4 does. Each partition's batch is validated and appended whole or not at
+//! Produce v0 being listed). v0-2 (message formats v0 and v1) go through
+//! [`super::legacy`], which converts their message sets to a batch; with
+//! `legacy.api.versions.enable=false` they close the connection, as Kafka 4 does. Each partition's batch is validated and appended whole or not at
 //! all, with Kafka's error code. acks=0 gets no response; an error then closes the
 //! connection so the producer notices. acks=-1 needs `min.insync.replicas` in sync
 //! and waits, up to the request's timeout, until the high watermark passes the
@@ -30,6 +31,7 @@ pub const API: ApiSpec = ApiSpec {
     min: 3,
     max: 13,
     advertised_min: 0,
+    legacy_min: 0,
 };
 
 /// One partition's part of the request, resolved.

@@ -29,7 +29,8 @@ use crate::partition::{AckReceiver, Acks, SharedPartition};
 use crate::runtime::blocking;
 
 /// Kafka 4 removed v0; v1 is the baseline (flexible).
-pub const API: ApiSpec = ApiSpec::new(ApiKey::WriteTxnMarkers, 1, 1);
+/// Kafka 3.9 served from v0: lower versions go through [`super::legacy`].
+pub const API: ApiSpec = ApiSpec::new(ApiKey::WriteTxnMarkers, 1, 1).with_legacy_min(0);
 
 /// The marker appends' timeout while the ISR acknowledges them (Kafka uses the
 /// broker's `request.timeout.ms`, 30 s by default).

@@ -1,10 +1,12 @@
-//! Record batch v2, the only record format Rivulet reads and writes.
+//! Record batch v2, the record format Rivulet stores, and the message sets (magic 0
+//! and 1) of old clients, converted at the edge.
 
 pub mod batch;
 pub mod bomb;
 pub mod builder;
 pub mod compression;
 pub mod control;
+pub mod message_set;
 pub mod record;
 pub mod view;
 
