@@ -7,6 +7,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod controller;
+pub mod error;
 pub mod image;
 pub mod records;
 pub mod topic_name;
@@ -15,5 +16,6 @@ pub use controller::{
     Controller, ControllerConfig, CreateTopicOutcome, CreatedTopic, DeleteTarget,
     DeleteTopicOutcome, PartitionIncrease, TopicSpec,
 };
+pub use error::ControllerError;
 pub use image::{BrokerInfo, ClusterImage, PartitionImage, TopicImage};
 pub use records::{ConfigResource, Endpoint, MetadataRecord};

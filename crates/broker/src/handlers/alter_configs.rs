@@ -11,6 +11,7 @@ use protocol::ErrorCode;
 
 use super::{ApiSpec, Reply, RequestContext};
 use crate::configs::resource_type;
+use crate::errors::controller_error;
 
 pub const API: ApiSpec = ApiSpec::new(ApiKey::AlterConfigs, 0, 2);
 
@@ -73,6 +74,7 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
                 .controller
                 .alter_configs(target, wanted, request.validate_only)
                 .await
+                .map_err(|e| controller_error(&e))
         }
         .await;
         let (code, message) = match outcome {

@@ -9,6 +9,7 @@ use protocol::kafka::protocol::StrBytes;
 use protocol::ErrorCode;
 
 use super::{guards, ApiSpec, Reply, RequestContext};
+use crate::errors::controller_error;
 
 pub const API: ApiSpec = ApiSpec::new(ApiKey::CreatePartitions, 0, 3);
 
@@ -49,10 +50,10 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
         .zip(refused)
         .map(|(t, refused)| match refused {
             Some(error) => (t, Err(error)),
-            None => (
-                t,
-                outcomes.next().expect("one outcome per topic passed on").1,
-            ),
+            None => {
+                let (_, result) = outcomes.next().expect("one outcome per topic passed on");
+                (t, result.map_err(|e| controller_error(&e)))
+            }
         })
         .map(|(t, result)| match result {
             Ok(()) => CreatePartitionsTopicResult::default()

@@ -18,6 +18,7 @@ use storage::config::TOPIC_CONFIGS;
 
 use super::{guards, ApiSpec, Reply, RequestContext};
 use crate::broker::Broker;
+use crate::errors::controller_error;
 
 pub const API: ApiSpec = ApiSpec::new(ApiKey::CreateTopics, 2, 7);
 
@@ -77,7 +78,7 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
         .create_topics(specs, request.validate_only)
         .await
         .into_iter();
-    let outcomes: Vec<CreateTopicOutcome> = request
+    let outcomes: Vec<CreateTopicOutcome<(ErrorCode, String)>> = request
         .topics
         .iter()
         .zip(refused)
@@ -86,7 +87,10 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
                 name: t.name.to_string(),
                 result: Err(error),
             },
-            None => decided.next().expect("one outcome per topic passed on"),
+            None => decided
+                .next()
+                .expect("one outcome per topic passed on")
+                .map_err(|e| controller_error(&e)),
         })
         .collect();
     let topics = outcomes

@@ -5,8 +5,10 @@ use metadata::controller::{DeleteTarget, DeleteTopicOutcome};
 use protocol::kafka::messages::delete_topics_response::DeletableTopicResult;
 use protocol::kafka::messages::{ApiKey, DeleteTopicsRequest, DeleteTopicsResponse, TopicName};
 use protocol::kafka::protocol::StrBytes;
+use protocol::ErrorCode;
 
 use super::{guards, ApiSpec, Reply, RequestContext};
+use crate::errors::controller_error;
 
 pub const API: ApiSpec = ApiSpec::new(ApiKey::DeleteTopics, 1, 6);
 
@@ -37,7 +39,7 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
     };
     // Internal topics change only through the broker (guards.rs).
     let image = ctx.broker.metadata.image();
-    let refused: Vec<Option<DeleteTopicOutcome>> = targets
+    let refused: Vec<Option<DeleteTopicOutcome<(ErrorCode, String)>>> = targets
         .iter()
         .map(|target| {
             let topic = match target {
@@ -45,13 +47,11 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
                 DeleteTarget::Id(id) => image.topic_by_id(id),
                 DeleteTarget::Malformed { .. } => None,
             }?;
-            let (error, message) =
-                guards::refuse_internal(&ctx.broker, &topic.name, "Deleting").err()?;
+            let refused = guards::refuse_internal(&ctx.broker, &topic.name, "Deleting").err()?;
             Some(DeleteTopicOutcome {
                 name: Some(topic.name.to_string()),
                 topic_id: topic.topic_id,
-                error,
-                message: Some(message),
+                result: Err(refused),
             })
         })
         .collect();
@@ -67,20 +67,29 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
         .delete_topics(passed)
         .await
         .into_iter();
-    let outcomes: Vec<DeleteTopicOutcome> = refused
+    let outcomes: Vec<DeleteTopicOutcome<(ErrorCode, String)>> = refused
         .into_iter()
         .map(|refused| {
-            refused.unwrap_or_else(|| decided.next().expect("one outcome per target passed on"))
+            refused.unwrap_or_else(|| {
+                decided
+                    .next()
+                    .expect("one outcome per target passed on")
+                    .map_err(|e| controller_error(&e))
+            })
         })
         .collect();
     let responses = outcomes
         .into_iter()
         .map(|o| {
+            let (code, message) = match o.result {
+                Ok(()) => (ErrorCode::None, None),
+                Err((code, message)) => (code, Some(StrBytes::from_string(message))),
+            };
             DeletableTopicResult::default()
                 .with_name(o.name.map(|n| TopicName(StrBytes::from_string(n))))
                 .with_topic_id(o.topic_id)
-                .with_error_code(o.error.code())
-                .with_error_message(o.message.map(StrBytes::from_string))
+                .with_error_code(code.code())
+                .with_error_message(message)
         })
         .collect();
     ctx.respond(&DeleteTopicsResponse::default().with_responses(responses))

@@ -18,6 +18,15 @@ pub const API: ApiSpec = ApiSpec::new(ApiKey::FindCoordinator, 0, 6);
 const KEY_TYPE_GROUP: i8 = 0;
 const KEY_TYPE_TRANSACTION: i8 = 1;
 
+/// The coordinator's internal topic could not be created (the controller's
+/// refusal is logged where it happened).
+fn unavailable() -> (ErrorCode, String) {
+    (
+        ErrorCode::CoordinatorNotAvailable,
+        "The coordinator is not available.".to_string(),
+    )
+}
+
 async fn lookup(
     ctx: &RequestContext,
     key_type: i8,
@@ -28,7 +37,7 @@ async fn lookup(
                 .controller
                 .ensure_offsets_topic()
                 .await
-                .map_err(|e| (e, "The coordinator is not available.".to_string()))?;
+                .map_err(|_| unavailable())?;
             let endpoint = ctx.broker.endpoints.first().ok_or((
                 ErrorCode::CoordinatorNotAvailable,
                 "no listener".to_string(),
@@ -44,7 +53,7 @@ async fn lookup(
                 .controller
                 .ensure_transaction_topic()
                 .await
-                .map_err(|e| (e, "The coordinator is not available.".to_string()))?;
+                .map_err(|_| unavailable())?;
             let endpoint = ctx.broker.endpoints.first().ok_or((
                 ErrorCode::CoordinatorNotAvailable,
                 "no listener".to_string(),

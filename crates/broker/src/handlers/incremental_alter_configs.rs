@@ -16,6 +16,7 @@ use storage::config::ConfigType;
 use super::alter_configs::resource_of;
 use super::{ApiSpec, Reply, RequestContext};
 use crate::configs::def_for;
+use crate::errors::controller_error;
 
 pub const API: ApiSpec = ApiSpec::new(ApiKey::IncrementalAlterConfigs, 0, 1);
 
@@ -109,7 +110,11 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
                     other => return Err((ErrorCode::InvalidRequest, format!("Unknown config operation {other}"))),
                 }
             }
-            ctx.broker.controller.alter_configs(target, overrides, request.validate_only).await
+            ctx.broker
+                .controller
+                .alter_configs(target, overrides, request.validate_only)
+                .await
+                .map_err(|e| controller_error(&e))
         }
         .await;
         let (code, message) = match outcome {

@@ -1,7 +1,7 @@
 //! OffsetCommit (key 8): store a group's (or a standalone consumer's) positions.
 
 use bytes::Bytes;
-use coordinator::OffsetCommitEntry;
+use coordinator::{GroupError, OffsetCommitEntry};
 use protocol::kafka::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
 };
@@ -9,6 +9,7 @@ use protocol::kafka::messages::{ApiKey, OffsetCommitRequest, OffsetCommitRespons
 use protocol::ErrorCode;
 
 use super::{guards, ApiSpec, Reply, RequestContext};
+use crate::errors::group_result_code;
 
 pub const API: ApiSpec = ApiSpec::new(ApiKey::OffsetCommit, 2, 9);
 
@@ -56,7 +57,8 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
     let errors = match entries.is_empty() || refused.is_some() {
         true => Vec::new(),
         false => match ctx.broker.controller.ensure_offsets_topic().await {
-            Err(code) => vec![code; entries.len()],
+            // The offsets have nowhere to be stored.
+            Err(_) => vec![Err(GroupError::CoordinatorNotAvailable); entries.len()],
             Ok(()) => {
                 let group_id = request.group_id.to_string();
                 let member_id = request.member_id.to_string();
@@ -76,11 +78,11 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
                         )
                     })
                     .await
-                    .unwrap_or_else(|| vec![ErrorCode::CoordinatorNotAvailable; count])
+                    .unwrap_or_else(|| vec![Err(GroupError::CoordinatorNotAvailable); count])
             }
         },
     };
-    let mut errors = errors.into_iter();
+    let mut errors = errors.iter().map(group_result_code);
     let topics = request
         .topics
         .iter()

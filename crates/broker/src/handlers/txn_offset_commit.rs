@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use coordinator::OffsetCommitEntry;
+use coordinator::{GroupError, OffsetCommitEntry};
 use protocol::kafka::messages::txn_offset_commit_response::{
     TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
 };
@@ -12,6 +12,7 @@ use protocol::kafka::messages::{ApiKey, TxnOffsetCommitRequest, TxnOffsetCommitR
 use protocol::ErrorCode;
 
 use super::{guards, ApiSpec, Reply, RequestContext};
+use crate::errors::group_result_code;
 
 pub const API: ApiSpec = ApiSpec::new(ApiKey::TxnOffsetCommit, 0, 5);
 
@@ -73,6 +74,8 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
         .lock()
         .transaction(&transactional_id)
         .map(|t| (t.producer_id, t.producer_epoch, t.state));
+    // The owner check is the broker's (it spans both coordinators), with the
+    // per-partition codes Kafka's TxnOffsetCommit gives for it.
     let errors = match owner {
         // Nothing to store (or refused): the answers come from `known` and `refused`.
         _ if entries.is_empty() || refused.is_some() => Vec::new(),
@@ -98,7 +101,10 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
                 )
             })
             .await
-            .unwrap_or_else(|| vec![ErrorCode::CoordinatorNotAvailable; entries.len()]),
+            .unwrap_or_else(|| vec![Err(GroupError::CoordinatorNotAvailable); entries.len()])
+            .iter()
+            .map(group_result_code)
+            .collect(),
     };
     let mut errors = errors.into_iter();
     let topics = request
