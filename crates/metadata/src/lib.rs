@@ -9,8 +9,11 @@
 pub mod controller;
 pub mod error;
 pub mod image;
+pub mod legacy;
 pub mod records;
+pub mod replay;
 pub mod topic_name;
+pub mod wire;
 
 pub use controller::{
     Controller, ControllerConfig, CreateTopicOutcome, CreatedTopic, DeleteTarget,
@@ -18,4 +21,5 @@ pub use controller::{
 };
 pub use error::ControllerError;
 pub use image::{BrokerInfo, ClusterImage, PartitionImage, TopicImage};
-pub use records::{ConfigResource, Endpoint, MetadataRecord};
+pub use records::{BrokerFeature, ConfigResource, Endpoint, FencingChange, MetadataRecord};
+pub use replay::{MetadataReplay, ReplayError};
