@@ -104,6 +104,14 @@ pub fn controller_error_code(error: &ControllerError) -> ErrorCode {
         ControllerError::NotDynamic(_) => ErrorCode::InvalidRequest,
         ControllerError::LogLimit(_) => ErrorCode::PolicyViolation,
         ControllerError::CommitFailed(_) => ErrorCode::UnknownServerError,
+        ControllerError::InternalTopic { .. } => ErrorCode::PolicyViolation,
+        ControllerError::UnknownConfigName(_) => ErrorCode::InvalidConfig,
+        ControllerError::NotAListConfig(_) => ErrorCode::InvalidConfig,
+        ControllerError::NullAlterValue(_) => ErrorCode::InvalidRequest,
+        ControllerError::UnknownConfigOperation(_) => ErrorCode::InvalidRequest,
+        ControllerError::UnsupportedResourceType(_) => ErrorCode::InvalidRequest,
+        ControllerError::UnknownBroker(_) => ErrorCode::InvalidRequest,
+        ControllerError::NotThisBroker { .. } => ErrorCode::InvalidRequest,
     }
 }
 
@@ -142,6 +150,7 @@ pub fn txn_error_code(error: &TxnError) -> ErrorCode {
         TxnError::ConcurrentTransactions => ErrorCode::ConcurrentTransactions,
         TxnError::ProducerFenced => ErrorCode::ProducerFenced,
         TxnError::InvalidProducerIdMapping => ErrorCode::InvalidProducerIdMapping,
+        TxnError::InvalidProducerEpoch => ErrorCode::InvalidProducerEpoch,
         TxnError::InvalidTxnState => ErrorCode::InvalidTxnState,
         TxnError::NoProducerIds => ErrorCode::CoordinatorLoadInProgress,
         TxnError::CoordinatorNotAvailable => ErrorCode::CoordinatorNotAvailable,
@@ -236,6 +245,47 @@ mod tests {
         assert_eq!(
             offsets_write_error_code(&WriteError::NotHosted),
             ErrorCode::NotCoordinator
+        );
+    }
+
+    #[test]
+    fn config_refusals_keep_kafkas_codes_and_messages() {
+        let refusal = |e: ControllerError| controller_error(&e);
+        assert_eq!(
+            refusal(ControllerError::NullAlterValue("retention.ms".into())),
+            (
+                ErrorCode::InvalidRequest,
+                "Null value not supported for : retention.ms".to_string()
+            )
+        );
+        assert_eq!(
+            refusal(ControllerError::UnknownConfigName("nope".into())),
+            (
+                ErrorCode::InvalidConfig,
+                "Unknown config name: nope".to_string()
+            )
+        );
+        assert_eq!(
+            refusal(ControllerError::NotThisBroker {
+                expected: 1,
+                received: "2".into()
+            }),
+            (
+                ErrorCode::InvalidRequest,
+                "Unexpected broker id, expected 1 or empty string, but received 2".to_string()
+            )
+        );
+        assert_eq!(
+            refusal(ControllerError::InternalTopic {
+                action: "Deleting",
+                topic: "__consumer_offsets".into()
+            })
+            .0,
+            ErrorCode::PolicyViolation
+        );
+        assert_eq!(
+            txn_error_code(&TxnError::InvalidProducerEpoch),
+            ErrorCode::InvalidProducerEpoch
         );
     }
 

@@ -85,6 +85,10 @@ pub enum TxnError {
     ProducerFenced,
     #[error("the producer id does not belong to this transactional id")]
     InvalidProducerIdMapping,
+    /// The producer's epoch is not the transaction's (TxnOffsetCommit's owner
+    /// check; the transactional APIs fence with `ProducerFenced`).
+    #[error("the producer epoch is not the transaction's")]
+    InvalidProducerEpoch,
     #[error("the request is not valid in the transaction's state")]
     InvalidTxnState,
     /// No producer id at hand (as Kafka's `RPCProducerIdManager`): the client

@@ -90,4 +90,29 @@ pub enum ControllerError {
     /// The decision's records could not be written to the metadata log.
     #[error("metadata commit failed: {0}")]
     CommitFailed(String),
+    /// A client's change to an internal topic, refused unless
+    /// `internal.topics.modification.enable=true` (the broker's `guards.rs`).
+    #[error("{action} internal topic {topic} is not allowed: it changes only through the broker (set internal.topics.modification.enable=true to allow it).")]
+    InternalTopic { action: &'static str, topic: String },
+    /// A config key the resource's key table does not list.
+    #[error("Unknown config name: {0}")]
+    UnknownConfigName(String),
+    /// APPEND or SUBTRACT on a key whose type is not a list.
+    #[error("Config value append/subtract is not allowed for config {0}, the type is not a list")]
+    NotAListConfig(String),
+    /// An AlterConfigs SET (or legacy AlterConfigs entry) without a value.
+    #[error("Null value not supported for : {0}")]
+    NullAlterValue(String),
+    /// An IncrementalAlterConfigs operation Kafka does not define.
+    #[error("Unknown config operation {0}")]
+    UnknownConfigOperation(i8),
+    /// A config resource type other than topic, broker (and, to describe, broker logger).
+    #[error("Unsupported resource type {0}")]
+    UnsupportedResourceType(i8),
+    /// AlterConfigs of a broker id that is not registered.
+    #[error("Unexpected broker id {0}")]
+    UnknownBroker(String),
+    /// DescribeConfigs of a broker other than the one asked.
+    #[error("Unexpected broker id, expected {expected} or empty string, but received {received}")]
+    NotThisBroker { expected: i32, received: String },
 }

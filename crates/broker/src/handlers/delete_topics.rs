@@ -2,6 +2,7 @@
 
 use bytes::Bytes;
 use metadata::controller::{DeleteTarget, DeleteTopicOutcome};
+use metadata::ControllerError;
 use protocol::kafka::messages::delete_topics_response::DeletableTopicResult;
 use protocol::kafka::messages::{ApiKey, DeleteTopicsRequest, DeleteTopicsResponse, TopicName};
 use protocol::kafka::protocol::StrBytes;
@@ -39,7 +40,7 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
     };
     // Internal topics change only through the broker (guards.rs).
     let image = ctx.broker.metadata.image();
-    let refused: Vec<Option<DeleteTopicOutcome<(ErrorCode, String)>>> = targets
+    let refused: Vec<Option<DeleteTopicOutcome<ControllerError>>> = targets
         .iter()
         .map(|target| {
             let topic = match target {
@@ -67,21 +68,16 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
         .delete_topics(passed)
         .await
         .into_iter();
-    let outcomes: Vec<DeleteTopicOutcome<(ErrorCode, String)>> = refused
+    let outcomes: Vec<DeleteTopicOutcome<ControllerError>> = refused
         .into_iter()
         .map(|refused| {
-            refused.unwrap_or_else(|| {
-                decided
-                    .next()
-                    .expect("one outcome per target passed on")
-                    .map_err(|e| controller_error(&e))
-            })
+            refused.unwrap_or_else(|| decided.next().expect("one outcome per target passed on"))
         })
         .collect();
     let responses = outcomes
         .into_iter()
         .map(|o| {
-            let (code, message) = match o.result {
+            let (code, message) = match o.result.map_err(|e| controller_error(&e)) {
                 Ok(()) => (ErrorCode::None, None),
                 Err((code, message)) => (code, Some(StrBytes::from_string(message))),
             };

@@ -12,7 +12,7 @@ use protocol::kafka::messages::{ApiKey, TxnOffsetCommitRequest, TxnOffsetCommitR
 use protocol::ErrorCode;
 
 use super::{guards, ApiSpec, Reply, RequestContext};
-use crate::errors::group_result_code;
+use crate::errors::{group_result_code, txn_error_code};
 
 pub const API: ApiSpec = ApiSpec::new(ApiKey::TxnOffsetCommit, 0, 5);
 
@@ -68,25 +68,17 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
     } else {
         -1
     };
-    // The producer must own the transaction it commits offsets in.
+    // The producer must own the transaction it commits offsets in: the
+    // transaction coordinator says, the group coordinator stores.
     let owner = broker
         .transactions
         .lock()
-        .transaction(&transactional_id)
-        .map(|t| (t.producer_id, t.producer_epoch, t.state));
-    // The owner check is the broker's (it spans both coordinators), with the
-    // per-partition codes Kafka's TxnOffsetCommit gives for it.
+        .verify_owner(&transactional_id, pid, epoch);
     let errors = match owner {
         // Nothing to store (or refused): the answers come from `known` and `refused`.
         _ if entries.is_empty() || refused.is_some() => Vec::new(),
-        None => vec![ErrorCode::InvalidProducerIdMapping; entries.len()],
-        Some((owner_pid, _, _)) if owner_pid != pid => {
-            vec![ErrorCode::InvalidProducerIdMapping; entries.len()]
-        }
-        Some((_, owner_epoch, _)) if owner_epoch != epoch => {
-            vec![ErrorCode::InvalidProducerEpoch; entries.len()]
-        }
-        Some(_) => broker
+        Err(error) => vec![txn_error_code(&error); entries.len()],
+        Ok(()) => broker
             .groups
             .ask(|core, respond| {
                 core.txn_commit_offsets(

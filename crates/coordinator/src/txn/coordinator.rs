@@ -191,6 +191,26 @@ impl TxnCoordinator {
         partition_for(transactional_id, self.config.partitions)
     }
 
+    /// Whether `producer_id` at `producer_epoch` owns `transactional_id`'s
+    /// transaction, as TxnOffsetCommit needs before the group coordinator stores
+    /// its offsets (Kafka's per-partition INVALID_PRODUCER_ID_MAPPING and
+    /// INVALID_PRODUCER_EPOCH).
+    pub fn verify_owner(
+        &self,
+        transactional_id: &str,
+        producer_id: i64,
+        producer_epoch: i16,
+    ) -> Result<(), TxnError> {
+        match self.txns.get(transactional_id) {
+            None => Err(TxnError::InvalidProducerIdMapping),
+            Some(txn) if txn.producer_id != producer_id => Err(TxnError::InvalidProducerIdMapping),
+            Some(txn) if txn.producer_epoch != producer_epoch => {
+                Err(TxnError::InvalidProducerEpoch)
+            }
+            Some(_) => Ok(()),
+        }
+    }
+
     pub fn transaction(&self, transactional_id: &str) -> Option<&TxnMetadata> {
         self.txns.get(transactional_id)
     }

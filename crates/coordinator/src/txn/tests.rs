@@ -232,6 +232,25 @@ fn a_transaction_commits_with_markers_on_every_partition() {
 }
 
 #[test]
+fn only_the_transactions_producer_at_its_epoch_owns_it() {
+    let (mut c, _, _) = coordinator();
+    assert_eq!(
+        c.verify_owner("tx", 0, 0),
+        Err(TxnError::InvalidProducerIdMapping)
+    );
+    let (pid, epoch) = c.init_producer_id(Some("tx"), 60_000, None).unwrap();
+    assert_eq!(c.verify_owner("tx", pid, epoch), Ok(()));
+    assert_eq!(
+        c.verify_owner("tx", pid + 1, epoch),
+        Err(TxnError::InvalidProducerIdMapping)
+    );
+    assert_eq!(
+        c.verify_owner("tx", pid, epoch + 1),
+        Err(TxnError::InvalidProducerEpoch)
+    );
+}
+
+#[test]
 fn a_new_instance_fences_the_old_one_and_aborts_its_open_transaction() {
     let (mut c, fakes, _) = coordinator();
     let (pid, old_epoch) = c.init_producer_id(Some("tx"), 60_000, None).unwrap();

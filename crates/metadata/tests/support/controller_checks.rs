@@ -457,5 +457,13 @@ pub fn kind(error: &ControllerError) -> &'static str {
         ControllerError::NotDynamic(_) => "NotDynamic",
         ControllerError::LogLimit(_) => "LogLimit",
         ControllerError::CommitFailed(_) => "CommitFailed",
+        ControllerError::InternalTopic { .. } => "InternalTopic",
+        ControllerError::UnknownConfigName(_) => "UnknownConfigName",
+        ControllerError::NotAListConfig(_) => "NotAListConfig",
+        ControllerError::NullAlterValue(_) => "NullAlterValue",
+        ControllerError::UnknownConfigOperation(_) => "UnknownConfigOperation",
+        ControllerError::UnsupportedResourceType(_) => "UnsupportedResourceType",
+        ControllerError::UnknownBroker(_) => "UnknownBroker",
+        ControllerError::NotThisBroker { .. } => "NotThisBroker",
     }
 }
