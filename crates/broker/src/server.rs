@@ -319,6 +319,7 @@ impl RunningBroker {
         let log_dirs = config.log_dirs.clone();
         let log_manager = {
             let clock = Arc::clone(&clock);
+            let random = Arc::clone(&random);
             Arc::new(
                 blocking(move || {
                     // Descriptors: the soft limit up to the hard one, then shared out.
@@ -333,7 +334,9 @@ impl RunningBroker {
                         file_cache = budget.cache,
                         "file descriptors"
                     );
-                    let env = storage::LogEnv::real(clock).with_file_cache(budget.cache);
+                    let env = storage::LogEnv::real(clock)
+                        .with_random(random)
+                        .with_file_cache(budget.cache);
                     LogManager::open(&log_dirs, env).map(|m| m.with_descriptor_budget(budget))
                 })
                 .await?,

@@ -740,8 +740,16 @@ fn place_replicas(
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
     use super::*;
     use crate::records::Endpoint;
+
+    /// Topic ids for these tests: distinct, and drawn from no randomness.
+    fn next_id() -> Uuid {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        Uuid::from_u128(u128::from(NEXT.fetch_add(1, Ordering::Relaxed)))
+    }
 
     fn image_with_brokers(ids: &[i32]) -> ClusterImage {
         let mut image = ClusterImage::default();
@@ -928,7 +936,7 @@ mod tests {
             &image,
             &[spec("min", i32::MIN, 1), spec("max", i32::MAX, 1)],
             &any_config,
-            &mut Uuid::new_v4,
+            &mut next_id,
         );
         assert_eq!(
             errors(&outcomes),
@@ -944,7 +952,7 @@ mod tests {
             &image,
             &[spec("min", i32::MIN, 1), spec("ok", 2, 1)],
             &any_config,
-            &mut Uuid::new_v4,
+            &mut next_id,
         );
         assert_eq!(
             errors(&outcomes),
@@ -963,7 +971,7 @@ mod tests {
         let controller = Controller::default();
         let specs = vec![spec("a", 5_000, 1), spec("b", 5_001, 1)];
         let (outcomes, records) =
-            controller.create_topics(&image, &specs, &any_config, &mut Uuid::new_v4);
+            controller.create_topics(&image, &specs, &any_config, &mut next_id);
         assert_eq!(
             errors(&outcomes),
             vec![TOO_MANY_PARTITIONS, TOO_MANY_PARTITIONS]
@@ -973,7 +981,7 @@ mod tests {
         // 10,100 records: over Kafka's MAX_RECORDS_PER_USER_OP.
         let specs: Vec<TopicSpec> = (0..100).map(|i| spec(&format!("t{i}"), 100, 1)).collect();
         let (outcomes, records) =
-            controller.create_topics(&image, &specs, &any_config, &mut Uuid::new_v4);
+            controller.create_topics(&image, &specs, &any_config, &mut next_id);
         assert!(outcomes
             .iter()
             .all(|o| o.result == Err(ControllerError::TooManyRecords)));
@@ -984,7 +992,7 @@ mod tests {
         assert!(records.is_empty());
         let specs: Vec<TopicSpec> = (0..50).map(|i| spec(&format!("t{i}"), 100, 1)).collect();
         let (outcomes, records) =
-            controller.create_topics(&image, &specs, &any_config, &mut Uuid::new_v4);
+            controller.create_topics(&image, &specs, &any_config, &mut next_id);
         assert!(outcomes.iter().all(|o| o.result.is_ok()));
         assert_eq!(records.len(), 50 * 101);
     }
@@ -1005,7 +1013,7 @@ mod tests {
             &image,
             &[spec("a", 3, 1), spec("b", 3, 1), spec("c", 2, 1)],
             &any_config,
-            &mut Uuid::new_v4,
+            &mut next_id,
         );
         assert_eq!(
             errors(&outcomes),
@@ -1092,7 +1100,7 @@ mod tests {
         assert_eq!(specs.len(), 5_000);
         let image = image_with_brokers(&[1]);
         let (outcomes, records) =
-            controller.create_topics(&image, &specs, &any_config, &mut Uuid::new_v4);
+            controller.create_topics(&image, &specs, &any_config, &mut next_id);
         assert!(outcomes.iter().all(|o| o.result.is_ok()));
         assert_eq!(records.len(), 10_000);
     }
