@@ -21,12 +21,7 @@ use crate::config::BrokerConfig;
 use crate::metadata_store::{MetadataError, MetadataStore};
 use crate::replica_manager::ReplicaManager;
 use crate::runtime::blocking;
-use crate::settings::{InternalTopicSettings, Settings};
-
-/// The consumer groups' internal topic.
-pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
-/// The transaction coordinator's internal topic.
-pub const TRANSACTION_TOPIC: &str = "__transaction_state";
+use crate::settings::Settings;
 
 /// Why a metadata change could not be committed and acted on.
 #[derive(Debug, thiserror::Error)]
@@ -134,61 +129,13 @@ impl ControllerClient {
         .await
     }
 
-    /// Creates `__consumer_offsets` if it does not exist yet (Kafka creates it on
-    /// first use). Its replication factor is `offsets.topic.replication.factor`
-    /// capped by the brokers registered, so a single node works without extra
-    /// settings.
-    pub async fn ensure_offsets_topic(&self) -> Result<(), ControllerError> {
-        let configs = vec![
-            ("cleanup.policy".into(), Some("compact".into())),
-            ("compression.type".into(), Some("producer".into())),
-        ];
-        let settings = self.settings.offsets_topic.clone();
-        self.ensure_internal_topic(OFFSETS_TOPIC, &settings, configs)
-            .await
+    /// The metadata image the next decision starts from.
+    pub fn image(&self) -> Arc<ClusterImage> {
+        self.metadata.image()
     }
 
-    /// Creates `__transaction_state` if it does not exist yet (replication factor
-    /// capped by the brokers registered, as for `__consumer_offsets`).
-    pub async fn ensure_transaction_topic(&self) -> Result<(), ControllerError> {
-        let configs = vec![("cleanup.policy".into(), Some("compact".into()))];
-        let settings = self.settings.transaction_topic.clone();
-        self.ensure_internal_topic(TRANSACTION_TOPIC, &settings, configs)
-            .await
-    }
-
-    async fn ensure_internal_topic(
-        &self,
-        name: &str,
-        settings: &InternalTopicSettings,
-        mut configs: Vec<(String, Option<String>)>,
-    ) -> Result<(), ControllerError> {
-        let image = self.metadata.image();
-        if image.topic(name).is_some() {
-            return Ok(());
-        }
-        let brokers = image.brokers.len().max(1) as i64;
-        configs.push(("segment.bytes".into(), Some(settings.segment_bytes.clone())));
-        let spec = TopicSpec {
-            name: name.into(),
-            num_partitions: settings.partitions,
-            replication_factor: settings.replication_factor.min(brokers) as i16,
-            assignments: Vec::new(),
-            configs,
-        };
-        let outcome = self.create_topics(vec![spec], false).await.pop();
-        let outcome = outcome.expect("one outcome per topic");
-        match outcome.result {
-            Ok(_) => {
-                tracing::info!(partitions = settings.partitions, "created {name}");
-                Ok(())
-            }
-            Err(ControllerError::TopicAlreadyExists(_)) => Ok(()),
-            Err(error) => {
-                tracing::error!(%error, "cannot create {name}");
-                Err(error)
-            }
-        }
+    pub fn settings(&self) -> &Settings {
+        &self.settings
     }
 
     /// CreateTopics: decide, and unless validating only, commit.

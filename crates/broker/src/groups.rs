@@ -7,7 +7,7 @@ use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use coordinator::{GroupConfig, GroupCoordinator, GroupWrite, LoadEntry, WriteError, WriteId};
+use coordinator::{GroupConfig, GroupCoordinator, GroupWrite, WriteError, WriteId};
 use protocol::random::Random;
 use protocol::records::{BatchBuilder, Compression, NewRecord};
 use protocol::time::Clock;
@@ -20,7 +20,7 @@ use crate::partition::Acks;
 use crate::replica_manager::ReplicaManager;
 use crate::runtime::blocking;
 
-pub use crate::controller_client::OFFSETS_TOPIC;
+pub use crate::internal_topics::OFFSETS_TOPIC;
 
 /// How long a `__consumer_offsets` append waits for the ISR (Kafka's
 /// `offsets.commit.timeout.ms`, 5 s).
@@ -218,48 +218,6 @@ pub async fn run_writer(
             .lock()
             .write_completed(id, Err(WriteError::NotQueued));
     }
-}
-
-/// Replays every `__consumer_offsets` partition into the coordinator.
-pub fn load_groups(groups: &Groups, replicas: &ReplicaManager) -> Result<usize, String> {
-    let mut records = Vec::new();
-    for partition in 0..groups.partitions() {
-        let Some(p) = replicas.get(&TopicPartition::new(OFFSETS_TOPIC, partition)) else {
-            continue;
-        };
-        p.replay(|header, batch| {
-            if header.is_control() {
-                if let Some(record) = batch.first() {
-                    let marker = protocol::records::ControlRecord::parse(
-                        record.key.as_deref(),
-                        record.value.as_deref(),
-                    );
-                    records.push(LoadEntry::Marker {
-                        producer_id: header.producer_id,
-                        commit: marker.is_some_and(|m| m.is_commit()),
-                    });
-                }
-                return;
-            }
-            let producer_id = (header.is_transactional() && header.has_producer_id())
-                .then_some(header.producer_id);
-            for record in batch {
-                if let Some(key) = record.key {
-                    records.push(LoadEntry::Record {
-                        key,
-                        value: record.value,
-                        producer_id,
-                    });
-                }
-            }
-        })?;
-    }
-    let count = records.len();
-    groups
-        .lock()
-        .load_entries(records)
-        .map_err(|e| e.to_string())?;
-    Ok(count)
 }
 
 /// Drives the coordinator's timeouts until shutdown.

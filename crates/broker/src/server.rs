@@ -224,30 +224,6 @@ fn build(opened: Opened, tasks: &mut Vec<tokio::task::JoinHandle<()>>) -> Arc<Br
     })
 }
 
-/// Replays the coordinators' internal topics.
-async fn load_coordinators(broker: &Arc<Broker>) {
-    let b = Arc::clone(broker);
-    match blocking(move || crate::groups::load_groups(&b.groups, &b.replicas)).await {
-        Ok(records) if records > 0 => {
-            tracing::info!(records, "loaded consumer groups from __consumer_offsets")
-        }
-        Ok(_) => {}
-        Err(e) => {
-            tracing::error!(error = %e, "loading consumer groups failed; committed offsets may be missing")
-        }
-    }
-    let b = Arc::clone(broker);
-    match blocking(move || crate::transactions::load_transactions(&b.transactions, &b.replicas))
-        .await
-    {
-        Ok(records) if records > 0 => {
-            tracing::info!(records, "loaded transactions from __transaction_state")
-        }
-        Ok(_) => {}
-        Err(e) => tracing::error!(error = %e, "loading transactions failed"),
-    }
-}
-
 /// The tasks that run until shutdown besides the listeners.
 fn spawn_background(broker: &Arc<Broker>, tasks: &mut Vec<tokio::task::JoinHandle<()>>) {
     tasks.push(tokio::spawn(background_tasks(Arc::clone(broker))));
@@ -398,7 +374,7 @@ impl RunningBroker {
         };
         broker.controller.register(registration).await?;
         log_manager.finish_loading()?;
-        load_coordinators(&broker).await;
+        crate::internal_topics::load(&broker).await;
         log_started(&broker, fresh, clean);
         let limits = crate::network::Limits::new(&broker.config);
         for socket in listeners {

@@ -25,7 +25,7 @@ use crate::replica_manager::ReplicaManager;
 use crate::runtime::blocking;
 use crate::settings::Settings;
 
-pub use crate::controller_client::TRANSACTION_TOPIC;
+pub use crate::internal_topics::TRANSACTION_TOPIC;
 /// Producer ids a broker takes from the metadata log at a time.
 const PRODUCER_ID_BLOCK: i64 = 1000;
 
@@ -301,33 +301,6 @@ pub async fn run_writer(
             .lock()
             .write_completed(id, Err(WriteError::NotQueued));
     }
-}
-
-/// Replays `__transaction_state` into the coordinator (and finishes prepared
-/// transactions).
-pub fn load_transactions(
-    transactions: &Transactions,
-    replicas: &ReplicaManager,
-) -> Result<usize, String> {
-    let mut records = Vec::new();
-    for partition in 0..transactions.partitions() {
-        let Some(p) = replicas.get(&TopicPartition::new(TRANSACTION_TOPIC, partition)) else {
-            continue;
-        };
-        p.replay(|_, batch| {
-            for record in batch {
-                if let Some(key) = record.key {
-                    records.push((key, record.value));
-                }
-            }
-        })?;
-    }
-    let count = records.len();
-    transactions
-        .lock()
-        .load(records)
-        .map_err(|e| e.to_string())?;
-    Ok(count)
 }
 
 /// Aborts timed-out transactions and expires idle producer state until shutdown.

@@ -12,6 +12,7 @@ use protocol::kafka::protocol::StrBytes;
 use protocol::ErrorCode;
 
 use super::{ApiSpec, Reply, RequestContext};
+use crate::internal_topics::{self, InternalTopic};
 
 pub const API: ApiSpec = ApiSpec::new(ApiKey::FindCoordinator, 0, 6);
 
@@ -33,9 +34,7 @@ async fn lookup(
 ) -> Result<(i32, String, i32), (ErrorCode, String)> {
     match key_type {
         KEY_TYPE_GROUP => {
-            ctx.broker
-                .controller
-                .ensure_offsets_topic()
+            internal_topics::ensure(&ctx.broker.controller, InternalTopic::Offsets)
                 .await
                 .map_err(|_| unavailable())?;
             let endpoint = ctx.broker.endpoints.first().ok_or((
@@ -49,9 +48,7 @@ async fn lookup(
             ))
         }
         KEY_TYPE_TRANSACTION => {
-            ctx.broker
-                .controller
-                .ensure_transaction_topic()
+            internal_topics::ensure(&ctx.broker.controller, InternalTopic::Transactions)
                 .await
                 .map_err(|_| unavailable())?;
             let endpoint = ctx.broker.endpoints.first().ok_or((

@@ -11,6 +11,7 @@ use coordinator::TxnError;
 
 use super::{guards, ApiSpec, Reply, RequestContext};
 use crate::errors::txn_result_code;
+use crate::internal_topics::{self, InternalTopic};
 
 pub const API: ApiSpec = ApiSpec::new(ApiKey::InitProducerId, 0, 5);
 
@@ -38,10 +39,7 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
         return ctx.respond(&failed(ErrorCode::InvalidRequest));
     }
     if transactional_id.is_some()
-        && ctx
-            .broker
-            .controller
-            .ensure_transaction_topic()
+        && internal_topics::ensure(&ctx.broker.controller, InternalTopic::Transactions)
             .await
             .is_err()
     {

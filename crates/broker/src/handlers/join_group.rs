@@ -12,6 +12,7 @@ use tokio::sync::oneshot;
 
 use super::{guards, ApiSpec, Reply, RequestContext};
 use crate::errors::group_error_code;
+use crate::internal_topics::{self, InternalTopic};
 use crate::runtime::blocking;
 
 pub const API: ApiSpec = ApiSpec::new(ApiKey::JoinGroup, 0, 9);
@@ -86,7 +87,10 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
         let result = error_result(None, &request.member_id);
         return ctx.respond(&response(result, ctx.api_version).with_error_code(code.code()));
     }
-    if ctx.broker.controller.ensure_offsets_topic().await.is_err() {
+    if internal_topics::ensure(&ctx.broker.controller, InternalTopic::Offsets)
+        .await
+        .is_err()
+    {
         // The group has nowhere to be stored.
         let result = error_result(
             Some(GroupError::CoordinatorNotAvailable),
