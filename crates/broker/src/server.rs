@@ -380,7 +380,7 @@ impl RunningBroker {
         for socket in listeners {
             tasks.push(tokio::spawn(crate::network::accept_loop(
                 Arc::clone(&broker),
-                socket,
+                crate::network::TcpAcceptor(socket),
                 Arc::clone(&limits),
             )));
         }
