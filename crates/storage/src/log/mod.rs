@@ -34,6 +34,7 @@ use crate::segment::{BatchInfo, Segment};
 use crate::validate::{validate_records, Origin};
 
 mod load;
+mod start_at;
 mod timestamp;
 pub use load::LoadState;
 pub use timestamp::TimestampLookup;
