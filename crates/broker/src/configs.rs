@@ -9,8 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use metadata::{ClusterImage, ConfigResource, TopicImage};
-use protocol::ErrorCode;
+use metadata::{ClusterImage, ConfigResource, ControllerError, TopicImage};
 use storage::config::{topic_config_def, validate_value, ConfigDef, ConfigType, TOPIC_CONFIGS};
 use storage::LogConfig;
 
@@ -252,26 +251,20 @@ pub fn describe_broker(
         .collect()
 }
 
-/// A config change refused, with Kafka's code and a message naming the key.
-pub type ConfigRejection = (ErrorCode, String);
-
 /// Checks a full set of topic overrides.
 pub fn validate_topic_overrides(
     config: &BrokerConfig,
     image: &ClusterImage,
     overrides: &BTreeMap<String, String>,
-) -> Result<(), ConfigRejection> {
+) -> Result<(), ControllerError> {
     for (name, value) in overrides {
         let def = topic_config_def(name).ok_or_else(|| {
-            (
-                ErrorCode::InvalidConfig,
-                format!("Unknown topic config name: {name}"),
-            )
+            ControllerError::InvalidConfig(format!("Unknown topic config name: {name}"))
         })?;
-        validate_value(def, value).map_err(|e| (ErrorCode::InvalidConfig, e.to_string()))?;
+        validate_value(def, value).map_err(|e| ControllerError::InvalidConfig(e.to_string()))?;
     }
     LogConfig::resolve(overrides, &topic_defaults(config, image))
-        .map_err(|e| (ErrorCode::InvalidConfig, e.to_string()))?;
+        .map_err(|e| ControllerError::InvalidConfig(e.to_string()))?;
     Ok(())
 }
 
@@ -280,33 +273,24 @@ pub fn validate_broker_overrides(
     config: &BrokerConfig,
     image: &ClusterImage,
     overrides: &BTreeMap<String, String>,
-) -> Result<(), ConfigRejection> {
+) -> Result<(), ControllerError> {
     let fixed: Vec<&str> = overrides
         .keys()
         .filter(|k| !is_dynamic_broker_key(k))
         .map(String::as_str)
         .collect();
     if !fixed.is_empty() {
-        return Err((
-            ErrorCode::InvalidRequest,
-            format!(
-                "Cannot update these configs dynamically: {} (read at start-up: set them in server.properties and restart the broker)",
-                fixed.join(", ")
-            ),
-        ));
+        return Err(ControllerError::NotDynamic(fixed.join(", ")));
     }
     for (name, value) in overrides {
         let def = broker_config_def(name).ok_or_else(|| {
-            (
-                ErrorCode::InvalidConfig,
-                format!("Unknown broker config name: {name}"),
-            )
+            ControllerError::InvalidConfig(format!("Unknown broker config name: {name}"))
         })?;
-        validate_value(def, value).map_err(|e| (ErrorCode::InvalidConfig, e.to_string()))?;
+        validate_value(def, value).map_err(|e| ControllerError::InvalidConfig(e.to_string()))?;
     }
     let mut raw = effective_broker_raw(config, image);
     raw.extend(overrides.iter().map(|(k, v)| (k.clone(), v.clone())));
-    topic_defaults_from(&raw).map_err(|e| (ErrorCode::InvalidConfig, e.to_string()))?;
+    topic_defaults_from(&raw).map_err(|e| ControllerError::InvalidConfig(e.to_string()))?;
     Ok(())
 }
 

@@ -7,13 +7,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use metadata::controller::DeleteTarget;
+use metadata::controller::PartitionOutcomes;
 use metadata::{
-    ClusterImage, ConfigResource, Controller, CreateTopicOutcome, DeleteTopicOutcome,
-    MetadataRecord, PartitionIncrease, TopicImage, TopicSpec,
+    ClusterImage, ConfigResource, Controller, ControllerError, CreateTopicOutcome,
+    DeleteTopicOutcome, MetadataRecord, PartitionIncrease, TopicImage, TopicSpec,
 };
 use protocol::random::Random;
 use protocol::time::Clock;
-use protocol::ErrorCode;
 use storage::LogConfig;
 use tokio::sync::Mutex as AsyncMutex;
 
@@ -21,12 +21,7 @@ use crate::config::BrokerConfig;
 use crate::metadata_store::{MetadataError, MetadataStore};
 use crate::replica_manager::ReplicaManager;
 use crate::runtime::blocking;
-use crate::settings::{InternalTopicSettings, Settings};
-
-/// The consumer groups' internal topic.
-pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
-/// The transaction coordinator's internal topic.
-pub const TRANSACTION_TOPIC: &str = "__transaction_state";
+use crate::settings::Settings;
 
 /// Why a metadata change could not be committed and acted on.
 #[derive(Debug, thiserror::Error)]
@@ -134,61 +129,13 @@ impl ControllerClient {
         .await
     }
 
-    /// Creates `__consumer_offsets` if it does not exist yet (Kafka creates it on
-    /// first use). Its replication factor is `offsets.topic.replication.factor`
-    /// capped by the brokers registered, so a single node works without extra
-    /// settings.
-    pub async fn ensure_offsets_topic(&self) -> Result<(), ErrorCode> {
-        let configs = vec![
-            ("cleanup.policy".into(), Some("compact".into())),
-            ("compression.type".into(), Some("producer".into())),
-        ];
-        let settings = self.settings.offsets_topic.clone();
-        self.ensure_internal_topic(OFFSETS_TOPIC, &settings, configs)
-            .await
+    /// The metadata image the next decision starts from.
+    pub fn image(&self) -> Arc<ClusterImage> {
+        self.metadata.image()
     }
 
-    /// Creates `__transaction_state` if it does not exist yet (replication factor
-    /// capped by the brokers registered, as for `__consumer_offsets`).
-    pub async fn ensure_transaction_topic(&self) -> Result<(), ErrorCode> {
-        let configs = vec![("cleanup.policy".into(), Some("compact".into()))];
-        let settings = self.settings.transaction_topic.clone();
-        self.ensure_internal_topic(TRANSACTION_TOPIC, &settings, configs)
-            .await
-    }
-
-    async fn ensure_internal_topic(
-        &self,
-        name: &str,
-        settings: &InternalTopicSettings,
-        mut configs: Vec<(String, Option<String>)>,
-    ) -> Result<(), ErrorCode> {
-        let image = self.metadata.image();
-        if image.topic(name).is_some() {
-            return Ok(());
-        }
-        let brokers = image.brokers.len().max(1) as i64;
-        configs.push(("segment.bytes".into(), Some(settings.segment_bytes.clone())));
-        let spec = TopicSpec {
-            name: name.into(),
-            num_partitions: settings.partitions,
-            replication_factor: settings.replication_factor.min(brokers) as i16,
-            assignments: Vec::new(),
-            configs,
-        };
-        let outcomes = self.create_topics(vec![spec], false).await;
-        match outcomes.first().map(|o| &o.result) {
-            Some(Ok(_)) => {
-                tracing::info!(partitions = settings.partitions, "created {name}");
-                Ok(())
-            }
-            Some(Err((ErrorCode::TopicAlreadyExists, _))) => Ok(()),
-            Some(Err((code, message))) => {
-                tracing::error!(error = %code, %message, "cannot create {name}");
-                Err(ErrorCode::CoordinatorNotAvailable)
-            }
-            None => Err(ErrorCode::CoordinatorNotAvailable),
-        }
+    pub fn settings(&self) -> &Settings {
+        &self.settings
     }
 
     /// CreateTopics: decide, and unless validating only, commit.
@@ -213,7 +160,7 @@ impl ControllerClient {
             .sum();
         if let Err(reason) = self.replicas.check_new_logs(new_partitions) {
             for outcome in outcomes.iter_mut().filter(|o| o.result.is_ok()) {
-                outcome.result = Err((ErrorCode::PolicyViolation, reason.clone()));
+                outcome.result = Err(ControllerError::LogLimit(reason.clone()));
             }
             return outcomes;
         }
@@ -224,10 +171,7 @@ impl ControllerClient {
             tracing::error!(error = %e, "committing topic creation failed");
             for outcome in &mut outcomes {
                 if outcome.result.is_ok() {
-                    outcome.result = Err((
-                        ErrorCode::UnknownServerError,
-                        format!("metadata commit failed: {e}"),
-                    ));
+                    outcome.result = Err(ControllerError::CommitFailed(e.to_string()));
                 }
             }
         }
@@ -245,9 +189,8 @@ impl ControllerClient {
         if let Err(e) = self.commit(records).await {
             tracing::error!(error = %e, "committing topic deletion failed");
             for outcome in &mut outcomes {
-                if outcome.error == ErrorCode::None {
-                    outcome.error = ErrorCode::UnknownServerError;
-                    outcome.message = Some(format!("metadata commit failed: {e}"));
+                if outcome.result.is_ok() {
+                    outcome.result = Err(ControllerError::CommitFailed(e.to_string()));
                 }
             }
         }
@@ -259,7 +202,7 @@ impl ControllerClient {
         &self,
         increases: Vec<PartitionIncrease>,
         validate_only: bool,
-    ) -> Vec<(String, Result<(), (ErrorCode, String)>)> {
+    ) -> PartitionOutcomes {
         let _decision = self.lock.lock().await;
         let image = self.metadata.image();
         let (mut outcomes, records) = self.controller.create_partitions(&image, &increases);
@@ -273,7 +216,7 @@ impl ControllerClient {
             .sum();
         if let Err(reason) = self.replicas.check_new_logs(new_partitions) {
             for (_, result) in outcomes.iter_mut().filter(|(_, r)| r.is_ok()) {
-                *result = Err((ErrorCode::PolicyViolation, reason.clone()));
+                *result = Err(ControllerError::LogLimit(reason.clone()));
             }
             return outcomes;
         }
@@ -284,10 +227,7 @@ impl ControllerClient {
             tracing::error!(error = %e, "committing new partitions failed");
             for (_, result) in &mut outcomes {
                 if result.is_ok() {
-                    *result = Err((
-                        ErrorCode::UnknownServerError,
-                        format!("metadata commit failed: {e}"),
-                    ));
+                    *result = Err(ControllerError::CommitFailed(e.to_string()));
                 }
             }
         }
@@ -300,16 +240,13 @@ impl ControllerClient {
         resource: ConfigResource,
         wanted: BTreeMap<String, String>,
         validate_only: bool,
-    ) -> Result<(), (ErrorCode, String)> {
+    ) -> Result<(), ControllerError> {
         let _decision = self.lock.lock().await;
         let image = self.metadata.image();
         match &resource {
             ConfigResource::Topic(topic) => {
                 if image.topic(topic).is_none() {
-                    return Err((
-                        ErrorCode::UnknownTopicOrPartition,
-                        format!("Topic {topic} does not exist."),
-                    ));
+                    return Err(ControllerError::NoSuchConfigTopic(topic.clone()));
                 }
                 crate::configs::validate_topic_overrides(&self.config, &image, &wanted)?;
             }
@@ -321,12 +258,10 @@ impl ControllerClient {
         if validate_only || records.is_empty() {
             return Ok(());
         }
-        self.commit(records).await.map(|_| ()).map_err(|e| {
-            (
-                ErrorCode::UnknownServerError,
-                format!("metadata commit failed: {e}"),
-            )
-        })
+        self.commit(records)
+            .await
+            .map(|_| ())
+            .map_err(|e| ControllerError::CommitFailed(e.to_string()))
     }
 
     /// Creates topics that a Metadata request asked for (auto-creation), with the
@@ -339,10 +274,10 @@ impl ControllerClient {
                 Ok(created) => {
                     tracing::info!(topic = %outcome.name, partitions = created.num_partitions, "auto-created topic")
                 }
-                Err((code, message)) if *code != ErrorCode::TopicAlreadyExists => {
-                    tracing::warn!(topic = %outcome.name, error = %code, %message, "auto-creation failed")
+                Err(ControllerError::TopicAlreadyExists(_)) => {}
+                Err(error) => {
+                    tracing::warn!(topic = %outcome.name, %error, "auto-creation failed")
                 }
-                Err(_) => {}
             }
         }
         outcomes

@@ -7,20 +7,20 @@ use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use coordinator::{GroupConfig, GroupCoordinator, GroupWrite, LoadEntry, WriteId};
+use coordinator::{GroupConfig, GroupCoordinator, GroupWrite, WriteError, WriteId};
 use protocol::random::Random;
 use protocol::records::{BatchBuilder, Compression, NewRecord};
 use protocol::time::Clock;
-use protocol::{ErrorCode, TopicPartition};
+use protocol::TopicPartition;
 use storage::Origin;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::errors::{ack_error_code, replication_error_code};
+use crate::errors::{ack_failed, append_failed};
 use crate::partition::Acks;
 use crate::replica_manager::ReplicaManager;
 use crate::runtime::blocking;
 
-pub use crate::controller_client::OFFSETS_TOPIC;
+pub use crate::internal_topics::OFFSETS_TOPIC;
 
 /// How long a `__consumer_offsets` append waits for the ISR (Kafka's
 /// `offsets.commit.timeout.ms`, 5 s).
@@ -72,8 +72,7 @@ impl Drop for GroupsGuard<'_> {
                     tracing::warn!(
                         "too many __consumer_offsets writes queued, or the writer stopped"
                     );
-                    self.core
-                        .write_completed(id, Err(ErrorCode::CoordinatorNotAvailable));
+                    self.core.write_completed(id, Err(WriteError::NotQueued));
                 }
             }
         }
@@ -132,7 +131,7 @@ impl Groups {
 }
 
 /// Builds the batch for a coordinator write: one record per key, stamped `now`.
-fn offsets_batch(write: &GroupWrite, now: i64) -> Result<Vec<u8>, ErrorCode> {
+fn offsets_batch(write: &GroupWrite, now: i64) -> Result<Vec<u8>, WriteError> {
     let mut builder = BatchBuilder::new(Compression::None);
     if let Some((producer_id, producer_epoch)) = write.producer {
         builder = builder
@@ -147,7 +146,7 @@ fn offsets_batch(write: &GroupWrite, now: i64) -> Result<Vec<u8>, ErrorCode> {
             headers: &[],
         });
     }
-    builder.build().map_err(|_| ErrorCode::UnknownServerError)
+    builder.build().map_err(|_| WriteError::Encode)
 }
 
 /// Appends `batch` to a partition of an internal topic as an acks=all produce and
@@ -158,19 +157,19 @@ pub(crate) async fn append_internal(
     tp: &TopicPartition,
     batch: Vec<u8>,
     timeout_ms: i64,
-) -> Result<(), ErrorCode> {
-    let partition = replicas.get(tp).ok_or(ErrorCode::NotCoordinator)?;
+) -> Result<(), WriteError> {
+    let partition = replicas.get(tp).ok_or(WriteError::NotHosted)?;
     let appended = partition.append_as_leader(&batch, -1, Origin::Coordinator, timeout_ms);
     let outcome = appended.map_err(|e| {
         tracing::warn!(partition = %tp, error = %e, "internal append failed");
-        replication_error_code(&e)
+        append_failed(&e)
     })?;
     if outcome.flush_now {
         let up_to = outcome.info.last_offset.0 + 1;
         let p = Arc::clone(&partition);
         blocking(move || p.flush(up_to))
             .await
-            .map_err(|e| replication_error_code(&e))?;
+            .map_err(|e| append_failed(&e))?;
     }
     if let Some(up_to) = outcome.flush_rolled_up_to {
         let p = Arc::clone(&partition);
@@ -184,7 +183,7 @@ pub(crate) async fn append_internal(
         Acks::Done(answer) => answer,
         Acks::Waiting(rx) => partition.wait_for_acks(rx, timeout_ms).await,
     };
-    acked.map_err(|e| ack_error_code(&e))
+    acked.map_err(|e| ack_failed(&e))
 }
 
 /// Appends the coordinator's writes to `__consumer_offsets`, one at a time and in
@@ -217,50 +216,8 @@ pub async fn run_writer(
     while let Ok((id, _)) = queue.try_recv() {
         groups
             .lock()
-            .write_completed(id, Err(ErrorCode::CoordinatorNotAvailable));
+            .write_completed(id, Err(WriteError::NotQueued));
     }
-}
-
-/// Replays every `__consumer_offsets` partition into the coordinator.
-pub fn load_groups(groups: &Groups, replicas: &ReplicaManager) -> Result<usize, String> {
-    let mut records = Vec::new();
-    for partition in 0..groups.partitions() {
-        let Some(p) = replicas.get(&TopicPartition::new(OFFSETS_TOPIC, partition)) else {
-            continue;
-        };
-        p.replay(|header, batch| {
-            if header.is_control() {
-                if let Some(record) = batch.first() {
-                    let marker = protocol::records::ControlRecord::parse(
-                        record.key.as_deref(),
-                        record.value.as_deref(),
-                    );
-                    records.push(LoadEntry::Marker {
-                        producer_id: header.producer_id,
-                        commit: marker.is_some_and(|m| m.is_commit()),
-                    });
-                }
-                return;
-            }
-            let producer_id = (header.is_transactional() && header.has_producer_id())
-                .then_some(header.producer_id);
-            for record in batch {
-                if let Some(key) = record.key {
-                    records.push(LoadEntry::Record {
-                        key,
-                        value: record.value,
-                        producer_id,
-                    });
-                }
-            }
-        })?;
-    }
-    let count = records.len();
-    groups
-        .lock()
-        .load_entries(records)
-        .map_err(|e| e.to_string())?;
-    Ok(count)
 }
 
 /// Drives the coordinator's timeouts until shutdown.

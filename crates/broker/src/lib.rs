@@ -15,6 +15,7 @@ pub mod controller_client;
 pub mod errors;
 pub mod groups;
 pub mod handlers;
+pub mod internal_topics;
 pub mod metadata_store;
 pub mod network;
 pub mod partition;

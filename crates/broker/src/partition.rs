@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use protocol::records::{decode_records, BatchHeader, Record};
+use bytes::Bytes;
 use protocol::time::Clock;
 use protocol::TopicPartition;
 use replication::{
@@ -493,29 +493,13 @@ impl HostedPartition {
         lock(&self.log).in_active_segment(offset)
     }
 
-    /// Every batch from the log start to the log end, in order, with its records
-    /// decoded (coordinators replay their internal topics this way). Blocking.
-    pub fn replay(&self, mut visit: impl FnMut(&BatchHeader, Vec<Record>)) -> Result<(), String> {
+    /// Whole batches from `offset` up to the log end: at most `max_bytes`, but at
+    /// least one batch (the coordinators replay their internal topics this way,
+    /// `internal_topics.rs`). Blocking.
+    pub fn read_batches_from(&self, offset: i64, max_bytes: usize) -> Result<Bytes, StorageError> {
         let log = lock(&self.log);
         let end = log.log_end_offset().0;
-        let mut offset = log.log_start_offset().0;
-        while offset < end {
-            let bytes = log
-                .read_bytes(offset, end, 8 << 20)
-                .map_err(|e| e.to_string())?;
-            if bytes.is_empty() {
-                break;
-            }
-            let mut rest = &bytes[..];
-            while !rest.is_empty() {
-                let (header, records) =
-                    decode_records(rest, 256 << 20).map_err(|e| e.to_string())?;
-                rest = &rest[header.size()..];
-                offset = header.next_offset();
-                visit(&header, records);
-            }
-        }
-        Ok(())
+        log.read_bytes(offset, end, max_bytes)
     }
 
     // ---- Log management ----

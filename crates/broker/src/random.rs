@@ -1,15 +1,4 @@
-//! The one place the broker draws randomness from the operating system; the
-//! cores take it through `protocol::random::Random`.
+//! The broker's randomness: the operating system's at run time (`OsRandom`, which
+//! lives beside the trait in `protocol::random`), a seeded stream in tests.
 
-use protocol::random::Random;
-
-/// The operating system's random numbers (through the `uuid` crate's v4
-/// generator, which reads `getrandom`).
-#[derive(Debug, Default, Clone, Copy)]
-pub struct OsRandom;
-
-impl Random for OsRandom {
-    fn next_u64(&self) -> u64 {
-        uuid::Uuid::new_v4().as_u64_pair().0
-    }
-}
+pub use protocol::random::OsRandom;

@@ -224,30 +224,6 @@ fn build(opened: Opened, tasks: &mut Vec<tokio::task::JoinHandle<()>>) -> Arc<Br
     })
 }
 
-/// Replays the coordinators' internal topics.
-async fn load_coordinators(broker: &Arc<Broker>) {
-    let b = Arc::clone(broker);
-    match blocking(move || crate::groups::load_groups(&b.groups, &b.replicas)).await {
-        Ok(records) if records > 0 => {
-            tracing::info!(records, "loaded consumer groups from __consumer_offsets")
-        }
-        Ok(_) => {}
-        Err(e) => {
-            tracing::error!(error = %e, "loading consumer groups failed; committed offsets may be missing")
-        }
-    }
-    let b = Arc::clone(broker);
-    match blocking(move || crate::transactions::load_transactions(&b.transactions, &b.replicas))
-        .await
-    {
-        Ok(records) if records > 0 => {
-            tracing::info!(records, "loaded transactions from __transaction_state")
-        }
-        Ok(_) => {}
-        Err(e) => tracing::error!(error = %e, "loading transactions failed"),
-    }
-}
-
 /// The tasks that run until shutdown besides the listeners.
 fn spawn_background(broker: &Arc<Broker>, tasks: &mut Vec<tokio::task::JoinHandle<()>>) {
     tasks.push(tokio::spawn(background_tasks(Arc::clone(broker))));
@@ -319,6 +295,7 @@ impl RunningBroker {
         let log_dirs = config.log_dirs.clone();
         let log_manager = {
             let clock = Arc::clone(&clock);
+            let random = Arc::clone(&random);
             Arc::new(
                 blocking(move || {
                     // Descriptors: the soft limit up to the hard one, then shared out.
@@ -333,7 +310,9 @@ impl RunningBroker {
                         file_cache = budget.cache,
                         "file descriptors"
                     );
-                    let env = storage::LogEnv::real(clock).with_file_cache(budget.cache);
+                    let env = storage::LogEnv::real(clock)
+                        .with_random(random)
+                        .with_file_cache(budget.cache);
                     LogManager::open(&log_dirs, env).map(|m| m.with_descriptor_budget(budget))
                 })
                 .await?,
@@ -395,13 +374,13 @@ impl RunningBroker {
         };
         broker.controller.register(registration).await?;
         log_manager.finish_loading()?;
-        load_coordinators(&broker).await;
+        crate::internal_topics::load(&broker).await;
         log_started(&broker, fresh, clean);
         let limits = crate::network::Limits::new(&broker.config);
         for socket in listeners {
             tasks.push(tokio::spawn(crate::network::accept_loop(
                 Arc::clone(&broker),
-                socket,
+                crate::network::TcpAcceptor(socket),
                 Arc::clone(&limits),
             )));
         }

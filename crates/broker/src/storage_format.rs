@@ -14,6 +14,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 
+use protocol::random::{OsRandom, Random};
 use storage::log_manager::{uuid_from_kafka, uuid_to_kafka, METADATA_LOG_PREFIX};
 use storage::meta_properties::{
     random_kafka_uuid, Ensemble, MetaProperties, MetaPropertiesError, VerifyFlags,
@@ -86,7 +87,7 @@ pub fn check_cluster_id(text: &str) -> Result<Uuid, FormatError> {
 
 /// A new random cluster id as `kafka-storage.sh random-uuid` prints it.
 pub fn random_uuid() -> String {
-    uuid_to_kafka(&random_kafka_uuid(Uuid::new_v4))
+    uuid_to_kafka(&random_kafka_uuid(|| OsRandom.uuid()))
 }
 
 /// Parses `--initial-controllers` (`id@host:port:dirid,...`).
@@ -163,7 +164,7 @@ pub fn format(
                 id: node_id,
                 host,
                 port: listener.port,
-                directory_id: random_kafka_uuid(Uuid::new_v4),
+                directory_id: random_kafka_uuid(|| OsRandom.uuid()),
             }])
         }
         InitialControllers::List(list) => Some(list.clone()),
@@ -219,8 +220,9 @@ pub fn format(
                 (Some(_), None) => ("dynamic metadata directory", None),
             }
         };
-        let directory_id = directory_id
-            .unwrap_or_else(|| random_kafka_uuid(|| fresh_directory_id(&used, &Uuid::new_v4)));
+        let directory_id = directory_id.unwrap_or_else(|| {
+            random_kafka_uuid(|| fresh_directory_id(&used, &|| OsRandom.uuid()))
+        });
         used.insert(directory_id);
         writeln!(
             out,

@@ -52,8 +52,12 @@ fn run_format(config: &BrokerConfig, options: &FormatOptions) -> Result<String, 
         .map_err(|e| e.to_string())
 }
 
+/// Ids for these tests: one seeded stream, so every call draws new ones.
+static RANDOM: std::sync::LazyLock<protocol::random::SeededRandom> =
+    std::sync::LazyLock::new(|| protocol::random::SeededRandom::new(10));
+
 fn check_at_start_random(config: &BrokerConfig) -> Result<String, FormatError> {
-    check_at_start(config, &Uuid::new_v4)
+    check_at_start(config, &|| RANDOM.uuid())
 }
 
 fn meta(dir: &Path) -> MetaProperties {

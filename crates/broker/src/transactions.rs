@@ -9,10 +9,13 @@ use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use coordinator::{ProducerIdSource, TxnCallback, TxnConfig, TxnCoordinator, TxnWrite, WriteId};
+use coordinator::{
+    ProducerIdSource, TxnCallback, TxnConfig, TxnCoordinator, TxnError, TxnWrite, WriteError,
+    WriteId,
+};
 use protocol::records::{BatchBuilder, Compression, NewRecord};
 use protocol::time::Clock;
-use protocol::{ErrorCode, TopicPartition};
+use protocol::TopicPartition;
 use storage::producer_state::{marker_batch, CONTROL_ABORT, CONTROL_COMMIT};
 use tokio::sync::{mpsc, oneshot, watch, Mutex as AsyncMutex};
 
@@ -22,7 +25,7 @@ use crate::replica_manager::ReplicaManager;
 use crate::runtime::blocking;
 use crate::settings::Settings;
 
-pub use crate::controller_client::TRANSACTION_TOPIC;
+pub use crate::internal_topics::TRANSACTION_TOPIC;
 /// Producer ids a broker takes from the metadata log at a time.
 const PRODUCER_ID_BLOCK: i64 = 1000;
 
@@ -64,7 +67,7 @@ impl ProducerIds {
     }
 
     /// Takes a new block when few ids are left.
-    pub async fn top_up(&self) -> Result<(), ErrorCode> {
+    pub async fn top_up(&self) -> Result<(), TxnError> {
         if self.available() >= PRODUCER_IDS_LOW {
             return Ok(());
         }
@@ -78,7 +81,7 @@ impl ProducerIds {
             .await
             .map_err(|e| {
                 tracing::error!(error = %e, "allocating producer ids failed");
-                ErrorCode::CoordinatorNotAvailable
+                TxnError::CoordinatorNotAvailable
             })?;
         self.blocks
             .lock()
@@ -89,18 +92,18 @@ impl ProducerIds {
 }
 
 impl ProducerIdSource for ProducerIds {
-    fn next_producer_id(&self) -> Result<i64, ErrorCode> {
+    fn next_producer_id(&self) -> Option<i64> {
         let mut blocks = self.blocks.lock().unwrap_or_else(|p| p.into_inner());
         while let Some((start, end)) = blocks.front_mut() {
             if *start < *end {
                 let id = *start;
                 *start += 1;
-                return Ok(id);
+                return Some(id);
             }
             blocks.pop_front();
         }
         // As Kafka's RPCProducerIdManager: none at hand, the client retries.
-        Err(ErrorCode::CoordinatorLoadInProgress)
+        None
     }
 }
 
@@ -142,8 +145,7 @@ impl Drop for TransactionsGuard<'_> {
             for (id, write) in writes {
                 if self.writes.try_send((id, write)).is_err() {
                     tracing::warn!("too many transaction writes queued, or the writer stopped");
-                    self.core
-                        .write_completed(id, Err(ErrorCode::CoordinatorNotAvailable));
+                    self.core.write_completed(id, Err(WriteError::NotQueued));
                 }
             }
         }
@@ -184,7 +186,7 @@ impl Transactions {
     pub async fn ask<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut TxnCoordinator, TxnCallback<T>),
-    ) -> Result<T, ErrorCode> {
+    ) -> Result<T, TxnError> {
         let (tx, rx) = oneshot::channel();
         f(
             &mut self.lock(),
@@ -192,11 +194,11 @@ impl Transactions {
                 let _ = tx.send(answer);
             }),
         );
-        rx.await.unwrap_or(Err(ErrorCode::CoordinatorNotAvailable))
+        rx.await.unwrap_or(Err(TxnError::CoordinatorNotAvailable))
     }
 
     /// Tops up the producer ids before an InitProducerId.
-    pub async fn top_up_producer_ids(&self) -> Result<(), ErrorCode> {
+    pub async fn top_up_producer_ids(&self) -> Result<(), TxnError> {
         self.producer_ids.top_up().await
     }
 
@@ -214,7 +216,7 @@ async fn write_markers(
     now: i64,
     marker: (i64, i16, bool, i32),
     partitions: Vec<(String, i32)>,
-) -> Result<(), ErrorCode> {
+) -> Result<(), WriteError> {
     let (producer_id, producer_epoch, commit, coordinator_epoch) = marker;
     let kind = if commit {
         CONTROL_COMMIT
@@ -277,7 +279,7 @@ pub async fn run_writer(
                         let tp = TopicPartition::new(TRANSACTION_TOPIC, partition);
                         append_internal(&replicas, &tp, batch, INTERNAL_APPEND_TIMEOUT_MS).await
                     }
-                    Err(_) => Err(ErrorCode::UnknownServerError),
+                    Err(_) => Err(WriteError::Encode),
                 }
             }
             TxnWrite::Markers {
@@ -297,35 +299,8 @@ pub async fn run_writer(
     while let Ok((id, _)) = queue.try_recv() {
         transactions
             .lock()
-            .write_completed(id, Err(ErrorCode::CoordinatorNotAvailable));
+            .write_completed(id, Err(WriteError::NotQueued));
     }
-}
-
-/// Replays `__transaction_state` into the coordinator (and finishes prepared
-/// transactions).
-pub fn load_transactions(
-    transactions: &Transactions,
-    replicas: &ReplicaManager,
-) -> Result<usize, String> {
-    let mut records = Vec::new();
-    for partition in 0..transactions.partitions() {
-        let Some(p) = replicas.get(&TopicPartition::new(TRANSACTION_TOPIC, partition)) else {
-            continue;
-        };
-        p.replay(|_, batch| {
-            for record in batch {
-                if let Some(key) = record.key {
-                    records.push((key, record.value));
-                }
-            }
-        })?;
-    }
-    let count = records.len();
-    transactions
-        .lock()
-        .load(records)
-        .map_err(|e| e.to_string())?;
-    Ok(count)
 }
 
 /// Aborts timed-out transactions and expires idle producer state until shutdown.

@@ -6,13 +6,15 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod error;
 pub mod group;
 pub mod outbox;
 pub mod txn;
 
+pub use error::{GroupError, TxnError, WriteError};
 pub use group::coordinator::{
     CommitCallback, GroupConfig, GroupCoordinator, GroupWrite, JoinMember, JoinParams, JoinResult,
-    SyncParams, SyncResult,
+    PerItem, SyncParams, SyncResult,
 };
 pub use group::offsets::{
     GroupDescription, GroupListing, LoadEntry, MemberDescription, OffsetCommitEntry,

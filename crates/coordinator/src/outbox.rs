@@ -10,13 +10,13 @@
 
 use std::collections::HashMap;
 
-use protocol::ErrorCode;
+use crate::error::WriteError;
 
 /// A queued write's id, unique within one coordinator.
 pub type WriteId = u64;
 
-/// What to do once a write is done (or failed with a Kafka code).
-pub type Continuation<C> = Box<dyn FnOnce(&mut C, Result<(), ErrorCode>) + Send>;
+/// What to do once a write is done (or failed).
+pub type Continuation<C> = Box<dyn FnOnce(&mut C, Result<(), WriteError>) + Send>;
 
 pub struct Outbox<W, C> {
     next_id: WriteId,

@@ -7,9 +7,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use protocol::ErrorCode;
 use uuid::Uuid;
 
+use crate::error::ControllerError;
 use crate::image::ClusterImage;
 use crate::records::{ConfigResource, MetadataRecord};
 use crate::topic_name;
@@ -43,11 +43,6 @@ pub const MAX_PARTITIONS_PER_REQUEST: u64 = 10_000;
 pub const MAX_RECORDS_PER_USER_OP: usize = 10_000;
 /// Default of `max.broker.partitions` (see docs/decisions.md).
 pub const DEFAULT_MAX_BROKER_PARTITIONS: u64 = 100_000;
-
-/// Kafka's message when a request asks for more than `MAX_PARTITIONS_PER_BATCH`.
-pub const TOO_MANY_PARTITIONS: &str = "Excessively large number of partitions per request.";
-/// Kafka's message when a request would commit more than `MAX_RECORDS_PER_USER_OP`.
-pub const TOO_MANY_RECORDS: &str = "Unable to perform excessively large batch operation.";
 
 impl Default for ControllerConfig {
     fn default() -> Self {
@@ -85,10 +80,21 @@ pub struct CreatedTopic {
     pub configs: BTreeMap<String, String>,
 }
 
+/// One topic's answer to CreateTopics. The broker's controller client answers
+/// with its own error type, which adds what it checks and commits itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CreateTopicOutcome {
+pub struct CreateTopicOutcome<E = ControllerError> {
     pub name: String,
-    pub result: Result<CreatedTopic, (ErrorCode, String)>,
+    pub result: Result<CreatedTopic, E>,
+}
+
+impl<E> CreateTopicOutcome<E> {
+    pub fn map_err<F>(self, f: impl FnOnce(E) -> F) -> CreateTopicOutcome<F> {
+        CreateTopicOutcome {
+            name: self.name,
+            result: self.result.map_err(f),
+        }
+    }
 }
 
 /// A topic to delete, by name or by id (DeleteTopics v6).
@@ -103,12 +109,23 @@ pub enum DeleteTarget {
     },
 }
 
+/// One topic's answer to DeleteTopics (the error type as for
+/// [`CreateTopicOutcome`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeleteTopicOutcome {
+pub struct DeleteTopicOutcome<E = ControllerError> {
     pub name: Option<String>,
     pub topic_id: Uuid,
-    pub error: ErrorCode,
-    pub message: Option<String>,
+    pub result: Result<(), E>,
+}
+
+impl<E> DeleteTopicOutcome<E> {
+    pub fn map_err<F>(self, f: impl FnOnce(E) -> F) -> DeleteTopicOutcome<F> {
+        DeleteTopicOutcome {
+            name: self.name,
+            topic_id: self.topic_id,
+            result: self.result.map_err(f),
+        }
+    }
 }
 
 /// Validates one topic config key and value; the error message goes to the client.
@@ -117,10 +134,6 @@ pub type ConfigValidator<'a> = &'a dyn Fn(&str, &str) -> Result<(), String>;
 #[derive(Debug, Clone, Default)]
 pub struct Controller {
     pub config: ControllerConfig,
-}
-
-fn fail<T>(code: ErrorCode, message: impl Into<String>) -> Result<T, (ErrorCode, String)> {
-    Err((code, message.into()))
 }
 
 impl Controller {
@@ -144,7 +157,7 @@ impl Controller {
         // asks for, summed without overflow, checked before anything is placed.
         if self.requested_partitions(specs) > self.config.max_partitions_per_request {
             return (
-                refuse_all(specs, ErrorCode::PolicyViolation, TOO_MANY_PARTITIONS),
+                refuse_all(specs, ControllerError::TooManyPartitions),
                 Vec::new(),
             );
         }
@@ -155,7 +168,7 @@ impl Controller {
         let mut created_keys: BTreeSet<String> = BTreeSet::new();
         for spec in specs {
             let result = if seen[spec.name.as_str()] > 1 {
-                fail(ErrorCode::InvalidRequest, "Duplicate topic name.")
+                Err(ControllerError::DuplicateTopicName)
             } else {
                 self.create_one(image, spec, validate_config, &created_keys)
             };
@@ -193,7 +206,7 @@ impl Controller {
         if records.len() > self.config.max_records_per_user_op {
             // Kafka's BoundedList: the whole operation fails, POLICY_VIOLATION.
             return (
-                refuse_all(specs, ErrorCode::PolicyViolation, TOO_MANY_RECORDS),
+                refuse_all(specs, ControllerError::TooManyRecords),
                 Vec::new(),
             );
         }
@@ -221,7 +234,7 @@ impl Controller {
         &self,
         hosted: &mut BTreeMap<i32, u64>,
         replica_sets: impl Iterator<Item = &'a [i32]>,
-    ) -> Result<(), (ErrorCode, String)> {
+    ) -> Result<(), ControllerError> {
         let mut added: BTreeMap<i32, u64> = BTreeMap::new();
         for replicas in replica_sets {
             for broker in replicas {
@@ -232,10 +245,12 @@ impl Controller {
         for (broker, more) in &added {
             let now = hosted.get(broker).copied().unwrap_or(0);
             if now.saturating_add(*more) > limit {
-                return fail(
-                    ErrorCode::PolicyViolation,
-                    format!("Adding {more} partition replica(s) to broker {broker}, which hosts {now}, would exceed max.broker.partitions ({limit})."),
-                );
+                return Err(ControllerError::BrokerPartitionLimit {
+                    broker: *broker,
+                    hosted: now,
+                    adding: *more,
+                    limit,
+                });
             }
         }
         for (broker, more) in added {
@@ -259,19 +274,13 @@ impl Controller {
         spec: &TopicSpec,
         validate_config: ConfigValidator<'_>,
         created_in_request: &BTreeSet<String>,
-    ) -> Result<(CreatedTopic, Vec<(i32, Vec<i32>)>), (ErrorCode, String)> {
+    ) -> Result<(CreatedTopic, Vec<(i32, Vec<i32>)>), ControllerError> {
         if spec.name == "__cluster_metadata" {
-            return fail(
-                ErrorCode::InvalidRequest,
-                "Creation of internal topic __cluster_metadata is prohibited.",
-            );
+            return Err(ControllerError::ClusterMetadataTopic);
         }
-        topic_name::validate(&spec.name).map_err(|m| (ErrorCode::InvalidTopicException, m))?;
+        topic_name::validate(&spec.name).map_err(ControllerError::InvalidTopicName)?;
         if image.topic(&spec.name).is_some() {
-            return fail(
-                ErrorCode::TopicAlreadyExists,
-                format!("Topic '{}' already exists.", spec.name),
-            );
+            return Err(ControllerError::TopicAlreadyExists(spec.name.clone()));
         }
         let key = topic_name::collision_key(&spec.name);
         if let Some(existing) = image
@@ -279,38 +288,26 @@ impl Controller {
             .keys()
             .find(|t| topic_name::collision_key(t) == key)
         {
-            return fail(
-                ErrorCode::InvalidTopicException,
-                format!(
-                    "Topic '{}' collides with existing topic: {existing}",
-                    spec.name
-                ),
-            );
+            return Err(ControllerError::CollidesWithExisting {
+                topic: spec.name.clone(),
+                existing: existing.to_string(),
+            });
         }
         if created_in_request.contains(&key) {
-            return fail(
-                ErrorCode::InvalidTopicException,
-                format!(
-                    "Topic '{}' collides with another topic in this request",
-                    spec.name
-                ),
-            );
+            return Err(ControllerError::CollidesInRequest(spec.name.clone()));
         }
         let mut configs = BTreeMap::new();
         for (name, value) in &spec.configs {
             let Some(value) = value else {
-                return fail(
-                    ErrorCode::InvalidConfig,
-                    format!("Null value not supported for topic configs: {name}"),
-                );
+                return Err(ControllerError::NullConfigValue(name.clone()));
             };
-            validate_config(name, value).map_err(|m| (ErrorCode::InvalidConfig, m))?;
+            validate_config(name, value).map_err(ControllerError::InvalidConfig)?;
             configs.insert(name.clone(), value.clone());
         }
         let brokers: Vec<i32> = image.brokers.keys().copied().collect();
         let partitions = if !spec.assignments.is_empty() {
             if spec.num_partitions != -1 || spec.replication_factor != -1 {
-                return fail(ErrorCode::InvalidRequest, "Both numPartitions or replicationFactor and replicasAssignments were set. Both cannot be used at the same time.");
+                return Err(ControllerError::CountsWithAssignments);
             }
             self.check_assignments(&spec.assignments, &brokers)?;
             let mut partitions = spec.assignments.clone();
@@ -323,23 +320,19 @@ impl Controller {
                 spec.replication_factor
             };
             if replication_factor <= 0 {
-                return fail(
-                    ErrorCode::InvalidReplicationFactor,
-                    "Replication factor must be larger than 0, or -1 to use the default value.",
-                );
+                return Err(ControllerError::InvalidReplicationFactor(
+                    "Replication factor must be larger than 0, or -1 to use the default value."
+                        .into(),
+                ));
             }
             let num_partitions = self.resolve_partitions(spec.num_partitions);
             if num_partitions <= 0 {
-                return fail(
-                    ErrorCode::InvalidPartitions,
-                    "Number of partitions was set to an invalid non-positive value.",
-                );
+                return Err(ControllerError::InvalidPartitions(
+                    "Number of partitions was set to an invalid non-positive value.".into(),
+                ));
             }
             if replication_factor as usize > brokers.len() {
-                return fail(
-                    ErrorCode::InvalidReplicationFactor,
-                    format!("Unable to replicate the partition {replication_factor} time(s): The target replication factor of {replication_factor} cannot be reached because only {} broker(s) are registered.", brokers.len()),
-                );
+                return Err(ControllerError::InvalidReplicationFactor(format!("Unable to replicate the partition {replication_factor} time(s): The target replication factor of {replication_factor} cannot be reached because only {} broker(s) are registered.", brokers.len())));
             }
             place_replicas(
                 &spec.name,
@@ -364,38 +357,34 @@ impl Controller {
         &self,
         assignments: &[(i32, Vec<i32>)],
         brokers: &[i32],
-    ) -> Result<(), (ErrorCode, String)> {
+    ) -> Result<(), ControllerError> {
         let mut indexes: Vec<i32> = assignments.iter().map(|(p, _)| *p).collect();
         indexes.sort_unstable();
         if indexes.iter().enumerate().any(|(i, p)| *p != i as i32) {
-            return fail(
-                ErrorCode::InvalidReplicaAssignment,
-                "Partitions should be a consecutive 0-based integer sequence",
-            );
+            return Err(ControllerError::InvalidReplicaAssignment(
+                "Partitions should be a consecutive 0-based integer sequence".into(),
+            ));
         }
         let rf = assignments[0].1.len();
         for (partition, replicas) in assignments {
             if replicas.is_empty() {
-                return fail(
-                    ErrorCode::InvalidReplicaAssignment,
-                    format!("Partition {partition} has no replicas"),
-                );
+                return Err(ControllerError::InvalidReplicaAssignment(format!(
+                    "Partition {partition} has no replicas"
+                )));
             }
             if replicas.len() != rf {
-                return fail(
-                    ErrorCode::InvalidReplicaAssignment,
-                    "All partitions should have the same number of replicas",
-                );
+                return Err(ControllerError::InvalidReplicaAssignment(
+                    "All partitions should have the same number of replicas".into(),
+                ));
             }
             let unique: BTreeSet<i32> = replicas.iter().copied().collect();
             if unique.len() != replicas.len() {
-                return fail(
-                    ErrorCode::InvalidReplicaAssignment,
-                    format!("Duplicate brokers in the assignment of partition {partition}"),
-                );
+                return Err(ControllerError::InvalidReplicaAssignment(format!(
+                    "Duplicate brokers in the assignment of partition {partition}"
+                )));
             }
             if let Some(missing) = replicas.iter().find(|b| !brokers.contains(b)) {
-                return fail(ErrorCode::InvalidReplicaAssignment, format!("The manual partition assignment includes broker {missing}, but no such broker is registered."));
+                return Err(ControllerError::InvalidReplicaAssignment(format!("The manual partition assignment includes broker {missing}, but no such broker is registered.")));
             }
         }
         Ok(())
@@ -453,22 +442,17 @@ impl Controller {
                 .collect()
         };
         for target in targets {
-            let outcome = |name: Option<String>,
-                           topic_id: Uuid,
-                           error: ErrorCode,
-                           message: Option<String>| DeleteTopicOutcome {
+            let outcome = |name: Option<String>, topic_id: Uuid, result| DeleteTopicOutcome {
                 name,
                 topic_id,
-                error,
-                message,
+                result,
             };
             let resolved = match target {
                 DeleteTarget::Malformed { name, id } => {
                     outcomes.push(outcome(
                         name.clone(),
                         *id,
-                        ErrorCode::InvalidRequest,
-                        Some("Neither or both topic name and id were given".into()),
+                        Err(ControllerError::NameOrIdRequired),
                     ));
                     continue;
                 }
@@ -476,8 +460,7 @@ impl Controller {
                     outcomes.push(outcome(
                         Some(name.clone()),
                         Uuid::nil(),
-                        ErrorCode::InvalidRequest,
-                        Some("Duplicate topic name.".into()),
+                        Err(ControllerError::DuplicateTopicName),
                     ));
                     continue;
                 }
@@ -485,18 +468,12 @@ impl Controller {
                     outcome(
                         Some(name.clone()),
                         Uuid::nil(),
-                        ErrorCode::UnknownTopicOrPartition,
-                        Some("This server does not host this topic-partition.".into()),
+                        Err(ControllerError::UnknownTopic),
                     )
                 }),
-                DeleteTarget::Id(id) => image.topic_by_id(id).ok_or_else(|| {
-                    outcome(
-                        None,
-                        *id,
-                        ErrorCode::UnknownTopicId,
-                        Some("This server does not host this topic ID.".into()),
-                    )
-                }),
+                DeleteTarget::Id(id) => image
+                    .topic_by_id(id)
+                    .ok_or_else(|| outcome(None, *id, Err(ControllerError::UnknownTopicId))),
             };
             let topic = match resolved {
                 Ok(topic) => topic,
@@ -505,40 +482,35 @@ impl Controller {
                     continue;
                 }
             };
+            let name = Some(topic.name.to_string());
             if !self.config.delete_topic_enable {
                 outcomes.push(outcome(
-                    Some(topic.name.to_string()),
+                    name,
                     topic.topic_id,
-                    ErrorCode::TopicDeletionDisabled,
-                    Some("Topic deletion is disabled.".into()),
+                    Err(ControllerError::TopicDeletionDisabled),
                 ));
                 continue;
             }
             if !seen_ids.insert(topic.topic_id) {
                 outcomes.push(outcome(
-                    Some(topic.name.to_string()),
+                    name,
                     topic.topic_id,
-                    ErrorCode::InvalidRequest,
-                    Some("Duplicate topic id.".into()),
+                    Err(ControllerError::DuplicateTopicId),
                 ));
                 continue;
             }
             records.push(MetadataRecord::RemoveTopic {
                 topic_id: topic.topic_id,
             });
-            outcomes.push(outcome(
-                Some(topic.name.to_string()),
-                topic.topic_id,
-                ErrorCode::None,
-                None,
-            ));
+            outcomes.push(outcome(name, topic.topic_id, Ok(())));
         }
         (outcomes, records)
     }
 }
 
-/// Each topic's outcome of a CreatePartitions request.
-pub type PartitionOutcomes = Vec<(String, Result<(), (ErrorCode, String)>)>;
+/// Each topic's outcome of a CreatePartitions request (the error type as for
+/// [`CreateTopicOutcome`]).
+pub type PartitionOutcomes<E = ControllerError> = Vec<(String, Result<(), E>)>;
 
 /// A CreatePartitions request for one topic.
 #[derive(Debug, Clone)]
@@ -566,7 +538,7 @@ impl Controller {
             let result = if seen.insert(increase.topic.as_str()) {
                 self.add_partitions(image, increase, &mut added_in_request, &mut hosted)
             } else {
-                fail(ErrorCode::InvalidRequest, "Duplicate topic in the request.")
+                Err(ControllerError::DuplicateTopicInRequest)
             };
             let result = result.map(|(topic_id, first, placed)| {
                 for (i, replicas) in placed.into_iter().enumerate() {
@@ -589,24 +561,23 @@ impl Controller {
         increase: &PartitionIncrease,
         added_in_request: &mut u64,
         hosted: &mut BTreeMap<i32, u64>,
-    ) -> Result<(Uuid, i32, Vec<Vec<i32>>), (ErrorCode, String)> {
+    ) -> Result<(Uuid, i32, Vec<Vec<i32>>), ControllerError> {
         let brokers: Vec<i32> = image.brokers.keys().copied().collect();
         let Some(topic) = image.topic(&increase.topic) else {
-            return fail(
-                ErrorCode::UnknownTopicOrPartition,
-                format!("The topic '{}' does not exist.", increase.topic),
-            );
+            return Err(ControllerError::NoSuchTopic(increase.topic.clone()));
         };
         let current = i32::try_from(topic.partitions.len())
             .expect("a topic's partition count was checked against i32 when it was created");
         if increase.count < current {
-            return fail(ErrorCode::InvalidPartitions, format!("The topic {} currently has {current} partition(s); {} would not be an increase.", increase.topic, increase.count));
+            return Err(ControllerError::InvalidPartitions(format!(
+                "The topic {} currently has {current} partition(s); {} would not be an increase.",
+                increase.topic, increase.count
+            )));
         }
         if increase.count == current {
-            return fail(
-                ErrorCode::InvalidPartitions,
-                format!("Topic already has {current} partition(s)."),
-            );
+            return Err(ControllerError::InvalidPartitions(format!(
+                "Topic already has {current} partition(s)."
+            )));
         }
         // count > current >= 0: no overflow.
         let new_count = (increase.count - current) as u64;
@@ -614,7 +585,7 @@ impl Controller {
             || added_in_request.saturating_add(new_count)
                 > self.config.max_records_per_user_op as u64
         {
-            return fail(ErrorCode::PolicyViolation, TOO_MANY_PARTITIONS);
+            return Err(ControllerError::TooManyPartitions);
         }
         let rf = topic
             .partitions
@@ -625,7 +596,7 @@ impl Controller {
         let placed: Vec<Vec<i32>> = match &increase.assignments {
             Some(assignments) => {
                 if assignments.len() as u64 != new_count {
-                    return fail(ErrorCode::InvalidReplicaAssignment, format!("Attempted to add {new_count} additional partition(s), but only {} assignment(s) were specified.", assignments.len()));
+                    return Err(ControllerError::InvalidReplicaAssignment(format!("Attempted to add {new_count} additional partition(s), but only {} assignment(s) were specified.", assignments.len())));
                 }
                 for replicas in assignments {
                     check_new_replicas(replicas, rf, &brokers)?;
@@ -634,7 +605,7 @@ impl Controller {
             }
             None => {
                 if rf > brokers.len() {
-                    return fail(ErrorCode::InvalidReplicationFactor, format!("Unable to replicate the partition {rf} time(s): only {} broker(s) are registered.", brokers.len()));
+                    return Err(ControllerError::InvalidReplicationFactor(format!("Unable to replicate the partition {rf} time(s): only {} broker(s) are registered.", brokers.len())));
                 }
                 place_replicas(&increase.topic, current..increase.count, rf, &brokers)
                     .into_iter()
@@ -686,40 +657,34 @@ impl Controller {
 
 /// Every item of a request refused with the same error (Kafka fails the whole
 /// controller operation for the per-request limits).
-fn refuse_all(specs: &[TopicSpec], code: ErrorCode, message: &str) -> Vec<CreateTopicOutcome> {
+fn refuse_all(specs: &[TopicSpec], error: ControllerError) -> Vec<CreateTopicOutcome> {
     specs
         .iter()
         .map(|spec| CreateTopicOutcome {
             name: spec.name.clone(),
-            result: fail(code, message),
+            result: Err(error.clone()),
         })
         .collect()
 }
 
 /// Kafka's validateManualPartitionAssignment for one new partition.
-fn check_new_replicas(
-    replicas: &[i32],
-    rf: usize,
-    brokers: &[i32],
-) -> Result<(), (ErrorCode, String)> {
+fn check_new_replicas(replicas: &[i32], rf: usize, brokers: &[i32]) -> Result<(), ControllerError> {
     if replicas.is_empty() {
-        return fail(
-            ErrorCode::InvalidReplicaAssignment,
-            "The manual partition assignment includes an empty replica list.",
-        );
+        return Err(ControllerError::InvalidReplicaAssignment(
+            "The manual partition assignment includes an empty replica list.".into(),
+        ));
     }
     if replicas.len() != rf {
-        return fail(ErrorCode::InvalidReplicaAssignment, format!("Inconsistent replication factor between partitions, partition 0 has {rf} while the new assignment has {}.", replicas.len()));
+        return Err(ControllerError::InvalidReplicaAssignment(format!("Inconsistent replication factor between partitions, partition 0 has {rf} while the new assignment has {}.", replicas.len())));
     }
     let unique: BTreeSet<i32> = replicas.iter().copied().collect();
     if unique.len() != replicas.len() {
-        return fail(
-            ErrorCode::InvalidReplicaAssignment,
-            format!("The manual partition assignment includes the broker(s) {replicas:?} more than once."),
-        );
+        return Err(ControllerError::InvalidReplicaAssignment(format!(
+            "The manual partition assignment includes the broker(s) {replicas:?} more than once."
+        )));
     }
     if let Some(missing) = replicas.iter().find(|b| !brokers.contains(b)) {
-        return fail(ErrorCode::InvalidReplicaAssignment, format!("The manual partition assignment includes broker {missing}, but no such broker is registered."));
+        return Err(ControllerError::InvalidReplicaAssignment(format!("The manual partition assignment includes broker {missing}, but no such broker is registered.")));
     }
     Ok(())
 }
@@ -775,8 +740,16 @@ fn place_replicas(
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
     use super::*;
     use crate::records::Endpoint;
+
+    /// Topic ids for these tests: distinct, and drawn from no randomness.
+    fn next_id() -> Uuid {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        Uuid::from_u128(u128::from(NEXT.fetch_add(1, Ordering::Relaxed)))
+    }
 
     fn image_with_brokers(ids: &[i32]) -> ClusterImage {
         let mut image = ClusterImage::default();
@@ -838,18 +811,15 @@ mod tests {
         outcomes
     }
 
-    fn error_of(outcome: &CreateTopicOutcome) -> ErrorCode {
-        match &outcome.result {
-            Ok(_) => ErrorCode::None,
-            Err((code, _)) => *code,
-        }
+    fn error_of(outcome: &CreateTopicOutcome) -> Option<ControllerError> {
+        outcome.result.clone().err()
     }
 
     #[test]
     fn a_created_topic_has_its_partitions_led_by_the_single_broker() {
         let mut image = image_with_brokers(&[1]);
         let outcomes = create(&mut image, &[spec("orders", 3, 1)]);
-        assert_eq!(error_of(&outcomes[0]), ErrorCode::None);
+        assert_eq!(error_of(&outcomes[0]), None);
         let topic = image.topic("orders").unwrap();
         assert_eq!(topic.partitions.len(), 3);
         assert!(topic
@@ -871,7 +841,7 @@ mod tests {
     }
 
     #[test]
-    fn bad_requests_get_kafkas_error_codes() {
+    fn bad_requests_are_refused_with_kafkas_reasons() {
         let mut image = image_with_brokers(&[1]);
         create(&mut image, &[spec("exists", 1, 1)]);
         let mut with_bad_config = spec("c", 1, 1);
@@ -893,26 +863,29 @@ mod tests {
                 spec("exists_", 1, 1),
             ],
         );
-        let codes: Vec<ErrorCode> = outcomes.iter().map(error_of).collect();
+        let errors: Vec<Option<ControllerError>> = outcomes.iter().map(error_of).collect();
         assert_eq!(
-            codes,
+            errors,
             vec![
-                ErrorCode::TopicAlreadyExists,
-                ErrorCode::InvalidTopicException,
-                ErrorCode::InvalidPartitions,
-                ErrorCode::InvalidReplicationFactor,
-                ErrorCode::InvalidReplicationFactor,
-                ErrorCode::InvalidConfig,
-                ErrorCode::InvalidConfig,
-                ErrorCode::InvalidRequest,
-                ErrorCode::InvalidRequest,
-                ErrorCode::None,
+                Some(ControllerError::TopicAlreadyExists("exists".into())),
+                Some(ControllerError::InvalidTopicName("Topic name \"bad name\" is illegal, it contains a character other than ASCII alphanumerics, '.', '_' and '-'".into())),
+                Some(ControllerError::InvalidPartitions("Number of partitions was set to an invalid non-positive value.".into())),
+                Some(ControllerError::InvalidReplicationFactor("Unable to replicate the partition 3 time(s): The target replication factor of 3 cannot be reached because only 1 broker(s) are registered.".into())),
+                Some(ControllerError::InvalidReplicationFactor("Replication factor must be larger than 0, or -1 to use the default value.".into())),
+                Some(ControllerError::InvalidConfig("Unknown topic config name: bad".into())),
+                Some(ControllerError::NullConfigValue("retention.ms".into())),
+                Some(ControllerError::DuplicateTopicName),
+                Some(ControllerError::DuplicateTopicName),
+                None,
             ]
         );
         let outcomes = create(&mut image, &[spec("exists.", 1, 1)]);
         assert_eq!(
             error_of(&outcomes[0]),
-            ErrorCode::InvalidTopicException,
+            Some(ControllerError::CollidesWithExisting {
+                topic: "exists.".into(),
+                existing: "exists_".into()
+            }),
             "collides after '.'/'_' normalisation"
         );
     }
@@ -932,14 +905,15 @@ mod tests {
                 DeleteTarget::Id(Uuid::from_u128(999)),
             ],
         );
-        let codes: Vec<ErrorCode> = outcomes.iter().map(|o| o.error).collect();
+        let results: Vec<Result<(), ControllerError>> =
+            outcomes.iter().map(|o| o.result.clone()).collect();
         assert_eq!(
-            codes,
+            results,
             vec![
-                ErrorCode::None,
-                ErrorCode::None,
-                ErrorCode::UnknownTopicOrPartition,
-                ErrorCode::UnknownTopicId
+                Ok(()),
+                Ok(()),
+                Err(ControllerError::UnknownTopic),
+                Err(ControllerError::UnknownTopicId)
             ]
         );
         for record in &records {
@@ -948,9 +922,11 @@ mod tests {
         assert!(image.topics.is_empty());
     }
 
-    fn codes(outcomes: &[CreateTopicOutcome]) -> Vec<ErrorCode> {
+    fn errors(outcomes: &[CreateTopicOutcome]) -> Vec<Option<ControllerError>> {
         outcomes.iter().map(error_of).collect()
     }
+
+    const TOO_MANY_PARTITIONS: Option<ControllerError> = Some(ControllerError::TooManyPartitions);
 
     #[test]
     fn partition_counts_at_the_ends_of_i32_are_refused_before_anything_is_placed() {
@@ -960,14 +936,14 @@ mod tests {
             &image,
             &[spec("min", i32::MIN, 1), spec("max", i32::MAX, 1)],
             &any_config,
-            &mut Uuid::new_v4,
+            &mut next_id,
         );
         assert_eq!(
-            codes(&outcomes),
-            vec![ErrorCode::PolicyViolation, ErrorCode::PolicyViolation]
+            errors(&outcomes),
+            vec![TOO_MANY_PARTITIONS, TOO_MANY_PARTITIONS]
         );
         assert_eq!(
-            outcomes[0].result.clone().unwrap_err().1,
+            outcomes[0].result.clone().unwrap_err().to_string(),
             "Excessively large number of partitions per request."
         );
         assert!(records.is_empty());
@@ -976,11 +952,16 @@ mod tests {
             &image,
             &[spec("min", i32::MIN, 1), spec("ok", 2, 1)],
             &any_config,
-            &mut Uuid::new_v4,
+            &mut next_id,
         );
         assert_eq!(
-            codes(&outcomes),
-            vec![ErrorCode::InvalidPartitions, ErrorCode::None]
+            errors(&outcomes),
+            vec![
+                Some(ControllerError::InvalidPartitions(
+                    "Number of partitions was set to an invalid non-positive value.".into()
+                )),
+                None
+            ]
         );
     }
 
@@ -990,26 +971,28 @@ mod tests {
         let controller = Controller::default();
         let specs = vec![spec("a", 5_000, 1), spec("b", 5_001, 1)];
         let (outcomes, records) =
-            controller.create_topics(&image, &specs, &any_config, &mut Uuid::new_v4);
+            controller.create_topics(&image, &specs, &any_config, &mut next_id);
         assert_eq!(
-            codes(&outcomes),
-            vec![ErrorCode::PolicyViolation, ErrorCode::PolicyViolation]
+            errors(&outcomes),
+            vec![TOO_MANY_PARTITIONS, TOO_MANY_PARTITIONS]
         );
         assert!(records.is_empty());
         // 10,000 partitions are allowed, but with their topic records they make
         // 10,100 records: over Kafka's MAX_RECORDS_PER_USER_OP.
         let specs: Vec<TopicSpec> = (0..100).map(|i| spec(&format!("t{i}"), 100, 1)).collect();
         let (outcomes, records) =
-            controller.create_topics(&image, &specs, &any_config, &mut Uuid::new_v4);
-        assert!(outcomes.iter().all(|o| o.result
-            == Err((
-                ErrorCode::PolicyViolation,
-                "Unable to perform excessively large batch operation.".into()
-            ))));
+            controller.create_topics(&image, &specs, &any_config, &mut next_id);
+        assert!(outcomes
+            .iter()
+            .all(|o| o.result == Err(ControllerError::TooManyRecords)));
+        assert_eq!(
+            ControllerError::TooManyRecords.to_string(),
+            "Unable to perform excessively large batch operation."
+        );
         assert!(records.is_empty());
         let specs: Vec<TopicSpec> = (0..50).map(|i| spec(&format!("t{i}"), 100, 1)).collect();
         let (outcomes, records) =
-            controller.create_topics(&image, &specs, &any_config, &mut Uuid::new_v4);
+            controller.create_topics(&image, &specs, &any_config, &mut next_id);
         assert!(outcomes.iter().all(|o| o.result.is_ok()));
         assert_eq!(records.len(), 50 * 101);
     }
@@ -1030,11 +1013,20 @@ mod tests {
             &image,
             &[spec("a", 3, 1), spec("b", 3, 1), spec("c", 2, 1)],
             &any_config,
-            &mut Uuid::new_v4,
+            &mut next_id,
         );
         assert_eq!(
-            codes(&outcomes),
-            vec![ErrorCode::None, ErrorCode::PolicyViolation, ErrorCode::None]
+            errors(&outcomes),
+            vec![
+                None,
+                Some(ControllerError::BrokerPartitionLimit {
+                    broker: 1,
+                    hosted: 3,
+                    adding: 3,
+                    limit: 5
+                }),
+                None
+            ]
         );
         apply(&mut image, records);
         let grow = |count| PartitionIncrease {
@@ -1044,8 +1036,13 @@ mod tests {
         };
         let (outcomes, records) = controller.create_partitions(&image, &[grow(4)]);
         assert_eq!(
-            outcomes[0].1.clone().unwrap_err().0,
-            ErrorCode::PolicyViolation
+            outcomes[0].1,
+            Err(ControllerError::BrokerPartitionLimit {
+                broker: 1,
+                hosted: 5,
+                adding: 1,
+                limit: 5
+            })
         );
         assert!(records.is_empty());
     }
@@ -1062,10 +1059,7 @@ mod tests {
         };
         let (outcomes, records) =
             controller.create_partitions(&image, &[increase("t", i32::MAX, None)]);
-        assert_eq!(
-            outcomes[0].1,
-            Err((ErrorCode::PolicyViolation, TOO_MANY_PARTITIONS.into()))
-        );
+        assert_eq!(outcomes[0].1, Err(ControllerError::TooManyPartitions));
         assert!(records.is_empty());
         // The per-request bound is over the whole request.
         let (outcomes, records) = controller.create_partitions(
@@ -1073,10 +1067,7 @@ mod tests {
             &[increase("t", 6_001, None), increase("u", 6_001, None)],
         );
         assert!(outcomes[0].1.is_ok());
-        assert_eq!(
-            outcomes[1].1.clone().unwrap_err().0,
-            ErrorCode::PolicyViolation
-        );
+        assert_eq!(outcomes[1].1, Err(ControllerError::TooManyPartitions));
         assert_eq!(records.len(), 6_000);
         // Manual assignments: Kafka's checks, duplicates included.
         let (outcomes, _) = controller.create_partitions(
@@ -1087,12 +1078,17 @@ mod tests {
             ],
         );
         assert_eq!(
-            outcomes[0].1.clone().unwrap_err().0,
-            ErrorCode::InvalidReplicaAssignment
+            outcomes[0].1,
+            Err(ControllerError::InvalidReplicaAssignment(
+                "Inconsistent replication factor between partitions, partition 0 has 1 while the new assignment has 2."
+                    .into()
+            ))
         );
         assert_eq!(
-            outcomes[1].1.clone().unwrap_err().0,
-            ErrorCode::InvalidReplicaAssignment
+            outcomes[1].1,
+            Err(ControllerError::InvalidReplicaAssignment(
+                "The manual partition assignment includes an empty replica list.".into()
+            ))
         );
     }
 
@@ -1104,7 +1100,7 @@ mod tests {
         assert_eq!(specs.len(), 5_000);
         let image = image_with_brokers(&[1]);
         let (outcomes, records) =
-            controller.create_topics(&image, &specs, &any_config, &mut Uuid::new_v4);
+            controller.create_topics(&image, &specs, &any_config, &mut next_id);
         assert!(outcomes.iter().all(|o| o.result.is_ok()));
         assert_eq!(records.len(), 10_000);
     }

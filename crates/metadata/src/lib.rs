@@ -7,6 +7,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod controller;
+pub mod error;
 pub mod image;
 pub mod legacy;
 pub mod records;
@@ -18,6 +19,7 @@ pub use controller::{
     Controller, ControllerConfig, CreateTopicOutcome, CreatedTopic, DeleteTarget,
     DeleteTopicOutcome, PartitionIncrease, TopicSpec,
 };
+pub use error::ControllerError;
 pub use image::{BrokerInfo, ClusterImage, PartitionImage, TopicImage};
 pub use records::{BrokerFeature, ConfigResource, Endpoint, FencingChange, MetadataRecord};
 pub use replay::{MetadataReplay, ReplayError};

@@ -2,6 +2,10 @@
 //! from the operating system directly, so tests and simulations replay it from a
 //! seed. One stream per purpose ([`SeededRandom::stream`]): a new draw in one
 //! place leaves the other streams, and so the rest of a trace, unchanged.
+//!
+//! [`OsRandom`] is the one place anything draws from the operating system:
+//! clippy's `disallowed-methods` (clippy.toml) refuses `Uuid::new_v4` and the
+//! `rand`/`getrandom` entry points everywhere else.
 
 use std::sync::Mutex;
 
@@ -16,6 +20,24 @@ pub trait Random: Send + Sync + std::fmt::Debug {
         let high = u128::from(self.next_u64()) << 64;
         let bits = high | u128::from(self.next_u64());
         uuid::Builder::from_random_bytes(bits.to_be_bytes()).into_uuid()
+    }
+}
+
+/// The operating system's random numbers (through the `uuid` crate's v4
+/// generator, which reads `getrandom`): what a running broker and the CLI use.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct OsRandom;
+
+impl Random for OsRandom {
+    fn next_u64(&self) -> u64 {
+        #[allow(clippy::disallowed_methods)] // the one source of OS randomness
+        let uuid = Uuid::new_v4();
+        uuid.as_u64_pair().0
+    }
+
+    fn uuid(&self) -> Uuid {
+        #[allow(clippy::disallowed_methods)] // the one source of OS randomness
+        Uuid::new_v4()
     }
 }
 

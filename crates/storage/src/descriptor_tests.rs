@@ -95,7 +95,7 @@ fn many_logs_hold_one_descriptor_each_and_creation_past_the_budget_is_refused() 
     for p in 0..100 {
         let tp = TopicPartition::new("many", p);
         let log = manager
-            .create_log(&tp, Uuid::new_v4(), config(&[]))
+            .create_log(&tp, Uuid::from_u128(p as u128 + 1), config(&[]))
             .unwrap();
         log.lock()
             .unwrap()

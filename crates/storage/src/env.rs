@@ -1,11 +1,13 @@
 //! What a log is given by whoever opens it (the log manager, or the broker for its
-//! metadata log): the filesystem, the clock, and the cache of open segment files
-//! shared by every log of the broker. Nothing in storage reaches for
-//! either on its own, so tests and a simulation can hand in [`crate::fs::MemFs`] and
-//! a manual clock.
+//! metadata log): the filesystem, the clock, a source of randomness (directory
+//! ids, the names of logs being deleted), and the cache of open segment files
+//! shared by every log of the broker. Nothing in storage reaches for any of them
+//! on its own, so tests and a simulation can hand in [`crate::fs::MemFs`], a
+//! manual clock and a seeded stream.
 
 use std::sync::Arc;
 
+use protocol::random::{OsRandom, Random, SeededRandom};
 use protocol::time::Clock;
 
 use crate::fs::{FileCache, Fs, RealFs};
@@ -15,6 +17,7 @@ use crate::log_dir::LogDirState;
 pub struct LogEnv {
     pub fs: Arc<dyn Fs>,
     pub clock: Arc<dyn Clock>,
+    pub random: Arc<dyn Random>,
     /// The `.log` files of segments that are not active, opened on demand.
     pub files: Arc<FileCache>,
     /// The log dir's state: online or not, and its log start offsets.
@@ -22,11 +25,13 @@ pub struct LogEnv {
 }
 
 impl LogEnv {
-    /// With a file cache of the default size.
+    /// With a file cache of the default size and a seeded source of randomness
+    /// (seed 0; [`LogEnv::with_random`] gives another).
     pub fn new(fs: Arc<dyn Fs>, clock: Arc<dyn Clock>) -> LogEnv {
         LogEnv {
             fs,
             clock,
+            random: Arc::new(SeededRandom::new(0)),
             files: Arc::new(FileCache::default()),
             dir: LogDirState::detached(),
         }
@@ -46,8 +51,14 @@ impl LogEnv {
         self
     }
 
-    /// The real filesystem with `clock`.
+    /// The same, drawing randomness from `random`.
+    pub fn with_random(mut self, random: Arc<dyn Random>) -> LogEnv {
+        self.random = random;
+        self
+    }
+
+    /// The real filesystem with `clock`, and the operating system's randomness.
     pub fn real(clock: Arc<dyn Clock>) -> LogEnv {
-        LogEnv::new(RealFs::shared(), clock)
+        LogEnv::new(RealFs::shared(), clock).with_random(Arc::new(OsRandom))
     }
 }

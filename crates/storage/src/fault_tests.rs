@@ -72,10 +72,10 @@ fn a_failed_fsync_takes_its_log_dir_offline_and_the_other_dir_serves_on() {
     let a_tp = TopicPartition::new("a", 0);
     let b_tp = TopicPartition::new("b", 0);
     let a = manager
-        .create_log(&a_tp, Uuid::new_v4(), config(&[]))
+        .create_log(&a_tp, Uuid::from_u128(1), config(&[]))
         .unwrap();
     let b = manager
-        .create_log(&b_tp, Uuid::new_v4(), config(&[]))
+        .create_log(&b_tp, Uuid::from_u128(2), config(&[]))
         .unwrap();
     assert!(a.lock().unwrap().dir().starts_with("/d1"));
     assert!(b.lock().unwrap().dir().starts_with("/d2"));
@@ -154,7 +154,11 @@ fn a_failed_write_takes_the_log_dir_offline() {
     let fs = MemFs::new();
     let manager = manager(&fs);
     let log = manager
-        .create_log(&TopicPartition::new("a", 0), Uuid::new_v4(), config(&[]))
+        .create_log(
+            &TopicPartition::new("a", 0),
+            Uuid::from_u128(3),
+            config(&[]),
+        )
         .unwrap();
     append(&log, 0).unwrap();
     fs.fail_writes(".log", 1);
@@ -174,7 +178,11 @@ fn a_full_disk_refuses_appends_loses_nothing_and_recovers_when_space_returns() {
     let manager = manager(&fs);
     let tp = TopicPartition::new("a", 0);
     let log = manager
-        .create_log(&tp, Uuid::new_v4(), config(&[("segment.bytes", "1000")]))
+        .create_log(
+            &tp,
+            Uuid::from_u128(4),
+            config(&[("segment.bytes", "1000")]),
+        )
         .unwrap();
     fs.set_capacity(Some(fs.used_bytes() + 3_000));
     let mut acknowledged = Vec::new();
@@ -223,7 +231,7 @@ fn delete_records_is_durable_before_it_answers() {
     let manager = manager(&fs);
     let tp = TopicPartition::new("a", 0);
     let log = manager
-        .create_log(&tp, Uuid::new_v4(), config(&[("segment.bytes", "300")]))
+        .create_log(&tp, Uuid::from_u128(5), config(&[("segment.bytes", "300")]))
         .unwrap();
     for i in 0..10 {
         append(&log, i).unwrap();

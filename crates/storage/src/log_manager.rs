@@ -228,7 +228,7 @@ impl LogManager {
             {
                 let text = format!(
                     "#\n#Written by rivulet\nnode.id={node_id}\ndirectory.id={}\nversion=1\ncluster.id={cluster_id}\n",
-                    uuid_to_kafka(&Uuid::new_v4())
+                    uuid_to_kafka(&self.env.random.uuid())
                 );
                 fs::write_atomically(fs, &path, text.as_bytes())
                     .map_err(io_err(format!("writing {}", path.display())))?;
@@ -369,7 +369,7 @@ impl LogManager {
         let doomed = dir.with_file_name(format!(
             "{}.{}-delete",
             tp.dir_name(),
-            Uuid::new_v4().simple()
+            self.env.random.uuid().simple()
         ));
         let fs = &*self.env.fs;
         fs.rename(&dir, &doomed)
@@ -487,6 +487,8 @@ pub fn read_partition_metadata(fs: &dyn Fs, dir: &Path) -> Option<Uuid> {
 
 #[cfg(test)]
 mod tests {
+    use protocol::random::{Random, SeededRandom};
+
     use super::*;
 
     #[test]
@@ -506,7 +508,7 @@ mod tests {
 
     #[test]
     fn kafka_uuid_strings_round_trip() {
-        let id = Uuid::new_v4();
+        let id = SeededRandom::new(1).uuid();
         let text = uuid_to_kafka(&id);
         assert_eq!(text.len(), 22);
         assert_eq!(uuid_from_kafka(&text), Some(id));

@@ -7,6 +7,7 @@ use bytes::Bytes;
 use protocol::records::batch;
 
 use crate::fs::FileRef;
+use crate::StorageError;
 
 /// Where a fetch's bytes lie: a byte range of one segment file. Reading it is done
 /// outside the log's lock with [`ReadSlice::read`].
@@ -41,7 +42,12 @@ impl ReadSlice {
 
     /// Reads whole batches from the slice: at least the first batch when
     /// `min_one_batch`, then as many as fit in `max_bytes`. Never cuts a batch.
-    pub fn read(&self, max_bytes: usize, min_one_batch: bool) -> io::Result<Bytes> {
+    pub fn read(&self, max_bytes: usize, min_one_batch: bool) -> Result<Bytes, StorageError> {
+        self.read_batches(max_bytes, min_one_batch)
+            .map_err(|e| StorageError::io("reading a segment's slice", e))
+    }
+
+    fn read_batches(&self, max_bytes: usize, min_one_batch: bool) -> io::Result<Bytes> {
         let available = (self.limit - self.position) as usize;
         let first = self.first_batch_size as usize;
         let want = if min_one_batch {

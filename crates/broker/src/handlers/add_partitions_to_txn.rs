@@ -11,6 +11,7 @@ use protocol::kafka::messages::{
 use protocol::ErrorCode;
 
 use super::{ApiSpec, Reply, RequestContext};
+use crate::errors::txn_result_code;
 
 pub const API: ApiSpec = ApiSpec::new(ApiKey::AddPartitionsToTxn, 0, 5);
 
@@ -36,7 +37,8 @@ async fn add(
         .flat_map(|(t, ps)| ps.iter().map(move |p| (t.to_string(), *p)))
         .collect();
     let outcome = if unknown.is_empty() {
-        ctx.broker
+        let added = ctx
+            .broker
             .transactions
             .ask(|core, respond| {
                 core.add_partitions(
@@ -47,14 +49,10 @@ async fn add(
                     respond,
                 )
             })
-            .await
+            .await;
+        txn_result_code(&added, ctx.api_version < 2)
     } else {
-        Err(ErrorCode::OperationNotAttempted)
-    };
-    let fenced_code = if ctx.api_version < 2 {
-        ErrorCode::InvalidProducerEpoch
-    } else {
-        ErrorCode::ProducerFenced
+        ErrorCode::OperationNotAttempted
     };
     topics
         .into_iter()
@@ -65,11 +63,7 @@ async fn add(
                     let code = if unknown.contains(&(name.to_string(), *p)) {
                         ErrorCode::UnknownTopicOrPartition
                     } else {
-                        match outcome {
-                            Ok(()) => ErrorCode::None,
-                            Err(ErrorCode::ProducerFenced) => fenced_code,
-                            Err(code) => code,
-                        }
+                        outcome
                     };
                     AddPartitionsToTxnPartitionResult::default()
                         .with_partition_index(*p)

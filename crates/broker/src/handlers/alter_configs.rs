@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
-use metadata::ConfigResource;
+use metadata::{ConfigResource, ControllerError};
 use protocol::kafka::messages::alter_configs_response::AlterConfigsResourceResponse;
 use protocol::kafka::messages::{AlterConfigsRequest, AlterConfigsResponse, ApiKey};
 use protocol::kafka::protocol::StrBytes;
@@ -11,6 +11,7 @@ use protocol::ErrorCode;
 
 use super::{ApiSpec, Reply, RequestContext};
 use crate::configs::resource_type;
+use crate::errors::controller_error;
 
 pub const API: ApiSpec = ApiSpec::new(ApiKey::AlterConfigs, 0, 2);
 
@@ -19,7 +20,7 @@ pub fn resource_of(
     ctx: &RequestContext,
     kind: i8,
     name: &str,
-) -> Result<ConfigResource, (ErrorCode, String)> {
+) -> Result<ConfigResource, ControllerError> {
     match kind {
         resource_type::TOPIC => {
             super::guards::refuse_internal(&ctx.broker, name, "Altering the configs of")?;
@@ -30,15 +31,9 @@ pub fn resource_of(
             Ok(id) if ctx.broker.metadata.image().brokers.contains_key(&id) => {
                 Ok(ConfigResource::Broker(id))
             }
-            _ => Err((
-                ErrorCode::InvalidRequest,
-                format!("Unexpected broker id {name}"),
-            )),
+            _ => Err(ControllerError::UnknownBroker(name.to_string())),
         },
-        other => Err((
-            ErrorCode::InvalidRequest,
-            format!("Unsupported resource type {other}"),
-        )),
+        other => Err(ControllerError::UnsupportedResourceType(other)),
     }
 }
 
@@ -62,10 +57,7 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
                     continue;
                 }
                 let Some(value) = &config.value else {
-                    return Err((
-                        ErrorCode::InvalidRequest,
-                        format!("Null value not supported for : {}", config.name.as_str()),
-                    ));
+                    return Err(ControllerError::NullAlterValue(config.name.to_string()));
                 };
                 wanted.insert(config.name.to_string(), value.to_string());
             }
@@ -75,7 +67,7 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
                 .await
         }
         .await;
-        let (code, message) = match outcome {
+        let (code, message) = match outcome.map_err(|e| controller_error(&e)) {
             Ok(()) => (ErrorCode::None, None),
             Err((code, message)) => (code, Some(StrBytes::from_string(message))),
         };

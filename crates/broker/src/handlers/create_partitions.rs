@@ -1,14 +1,13 @@
 //! CreatePartitions (key 37): add partitions to existing topics.
 
 use bytes::Bytes;
-use metadata::PartitionIncrease;
+use metadata::{ControllerError, PartitionIncrease};
 use protocol::kafka::messages::create_partitions_response::CreatePartitionsTopicResult;
 use protocol::kafka::messages::{ApiKey, CreatePartitionsRequest, CreatePartitionsResponse};
 use protocol::kafka::protocol::StrBytes;
 
-use protocol::ErrorCode;
-
 use super::{guards, ApiSpec, Reply, RequestContext};
+use crate::errors::controller_error;
 
 pub const API: ApiSpec = ApiSpec::new(ApiKey::CreatePartitions, 0, 3);
 
@@ -17,7 +16,7 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
         Ok(request) => request,
         Err(reply) => return reply,
     };
-    let refused: Vec<Option<(ErrorCode, String)>> = request
+    let refused: Vec<Option<ControllerError>> = request
         .topics
         .iter()
         .map(|t| guards::refuse_internal(&ctx.broker, &t.name, "Adding partitions to").err())
@@ -49,20 +48,22 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
         .zip(refused)
         .map(|(t, refused)| match refused {
             Some(error) => (t, Err(error)),
-            None => (
-                t,
-                outcomes.next().expect("one outcome per topic passed on").1,
-            ),
+            None => {
+                let (_, result) = outcomes.next().expect("one outcome per topic passed on");
+                (t, result)
+            }
         })
-        .map(|(t, result)| match result {
-            Ok(()) => CreatePartitionsTopicResult::default()
-                .with_name(t.name.clone())
-                .with_error_code(0),
-            Err((code, message)) => CreatePartitionsTopicResult::default()
-                .with_name(t.name.clone())
-                .with_error_code(code.code())
-                .with_error_message(Some(StrBytes::from_string(message))),
-        })
+        .map(
+            |(t, result)| match result.map_err(|e| controller_error(&e)) {
+                Ok(()) => CreatePartitionsTopicResult::default()
+                    .with_name(t.name.clone())
+                    .with_error_code(0),
+                Err((code, message)) => CreatePartitionsTopicResult::default()
+                    .with_name(t.name.clone())
+                    .with_error_code(code.code())
+                    .with_error_message(Some(StrBytes::from_string(message))),
+            },
+        )
         .collect();
     ctx.respond(&CreatePartitionsResponse::default().with_results(results))
 }

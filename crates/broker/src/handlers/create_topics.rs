@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
-use metadata::{CreateTopicOutcome, TopicSpec};
+use metadata::{ControllerError, CreateTopicOutcome, TopicSpec};
 use protocol::kafka::messages::create_topics_response::{
     CreatableTopicConfigs, CreatableTopicResult,
 };
@@ -18,6 +18,7 @@ use storage::config::TOPIC_CONFIGS;
 
 use super::{guards, ApiSpec, Reply, RequestContext};
 use crate::broker::Broker;
+use crate::errors::controller_error;
 
 /// Kafka 3.9 served from v0: lower versions go through [`super::legacy`].
 pub const API: ApiSpec = ApiSpec::new(ApiKey::CreateTopics, 2, 7).with_legacy_min(0);
@@ -37,7 +38,7 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
     // Internal topics are created only by the broker (guards.rs); one that exists
     // already is left to the controller's TOPIC_ALREADY_EXISTS.
     let image = ctx.broker.metadata.image();
-    let refused: Vec<Option<(ErrorCode, String)>> = request
+    let refused: Vec<Option<ControllerError>> = request
         .topics
         .iter()
         .map(|t| match image.topic(&t.name) {
@@ -78,7 +79,7 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
         .create_topics(specs, request.validate_only)
         .await
         .into_iter();
-    let outcomes: Vec<CreateTopicOutcome> = request
+    let outcomes: Vec<CreateTopicOutcome<ControllerError>> = request
         .topics
         .iter()
         .zip(refused)
@@ -94,7 +95,7 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
         .into_iter()
         .map(|outcome| {
             let name = TopicName(StrBytes::from_string(outcome.name.clone()));
-            match outcome.result {
+            match outcome.result.map_err(|e| controller_error(&e)) {
                 Ok(created) => CreatableTopicResult::default()
                     .with_name(name)
                     .with_topic_id(created.topic_id)

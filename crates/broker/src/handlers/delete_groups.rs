@@ -1,11 +1,12 @@
 //! DeleteGroups (key 42): delete empty groups with their committed offsets.
 
 use bytes::Bytes;
+use coordinator::GroupError;
 use protocol::kafka::messages::delete_groups_response::DeletableGroupResult;
 use protocol::kafka::messages::{ApiKey, DeleteGroupsRequest, DeleteGroupsResponse};
-use protocol::ErrorCode;
 
 use super::{ApiSpec, Reply, RequestContext};
+use crate::errors::group_result_code;
 
 pub const API: ApiSpec = ApiSpec::new(ApiKey::DeleteGroups, 0, 2);
 
@@ -22,7 +23,7 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
             .groups
             .ask(|core, respond| core.delete_group(id, respond))
             .await
-            .unwrap_or(ErrorCode::CoordinatorNotAvailable);
+            .unwrap_or(Err(GroupError::CoordinatorNotAvailable));
         errors.push(error);
     }
     let results = request
@@ -32,7 +33,7 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
         .map(|(id, error)| {
             DeletableGroupResult::default()
                 .with_group_id(id.clone())
-                .with_error_code(error.code())
+                .with_error_code(group_result_code(&error).code())
         })
         .collect();
     ctx.respond(&DeleteGroupsResponse::default().with_results(results))

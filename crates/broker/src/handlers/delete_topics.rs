@@ -2,11 +2,14 @@
 
 use bytes::Bytes;
 use metadata::controller::{DeleteTarget, DeleteTopicOutcome};
+use metadata::ControllerError;
 use protocol::kafka::messages::delete_topics_response::DeletableTopicResult;
 use protocol::kafka::messages::{ApiKey, DeleteTopicsRequest, DeleteTopicsResponse, TopicName};
 use protocol::kafka::protocol::StrBytes;
+use protocol::ErrorCode;
 
 use super::{guards, ApiSpec, Reply, RequestContext};
+use crate::errors::controller_error;
 
 /// Kafka 3.9 served from v0: lower versions go through [`super::legacy`].
 pub const API: ApiSpec = ApiSpec::new(ApiKey::DeleteTopics, 1, 6).with_legacy_min(0);
@@ -38,7 +41,7 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
     };
     // Internal topics change only through the broker (guards.rs).
     let image = ctx.broker.metadata.image();
-    let refused: Vec<Option<DeleteTopicOutcome>> = targets
+    let refused: Vec<Option<DeleteTopicOutcome<ControllerError>>> = targets
         .iter()
         .map(|target| {
             let topic = match target {
@@ -46,13 +49,11 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
                 DeleteTarget::Id(id) => image.topic_by_id(id),
                 DeleteTarget::Malformed { .. } => None,
             }?;
-            let (error, message) =
-                guards::refuse_internal(&ctx.broker, &topic.name, "Deleting").err()?;
+            let refused = guards::refuse_internal(&ctx.broker, &topic.name, "Deleting").err()?;
             Some(DeleteTopicOutcome {
                 name: Some(topic.name.to_string()),
                 topic_id: topic.topic_id,
-                error,
-                message: Some(message),
+                result: Err(refused),
             })
         })
         .collect();
@@ -68,7 +69,7 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
         .delete_topics(passed)
         .await
         .into_iter();
-    let outcomes: Vec<DeleteTopicOutcome> = refused
+    let outcomes: Vec<DeleteTopicOutcome<ControllerError>> = refused
         .into_iter()
         .map(|refused| {
             refused.unwrap_or_else(|| decided.next().expect("one outcome per target passed on"))
@@ -77,11 +78,15 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
     let responses = outcomes
         .into_iter()
         .map(|o| {
+            let (code, message) = match o.result.map_err(|e| controller_error(&e)) {
+                Ok(()) => (ErrorCode::None, None),
+                Err((code, message)) => (code, Some(StrBytes::from_string(message))),
+            };
             DeletableTopicResult::default()
                 .with_name(o.name.map(|n| TopicName(StrBytes::from_string(n))))
                 .with_topic_id(o.topic_id)
-                .with_error_code(o.error.code())
-                .with_error_message(o.message.map(StrBytes::from_string))
+                .with_error_code(code.code())
+                .with_error_message(message)
         })
         .collect();
     ctx.respond(&DeleteTopicsResponse::default().with_responses(responses))

@@ -2,15 +2,16 @@
 //! sources, synonyms (v1+), types and documentation (v3+).
 
 use bytes::Bytes;
+use metadata::ControllerError;
 use protocol::kafka::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
 };
 use protocol::kafka::messages::{ApiKey, DescribeConfigsRequest, DescribeConfigsResponse};
 use protocol::kafka::protocol::StrBytes;
-use protocol::ErrorCode;
 
 use super::{ApiSpec, Reply, RequestContext};
 use crate::configs::{describe_broker, describe_topic, resource_type, type_id, ConfigEntry};
+use crate::errors::controller_error;
 
 /// Kafka 3.9 served from v0: lower versions go through [`super::legacy`].
 pub const API: ApiSpec = ApiSpec::new(ApiKey::DescribeConfigs, 1, 4).with_legacy_min(0);
@@ -50,25 +51,39 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
         .resources
         .iter()
         .map(|resource| {
-            let keys: Option<Vec<String>> = resource.configuration_keys.as_ref().map(|k| k.iter().map(|s| s.to_string()).collect());
-            let base = DescribeConfigsResult::default().with_resource_type(resource.resource_type).with_resource_name(resource.resource_name.clone());
-            let entries: Result<Vec<ConfigEntry>, (ErrorCode, String)> = match resource.resource_type {
+            let keys: Option<Vec<String>> = resource
+                .configuration_keys
+                .as_ref()
+                .map(|k| k.iter().map(|s| s.to_string()).collect());
+            let base = DescribeConfigsResult::default()
+                .with_resource_type(resource.resource_type)
+                .with_resource_name(resource.resource_name.clone());
+            let entries: Result<Vec<ConfigEntry>, ControllerError> = match resource.resource_type {
                 resource_type::TOPIC => match image.topic(&resource.resource_name) {
                     Some(topic) => Ok(describe_topic(&broker.config, &image, topic)),
-                    None => Err((ErrorCode::UnknownTopicOrPartition, format!("Topic {} does not exist.", resource.resource_name.as_str()))),
+                    None => Err(ControllerError::NoSuchConfigTopic(
+                        resource.resource_name.to_string(),
+                    )),
                 },
                 resource_type::BROKER => {
                     let name = resource.resource_name.as_str();
                     if name.is_empty() {
                         Ok(describe_broker(&broker.config, &image, None))
                     } else if name.parse::<i32>().ok() == Some(broker.node_id()) {
-                        Ok(describe_broker(&broker.config, &image, Some(broker.node_id())))
+                        Ok(describe_broker(
+                            &broker.config,
+                            &image,
+                            Some(broker.node_id()),
+                        ))
                     } else {
-                        Err((ErrorCode::InvalidRequest, format!("Unexpected broker id, expected {} or empty string, but received {name}", broker.node_id())))
+                        Err(ControllerError::NotThisBroker {
+                            expected: broker.node_id(),
+                            received: name.to_string(),
+                        })
                     }
                 }
                 resource_type::BROKER_LOGGER => Ok(Vec::new()),
-                other => Err((ErrorCode::InvalidRequest, format!("Unsupported resource type {other}"))),
+                other => Err(ControllerError::UnsupportedResourceType(other)),
             };
             match entries {
                 Ok(entries) => {
@@ -79,7 +94,11 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
                         .collect();
                     base.with_error_code(0).with_configs(configs)
                 }
-                Err((code, message)) => base.with_error_code(code.code()).with_error_message(Some(StrBytes::from_string(message))),
+                Err(error) => {
+                    let (code, message) = controller_error(&error);
+                    base.with_error_code(code.code())
+                        .with_error_message(Some(StrBytes::from_string(message)))
+                }
             }
         })
         .collect();

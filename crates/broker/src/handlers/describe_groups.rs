@@ -46,7 +46,7 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
                 let error = if !exists && ctx.api_version >= 6 {
                     ErrorCode::GroupIdNotFound
                 } else {
-                    d.error
+                    ErrorCode::None
                 };
                 DescribedGroup::default()
                     .with_error_code(error.code())

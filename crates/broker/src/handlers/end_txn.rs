@@ -1,10 +1,9 @@
 //! EndTxn (key 26): commit or abort; answered once the markers are written.
 
+use super::{ApiSpec, Reply, RequestContext};
+use crate::errors::txn_result_code;
 use bytes::Bytes;
 use protocol::kafka::messages::{ApiKey, EndTxnRequest, EndTxnResponse, ProducerId};
-use protocol::ErrorCode;
-
-use super::{ApiSpec, Reply, RequestContext};
 
 pub const API: ApiSpec = ApiSpec::new(ApiKey::EndTxn, 0, 5);
 
@@ -24,11 +23,7 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
         .transactions
         .ask(|core, respond| core.end_transaction(&id, pid, epoch, commit, respond))
         .await;
-    let error = match outcome {
-        Ok(()) => ErrorCode::None,
-        Err(ErrorCode::ProducerFenced) if ctx.api_version < 2 => ErrorCode::InvalidProducerEpoch,
-        Err(code) => code,
-    };
+    let error = txn_result_code(&outcome, ctx.api_version < 2);
     ctx.respond(
         &EndTxnResponse::default()
             .with_error_code(error.code())

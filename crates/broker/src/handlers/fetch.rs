@@ -29,7 +29,7 @@ use replication::{IsolationLevel, ReplicationError};
 use storage::{ReadOutcome, StorageError};
 
 use super::{ApiSpec, Reply, RequestContext};
-use crate::errors::replication_error_code;
+use crate::errors::{replication_error_code, storage_error_code};
 use crate::partition::SharedPartition;
 use crate::runtime::blocking;
 use crate::signal::Listener;
@@ -107,7 +107,7 @@ fn read_items(
                 any_error = true;
                 out.push(empty_partition(
                     item.partition_index,
-                    ErrorCode::KafkaStorageError,
+                    storage_error_code(&e),
                 ));
                 continue;
             }

@@ -12,11 +12,21 @@ use protocol::kafka::protocol::StrBytes;
 use protocol::ErrorCode;
 
 use super::{ApiSpec, Reply, RequestContext};
+use crate::internal_topics::{self, InternalTopic};
 
 pub const API: ApiSpec = ApiSpec::new(ApiKey::FindCoordinator, 0, 6);
 
 const KEY_TYPE_GROUP: i8 = 0;
 const KEY_TYPE_TRANSACTION: i8 = 1;
+
+/// The coordinator's internal topic could not be created (the controller's
+/// refusal is logged where it happened).
+fn unavailable() -> (ErrorCode, String) {
+    (
+        ErrorCode::CoordinatorNotAvailable,
+        "The coordinator is not available.".to_string(),
+    )
+}
 
 async fn lookup(
     ctx: &RequestContext,
@@ -24,11 +34,9 @@ async fn lookup(
 ) -> Result<(i32, String, i32), (ErrorCode, String)> {
     match key_type {
         KEY_TYPE_GROUP => {
-            ctx.broker
-                .controller
-                .ensure_offsets_topic()
+            internal_topics::ensure(&ctx.broker.controller, InternalTopic::Offsets)
                 .await
-                .map_err(|e| (e, "The coordinator is not available.".to_string()))?;
+                .map_err(|_| unavailable())?;
             let endpoint = ctx.broker.endpoints.first().ok_or((
                 ErrorCode::CoordinatorNotAvailable,
                 "no listener".to_string(),
@@ -40,11 +48,9 @@ async fn lookup(
             ))
         }
         KEY_TYPE_TRANSACTION => {
-            ctx.broker
-                .controller
-                .ensure_transaction_topic()
+            internal_topics::ensure(&ctx.broker.controller, InternalTopic::Transactions)
                 .await
-                .map_err(|e| (e, "The coordinator is not available.".to_string()))?;
+                .map_err(|_| unavailable())?;
             let endpoint = ctx.broker.endpoints.first().ok_or((
                 ErrorCode::CoordinatorNotAvailable,
                 "no listener".to_string(),

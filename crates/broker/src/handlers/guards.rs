@@ -9,8 +9,7 @@
 //! - Topic configs Kafka 4 removed but tools written for 3.x still send are
 //!   accepted with a warning and ignored, as Kafka 3.x ignored them.
 
-use metadata::topic_name;
-use protocol::ErrorCode;
+use metadata::{topic_name, ControllerError};
 
 use crate::broker::Broker;
 
@@ -22,15 +21,15 @@ pub const REMOVED_TOPIC_CONFIGS: &[&str] =
 pub fn refuse_internal(
     broker: &Broker,
     topic: &str,
-    action: &str,
-) -> Result<(), (ErrorCode, String)> {
+    action: &'static str,
+) -> Result<(), ControllerError> {
     if !topic_name::is_internal(topic) || broker.config.internal_topics_modification_enable {
         return Ok(());
     }
-    Err((
-        ErrorCode::PolicyViolation,
-        format!("{action} internal topic {topic} is not allowed: it changes only through the broker (set internal.topics.modification.enable=true to allow it)."),
-    ))
+    Err(ControllerError::InternalTopic {
+        action,
+        topic: topic.to_string(),
+    })
 }
 
 /// Whether `name` is a topic config Kafka 4 removed; logs that it is ignored.

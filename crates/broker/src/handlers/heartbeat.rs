@@ -7,6 +7,7 @@ use bytes::Bytes;
 use protocol::kafka::messages::{ApiKey, HeartbeatRequest, HeartbeatResponse};
 
 use super::{ApiSpec, Reply, RequestContext};
+use crate::errors::group_result_code;
 use crate::runtime::blocking;
 
 pub const API: ApiSpec = ApiSpec::new(ApiKey::Heartbeat, 0, 4);
@@ -26,5 +27,5 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
         )
     })
     .await;
-    ctx.respond(&HeartbeatResponse::default().with_error_code(error.code()))
+    ctx.respond(&HeartbeatResponse::default().with_error_code(group_result_code(&error).code()))
 }

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
-use metadata::ConfigResource;
+use metadata::{ConfigResource, ControllerError};
 use protocol::kafka::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
 use protocol::kafka::messages::{
     ApiKey, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
@@ -16,6 +16,7 @@ use storage::config::ConfigType;
 use super::alter_configs::resource_of;
 use super::{ApiSpec, Reply, RequestContext};
 use crate::configs::def_for;
+use crate::errors::controller_error;
 
 pub const API: ApiSpec = ApiSpec::new(ApiKey::IncrementalAlterConfigs, 0, 1);
 
@@ -79,11 +80,13 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
                 {
                     continue;
                 }
-                let def = def_for(&target, &name).ok_or_else(|| (ErrorCode::InvalidConfig, format!("Unknown config name: {name}")))?;
+                let def = def_for(&target, &name)
+                    .ok_or_else(|| ControllerError::UnknownConfigName(name.clone()))?;
                 let value = config.value.as_ref().map(|v| v.to_string());
                 match config.config_operation {
                     SET => {
-                        let value = value.ok_or_else(|| (ErrorCode::InvalidRequest, format!("Null value not supported for : {name}")))?;
+                        let value =
+                            value.ok_or_else(|| ControllerError::NullAlterValue(name.clone()))?;
                         overrides.insert(name, value);
                     }
                     DELETE => {
@@ -91,10 +94,15 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
                     }
                     APPEND | SUBTRACT => {
                         if def.kind != ConfigType::List {
-                            return Err((ErrorCode::InvalidConfig, format!("Config value append/subtract is not allowed for config {name}, the type is not a list")));
+                            return Err(ControllerError::NotAListConfig(name));
                         }
                         let mut list = effective_list(ctx, &target, &name, &overrides);
-                        let items: Vec<String> = value.unwrap_or_default().split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+                        let items: Vec<String> = value
+                            .unwrap_or_default()
+                            .split(',')
+                            .map(|s| s.trim().to_string())
+                            .filter(|s| !s.is_empty())
+                            .collect();
                         if config.config_operation == APPEND {
                             for item in items {
                                 if !list.contains(&item) {
@@ -106,13 +114,16 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
                         }
                         overrides.insert(name, list.join(","));
                     }
-                    other => return Err((ErrorCode::InvalidRequest, format!("Unknown config operation {other}"))),
+                    other => return Err(ControllerError::UnknownConfigOperation(other)),
                 }
             }
-            ctx.broker.controller.alter_configs(target, overrides, request.validate_only).await
+            ctx.broker
+                .controller
+                .alter_configs(target, overrides, request.validate_only)
+                .await
         }
         .await;
-        let (code, message) = match outcome {
+        let (code, message) = match outcome.map_err(|e| controller_error(&e)) {
             Ok(()) => (ErrorCode::None, None),
             Err((code, message)) => (code, Some(StrBytes::from_string(message))),
         };

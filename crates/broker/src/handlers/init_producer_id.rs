@@ -7,7 +7,11 @@ use protocol::kafka::messages::{
 };
 use protocol::ErrorCode;
 
+use coordinator::TxnError;
+
 use super::{guards, ApiSpec, Reply, RequestContext};
+use crate::errors::txn_result_code;
+use crate::internal_topics::{self, InternalTopic};
 
 pub const API: ApiSpec = ApiSpec::new(ApiKey::InitProducerId, 0, 5);
 
@@ -34,10 +38,14 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
         tracing::debug!(%message, "InitProducerId refused");
         return ctx.respond(&failed(ErrorCode::InvalidRequest));
     }
-    if transactional_id.is_some() {
-        if let Err(code) = ctx.broker.controller.ensure_transaction_topic().await {
-            return ctx.respond(&failed(code));
-        }
+    if transactional_id.is_some()
+        && internal_topics::ensure(&ctx.broker.controller, InternalTopic::Transactions)
+            .await
+            .is_err()
+    {
+        // The transaction has nowhere to be stored.
+        let unavailable = Err(TxnError::CoordinatorNotAvailable);
+        return ctx.respond(&failed(txn_result_code(&unavailable, false)));
     }
     let expected =
         (ctx.api_version >= 3).then_some((request.producer_id.0, request.producer_epoch));
@@ -51,7 +59,7 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
                 })
                 .await
         }
-        Err(code) => Err(code),
+        Err(error) => Err(error),
     };
     let response = match outcome {
         Ok((producer_id, producer_epoch)) => InitProducerIdResponse::default()
@@ -59,10 +67,7 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
             .with_producer_id(ProducerId(producer_id))
             .with_producer_epoch(producer_epoch),
         // Before KIP-588 (v4), a fenced producer is told INVALID_PRODUCER_EPOCH.
-        Err(ErrorCode::ProducerFenced) if ctx.api_version < 4 => {
-            failed(ErrorCode::InvalidProducerEpoch)
-        }
-        Err(code) => failed(code),
+        Err(error) => failed(txn_result_code(&Err(error), ctx.api_version < 4)),
     };
     ctx.respond(&response)
 }

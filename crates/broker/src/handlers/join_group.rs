@@ -3,7 +3,7 @@
 //! without a member id is answered MEMBER_ID_REQUIRED with an id to join with.
 
 use bytes::Bytes;
-use coordinator::{JoinParams, JoinResult};
+use coordinator::{GroupError, JoinParams, JoinResult};
 use protocol::kafka::messages::join_group_response::JoinGroupResponseMember;
 use protocol::kafka::messages::{ApiKey, JoinGroupRequest, JoinGroupResponse};
 use protocol::kafka::protocol::StrBytes;
@@ -11,6 +11,8 @@ use protocol::ErrorCode;
 use tokio::sync::oneshot;
 
 use super::{guards, ApiSpec, Reply, RequestContext};
+use crate::errors::group_error_code;
+use crate::internal_topics::{self, InternalTopic};
 use crate::runtime::blocking;
 
 pub const API: ApiSpec = ApiSpec::new(ApiKey::JoinGroup, 0, 9);
@@ -22,8 +24,12 @@ fn response(result: JoinResult, version: i16) -> JoinGroupResponse {
         _ if version >= 7 => None,
         _ => Some(StrBytes::from_static_str("")),
     };
+    let error = result
+        .error
+        .as_ref()
+        .map_or(ErrorCode::None, group_error_code);
     JoinGroupResponse::default()
-        .with_error_code(result.error.code())
+        .with_error_code(error.code())
         .with_generation_id(result.generation_id)
         .with_protocol_type(result.protocol_type.map(StrBytes::from_string))
         .with_protocol_name(protocol_name)
@@ -78,21 +84,18 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
     };
     if let Some((code, message)) = refused {
         tracing::debug!(%message, "JoinGroup refused");
-        let mut result = error_result(code);
-        result.member_id = request.member_id.to_string();
-        return ctx.respond(&response(result, ctx.api_version));
+        let result = error_result(None, &request.member_id);
+        return ctx.respond(&response(result, ctx.api_version).with_error_code(code.code()));
     }
-    if let Err(code) = ctx.broker.controller.ensure_offsets_topic().await {
-        let result = JoinResult {
-            error: code,
-            generation_id: -1,
-            protocol_type: None,
-            protocol_name: None,
-            leader: String::new(),
-            member_id: request.member_id.to_string(),
-            members: Vec::new(),
-            skip_assignment: false,
-        };
+    if internal_topics::ensure(&ctx.broker.controller, InternalTopic::Offsets)
+        .await
+        .is_err()
+    {
+        // The group has nowhere to be stored.
+        let result = error_result(
+            Some(GroupError::CoordinatorNotAvailable),
+            &request.member_id,
+        );
         return ctx.respond(&response(result, ctx.api_version));
     }
     let params = JoinParams {
@@ -129,20 +132,28 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
     .await;
     let mut shutdown = ctx.broker.shutdown_signal();
     let result = tokio::select! {
-        result = rx => result.unwrap_or_else(|_| error_result(ErrorCode::UnknownServerError)),
-        _ = shutdown.changed() => error_result(ErrorCode::CoordinatorNotAvailable),
+        result = rx => result,
+        _ = shutdown.changed() => Ok(error_result(Some(GroupError::CoordinatorNotAvailable), "")),
     };
-    ctx.respond(&response(result, ctx.api_version))
+    match result {
+        Ok(result) => ctx.respond(&response(result, ctx.api_version)),
+        // The coordinator dropped the request unanswered.
+        Err(_) => ctx.respond(
+            &response(error_result(None, ""), ctx.api_version)
+                .with_error_code(ErrorCode::UnknownServerError.code()),
+        ),
+    }
 }
 
-fn error_result(error: ErrorCode) -> JoinResult {
+/// A failed join's answer: no generation, no members.
+fn error_result(error: Option<GroupError>, member_id: &str) -> JoinResult {
     JoinResult {
         error,
         generation_id: -1,
         protocol_type: None,
         protocol_name: None,
         leader: String::new(),
-        member_id: String::new(),
+        member_id: member_id.to_string(),
         members: Vec::new(),
         skip_assignment: false,
     }

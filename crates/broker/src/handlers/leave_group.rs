@@ -9,6 +9,7 @@ use protocol::kafka::protocol::StrBytes;
 use protocol::ErrorCode;
 
 use super::{ApiSpec, Reply, RequestContext};
+use crate::errors::{group_error_code, group_result_code};
 use crate::runtime::blocking;
 
 pub const API: ApiSpec = ApiSpec::new(ApiKey::LeaveGroup, 0, 5);
@@ -37,9 +38,15 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
     let who = leaving.clone();
     let outcome = blocking(move || broker.groups.lock().leave(&group_id, &who)).await;
     let response = match outcome {
-        Err(code) => LeaveGroupResponse::default().with_error_code(code.code()),
-        Ok(errors) if ctx.api_version < 3 => LeaveGroupResponse::default()
-            .with_error_code(errors.first().copied().unwrap_or(ErrorCode::None).code()),
+        Err(error) => {
+            LeaveGroupResponse::default().with_error_code(group_error_code(&error).code())
+        }
+        Ok(errors) if ctx.api_version < 3 => LeaveGroupResponse::default().with_error_code(
+            errors
+                .first()
+                .map_or(ErrorCode::None, group_result_code)
+                .code(),
+        ),
         Ok(errors) => LeaveGroupResponse::default()
             .with_error_code(0)
             .with_members(
@@ -50,7 +57,7 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
                         MemberResponse::default()
                             .with_member_id(StrBytes::from_string(member_id.clone()))
                             .with_group_instance_id(instance.clone().map(StrBytes::from_string))
-                            .with_error_code(error.code())
+                            .with_error_code(group_result_code(&error).code())
                     })
                     .collect(),
             ),

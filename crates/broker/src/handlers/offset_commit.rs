@@ -1,7 +1,7 @@
 //! OffsetCommit (key 8): store a group's (or a standalone consumer's) positions.
 
 use bytes::Bytes;
-use coordinator::OffsetCommitEntry;
+use coordinator::{GroupError, OffsetCommitEntry};
 use protocol::kafka::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
 };
@@ -9,6 +9,8 @@ use protocol::kafka::messages::{ApiKey, OffsetCommitRequest, OffsetCommitRespons
 use protocol::ErrorCode;
 
 use super::{guards, ApiSpec, Reply, RequestContext};
+use crate::errors::group_result_code;
+use crate::internal_topics::{self, InternalTopic};
 
 /// Kafka 3.9 served from v0: lower versions go through [`super::legacy`].
 pub const API: ApiSpec = ApiSpec::new(ApiKey::OffsetCommit, 2, 9).with_legacy_min(0);
@@ -56,32 +58,35 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
     // Nothing to store (or refused): the answers come from `known` and `refused`.
     let errors = match entries.is_empty() || refused.is_some() {
         true => Vec::new(),
-        false => match ctx.broker.controller.ensure_offsets_topic().await {
-            Err(code) => vec![code; entries.len()],
-            Ok(()) => {
-                let group_id = request.group_id.to_string();
-                let member_id = request.member_id.to_string();
-                let instance = request.group_instance_id.as_ref().map(|s| s.to_string());
-                let generation = request.generation_id_or_member_epoch;
-                let count = entries.len();
-                ctx.broker
-                    .groups
-                    .ask(|core, respond| {
-                        core.commit_offsets(
-                            &group_id,
-                            &member_id,
-                            instance.as_deref(),
-                            generation,
-                            &entries,
-                            respond,
-                        )
-                    })
-                    .await
-                    .unwrap_or_else(|| vec![ErrorCode::CoordinatorNotAvailable; count])
+        false => {
+            match internal_topics::ensure(&ctx.broker.controller, InternalTopic::Offsets).await {
+                // The offsets have nowhere to be stored.
+                Err(_) => vec![Err(GroupError::CoordinatorNotAvailable); entries.len()],
+                Ok(()) => {
+                    let group_id = request.group_id.to_string();
+                    let member_id = request.member_id.to_string();
+                    let instance = request.group_instance_id.as_ref().map(|s| s.to_string());
+                    let generation = request.generation_id_or_member_epoch;
+                    let count = entries.len();
+                    ctx.broker
+                        .groups
+                        .ask(|core, respond| {
+                            core.commit_offsets(
+                                &group_id,
+                                &member_id,
+                                instance.as_deref(),
+                                generation,
+                                &entries,
+                                respond,
+                            )
+                        })
+                        .await
+                        .unwrap_or_else(|| vec![Err(GroupError::CoordinatorNotAvailable); count])
+                }
             }
-        },
+        }
     };
-    let mut errors = errors.into_iter();
+    let mut errors = errors.iter().map(group_result_code);
     let topics = request
         .topics
         .iter()

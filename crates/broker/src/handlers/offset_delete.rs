@@ -3,6 +3,7 @@
 //! for partitions the cluster does not have).
 
 use bytes::Bytes;
+use coordinator::GroupError;
 use protocol::kafka::messages::offset_delete_response::{
     OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,
 };
@@ -10,6 +11,7 @@ use protocol::kafka::messages::{ApiKey, OffsetDeleteRequest, OffsetDeleteRespons
 use protocol::ErrorCode;
 
 use super::{ApiSpec, Reply, RequestContext};
+use crate::errors::{group_error_code, group_result_code};
 
 pub const API: ApiSpec = ApiSpec::new(ApiKey::OffsetDelete, 0, 0);
 
@@ -51,9 +53,9 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
         .groups
         .ask(|core, respond| core.delete_offsets(&group_id, &partitions, respond))
         .await
-        .unwrap_or(Err(ErrorCode::CoordinatorNotAvailable));
+        .unwrap_or(Err(GroupError::CoordinatorNotAvailable));
     let outcome = outcome.map(|errors| {
-        let mut errors = errors.into_iter();
+        let mut errors = errors.iter().map(group_result_code);
         exists
             .iter()
             .map(|exists| match exists {
@@ -63,7 +65,9 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
             .collect::<Vec<_>>()
     });
     let response = match outcome {
-        Err(code) => OffsetDeleteResponse::default().with_error_code(code.code()),
+        Err(error) => {
+            OffsetDeleteResponse::default().with_error_code(group_error_code(&error).code())
+        }
         Ok(errors) => {
             let mut errors = errors.into_iter();
             let topics = request

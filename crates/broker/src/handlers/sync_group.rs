@@ -2,13 +2,14 @@
 //! its own part.
 
 use bytes::Bytes;
-use coordinator::{SyncParams, SyncResult};
+use coordinator::{GroupError, SyncParams, SyncResult};
 use protocol::kafka::messages::{ApiKey, SyncGroupRequest, SyncGroupResponse};
 use protocol::kafka::protocol::StrBytes;
 use protocol::ErrorCode;
 use tokio::sync::oneshot;
 
 use super::{ApiSpec, Reply, RequestContext};
+use crate::errors::group_error_code;
 use crate::runtime::blocking;
 
 pub const API: ApiSpec = ApiSpec::new(ApiKey::SyncGroup, 0, 5);
@@ -51,19 +52,29 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
     })
     .await;
     let mut shutdown = ctx.broker.shutdown_signal();
-    let failed = |error: ErrorCode| SyncResult {
+    let failed = |error: Option<GroupError>| SyncResult {
         error,
         protocol_type: None,
         protocol_name: None,
         assignment: Bytes::new(),
     };
-    let result = tokio::select! {
-        result = rx => result.unwrap_or_else(|_| failed(ErrorCode::UnknownServerError)),
-        _ = shutdown.changed() => failed(ErrorCode::CoordinatorNotAvailable),
+    let (result, error) = tokio::select! {
+        result = rx => match result {
+            Ok(result) => {
+                let error = result.error.as_ref().map_or(ErrorCode::None, group_error_code);
+                (result, error)
+            }
+            // The coordinator dropped the request unanswered.
+            Err(_) => (failed(None), ErrorCode::UnknownServerError),
+        },
+        _ = shutdown.changed() => {
+            let error = GroupError::CoordinatorNotAvailable;
+            (failed(Some(error)), group_error_code(&error))
+        }
     };
     ctx.respond(
         &SyncGroupResponse::default()
-            .with_error_code(result.error.code())
+            .with_error_code(error.code())
             .with_protocol_type(result.protocol_type.map(StrBytes::from_string))
             .with_protocol_name(result.protocol_name.map(StrBytes::from_string))
             .with_assignment(result.assignment),

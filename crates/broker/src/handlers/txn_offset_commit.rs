@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use coordinator::OffsetCommitEntry;
+use coordinator::{GroupError, OffsetCommitEntry};
 use protocol::kafka::messages::txn_offset_commit_response::{
     TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
 };
@@ -12,6 +12,7 @@ use protocol::kafka::messages::{ApiKey, TxnOffsetCommitRequest, TxnOffsetCommitR
 use protocol::ErrorCode;
 
 use super::{guards, ApiSpec, Reply, RequestContext};
+use crate::errors::{group_result_code, txn_error_code};
 
 pub const API: ApiSpec = ApiSpec::new(ApiKey::TxnOffsetCommit, 0, 5);
 
@@ -67,23 +68,17 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
     } else {
         -1
     };
-    // The producer must own the transaction it commits offsets in.
+    // The producer must own the transaction it commits offsets in: the
+    // transaction coordinator says, the group coordinator stores.
     let owner = broker
         .transactions
         .lock()
-        .transaction(&transactional_id)
-        .map(|t| (t.producer_id, t.producer_epoch, t.state));
+        .verify_owner(&transactional_id, pid, epoch);
     let errors = match owner {
         // Nothing to store (or refused): the answers come from `known` and `refused`.
         _ if entries.is_empty() || refused.is_some() => Vec::new(),
-        None => vec![ErrorCode::InvalidProducerIdMapping; entries.len()],
-        Some((owner_pid, _, _)) if owner_pid != pid => {
-            vec![ErrorCode::InvalidProducerIdMapping; entries.len()]
-        }
-        Some((_, owner_epoch, _)) if owner_epoch != epoch => {
-            vec![ErrorCode::InvalidProducerEpoch; entries.len()]
-        }
-        Some(_) => broker
+        Err(error) => vec![txn_error_code(&error); entries.len()],
+        Ok(()) => broker
             .groups
             .ask(|core, respond| {
                 core.txn_commit_offsets(
@@ -98,7 +93,10 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
                 )
             })
             .await
-            .unwrap_or_else(|| vec![ErrorCode::CoordinatorNotAvailable; entries.len()]),
+            .unwrap_or_else(|| vec![Err(GroupError::CoordinatorNotAvailable); entries.len()])
+            .iter()
+            .map(group_result_code)
+            .collect(),
     };
     let mut errors = errors.into_iter();
     let topics = request

@@ -9,14 +9,13 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use protocol::frame::{self, FrameError};
-use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::inflight::{Held, Inflight, RequestSlot, Side, MAX_INFLIGHT_REQUESTS};
 use super::pool::{Memory, ReadAheadSlot, RequestPool};
+use super::transport::Connection;
 use crate::broker::Broker;
 use crate::handlers::{self, Reply};
 
@@ -52,13 +51,12 @@ struct ReadLimits {
 }
 
 /// Serves one client connection until it closes, misbehaves or idles out.
-pub async fn serve(
+pub async fn serve<C: Connection>(
     broker: Arc<Broker>,
     pool: Arc<RequestPool>,
-    stream: TcpStream,
+    stream: C,
     peer: SocketAddr,
 ) {
-    let _ = stream.set_nodelay(true);
     let (read_half, write_half) = stream.into_split();
     let inflight = Inflight::new();
     let (request_tx, mut request_rx) = mpsc::channel::<Incoming>(MAX_INFLIGHT_REQUESTS);
@@ -149,8 +147,8 @@ async fn process(broker: &Arc<Broker>, frame: Bytes, peer: SocketAddr) -> Option
     Some(handlers::dispatch(broker, request, peer).await)
 }
 
-async fn read_frames(
-    mut socket: OwnedReadHalf,
+async fn read_frames<R: AsyncRead + Unpin>(
+    mut socket: R,
     requests: mpsc::Sender<Incoming>,
     inflight: Arc<Inflight>,
     pool: Arc<RequestPool>,
@@ -233,8 +231,8 @@ fn timed_out(what: &str) -> io::Error {
 
 /// Reads a frame body of `size` bytes into memory allocated for exactly that; each
 /// read must come within `idle`, and the whole body before `deadline`.
-async fn read_body(
-    socket: &mut OwnedReadHalf,
+async fn read_body<R: AsyncRead + Unpin>(
+    socket: &mut R,
     size: usize,
     idle: Duration,
     deadline: Instant,
@@ -300,8 +298,8 @@ async fn write_within<W: AsyncWrite + Unpin>(
     Ok(())
 }
 
-async fn write_responses(
-    socket: OwnedWriteHalf,
+async fn write_responses<W: AsyncWrite + Unpin>(
+    socket: W,
     mut responses: mpsc::Receiver<Outgoing>,
     idle: Duration,
     peer: SocketAddr,

@@ -25,17 +25,17 @@ pub mod connection;
 pub mod inflight;
 pub mod pool;
 pub mod quotas;
+pub mod transport;
 
 use std::sync::Arc;
 use std::time::Duration;
-
-use tokio::net::TcpListener;
 
 use crate::broker::Broker;
 use crate::config::BrokerConfig;
 
 pub use pool::RequestPool;
 pub use quotas::ConnectionQuotas;
+pub use transport::{Acceptor, Connection, Connector, MemNetwork, TcpAcceptor, TcpConnector};
 
 /// The limits every listener of one broker shares.
 #[derive(Debug)]
@@ -53,8 +53,9 @@ impl Limits {
     }
 }
 
-/// Accepts connections until shutdown.
-pub async fn accept_loop(broker: Arc<Broker>, listener: TcpListener, limits: Arc<Limits>) {
+/// Accepts connections until shutdown: from TCP ([`TcpAcceptor`]) in a running
+/// broker, from memory ([`MemNetwork`]) in tests and simulations.
+pub async fn accept_loop<A: Acceptor>(broker: Arc<Broker>, mut listener: A, limits: Arc<Limits>) {
     let mut shutdown = broker.shutdown_signal();
     let mut connections = tokio::task::JoinSet::new();
     loop {

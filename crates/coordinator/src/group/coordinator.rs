@@ -32,10 +32,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 use protocol::random::Random;
 use protocol::time::Clock;
-use protocol::ErrorCode;
 
 use super::records::partition_for;
 use super::state::{Group, GroupState, Member};
+use crate::error::{GroupError, WriteError};
 use crate::outbox::{Outbox, WriteId};
 
 /// Coordinator settings, with Kafka's broker keys and defaults.
@@ -116,7 +116,8 @@ pub struct JoinMember {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JoinResult {
-    pub error: ErrorCode,
+    /// `None`: joined.
+    pub error: Option<GroupError>,
     pub generation_id: i32,
     pub protocol_type: Option<String>,
     pub protocol_name: Option<String>,
@@ -127,9 +128,9 @@ pub struct JoinResult {
 }
 
 impl JoinResult {
-    fn error(member_id: &str, error: ErrorCode) -> JoinResult {
+    fn error(member_id: &str, error: GroupError) -> JoinResult {
         JoinResult {
-            error,
+            error: Some(error),
             generation_id: -1,
             protocol_type: None,
             protocol_name: None,
@@ -155,16 +156,17 @@ pub struct SyncParams {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyncResult {
-    pub error: ErrorCode,
+    /// `None`: synced.
+    pub error: Option<GroupError>,
     pub protocol_type: Option<String>,
     pub protocol_name: Option<String>,
     pub assignment: Bytes,
 }
 
 impl SyncResult {
-    pub(crate) fn error(error: ErrorCode) -> SyncResult {
+    pub(crate) fn error(error: GroupError) -> SyncResult {
         SyncResult {
-            error,
+            error: Some(error),
             protocol_type: None,
             protocol_name: None,
             assignment: Bytes::new(),
@@ -174,8 +176,10 @@ impl SyncResult {
 
 pub type JoinCallback = Box<dyn FnOnce(JoinResult) + Send>;
 pub type SyncCallback = Box<dyn FnOnce(SyncResult) + Send>;
+/// One answer per partition (or member), in the order given.
+pub type PerItem = Vec<Result<(), GroupError>>;
 /// Per-partition errors of an offset commit, in the order given.
-pub type CommitCallback = Box<dyn FnOnce(Vec<ErrorCode>) + Send>;
+pub type CommitCallback = Box<dyn FnOnce(PerItem) + Send>;
 
 pub struct GroupCoordinator {
     pub(crate) config: GroupConfig,
@@ -245,7 +249,7 @@ impl GroupCoordinator {
         partition: i32,
         records: Vec<(Bytes, Option<Bytes>)>,
         producer: Option<(i64, i16)>,
-        then: impl FnOnce(&mut GroupCoordinator, Result<(), ErrorCode>) + Send + 'static,
+        then: impl FnOnce(&mut GroupCoordinator, Result<(), WriteError>) + Send + 'static,
     ) {
         let write = GroupWrite {
             partition,
@@ -262,7 +266,7 @@ impl GroupCoordinator {
 
     /// A write taken with [`GroupCoordinator::take_writes`] is done: its
     /// continuation runs (and may queue more writes).
-    pub fn write_completed(&mut self, id: WriteId, result: Result<(), ErrorCode>) {
+    pub fn write_completed(&mut self, id: WriteId, result: Result<(), WriteError>) {
         match self.writes.complete(id) {
             Some(then) => then(self, result),
             None => tracing::error!(
@@ -280,7 +284,7 @@ impl GroupCoordinator {
         if params.group_id.is_empty() {
             return respond(JoinResult::error(
                 &params.member_id,
-                ErrorCode::InvalidGroupId,
+                GroupError::InvalidGroupId,
             ));
         }
         if params.session_timeout_ms < self.config.min_session_timeout_ms
@@ -288,7 +292,7 @@ impl GroupCoordinator {
         {
             return respond(JoinResult::error(
                 &params.member_id,
-                ErrorCode::InvalidSessionTimeout,
+                GroupError::InvalidSessionTimeout,
             ));
         }
         let known_group = self.groups.contains_key(&params.group_id);
@@ -296,7 +300,7 @@ impl GroupCoordinator {
             if !params.member_id.is_empty() {
                 return respond(JoinResult::error(
                     &params.member_id,
-                    ErrorCode::UnknownMemberId,
+                    GroupError::UnknownMemberId,
                 ));
             }
             self.groups
@@ -306,13 +310,13 @@ impl GroupCoordinator {
         if group.is(GroupState::Dead) {
             return respond(JoinResult::error(
                 &params.member_id,
-                ErrorCode::CoordinatorNotAvailable,
+                GroupError::CoordinatorNotAvailable,
             ));
         }
         if !group.supports_protocols(&params.protocol_type, &params.protocols) {
             return respond(JoinResult::error(
                 &params.member_id,
-                ErrorCode::InconsistentGroupProtocol,
+                GroupError::InconsistentGroupProtocol,
             ));
         }
         let group_id = params.group_id.clone();
@@ -333,7 +337,7 @@ impl GroupCoordinator {
             }
         }
         if group.members.len() >= self.config.max_size {
-            return respond(JoinResult::error("", ErrorCode::GroupMaxSizeReached));
+            return respond(JoinResult::error("", GroupError::GroupMaxSizeReached));
         }
         let prefix = params
             .group_instance_id
@@ -347,7 +351,7 @@ impl GroupCoordinator {
             group
                 .pending_members
                 .insert(member_id.clone(), now + session);
-            return respond(JoinResult::error(&member_id, ErrorCode::MemberIdRequired));
+            return respond(JoinResult::error(&member_id, GroupError::MemberIdRequired));
         }
         self.add_member_and_rebalance(params, member_id, respond, now);
     }
@@ -360,16 +364,16 @@ impl GroupCoordinator {
             if group.members.len() >= self.config.max_size {
                 return respond(JoinResult::error(
                     &member_id,
-                    ErrorCode::GroupMaxSizeReached,
+                    GroupError::GroupMaxSizeReached,
                 ));
             }
             return self.add_member_and_rebalance(params, member_id, respond, now);
         }
         if group.is_static_member_fenced(&member_id, params.group_instance_id.as_deref()) {
-            return respond(JoinResult::error(&member_id, ErrorCode::FencedInstanceId));
+            return respond(JoinResult::error(&member_id, GroupError::FencedInstanceId));
         }
         let Some(member) = group.members.get(&member_id) else {
-            return respond(JoinResult::error(&member_id, ErrorCode::UnknownMemberId));
+            return respond(JoinResult::error(&member_id, GroupError::UnknownMemberId));
         };
         let same_protocols = member.same_protocols(&params.protocols);
         let is_leader = group.leader_id.as_deref() == Some(member_id.as_str());
@@ -394,7 +398,7 @@ impl GroupCoordinator {
                 );
             }
             GroupState::Empty | GroupState::Dead => {
-                respond(JoinResult::error(&member_id, ErrorCode::UnknownMemberId))
+                respond(JoinResult::error(&member_id, GroupError::UnknownMemberId))
             }
         }
     }
@@ -422,7 +426,7 @@ impl GroupCoordinator {
             Vec::new()
         };
         JoinResult {
-            error: ErrorCode::None,
+            error: None,
             generation_id: group.generation_id,
             protocol_type: group.protocol_type.clone(),
             protocol_name: protocol,
@@ -508,7 +512,7 @@ impl GroupCoordinator {
         member.awaiting_join = true;
         member.session_deadline_ms = now + i64::from(member.session_timeout_ms);
         if let Some(previous) = self.join_waiters.insert(key.clone(), respond) {
-            previous(JoinResult::error(&key.1, ErrorCode::RebalanceInProgress));
+            previous(JoinResult::error(&key.1, GroupError::RebalanceInProgress));
         }
     }
 
@@ -531,14 +535,14 @@ impl GroupCoordinator {
         {
             old(JoinResult::error(
                 old_member_id,
-                ErrorCode::FencedInstanceId,
+                GroupError::FencedInstanceId,
             ));
         }
         if let Some(old) = self
             .sync_waiters
             .remove(&(group_id.clone(), old_member_id.to_string()))
         {
-            old(SyncResult::error(ErrorCode::FencedInstanceId));
+            old(SyncResult::error(GroupError::FencedInstanceId));
         }
         let group = self.groups.get_mut(&group_id).expect("group exists");
         let previous_leader = group.leader_id.clone().unwrap_or_default();
@@ -574,7 +578,10 @@ impl GroupCoordinator {
                 self.store_group(&group_id, move |c, stored| {
                     if let Err(error) = stored {
                         // Undo is not needed for correctness: the member rejoins.
-                        return respond(JoinResult::error(&new_member_id, error));
+                        return respond(JoinResult::error(
+                            &new_member_id,
+                            GroupError::Write(error),
+                        ));
                     }
                     if !c
                         .groups
@@ -584,7 +591,7 @@ impl GroupCoordinator {
                         // Gone while its record was written (left, expired, fenced).
                         return respond(JoinResult::error(
                             &new_member_id,
-                            ErrorCode::UnknownMemberId,
+                            GroupError::UnknownMemberId,
                         ));
                     }
                     let mut result = c.join_result_for(&id, &new_member_id);
@@ -653,7 +660,7 @@ impl GroupCoordinator {
                 .collect();
             for key in waiting {
                 if let Some(respond) = self.sync_waiters.remove(&key) {
-                    respond(SyncResult::error(ErrorCode::RebalanceInProgress));
+                    respond(SyncResult::error(GroupError::RebalanceInProgress));
                 }
             }
         }
@@ -758,34 +765,34 @@ impl GroupCoordinator {
         member_id: &str,
         group_instance_id: Option<&str>,
         generation_id: i32,
-    ) -> ErrorCode {
+    ) -> Result<(), GroupError> {
         let now = self.now();
         let Some(group) = self.groups.get_mut(group_id) else {
-            return ErrorCode::UnknownMemberId;
+            return Err(GroupError::UnknownMemberId);
         };
         if group.is(GroupState::Dead) {
-            return ErrorCode::CoordinatorNotAvailable;
+            return Err(GroupError::CoordinatorNotAvailable);
         }
         if group.is_static_member_fenced(member_id, group_instance_id) {
-            return ErrorCode::FencedInstanceId;
+            return Err(GroupError::FencedInstanceId);
         }
         let generation = group.generation_id;
         let state = group.state;
         let Some(member) = group.members.get_mut(member_id) else {
-            return ErrorCode::UnknownMemberId;
+            return Err(GroupError::UnknownMemberId);
         };
         if generation_id != generation {
-            return ErrorCode::IllegalGeneration;
+            return Err(GroupError::IllegalGeneration);
         }
         match state {
-            GroupState::Empty | GroupState::Dead => ErrorCode::UnknownMemberId,
+            GroupState::Empty | GroupState::Dead => Err(GroupError::UnknownMemberId),
             GroupState::PreparingRebalance => {
                 member.session_deadline_ms = now + i64::from(member.session_timeout_ms);
-                ErrorCode::RebalanceInProgress
+                Err(GroupError::RebalanceInProgress)
             }
             GroupState::CompletingRebalance | GroupState::Stable => {
                 member.session_deadline_ms = now + i64::from(member.session_timeout_ms);
-                ErrorCode::None
+                Ok(())
             }
         }
     }
@@ -795,13 +802,13 @@ impl GroupCoordinator {
         &mut self,
         group_id: &str,
         leaving: &[(String, Option<String>)],
-    ) -> Result<Vec<ErrorCode>, ErrorCode> {
+    ) -> Result<PerItem, GroupError> {
         let Some(group) = self.groups.get(group_id) else {
             // Kafka answers an unknown group per member (v0-2 show the first one).
-            return Ok(vec![ErrorCode::UnknownMemberId; leaving.len()]);
+            return Ok(vec![Err(GroupError::UnknownMemberId); leaving.len()]);
         };
         if group.is(GroupState::Dead) {
-            return Err(ErrorCode::CoordinatorNotAvailable);
+            return Err(GroupError::CoordinatorNotAvailable);
         }
         let mut errors = Vec::with_capacity(leaving.len());
         let mut removed_any = false;
@@ -812,28 +819,28 @@ impl GroupCoordinator {
                 (true, Some(instance)) => match group.static_members.get(instance) {
                     Some(id) => id.clone(),
                     None => {
-                        errors.push(ErrorCode::UnknownMemberId);
+                        errors.push(Err(GroupError::UnknownMemberId));
                         continue;
                     }
                 },
                 _ => member_id.clone(),
             };
             if group.is_static_member_fenced(&member_id, instance.as_deref()) {
-                errors.push(ErrorCode::FencedInstanceId);
+                errors.push(Err(GroupError::FencedInstanceId));
                 continue;
             }
             if group.pending_members.remove(&member_id).is_some() {
-                errors.push(ErrorCode::None);
+                errors.push(Ok(()));
                 removed_any = true;
                 continue;
             }
             if group.remove_member(&member_id).is_none() {
-                errors.push(ErrorCode::UnknownMemberId);
+                errors.push(Err(GroupError::UnknownMemberId));
                 continue;
             }
             tracing::debug!(group = group_id, member = %member_id, "member left");
             self.drop_waiters(group_id, &member_id);
-            errors.push(ErrorCode::None);
+            errors.push(Ok(()));
             removed_any = true;
         }
         if removed_any {
@@ -845,10 +852,10 @@ impl GroupCoordinator {
     fn drop_waiters(&mut self, group_id: &str, member_id: &str) {
         let key = (group_id.to_string(), member_id.to_string());
         if let Some(respond) = self.join_waiters.remove(&key) {
-            respond(JoinResult::error(member_id, ErrorCode::UnknownMemberId));
+            respond(JoinResult::error(member_id, GroupError::UnknownMemberId));
         }
         if let Some(respond) = self.sync_waiters.remove(&key) {
-            respond(SyncResult::error(ErrorCode::UnknownMemberId));
+            respond(SyncResult::error(GroupError::UnknownMemberId));
         }
     }
 

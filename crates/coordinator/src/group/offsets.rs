@@ -11,11 +11,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use bytes::Bytes;
 use protocol::kafka::messages::ConsumerProtocolSubscription;
 use protocol::kafka::protocol::Decodable;
-use protocol::ErrorCode;
 
-use super::coordinator::{CommitCallback, GroupCoordinator};
+use super::coordinator::{CommitCallback, GroupCoordinator, PerItem};
 use super::records::{DecodeError, OffsetsKey, StoredGroup, StoredOffset};
 use super::state::{CommittedOffset, Group, GroupState, Member};
+use crate::error::{GroupError, WriteError};
 
 /// One partition of an OffsetCommit.
 #[derive(Debug, Clone)]
@@ -43,7 +43,6 @@ pub enum LoadEntry {
 /// What DescribeGroups reports of a group.
 #[derive(Debug, Clone)]
 pub struct GroupDescription {
-    pub error: ErrorCode,
     pub group_id: String,
     pub state: GroupState,
     pub protocol_type: String,
@@ -69,29 +68,10 @@ pub struct GroupListing {
     pub state: GroupState,
 }
 
-/// Maps a failed `__consumer_offsets` append to what a commit answers (Kafka's
-/// `GroupMetadataManager` mapping).
-fn commit_error(append_error: ErrorCode) -> ErrorCode {
-    match append_error {
-        ErrorCode::UnknownTopicOrPartition
-        | ErrorCode::NotEnoughReplicas
-        | ErrorCode::NotEnoughReplicasAfterAppend
-        | ErrorCode::RequestTimedOut => ErrorCode::CoordinatorNotAvailable,
-        ErrorCode::NotLeaderOrFollower | ErrorCode::KafkaStorageError => ErrorCode::NotCoordinator,
-        ErrorCode::MessageTooLarge
-        | ErrorCode::RecordListTooLarge
-        | ErrorCode::InvalidFetchSize => ErrorCode::InvalidCommitOffsetSize,
-        other => other,
-    }
-}
-
 /// Every partition accepted for writing gets the write's error instead.
-fn with_append_error(errors: Vec<ErrorCode>, append_error: ErrorCode) -> Vec<ErrorCode> {
-    let error = commit_error(append_error);
-    errors
-        .into_iter()
-        .map(|e| if e == ErrorCode::None { error } else { e })
-        .collect()
+fn with_append_error(errors: PerItem, append_error: WriteError) -> PerItem {
+    let error = GroupError::OffsetsNotWritten(append_error);
+    errors.into_iter().map(|e| e.and(Err(error))).collect()
 }
 
 impl GroupCoordinator {
@@ -107,28 +87,28 @@ impl GroupCoordinator {
         respond: CommitCallback,
     ) {
         let now = self.clock.now_ms();
-        let all = |code: ErrorCode| vec![code; entries.len()];
+        let all = |error: GroupError| vec![Err(error); entries.len()];
         if group_id.is_empty() {
-            return respond(all(ErrorCode::InvalidGroupId));
+            return respond(all(GroupError::InvalidGroupId));
         }
         let group_error = match self.groups.get(group_id) {
             None if generation_id < 0 => None,
-            None => Some(ErrorCode::IllegalGeneration),
+            None => Some(GroupError::IllegalGeneration),
             Some(group) => {
                 if group.is(GroupState::Dead) {
-                    Some(ErrorCode::CoordinatorNotAvailable)
+                    Some(GroupError::CoordinatorNotAvailable)
                 } else if group.is_static_member_fenced(member_id, group_instance_id) {
-                    Some(ErrorCode::FencedInstanceId)
+                    Some(GroupError::FencedInstanceId)
                 } else if generation_id < 0 && group.is(GroupState::Empty) {
                     None
                 } else if !group.has_member(member_id) {
-                    Some(ErrorCode::UnknownMemberId)
+                    Some(GroupError::UnknownMemberId)
                 } else if generation_id != group.generation_id {
-                    Some(ErrorCode::IllegalGeneration)
+                    Some(GroupError::IllegalGeneration)
                 } else if group.is(GroupState::CompletingRebalance) {
                     // A member of the new generation that has not synced yet (Kafka's
                     // order: fencing first, so a stale member learns it is stale).
-                    Some(ErrorCode::RebalanceInProgress)
+                    Some(GroupError::RebalanceInProgress)
                 } else {
                     None
                 }
@@ -152,7 +132,7 @@ impl GroupCoordinator {
         for entry in entries {
             let metadata = entry.metadata.clone().unwrap_or_default();
             if metadata.len() > self.config.offset_metadata_max_bytes {
-                errors.push(ErrorCode::OffsetMetadataTooLarge);
+                errors.push(Err(GroupError::OffsetMetadataTooLarge));
                 continue;
             }
             let value = StoredOffset {
@@ -176,7 +156,7 @@ impl GroupCoordinator {
                     commit_timestamp_ms: now,
                 },
             ));
-            errors.push(ErrorCode::None);
+            errors.push(Ok(()));
         }
         if records.is_empty() {
             return respond(errors);
@@ -215,20 +195,20 @@ impl GroupCoordinator {
         respond: CommitCallback,
     ) {
         let now = self.clock.now_ms();
-        let all = |code: ErrorCode| vec![code; entries.len()];
+        let all = |error: GroupError| vec![Err(error); entries.len()];
         if group_id.is_empty() {
-            return respond(all(ErrorCode::InvalidGroupId));
+            return respond(all(GroupError::InvalidGroupId));
         }
         if let Some(group) = self.groups.get(group_id) {
             let refused = if group.is(GroupState::Dead) {
-                Some(ErrorCode::CoordinatorNotAvailable)
+                Some(GroupError::CoordinatorNotAvailable)
             } else if group.is_static_member_fenced(member_id, group_instance_id) {
-                Some(ErrorCode::FencedInstanceId)
+                Some(GroupError::FencedInstanceId)
             } else if !member_id.is_empty() && !group.has_member(member_id) {
                 // Membership is checked when the producer says who it is (KIP-447).
-                Some(ErrorCode::UnknownMemberId)
+                Some(GroupError::UnknownMemberId)
             } else if generation_id >= 0 && generation_id != group.generation_id {
-                Some(ErrorCode::IllegalGeneration)
+                Some(GroupError::IllegalGeneration)
             } else {
                 None
             };
@@ -242,7 +222,7 @@ impl GroupCoordinator {
         for entry in entries {
             let metadata = entry.metadata.clone().unwrap_or_default();
             if metadata.len() > self.config.offset_metadata_max_bytes {
-                errors.push(ErrorCode::OffsetMetadataTooLarge);
+                errors.push(Err(GroupError::OffsetMetadataTooLarge));
                 continue;
             }
             let value = StoredOffset {
@@ -266,7 +246,7 @@ impl GroupCoordinator {
                     commit_timestamp_ms: now,
                 },
             ));
-            errors.push(ErrorCode::None);
+            errors.push(Ok(()));
         }
         if records.is_empty() {
             return respond(errors);
@@ -387,7 +367,6 @@ impl GroupCoordinator {
     pub fn describe_group(&self, group_id: &str) -> GroupDescription {
         let Some(group) = self.groups.get(group_id) else {
             return GroupDescription {
-                error: ErrorCode::None,
                 group_id: group_id.to_string(),
                 state: GroupState::Dead,
                 protocol_type: String::new(),
@@ -418,7 +397,6 @@ impl GroupCoordinator {
             })
             .collect();
         GroupDescription {
-            error: ErrorCode::None,
             group_id: group_id.to_string(),
             state: group.state,
             protocol_type: group.protocol_type.clone().unwrap_or_default(),
@@ -429,14 +407,18 @@ impl GroupCoordinator {
 
     /// DeleteGroups for one group: only an empty group can be deleted. It is Dead
     /// while its tombstones are written, then gone; `respond` gets the outcome.
-    pub fn delete_group(&mut self, group_id: &str, respond: Box<dyn FnOnce(ErrorCode) + Send>) {
+    pub fn delete_group(
+        &mut self,
+        group_id: &str,
+        respond: Box<dyn FnOnce(Result<(), GroupError>) + Send>,
+    ) {
         let Some(group) = self.groups.get(group_id) else {
-            return respond(ErrorCode::GroupIdNotFound);
+            return respond(Err(GroupError::GroupIdNotFound));
         };
         match group.state {
-            GroupState::Dead => return respond(ErrorCode::GroupIdNotFound),
+            GroupState::Dead => return respond(Err(GroupError::GroupIdNotFound)),
             GroupState::Empty => {}
-            _ => return respond(ErrorCode::NonEmptyGroup),
+            _ => return respond(Err(GroupError::NonEmptyGroup)),
         }
         let mut records: Vec<(Bytes, Option<Bytes>)> = group
             .offsets
@@ -470,14 +452,14 @@ impl GroupCoordinator {
         self.write(partition, records, None, move |c, written| match written {
             Ok(()) => {
                 c.groups.remove(&id);
-                respond(ErrorCode::None)
+                respond(Ok(()))
             }
             Err(e) => {
                 // Not deleted after all: the group is as it was.
                 if let Some(group) = c.groups.get_mut(&id) {
                     group.state = GroupState::Empty;
                 }
-                respond(commit_error(e))
+                respond(Err(GroupError::OffsetsNotWritten(e)))
             }
         });
     }
@@ -488,27 +470,27 @@ impl GroupCoordinator {
         &mut self,
         group_id: &str,
         partitions: &[(String, i32)],
-        respond: Box<dyn FnOnce(Result<Vec<ErrorCode>, ErrorCode>) + Send>,
+        respond: Box<dyn FnOnce(Result<PerItem, GroupError>) + Send>,
     ) {
         let Some(group) = self.groups.get(group_id) else {
-            return respond(Err(ErrorCode::GroupIdNotFound));
+            return respond(Err(GroupError::GroupIdNotFound));
         };
         if group.is(GroupState::Dead) {
-            return respond(Err(ErrorCode::GroupIdNotFound));
+            return respond(Err(GroupError::GroupIdNotFound));
         }
         let subscribed: BTreeSet<String> = if group.is(GroupState::Empty) {
             BTreeSet::new()
         } else if group.protocol_type.as_deref() == Some("consumer") {
             subscribed_topics(group)
         } else {
-            return respond(Err(ErrorCode::NonEmptyGroup));
+            return respond(Err(GroupError::NonEmptyGroup));
         };
         let mut errors = Vec::with_capacity(partitions.len());
         let mut records = Vec::new();
         let mut doomed = Vec::new();
         for (topic, partition) in partitions {
             if subscribed.contains(topic) {
-                errors.push(ErrorCode::GroupSubscribedToTopic);
+                errors.push(Err(GroupError::GroupSubscribedToTopic));
                 continue;
             }
             if group.offsets.contains_key(&(topic.clone(), *partition)) {
@@ -523,7 +505,7 @@ impl GroupCoordinator {
                 ));
                 doomed.push((topic.clone(), *partition));
             }
-            errors.push(ErrorCode::None);
+            errors.push(Ok(()));
         }
         if records.is_empty() {
             return respond(Ok(errors));
@@ -532,7 +514,7 @@ impl GroupCoordinator {
         let id = group_id.to_string();
         self.write(partition, records, None, move |c, written| {
             if let Err(e) = written {
-                return respond(Err(commit_error(e)));
+                return respond(Err(GroupError::OffsetsNotWritten(e)));
             }
             if let Some(group) = c.groups.get_mut(&id) {
                 for key in doomed {

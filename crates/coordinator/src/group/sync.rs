@@ -5,29 +5,29 @@
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
-use protocol::ErrorCode;
 
 use super::coordinator::{GroupCoordinator, SyncCallback, SyncParams, SyncResult};
 use super::records::{OffsetsKey, StoredGroup, StoredMember};
 use super::state::GroupState;
+use crate::error::{GroupError, WriteError};
 
 impl GroupCoordinator {
     pub fn sync(&mut self, params: SyncParams, respond: SyncCallback) {
         let now = self.now();
         let Some(group) = self.groups.get_mut(&params.group_id) else {
-            return respond(SyncResult::error(ErrorCode::UnknownMemberId));
+            return respond(SyncResult::error(GroupError::UnknownMemberId));
         };
         if group.is(GroupState::Dead) {
-            return respond(SyncResult::error(ErrorCode::CoordinatorNotAvailable));
+            return respond(SyncResult::error(GroupError::CoordinatorNotAvailable));
         }
         if group.is_static_member_fenced(&params.member_id, params.group_instance_id.as_deref()) {
-            return respond(SyncResult::error(ErrorCode::FencedInstanceId));
+            return respond(SyncResult::error(GroupError::FencedInstanceId));
         }
         if !group.has_member(&params.member_id) {
-            return respond(SyncResult::error(ErrorCode::UnknownMemberId));
+            return respond(SyncResult::error(GroupError::UnknownMemberId));
         }
         if params.generation_id != group.generation_id {
-            return respond(SyncResult::error(ErrorCode::IllegalGeneration));
+            return respond(SyncResult::error(GroupError::IllegalGeneration));
         }
         let type_mismatch = params
             .protocol_type
@@ -38,20 +38,20 @@ impl GroupCoordinator {
             .as_ref()
             .is_some_and(|n| Some(n) != group.protocol_name.as_ref());
         if type_mismatch || name_mismatch {
-            return respond(SyncResult::error(ErrorCode::InconsistentGroupProtocol));
+            return respond(SyncResult::error(GroupError::InconsistentGroupProtocol));
         }
         match group.state {
-            GroupState::Empty => respond(SyncResult::error(ErrorCode::UnknownMemberId)),
+            GroupState::Empty => respond(SyncResult::error(GroupError::UnknownMemberId)),
             GroupState::PreparingRebalance => {
-                respond(SyncResult::error(ErrorCode::RebalanceInProgress))
+                respond(SyncResult::error(GroupError::RebalanceInProgress))
             }
-            GroupState::Dead => respond(SyncResult::error(ErrorCode::CoordinatorNotAvailable)),
+            GroupState::Dead => respond(SyncResult::error(GroupError::CoordinatorNotAvailable)),
             GroupState::Stable => {
                 let member = group.members.get_mut(&params.member_id).expect("checked");
                 member.session_deadline_ms = now + i64::from(member.session_timeout_ms);
                 group.pending_sync.remove(&params.member_id);
                 let result = SyncResult {
-                    error: ErrorCode::None,
+                    error: None,
                     protocol_type: group.protocol_type.clone(),
                     protocol_name: group.protocol_name.clone(),
                     assignment: group.members[&params.member_id].assignment.clone(),
@@ -99,7 +99,7 @@ impl GroupCoordinator {
         &mut self,
         group_id: &str,
         generation: i32,
-        stored: Result<(), ErrorCode>,
+        stored: Result<(), WriteError>,
     ) {
         let now = self.now();
         let Some(group) = self.groups.get(group_id) else {
@@ -122,7 +122,7 @@ impl GroupCoordinator {
                 .collect();
             for key in waiting {
                 if let Some(respond) = self.sync_waiters.remove(&key) {
-                    respond(SyncResult::error(error));
+                    respond(SyncResult::error(GroupError::Write(error)));
                 }
             }
             self.prepare_rebalance(group_id, "the assignment could not be stored");
@@ -154,7 +154,7 @@ impl GroupCoordinator {
         for (member_id, assignment) in answers {
             if let Some(respond) = self.sync_waiters.remove(&(group_id.to_string(), member_id)) {
                 respond(SyncResult {
-                    error: ErrorCode::None,
+                    error: None,
                     protocol_type: protocol_type.clone(),
                     protocol_name: protocol_name.clone(),
                     assignment,
@@ -168,7 +168,7 @@ impl GroupCoordinator {
     pub(crate) fn store_group(
         &mut self,
         group_id: &str,
-        then: impl FnOnce(&mut GroupCoordinator, Result<(), ErrorCode>) + Send + 'static,
+        then: impl FnOnce(&mut GroupCoordinator, Result<(), WriteError>) + Send + 'static,
     ) {
         let group = &self.groups[group_id];
         let protocol = group.protocol_name.clone();

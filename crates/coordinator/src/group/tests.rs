@@ -10,6 +10,8 @@ use protocol::random::SeededRandom;
 use protocol::time::{Clock, ManualClock};
 use protocol::ErrorCode;
 
+use crate::error::{GroupError, WriteError};
+
 use super::coordinator::{
     GroupConfig, GroupCoordinator, GroupWrite, JoinCallback, JoinParams, JoinResult, SyncCallback,
     SyncParams, SyncResult,
@@ -22,11 +24,11 @@ use super::state::GroupState;
 #[derive(Default)]
 struct MemoryLog {
     records: Mutex<Vec<(i32, Bytes, Option<Bytes>)>>,
-    fail_with: Mutex<Option<ErrorCode>>,
+    fail_with: Mutex<Option<WriteError>>,
 }
 
 impl MemoryLog {
-    fn append(&self, write: GroupWrite) -> Result<(), ErrorCode> {
+    fn append(&self, write: GroupWrite) -> Result<(), WriteError> {
         if let Some(error) = *self.fail_with.lock().unwrap() {
             return Err(error);
         }
@@ -90,7 +92,7 @@ impl Settled {
         &mut self,
         group_id: &str,
         leaving: &[(String, Option<String>)],
-    ) -> Result<Vec<ErrorCode>, ErrorCode> {
+    ) -> Result<Vec<Result<(), GroupError>>, GroupError> {
         let left = self.inner.leave(group_id, leaving);
         self.settle();
         left
@@ -108,8 +110,8 @@ impl Settled {
         group_instance_id: Option<&str>,
         generation_id: i32,
         entries: &[OffsetCommitEntry],
-    ) -> Vec<ErrorCode> {
-        let out: Slot<Vec<ErrorCode>> = Arc::new(Mutex::new(None));
+    ) -> Vec<Result<(), GroupError>> {
+        let out: Slot<Vec<Result<(), GroupError>>> = Arc::new(Mutex::new(None));
         let answer = out.clone();
         self.inner.commit_offsets(
             group_id,
@@ -134,8 +136,8 @@ impl Settled {
         group_instance_id: Option<&str>,
         generation_id: i32,
         entries: &[OffsetCommitEntry],
-    ) -> Vec<ErrorCode> {
-        let out: Slot<Vec<ErrorCode>> = Arc::new(Mutex::new(None));
+    ) -> Vec<Result<(), GroupError>> {
+        let out: Slot<Vec<Result<(), GroupError>>> = Arc::new(Mutex::new(None));
         let answer = out.clone();
         self.inner.txn_commit_offsets(
             group_id,
@@ -152,8 +154,8 @@ impl Settled {
         errors.expect("answered once written")
     }
 
-    fn delete_group(&mut self, group_id: &str) -> ErrorCode {
-        let out: Slot<ErrorCode> = Arc::new(Mutex::new(None));
+    fn delete_group(&mut self, group_id: &str) -> Result<(), GroupError> {
+        let out: Slot<Result<(), GroupError>> = Arc::new(Mutex::new(None));
         let answer = out.clone();
         self.inner.delete_group(
             group_id,
@@ -240,7 +242,7 @@ impl Harness {
     fn join_new(&mut self, protocols: &[(&str, &[u8])]) -> Slot<JoinResult> {
         let first = self.join("", None, protocols);
         let first = first.lock().unwrap().clone().expect("answered at once");
-        assert_eq!(first.error, ErrorCode::MemberIdRequired);
+        assert_eq!(first.error, Some(GroupError::MemberIdRequired));
         assert!(!first.member_id.is_empty());
         self.join(&first.member_id, None, protocols)
     }
@@ -304,7 +306,7 @@ fn stable_group_of_three(h: &mut Harness) -> Vec<String> {
         .collect();
     assert!(results
         .iter()
-        .all(|r| r.error == ErrorCode::None && r.generation_id == 1));
+        .all(|r| r.error.is_none() && r.generation_id == 1));
     assert!(results
         .iter()
         .all(|r| r.protocol_name.as_deref() == Some("range")));
@@ -363,25 +365,19 @@ fn a_member_that_stops_heartbeating_is_removed_after_its_session_and_the_rest_re
     let ids = stable_group_of_three(&mut h);
     for _ in 0..3 {
         h.clock.advance(4_000);
-        assert_eq!(
-            h.coordinator.heartbeat("g", &ids[0], None, 1),
-            ErrorCode::None
-        );
-        assert_eq!(
-            h.coordinator.heartbeat("g", &ids[1], None, 1),
-            ErrorCode::None
-        );
+        assert_eq!(h.coordinator.heartbeat("g", &ids[0], None, 1), Ok(()));
+        assert_eq!(h.coordinator.heartbeat("g", &ids[1], None, 1), Ok(()));
         h.coordinator.tick();
     }
     // ids[2] last heard of 12 s ago with a 10 s session.
     assert_eq!(h.state(), GroupState::PreparingRebalance);
     assert_eq!(
         h.coordinator.heartbeat("g", &ids[0], None, 1),
-        ErrorCode::RebalanceInProgress
+        Err(GroupError::RebalanceInProgress)
     );
     assert_eq!(
         h.coordinator.heartbeat("g", &ids[2], None, 1),
-        ErrorCode::UnknownMemberId
+        Err(GroupError::UnknownMemberId)
     );
     let a = h.join(&ids[0], None, RANGE);
     assert!(take(&a).is_none());
@@ -400,7 +396,7 @@ fn leaving_starts_a_rebalance_and_the_last_leave_empties_the_group() {
     let mut h = Harness::new(config());
     let ids = stable_group_of_three(&mut h);
     let errors = h.coordinator.leave("g", &[(ids[2].clone(), None)]).unwrap();
-    assert_eq!(errors, vec![ErrorCode::None]);
+    assert_eq!(errors, vec![Ok(())]);
     assert_eq!(h.state(), GroupState::PreparingRebalance);
     let errors = h
         .coordinator
@@ -415,7 +411,7 @@ fn leaving_starts_a_rebalance_and_the_last_leave_empties_the_group() {
         .unwrap();
     assert_eq!(
         errors,
-        vec![ErrorCode::None, ErrorCode::None, ErrorCode::UnknownMemberId]
+        vec![Ok(()), Ok(()), Err(GroupError::UnknownMemberId)]
     );
     assert_eq!(h.state(), GroupState::Empty);
 }
@@ -429,7 +425,7 @@ fn a_member_that_does_not_rejoin_within_the_rebalance_timeout_is_dropped() {
     h.clock.advance(5_000);
     assert_eq!(
         h.coordinator.heartbeat("g", &ids[1], None, 1),
-        ErrorCode::RebalanceInProgress
+        Err(GroupError::RebalanceInProgress)
     );
     let b = h.join(&ids[1], None, RANGE);
     h.advance(25_001);
@@ -445,18 +441,21 @@ fn stale_generations_and_unknown_members_are_fenced_with_kafkas_codes() {
     let ids = stable_group_of_three(&mut h);
     assert_eq!(
         h.coordinator.heartbeat("g", &ids[0], None, 0),
-        ErrorCode::IllegalGeneration
+        Err(GroupError::IllegalGeneration)
     );
     assert_eq!(
         h.coordinator.heartbeat("g", "nobody", None, 1),
-        ErrorCode::UnknownMemberId
+        Err(GroupError::UnknownMemberId)
     );
     assert_eq!(
         h.coordinator.heartbeat("other", &ids[0], None, 1),
-        ErrorCode::UnknownMemberId
+        Err(GroupError::UnknownMemberId)
     );
     let sync = h.sync(&ids[1], 7, &[]);
-    assert_eq!(take(&sync).unwrap().error, ErrorCode::IllegalGeneration);
+    assert_eq!(
+        take(&sync).unwrap().error,
+        Some(GroupError::IllegalGeneration)
+    );
     let entry = OffsetCommitEntry {
         topic: "t".into(),
         partition: 0,
@@ -467,17 +466,17 @@ fn stale_generations_and_unknown_members_are_fenced_with_kafkas_codes() {
     assert_eq!(
         h.coordinator
             .commit_offsets("g", &ids[0], None, 0, std::slice::from_ref(&entry)),
-        vec![ErrorCode::IllegalGeneration]
+        vec![Err(GroupError::IllegalGeneration)]
     );
     assert_eq!(
         h.coordinator
             .commit_offsets("g", "nobody", None, 1, std::slice::from_ref(&entry)),
-        vec![ErrorCode::UnknownMemberId]
+        vec![Err(GroupError::UnknownMemberId)]
     );
     assert_eq!(
         h.coordinator
             .commit_offsets("g", &ids[0], None, 1, &[entry]),
-        vec![ErrorCode::None]
+        vec![Ok(())]
     );
 }
 
@@ -497,7 +496,10 @@ fn bad_joins_get_kafkas_errors() {
         params.clone(),
         Box::new(move |r| *out.lock().unwrap() = Some(r)),
     );
-    assert_eq!(take(&slot).unwrap().error, ErrorCode::InvalidSessionTimeout);
+    assert_eq!(
+        take(&slot).unwrap().error,
+        Some(GroupError::InvalidSessionTimeout)
+    );
     params.session_timeout_ms = 10_000;
     params.member_id = "made-up".into();
     let out = slot.clone();
@@ -505,7 +507,10 @@ fn bad_joins_get_kafkas_errors() {
         params.clone(),
         Box::new(move |r| *out.lock().unwrap() = Some(r)),
     );
-    assert_eq!(take(&slot).unwrap().error, ErrorCode::UnknownMemberId);
+    assert_eq!(
+        take(&slot).unwrap().error,
+        Some(GroupError::UnknownMemberId)
+    );
     h.join_new(RANGE);
     params.member_id = String::new();
     params.protocol_type = "connect".into();
@@ -516,7 +521,7 @@ fn bad_joins_get_kafkas_errors() {
     );
     assert_eq!(
         take(&slot).unwrap().error,
-        ErrorCode::InconsistentGroupProtocol
+        Some(GroupError::InconsistentGroupProtocol)
     );
     params.protocol_type = "consumer".into();
     params.protocols = vec![("roundrobin".into(), Bytes::new())];
@@ -525,7 +530,7 @@ fn bad_joins_get_kafkas_errors() {
         .join(params, Box::new(move |r| *out.lock().unwrap() = Some(r)));
     assert_eq!(
         take(&slot).unwrap().error,
-        ErrorCode::InconsistentGroupProtocol
+        Some(GroupError::InconsistentGroupProtocol)
     );
 }
 
@@ -561,21 +566,17 @@ fn a_restarted_static_member_gets_its_assignment_back_without_a_rebalance() {
     let a = h.join("", Some("instance-a"), RANGE);
     h.advance(0);
     let a = take(&a).unwrap();
-    assert_eq!(
-        a.error,
-        ErrorCode::None,
-        "static members skip MEMBER_ID_REQUIRED"
-    );
+    assert_eq!(a.error, None, "static members skip MEMBER_ID_REQUIRED");
     let sync = h.sync(
         &a.member_id,
         1,
         &[(a.member_id.as_str(), b"partitions-of-a")],
     );
-    assert_eq!(take(&sync).unwrap().error, ErrorCode::None);
+    assert_eq!(take(&sync).unwrap().error, None);
     // The process restarts: a new join with no member id and the same instance id.
     let again = h.join("", Some("instance-a"), RANGE);
     let again = take(&again).expect("answered at once");
-    assert_eq!(again.error, ErrorCode::None);
+    assert_eq!(again.error, None);
     assert_eq!(again.generation_id, 1, "no new generation");
     assert_ne!(again.member_id, a.member_id);
     assert_eq!(h.state(), GroupState::Stable);
@@ -588,7 +589,7 @@ fn a_restarted_static_member_gets_its_assignment_back_without_a_rebalance() {
     assert_eq!(
         h.coordinator
             .heartbeat("g", &a.member_id, Some("instance-a"), 1),
-        ErrorCode::FencedInstanceId
+        Err(GroupError::FencedInstanceId)
     );
 }
 
@@ -621,12 +622,12 @@ fn committed_offsets_and_groups_survive_a_reload_from_the_log() {
     assert_eq!(
         h.coordinator
             .commit_offsets("g", &a.member_id, Some("i1"), 1, &entries),
-        vec![ErrorCode::None; 2]
+        vec![Ok(()); 2]
     );
     assert_eq!(
         h.coordinator
             .commit_offsets("standalone", "", None, -1, &entries[..1]),
-        vec![ErrorCode::None]
+        vec![Ok(())]
     );
     let records: Vec<(Bytes, Option<Bytes>)> = h
         .log
@@ -665,7 +666,7 @@ fn committed_offsets_and_groups_survive_a_reload_from_the_log() {
 #[test]
 fn a_failed_write_is_not_acknowledged_and_leaves_the_cache_alone() {
     let mut h = Harness::new(config());
-    *h.log.fail_with.lock().unwrap() = Some(ErrorCode::NotLeaderOrFollower);
+    *h.log.fail_with.lock().unwrap() = Some(WriteError::Log(ErrorCode::NotLeaderOrFollower));
     let entry = OffsetCommitEntry {
         topic: "t".into(),
         partition: 0,
@@ -675,7 +676,9 @@ fn a_failed_write_is_not_acknowledged_and_leaves_the_cache_alone() {
     };
     assert_eq!(
         h.coordinator.commit_offsets("solo", "", None, -1, &[entry]),
-        vec![ErrorCode::NotCoordinator]
+        vec![Err(GroupError::OffsetsNotWritten(WriteError::Log(
+            ErrorCode::NotLeaderOrFollower
+        )))]
     );
     assert!(h
         .coordinator
@@ -688,15 +691,18 @@ fn a_failed_write_is_not_acknowledged_and_leaves_the_cache_alone() {
 fn only_empty_groups_can_be_deleted_and_offsets_in_use_cannot_be_deleted() {
     let mut h = Harness::new(config());
     let ids = stable_group_of_three(&mut h);
-    assert_eq!(h.coordinator.delete_group("g"), ErrorCode::NonEmptyGroup);
+    assert_eq!(
+        h.coordinator.delete_group("g"),
+        Err(GroupError::NonEmptyGroup)
+    );
     assert_eq!(
         h.coordinator.delete_group("nope"),
-        ErrorCode::GroupIdNotFound
+        Err(GroupError::GroupIdNotFound)
     );
     let leave: Vec<(String, Option<String>)> = ids.iter().map(|id| (id.clone(), None)).collect();
     h.coordinator.leave("g", &leave).unwrap();
     assert_eq!(h.state(), GroupState::Empty);
-    assert_eq!(h.coordinator.delete_group("g"), ErrorCode::None);
+    assert_eq!(h.coordinator.delete_group("g"), Ok(()));
     assert!(h.coordinator.group("g").is_none());
 }
 
@@ -763,14 +769,14 @@ fn a_stable_groups_offsets_of_unsubscribed_topics_expire_by_commit_time() {
     let codes = h
         .coordinator
         .commit_offsets("g", &member, None, 1, &[entry("a"), entry("b")]);
-    assert_eq!(codes, vec![ErrorCode::None, ErrorCode::None]);
+    assert_eq!(codes, vec![Ok(()), Ok(())]);
     for _ in 0..59 {
         h.advance(1_000);
-        h.coordinator.heartbeat("g", &member, None, 1);
+        h.coordinator.heartbeat("g", &member, None, 1).unwrap();
     }
     assert_eq!(committed_count(&h), 2, "not yet");
     h.advance(1_000);
-    h.coordinator.heartbeat("g", &member, None, 1);
+    h.coordinator.heartbeat("g", &member, None, 1).unwrap();
     let left: Vec<String> = h
         .coordinator
         .fetch_offsets("g", None)
@@ -819,7 +825,7 @@ fn a_stable_group_with_an_unreadable_subscription_expires_nothing() {
         .commit_offsets("g", &member, None, 1, &[entry]);
     for _ in 0..120 {
         h.advance(1_000);
-        h.coordinator.heartbeat("g", &member, None, 1);
+        h.coordinator.heartbeat("g", &member, None, 1).unwrap();
     }
     assert_eq!(committed_count(&h), 1);
 }
@@ -867,7 +873,7 @@ fn a_restarted_static_leader_is_not_told_it_leads_before_v9() {
     });
     let (leader, _) = stable_static_pair(&mut h);
     let again = take(&h.join_v("", Some("ia"), RANGE, 7)).expect("answered at once");
-    assert_eq!(again.error, ErrorCode::None);
+    assert_eq!(again.error, None);
     assert_eq!(again.generation_id, 2);
     assert_eq!(again.leader, leader.member_id, "the previous leader id");
     assert_ne!(again.member_id, leader.member_id);
@@ -900,7 +906,7 @@ fn a_restarted_static_member_with_new_metadata_keeps_its_assignment_without_a_re
     let (_, follower) = stable_static_pair(&mut h);
     // cooperative-sticky members restart with different user data (no owned partitions)
     let again = take(&h.join("", Some("ib"), &[("range", b"other-metadata")])).unwrap();
-    assert_eq!((again.error, again.generation_id), (ErrorCode::None, 2));
+    assert_eq!((again.error, again.generation_id), (None, 2));
     assert_eq!(h.state(), GroupState::Stable);
     assert_ne!(again.member_id, follower.member_id);
     assert_eq!(
@@ -945,12 +951,15 @@ fn commits_are_fenced_before_they_are_told_to_wait_for_the_sync() {
     };
     assert_eq!(
         commit(&mut h, &ids[0], 1),
-        vec![ErrorCode::IllegalGeneration]
+        vec![Err(GroupError::IllegalGeneration)]
     );
-    assert_eq!(commit(&mut h, "gone", 1), vec![ErrorCode::UnknownMemberId]);
+    assert_eq!(
+        commit(&mut h, "gone", 1),
+        vec![Err(GroupError::UnknownMemberId)]
+    );
     assert_eq!(
         commit(&mut h, &ids[0], 2),
-        vec![ErrorCode::RebalanceInProgress]
+        vec![Err(GroupError::RebalanceInProgress)]
     );
 }
 
@@ -963,7 +972,7 @@ fn leaving_an_unknown_group_is_an_error_per_member() {
     ];
     assert_eq!(
         h.coordinator.leave("nope", &leaving),
-        Ok(vec![ErrorCode::UnknownMemberId; 2])
+        Ok(vec![Err(GroupError::UnknownMemberId); 2])
     );
 }
 
@@ -980,7 +989,7 @@ fn transactional_offsets_count_only_once_their_transaction_commits() {
     assert_eq!(
         h.coordinator
             .txn_commit_offsets("g", 7, 0, "", None, -1, &[entry(5)]),
-        vec![ErrorCode::None]
+        vec![Ok(())]
     );
     assert!(
         h.coordinator.fetch_offsets("g", Some(&[("t".into(), 0)]))[0]
@@ -1070,7 +1079,7 @@ fn without_an_initial_delay_a_new_group_completes_its_first_join_at_once() {
     let a = take(&a).expect("answered without a tick");
     assert_eq!(
         (a.error, a.generation_id, a.leader == a.member_id),
-        (ErrorCode::None, 1, true)
+        (None, 1, true)
     );
     assert_eq!(h.state(), GroupState::CompletingRebalance);
 }
@@ -1114,21 +1123,15 @@ fn a_member_that_never_syncs_is_removed_at_the_rebalance_timeout() {
     assert_eq!(h.state(), GroupState::Stable);
     for _ in 0..5 {
         h.clock.advance(5_000);
-        assert_eq!(
-            h.coordinator.heartbeat("g", &b.member_id, None, 2),
-            ErrorCode::None
-        );
-        assert_eq!(
-            h.coordinator.heartbeat("g", &a.member_id, None, 2),
-            ErrorCode::None
-        );
+        assert_eq!(h.coordinator.heartbeat("g", &b.member_id, None, 2), Ok(()));
+        assert_eq!(h.coordinator.heartbeat("g", &a.member_id, None, 2), Ok(()));
         h.coordinator.tick();
     }
     h.advance(5_001); // 30 s: the members' rebalance timeout
     assert!(!h.coordinator.group("g").unwrap().has_member(&b.member_id));
     assert_eq!(
         h.coordinator.heartbeat("g", &a.member_id, None, 2),
-        ErrorCode::RebalanceInProgress
+        Err(GroupError::RebalanceInProgress)
     );
 }
 
@@ -1141,14 +1144,14 @@ fn member_ids_handed_out_are_bounded_and_the_oldest_unused_goes_first() {
     let ids: Vec<String> = (0..MAX_PENDING_MEMBERS + 1)
         .map(|_| {
             let r = take(&h.join("", None, RANGE)).unwrap();
-            assert_eq!(r.error, ErrorCode::MemberIdRequired);
+            assert_eq!(r.error, Some(GroupError::MemberIdRequired));
             r.member_id
         })
         .collect();
     // One more than the group keeps: the first is gone and must start over.
     assert_eq!(
         take(&h.join(&ids[0], None, RANGE)).unwrap().error,
-        ErrorCode::UnknownMemberId
+        Some(GroupError::UnknownMemberId)
     );
     let last = h.join(&ids[MAX_PENDING_MEMBERS], None, RANGE);
     // The other 999 ids are still pending: the join phase waits for them, then they expire.
@@ -1156,7 +1159,7 @@ fn member_ids_handed_out_are_bounded_and_the_oldest_unused_goes_first() {
     let last = take(&last).expect("completed once the pending members expired");
     assert_eq!(
         (last.error, last.generation_id, last.members.len()),
-        (ErrorCode::None, 1, 1)
+        (None, 1, 1)
     );
 }
 
@@ -1171,7 +1174,7 @@ fn a_member_id_handed_out_but_never_used_holds_the_rebalance_until_its_session_e
     // b asks for a member id (MEMBER_ID_REQUIRED) and disappears
     assert_eq!(
         take(&h.join("", None, RANGE)).unwrap().error,
-        ErrorCode::MemberIdRequired
+        Some(GroupError::MemberIdRequired)
     );
     // a rejoins as leader: the rebalance waits for the pending member, as Kafka's does
     let a2 = h.join(&a.member_id, None, RANGE);
@@ -1179,10 +1182,7 @@ fn a_member_id_handed_out_but_never_used_holds_the_rebalance_until_its_session_e
     assert!(take(&a2).is_none());
     h.advance(1_000); // the pending member's 10 s session
     let a2 = take(&a2).expect("completed once the pending member expired");
-    assert_eq!(
-        (a2.error, a2.generation_id, a2.members.len()),
-        (ErrorCode::None, 2, 1)
-    );
+    assert_eq!((a2.error, a2.generation_id, a2.members.len()), (None, 2, 1));
 }
 
 // ---- Writes outside the lock: answered once written, applied in write order ----
@@ -1200,7 +1200,7 @@ fn commit_entry(offset: i64) -> OffsetCommitEntry {
 #[test]
 fn a_commit_is_answered_and_cached_only_once_its_write_is_done() {
     let mut h = Harness::new(config());
-    let answer: Slot<Vec<ErrorCode>> = Arc::new(Mutex::new(None));
+    let answer: Slot<Vec<Result<(), GroupError>>> = Arc::new(Mutex::new(None));
     let out = answer.clone();
     h.coordinator.inner.commit_offsets(
         "solo",
@@ -1219,7 +1219,7 @@ fn a_commit_is_answered_and_cached_only_once_its_write_is_done() {
     assert_eq!(write.records.len(), 1);
     assert_eq!(write.producer, None);
     h.coordinator.write_completed(*id, Ok(()));
-    assert_eq!(take(&answer), Some(vec![ErrorCode::None]));
+    assert_eq!(take(&answer), Some(vec![Ok(())]));
     assert_eq!(
         h.coordinator.fetch_offsets("solo", None)[0]
             .2
@@ -1330,7 +1330,7 @@ fn an_assignment_written_after_a_rebalance_began_is_dropped() {
     h.coordinator.inner.leave("g", &[(other, None)]).unwrap();
     assert_eq!(
         take(&slot).unwrap().error,
-        ErrorCode::RebalanceInProgress,
+        Some(GroupError::RebalanceInProgress),
         "told to rejoin at once"
     );
     h.coordinator.settle();

@@ -27,9 +27,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use protocol::time::Clock;
-use protocol::ErrorCode;
 
 use super::records::{encode_key, StoredTxn, TxnState};
+use crate::error::{TxnError, WriteError};
 use crate::group::records::{partition_for, DecodeError};
 use crate::outbox::{Outbox, WriteId};
 
@@ -78,17 +78,17 @@ pub enum TxnWrite {
 }
 
 /// Hands out producer ids without blocking: a source that has none at hand
-/// answers COORDINATOR_LOAD_IN_PROGRESS (as Kafka's `RPCProducerIdManager` does)
-/// and the client retries.
+/// gives `None`, the request answers [`TxnError::NoProducerIds`] (as Kafka's
+/// `RPCProducerIdManager` does) and the client retries.
 pub trait ProducerIdSource: Send + Sync {
-    fn next_producer_id(&self) -> Result<i64, ErrorCode>;
+    fn next_producer_id(&self) -> Option<i64>;
 }
 
 /// The answer to a request, at once or once its writes are done.
-pub type TxnCallback<T> = Box<dyn FnOnce(Result<T, ErrorCode>) + Send>;
+pub type TxnCallback<T> = Box<dyn FnOnce(Result<T, TxnError>) + Send>;
 
 /// What runs after a step of the coordinator's own (a transition, the markers).
-type Then<T> = Box<dyn FnOnce(&mut TxnCoordinator, Result<T, ErrorCode>) + Send>;
+type Then<T> = Box<dyn FnOnce(&mut TxnCoordinator, Result<T, TxnError>) + Send>;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TxnMetadata {
@@ -169,11 +169,17 @@ impl TxnCoordinator {
 
     /// A write taken with [`TxnCoordinator::take_writes`] is done: its
     /// continuation runs (and may queue more writes).
-    pub fn write_completed(&mut self, id: WriteId, result: Result<(), ErrorCode>) {
+    pub fn write_completed(&mut self, id: WriteId, result: Result<(), WriteError>) {
         match self.writes.complete(id) {
             Some(then) => then(self, result),
             None => tracing::error!(write = id, "completion of an unknown transaction write"),
         }
+    }
+
+    fn next_producer_id(&self) -> Result<i64, TxnError> {
+        self.producer_ids
+            .next_producer_id()
+            .ok_or(TxnError::NoProducerIds)
     }
 
     /// Whether a write for `transactional_id` is in flight.
@@ -183,6 +189,26 @@ impl TxnCoordinator {
 
     pub fn partition_for(&self, transactional_id: &str) -> i32 {
         partition_for(transactional_id, self.config.partitions)
+    }
+
+    /// Whether `producer_id` at `producer_epoch` owns `transactional_id`'s
+    /// transaction, as TxnOffsetCommit needs before the group coordinator stores
+    /// its offsets (Kafka's per-partition INVALID_PRODUCER_ID_MAPPING and
+    /// INVALID_PRODUCER_EPOCH).
+    pub fn verify_owner(
+        &self,
+        transactional_id: &str,
+        producer_id: i64,
+        producer_epoch: i16,
+    ) -> Result<(), TxnError> {
+        match self.txns.get(transactional_id) {
+            None => Err(TxnError::InvalidProducerIdMapping),
+            Some(txn) if txn.producer_id != producer_id => Err(TxnError::InvalidProducerIdMapping),
+            Some(txn) if txn.producer_epoch != producer_epoch => {
+                Err(TxnError::InvalidProducerEpoch)
+            }
+            Some(_) => Ok(()),
+        }
     }
 
     pub fn transaction(&self, transactional_id: &str) -> Option<&TxnMetadata> {
@@ -214,7 +240,7 @@ impl TxnCoordinator {
                         c.txns.insert(id, next.clone());
                         then(c, Ok(next))
                     }
-                    Err(e) => then(c, Err(e)),
+                    Err(e) => then(c, Err(TxnError::Write(e))),
                 }
             }),
         );
@@ -232,17 +258,17 @@ impl TxnCoordinator {
         respond: TxnCallback<(i64, i16)>,
     ) {
         let Some(transactional_id) = transactional_id.filter(|t| !t.is_empty()) else {
-            return respond(self.producer_ids.next_producer_id().map(|id| (id, 0)));
+            return respond(self.next_producer_id().map(|id| (id, 0)));
         };
         if timeout_ms <= 0 || timeout_ms > self.config.max_timeout_ms {
-            return respond(Err(ErrorCode::InvalidTransactionTimeout));
+            return respond(Err(TxnError::InvalidTransactionTimeout));
         }
         if self.is_pending(transactional_id) {
-            return respond(Err(ErrorCode::ConcurrentTransactions));
+            return respond(Err(TxnError::ConcurrentTransactions));
         }
         let now = self.clock.now_ms();
         let Some(current) = self.txns.get(transactional_id).cloned() else {
-            let producer_id = match self.producer_ids.next_producer_id() {
+            let producer_id = match self.next_producer_id() {
                 Ok(id) => id,
                 Err(e) => return respond(Err(e)),
             };
@@ -270,13 +296,13 @@ impl TxnCoordinator {
             let current_or_timed_out = epoch == current.producer_epoch
                 || (current.last_producer_epoch >= 0 && epoch == current.last_producer_epoch);
             if producer_id != current.producer_id || !current_or_timed_out {
-                return respond(Err(ErrorCode::ProducerFenced));
+                return respond(Err(TxnError::ProducerFenced));
             }
         }
         let id = transactional_id.to_string();
         match current.state {
             TxnState::PrepareCommit | TxnState::PrepareAbort | TxnState::PrepareEpochFence => {
-                respond(Err(ErrorCode::ConcurrentTransactions))
+                respond(Err(TxnError::ConcurrentTransactions))
             }
             TxnState::Ongoing => {
                 // The old instance's transaction: fence it and abort, then bump.
@@ -307,7 +333,7 @@ impl TxnCoordinator {
             TxnState::PrepareCommit | TxnState::PrepareAbort
         ) {
             // Its markers are not all written yet (the timer retries them).
-            return respond(Err(ErrorCode::ConcurrentTransactions));
+            return respond(Err(TxnError::ConcurrentTransactions));
         }
         let mut next = current.clone();
         next.timeout_ms = timeout_ms;
@@ -316,7 +342,7 @@ impl TxnCoordinator {
         next.last_producer_epoch = expected.map_or(-1, |(_, epoch)| epoch);
         if current.producer_epoch >= i16::MAX - 1 {
             // Epochs are exhausted: a new producer id starts at epoch 0.
-            next.producer_id = match self.producer_ids.next_producer_id() {
+            next.producer_id = match self.next_producer_id() {
                 Ok(id) => id,
                 Err(e) => return respond(Err(e)),
             };
@@ -348,19 +374,19 @@ impl TxnCoordinator {
         transactional_id: &str,
         producer_id: i64,
         producer_epoch: i16,
-    ) -> Result<TxnMetadata, ErrorCode> {
+    ) -> Result<TxnMetadata, TxnError> {
         if self.is_pending(transactional_id) {
-            return Err(ErrorCode::ConcurrentTransactions);
+            return Err(TxnError::ConcurrentTransactions);
         }
         let txn = self
             .txns
             .get(transactional_id)
-            .ok_or(ErrorCode::InvalidProducerIdMapping)?;
+            .ok_or(TxnError::InvalidProducerIdMapping)?;
         if txn.producer_id != producer_id {
-            return Err(ErrorCode::InvalidProducerIdMapping);
+            return Err(TxnError::InvalidProducerIdMapping);
         }
         if txn.producer_epoch != producer_epoch {
-            return Err(ErrorCode::ProducerFenced);
+            return Err(TxnError::ProducerFenced);
         }
         Ok(txn.clone())
     }
@@ -380,9 +406,9 @@ impl TxnCoordinator {
         };
         match txn.state {
             TxnState::PrepareCommit | TxnState::PrepareAbort | TxnState::PrepareEpochFence => {
-                return respond(Err(ErrorCode::ConcurrentTransactions))
+                return respond(Err(TxnError::ConcurrentTransactions))
             }
-            TxnState::Dead => return respond(Err(ErrorCode::InvalidProducerIdMapping)),
+            TxnState::Dead => return respond(Err(TxnError::InvalidProducerIdMapping)),
             _ => {}
         }
         let mut next = txn.clone();
@@ -441,10 +467,10 @@ impl TxnCoordinator {
             }
             (TxnState::CompleteCommit, true) | (TxnState::CompleteAbort, false) => respond(Ok(())),
             (TxnState::PrepareCommit, true) | (TxnState::PrepareAbort, false) => {
-                respond(Err(ErrorCode::ConcurrentTransactions))
+                respond(Err(TxnError::ConcurrentTransactions))
             }
             (TxnState::Empty, false) => respond(Ok(())),
-            _ => respond(Err(ErrorCode::InvalidTxnState)),
+            _ => respond(Err(TxnError::InvalidTxnState)),
         }
     }
 
@@ -496,7 +522,7 @@ impl TxnCoordinator {
             Box::new(move |c, written| {
                 c.pending.remove(&id);
                 if let Err(e) = written {
-                    return then(c, Err(e));
+                    return then(c, Err(TxnError::Write(e)));
                 }
                 let mut done = prepared;
                 done.partitions.clear();

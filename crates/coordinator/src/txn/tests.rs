@@ -10,6 +10,8 @@ use bytes::Bytes;
 use protocol::time::ManualClock;
 use protocol::ErrorCode;
 
+use crate::error::{TxnError, WriteError};
+
 use super::coordinator::{ProducerIdSource, TxnConfig, TxnCoordinator, TxnWrite};
 use super::records::TxnState;
 
@@ -26,7 +28,7 @@ struct Fakes {
 
 impl Fakes {
     /// Carries out one write as the broker would.
-    fn write(&self, write: TxnWrite) -> Result<(), ErrorCode> {
+    fn write(&self, write: TxnWrite) -> Result<(), WriteError> {
         match write {
             TxnWrite::Log { key, value, .. } => {
                 self.log.lock().unwrap().push((key, value));
@@ -40,7 +42,7 @@ impl Fakes {
                 ..
             } => {
                 if *self.fail_markers.lock().unwrap() {
-                    return Err(ErrorCode::NotLeaderOrFollower);
+                    return Err(WriteError::Log(ErrorCode::NotLeaderOrFollower));
                 }
                 self.markers.lock().unwrap().push((
                     producer_id,
@@ -55,8 +57,8 @@ impl Fakes {
 }
 
 impl ProducerIdSource for Fakes {
-    fn next_producer_id(&self) -> Result<i64, ErrorCode> {
-        Ok(1000 + self.next_id.fetch_add(1, Ordering::SeqCst))
+    fn next_producer_id(&self) -> Option<i64> {
+        Some(1000 + self.next_id.fetch_add(1, Ordering::SeqCst))
     }
 }
 
@@ -79,7 +81,7 @@ impl DerefMut for Settled {
     }
 }
 
-type Slot<T> = Arc<Mutex<Option<Result<T, ErrorCode>>>>;
+type Slot<T> = Arc<Mutex<Option<Result<T, TxnError>>>>;
 
 fn slot<T: Send + 'static>() -> (Slot<T>, super::coordinator::TxnCallback<T>) {
     let slot: Slot<T> = Arc::new(Mutex::new(None));
@@ -106,7 +108,7 @@ impl Settled {
         }
     }
 
-    fn answer<T>(&mut self, slot: Slot<T>) -> Result<T, ErrorCode> {
+    fn answer<T>(&mut self, slot: Slot<T>) -> Result<T, TxnError> {
         self.settle();
         let answer = slot.lock().unwrap().take();
         answer.expect("answered once the writes are done")
@@ -117,7 +119,7 @@ impl Settled {
         transactional_id: Option<&str>,
         timeout_ms: i32,
         expected: Option<(i64, i16)>,
-    ) -> Result<(i64, i16), ErrorCode> {
+    ) -> Result<(i64, i16), TxnError> {
         let (out, respond) = slot();
         self.inner
             .init_producer_id(transactional_id, timeout_ms, expected, respond);
@@ -130,7 +132,7 @@ impl Settled {
         producer_id: i64,
         producer_epoch: i16,
         partitions: &[(String, i32)],
-    ) -> Result<(), ErrorCode> {
+    ) -> Result<(), TxnError> {
         let (out, respond) = slot();
         self.inner.add_partitions(
             transactional_id,
@@ -148,7 +150,7 @@ impl Settled {
         producer_id: i64,
         producer_epoch: i16,
         group_id: &str,
-    ) -> Result<(), ErrorCode> {
+    ) -> Result<(), TxnError> {
         let (out, respond) = slot();
         self.inner.add_offsets(
             transactional_id,
@@ -166,7 +168,7 @@ impl Settled {
         producer_id: i64,
         producer_epoch: i16,
         commit: bool,
-    ) -> Result<(), ErrorCode> {
+    ) -> Result<(), TxnError> {
         let (out, respond) = slot();
         self.inner.end_transaction(
             transactional_id,
@@ -225,7 +227,26 @@ fn a_transaction_commits_with_markers_on_every_partition() {
     c.end_transaction("tx", pid, epoch, true).unwrap();
     assert_eq!(
         c.end_transaction("tx", pid, epoch, false),
-        Err(ErrorCode::InvalidTxnState)
+        Err(TxnError::InvalidTxnState)
+    );
+}
+
+#[test]
+fn only_the_transactions_producer_at_its_epoch_owns_it() {
+    let (mut c, _, _) = coordinator();
+    assert_eq!(
+        c.verify_owner("tx", 0, 0),
+        Err(TxnError::InvalidProducerIdMapping)
+    );
+    let (pid, epoch) = c.init_producer_id(Some("tx"), 60_000, None).unwrap();
+    assert_eq!(c.verify_owner("tx", pid, epoch), Ok(()));
+    assert_eq!(
+        c.verify_owner("tx", pid + 1, epoch),
+        Err(TxnError::InvalidProducerIdMapping)
+    );
+    assert_eq!(
+        c.verify_owner("tx", pid, epoch + 1),
+        Err(TxnError::InvalidProducerEpoch)
     );
 }
 
@@ -247,15 +268,15 @@ fn a_new_instance_fences_the_old_one_and_aborts_its_open_transaction() {
     drop(markers);
     assert_eq!(
         c.add_partitions("tx", pid, old_epoch, &[tp("a", 1)]),
-        Err(ErrorCode::ProducerFenced)
+        Err(TxnError::ProducerFenced)
     );
     assert_eq!(
         c.end_transaction("tx", pid, old_epoch, true),
-        Err(ErrorCode::ProducerFenced)
+        Err(TxnError::ProducerFenced)
     );
     assert_eq!(
         c.add_partitions("tx", 999, new_epoch, &[tp("a", 1)]),
-        Err(ErrorCode::InvalidProducerIdMapping)
+        Err(TxnError::InvalidProducerIdMapping)
     );
 }
 
@@ -273,7 +294,7 @@ fn timed_out_transactions_are_aborted_with_a_bumped_epoch() {
     assert_eq!(fakes.markers.lock().unwrap()[0].1, epoch + 1);
     assert_eq!(
         c.end_transaction("tx", pid, epoch, true),
-        Err(ErrorCode::ProducerFenced),
+        Err(TxnError::ProducerFenced),
         "the zombie is fenced"
     );
 }
@@ -283,7 +304,7 @@ fn timeouts_beyond_the_maximum_are_refused() {
     let (mut c, _, _) = coordinator();
     assert_eq!(
         c.init_producer_id(Some("tx"), 900_001, None),
-        Err(ErrorCode::InvalidTransactionTimeout)
+        Err(TxnError::InvalidTransactionTimeout)
     );
     let (pid, epoch) = c.init_producer_id(None, 0, None).unwrap();
     assert_eq!(
@@ -335,11 +356,11 @@ fn markers_that_failed_are_retried_by_the_timer() {
     assert_eq!(c.transaction("tx").unwrap().state, TxnState::PrepareAbort);
     assert_eq!(
         c.add_partitions("tx", pid, epoch, &[tp("a", 0)]),
-        Err(ErrorCode::ConcurrentTransactions)
+        Err(TxnError::ConcurrentTransactions)
     );
     assert_eq!(
         c.init_producer_id(Some("tx"), 60_000, None),
-        Err(ErrorCode::ConcurrentTransactions)
+        Err(TxnError::ConcurrentTransactions)
     );
     *fakes.fail_markers.lock().unwrap() = false;
     c.tick();
@@ -356,11 +377,11 @@ fn only_the_current_or_timed_out_producer_may_bump_its_own_epoch() {
     // The first instance (a zombie now) asks for a bump with its own epoch: fenced.
     assert_eq!(
         c.init_producer_id(Some("tx"), 10_000, Some((pid, e0))),
-        Err(ErrorCode::ProducerFenced)
+        Err(TxnError::ProducerFenced)
     );
     assert_eq!(
         c.init_producer_id(Some("tx"), 10_000, Some((pid + 1, e1))),
-        Err(ErrorCode::ProducerFenced)
+        Err(TxnError::ProducerFenced)
     );
     // The current one may (KIP-360), and gets the next epoch.
     let (_, e2) = c
@@ -375,7 +396,7 @@ fn only_the_current_or_timed_out_producer_may_bump_its_own_epoch() {
     assert_eq!(c.transaction("tx").unwrap().state, TxnState::CompleteAbort);
     assert_eq!(
         c.init_producer_id(Some("tx"), 10_000, Some((pid, e1))),
-        Err(ErrorCode::ProducerFenced)
+        Err(TxnError::ProducerFenced)
     );
     let (_, e3) = c
         .init_producer_id(Some("tx"), 10_000, Some((pid, e2)))
@@ -383,7 +404,7 @@ fn only_the_current_or_timed_out_producer_may_bump_its_own_epoch() {
     assert_eq!(e3, e2 + 2);
     assert_eq!(
         c.init_producer_id(Some("tx"), 10_000, Some((pid, e0))),
-        Err(ErrorCode::ProducerFenced)
+        Err(TxnError::ProducerFenced)
     );
 }
 
@@ -399,7 +420,7 @@ fn a_transactional_id_with_a_write_in_flight_answers_concurrent_transactions() {
     c.inner.init_producer_id(Some("tx"), 60_000, None, respond);
     assert_eq!(
         second.lock().unwrap().take(),
-        Some(Err(ErrorCode::ConcurrentTransactions))
+        Some(Err(TxnError::ConcurrentTransactions))
     );
     assert_eq!(first.lock().unwrap().take(), None);
     c.settle();
@@ -440,8 +461,8 @@ fn producer_ids_the_source_cannot_give_are_refused_with_a_retriable_error() {
     #[derive(Debug)]
     struct Empty;
     impl ProducerIdSource for Empty {
-        fn next_producer_id(&self) -> Result<i64, ErrorCode> {
-            Err(ErrorCode::CoordinatorLoadInProgress)
+        fn next_producer_id(&self) -> Option<i64> {
+            None
         }
     }
     let clock = Arc::new(ManualClock::new(1_000_000));
@@ -451,11 +472,11 @@ fn producer_ids_the_source_cannot_give_are_refused_with_a_retriable_error() {
     );
     assert_eq!(
         c.init_producer_id(None, 0, None),
-        Err(ErrorCode::CoordinatorLoadInProgress)
+        Err(TxnError::NoProducerIds)
     );
     assert_eq!(
         c.init_producer_id(Some("tx"), 60_000, None),
-        Err(ErrorCode::CoordinatorLoadInProgress)
+        Err(TxnError::NoProducerIds)
     );
     assert!(c.transaction("tx").is_none());
 }

@@ -16,8 +16,7 @@ use metadata::controller::{
     MAX_RECORDS_PER_USER_OP,
 };
 use metadata::records::{Endpoint, MetadataRecord};
-use metadata::ClusterImage;
-use protocol::ErrorCode;
+use metadata::{ClusterImage, ControllerError};
 use uuid::Uuid;
 
 /// Reads the input as numbers; zeros once it runs out.
@@ -223,7 +222,7 @@ fn check_broker_limit(controller: &Controller, before: &ClusterImage, after: &Cl
 }
 
 /// Checks one CreateTopics decision; returns each topic's answer (None: created).
-pub fn check_create_topics(data: &[u8]) -> Vec<Option<ErrorCode>> {
+pub fn check_create_topics(data: &[u8]) -> Vec<Option<&'static str>> {
     let mut input = Input::new(data);
     let mut image = image(&mut input);
     let controller = controller(&mut input);
@@ -284,8 +283,8 @@ pub fn check_create_topics(data: &[u8]) -> Vec<Option<ErrorCode>> {
             "{requested} partitions asked for, records emitted"
         );
         for outcome in &outcomes {
-            let (code, _) = outcome.result.as_ref().expect_err("over the request bound");
-            assert_eq!(*code, ErrorCode::PolicyViolation);
+            let error = outcome.result.as_ref().expect_err("over the request bound");
+            assert_eq!(*error, ControllerError::TooManyPartitions);
         }
     }
     let placed = records
@@ -302,21 +301,24 @@ pub fn check_create_topics(data: &[u8]) -> Vec<Option<ErrorCode>> {
                 assert!(topic.replication_factor as usize <= image.brokers.len());
                 created += topic.num_partitions as usize;
             }
-            Err((code, message)) => {
-                assert!(!message.is_empty());
+            Err(error) => {
+                assert!(!error.to_string().is_empty());
                 assert!(
-                    matches!(
-                        code,
-                        ErrorCode::PolicyViolation
-                            | ErrorCode::InvalidRequest
-                            | ErrorCode::InvalidTopicException
-                            | ErrorCode::TopicAlreadyExists
-                            | ErrorCode::InvalidConfig
-                            | ErrorCode::InvalidPartitions
-                            | ErrorCode::InvalidReplicationFactor
-                            | ErrorCode::InvalidReplicaAssignment
+                    !matches!(
+                        error,
+                        ControllerError::DuplicateTopicId
+                            | ControllerError::DuplicateTopicInRequest
+                            | ControllerError::NameOrIdRequired
+                            | ControllerError::NoSuchTopic(_)
+                            | ControllerError::UnknownTopic
+                            | ControllerError::UnknownTopicId
+                            | ControllerError::TopicDeletionDisabled
+                            | ControllerError::NoSuchConfigTopic(_)
+                            | ControllerError::NotDynamic(_)
+                            | ControllerError::LogLimit(_)
+                            | ControllerError::CommitFailed(_)
                     ),
-                    "unexpected {code:?}: {message}"
+                    "unexpected {error:?}"
                 );
             }
         }
@@ -327,12 +329,12 @@ pub fn check_create_topics(data: &[u8]) -> Vec<Option<ErrorCode>> {
     check_broker_limit(&controller, &before, &image);
     outcomes
         .iter()
-        .map(|o| o.result.as_ref().err().map(|e| e.0))
+        .map(|o| o.result.as_ref().err().map(kind))
         .collect()
 }
 
 /// Checks one CreatePartitions decision; returns each topic's answer (None: grown).
-pub fn check_create_partitions(data: &[u8]) -> Vec<Option<ErrorCode>> {
+pub fn check_create_partitions(data: &[u8]) -> Vec<Option<&'static str>> {
     let mut input = Input::new(data);
     let mut image = image(&mut input);
     let controller = controller(&mut input);
@@ -400,19 +402,20 @@ pub fn check_create_partitions(data: &[u8]) -> Vec<Option<ErrorCode>> {
     }
     for ((name, result), increase) in outcomes.iter().zip(&increases) {
         assert_eq!(name, &increase.topic);
-        if let Err((code, message)) = result {
-            assert!(!message.is_empty());
+        if let Err(error) = result {
+            assert!(!error.to_string().is_empty());
             assert!(
                 matches!(
-                    code,
-                    ErrorCode::PolicyViolation
-                        | ErrorCode::InvalidRequest
-                        | ErrorCode::UnknownTopicOrPartition
-                        | ErrorCode::InvalidPartitions
-                        | ErrorCode::InvalidReplicationFactor
-                        | ErrorCode::InvalidReplicaAssignment
+                    error,
+                    ControllerError::TooManyPartitions
+                        | ControllerError::BrokerPartitionLimit { .. }
+                        | ControllerError::DuplicateTopicInRequest
+                        | ControllerError::NoSuchTopic(_)
+                        | ControllerError::InvalidPartitions(_)
+                        | ControllerError::InvalidReplicationFactor(_)
+                        | ControllerError::InvalidReplicaAssignment(_)
                 ),
-                "unexpected {code:?}: {message}"
+                "unexpected {error:?}"
             );
         }
     }
@@ -421,6 +424,46 @@ pub fn check_create_partitions(data: &[u8]) -> Vec<Option<ErrorCode>> {
     check_broker_limit(&controller, &before, &image);
     outcomes
         .iter()
-        .map(|(_, r)| r.as_ref().err().map(|e| e.0))
+        .map(|(_, r)| r.as_ref().err().map(kind))
         .collect()
+}
+
+/// The variant's name, for the answers a run reached.
+pub fn kind(error: &ControllerError) -> &'static str {
+    match error {
+        ControllerError::TooManyPartitions => "TooManyPartitions",
+        ControllerError::TooManyRecords => "TooManyRecords",
+        ControllerError::BrokerPartitionLimit { .. } => "BrokerPartitionLimit",
+        ControllerError::DuplicateTopicName => "DuplicateTopicName",
+        ControllerError::DuplicateTopicId => "DuplicateTopicId",
+        ControllerError::DuplicateTopicInRequest => "DuplicateTopicInRequest",
+        ControllerError::NameOrIdRequired => "NameOrIdRequired",
+        ControllerError::ClusterMetadataTopic => "ClusterMetadataTopic",
+        ControllerError::InvalidTopicName(_) => "InvalidTopicName",
+        ControllerError::TopicAlreadyExists(_) => "TopicAlreadyExists",
+        ControllerError::CollidesWithExisting { .. } => "CollidesWithExisting",
+        ControllerError::CollidesInRequest(_) => "CollidesInRequest",
+        ControllerError::NullConfigValue(_) => "NullConfigValue",
+        ControllerError::InvalidConfig(_) => "InvalidConfig",
+        ControllerError::CountsWithAssignments => "CountsWithAssignments",
+        ControllerError::InvalidReplicaAssignment(_) => "InvalidReplicaAssignment",
+        ControllerError::InvalidReplicationFactor(_) => "InvalidReplicationFactor",
+        ControllerError::InvalidPartitions(_) => "InvalidPartitions",
+        ControllerError::NoSuchTopic(_) => "NoSuchTopic",
+        ControllerError::UnknownTopic => "UnknownTopic",
+        ControllerError::UnknownTopicId => "UnknownTopicId",
+        ControllerError::TopicDeletionDisabled => "TopicDeletionDisabled",
+        ControllerError::NoSuchConfigTopic(_) => "NoSuchConfigTopic",
+        ControllerError::NotDynamic(_) => "NotDynamic",
+        ControllerError::LogLimit(_) => "LogLimit",
+        ControllerError::CommitFailed(_) => "CommitFailed",
+        ControllerError::InternalTopic { .. } => "InternalTopic",
+        ControllerError::UnknownConfigName(_) => "UnknownConfigName",
+        ControllerError::NotAListConfig(_) => "NotAListConfig",
+        ControllerError::NullAlterValue(_) => "NullAlterValue",
+        ControllerError::UnknownConfigOperation(_) => "UnknownConfigOperation",
+        ControllerError::UnsupportedResourceType(_) => "UnsupportedResourceType",
+        ControllerError::UnknownBroker(_) => "UnknownBroker",
+        ControllerError::NotThisBroker { .. } => "NotThisBroker",
+    }
 }

@@ -516,7 +516,7 @@ impl Log {
     ) -> Result<Bytes, StorageError> {
         match self.read(offset, max_offset)? {
             ReadOutcome::Empty => Ok(Bytes::new()),
-            ReadOutcome::Data(slice) => slice.read(max_bytes, true).map_err(io_err("reading")),
+            ReadOutcome::Data(slice) => slice.read(max_bytes, true),
         }
     }
 
