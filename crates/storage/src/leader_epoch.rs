@@ -64,6 +64,12 @@ impl LeaderEpochCache {
         self.entries.last().copied()
     }
 
+    /// Whether [`LeaderEpochCache::assign`] of `epoch` would add an entry (and
+    /// write the checkpoint, with an fsync).
+    pub fn would_assign(&self, epoch: i32) -> bool {
+        epoch >= 0 && self.latest().is_none_or(|latest| epoch > latest.epoch)
+    }
+
     /// Records that `epoch` starts at `start_offset`, if it is newer than the latest.
     pub fn assign(&mut self, epoch: i32, start_offset: i64) -> io::Result<()> {
         if epoch < 0 {
