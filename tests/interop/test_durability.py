@@ -195,6 +195,67 @@ def test_kill9_during_continuous_produce_keeps_every_acknowledged_record(broker_
     assert res[0]["offset"] == len(got)
 
 
+def test_flush_messages_1_acknowledges_exact_records_and_kill9_keeps_every_acknowledged_one(broker_factory):
+    """A topic with flush.messages=1: every append is fsynced (one group commit for all the
+    appends waiting) before it is acknowledged. Two clients' records come back exactly; then
+    kill -9 during a continuous produce to six partitions keeps every acknowledged record."""
+    b = broker_factory()
+    topic, parts = "synced", 6
+    assert cf_create_topics(b.bootstrap, [NewTopic(topic, parts, 1, config={"flush.messages": "1"})]) == {topic: 0}
+    records = rich_records(600, parts, b"fm1")
+    produce_acked(b, topic, records[:300])
+    produce_acked(b, topic, records[300:450], compression_type="zstd", linger_ms=20)
+    kp = kp_produce(b.bootstrap, topic, records[450:], acks=1, linger_ms=0)
+    assert len(kp) == 150
+    want = expected_sorted(records, parts)
+    assert read_all(b, topic, parts) == want
+
+    # Each partition's stream continues at offset 100 (600 records over 6 partitions).
+    total = 30_000
+    values = {p: [] for p in range(parts)}
+    acked = {}  # (partition, offset) -> value
+    lock = threading.Lock()
+    producer = cf_producer(b.bootstrap, acks="all", linger_ms=1, message_timeout_ms=5000, retries=0)
+
+    def make_cb(v):
+        def cb(err, msg):
+            if err is None:
+                with lock:
+                    acked[(msg.partition(), msg.offset())] = v
+        return cb
+
+    killed = False
+    for i in range(total):
+        p = i % parts
+        v = b"synced-%06d" % i
+        values[p].append(v)
+        while True:
+            try:
+                producer.produce(topic, value=v, partition=p, on_delivery=make_cb(v))
+                break
+            except BufferError:
+                producer.poll(0.05)
+        producer.poll(0)
+        if not killed and len(acked) >= 3000:
+            b.kill9()
+            killed = True
+    producer.flush(30)  # everything not acknowledged by now fails (the broker is down)
+    assert killed, "the broker was never killed (too few acknowledgements)"
+
+    b.start()
+    for p in range(parts):
+        mine = sorted(o for (q, o) in acked if q == p)
+        assert mine == list(range(100, 100 + len(mine))), f"acknowledged offsets of {p} are not contiguous"
+        got = cf_read(b.bootstrap, topic, p, 100, min_records=len(mine), timeout=60)
+        # A prefix of what was sent to the partition, holding every acknowledged record (those in
+        # flight at the kill may or may not be there).
+        assert len(got) >= len(mine)
+        assert [r["offset"] for r in got] == list(range(100, 100 + len(got)))
+        assert [r["value"] for r in got] == values[p][:len(got)]
+        assert all(acked[(p, o)] == got[o - 100]["value"] for o in mine)
+    assert comparable(cf_read(b.bootstrap, topic, 0, 0))[:100] == [r for r in want if r[0] == 0]
+
+
 def test_torn_tail_write_after_kill9_is_truncated_and_acknowledged_records_survive(broker_factory):
     b = broker_factory()
     topic = "torn"
