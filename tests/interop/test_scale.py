@@ -105,7 +105,9 @@ def test_many_partitions_hold_one_descriptor_each_and_survive_a_restart(fast_dir
         print(f"\n{total} partitions: created in {created_s:.1f}s; {fds} descriptors "
               f"({base_fds} before), RSS {rss / 2**20:.0f} MiB")
         # One per partition, and less than a handful more for everything else here.
-        assert total <= fds - base_fds <= total + 64, (fds, base_fds)
+        # (Not `fds - base_fds`: a descriptor open at the baseline may have closed since,
+        # e.g. the metadata log's import; seen as 9,999 more with 13 before.)
+        assert total <= fds <= total + base_fds + 64, (fds, base_fds)
         broker.stop()
         started = time.monotonic()
         broker.start()

@@ -13,6 +13,8 @@ use std::path::PathBuf;
 
 use storage::config::{validate_value, ConfigDef, ConfigType, Validator};
 
+use crate::cluster_config::ClusterConfig;
+
 const LONG_MAX: &str = "9223372036854775807";
 const INT_MAX: &str = "2147483647";
 
@@ -175,7 +177,7 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
     def!(
         "listener.security.protocol.map",
         String,
-        "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        crate::cluster_config::DEFAULT_SECURITY_PROTOCOL_MAP,
         Validator::Any,
         "Listener name to security protocol."
     ),
@@ -716,6 +718,8 @@ pub struct BrokerConfig {
     pub testing_drop_produce_response_every: u64,
     /// Values for topic config synonyms, keyed by broker key.
     pub topic_defaults: BTreeMap<String, String>,
+    /// Roles, quorum, listener kinds, replication and metadata-log keys.
+    pub cluster: ClusterConfig,
 }
 
 /// Parses Java properties text: `key=value` or `key: value`, `#`/`!` comments,
@@ -777,6 +781,7 @@ pub fn did_you_mean(key: &str) -> Option<&'static str> {
     let limit = (key.chars().count() / 3).max(1);
     BROKER_CONFIGS
         .iter()
+        .chain(crate::cluster_config::CLUSTER_CONFIGS)
         .map(|d| (distance(key, d.name), d.name))
         .filter(|(d, _)| *d <= limit)
         .min_by_key(|(d, _)| *d)
@@ -784,7 +789,10 @@ pub fn did_you_mean(key: &str) -> Option<&'static str> {
 }
 
 fn def_of(name: &str) -> Option<&'static ConfigDef> {
-    BROKER_CONFIGS.iter().find(|d| d.name == name)
+    BROKER_CONFIGS
+        .iter()
+        .chain(crate::cluster_config::CLUSTER_CONFIGS)
+        .find(|d| d.name == name)
 }
 
 /// Keys from other broker features that are accepted (and validated later by the
@@ -897,16 +905,10 @@ impl BrokerConfig {
             (None, Some(_)) => int("broker.id") as i32,
             (None, None) => int("node.id") as i32,
         };
-        let roles = get("process.roles");
-        if !roles.split(',').any(|r| r.trim() == "broker") {
-            return Err(ConfigError::Invalid(
-                "process.roles must include 'broker': a controller-only node is not supported yet"
-                    .into(),
-            ));
-        }
         let controller_names: Vec<String> = get("controller.listener.names")
             .split(',')
             .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
             .collect();
         let all_listeners = parse_listeners("listeners", &get("listeners"))?;
         let listeners: Vec<Listener> = all_listeners
@@ -914,19 +916,27 @@ impl BrokerConfig {
             .filter(|l| !controller_names.contains(&l.name))
             .cloned()
             .collect();
-        if listeners.is_empty() {
-            return Err(ConfigError::Invalid("listeners must name at least one client listener (e.g. PLAINTEXT://127.0.0.1:9092)".into()));
-        }
-        let protocol_map: BTreeMap<String, String> = get("listener.security.protocol.map")
-            .split(',')
-            .filter_map(|pair| pair.split_once(':'))
-            .map(|(n, p)| (n.trim().to_string(), p.trim().to_string()))
-            .collect();
-        for listener in &listeners {
-            let protocol = protocol_map
-                .get(&listener.name)
-                .cloned()
-                .unwrap_or_else(|| listener.name.clone());
+        let advertised_raw = get("advertised.listeners");
+        // Kafka's effective advertised broker listeners: the controller ones left out.
+        let advertised: Vec<Listener> = if advertised_raw.trim().is_empty() {
+            listeners.clone()
+        } else {
+            parse_listeners("advertised.listeners", &advertised_raw)?
+                .into_iter()
+                .filter(|l| !controller_names.contains(&l.name))
+                .collect()
+        };
+        let cluster = crate::cluster_config::resolve(
+            &crate::cluster_config::Lookup {
+                raw: &raw,
+                get: &get,
+            },
+            node_id,
+            &all_listeners,
+            &advertised,
+        )?;
+        for listener in &all_listeners {
+            let protocol = cluster.security_protocol(&listener.name).unwrap_or("");
             if protocol != "PLAINTEXT" {
                 return Err(ConfigError::Invalid(format!(
                     "Invalid value {} for configuration listeners: security protocol {protocol} is not supported yet (PLAINTEXT only)",
@@ -934,18 +944,20 @@ impl BrokerConfig {
                 )));
             }
         }
-        let advertised_raw = get("advertised.listeners");
-        let advertised_listeners = if advertised_raw.trim().is_empty() {
-            listeners.clone()
-        } else {
-            let advertised = parse_listeners("advertised.listeners", &advertised_raw)?;
-            for a in &advertised {
-                if a.host == "0.0.0.0" {
-                    return Err(ConfigError::Invalid("advertised.listeners cannot use the nonroutable meta-address 0.0.0.0. Use a routable IP address.".into()));
-                }
-            }
-            advertised
-        };
+        if advertised.iter().any(|a| a.host == "0.0.0.0") {
+            return Err(ConfigError::Invalid("advertised.listeners cannot use the nonroutable meta-address 0.0.0.0. Use a routable IP address.".into()));
+        }
+        // One advertised address per bound broker listener, in the same order.
+        let advertised_listeners: Vec<Listener> = listeners
+            .iter()
+            .map(|l| {
+                advertised
+                    .iter()
+                    .find(|a| a.name == l.name)
+                    .unwrap_or(l)
+                    .clone()
+            })
+            .collect();
         let log_dirs: Vec<PathBuf> = {
             let dirs = get("log.dirs");
             let dirs = if dirs.trim().is_empty() {
@@ -1003,6 +1015,7 @@ impl BrokerConfig {
                 .and_then(|v| v.trim().parse().ok())
                 .unwrap_or(0),
             topic_defaults,
+            cluster,
             raw,
         })
     }

@@ -221,6 +221,7 @@ pub fn describe_broker(
     let cluster_defaults = dynamic(image, &ConfigResource::BrokerDefault);
     BROKER_CONFIGS
         .iter()
+        .chain(crate::cluster_config::CLUSTER_CONFIGS)
         .filter(|def| node.is_some() || cluster_defaults.is_some_and(|m| m.contains_key(def.name)))
         .map(|def| {
             let mut synonyms = broker_synonyms(config, image, node, def.name);

@@ -8,6 +8,7 @@
 pub mod broker;
 pub mod cleaner;
 pub mod clock;
+pub mod cluster_config;
 pub mod config;
 pub mod configs;
 pub mod controller_client;
@@ -24,6 +25,7 @@ pub mod runtime;
 pub mod server;
 pub mod settings;
 pub mod signal;
+pub mod storage_format;
 pub mod transactions;
 
 pub use broker::Broker;

@@ -40,6 +40,8 @@ pub enum BrokerError {
     #[error(transparent)]
     Metadata(#[from] MetadataError),
     #[error(transparent)]
+    Format(#[from] crate::storage_format::FormatError),
+    #[error(transparent)]
     Replication(#[from] replication::ReplicationError),
     #[error(transparent)]
     Commit(#[from] CommitError),
@@ -50,6 +52,23 @@ pub enum BrokerError {
     },
     #[error("background task failed: {0}")]
     Join(String),
+}
+
+/// Until the replicated quorum lands, a node whose quorum has other voters would
+/// run as a cluster of its own: refuse that rather than split the cluster.
+fn refuse_multi_node_quorum(config: &BrokerConfig) -> Result<(), BrokerError> {
+    use crate::cluster_config::QuorumMode;
+    let alone = match &config.cluster.quorum {
+        QuorumMode::Embedded => true,
+        QuorumMode::Static(voters) => voters.iter().all(|v| v.id == config.node_id),
+        QuorumMode::Dynamic(_) => false,
+    };
+    if alone {
+        return Ok(());
+    }
+    Err(BrokerError::Config(crate::config::ConfigError::Invalid(
+        "a controller quorum with other nodes is not supported yet: run one node without controller.quorum.voters/bootstrap.servers, or with this node as the only voter".into(),
+    )))
 }
 
 /// A started broker: its listeners are bound and it is serving.
@@ -327,8 +346,14 @@ impl RunningBroker {
             .log_dirs
             .iter()
             .any(|dir| dir.join("meta.properties").exists());
-        let new_cluster_id = storage::log_manager::uuid_to_kafka(&random.uuid());
-        let cluster_id = log_manager.ensure_meta_properties(config.node_id, &new_cluster_id)?;
+        // meta.properties: refuse to start on another cluster's or node's data.
+        let cluster_id = {
+            let config = config.clone();
+            let random = Arc::clone(&random);
+            blocking(move || crate::storage_format::check_at_start(&config, &|| random.uuid()))
+                .await?
+        };
+        refuse_multi_node_quorum(&config)?;
         let metadata = {
             let dir = config.metadata_log_dir.clone();
             let clock = Arc::clone(&clock);
@@ -352,11 +377,21 @@ impl RunningBroker {
             discovered,
         };
         let broker = build(opened, &mut tasks);
+        // The single node is its own controller: it registers unfenced, at the
+        // next offset of the log (its broker epoch, as Kafka's).
         let registration = MetadataRecord::RegisterBroker {
             node_id: broker.node_id(),
             incarnation_id: broker.random.uuid(),
+            broker_epoch: broker.metadata.image().last_offset + 1,
             endpoints,
-            rack: broker.config.raw.get("broker.rack").cloned(),
+            features: vec![metadata::BrokerFeature {
+                name: "metadata.version".into(),
+                min_supported_version: 7,
+                max_supported_version: crate::storage_format::METADATA_VERSION_LEVEL,
+            }],
+            rack: broker.config.cluster.broker_rack.clone(),
+            fenced: false,
+            in_controlled_shutdown: false,
         };
         broker.controller.register(registration).await?;
         log_manager.finish_loading()?;

@@ -238,7 +238,10 @@ fn misspelt_config(error: &ClientError) -> Option<String> {
         .or_else(|| message.strip_prefix("Unknown topic config name: "))
         .or_else(|| message.strip_prefix("Unknown broker config name: "))?;
     let topic = storage::config::TOPIC_CONFIGS.iter().map(|d| d.name);
-    let broker = broker::config::BROKER_CONFIGS.iter().map(|d| d.name);
+    let broker = broker::config::BROKER_CONFIGS
+        .iter()
+        .chain(broker::cluster_config::CLUSTER_CONFIGS)
+        .map(|d| d.name);
     let near = rivulet_client::config_keys::did_you_mean(name.trim(), topic.chain(broker))?;
     Some(format!("did you mean {near}?"))
 }

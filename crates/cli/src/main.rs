@@ -23,6 +23,7 @@ mod perf;
 mod produce;
 mod refused;
 mod serve;
+mod storage_cmd;
 mod topics;
 
 use std::process::ExitCode;
@@ -101,6 +102,11 @@ enum Command {
   rivulet perf produce --topic bench --num-records 100000 --record-size 100
   rivulet perf consume --topic bench --messages 100000")]
     Perf(perf::PerfArgs),
+    /// Format log directories and make cluster ids (kafka-storage.sh).
+    #[command(after_help = "Examples:
+  rivulet storage random-uuid
+  rivulet storage format -t \"$(rivulet storage random-uuid)\" -c config/server.properties")]
+    Storage(storage_cmd::StorageArgs),
     /// Print the version.
     #[command(after_help = "Example:
   rivulet version")]
@@ -151,6 +157,7 @@ fn main() -> ExitCode {
         Command::Configs(args) => common::run(cluster_cmds::configs(args, connect)),
         Command::Cluster(args) => common::run(cluster_cmds::cluster(args, connect)),
         Command::Perf(args) => common::run(perf::run(args, connect)),
+        Command::Storage(args) => storage_cmd::run(args),
         Command::Version => {
             outln!("rivulet {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS

@@ -787,13 +787,17 @@ mod tests {
                     &MetadataRecord::RegisterBroker {
                         node_id,
                         incarnation_id: Uuid::from_u128(node_id as u128),
+                        broker_epoch: offset as i64,
                         endpoints: vec![Endpoint {
                             name: "PLAINTEXT".into(),
                             host: "127.0.0.1".into(),
                             port: 9092,
                             security_protocol: "PLAINTEXT".into(),
                         }],
+                        features: Vec::new(),
                         rack: None,
+                        fenced: false,
+                        in_controlled_shutdown: false,
                     },
                 )
                 .unwrap();

@@ -3,19 +3,27 @@
 //! Readers share an `Arc<ClusterImage>`; a change builds the next image and swaps
 //! it in, so a request handler always sees one consistent image.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use uuid::Uuid;
 
-use crate::records::{ConfigResource, Endpoint, MetadataRecord};
+use crate::records::{
+    BrokerFeature, ConfigResource, Endpoint, FencingChange, MetadataRecord, NO_LEADER,
+};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BrokerInfo {
     pub node_id: i32,
     pub incarnation_id: Uuid,
+    /// The offset of the registration (Kafka's broker epoch).
+    pub broker_epoch: i64,
     pub endpoints: Vec<Endpoint>,
+    /// What the broker supports (name, min and max level).
+    pub features: Vec<BrokerFeature>,
     pub rack: Option<String>,
+    pub fenced: bool,
+    pub in_controlled_shutdown: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,9 +52,19 @@ pub enum ImageError {
     UnknownTopicId(Uuid),
     #[error("topic {0} already exists")]
     DuplicateTopic(String),
+    #[error("record refers to unknown partition {partition} of topic id {topic_id}")]
+    UnknownPartition { topic_id: Uuid, partition: i32 },
+    #[error("record refers to broker {0}, which is not registered")]
+    UnknownBroker(i32),
+    #[error("record refers to broker {broker_id} with epoch {found}, but it is registered with epoch {registered}")]
+    BrokerEpochMismatch {
+        broker_id: i32,
+        registered: i64,
+        found: i64,
+    },
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClusterImage {
     pub brokers: BTreeMap<i32, BrokerInfo>,
     pub topics: BTreeMap<Arc<str>, TopicImage>,
@@ -54,11 +72,99 @@ pub struct ClusterImage {
     pub broker_configs: BTreeMap<ConfigResource, BTreeMap<String, String>>,
     /// The next producer id not yet handed out.
     pub next_producer_id: i64,
+    /// Finalized feature levels (`metadata.version`...); level 0 is never kept.
+    pub features: BTreeMap<String, i16>,
+    /// For each broker, the partitions (topic id, partition) whose ISR holds it;
+    /// key [`NO_LEADER`] (-1) holds the partitions without a leader. Fencing a
+    /// broker touches only its own partitions.
+    pub brokers_to_isrs: BTreeMap<i32, BTreeSet<(Uuid, i32)>>,
     /// Offset of the last record applied (-1: none).
     pub last_offset: i64,
 }
 
+impl Default for ClusterImage {
+    /// The image of an empty log: nothing applied yet (`last_offset` -1).
+    fn default() -> ClusterImage {
+        ClusterImage {
+            brokers: BTreeMap::new(),
+            topics: BTreeMap::new(),
+            topic_names: BTreeMap::new(),
+            broker_configs: BTreeMap::new(),
+            next_producer_id: 0,
+            features: BTreeMap::new(),
+            brokers_to_isrs: BTreeMap::new(),
+            last_offset: -1,
+        }
+    }
+}
+
 impl ClusterImage {
+    /// The records that rebuild this image from an empty one, in an order that
+    /// replays (features, brokers, topics with their partitions and configs,
+    /// broker configs, producer ids): what a snapshot of the image holds
+    /// (KIP-630). Replaying them gives this image back, `last_offset` aside.
+    pub fn write_records(&self) -> Vec<MetadataRecord> {
+        let mut records = Vec::new();
+        for (name, level) in &self.features {
+            records.push(MetadataRecord::FeatureLevel {
+                name: name.clone(),
+                feature_level: *level,
+            });
+        }
+        for broker in self.brokers.values() {
+            records.push(MetadataRecord::RegisterBroker {
+                node_id: broker.node_id,
+                incarnation_id: broker.incarnation_id,
+                broker_epoch: broker.broker_epoch,
+                endpoints: broker.endpoints.clone(),
+                features: broker.features.clone(),
+                rack: broker.rack.clone(),
+                fenced: broker.fenced,
+                in_controlled_shutdown: broker.in_controlled_shutdown,
+            });
+        }
+        for topic in self.topics.values() {
+            records.push(MetadataRecord::Topic {
+                name: topic.name.to_string(),
+                topic_id: topic.topic_id,
+            });
+            for p in topic.partitions.values() {
+                records.push(MetadataRecord::Partition {
+                    topic_id: topic.topic_id,
+                    partition: p.partition,
+                    replicas: p.replicas.clone(),
+                    isr: p.isr.clone(),
+                    leader: p.leader,
+                    leader_epoch: p.leader_epoch,
+                    partition_epoch: p.partition_epoch,
+                });
+            }
+            for (name, value) in &topic.configs {
+                records.push(MetadataRecord::Config {
+                    resource: ConfigResource::Topic(topic.name.to_string()),
+                    name: name.clone(),
+                    value: Some(value.clone()),
+                });
+            }
+        }
+        for (resource, configs) in &self.broker_configs {
+            for (name, value) in configs {
+                records.push(MetadataRecord::Config {
+                    resource: resource.clone(),
+                    name: name.clone(),
+                    value: Some(value.clone()),
+                });
+            }
+        }
+        if self.next_producer_id > 0 {
+            records.push(MetadataRecord::ProducerIds {
+                broker_id: -1,
+                next_producer_id: self.next_producer_id,
+            });
+        }
+        records
+    }
+
     pub fn topic(&self, name: &str) -> Option<&TopicImage> {
         self.topics.get(name)
     }
@@ -81,18 +187,66 @@ impl ClusterImage {
             MetadataRecord::RegisterBroker {
                 node_id,
                 incarnation_id,
+                broker_epoch,
                 endpoints,
+                features,
                 rack,
+                fenced,
+                in_controlled_shutdown,
             } => {
                 self.brokers.insert(
                     *node_id,
                     BrokerInfo {
                         node_id: *node_id,
                         incarnation_id: *incarnation_id,
+                        broker_epoch: *broker_epoch,
                         endpoints: endpoints.clone(),
+                        features: features.clone(),
                         rack: rack.clone(),
+                        fenced: *fenced,
+                        in_controlled_shutdown: *in_controlled_shutdown,
                     },
                 );
+            }
+            MetadataRecord::UnregisterBroker {
+                broker_id,
+                broker_epoch,
+            } => {
+                self.broker_mut(*broker_id, *broker_epoch)?;
+                self.brokers.remove(broker_id);
+            }
+            MetadataRecord::BrokerRegistrationChange {
+                broker_id,
+                broker_epoch,
+                fenced,
+                in_controlled_shutdown,
+            } => {
+                let broker = self.broker_mut(*broker_id, *broker_epoch)?;
+                match fenced {
+                    FencingChange::None => {}
+                    FencingChange::Fence => broker.fenced = true,
+                    FencingChange::Unfence => broker.fenced = false,
+                }
+                if *in_controlled_shutdown {
+                    broker.in_controlled_shutdown = true;
+                }
+            }
+            MetadataRecord::FeatureLevel {
+                name,
+                feature_level,
+            } => {
+                if *feature_level == 0 {
+                    self.features.remove(name);
+                } else {
+                    self.features.insert(name.clone(), *feature_level);
+                }
+            }
+            MetadataRecord::NoOp
+            | MetadataRecord::BeginTransaction { .. }
+            | MetadataRecord::EndTransaction
+            | MetadataRecord::AbortTransaction { .. } => {
+                // Transaction markers mean something only to `MetadataReplay`,
+                // which never hands them to an image.
             }
             MetadataRecord::Topic { name, topic_id } => {
                 if self.topics.contains_key(name.as_str()) {
@@ -119,18 +273,22 @@ impl ClusterImage {
                 leader_epoch,
                 partition_epoch,
             } => {
-                let topic = self.topic_mut(topic_id)?;
-                topic.partitions.insert(
-                    *partition,
-                    PartitionImage {
-                        partition: *partition,
-                        replicas: replicas.clone(),
-                        isr: isr.clone(),
-                        leader: *leader,
-                        leader_epoch: *leader_epoch,
-                        partition_epoch: *partition_epoch,
-                    },
-                );
+                let next = PartitionImage {
+                    partition: *partition,
+                    replicas: replicas.clone(),
+                    isr: isr.clone(),
+                    leader: *leader,
+                    leader_epoch: *leader_epoch,
+                    partition_epoch: *partition_epoch,
+                };
+                let previous = self
+                    .topic_mut(topic_id)?
+                    .partitions
+                    .insert(*partition, next.clone());
+                if let Some(previous) = previous {
+                    self.index_partition(*topic_id, &previous, false);
+                }
+                self.index_partition(*topic_id, &next, true);
             }
             MetadataRecord::PartitionChange {
                 topic_id,
@@ -139,22 +297,30 @@ impl ClusterImage {
                 isr,
                 replicas,
             } => {
+                let not_found = ImageError::UnknownPartition {
+                    topic_id: *topic_id,
+                    partition: *partition,
+                };
                 let topic = self.topic_mut(topic_id)?;
-                if let Some(p) = topic.partitions.get_mut(partition) {
-                    if let Some(leader) = leader {
-                        if *leader != p.leader {
-                            p.leader = *leader;
-                            p.leader_epoch += 1;
-                        }
-                    }
-                    if let Some(isr) = isr {
-                        p.isr = isr.clone();
-                    }
-                    if let Some(replicas) = replicas {
-                        p.replicas = replicas.clone();
-                    }
-                    p.partition_epoch += 1;
+                let p = topic.partitions.get_mut(partition).ok_or(not_found)?;
+                let previous = p.clone();
+                // Kafka's PartitionRegistration.merge: any leader given (the same
+                // one, or none: -1) starts a new leader epoch; every change is a
+                // new partition epoch.
+                if let Some(leader) = leader {
+                    p.leader = *leader;
+                    p.leader_epoch += 1;
                 }
+                if let Some(isr) = isr {
+                    p.isr = isr.clone();
+                }
+                if let Some(replicas) = replicas {
+                    p.replicas = replicas.clone();
+                }
+                p.partition_epoch += 1;
+                let next = p.clone();
+                self.index_partition(*topic_id, &previous, false);
+                self.index_partition(*topic_id, &next, true);
             }
             MetadataRecord::Config {
                 resource,
@@ -162,17 +328,21 @@ impl ClusterImage {
                 value,
             } => {
                 let configs = match resource {
-                    ConfigResource::Topic(topic) => match self.topics.get_mut(topic.as_str()) {
-                        Some(t) => &mut t.configs,
-                        // A config for a topic removed later in the log: nothing to do.
-                        None => return Ok(()),
-                    },
-                    other => self.broker_configs.entry(other.clone()).or_default(),
+                    // A config for a topic removed later in the log: nothing to do.
+                    ConfigResource::Topic(topic) => {
+                        self.topics.get_mut(topic.as_str()).map(|t| &mut t.configs)
+                    }
+                    other => Some(self.broker_configs.entry(other.clone()).or_default()),
                 };
-                match value {
-                    Some(value) => configs.insert(name.clone(), value.clone()),
-                    None => configs.remove(name),
-                };
+                if let Some(configs) = configs {
+                    match value {
+                        Some(value) => configs.insert(name.clone(), value.clone()),
+                        None => configs.remove(name),
+                    };
+                }
+                // An empty set of broker overrides is no entry at all, as in a
+                // snapshot.
+                self.broker_configs.retain(|_, configs| !configs.is_empty());
             }
             MetadataRecord::ProducerIds {
                 next_producer_id, ..
@@ -184,11 +354,55 @@ impl ClusterImage {
                     .topic_names
                     .remove(topic_id)
                     .ok_or(ImageError::UnknownTopicId(*topic_id))?;
-                self.topics.remove(&name);
+                if let Some(topic) = self.topics.remove(&name) {
+                    for p in topic.partitions.values() {
+                        self.index_partition(*topic_id, p, false);
+                    }
+                }
             }
         }
         self.last_offset = offset;
         Ok(())
+    }
+
+    /// Adds or removes a partition's entries in `brokers_to_isrs`.
+    fn index_partition(&mut self, topic_id: Uuid, p: &PartitionImage, add: bool) {
+        let key = (topic_id, p.partition);
+        let members = p
+            .isr
+            .iter()
+            .copied()
+            .chain((p.leader == NO_LEADER).then_some(NO_LEADER));
+        for broker in members {
+            if add {
+                self.brokers_to_isrs.entry(broker).or_default().insert(key);
+            } else if let Some(set) = self.brokers_to_isrs.get_mut(&broker) {
+                set.remove(&key);
+                if set.is_empty() {
+                    self.brokers_to_isrs.remove(&broker);
+                }
+            }
+        }
+    }
+
+    /// The registration of `broker_id`, which must have `broker_epoch`.
+    fn broker_mut(
+        &mut self,
+        broker_id: i32,
+        broker_epoch: i64,
+    ) -> Result<&mut BrokerInfo, ImageError> {
+        let broker = self
+            .brokers
+            .get_mut(&broker_id)
+            .ok_or(ImageError::UnknownBroker(broker_id))?;
+        if broker.broker_epoch != broker_epoch {
+            return Err(ImageError::BrokerEpochMismatch {
+                broker_id,
+                registered: broker.broker_epoch,
+                found: broker_epoch,
+            });
+        }
+        Ok(broker)
     }
 
     fn topic_mut(&mut self, topic_id: &Uuid) -> Result<&mut TopicImage, ImageError> {
@@ -201,3 +415,7 @@ impl ClusterImage {
             .ok_or(ImageError::UnknownTopicId(*topic_id))
     }
 }
+
+#[cfg(test)]
+#[path = "image_tests.rs"]
+mod tests;

@@ -8,12 +8,16 @@
 
 pub mod controller;
 pub mod image;
+pub mod legacy;
 pub mod records;
+pub mod replay;
 pub mod topic_name;
+pub mod wire;
 
 pub use controller::{
     Controller, ControllerConfig, CreateTopicOutcome, CreatedTopic, DeleteTarget,
     DeleteTopicOutcome, PartitionIncrease, TopicSpec,
 };
 pub use image::{BrokerInfo, ClusterImage, PartitionImage, TopicImage};
-pub use records::{ConfigResource, Endpoint, MetadataRecord};
+pub use records::{BrokerFeature, ConfigResource, Endpoint, FencingChange, MetadataRecord};
+pub use replay::{MetadataReplay, ReplayError};

@@ -18,6 +18,7 @@ pub mod leader_epoch;
 pub mod log;
 pub mod log_dir;
 pub mod log_manager;
+pub mod meta_properties;
 pub mod offset_index;
 pub mod producer_state;
 mod read;

@@ -110,18 +110,23 @@ pub fn image(input: &mut Input<'_>) -> ClusterImage {
         image.apply(offset, &record).expect("setup records apply");
     };
     for node_id in 1..=brokers {
+        let broker_epoch = image.last_offset + 1;
         apply(
             &mut image,
             MetadataRecord::RegisterBroker {
                 node_id,
                 incarnation_id: Uuid::from_u128(node_id as u128),
+                broker_epoch,
                 endpoints: vec![Endpoint {
                     name: "PLAINTEXT".into(),
                     host: "127.0.0.1".into(),
                     port: 9092,
                     security_protocol: "PLAINTEXT".into(),
                 }],
+                features: Vec::new(),
                 rack: None,
+                fenced: false,
+                in_controlled_shutdown: false,
             },
         );
     }
