@@ -18,7 +18,7 @@ from kafka.structs import OffsetAndMetadata
 
 from kclients import cf_admin, cf_watermarks, kp_admin
 from rivulet_harness import node_script
-from test_groups_support import (FAST_GROUPS, all_partitions, close_all, create_topic, ends_of, gtopic,
+from test_groups_support import (FAST_GROUPS, all_partitions, close_all, create_topic, drain, ends_of, gtopic,
                                  produce_values, spawn, wait_assignment, wait_committed, wait_records)
 
 __all__ = ["spawn", "gtopic"]  # fixtures
@@ -190,8 +190,8 @@ def test_admins_reset_alter_and_delete_offsets_and_groups(broker, spawn, active_
         {(topic, 2, o) for o in range(10)} | {(topic, 3, 8), (topic, 3, 9)} | \
         {(topic, 4, o) for o in range(10)} | {(topic, 5, o) for o in range(10)}  # 4, 5: no offset -> earliest
     wait_records([m], want)
-    time.sleep(0.3)
-    assert sorted((e["t"], e["p"], e["o"]) for e in m.records()) == sorted(want)
+    markers = drain(broker.bootstrap, [m], topic, P)
+    assert sorted((e["t"], e["p"], e["o"]) for e in m.records()) == sorted(want | markers)
     wait_committed([m], {(topic, p): 10 for p in range(P)})
     m.close()
 

@@ -7,12 +7,11 @@ members (a queue); the initial rebalance delay.
 """
 from __future__ import annotations
 
-import time
 
 import pytest
 
-from test_groups_support import (FAST_GROUPS, all_partitions, close_all, create_topic, exactly_once, produce_values,
-                                 gtopic, spawn, wait_assignment, wait_records)
+from test_groups_support import (FAST_GROUPS, all_partitions, close_all, create_topic, drain, exactly_once,
+                                 produce_values, gtopic, spawn, wait_assignment, wait_records)
 
 BROKER_OVERRIDES = dict(FAST_GROUPS)
 PARTITIONS = 6
@@ -44,7 +43,7 @@ def test_three_members_own_every_partition_once_and_process_every_record_once(br
         assert sorted(tuple(p for _, p in v) for v in owned.values()) == [(0, 3), (1, 4), (2, 5)], owned
     expected = produce_values(broker.bootstrap, topic, PARTITIONS, 50)
     wait_records(members, expected, timeout=30)
-    time.sleep(0.3)  # nothing more should arrive
+    drain(broker.bootstrap, members, topic, PARTITIONS)  # nothing more arrives before the markers
     by_member = exactly_once(members, expected)
     # each record was processed by the member that owns its partition
     assert {m: sorted(v) for m, v in by_member.items()} == {m: sorted(tuple(tp) for tp in v) for m, v in owned.items()}
@@ -62,7 +61,9 @@ def test_every_group_on_a_topic_gets_every_record(broker, spawn, gtopic):
     expected = produce_values(broker.bootstrap, topic, PARTITIONS, 30)
     for members in groups.values():
         wait_records(members, expected)
-    time.sleep(0.3)
+    markers = produce_values(broker.bootstrap, topic, PARTITIONS, 1, tag="marker")
+    for members in groups.values():
+        wait_records(members, markers)  # nothing more arrives before the markers
     for members in groups.values():
         exactly_once(members, expected)
     close_all([m for members in groups.values() for m in members])
@@ -76,7 +77,7 @@ def test_one_group_with_more_members_than_partitions_shares_the_records(broker, 
     owned = wait_assignment(members, all_partitions(topic, PARTITIONS), per_member=[1] * 6 + [0, 0], timeout=40)
     expected = produce_values(broker.bootstrap, topic, PARTITIONS, 30)
     wait_records(members, expected)
-    time.sleep(0.3)
+    drain(broker.bootstrap, members, topic, PARTITIONS)  # nothing more arrives before the markers
     by_member = exactly_once(members, expected)
     assert len(by_member) == 6 and all(len(v) == 1 for v in by_member.values())
     idle = [m for m in members if not owned[m.name]]

@@ -19,8 +19,8 @@ from confluent_kafka import Producer
 
 from kclients import cf_conf
 from test_groups_support import (FAST_GROUPS, SESSION_MS, all_partitions, check_exclusive_ownership,
-                                 check_group_delivery, close_all, create_topic, gtopic, spawn, wait_assignment,
-                                 wait_committed, ends_of, wait_records)
+                                 check_group_delivery, close_all, create_topic, gtopic, produce_values, spawn,
+                                 wait_assignment, wait_committed, ends_of, wait_records)
 
 __all__ = ["spawn", "gtopic"]  # fixtures
 BROKER_OVERRIDES = dict(FAST_GROUPS)
@@ -112,7 +112,10 @@ def test_members_joining_leaving_and_dying_while_records_flow(broker, spawn, gto
         # the survivors (and partitions of killed members, once expired) drain the topic
         wait_records(g["all"], written, timeout=SESSION_MS / 1000 + 40)
         wait_committed(g["all"], ends_of(written))
-    time.sleep(0.5)
+    # A barrier, not a pause: late deliveries show before each group's markers.
+    markers = produce_values(broker.bootstrap, topic, P, 1, tag="marker")
+    for g in groups.values():
+        wait_records(g["all"], markers, timeout=SESSION_MS / 1000 + 40)
     report = {}
     for name, g in groups.items():
         with open(tmp_path / f"events-{name}.jsonl", "w") as f:  # for the post-mortem

@@ -13,7 +13,7 @@ from confluent_kafka import Consumer, TopicPartition
 from kafka.protocol.consumer.group import OffsetCommitRequest, OffsetFetchRequest
 
 from kclients import cf_conf, kp_admin
-from test_groups_support import (FAST_GROUPS, Raw, all_partitions, close_all, create_topic, ends_of,
+from test_groups_support import (FAST_GROUPS, Raw, all_partitions, close_all, create_topic, drain, ends_of,
                                  exactly_once, gtopic, produce_values, spawn, wait_assignment, wait_committed,
                                  wait_records)
 
@@ -53,11 +53,11 @@ def test_members_restarted_after_a_broker_restart_resume_from_the_committed_offs
     second = produce_values(b.bootstrap, topic, P, 10, tag="b", start=15)
     again = [spawn(kind, b.bootstrap, group, [topic], f"{kind}{i}-again") for i in range(2)]
     wait_records(again, second)
-    time.sleep(0.3)
-    exactly_once(again, second)  # nothing of `first` again
-    wait_committed(again, ends_of(second))
+    markers = drain(b.bootstrap, again, topic, P)  # at offset 25 of each partition
+    exactly_once(again, second | markers)  # nothing of `first` again
+    wait_committed(again, ends_of(second | markers))
     close_all(again)
-    assert committed_offsets(b.bootstrap, group) == {tp: (25, "") for tp in all_partitions(topic, P)}
+    assert committed_offsets(b.bootstrap, group) == {tp: (26, "") for tp in all_partitions(topic, P)}
 
 
 @pytest.mark.parametrize("how", ["sigterm", "sigkill"])
@@ -78,15 +78,15 @@ def test_members_that_stay_up_across_a_broker_restart_continue_without_reprocess
         b.restart()
     second = produce_values(b.bootstrap, topic, P, 10, tag="b", start=15)
     wait_records(members, second, timeout=40)
-    wait_committed(members, ends_of(second))
-    time.sleep(0.3)
-    exactly_once(members, first | second)
+    markers = drain(b.bootstrap, members, topic, P)  # at offset 25 of each partition
+    wait_committed(members, ends_of(second | markers))
+    exactly_once(members, first | second | markers)
     # The coordinator reloaded the group (Stable, same members): no rebalance was needed.
     after = wait_assignment(members, all_partitions(topic, P), per_member=[2, 2])
     assert after == before
     assert not [e for m in members for e in m.of("assigned") if e["ts"] > mark]
     close_all(members)
-    assert committed_offsets(b.bootstrap, group) == {tp: (25, "") for tp in all_partitions(topic, P)}
+    assert committed_offsets(b.bootstrap, group) == {tp: (26, "") for tp in all_partitions(topic, P)}
 
 
 def test_commit_metadata_round_trips_through_every_client_and_a_restart(broker_factory, gtopic):

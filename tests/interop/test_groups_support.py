@@ -811,6 +811,24 @@ def produce_values(bootstrap: str, topic: str, partitions: int, per_partition: i
     return {(topic, r["partition"], r["offset"]) for r in results}
 
 
+MARKER_TAG = "marker"
+
+
+def drain(bootstrap: str, workers: Sequence[Worker], topic: str, partitions: int, timeout: float = 30.0) -> set:
+    """A barrier in place of a pause before checking what a group processed: produce one
+    marker record to each partition and wait until the group has processed every one.
+    Members read a partition in order, so whatever the group was going to deliver before a
+    marker (a late duplicate, a record past the expected ones) has been delivered by then.
+    Returns the markers' (topic, partition, offset) set; `is_marker` tells their events."""
+    markers = produce_values(bootstrap, topic, partitions, 1, tag=MARKER_TAG)
+    wait_records(workers, markers, timeout)
+    return markers
+
+
+def is_marker(event: dict) -> bool:
+    return (event.get("v") or "").startswith(MARKER_TAG + "-")
+
+
 def create_topic(bootstrap: str, name: str, partitions: int) -> None:
     from confluent_kafka.admin import NewTopic
     from kclients import cf_create_topics

@@ -14,6 +14,7 @@ from kafka.admin import NewPartitions as KpNewPartitions
 
 from kclients import (CfReader, cf_admin, cf_produce, cf_read, kcat_metadata, kp_admin, kp_produce, kp_read,
                       rec)
+from rivulet_harness import wait_until
 from test_log_management_support import Raw, cf_offsets, create_topic, segments
 
 BROKER_OVERRIDES = {"log.retention.check.interval.ms": "200", "log.flush.offset.checkpoint.interval.ms": "200"}
@@ -82,15 +83,28 @@ def test_delete_records_moves_the_log_start_and_removes_segments(broker, topic):
     assert cf_offsets(b, topic) == (20, 22)
 
 
+def checkpointed_log_start(data_dir, topic: str, partition: int):
+    """The partition's entry in Kafka's `log-start-offset-checkpoint` (version, count, then
+    `topic partition offset` lines), or None."""
+    path = data_dir / "log-start-offset-checkpoint"
+    if not path.exists():
+        return None
+    for line in path.read_text().splitlines()[2:]:
+        name, p, offset = line.rsplit(" ", 2)
+        if (name, int(p)) == (topic, partition):
+            return int(offset)
+    return None
+
+
 def test_delete_records_survives_kill9_once_checkpointed(broker_factory, topic):
     broker = broker_factory(overrides={"log.flush.offset.checkpoint.interval.ms": "200"})
     b = broker.bootstrap
     create_topic(b, topic)
     produce_numbered(b, topic, 10)
     assert cf_delete_records(b, topic, 6) == 6
-    # After one checkpoint interval the new start is on disk.
-    import time
-    time.sleep(1.0)
+    # Killed once the new start is in the checkpoint on disk.
+    wait_until(lambda: checkpointed_log_start(broker.data_dir, topic, 0) == 6, 10,
+               "log-start-offset-checkpoint to hold the new log start offset")
     broker.kill9()
     broker.start()
     assert cf_offsets(b, topic) == (6, 10)

@@ -129,7 +129,9 @@ def test_tombstones_stay_for_delete_retention_ms_from_the_cleaning_that_keeps_th
     # A shorter delete.retention.ms now: b's horizon, stamped a day out, stays; a new
     # tombstone for c gets 3 s.
     set_topic_config(b, topic, delete_retention_ms=3000)
-    produced += produce(b, topic, [(b"c", None)])
+    c_produced_at = time.time() * 1000
+    c_tombstone = produce(b, topic, [(b"c", None)])[0]["offset"]
+    produced += [{"offset": c_tombstone, "key": b"c", "value": None}]
     produced += produce(b, topic, [(b"g%d" % i, val(b"g", i)) for i in range(12)])
     end2 = active_base(broker, topic)
     assert end2 > end
@@ -140,9 +142,13 @@ def test_tombstones_stay_for_delete_retention_ms_from_the_cleaning_that_keeps_th
     # kafka-python computes the same timestamps from the horizon-stamped batch.
     assert [(r["offset"], r["timestamp"]) for r in got if r["offset"] in (3, 4)] == [(3, t0 + 3), (4, t0 + 4)]
 
+    # c's tombstone is stamped with a horizon 3 s after the cleaning that kept it.
+    c_attrs, c_horizon = {o: (attrs, ts) for o, attrs, ts in batch_headers(broker.partition_dir(topic, 0))}[c_tombstone]
+    assert c_attrs & DELETE_HORIZON_BIT
+    assert c_produced_at + 3000 <= c_horizon <= time.time() * 1000 + 3000
     # Past c's horizon, the next cleaning drops c's tombstone (and with it every trace of c);
     # b's stays.
-    time.sleep(3.5)
+    wait_until(lambda: time.time() * 1000 > c_horizon, 10, "c's delete horizon to pass")
     produced += produce(b, topic, [(b"h%d" % i, val(b"h", i)) for i in range(12)])
     end3 = active_base(broker, topic)
     assert end3 > end2
@@ -275,7 +281,16 @@ def test_max_compaction_lag_forces_cleaning_of_old_dirty_data(broker, topic):
     produce(b, topic, [(b"f%d" % (i % 3), val(b"f", i)) for i in range(1, 13)])
     end = active_base(broker, topic)
     assert end > fresh_start
-    time.sleep(1.5)
+    waiting_since = time.monotonic()
+    # The thing under test is a wait: for 1.5 s (15 cleaner passes) the log stays as it is,
+    # while the cleaner is shown to be running by cleaning another log meanwhile.
+    control = f"{topic}-control"
+    create_topic(b, control, config=COMPACT)
+    produce(b, control, [(b"k", val(b"k", i)) for i in range(24)])
+    control_end = active_base(broker, control)
+    assert control_end > 0
+    wait_cleaned_to(broker.data_dir, control, control_end)
+    time.sleep(max(0.0, waiting_since + 1.5 - time.monotonic()))
     assert cleaner_checkpoint(broker.data_dir)[(topic, 0)] == fresh_start, "fresh dirty data below the ratio must wait"
     set_topic_config(b, topic, max_compaction_lag_ms=500)
     wait_cleaned_to(broker.data_dir, topic, end)

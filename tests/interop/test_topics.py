@@ -7,7 +7,6 @@ INVALID_REPLICATION_FACTOR=38, INVALID_CONFIG=40.
 """
 from __future__ import annotations
 
-import time
 
 import pytest
 
@@ -329,8 +328,12 @@ def test_auto_create_disabled_nothing_is_created_by_metadata_or_produce(broker_f
     assert not res["sends"][0]["ok"]
     assert "UNKNOWN_TOPIC_OR_PARTITION" in js_error_types(res["sends"][0]["error"]), res
 
-    time.sleep(0.5)  # give a (buggy) asynchronous creation a chance to show up
-    assert raw_topics(b.bootstrap) == {}
+    # A barrier, not a pause: metadata changes are applied in order, so once a topic created
+    # now is visible, a (buggy) asynchronous creation requested before it would be too.
+    barrier = "created-after"
+    assert cf_create_topics(b.bootstrap, [NewTopic(barrier, 1, 1)]) == {barrier: 0}
+    wait_until(lambda: barrier in raw_topics(b.bootstrap), 10, "the barrier topic to be visible")
+    assert set(raw_topics(b.bootstrap)) == {barrier}
     assert not b.partition_dir(topic, 0).exists()
 
 

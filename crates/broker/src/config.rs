@@ -454,6 +454,49 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
         Validator::AtLeast(0),
         "The most connections from one IP address."
     ),
+    // Connection and request-memory limits (network/; docs/decisions.md).
+    def!(
+        "max.connections.per.ip.overrides",
+        String,
+        "",
+        Validator::Any,
+        "Per-IP or hostname overrides of max.connections.per.ip: host:count,host:count."
+    ),
+    def!(
+        "max.connection.creation.rate",
+        Int,
+        INT_MAX,
+        Validator::AtLeast(0),
+        "The most new connections per second; faster ones are delayed."
+    ),
+    def!(
+        "queued.max.request.bytes",
+        Long,
+        "-1",
+        Validator::Any,
+        "Bytes of requests and unwritten responses before no more requests are read (-1: 512 MiB or socket.request.max.bytes if larger)."
+    ),
+    def!(
+        "quota.window.num",
+        Int,
+        "11",
+        Validator::AtLeast(1),
+        "Samples kept for rate quotas (max.connection.creation.rate)."
+    ),
+    def!(
+        "quota.window.size.seconds",
+        Int,
+        "1",
+        Validator::AtLeast(1),
+        "Length of one rate-quota sample."
+    ),
+    def!(
+        "rivulet.socket.request.read.timeout.ms",
+        Long,
+        "60000",
+        Validator::AtLeast(1),
+        "A request's bytes must all arrive this long after its size prefix (not a Kafka key)."
+    ),
     def!(
         "message.max.bytes",
         Int,
@@ -566,7 +609,7 @@ pub const BROKER_CONFIGS: &[ConfigDef] = &[
         Int,
         "500",
         Validator::AtLeast(1),
-        "Requests a connection may have queued before reading pauses."
+        "Requests read ahead of the one each connection is processing, broker-wide, before reading pauses."
     ),
     def!(
         "replica.high.watermark.checkpoint.interval.ms",
@@ -706,6 +749,16 @@ pub struct BrokerConfig {
     pub connections_max_idle_ms: u64,
     pub max_connections: usize,
     pub queued_max_requests: usize,
+    // Connection and request-memory limits (network/, docs/decisions.md).
+    pub max_connections_per_ip: usize,
+    /// `max.connections.per.ip.overrides` as (host, count), hosts as written.
+    pub max_connections_per_ip_overrides: Vec<(String, usize)>,
+    pub max_connection_creation_rate: u32,
+    /// `queued.max.request.bytes`; Kafka's -1 ("no pool") resolved to Rivulet's bound.
+    pub queued_max_request_bytes: usize,
+    pub quota_window_num: u32,
+    pub quota_window_size_ms: u64,
+    pub request_read_timeout_ms: u64,
     pub fetch_max_bytes: usize,
     pub recovery_checkpoint_interval_ms: u64,
     pub high_watermark_checkpoint_interval_ms: u64,
@@ -846,6 +899,56 @@ fn parse_listeners(key: &str, value: &str) -> Result<Vec<Listener>, ConfigError>
     Ok(listeners)
 }
 
+/// Rivulet's request-memory bound where Kafka has none (`queued.max.request.bytes`
+/// -1): requests and unwritten responses together.
+pub const DEFAULT_QUEUED_MAX_REQUEST_BYTES: usize = 512 * 1024 * 1024;
+
+/// Kafka's checks of the connection keys (`KafkaConfig.validateValues`): the
+/// per-IP overrides as `host:count` pairs (split at the last ':', hosts of
+/// `Utils.validHostPattern`'s characters), `max.connections.per.ip` 0 only with
+/// overrides, and a request pool no smaller than the largest request.
+fn connection_limits(
+    get: &dyn Fn(&str) -> String,
+) -> Result<(Vec<(String, usize)>, usize), ConfigError> {
+    let key = "max.connections.per.ip.overrides";
+    let mut overrides = Vec::new();
+    for item in get(key).split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let parsed = item.rsplit_once(':').and_then(|(host, count)| {
+            let host = host.trim();
+            let valid_host = !host.is_empty()
+                && host
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-%._:".contains(c));
+            let count = count.trim().parse::<i32>().ok()?;
+            (valid_host && count >= 0).then(|| (host.to_string(), count as usize))
+        });
+        let Some(pair) = parsed else {
+            return Err(ConfigError::Invalid(format!(
+                "Invalid value {item} for configuration {key}: expected host:count"
+            )));
+        };
+        overrides.push(pair);
+    }
+    let number = |key: &str| get(key).trim().parse::<i64>().unwrap_or(0);
+    if number("max.connections.per.ip") == 0 && overrides.is_empty() {
+        return Err(ConfigError::Invalid(format!(
+            "max.connections.per.ip can be set to zero only if {key} property is set."
+        )));
+    }
+    let request_max = number("socket.request.max.bytes").max(0) as usize;
+    let pool = match number("queued.max.request.bytes") {
+        bytes if bytes <= 0 => DEFAULT_QUEUED_MAX_REQUEST_BYTES.max(request_max),
+        bytes if (bytes as u64) < request_max as u64 => {
+            return Err(ConfigError::Invalid(
+                "queued.max.request.bytes must be larger or equal to socket.request.max.bytes"
+                    .into(),
+            ))
+        }
+        bytes => usize::try_from(bytes).unwrap_or(usize::MAX),
+    };
+    Ok((overrides, pool))
+}
+
 impl BrokerConfig {
     /// Builds the config from an optional properties file and overrides.
     pub fn load(
@@ -982,6 +1085,7 @@ impl BrokerConfig {
         };
 
         let topic_defaults = topic_defaults_from(&raw)?;
+        let (per_ip_overrides, queued_max_request_bytes) = connection_limits(&get)?;
 
         Ok(BrokerConfig {
             node_id,
@@ -999,6 +1103,13 @@ impl BrokerConfig {
             connections_max_idle_ms: int("connections.max.idle.ms") as u64,
             max_connections: int("max.connections").min(1 << 20) as usize,
             queued_max_requests: int("queued.max.requests").min(10_000) as usize,
+            max_connections_per_ip: int("max.connections.per.ip").min(1 << 20) as usize,
+            max_connections_per_ip_overrides: per_ip_overrides,
+            max_connection_creation_rate: int("max.connection.creation.rate") as u32,
+            queued_max_request_bytes,
+            quota_window_num: int("quota.window.num") as u32,
+            quota_window_size_ms: int("quota.window.size.seconds") as u64 * 1000,
+            request_read_timeout_ms: int("rivulet.socket.request.read.timeout.ms") as u64,
             fetch_max_bytes: int("fetch.max.bytes") as usize,
             recovery_checkpoint_interval_ms: int("log.flush.offset.checkpoint.interval.ms").max(100)
                 as u64,
@@ -1110,6 +1221,53 @@ mod tests {
             BrokerConfig::from_pairs(pairs(&[("log.roll.ms", "1000"), ("log.roll.hours", "2")]))
                 .unwrap();
         assert_eq!(config.topic_defaults["log.roll.ms"], "1000");
+    }
+
+    #[test]
+    fn connection_limits_are_checked_as_kafka_checks_them() {
+        let config = BrokerConfig::from_pairs(pairs(&[(
+            "max.connections.per.ip.overrides",
+            "127.0.0.2:5, broker-1.example:0,::1:7",
+        )]))
+        .unwrap();
+        assert_eq!(
+            config.max_connections_per_ip_overrides,
+            vec![
+                ("127.0.0.2".to_string(), 5),
+                ("broker-1.example".to_string(), 0),
+                ("::1".to_string(), 7)
+            ]
+        );
+        assert_eq!(
+            config.queued_max_request_bytes,
+            DEFAULT_QUEUED_MAX_REQUEST_BYTES
+        );
+        for bad in ["127.0.0.2", "host:many", "bad host:1", ":3", "h:-1"] {
+            let err = BrokerConfig::from_pairs(pairs(&[("max.connections.per.ip.overrides", bad)]))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("max.connections.per.ip.overrides"),
+                "{bad}: {err}"
+            );
+        }
+        let err = BrokerConfig::from_pairs(pairs(&[("max.connections.per.ip", "0")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("max.connections.per.ip can be set to zero only if"),
+            "{err}"
+        );
+        let err = BrokerConfig::from_pairs(pairs(&[("queued.max.request.bytes", "1000")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("must be larger or equal to socket.request.max.bytes"),
+            "{err}"
+        );
+        let large =
+            BrokerConfig::from_pairs(pairs(&[("socket.request.max.bytes", "1073741824")])).unwrap();
+        assert_eq!(large.queued_max_request_bytes, 1 << 30);
     }
 
     #[test]

@@ -397,10 +397,12 @@ impl RunningBroker {
         log_manager.finish_loading()?;
         load_coordinators(&broker).await;
         log_started(&broker, fresh, clean);
+        let limits = crate::network::Limits::new(&broker.config);
         for socket in listeners {
             tasks.push(tokio::spawn(crate::network::accept_loop(
                 Arc::clone(&broker),
                 socket,
+                Arc::clone(&limits),
             )));
         }
         spawn_background(&broker, &mut tasks);

@@ -519,19 +519,30 @@ async fn two_hundred_concurrent_garbage_connections() {
 async fn a_slow_client_does_not_block_others() {
     let harness = Harness::start().await;
     let address = harness.address;
-    // Slowloris: announce 1000 bytes, then send one every 50 ms.
+    // Slowloris: announce 1000 bytes, then send one every 50 ms (the trickle's pace).
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+    let (done_tx, mut done_rx) = tokio::sync::oneshot::channel::<()>();
     let slow = tokio::spawn(async move {
         let mut stream = TcpStream::connect(address).await.unwrap();
         stream.set_nodelay(true).unwrap();
         stream.write_all(&1000i32.to_be_bytes()).await.unwrap();
-        for _ in 0..50 {
+        started_tx.send(()).unwrap();
+        let mut sent = 0;
+        while done_rx.try_recv().is_err() {
             if stream.write_all(&[0u8]).await.is_err() {
-                return;
+                return Err(sent);
             }
+            sent += 1;
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        // Still open, and not answered: the request is still coming in.
+        let mut buf = [0u8; 1];
+        match tokio::time::timeout(Duration::from_millis(10), stream.read(&mut buf)).await {
+            Err(_) => Ok(sent),
+            Ok(read) => panic!("the slow request ended early: {read:?} after {sent} bytes"),
+        }
     });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    started_rx.await.unwrap();
     // Meanwhile other clients are answered promptly, again and again.
     for round in 0..10 {
         let answered = tokio::time::timeout(
@@ -545,6 +556,14 @@ async fn a_slow_client_does_not_block_others() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    slow.abort();
+    done_tx.send(()).unwrap();
+    let sent = slow
+        .await
+        .unwrap()
+        .expect("the slow client stayed connected throughout");
+    assert!(
+        sent > 10,
+        "the slow request was still arriving: {sent} bytes"
+    );
     harness.shutdown().await;
 }

@@ -904,7 +904,7 @@ impl GroupCoordinator {
         let Some(group) = self.groups.get_mut(group_id) else {
             return;
         };
-        group.pending_members.retain(|_, deadline| *deadline > now);
+        group.pending_members.expire(now);
         let expired: Vec<String> = group
             .members
             .values()

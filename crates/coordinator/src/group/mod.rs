@@ -2,6 +2,7 @@
 
 pub mod coordinator;
 pub mod offsets;
+pub mod pending;
 pub mod records;
 pub mod state;
 mod sync;

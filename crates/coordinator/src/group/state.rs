@@ -15,6 +15,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
 
+use super::pending::PendingMembers;
+
 /// Kafka's group states, with Kafka's names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum GroupState {
@@ -135,8 +137,8 @@ pub struct Group {
     pub leader_id: Option<String>,
     pub members: BTreeMap<String, Member>,
     /// Member ids handed out with MEMBER_ID_REQUIRED, waiting for the second join,
-    /// and when they expire.
-    pub pending_members: BTreeMap<String, i64>,
+    /// and when they expire (bounded, indexed by deadline).
+    pub pending_members: PendingMembers,
     /// `group.instance.id` to member id.
     pub static_members: BTreeMap<String, String>,
     /// Members of the new generation that have not yet sent SyncGroup.
@@ -165,7 +167,7 @@ impl Group {
             generation_id: 0,
             leader_id: None,
             members: BTreeMap::new(),
-            pending_members: BTreeMap::new(),
+            pending_members: PendingMembers::default(),
             static_members: BTreeMap::new(),
             pending_sync: BTreeSet::new(),
             rebalance_deadline_ms: None,
@@ -266,8 +268,8 @@ impl Group {
     pub fn timer_due(&self, now_ms: i64) -> bool {
         if self
             .pending_members
-            .values()
-            .any(|deadline| *deadline <= now_ms)
+            .next_deadline_ms()
+            .is_some_and(|deadline| deadline <= now_ms)
             || self.members.values().any(|m| m.session_expired(now_ms))
         {
             return true;

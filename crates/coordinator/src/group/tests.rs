@@ -15,6 +15,7 @@ use super::coordinator::{
     SyncParams, SyncResult,
 };
 use super::offsets::OffsetCommitEntry;
+use super::pending::MAX_PENDING_MEMBERS;
 use super::state::GroupState;
 
 /// Keeps every appended record, per partition, like `__consumer_offsets` would.
@@ -1128,6 +1129,34 @@ fn a_member_that_never_syncs_is_removed_at_the_rebalance_timeout() {
     assert_eq!(
         h.coordinator.heartbeat("g", &a.member_id, None, 2),
         ErrorCode::RebalanceInProgress
+    );
+}
+
+#[test]
+fn member_ids_handed_out_are_bounded_and_the_oldest_unused_goes_first() {
+    let mut h = Harness::new(GroupConfig {
+        initial_rebalance_delay_ms: 0,
+        ..GroupConfig::default()
+    });
+    let ids: Vec<String> = (0..MAX_PENDING_MEMBERS + 1)
+        .map(|_| {
+            let r = take(&h.join("", None, RANGE)).unwrap();
+            assert_eq!(r.error, ErrorCode::MemberIdRequired);
+            r.member_id
+        })
+        .collect();
+    // One more than the group keeps: the first is gone and must start over.
+    assert_eq!(
+        take(&h.join(&ids[0], None, RANGE)).unwrap().error,
+        ErrorCode::UnknownMemberId
+    );
+    let last = h.join(&ids[MAX_PENDING_MEMBERS], None, RANGE);
+    // The other 999 ids are still pending: the join phase waits for them, then they expire.
+    h.advance(10_000);
+    let last = take(&last).expect("completed once the pending members expired");
+    assert_eq!(
+        (last.error, last.generation_id, last.members.len()),
+        (ErrorCode::None, 1, 1)
     );
 }
 
