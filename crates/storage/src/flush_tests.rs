@@ -178,3 +178,80 @@ fn flush_messages_counts_the_records_a_flush_did_not_cover() {
     // flush.ms is its own question: not due until the time has passed.
     assert!(!log.flush_ms_due());
 }
+
+/// The segment file of `base` in the test log's directory.
+fn segment_log(base: i64) -> PathBuf {
+    dir().join(format!("{base:020}.log"))
+}
+
+#[test]
+fn a_roll_fsyncs_nothing_and_the_next_flush_syncs_its_snapshot_and_dir() {
+    let fs = MemFs::new();
+    let clock = Arc::new(ManualClock::new(NOW));
+    let mut log = open_with(&fs, &clock, config(&[]), LoadState::default());
+    for sequence in 0..3 {
+        log.append_as_leader(&idempotent(sequence), 0, Origin::Client)
+            .unwrap();
+    }
+    flush_all(&mut log);
+    assert_eq!(log.recovery_point().0, 3);
+    let before = fs.syncs_of("");
+    let dir_syncs = fs.syncs_at(&dir());
+
+    log.roll().unwrap();
+    log.append_as_leader(&idempotent(3), 0, Origin::Client)
+        .unwrap();
+    assert_eq!(
+        fs.syncs_of(""),
+        before,
+        "the roll and the append fsync nothing"
+    );
+    let snapshot = producer_state::snapshot_path(&dir(), 3);
+    assert!(log.has_unsynced_metadata());
+
+    flush_all(&mut log);
+    assert_eq!(fs.syncs_at(&snapshot), 1, "the roll's snapshot");
+    assert_eq!(fs.syncs_at(&dir()), dir_syncs + 1, "the new names");
+    assert_eq!(fs.syncs_at(&segment_log(3)), 1, "the new segment");
+    assert_eq!(
+        fs.syncs_at(&segment_log(0)),
+        1,
+        "the old one, flushed before"
+    );
+    assert!(!log.has_unsynced_metadata());
+    assert_eq!(log.recovery_point().0, 4);
+    // A flush with nothing new to sync syncs nothing.
+    let after = fs.syncs_of("");
+    flush_all(&mut log);
+    assert_eq!(fs.syncs_of(""), after);
+}
+
+#[test]
+fn a_failed_fsync_of_a_rolls_snapshot_keeps_the_recovery_point_below_it() {
+    let fs = MemFs::new();
+    let clock = Arc::new(ManualClock::new(NOW));
+    let mut log = open_with(&fs, &clock, config(&[]), LoadState::default());
+    for sequence in 0..3 {
+        log.append_as_leader(&idempotent(sequence), 0, Origin::Client)
+            .unwrap();
+    }
+    flush_all(&mut log);
+    log.roll().unwrap();
+    log.append_as_leader(&idempotent(3), 0, Origin::Client)
+        .unwrap();
+    fs.fail_syncs(".snapshot", 1);
+    let plan = log.flush_plan(i64::MAX).unwrap();
+    assert_eq!(plan.up_to(), 4);
+    assert!(plan.sync().is_err());
+    log.complete_flush(&plan);
+    assert_eq!(
+        log.recovery_point().0,
+        3,
+        "never past a snapshot that is not durable"
+    );
+    assert!(log.has_unsynced_metadata());
+    // The log dir is offline: no later flush moves the recovery point either.
+    assert!(log.flush(i64::MAX).is_err());
+    assert!(log.flush_plan(i64::MAX).is_err());
+    assert_eq!(log.recovery_point().0, 3);
+}

@@ -21,6 +21,9 @@
 //!   the process died at that point; then `crash` and reopen.
 //! - [`MemFs::hold_syncs`]: fsyncs wait until [`MemFs::release_syncs`], a disk
 //!   that is slow to sync, to see what waits on it.
+//!
+//! [`MemFs::syncs_of`] counts the fsyncs issued (of files and of directories), to
+//! see what a flush syncs and how many appends share one.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -115,6 +118,8 @@ struct State {
     time_ms: i64,
     /// Handles open now: what a descriptor count is on a real filesystem.
     open_handles: usize,
+    /// fsyncs issued per path (files and directories), failed ones included.
+    syncs: BTreeMap<PathBuf, u64>,
 }
 
 fn lock_node(node: &NodeRef) -> MutexGuard<'_, Node> {
@@ -168,6 +173,10 @@ impl State {
             }
             None => Ok(()),
         }
+    }
+
+    fn count_sync(&mut self, path: &Path) {
+        *self.syncs.entry(path.to_path_buf()).or_default() += 1;
     }
 
     fn alive(&self) -> io::Result<()> {
@@ -352,6 +361,22 @@ impl MemFs {
         state.1 >= count
     }
 
+    /// fsyncs issued so far (failed ones included; not those refused because the
+    /// process is halted) of files and directories whose path contains `pattern`.
+    pub fn syncs_of(&self, pattern: &str) -> u64 {
+        self.lock()
+            .syncs
+            .iter()
+            .filter(|(path, _)| path.to_string_lossy().contains(pattern))
+            .map(|(_, count)| count)
+            .sum()
+    }
+
+    /// fsyncs issued so far of exactly `path` (a file or a directory).
+    pub fn syncs_at(&self, path: &Path) -> u64 {
+        self.lock().syncs.get(path).copied().unwrap_or(0)
+    }
+
     /// The modification time given to files written from now on.
     pub fn set_time_ms(&self, now_ms: i64) {
         self.lock().time_ms = now_ms;
@@ -446,6 +471,7 @@ impl MemFile {
         self.gate.pass();
         self.with_state(|state, node| {
             state.change()?;
+            state.count_sync(&self.path);
             if fire(&mut state.sync_failures, &self.path) {
                 // Linux marks the failed pages clean: those writes are lost for good.
                 node.pending.clear();
@@ -731,6 +757,7 @@ impl Fs for MemFs {
             return Err(not_found(path));
         }
         state.change()?;
+        state.count_sync(path);
         if fire(&mut state.sync_failures, path) {
             return Err(io::Error::from_raw_os_error(EIO));
         }
