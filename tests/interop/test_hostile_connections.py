@@ -306,6 +306,11 @@ def test_connections_over_the_per_ip_limit_are_closed_at_once(broker, steady):
 
 # ============================================================================ slowloris
 
+def pool_exhaustions(broker) -> int:
+    """How many times the broker has logged that reads wait for request memory."""
+    return broker.stderr_path.read_text(errors="replace").count("request memory pool exhausted")
+
+
 def trickle_until_closed(conns: list, started: float, timeout: float) -> list:
     """Sends one byte on every open connection every 100 ms until the broker closes each;
     returns when each closed, in seconds since `started`."""
@@ -353,9 +358,14 @@ def test_slowloris_holding_the_whole_pool_delays_others_until_its_read_timeout(b
     conns = [RawConn(broker, "127.0.0.3") for _ in range(5)]
     answered = {}
     try:
+        exhausted_before = pool_exhaustions(broker)
         started = time.monotonic()
         for c in conns:
             c.send_raw(struct.pack(">i", REQUEST_MAX) + b"\x00" * 10)
+        # The other client must come after the pool is full, not race the broker's
+        # reads of the five sizes: the broker says when reads start to wait.
+        wait_until(lambda: pool_exhaustions(broker) > exhausted_before, READ_TIMEOUT_S / 2,
+                   "the broker to report its request memory pool exhausted")
 
         def other_client():
             with RawConn(broker, "127.0.0.11", timeout=30) as c:

@@ -234,12 +234,24 @@ impl Future for Reserve {
             None => {
                 let id = state.next_id;
                 state.next_id += 1;
+                let first_to_wait = state.queue.is_empty();
+                let used = state.used;
                 state.queue.push_back(Waiter {
                     id,
                     need,
                     waker: cx.waker().clone(),
                 });
                 drop(state);
+                if first_to_wait {
+                    // Once per spell of exhaustion, not per request: the operator's
+                    // sign that queued.max.request.bytes is holding reads back.
+                    tracing::info!(
+                        used,
+                        need,
+                        capacity,
+                        "request memory pool exhausted: reads wait for queued.max.request.bytes"
+                    );
+                }
                 self.id = Some(id);
                 return Poll::Pending;
             }
