@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 
 import kwire
 from kclients import (NewTopic, cf_admin, cf_create_topics, cf_delete_topics, cf_produce, cf_producer, cf_read,
@@ -14,6 +15,8 @@ T0 = 1_700_000_000_000
 # log.segment.bytes >= 1 MiB since KIP-1030; Rivulet is asked to accept small values for tests.)
 SMALL_SEGMENT_BYTES = 1024
 SEGMENT_NAME = re.compile(r"^(\d{20})\.log$")
+# Records a producer may have unanswered in the kill -9 tests of flush.messages=1 topics.
+IN_FLIGHT = 600
 
 
 def rich_records(n, partitions=1, tag=b"r"):
@@ -211,32 +214,41 @@ def test_flush_messages_1_acknowledges_exact_records_and_kill9_keeps_every_ackno
     assert read_all(b, topic, parts) == want
 
     # Each partition's stream continues at offset 100 (600 records over 6 partitions).
-    total = 30_000
     values = {p: [] for p in range(parts)}
     acked = {}  # (partition, offset) -> value
+    answered = [0]  # delivery reports, success or not
     lock = threading.Lock()
     producer = cf_producer(b.bootstrap, acks="all", linger_ms=1, message_timeout_ms=5000, retries=0)
 
     def make_cb(v):
         def cb(err, msg):
-            if err is None:
-                with lock:
+            with lock:
+                answered[0] += 1
+                if err is None:
                     acked[(msg.partition(), msg.offset())] = v
         return cb
 
+    # At most IN_FLIGHT records unanswered, so that none waits out message.timeout.ms in
+    # the client's queue on a slow machine (a record failed locally would leave a gap).
     killed = False
-    for i in range(total):
+    deadline = time.monotonic() + 90
+    i = 0
+    while not killed:
+        assert time.monotonic() < deadline, f"only {len(acked)} records acknowledged in 90 s"
+        if i - answered[0] >= IN_FLIGHT:
+            producer.poll(0.01)
+            continue
         p = i % parts
         v = b"synced-%06d" % i
+        try:
+            producer.produce(topic, value=v, partition=p, on_delivery=make_cb(v))
+        except BufferError:
+            producer.poll(0.05)
+            continue
         values[p].append(v)
-        while True:
-            try:
-                producer.produce(topic, value=v, partition=p, on_delivery=make_cb(v))
-                break
-            except BufferError:
-                producer.poll(0.05)
+        i += 1
         producer.poll(0)
-        if not killed and len(acked) >= 3000:
+        if len(acked) >= 3000:
             b.kill9()
             killed = True
     producer.flush(30)  # everything not acknowledged by now fails (the broker is down)
@@ -272,13 +284,19 @@ def test_flush_messages_1_two_clients_producing_through_kill9_keep_every_acknowl
     enough = threading.Event()
 
     per_client = [0, 0]  # acknowledged: confluent-kafka (partitions 0-2), kafka-python (3-5)
+    answered = [0, 0]  # answers, success or not, per client
 
     def note(p, offset, v):
         with lock:
             acked[(p, offset)] = v
             per_client[p // 3] += 1
+            answered[p // 3] += 1
             if per_client[0] >= 2000 and per_client[1] >= 1000:
                 enough.set()
+
+    def failed(client):
+        with lock:
+            answered[client] += 1
 
     def confluent():
         producer = cf_producer(b.bootstrap, acks="all", linger_ms=1, message_timeout_ms=5000, retries=0)
@@ -287,10 +305,16 @@ def test_flush_messages_1_two_clients_producing_through_kill9_keep_every_acknowl
             def cb(err, msg):
                 if err is None:
                     note(msg.partition(), msg.offset(), v)
+                else:
+                    failed(0)
             return cb
 
+        # At most IN_FLIGHT unanswered: none waits out its timeout in the client's queue.
         i = 0
         while not killed.is_set():
+            if i - answered[0] >= IN_FLIGHT:
+                producer.poll(0.01)
+                continue
             p = i % 3
             v = b"cf-%07d" % i
             try:
@@ -301,6 +325,8 @@ def test_flush_messages_1_two_clients_producing_through_kill9_keep_every_acknowl
             sent[p].append(v)
             producer.poll(0)
             i += 1
+            if per_client[0] >= 2000:
+                time.sleep(0.001)  # its share is in: leave the CPU to kafka-python
         producer.flush(30)  # what was not acknowledged by now fails: the broker is down
 
     def kafka_python():
@@ -309,6 +335,9 @@ def test_flush_messages_1_two_clients_producing_through_kill9_keep_every_acknowl
                                max_in_flight_requests_per_connection=5)
         i = 0
         while not killed.is_set():
+            if i - answered[1] >= IN_FLIGHT:
+                time.sleep(0.01)
+                continue
             p = 3 + i % 3
             v = b"kp-%07d" % i
             try:
@@ -317,6 +346,7 @@ def test_flush_messages_1_two_clients_producing_through_kill9_keep_every_acknowl
                 break
             sent[p].append(v)
             future.add_callback(lambda md, v=v: note(md.partition, md.offset, v))
+            future.add_errback(lambda _: failed(1))
             i += 1
         producer.flush(timeout=30)  # what was not acknowledged by now has expired
         producer.close(timeout=10)
