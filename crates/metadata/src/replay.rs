@@ -137,6 +137,15 @@ impl MetadataReplay {
         self.open.as_ref().map(|o| o.start_offset)
     }
 
+    /// The transaction still open: its Begin's offset and the records buffered
+    /// since, with their offsets. A snapshot taken inside a transaction carries
+    /// them, so that replay after it can finish or abort the transaction.
+    pub fn open_transaction(&self) -> Option<(i64, &[(i64, MetadataRecord)])> {
+        self.open
+            .as_ref()
+            .map(|o| (o.start_offset, o.records.as_slice()))
+    }
+
     /// The image of everything committed outside transactions; its
     /// `last_offset` is the last such record's (an End's for a transaction).
     pub fn image(&self) -> &ClusterImage {

@@ -148,6 +148,14 @@ impl<'a> Reader<'a> {
             .ok_or(WireError::Invalid { what, value: -1 })
     }
 
+    /// Non-null compact bytes, borrowed from the input.
+    pub fn compact_bytes(&mut self, what: &'static str) -> Result<&'a [u8], WireError> {
+        let len = self
+            .compact_len(what, 1)?
+            .ok_or(WireError::Invalid { what, value: -1 })?;
+        self.take(len, what)
+    }
+
     /// A nullable compact array; `item` reads one element of at least `min_item_bytes`.
     pub fn compact_nullable_array<T>(
         &mut self,
@@ -275,6 +283,11 @@ impl Writer {
     pub fn compact_string(&mut self, v: &str) {
         self.compact_len(Some(v.len()));
         self.buf.extend_from_slice(v.as_bytes());
+    }
+
+    pub fn compact_bytes(&mut self, v: &[u8]) {
+        self.compact_len(Some(v.len()));
+        self.buf.extend_from_slice(v);
     }
 
     pub fn compact_nullable_string(&mut self, v: Option<&str>) {

@@ -1,10 +1,44 @@
-//! The controller quorum: `__cluster_metadata-0` replicated by openraft.
+//! The controller quorum: `__cluster_metadata-0` replicated by openraft 0.9.
 //!
-//! This crate will hold the openraft adapters (the metadata log as Kafka record
-//! batches, the state machine over the cluster image, the network over the
-//! controller listener) behind a small façade, so that `metadata` stays free of
-//! I/O and a move to openraft 0.10 touches only this crate
-//! (`docs/research/cluster-design.md` §1.2). For now it only brings in openraft,
-//! so that its build cost is measured on its own (`docs/decisions.md`).
+//! Kafka's KRaft keeps the cluster's metadata in one log, replicated by Raft
+//! among the controllers. Rivulet does the same with openraft
+//! (`docs/research/cluster-design.md` §1), and keeps the log in Kafka's own
+//! format so Kafka's tools still read it:
+//!
+//! - every Raft entry is one Kafka record batch of one record; the term is the
+//!   batch's partition leader epoch and the index its offset ([`codec`]);
+//! - [`MetadataLogStore`] stores them in a `storage::Log`, with the vote in
+//!   Kafka's `quorum-state` file ([`quorum_state`]);
+//! - [`MetadataStateMachine`] applies committed records to the cluster image
+//!   and publishes it, and keeps KIP-630 snapshots of it ([`snapshot`]);
+//! - [`network`] carries openraft's RPCs between controllers under private API
+//!   keys over a [`QuorumTransport`];
+//! - [`Quorum`] is one controller's node: start, propose, status, snapshots.
+//!
+//! openraft stays behind this crate's types, so that moving to openraft 0.10
+//! touches only this crate (the plan's risk R-1).
 
-pub use openraft;
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+pub mod bootstrap;
+pub mod codec;
+pub mod error;
+pub mod import;
+pub mod log_store;
+pub mod network;
+pub mod node;
+pub mod quorum_state;
+pub mod snapshot;
+pub mod state_machine;
+pub mod types;
+
+pub use error::StoreError;
+pub use log_store::{MetadataLogReader, MetadataLogStore};
+pub use network::{QuorumServer, QuorumTransport, TransportError};
+pub use node::{Quorum, QuorumConfig, QuorumError, QuorumStatus, Role};
+pub use snapshot::{SnapshotContents, SnapshotId};
+pub use state_machine::{AppliedImage, MetadataSnapshotBuilder, MetadataStateMachine, Retention};
+pub use types::{EntryId, MetadataEntry, NodeId, Payload, TypeConfig, Voter, VoterSet};
+
+#[cfg(test)]
+mod suite_tests;

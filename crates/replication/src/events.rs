@@ -1,6 +1,8 @@
 //! What a partition machine takes ([`Input`]) and returns ([`Command`]), and
 //! the values they carry. `partition.rs` holds the rules.
 
+use std::collections::BTreeMap;
+
 use crate::error::AckError;
 
 /// A pending acks=all produce's id, chosen by the shell.
@@ -23,6 +25,14 @@ pub struct ReplicationConfig {
     pub min_insync_replicas: i32,
     /// `replica.lag.time.max.ms` (a broker config).
     pub replica_lag_time_max_ms: i64,
+}
+
+impl ReplicationConfig {
+    /// How often the shell feeds [`Input::Tick`] for ISR shrinks: Kafka's
+    /// "isr-expiration" task runs every `replica.lag.time.max.ms / 2`.
+    pub fn isr_expiration_interval_ms(&self) -> i64 {
+        (self.replica_lag_time_max_ms / 2).max(1)
+    }
 }
 
 impl Default for ReplicationConfig {
@@ -52,16 +62,36 @@ pub struct EpochEndOffset {
     pub end_offset: i64,
 }
 
-/// How an AlterPartition proposal failed (Kafka's `handleAlterPartitionError`).
+/// A replica in an AlterPartition proposal, with the broker epoch the leader
+/// knows it by (KIP-903's `BrokerState`; -1 when the leader has not seen it
+/// fetch since it became leader).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IsrMember {
+    pub broker_id: i32,
+    pub broker_epoch: i64,
+}
+
+/// A broker the metadata image shows registered and unfenced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AliveBroker {
+    pub broker_epoch: i64,
+    pub in_controlled_shutdown: bool,
+}
+
+/// How an AlterPartition proposal failed (Kafka's `handleAlterPartitionError`;
+/// the broker maps the answer's error code).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IsrChangeError {
     /// The controller says it did not apply it (OPERATION_NOT_ATTEMPTED,
     /// INELIGIBLE_REPLICA): back to the committed ISR, a new proposal may follow.
     Rejected,
     /// Our view is out of date (FENCED_LEADER_EPOCH, INVALID_UPDATE_VERSION,
-    /// UNKNOWN_TOPIC_*): wait for the metadata that overrides it.
+    /// UNKNOWN_TOPIC_OR_PARTITION, UNKNOWN_TOPIC_ID, INVALID_REQUEST,
+    /// NEW_LEADER_ELECTED): stay pending, no new proposal, until the metadata
+    /// that overrides it arrives.
     Stale,
-    /// Anything else: send the same proposal again.
+    /// Anything else: send the same proposal again. (NOT_CONTROLLER and
+    /// transport errors never get here: the AlterPartition manager retries them.)
     Retriable,
 }
 
@@ -72,11 +102,20 @@ pub enum Input {
     Appended { log_end_offset: i64 },
     /// The local log's start moved forward (retention, DeleteRecords).
     LogStartMoved { log_start_offset: i64 },
-    /// Leader: follower `replica_id` fetched at `fetch_offset` (its LEO).
+    /// Leader: follower `replica_id` fetched at `fetch_offset` (its LEO), with
+    /// the broker epoch in its request (-1 when it sent none). Checked first with
+    /// [`crate::Partition::check_follower_fetch`].
     FollowerFetched {
         replica_id: i32,
+        broker_epoch: i64,
         fetch_offset: i64,
         log_start_offset: i64,
+    },
+    /// The registered, unfenced brokers changed (or this broker registered again):
+    /// who may join an ISR, and the epochs AlterPartition names.
+    BrokersChanged {
+        local_broker_epoch: i64,
+        alive: BTreeMap<i32, AliveBroker>,
     },
     /// Time passed: deadlines of pending acks, ISR shrink.
     Tick,
@@ -126,11 +165,12 @@ pub enum Command {
     WakeFetches,
     /// The high watermark is now this (for readers and the checkpoint).
     UpdateHighWatermark { high_watermark: i64 },
-    /// Propose this ISR to the controller (AlterPartition).
+    /// Propose this ISR to the controller (AlterPartition v3, with broker
+    /// epochs). One proposal per partition is in flight at a time.
     AlterIsr {
         leader_epoch: i32,
         partition_epoch: i32,
-        isr: Vec<i32>,
+        isr: Vec<IsrMember>,
     },
     /// Truncate the local log to `offset` (exclusive end).
     TruncateTo { offset: i64 },

@@ -9,15 +9,19 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod epochs;
 pub mod error;
 pub mod events;
 pub mod hosting;
 pub mod partition;
+pub mod replica;
 
+pub use epochs::{FetchStart, LogEpochs, UNDEFINED_EPOCH_END};
 pub use error::{AckError, IsolationLevel, ReplicationError};
 pub use events::{
-    AckId, Command, EpochEndOffset, Input, IsrChangeError, LogOffsets, PartitionMetadata,
-    ReplicationConfig,
+    AckId, AliveBroker, Command, EpochEndOffset, Input, IsrChangeError, IsrMember, LogOffsets,
+    PartitionMetadata, ReplicationConfig,
 };
 pub use hosting::HostingCommand;
-pub use partition::{FollowerState, Partition, PartitionState};
+pub use partition::{Partition, PartitionState};
+pub use replica::FollowerState;

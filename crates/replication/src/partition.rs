@@ -39,86 +39,11 @@ use protocol::TopicPartition;
 
 use crate::error::{AckError, ReplicationError};
 pub use crate::events::{
-    AckId, Command, EpochEndOffset, Input, IsrChangeError, LogOffsets, PartitionMetadata,
-    ReplicationConfig,
+    AckId, AliveBroker, Command, EpochEndOffset, Input, IsrChangeError, IsrMember, LogOffsets,
+    PartitionMetadata, ReplicationConfig,
 };
-
-/// What the leader knows of one follower (Kafka's `ReplicaState`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FollowerState {
-    /// -1 until the follower fetches.
-    pub log_end_offset: i64,
-    /// -1 until the follower fetches.
-    pub log_start_offset: i64,
-    /// The leader's LEO at the follower's previous fetch.
-    pub last_fetch_leader_log_end_offset: i64,
-    pub last_fetch_time_ms: i64,
-    /// The latest time the follower had everything the leader had.
-    pub last_caught_up_time_ms: i64,
-}
-
-impl FollowerState {
-    const UNKNOWN: FollowerState = FollowerState {
-        log_end_offset: -1,
-        log_start_offset: -1,
-        last_fetch_leader_log_end_offset: 0,
-        last_fetch_time_ms: 0,
-        last_caught_up_time_ms: 0,
-    };
-
-    fn is_caught_up(&self, leader_log_end_offset: i64, now_ms: i64, max_lag_ms: i64) -> bool {
-        self.log_end_offset == leader_log_end_offset
-            || now_ms - self.last_caught_up_time_ms <= max_lag_ms
-    }
-}
-
-/// The ISR as committed by the controller, and the change proposed, if any.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum IsrState {
-    Committed(Vec<i32>),
-    /// `joining` was proposed; it counts for the HW already (stricter is safe).
-    PendingExpand {
-        committed: Vec<i32>,
-        joining: i32,
-        proposed: Vec<i32>,
-    },
-    /// Some members were proposed to leave; until committed they still count.
-    PendingShrink {
-        committed: Vec<i32>,
-        proposed: Vec<i32>,
-    },
-}
-
-impl IsrState {
-    fn committed(&self) -> &[i32] {
-        match self {
-            IsrState::Committed(isr)
-            | IsrState::PendingExpand { committed: isr, .. }
-            | IsrState::PendingShrink { committed: isr, .. } => isr,
-        }
-    }
-
-    fn in_maximal(&self, replica: i32) -> bool {
-        self.committed().contains(&replica)
-            || matches!(self, IsrState::PendingExpand { joining, .. } if *joining == replica)
-    }
-
-    fn maximal_len(&self) -> usize {
-        match self {
-            IsrState::PendingExpand { committed, .. } => committed.len() + 1,
-            other => other.committed().len(),
-        }
-    }
-
-    fn proposed(&self) -> Option<&[i32]> {
-        match self {
-            IsrState::Committed(_) => None,
-            IsrState::PendingExpand { proposed, .. } | IsrState::PendingShrink { proposed, .. } => {
-                Some(proposed)
-            }
-        }
-    }
-}
+pub use crate::replica::FollowerState;
+use crate::replica::{Brokers, IsrState};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct PendingAck {
@@ -162,6 +87,8 @@ pub struct Partition {
     /// Whether a `StartFollowing` is in force.
     following: bool,
     followers: BTreeMap<i32, FollowerState>,
+    /// Who may join the ISR, and the broker epochs AlterPartition names.
+    brokers: Brokers,
     pending_acks: BTreeMap<AckId, PendingAck>,
 }
 
@@ -209,6 +136,7 @@ impl Partition {
             leader_epoch_start_offset: None,
             following: false,
             followers: BTreeMap::new(),
+            brokers: Brokers::unknown(),
             pending_acks: BTreeMap::new(),
         }
     }
@@ -250,7 +178,10 @@ impl Partition {
             partition_epoch: self.partition_epoch,
             replicas: self.replicas.clone(),
             isr: self.isr.committed().to_vec(),
-            pending_isr: self.isr.proposed().map(<[i32]>::to_vec),
+            pending_isr: self
+                .isr
+                .proposed()
+                .map(|members| members.iter().map(|m| m.broker_id).collect()),
             high_watermark: self.high_watermark,
             log_start_offset: self.log_start_offset,
             log_end_offset: self.log_end_offset,
@@ -294,6 +225,16 @@ impl Partition {
         if !self.is_leader() {
             return Err(self.not_leader());
         }
+        self.check_leader_epoch(current_leader_epoch)?;
+        Ok((self.high_watermark, self.leader_epoch))
+    }
+
+    /// Kafka's `checkCurrentLeaderEpoch`: a request's epoch (when it gives one)
+    /// older than ours is fenced, a newer one is not known here yet.
+    fn check_leader_epoch(
+        &self,
+        current_leader_epoch: Option<i32>,
+    ) -> Result<(), ReplicationError> {
         match current_leader_epoch {
             Some(requested) if requested >= 0 && requested < self.leader_epoch => {
                 Err(ReplicationError::FencedLeaderEpoch {
@@ -309,8 +250,40 @@ impl Partition {
                     current: self.leader_epoch,
                 })
             }
-            _ => Ok((self.high_watermark, self.leader_epoch)),
+            _ => Ok(()),
         }
+    }
+
+    /// Whether follower `replica_id` may fetch as a replica now (Kafka's
+    /// `Partition.fetchRecords` checks, before the read): this replica leads at
+    /// the request's leader epoch; the follower is one of the replicas (else
+    /// UNKNOWN_LEADER_EPOCH when the request names an epoch, as a reassignment
+    /// may have added it before we heard, or NOT_LEADER_OR_FOLLOWER); and its
+    /// broker epoch is not older than its registration (a previous incarnation).
+    pub fn check_follower_fetch(
+        &self,
+        replica_id: i32,
+        broker_epoch: i64,
+        current_leader_epoch: Option<i32>,
+    ) -> Result<(), ReplicationError> {
+        if !self.is_leader() {
+            return Err(self.not_leader());
+        }
+        self.check_leader_epoch(current_leader_epoch)?;
+        if !self.followers.contains_key(&replica_id) {
+            return match current_leader_epoch.filter(|epoch| *epoch >= 0) {
+                Some(requested) => Err(ReplicationError::UnknownLeaderEpoch {
+                    tp: self.topic_partition.clone(),
+                    requested,
+                    current: self.leader_epoch,
+                }),
+                None => Err(self.not_leader()),
+            };
+        }
+        if self.brokers.is_stale_fetch(replica_id, broker_epoch) {
+            return Err(self.not_leader());
+        }
+        Ok(())
     }
 
     /// The smallest log start offset over the replicas that have reported one
@@ -351,15 +324,27 @@ impl Partition {
             }
             Input::FollowerFetched {
                 replica_id,
+                broker_epoch,
                 fetch_offset,
                 log_start_offset,
             } => self.on_follower_fetched(
                 now_ms,
                 replica_id,
-                fetch_offset,
-                log_start_offset,
+                broker_epoch,
+                (fetch_offset, log_start_offset),
                 &mut out,
             ),
+            Input::BrokersChanged {
+                local_broker_epoch,
+                alive,
+            } => {
+                self.brokers = Brokers {
+                    local_broker_epoch,
+                    alive,
+                };
+                // A replica the HW waited for to join may no longer be eligible.
+                self.maybe_increment_high_watermark(now_ms, &mut out);
+            }
             Input::Tick => self.on_tick(now_ms, &mut out),
             Input::MetadataChanged(metadata) => self.on_metadata(now_ms, metadata, &mut out),
             Input::ConfigChanged(config) => {
@@ -457,7 +442,11 @@ impl Partition {
         let lag = self.config.replica_lag_time_max_ms;
         let mut candidate = leader_end;
         for (id, follower) in &self.followers {
-            let counts = self.isr.in_maximal(*id) || follower.is_caught_up(leader_end, now_ms, lag);
+            let joining = || {
+                follower.is_caught_up(leader_end, now_ms, lag)
+                    && self.brokers.is_isr_eligible(*id, follower)
+            };
+            let counts = self.isr.in_maximal(*id) || joining();
             if counts && follower.log_end_offset < candidate {
                 candidate = follower.log_end_offset;
             }
@@ -565,34 +554,57 @@ impl Partition {
             return;
         }
         let committed = committed.clone();
-        let proposed: Vec<i32> = committed
+        let remaining: Vec<i32> = committed
             .iter()
             .copied()
             .filter(|id| !out_of_sync.contains(id))
             .collect();
-        tracing::info!(partition = %self.topic_partition, ?committed, ?proposed, ?out_of_sync, "shrinking the ISR");
-        out.push(Command::AlterIsr {
-            leader_epoch: self.leader_epoch,
-            partition_epoch: self.partition_epoch,
-            isr: proposed.clone(),
-        });
+        tracing::info!(partition = %self.topic_partition, ?committed, ?remaining, ?out_of_sync, "shrinking the ISR");
+        let proposed = self.propose(&remaining, out);
         self.isr = IsrState::PendingShrink {
             committed,
             proposed,
         };
     }
 
+    /// The proposal for an ISR of `ids`, with the broker epochs the controller
+    /// checks (Kafka's `addBrokerEpochToIsr`): ours, and each follower's from
+    /// its latest fetch (-1 before one).
+    fn propose(&self, ids: &[i32], out: &mut Out) -> Vec<IsrMember> {
+        let members: Vec<IsrMember> = ids
+            .iter()
+            .map(|&broker_id| IsrMember {
+                broker_id,
+                broker_epoch: if broker_id == self.local_id {
+                    self.brokers.local_broker_epoch
+                } else {
+                    self.followers
+                        .get(&broker_id)
+                        .and_then(|f| f.broker_epoch)
+                        .unwrap_or(-1)
+                },
+            })
+            .collect();
+        out.push(Command::AlterIsr {
+            leader_epoch: self.leader_epoch,
+            partition_epoch: self.partition_epoch,
+            isr: members.clone(),
+        });
+        members
+    }
+
     /// Kafka's `updateFollowerFetchState`: the follower's progress, then ISR
-    /// expansion and the HW.
+    /// expansion and the HW. A fetch from a stale incarnation changes nothing
+    /// (the fetch path refused it already).
     fn on_follower_fetched(
         &mut self,
         now_ms: i64,
         replica_id: i32,
-        fetch_offset: i64,
-        log_start_offset: i64,
+        broker_epoch: i64,
+        (fetch_offset, log_start_offset): (i64, i64),
         out: &mut Out,
     ) {
-        if !self.is_leader() {
+        if !self.is_leader() || self.brokers.is_stale_fetch(replica_id, broker_epoch) {
             return;
         }
         let leader_end = self.log_end_offset;
@@ -600,31 +612,21 @@ impl Partition {
             return;
         };
         let previous_end = follower.log_end_offset;
-        let last_caught_up_time_ms = if fetch_offset >= leader_end {
-            follower.last_caught_up_time_ms.max(now_ms)
-        } else if fetch_offset >= follower.last_fetch_leader_log_end_offset {
-            follower
-                .last_caught_up_time_ms
-                .max(follower.last_fetch_time_ms)
-        } else {
-            follower.last_caught_up_time_ms
-        };
-        *follower = FollowerState {
-            log_end_offset: fetch_offset,
+        follower.record_fetch(
+            fetch_offset,
             log_start_offset,
-            last_fetch_leader_log_end_offset: leader_end
-                .max(follower.last_fetch_leader_log_end_offset),
-            last_fetch_time_ms: now_ms,
-            last_caught_up_time_ms,
-        };
+            leader_end,
+            now_ms,
+            broker_epoch,
+        );
         self.maybe_expand_isr(replica_id, out);
         if previous_end != fetch_offset {
             self.maybe_increment_high_watermark(now_ms, out);
         }
     }
 
-    /// Kafka's `maybeExpandIsr`: a follower at or past the HW and the current
-    /// epoch's start offset is proposed to join.
+    /// Kafka's `maybeExpandIsr`: an eligible follower at or past the HW and the
+    /// current epoch's start offset is proposed to join.
     fn maybe_expand_isr(&mut self, replica_id: i32, out: &mut Out) {
         let IsrState::Committed(committed) = &self.isr else {
             return;
@@ -639,18 +641,14 @@ impl Partition {
             && self
                 .leader_epoch_start_offset
                 .is_some_and(|start| follower.log_end_offset >= start);
-        if !in_sync {
+        if !in_sync || !self.brokers.is_isr_eligible(replica_id, follower) {
             return;
         }
         let committed = committed.clone();
-        let mut proposed = committed.clone();
-        proposed.push(replica_id);
-        tracing::info!(partition = %self.topic_partition, ?committed, ?proposed, "expanding the ISR");
-        out.push(Command::AlterIsr {
-            leader_epoch: self.leader_epoch,
-            partition_epoch: self.partition_epoch,
-            isr: proposed.clone(),
-        });
+        let mut expanded = committed.clone();
+        expanded.push(replica_id);
+        tracing::info!(partition = %self.topic_partition, ?committed, ?expanded, "expanding the ISR");
+        let proposed = self.propose(&expanded, out);
         self.isr = IsrState::PendingExpand {
             committed,
             joining: replica_id,
@@ -681,7 +679,7 @@ impl Partition {
     }
 
     fn on_isr_failed(&mut self, error: IsrChangeError, out: &mut Out) {
-        let Some(proposed) = self.isr.proposed().map(<[i32]>::to_vec) else {
+        let Some(proposed) = self.isr.proposed().map(<[IsrMember]>::to_vec) else {
             return;
         };
         match error {
@@ -894,3 +892,7 @@ impl Partition {
 #[cfg(test)]
 #[path = "partition_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "isr_tests.rs"]
+mod isr_tests;

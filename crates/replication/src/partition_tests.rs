@@ -3,18 +3,23 @@
 
 use super::*;
 
-const ME: i32 = 1;
-const T0: i64 = 1_000_000;
-const LAG: i64 = 30_000;
+pub(super) const ME: i32 = 1;
+pub(super) const T0: i64 = 1_000_000;
+pub(super) const LAG: i64 = 30_000;
 
-fn config(min_insync_replicas: i32) -> ReplicationConfig {
+pub(super) fn config(min_insync_replicas: i32) -> ReplicationConfig {
     ReplicationConfig {
         min_insync_replicas,
         replica_lag_time_max_ms: LAG,
     }
 }
 
-fn metadata(leader: i32, leader_epoch: i32, replicas: &[i32], isr: &[i32]) -> PartitionMetadata {
+pub(super) fn metadata(
+    leader: i32,
+    leader_epoch: i32,
+    replicas: &[i32],
+    isr: &[i32],
+) -> PartitionMetadata {
     PartitionMetadata {
         leader,
         leader_epoch,
@@ -24,7 +29,11 @@ fn metadata(leader: i32, leader_epoch: i32, replicas: &[i32], isr: &[i32]) -> Pa
     }
 }
 
-fn offsets(log_start_offset: i64, log_end_offset: i64, high_watermark: i64) -> LogOffsets {
+pub(super) fn offsets(
+    log_start_offset: i64,
+    log_end_offset: i64,
+    high_watermark: i64,
+) -> LogOffsets {
     LogOffsets {
         log_start_offset,
         log_end_offset,
@@ -32,16 +41,52 @@ fn offsets(log_start_offset: i64, log_end_offset: i64, high_watermark: i64) -> L
     }
 }
 
-/// A partition at `offsets` that was just told `metadata` at T0; its commands
-/// from that are dropped.
-fn partition(min_isr: i32, offsets: LogOffsets, metadata: PartitionMetadata) -> Partition {
+/// Broker `id` is registered with epoch `100 + id`.
+pub(super) fn broker_epoch(id: i32) -> i64 {
+    100 + i64::from(id)
+}
+
+/// Brokers 1, 2 and 3 registered and unfenced (none shutting down).
+pub(super) fn brokers_alive() -> Input {
+    Input::BrokersChanged {
+        local_broker_epoch: broker_epoch(ME),
+        alive: (1..=3)
+            .map(|id| {
+                let broker = AliveBroker {
+                    broker_epoch: broker_epoch(id),
+                    in_controlled_shutdown: false,
+                };
+                (id, broker)
+            })
+            .collect(),
+    }
+}
+
+/// An AlterPartition ISR of `ids`, each at its registered epoch.
+pub(super) fn members(ids: &[i32]) -> Vec<IsrMember> {
+    ids.iter()
+        .map(|&broker_id| IsrMember {
+            broker_id,
+            broker_epoch: broker_epoch(broker_id),
+        })
+        .collect()
+}
+
+/// A partition at `offsets`, with brokers 1-3 alive, that was just told
+/// `metadata` at T0; its commands from that are dropped.
+pub(super) fn partition(
+    min_isr: i32,
+    offsets: LogOffsets,
+    metadata: PartitionMetadata,
+) -> Partition {
     let mut p = Partition::new(TopicPartition::new("t", 0), ME, config(min_isr), offsets);
+    p.handle(T0, brokers_alive());
     p.handle(T0, Input::MetadataChanged(metadata));
     p
 }
 
 /// Leader of replicas 1, 2, 3 with all of them in the ISR, at LEO = HW = 0.
-fn leader_of_three(min_isr: i32) -> Partition {
+pub(super) fn leader_of_three(min_isr: i32) -> Partition {
     partition(
         min_isr,
         offsets(0, 0, 0),
@@ -49,23 +94,25 @@ fn leader_of_three(min_isr: i32) -> Partition {
     )
 }
 
-fn fetched(replica_id: i32, fetch_offset: i64) -> Input {
+/// Follower `replica_id` fetched at `fetch_offset` with its current broker epoch.
+pub(super) fn fetched(replica_id: i32, fetch_offset: i64) -> Input {
     Input::FollowerFetched {
         replica_id,
+        broker_epoch: broker_epoch(replica_id),
         fetch_offset,
         log_start_offset: 0,
     }
 }
 
-fn hw(high_watermark: i64) -> Command {
+pub(super) fn hw(high_watermark: i64) -> Command {
     Command::UpdateHighWatermark { high_watermark }
 }
 
-fn answer(id: AckId, result: Result<(), AckError>) -> Command {
+pub(super) fn answer(id: AckId, result: Result<(), AckError>) -> Command {
     Command::AnswerProduce { id, result }
 }
 
-fn await_acks(id: AckId, required_offset: i64) -> Input {
+pub(super) fn await_acks(id: AckId, required_offset: i64) -> Input {
     Input::AwaitAcks {
         id,
         required_offset,
@@ -175,7 +222,7 @@ fn a_caught_up_replica_about_to_join_holds_the_hw() {
         vec![Command::AlterIsr {
             leader_epoch: 0,
             partition_epoch: 0,
-            isr: vec![1, 2]
+            isr: members(&[1, 2])
         }]
     );
     p.handle(T0 + 1, Input::IsrChangeFailed(IsrChangeError::Rejected));
@@ -204,7 +251,7 @@ fn a_follower_not_caught_up_for_the_lag_time_is_proposed_to_leave() {
         vec![Command::AlterIsr {
             leader_epoch: 0,
             partition_epoch: 0,
-            isr: vec![1, 2]
+            isr: members(&[1, 2])
         }]
     );
     let state = p.state();
@@ -269,7 +316,7 @@ fn a_follower_that_reaches_the_hw_and_the_epoch_start_is_proposed_to_join() {
         vec![Command::AlterIsr {
             leader_epoch: 0,
             partition_epoch: 0,
-            isr: vec![1, 2]
+            isr: members(&[1, 2])
         }]
     );
     // The joining replica counts for the HW at once; the ISR is still under the
@@ -294,7 +341,7 @@ fn a_rejected_change_returns_to_the_committed_isr_and_a_retriable_one_is_resent(
     let proposal = Command::AlterIsr {
         leader_epoch: 0,
         partition_epoch: 0,
-        isr: vec![1],
+        isr: members(&[1]),
     };
     assert_eq!(
         p.handle(
@@ -389,7 +436,7 @@ fn a_produce_waiting_when_the_isr_falls_below_the_minimum_times_out() {
         vec![Command::AlterIsr {
             leader_epoch: 0,
             partition_epoch: 1,
-            isr: vec![1, 2]
+            isr: members(&[1, 2])
         }]
     );
     assert_eq!(p.high_watermark(), 0);
@@ -660,6 +707,7 @@ fn the_low_watermark_is_the_smallest_known_log_start() {
         T0,
         Input::FollowerFetched {
             replica_id: 2,
+            broker_epoch: broker_epoch(2),
             fetch_offset: 10,
             log_start_offset: 0,
         },
@@ -668,6 +716,7 @@ fn the_low_watermark_is_the_smallest_known_log_start() {
         T0,
         Input::FollowerFetched {
             replica_id: 3,
+            broker_epoch: broker_epoch(3),
             fetch_offset: 10,
             log_start_offset: 0,
         },
@@ -683,6 +732,7 @@ fn the_low_watermark_is_the_smallest_known_log_start() {
         T0,
         Input::FollowerFetched {
             replica_id: 2,
+            broker_epoch: broker_epoch(2),
             fetch_offset: 10,
             log_start_offset: 4,
         },
@@ -691,6 +741,7 @@ fn the_low_watermark_is_the_smallest_known_log_start() {
         T0,
         Input::FollowerFetched {
             replica_id: 3,
+            broker_epoch: broker_epoch(3),
             fetch_offset: 10,
             log_start_offset: 4,
         },

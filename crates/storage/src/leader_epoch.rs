@@ -64,25 +64,34 @@ impl LeaderEpochCache {
         self.entries.last().copied()
     }
 
-    /// Whether [`LeaderEpochCache::assign`] of `epoch` would add an entry (and
-    /// write the checkpoint, with an fsync).
-    pub fn would_assign(&self, epoch: i32) -> bool {
-        epoch >= 0 && self.latest().is_none_or(|latest| epoch > latest.epoch)
+    /// Whether [`LeaderEpochCache::assign`] of `epoch` at `start_offset` would
+    /// change the entries (and write the checkpoint, with an fsync).
+    pub fn would_assign(&self, epoch: i32, start_offset: i64) -> bool {
+        epoch >= 0
+            && start_offset >= 0
+            && !self
+                .latest()
+                .is_some_and(|latest| epoch == latest.epoch && start_offset >= latest.start_offset)
     }
 
-    /// Records that `epoch` starts at `start_offset`, if it is newer than the latest.
+    /// Records that `epoch` starts at `start_offset` (Kafka's `assign`): nothing to
+    /// do when it is the latest epoch and starts no earlier; otherwise every entry
+    /// of an epoch at or above it, or starting at or after it, belongs to a history
+    /// this one replaces and goes. A follower needs the second case: as a leader it
+    /// may have recorded an epoch it never wrote a batch in, and then replicates
+    /// batches of a lower epoch from the leader that won instead.
     pub fn assign(&mut self, epoch: i32, start_offset: i64) -> io::Result<()> {
-        if epoch < 0 {
+        if epoch < 0 || start_offset < 0 {
             return Ok(());
         }
         if let Some(latest) = self.latest() {
-            if epoch <= latest.epoch {
+            if epoch == latest.epoch && start_offset >= latest.start_offset {
                 return Ok(());
             }
         }
-        // Entries at or past the new start belong to a history we no longer have.
         let before = self.entries.clone();
-        self.entries.retain(|e| e.start_offset < start_offset);
+        self.entries
+            .retain(|e| e.epoch < epoch && e.start_offset < start_offset);
         self.entries.push(EpochEntry {
             epoch,
             start_offset,
@@ -97,18 +106,26 @@ impl LeaderEpochCache {
         after.checked_sub(1).map(|i| self.entries[i].epoch)
     }
 
-    /// The end offset of `epoch` (the start of the next higher epoch, or
-    /// `log_end_offset` for the latest) and the largest epoch at or below it.
-    /// `None` when `epoch` is below every entry.
+    /// Where `epoch` ends (Kafka's `endOffsetFor`, which OffsetForLeaderEpoch and a
+    /// follower's fetch ask): `(the largest epoch at or below it, the start of the
+    /// next higher epoch)`, or `(epoch, log_end_offset)` when it is the latest.
+    /// An epoch below every entry (its records are gone) ends where the first
+    /// entry starts, and is answered as itself. `None` (Kafka's UNDEFINED) for a
+    /// negative epoch, an empty cache, or an epoch above the latest.
     pub fn end_offset_for(&self, epoch: i32, log_end_offset: i64) -> Option<(i32, i64)> {
+        let latest = self.latest()?;
+        if epoch < 0 || epoch > latest.epoch {
+            return None;
+        }
+        if epoch == latest.epoch {
+            return Some((epoch, log_end_offset));
+        }
         let after = self.entries.partition_point(|e| e.epoch <= epoch);
-        let found = after.checked_sub(1)?;
-        let end = self
-            .entries
-            .get(after)
-            .map(|e| e.start_offset)
-            .unwrap_or(log_end_offset);
-        Some((self.entries[found].epoch, end))
+        let end = self.entries[after].start_offset;
+        match after.checked_sub(1) {
+            Some(found) => Some((self.entries[found].epoch, end)),
+            None => Some((epoch, end)),
+        }
     }
 
     /// Drops entries that start at or after `offset` (the log was truncated there).
@@ -167,8 +184,51 @@ mod tests {
         assert_eq!(cache.end_offset_for(0, 80), Some((0, 50)));
         assert_eq!(cache.end_offset_for(1, 80), Some((0, 50)));
         assert_eq!(cache.end_offset_for(2, 80), Some((2, 80)));
+        // Kafka's UNDEFINED: no epoch, or one above the latest.
+        assert_eq!(cache.end_offset_for(-1, 80), None);
+        assert_eq!(cache.end_offset_for(3, 80), None);
         let reloaded = LeaderEpochCache::load(crate::fs::RealFs::shared(), dir.path());
         assert_eq!(reloaded.entries(), cache.entries());
+    }
+
+    #[test]
+    fn an_older_epoch_replaces_the_entries_it_contradicts() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cache = LeaderEpochCache::load(crate::fs::RealFs::shared(), dir.path());
+        cache.assign(1, 0).unwrap();
+        cache.assign(3, 10).unwrap();
+        // The same epoch starting earlier moves its start back.
+        cache.assign(3, 8).unwrap();
+        assert_eq!(
+            cache.latest(),
+            Some(EpochEntry {
+                epoch: 3,
+                start_offset: 8
+            })
+        );
+        // A lower epoch at the end removes the higher one: it was never written.
+        cache.assign(2, 8).unwrap();
+        assert_eq!(
+            cache.entries(),
+            &[
+                EpochEntry {
+                    epoch: 1,
+                    start_offset: 0
+                },
+                EpochEntry {
+                    epoch: 2,
+                    start_offset: 8
+                }
+            ]
+        );
+        // Negative epochs and offsets are not recorded.
+        cache.assign(-1, 20).unwrap();
+        cache.assign(5, -1).unwrap();
+        assert_eq!(cache.entries().len(), 2);
+        assert_eq!(
+            LeaderEpochCache::load(crate::fs::RealFs::shared(), dir.path()).entries(),
+            cache.entries()
+        );
     }
 
     #[test]
@@ -187,6 +247,8 @@ mod tests {
             })
         );
         cache.truncate_from_start(15).unwrap();
+        // An epoch whose records are gone ends where the first kept one starts.
+        assert_eq!(cache.end_offset_for(1, 40), Some((1, 15)));
         assert_eq!(
             cache.entries(),
             &[EpochEntry {

@@ -34,6 +34,7 @@ use bytes::{Buf, BufMut, BytesMut};
 use protocol::records::BatchHeader;
 
 use crate::fs::{write_atomically, Fs};
+use crate::validate::Origin;
 
 /// How many recent batches per producer are remembered for duplicate detection.
 pub const MAX_BATCHES_PER_PRODUCER: usize = 5;
@@ -271,10 +272,25 @@ impl ProducerStateManager {
         }
     }
 
-    /// Records an appended batch (any origin; replay at start-up too). Control
-    /// batches end transactions; returns the aborted transaction to index, if any.
+    /// Records a batch this broker appended as leader (checked first with
+    /// [`ProducerStateManager::check`]). Control batches end transactions; returns
+    /// the aborted transaction to index, if any.
     pub fn update(
         &mut self,
+        header: &BatchHeader,
+        control_type: Option<(i16, i32)>,
+    ) -> Result<Option<AbortedTxn>, ProducerError> {
+        self.update_from(Origin::Client, header, control_type)
+    }
+
+    /// Records a batch appended by `origin`. A replicated batch (and a batch
+    /// replayed from the log at start-up or after a truncation, which Kafka also
+    /// treats as replicated) was validated by the leader that wrote it: nothing
+    /// here refuses it, as Kafka's `ProducerAppendInfo` with origin REPLICATION
+    /// only logs an older producer or coordinator epoch and takes it as it is.
+    pub fn update_from(
+        &mut self,
+        origin: Origin,
         header: &BatchHeader,
         control_type: Option<(i16, i32)>,
     ) -> Result<Option<AbortedTxn>, ProducerError> {
@@ -282,12 +298,33 @@ impl ProducerStateManager {
         if !header.has_producer_id() {
             return Ok(None);
         }
+        let replicated = origin == Origin::Replication;
+        if header.is_control() && control_type.is_none() {
+            // A control batch with no record: the cleaner removed its whole
+            // transaction, so there is nothing to close (Kafka's
+            // `ProducerAppendInfo.append`).
+            return Ok(None);
+        }
         let producer_id = header.producer_id;
         let entry = self
             .producers
             .entry(producer_id)
             .or_insert_with(|| ProducerEntry::new(producer_id, header.producer_epoch));
-        if header.producer_epoch > entry.producer_epoch {
+        let epoch_changed = if replicated {
+            header.producer_epoch != entry.producer_epoch
+        } else {
+            header.producer_epoch > entry.producer_epoch
+        };
+        if epoch_changed {
+            if header.producer_epoch < entry.producer_epoch {
+                tracing::warn!(
+                    producer_id,
+                    epoch = header.producer_epoch,
+                    current = entry.producer_epoch,
+                    offset = header.base_offset,
+                    "a replicated batch carries an older producer epoch"
+                );
+            }
             // A bumped epoch starts a fresh sequence history.
             entry.producer_epoch = header.producer_epoch;
             entry.batches.clear();
@@ -295,11 +332,20 @@ impl ProducerStateManager {
         entry.last_timestamp = entry.last_timestamp.max(header.max_timestamp);
         if let Some((kind, coordinator_epoch)) = control_type {
             if coordinator_epoch < entry.coordinator_epoch {
-                return Err(ProducerError::CoordinatorFenced {
+                if !replicated {
+                    return Err(ProducerError::CoordinatorFenced {
+                        producer_id,
+                        epoch: coordinator_epoch,
+                        current: entry.coordinator_epoch,
+                    });
+                }
+                tracing::info!(
                     producer_id,
-                    epoch: coordinator_epoch,
-                    current: entry.coordinator_epoch,
-                });
+                    epoch = coordinator_epoch,
+                    current = entry.coordinator_epoch,
+                    offset = header.base_offset,
+                    "a replicated marker carries an older coordinator epoch"
+                );
             }
             entry.coordinator_epoch = coordinator_epoch;
             let Some(first_offset) = entry.current_txn_first_offset.take() else {

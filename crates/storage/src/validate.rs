@@ -31,6 +31,9 @@ pub struct ValidatedBatch {
 pub enum Origin {
     Client,
     Coordinator,
+    /// Batches a follower copies from its leader, offsets and epochs as the
+    /// leader wrote them ([`crate::Log::append_as_follower`]).
+    Replication,
 }
 
 fn batch_error(error: BatchError) -> AppendError {
@@ -201,6 +204,71 @@ fn validate_batch(
         max_timestamp,
         offset_delta_of_max_timestamp,
     })
+}
+
+/// A batch a follower copies from its leader, as it lies in the fetched records.
+#[derive(Debug, Clone)]
+pub struct ReplicatedBatch {
+    pub header: BatchHeader,
+    pub range: Range<usize>,
+}
+
+/// Checks batches fetched from the leader before a follower appends them (Kafka's
+/// `analyzeAndValidateRecords` without offset assignment): magic 2, whole
+/// batches, CRCs, offsets that only grow. Offsets, epochs and timestamps stay as
+/// the leader wrote them, and there is no size, timestamp or key check: the
+/// leader checked all that against the topic config it had then. A compacted
+/// batch may hold fewer records than its offset range, and consecutive batches may
+/// leave offsets out, so neither is an error.
+///
+/// Stops before the first batch of a leader epoch above `leader_epoch`, the
+/// epoch this replica follows (KAFKA-18723: a leader that lost leadership after
+/// it answered must not extend our log with its later epoch), and before a
+/// batch cut short at the end (a fetch's size limit; Kafka's `trimInvalidBytes`).
+pub fn validate_replicated(
+    records: &[u8],
+    leader_epoch: i32,
+) -> Result<Vec<ReplicatedBatch>, AppendError> {
+    let mut batches: Vec<ReplicatedBatch> = Vec::new();
+    let mut start = 0usize;
+    for item in Batches::new(records) {
+        let (header, bytes) = match item {
+            Ok(found) => found,
+            Err(BatchError::Truncated { .. }) => break,
+            Err(BatchError::TooShort(len)) if len == records.len() - start => break,
+            Err(e) => return Err(batch_error(e)),
+        };
+        let range = start..start + bytes.len();
+        start = range.end;
+        if header.partition_leader_epoch > leader_epoch {
+            tracing::info!(
+                batch_epoch = header.partition_leader_epoch,
+                leader_epoch,
+                base_offset = header.base_offset,
+                "skipping replicated batches of a leader epoch above the followed one"
+            );
+            break;
+        }
+        protocol::records::batch::verify_crc(bytes).map_err(batch_error)?;
+        header.compression().map_err(batch_error)?;
+        if header.last_offset_delta < 0 || header.records_count < 0 || header.base_offset < 0 {
+            return Err(AppendError::CorruptMessage(format!(
+                "replicated batch at {} has offset delta {} and {} records",
+                header.base_offset, header.last_offset_delta, header.records_count
+            )));
+        }
+        if let Some(previous) = batches.last() {
+            if header.base_offset <= previous.header.last_offset() {
+                return Err(AppendError::InvalidRecord(format!(
+                    "Out of order offsets found in append: batch at {} follows one ending at {}",
+                    header.base_offset,
+                    previous.header.last_offset()
+                )));
+            }
+        }
+        batches.push(ReplicatedBatch { header, range });
+    }
+    Ok(batches)
 }
 
 /// The record errors of one batch, as Kafka's `processRecordErrors` reports them.

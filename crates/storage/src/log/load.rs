@@ -17,6 +17,7 @@ use crate::fs::Fs;
 use crate::leader_epoch::LeaderEpochCache;
 use crate::producer_state::{self, ProducerStateManager};
 use crate::segment::Segment;
+use crate::validate::Origin;
 
 /// How the log was left, as the log manager knows it at start-up.
 #[derive(Debug, Clone, Copy)]
@@ -252,7 +253,7 @@ impl Log {
                 } else {
                     None
                 };
-                match state.update(&header, control) {
+                match state.update_from(Origin::Replication, &header, control) {
                     Ok(Some(aborted)) => aborted_here.push(aborted),
                     Ok(None) => {}
                     Err(e) => {

@@ -34,7 +34,9 @@ use crate::segment::{BatchInfo, Segment};
 use crate::validate::{validate_records, Origin};
 
 mod flush;
+mod follower;
 mod load;
+mod start_at;
 mod timestamp;
 pub use flush::FlushPlan;
 pub use load::LoadState;
@@ -42,6 +44,9 @@ pub use timestamp::TimestampLookup;
 
 #[cfg(test)]
 mod txn_tests;
+
+#[cfg(test)]
+mod follower_tests;
 
 /// What an append did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -243,6 +248,11 @@ impl Log {
         origin: Origin,
         mode: AppendMode,
     ) -> Result<Option<LogAppendInfo>, AppendError> {
+        assert_ne!(
+            origin,
+            Origin::Replication,
+            "replicated batches go through append_as_follower"
+        );
         self.env.dir.check()?;
         let now = self.env.clock.now_ms();
         let validated = validate_records(records, &self.config, now, origin)?;
@@ -304,11 +314,16 @@ impl Log {
         let last_offset = next - 1;
         if mode == AppendMode::PageCacheOnly
             && (self.should_roll(bytes.len(), infos[0].max_timestamp, last_offset)
-                || self.leader_epochs.would_assign(leader_epoch))
+                || self.leader_epochs.would_assign(leader_epoch, first_offset))
         {
             return Ok(None);
         }
-        let rolled_segment = self.maybe_roll(bytes.len(), infos[0].max_timestamp, last_offset)?;
+        let rolled_segment = self.maybe_roll(
+            bytes.len(),
+            infos[0].max_timestamp,
+            first_offset,
+            last_offset,
+        )?;
         // The epoch first: when it cannot be recorded, nothing is appended.
         let dir = Arc::clone(&self.env.dir);
         self.leader_epochs
@@ -359,18 +374,22 @@ impl Log {
         }))
     }
 
-    /// Rolls when [`Log::should_roll`] says so. Returns the closed segment.
+    /// Rolls when [`Log::should_roll`] says so. The new segment starts at
+    /// `first_offset`, the append's first offset: the LEO on a leader, and on a
+    /// follower possibly past it (a compacted leader's log has gaps). Returns the
+    /// closed segment.
     fn maybe_roll(
         &mut self,
         messages_size: usize,
         first_batch_max_timestamp: i64,
+        first_offset: i64,
         max_offset: i64,
     ) -> Result<Option<i64>, StorageError> {
         if !self.should_roll(messages_size, first_batch_max_timestamp, max_offset) {
             return Ok(None);
         }
         tracing::debug!(partition = %self.topic_partition, "rolling segment");
-        self.roll().map(Some)
+        self.roll_at(first_offset).map(Some)
     }
 
     /// Whether an append of `messages_size` bytes ending at `max_offset` needs a new
@@ -405,9 +424,18 @@ impl Log {
 
     /// Starts a new active segment at the LEO; returns the base of the old one.
     pub fn roll(&mut self) -> Result<i64, StorageError> {
+        self.roll_at(self.log_end_offset().0)
+    }
+
+    /// Starts a new active segment at `new_base` (at or past the LEO); returns
+    /// the base of the old one.
+    fn roll_at(&mut self, new_base: i64) -> Result<i64, StorageError> {
         self.env.dir.check()?;
         let dir = Arc::clone(&self.env.dir);
-        let new_base = self.log_end_offset().0;
+        assert!(
+            new_base >= self.log_end_offset().0,
+            "a segment rolled at {new_base} below the log end"
+        );
         let old = self.active_mut();
         let old_base = old.base_offset();
         if old_base == new_base {
@@ -535,8 +563,15 @@ impl Log {
             let dir = Arc::clone(&dir);
             move |e| dir.io_failure(context, e, false)
         };
-        if offset >= self.log_end_offset().0 {
-            return Ok(());
+        let leo = self.log_end_offset().0;
+        if offset >= leo {
+            // Nothing to cut, but an epoch this replica recorded as leader and
+            // never wrote in may start at the LEO: it goes, as in Kafka, so that
+            // the leader's history replaces it.
+            return self
+                .leader_epochs
+                .truncate_from_end(leo)
+                .map_err(fatal("leader epoch checkpoint"));
         }
         let offset = offset.max(self.log_start_offset);
         let doomed: Vec<i64> = self.segments.range(offset + 1..).map(|(&b, _)| b).collect();
@@ -575,10 +610,12 @@ impl Log {
                 .sync_dir(&self.dir)
                 .map_err(fatal("syncing the log directory"))?;
         }
-        self.leader_epochs
-            .truncate_from_end(offset)
-            .map_err(fatal("leader epoch checkpoint"))?;
+        // Whole batches go, so the log may now end below `offset`: epochs that
+        // start at or past its new end have no batch left.
         let leo = self.log_end_offset().0;
+        self.leader_epochs
+            .truncate_from_end(leo)
+            .map_err(fatal("leader epoch checkpoint"))?;
         self.recovery_point = self.recovery_point.min(leo);
         // Truncation removes whole batches; one straddling the log start takes the
         // start back with it (Kafka: `logStartOffset = min(logStartOffset, target)`).
