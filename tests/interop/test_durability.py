@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 
 import kwire
 from kclients import (NewTopic, cf_admin, cf_create_topics, cf_delete_topics, cf_produce, cf_producer, cf_read,
-                      cf_watermarks, comparable, kp_create_topics, kp_produce, kp_read, rec)
+                      cf_watermarks, comparable, kcat_read, kp_create_topics, kp_produce, kp_producer, kp_read, rec)
 
 T0 = 1_700_000_000_000
 # Tiny segments so that a few KB of data spans many segment files. (Apache Kafka 4.x requires
 # log.segment.bytes >= 1 MiB since KIP-1030; Rivulet is asked to accept small values for tests.)
 SMALL_SEGMENT_BYTES = 1024
 SEGMENT_NAME = re.compile(r"^(\d{20})\.log$")
+# Records a producer may have unanswered in the kill -9 tests of flush.messages=1 topics.
+IN_FLIGHT = 600
 
 
 def rich_records(n, partitions=1, tag=b"r"):
@@ -193,6 +196,189 @@ def test_kill9_during_continuous_produce_keeps_every_acknowledged_record(broker_
     assert all(acked[o] == got[o]["value"] for o in acked)
     res = cf_produce(b.bootstrap, topic, [rec(b"after", partition=0)])
     assert res[0]["offset"] == len(got)
+
+
+def test_flush_messages_1_acknowledges_exact_records_and_kill9_keeps_every_acknowledged_one(broker_factory):
+    """A topic with flush.messages=1: every append is fsynced (one group commit for all the
+    appends waiting) before it is acknowledged. Two clients' records come back exactly; then
+    kill -9 during a continuous produce to six partitions keeps every acknowledged record."""
+    b = broker_factory()
+    topic, parts = "synced", 6
+    assert cf_create_topics(b.bootstrap, [NewTopic(topic, parts, 1, config={"flush.messages": "1"})]) == {topic: 0}
+    records = rich_records(600, parts, b"fm1")
+    produce_acked(b, topic, records[:300])
+    produce_acked(b, topic, records[300:450], compression_type="zstd", linger_ms=20)
+    kp = kp_produce(b.bootstrap, topic, records[450:], acks=1, linger_ms=0)
+    assert len(kp) == 150
+    want = expected_sorted(records, parts)
+    assert read_all(b, topic, parts) == want
+
+    # Each partition's stream continues at offset 100 (600 records over 6 partitions).
+    values = {p: [] for p in range(parts)}
+    acked = {}  # (partition, offset) -> value
+    answered = [0]  # delivery reports, success or not
+    lock = threading.Lock()
+    producer = cf_producer(b.bootstrap, acks="all", linger_ms=1, message_timeout_ms=5000, retries=0)
+
+    def make_cb(v):
+        def cb(err, msg):
+            with lock:
+                answered[0] += 1
+                if err is None:
+                    acked[(msg.partition(), msg.offset())] = v
+        return cb
+
+    # At most IN_FLIGHT records unanswered, so that none waits out message.timeout.ms in
+    # the client's queue on a slow machine (a record failed locally would leave a gap).
+    killed = False
+    deadline = time.monotonic() + 90
+    i = 0
+    while not killed:
+        assert time.monotonic() < deadline, f"only {len(acked)} records acknowledged in 90 s"
+        if i - answered[0] >= IN_FLIGHT:
+            producer.poll(0.01)
+            continue
+        p = i % parts
+        v = b"synced-%06d" % i
+        try:
+            producer.produce(topic, value=v, partition=p, on_delivery=make_cb(v))
+        except BufferError:
+            producer.poll(0.05)
+            continue
+        values[p].append(v)
+        i += 1
+        producer.poll(0)
+        if len(acked) >= 3000:
+            b.kill9()
+            killed = True
+    producer.flush(30)  # everything not acknowledged by now fails (the broker is down)
+    assert killed, "the broker was never killed (too few acknowledgements)"
+
+    b.start()
+    for p in range(parts):
+        mine = sorted(o for (q, o) in acked if q == p)
+        assert mine == list(range(100, 100 + len(mine))), f"acknowledged offsets of {p} are not contiguous"
+        got = cf_read(b.bootstrap, topic, p, 100, min_records=len(mine), timeout=60)
+        # A prefix of what was sent to the partition, holding every acknowledged record (those in
+        # flight at the kill may or may not be there).
+        assert len(got) >= len(mine)
+        assert [r["offset"] for r in got] == list(range(100, 100 + len(got)))
+        assert [r["value"] for r in got] == values[p][:len(got)]
+        assert all(acked[(p, o)] == got[o - 100]["value"] for o in mine)
+    assert comparable(cf_read(b.bootstrap, topic, 0, 0))[:100] == [r for r in want if r[0] == 0]
+
+
+def test_flush_messages_1_two_clients_producing_through_kill9_keep_every_acknowledged_record(broker_factory):
+    """flush.messages=1, two independent producers at once until kill -9: confluent-kafka
+    (acks=all) to partitions 0-2 and kafka-python (acks=1) to partitions 3-5. After the
+    restart each partition holds an unbroken prefix of what was sent to it, with every
+    record either client saw acknowledged at the offset it was given; both clients read
+    the same records back, and kcat agrees on one partition."""
+    b = broker_factory()
+    topic, parts = "synced2", 6
+    assert cf_create_topics(b.bootstrap, [NewTopic(topic, parts, 1, config={"flush.messages": "1"})]) == {topic: 0}
+    sent = {p: [] for p in range(parts)}
+    acked = {}  # (partition, offset) -> value
+    lock = threading.Lock()
+    killed = threading.Event()
+    enough = threading.Event()
+
+    per_client = [0, 0]  # acknowledged: confluent-kafka (partitions 0-2), kafka-python (3-5)
+    answered = [0, 0]  # answers, success or not, per client
+
+    def note(p, offset, v):
+        with lock:
+            acked[(p, offset)] = v
+            per_client[p // 3] += 1
+            answered[p // 3] += 1
+            if per_client[0] >= 2000 and per_client[1] >= 1000:
+                enough.set()
+
+    def failed(client):
+        with lock:
+            answered[client] += 1
+
+    def confluent():
+        producer = cf_producer(b.bootstrap, acks="all", linger_ms=1, message_timeout_ms=5000, retries=0)
+
+        def make_cb(v):
+            def cb(err, msg):
+                if err is None:
+                    note(msg.partition(), msg.offset(), v)
+                else:
+                    failed(0)
+            return cb
+
+        # At most IN_FLIGHT unanswered: none waits out its timeout in the client's queue.
+        i = 0
+        while not killed.is_set():
+            if i - answered[0] >= IN_FLIGHT:
+                producer.poll(0.01)
+                continue
+            p = i % 3
+            v = b"cf-%07d" % i
+            try:
+                producer.produce(topic, value=v, partition=p, on_delivery=make_cb(v))
+            except BufferError:
+                producer.poll(0.05)
+                continue
+            sent[p].append(v)
+            producer.poll(0)
+            i += 1
+            if per_client[0] >= 2000:
+                time.sleep(0.001)  # its share is in: leave the CPU to kafka-python
+        producer.flush(30)  # what was not acknowledged by now fails: the broker is down
+
+    def kafka_python():
+        producer = kp_producer(b.bootstrap, acks=1, linger_ms=1, retries=0, request_timeout_ms=5000,
+                               delivery_timeout_ms=6000, max_block_ms=5000,
+                               max_in_flight_requests_per_connection=5)
+        i = 0
+        while not killed.is_set():
+            if i - answered[1] >= IN_FLIGHT:
+                time.sleep(0.01)
+                continue
+            p = 3 + i % 3
+            v = b"kp-%07d" % i
+            try:
+                future = producer.send(topic, value=v, partition=p)
+            except Exception:  # the broker is gone: the buffer or the metadata times out
+                break
+            sent[p].append(v)
+            future.add_callback(lambda md, v=v: note(md.partition, md.offset, v))
+            future.add_errback(lambda _: failed(1))
+            i += 1
+        producer.flush(timeout=30)  # what was not acknowledged by now has expired
+        producer.close(timeout=10)
+
+    threads = [threading.Thread(target=confluent), threading.Thread(target=kafka_python)]
+    for t in threads:
+        t.start()
+    reached = enough.wait(120)
+    b.kill9()
+    killed.set()
+    for t in threads:
+        t.join(90)
+        assert not t.is_alive(), "a producer did not finish after the broker was killed"
+    assert reached, f"only {per_client} records acknowledged before the kill"
+
+    b.start()
+    for p in range(parts):
+        mine = sorted(o for (q, o) in acked if q == p)
+        assert mine == list(range(len(mine))), f"acknowledged offsets of {p} are not contiguous"
+        got = cf_read(b.bootstrap, topic, p, 0, min_records=len(mine), timeout=60)
+        assert comparable(kp_read(b.bootstrap, topic, p)) == comparable(got), f"clients disagree on {p}"
+        # A prefix of what was sent, holding every acknowledged record (those in flight at the
+        # kill may or may not be there).
+        assert len(got) >= len(mine)
+        assert [r["offset"] for r in got] == list(range(len(got)))
+        assert [r["value"] for r in got] == sent[p][:len(got)]
+        assert all(acked[(p, o)] == got[o]["value"] for o in mine)
+    tail = kcat_read(b.bootstrap, topic, 4)
+    assert [(r["offset"], r["value"]) for r in tail] == [(o, sent[4][o]) for o in range(len(tail))]
+    res = cf_produce(b.bootstrap, topic, [rec(b"after", partition=p) for p in range(parts)], acks="all")
+    assert [r["error"] for r in res] == [None] * parts
+    assert [r["offset"] for r in res] == [len(cf_read(b.bootstrap, topic, p)) - 1 for p in range(parts)]
 
 
 def test_torn_tail_write_after_kill9_is_truncated_and_acknowledged_records_survive(broker_factory):

@@ -14,6 +14,8 @@ use replication::{AckError, ReplicationError};
 use storage::producer_state::ProducerError;
 use storage::{AppendError, StorageError};
 
+use crate::group_commit::SyncError;
+
 pub fn storage_error_code(error: &StorageError) -> ErrorCode {
     match error {
         StorageError::Io { .. } => ErrorCode::KafkaStorageError,
@@ -68,6 +70,14 @@ pub fn ack_error_code(error: &AckError) -> ErrorCode {
         AckError::NotEnoughReplicasAfterAppend => ErrorCode::NotEnoughReplicasAfterAppend,
         AckError::RequestTimedOut => ErrorCode::RequestTimedOut,
         AckError::UnknownTopicOrPartition => ErrorCode::UnknownTopicOrPartition,
+    }
+}
+
+pub fn sync_error_code(error: &SyncError) -> ErrorCode {
+    match error {
+        SyncError::Storage(_) => ErrorCode::KafkaStorageError,
+        SyncError::Truncated => ErrorCode::NotLeaderOrFollower,
+        SyncError::Deleted => ErrorCode::UnknownTopicOrPartition,
     }
 }
 

@@ -15,8 +15,8 @@ use protocol::TopicPartition;
 use storage::Origin;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::errors::{ack_failed, append_failed};
-use crate::partition::Acks;
+use crate::errors::{ack_failed, append_failed, sync_error_code};
+use crate::partition::{wait_synced, Acks};
 use crate::replica_manager::ReplicaManager;
 use crate::runtime::blocking;
 
@@ -151,7 +151,8 @@ fn offsets_batch(write: &GroupWrite, now: i64) -> Result<Vec<u8>, WriteError> {
 
 /// Appends `batch` to a partition of an internal topic as an acks=all produce and
 /// waits for the ISR. Small batches are page-cache writes done on this task (as
-/// produce requests are); fsyncs go to the blocking pool.
+/// produce requests are); an append that would roll, and every fsync, happen on
+/// the blocking pool.
 pub(crate) async fn append_internal(
     replicas: &ReplicaManager,
     tp: &TopicPartition,
@@ -159,25 +160,22 @@ pub(crate) async fn append_internal(
     timeout_ms: i64,
 ) -> Result<(), WriteError> {
     let partition = replicas.get(tp).ok_or(WriteError::NotHosted)?;
-    let appended = partition.append_as_leader(&batch, -1, Origin::Coordinator, timeout_ms);
+    let appended =
+        match partition.try_append_in_page_cache(&batch, -1, Origin::Coordinator, timeout_ms) {
+            Ok(Some(outcome)) => Ok(outcome),
+            Ok(None) => {
+                let p = Arc::clone(&partition);
+                blocking(move || p.append_as_leader(&batch, -1, Origin::Coordinator, timeout_ms))
+                    .await
+            }
+            Err(e) => Err(e),
+        };
     let outcome = appended.map_err(|e| {
         tracing::warn!(partition = %tp, error = %e, "internal append failed");
         append_failed(&e)
     })?;
-    if outcome.flush_now {
-        let up_to = outcome.info.last_offset.0 + 1;
-        let p = Arc::clone(&partition);
-        blocking(move || p.flush(up_to))
-            .await
-            .map_err(|e| append_failed(&e))?;
-    }
-    if let Some(up_to) = outcome.flush_rolled_up_to {
-        let p = Arc::clone(&partition);
-        tokio::task::spawn_blocking(move || {
-            if let Err(e) = p.flush(up_to) {
-                tracing::warn!(partition = %p.topic_partition(), error = %e, "flushing a rolled segment failed");
-            }
-        });
+    if let Some(synced) = outcome.synced {
+        wait_synced(synced).await.map_err(|e| WriteError::Log(sync_error_code(&e)))?;
     }
     let acked = match outcome.acks {
         Acks::Done(answer) => answer,

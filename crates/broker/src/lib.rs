@@ -13,6 +13,7 @@ pub mod config;
 pub mod configs;
 pub mod controller_client;
 pub mod errors;
+pub mod group_commit;
 pub mod groups;
 pub mod handlers;
 pub mod internal_topics;

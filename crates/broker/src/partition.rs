@@ -7,6 +7,15 @@
 //! waking delayed fetches (after both locks are released). Nothing outside this
 //! file touches the log, so every read is bounded by the machine's high watermark
 //! and every append is stamped with its leader epoch.
+//!
+//! No fsync runs under these locks: flushes go through the partition's group
+//! commit (`group_commit.rs`), whose runner takes a flush plan under the log's
+//! lock, fsyncs on a blocking thread without it, and then tells the machine. An
+//! append that `flush.messages` makes wait is fed to the machine only once it is
+//! synced, so neither its acknowledgement nor the high watermark (what consumers
+//! see) passes it before (Kafka flushes before it moves the high watermark).
+//! Appends on the async workers use [`HostedPartition::try_append_in_page_cache`],
+//! which declines the ones that would roll or record a new leader epoch.
 
 use std::collections::HashMap;
 use std::ops::ControlFlow;
@@ -26,10 +35,11 @@ use storage::cleaner::{CleanOutcome, CleanerConfig, Dirtiness};
 use storage::log::LogAppendInfo;
 use storage::producer_state::ProducerEntry;
 use storage::retention::RetentionOutcome;
-use storage::{LogConfig, Origin, ReadOutcome, SharedLog, StorageError};
+use storage::{AppendMode, LogConfig, Origin, ReadOutcome, SharedLog, StorageError};
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
+use crate::group_commit::{GroupCommit, SyncError, SyncReceiver};
 use crate::signal::{Event, Listener};
 
 /// What a read found, with the offsets a fetch response reports.
@@ -56,15 +66,20 @@ pub enum Acks {
     Waiting(AckReceiver),
 }
 
-/// What an append did, what the caller should fsync, and its acknowledgement.
+/// What an append did, and what its answer waits for.
 #[derive(Debug)]
 pub struct AppendOutcome {
     pub info: LogAppendInfo,
-    /// `flush.messages`/`flush.ms` ask for an fsync before acknowledging.
-    pub flush_now: bool,
-    /// A segment was closed by a roll: fsync up to here in the background.
-    pub flush_rolled_up_to: Option<i64>,
+    /// `flush.messages`: answer only once this says the records are synced.
+    pub synced: Option<SyncReceiver>,
     pub acks: Acks,
+}
+
+/// Waits for a group commit's answer.
+pub async fn wait_synced(synced: SyncReceiver) -> Result<(), SyncError> {
+    synced
+        .await
+        .unwrap_or_else(|_| Err(SyncError::Storage("the flush was abandoned".into())))
 }
 
 /// What the cleaner needs to decide whether to compact this log.
@@ -107,6 +122,8 @@ pub struct HostedPartition {
     high_watermark: AtomicI64,
     /// Signalled when the machine says delayed fetches should look again.
     fetches: Event,
+    /// Every fsync of the log, batched (`flush.messages`, rolls, `flush.ms`).
+    syncs: GroupCommit,
 }
 
 impl std::fmt::Debug for HostedPartition {
@@ -136,6 +153,7 @@ impl HostedPartition {
         machine: replication::Partition,
         metadata: PartitionMetadata,
     ) -> HostedPartition {
+        let recovery_point = lock(&log).recovery_point().0;
         let partition = HostedPartition {
             high_watermark: AtomicI64::new(machine.high_watermark()),
             topic_partition: machine.topic_partition().clone(),
@@ -149,6 +167,7 @@ impl HostedPartition {
                 commands: Vec::new(),
             }),
             fetches: Event::new(),
+            syncs: GroupCommit::new(recovery_point),
         };
         partition.handle(Input::MetadataChanged(metadata));
         partition
@@ -208,9 +227,11 @@ impl HostedPartition {
                 self.high_watermark.store(high_watermark, Ordering::Release)
             }
             Command::TruncateTo { offset } => {
-                if let Err(e) = lock(&self.log).truncate_to(offset) {
+                let mut log = lock(&self.log);
+                if let Err(e) = log.truncate_to(offset) {
                     tracing::error!(partition = %self.topic_partition, offset, error = %e, "truncation failed");
                 }
+                self.syncs.truncated(log.log_end_offset().0);
             }
             Command::AdvanceLogStartOffset { offset } => {
                 let high_watermark = shell.machine.high_watermark();
@@ -291,22 +312,81 @@ impl HostedPartition {
 
     /// Appends a producer's (or a coordinator's) records as leader. acks=-1 needs
     /// the ISR at `min.insync.replicas` and is acknowledged when the high
-    /// watermark passes the records, or fails at `timeout_ms`.
+    /// watermark passes the records, or fails at `timeout_ms`. May roll the
+    /// segment or write the leader epoch checkpoint: call off the async runtime.
     pub fn append_as_leader(
-        &self,
+        self: &Arc<Self>,
         records: &[u8],
         required_acks: i16,
         origin: Origin,
         timeout_ms: i64,
     ) -> Result<AppendOutcome, ReplicationError> {
+        let appended = self.append(
+            records,
+            required_acks,
+            origin,
+            timeout_ms,
+            AppendMode::MayBlock,
+        )?;
+        Ok(appended.expect("an append that may block is always made"))
+    }
+
+    /// [`HostedPartition::append_as_leader`] for the async workers: page-cache
+    /// writes only. `None` (nothing done) when the append would roll the segment
+    /// or record a new leader epoch: make it again with `append_as_leader` on the
+    /// blocking pool.
+    pub fn try_append_in_page_cache(
+        self: &Arc<Self>,
+        records: &[u8],
+        required_acks: i16,
+        origin: Origin,
+        timeout_ms: i64,
+    ) -> Result<Option<AppendOutcome>, ReplicationError> {
+        self.append(
+            records,
+            required_acks,
+            origin,
+            timeout_ms,
+            AppendMode::PageCacheOnly,
+        )
+    }
+
+    fn append(
+        self: &Arc<Self>,
+        records: &[u8],
+        required_acks: i16,
+        origin: Origin,
+        timeout_ms: i64,
+        mode: AppendMode,
+    ) -> Result<Option<AppendOutcome>, ReplicationError> {
         let mut shell = lock(&self.shell);
         let leader_epoch = shell.machine.check_append(required_acks)?;
-        let (info, flush_now, log_end_offset) = {
+        let (info, synced, start_runner, log_end_offset) = {
             let mut log = lock(&self.log);
-            let info = log.append_as_leader(records, leader_epoch, origin)?;
-            (info, log.flush_due(), log.log_end_offset().0)
+            let Some(info) = log.append_as_leader_with(records, leader_epoch, origin, mode)? else {
+                return Ok(None);
+            };
+            // flush.messages: durable before it is answered or visible. Once one
+            // append waits, every later one does until the sync, so the high
+            // watermark never passes a record still waiting. Registered under the
+            // log's lock, so no sync can finish between the append and the request.
+            let end = info.last_offset.0 + 1;
+            let (synced, start) = if log.flush_messages_due() || self.syncs.holding() {
+                self.syncs.request(end, true)
+            } else if info.rolled_segment.is_some() || log.flush_ms_due() {
+                // A closed segment, its snapshot, or flush.ms: nobody waits.
+                self.syncs.request(log.log_end_offset().0, false)
+            } else {
+                (None, false)
+            };
+            (info, synced, start, log.log_end_offset().0)
         };
-        let mut executed = self.step(&mut shell, Input::Appended { log_end_offset }, None);
+        let mut executed = if synced.is_some() {
+            // The sync feeds the machine (`sync_log`).
+            Executed::default()
+        } else {
+            self.step(&mut shell, Input::Appended { log_end_offset }, None)
+        };
         let acks = if required_acks == -1 {
             let id = shell.next_ack_id;
             shell.next_ack_id += 1;
@@ -332,13 +412,10 @@ impl HostedPartition {
         };
         drop(shell);
         self.after(executed);
-        let flush_rolled_up_to = info.rolled_segment.map(|_| info.first_offset.0);
-        Ok(AppendOutcome {
-            info,
-            flush_now,
-            flush_rolled_up_to,
-            acks,
-        })
+        if start_runner {
+            self.start_sync_runner();
+        }
+        Ok(Some(AppendOutcome { info, synced, acks }))
     }
 
     /// Waits for a produce's acknowledgement; at `timeout_ms` the machine is told
@@ -363,27 +440,74 @@ impl HostedPartition {
         }
     }
 
-    /// fsyncs the log up to `up_to` (exclusive). Blocking: call off the async runtime.
-    pub fn flush(&self, up_to: i64) -> Result<(), ReplicationError> {
-        let plan = lock(&self.log)
-            .flush_plan(up_to)
-            .map_err(|e| StorageError::io("preparing flush", e))?;
-        plan.sync()
-            .map_err(|e| StorageError::io(format!("flushing {}", self.topic_partition), e))?;
-        lock(&self.log).complete_flush(&plan);
-        Ok(())
+    /// Starts the group commit's runner on the blocking pool (or on this thread
+    /// outside a runtime: tools and tests).
+    fn start_sync_runner(self: &Arc<Self>) {
+        let partition = Arc::clone(self);
+        let run = move || partition.syncs.run(|| partition.sync_log());
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn_blocking(run)),
+            Err(_) => run(),
+        }
     }
 
-    /// fsyncs the whole log if `flush.ms` says it is due. Blocking.
-    pub fn flush_if_due(&self) -> Result<(), ReplicationError> {
-        let (due, log_end_offset) = {
-            let log = lock(&self.log);
-            (log.flush_due(), log.log_end_offset().0)
-        };
-        if due {
-            self.flush(log_end_offset)?;
+    /// Asks for a sync of everything written so far, which nobody waits for.
+    fn sync_in_background(self: &Arc<Self>) {
+        let log_end_offset = self.log_end_offset();
+        let (_, start) = self.syncs.request(log_end_offset, false);
+        if start {
+            self.start_sync_runner();
         }
-        Ok(())
+    }
+
+    /// One group-commit sync: the plan under the log's lock, the fsyncs without
+    /// any lock, then the machine learns the records are durable (appends held
+    /// back by `flush.messages` become acknowledged and visible). Blocking.
+    fn sync_log(&self) -> Result<i64, SyncError> {
+        let plan = {
+            let mut log = lock(&self.log);
+            if log.is_deleted() {
+                return Err(SyncError::Deleted);
+            }
+            log.flush_plan(i64::MAX).map_err(|e| {
+                SyncError::Storage(format!(
+                    "preparing a flush of {}: {e}",
+                    self.topic_partition
+                ))
+            })?
+        };
+        plan.sync()
+            .map_err(|e| SyncError::Storage(format!("flushing {}: {e}", self.topic_partition)))?;
+        let executed = {
+            let mut shell = lock(&self.shell);
+            let synced_end = {
+                let mut log = lock(&self.log);
+                log.complete_flush(&plan);
+                plan.up_to().min(log.log_end_offset().0)
+            };
+            self.step(
+                &mut shell,
+                Input::Appended {
+                    log_end_offset: synced_end,
+                },
+                None,
+            )
+        };
+        self.after(executed);
+        Ok(plan.up_to())
+    }
+
+    /// Syncs the log in the background if `flush.ms` (or `flush.messages` with
+    /// nobody waiting) says it is due.
+    pub fn flush_if_due(self: &Arc<Self>) {
+        if lock(&self.log).flush_due() {
+            self.sync_in_background();
+        }
+    }
+
+    /// Group-commit syncs run so far (for tests and metrics).
+    pub fn syncs(&self) -> u64 {
+        self.syncs.syncs()
     }
 
     // ---- Reads ----
@@ -519,19 +643,32 @@ impl HostedPartition {
                 }
                 .into());
             }
-            log.delete_records_before(target, high_watermark)?
+            let start = log.delete_records_before_unpersisted(target, high_watermark)?;
+            (start, log.log_start_checkpoint())
         };
+        let (log_start_offset, checkpoint) = log_start_offset;
+        // Durable before it is answered, so a crash cannot bring the records back;
+        // the fsync runs without the log's lock, so appends go on meanwhile.
+        checkpoint.write()?;
         self.handle(Input::LogStartMoved { log_start_offset });
         Ok(log_start_offset)
     }
 
     /// One retention pass over the log (time, size, log start offset).
-    pub fn apply_retention(&self) -> Result<RetentionOutcome, ReplicationError> {
+    pub fn apply_retention(self: &Arc<Self>) -> Result<RetentionOutcome, ReplicationError> {
         let high_watermark = self.high_watermark();
-        let outcome = lock(&self.log).apply_retention(high_watermark)?;
+        let (outcome, rolled) = {
+            let mut log = lock(&self.log);
+            let outcome = log.apply_retention(high_watermark)?;
+            (outcome, log.has_unsynced_metadata())
+        };
         self.handle(Input::LogStartMoved {
             log_start_offset: outcome.log_start_offset,
         });
+        if rolled {
+            // Deleting every segment rolled a new one: its names and snapshot.
+            self.sync_in_background();
+        }
         Ok(outcome)
     }
 
@@ -617,3 +754,7 @@ impl Drop for HostedPartition {
         self.fetches.notify();
     }
 }
+
+#[cfg(test)]
+#[path = "partition_tests.rs"]
+mod tests;

@@ -475,9 +475,7 @@ async fn background_tasks(broker: Arc<Broker>) {
                 let b = Arc::clone(&broker);
                 blocking(move || {
                     for partition in b.replicas.partitions() {
-                        if let Err(e) = partition.flush_if_due() {
-                            tracing::warn!(partition = %partition.topic_partition(), error = %e, "scheduled flush failed");
-                        }
+                        partition.flush_if_due();
                     }
                 })
                 .await;

@@ -64,6 +64,16 @@ impl LeaderEpochCache {
         self.entries.last().copied()
     }
 
+    /// Whether [`LeaderEpochCache::assign`] of `epoch` at `start_offset` would
+    /// change the entries (and write the checkpoint, with an fsync).
+    pub fn would_assign(&self, epoch: i32, start_offset: i64) -> bool {
+        epoch >= 0
+            && start_offset >= 0
+            && !self
+                .latest()
+                .is_some_and(|latest| epoch == latest.epoch && start_offset >= latest.start_offset)
+    }
+
     /// Records that `epoch` starts at `start_offset` (Kafka's `assign`): nothing to
     /// do when it is the latest epoch and starts no earlier; otherwise every entry
     /// of an epoch at or above it, or starting at or after it, belongs to a history

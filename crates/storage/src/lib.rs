@@ -34,7 +34,7 @@ pub mod validate;
 pub use config::LogConfig;
 pub use env::LogEnv;
 pub use error::{AppendError, StorageError};
-pub use log::{LoadState, Log, LogAppendInfo, ReadOutcome, ReadSlice};
+pub use log::{AppendMode, LoadState, Log, LogAppendInfo, ReadOutcome, ReadSlice};
 pub use log_manager::{LogManager, SharedLog};
 pub use validate::Origin;
 
@@ -55,3 +55,6 @@ mod fault_tests;
 
 #[cfg(test)]
 mod cleaner_tests;
+
+#[cfg(test)]
+mod flush_tests;

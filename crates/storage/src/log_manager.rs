@@ -364,7 +364,8 @@ impl LogManager {
             return Ok(());
         };
         self.dirs[index].state.remove_log(tp);
-        let log = lock_recover(&shared);
+        let mut log = lock_recover(&shared);
+        log.mark_deleted();
         let dir = log.dir().to_path_buf();
         let doomed = dir.with_file_name(format!(
             "{}.{}-delete",

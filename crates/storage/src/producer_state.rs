@@ -549,19 +549,32 @@ pub fn write_snapshot(
     dir: &Path,
     state: &ProducerStateManager,
     keep: usize,
-) -> io::Result<()> {
-    write_atomically(
-        fs,
-        &snapshot_path(dir, state.map_end_offset()),
-        &state.encode_snapshot(),
-    )?;
+    sync: SnapshotSync,
+) -> io::Result<PathBuf> {
+    let path = snapshot_path(dir, state.map_end_offset());
+    let contents = state.encode_snapshot();
+    match sync {
+        SnapshotSync::Now => write_atomically(fs, &path, &contents)?,
+        SnapshotSync::Later => crate::fs::write_replacing(fs, &path, &contents)?,
+    }
     let offsets = list_snapshots(fs, dir)?;
     if offsets.len() > keep {
         for offset in &offsets[..offsets.len() - keep] {
             let _ = fs.remove_file(&snapshot_path(dir, *offset));
         }
     }
-    Ok(())
+    Ok(path)
+}
+
+/// Whether [`write_snapshot`] fsyncs the snapshot (and its directory) itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SnapshotSync {
+    /// Durable before the call returns (a clean shutdown).
+    Now,
+    /// Written to the page cache only; the log's next flush fsyncs it before the
+    /// recovery point passes it (a roll, under the log's lock: Kafka's
+    /// `takeSnapshot(false)`, KAFKA-15046).
+    Later,
 }
 
 /// Deletes snapshots above `offset` (after a truncation).

@@ -7,7 +7,8 @@
 //! all, with Kafka's error code. acks=0 gets no response; an error then closes the
 //! connection so the producer notices. acks=-1 needs `min.insync.replicas` in sync
 //! and waits, up to the request's timeout, until the high watermark passes the
-//! records (with an ISR of this broker alone, at once).
+//! records (with an ISR of this broker alone, at once). On a `flush.messages` topic
+//! the answer waits for the partition's group commit to fsync the records.
 
 use std::sync::Arc;
 
@@ -19,11 +20,12 @@ use protocol::kafka::messages::{ApiKey, ProduceRequest, ProduceResponse};
 use protocol::kafka::protocol::StrBytes;
 use protocol::ErrorCode;
 use replication::ReplicationError;
-use storage::{AppendError, Origin};
+use storage::{AppendError, AppendMode, Origin};
 
 use super::{ApiSpec, Reply, RequestContext};
-use crate::errors::{ack_error_code, replication_error_code};
-use crate::partition::{AckReceiver, Acks, SharedPartition};
+use crate::errors::{ack_error_code, replication_error_code, sync_error_code};
+use crate::group_commit::SyncReceiver;
+use crate::partition::{wait_synced, AckReceiver, Acks, SharedPartition};
 use crate::runtime::blocking;
 
 pub const API: ApiSpec = ApiSpec {
@@ -65,23 +67,23 @@ impl Outcome {
     }
 }
 
-/// What an append leaves to do after it: fsyncs, and waiting for the ISR.
+/// What the appends leave to do: appends for the blocking pool, and waiting for
+/// fsyncs and the ISR.
 #[derive(Default)]
-struct Flushes {
-    /// flush.messages / flush.ms came due: durable before acknowledged
-    /// (index into the results, the partition, the offset to flush up to).
-    now: Vec<(usize, SharedPartition, i64)>,
-    /// A roll closed a segment: fsync it without holding up the producer.
-    rolled: Vec<(SharedPartition, i64)>,
+struct Pending {
+    /// Appends that would roll a segment or record a new leader epoch, not made
+    /// on the request's task (index into the results, the target).
+    deferred: Vec<(usize, Target)>,
+    /// `flush.messages`: answered once the group commit has synced the records.
+    syncs: Vec<(usize, SyncReceiver)>,
     /// acks=all produces the ISR has not acknowledged yet (index into the results).
     acks: Vec<(usize, SharedPartition, AckReceiver)>,
 }
 
-/// One partition's append: its answer so far, and what it leaves to do.
+/// One partition's append: its answer so far, and what it waits for.
 struct Appended {
     outcome: Outcome,
-    flush_now: Option<i64>,
-    rolled: Option<(SharedPartition, i64)>,
+    synced: Option<SyncReceiver>,
     acks: Option<AckReceiver>,
 }
 
@@ -89,41 +91,48 @@ impl Appended {
     fn failed(outcome: Outcome) -> Appended {
         Appended {
             outcome,
-            flush_now: None,
-            rolled: None,
+            synced: None,
             acks: None,
         }
     }
 }
 
+/// Appends one partition's batch; `None` when `mode` is page-cache only and the
+/// append needs more (nothing was done).
 fn append(
     partition: &SharedPartition,
     records: Option<&Bytes>,
     acks: i16,
     timeout_ms: i64,
-) -> Appended {
+    mode: AppendMode,
+) -> Option<Appended> {
     let Some(records) = records else {
-        return Appended::failed(Outcome::failed(
+        return Some(Appended::failed(Outcome::failed(
             ErrorCode::InvalidRecord,
             Some("Produce request with null records".into()),
-        ));
+        )));
     };
-    match partition.append_as_leader(records, acks, Origin::Client, timeout_ms) {
-        Ok(outcome) => {
+    let appended = match mode {
+        AppendMode::PageCacheOnly => {
+            partition.try_append_in_page_cache(records, acks, Origin::Client, timeout_ms)
+        }
+        AppendMode::MayBlock => partition
+            .append_as_leader(records, acks, Origin::Client, timeout_ms)
+            .map(Some),
+    };
+    match appended {
+        Ok(None) => None,
+        Ok(Some(outcome)) => {
             let info = &outcome.info;
-            let flush_now = outcome.flush_now.then_some(info.last_offset.0 + 1);
-            let rolled = outcome
-                .flush_rolled_up_to
-                .map(|up_to| (Arc::clone(partition), up_to));
             let (error, waiting) = match outcome.acks {
                 Acks::Done(Ok(())) => (ErrorCode::None, None),
                 Acks::Done(Err(e)) => (ack_error_code(&e), None),
                 Acks::Waiting(rx) => (ErrorCode::None, Some(rx)),
             };
             if error != ErrorCode::None {
-                return Appended::failed(Outcome::failed(error, None));
+                return Some(Appended::failed(Outcome::failed(error, None)));
             }
-            Appended {
+            Some(Appended {
                 outcome: Outcome {
                     error: ErrorCode::None,
                     base_offset: info.first_offset.0,
@@ -132,98 +141,129 @@ fn append(
                     record_errors: Vec::new(),
                     message: None,
                 },
-                flush_now,
-                rolled,
+                synced: outcome.synced,
                 acks: waiting,
-            }
+            })
         }
-        Err(error) => {
-            let code = replication_error_code(&error);
-            tracing::debug!(partition = %partition.topic_partition(), error = %error, "produce refused");
-            let outcome = match error {
-                ReplicationError::Append(
-                    AppendError::InvalidTimestamp {
-                        message,
-                        record_errors,
-                    }
-                    | AppendError::InvalidRecords {
-                        message,
-                        record_errors,
-                    },
-                ) => Outcome {
-                    record_errors,
-                    ..Outcome::failed(code, Some(message))
-                },
-                ReplicationError::Append(AppendError::InvalidRecord(message)) => {
-                    Outcome::failed(code, Some(message))
-                }
-                other => Outcome::failed(code, Some(other.to_string())),
-            };
-            Appended::failed(outcome)
-        }
+        Err(error) => Some(Appended::failed(refused(partition, error))),
     }
 }
 
-/// Appends every target's batch; the fsyncs and acknowledgements they call for
-/// are left to the caller.
+/// The answer for an append the partition refused, with KIP-467's record errors.
+fn refused(partition: &SharedPartition, error: ReplicationError) -> Outcome {
+    let code = replication_error_code(&error);
+    tracing::debug!(partition = %partition.topic_partition(), error = %error, "produce refused");
+    match error {
+        ReplicationError::Append(
+            AppendError::InvalidTimestamp {
+                message,
+                record_errors,
+            }
+            | AppendError::InvalidRecords {
+                message,
+                record_errors,
+            },
+        ) => Outcome {
+            record_errors,
+            ..Outcome::failed(code, Some(message))
+        },
+        ReplicationError::Append(AppendError::InvalidRecord(message)) => {
+            Outcome::failed(code, Some(message))
+        }
+        other => Outcome::failed(code, Some(other.to_string())),
+    }
+}
+
+/// Appends every target's batch; what they leave to do is left to the caller.
 fn append_all(
     targets: Vec<Target>,
     acks: i16,
     timeout_ms: i64,
-) -> (Vec<(usize, i32, Outcome)>, Flushes) {
-    let valid_acks = matches!(acks, -1..=1);
-    let mut flushes = Flushes::default();
-    let results = targets
-        .into_iter()
-        .enumerate()
-        .map(|(at, target)| {
-            let outcome = match (&target.partition, valid_acks) {
-                (Err(code), _) => Outcome::failed(*code, None),
-                (Ok(_), false) => Outcome::failed(ErrorCode::InvalidRequiredAcks, None),
-                (Ok(partition), true) => {
-                    let appended = append(partition, target.records.as_ref(), acks, timeout_ms);
-                    if let Some(up_to) = appended.flush_now {
-                        flushes.now.push((at, Arc::clone(partition), up_to));
-                    }
-                    flushes.rolled.extend(appended.rolled);
-                    if let Some(rx) = appended.acks {
-                        flushes.acks.push((at, Arc::clone(partition), rx));
-                    }
-                    appended.outcome
-                }
-            };
-            (target.topic_index, target.index, outcome)
-        })
-        .collect();
-    (results, flushes)
+    mode: AppendMode,
+) -> (Vec<(usize, i32, Outcome)>, Pending) {
+    let mut pending = Pending::default();
+    let mut results = Vec::with_capacity(targets.len());
+    for (at, target) in targets.into_iter().enumerate() {
+        let outcome = match append_target(&target, acks, timeout_ms, mode, at, &mut pending) {
+            Some(outcome) => outcome,
+            None => {
+                // Filled in by `append_deferred`.
+                results.push((
+                    target.topic_index,
+                    target.index,
+                    Outcome::failed(ErrorCode::UnknownServerError, None),
+                ));
+                pending.deferred.push((at, target));
+                continue;
+            }
+        };
+        results.push((target.topic_index, target.index, outcome));
+    }
+    (results, pending)
 }
 
-/// The fsyncs flush.messages / flush.ms called for; a failed one turns its
-/// partition's answer into the error. Blocking.
-fn flush_now(results: &mut [(usize, i32, Outcome)], now: Vec<(usize, SharedPartition, i64)>) {
-    for (at, partition, up_to) in now {
-        if let Err(e) = partition.flush(up_to) {
-            tracing::error!(partition = %partition.topic_partition(), error = %e, "flush failed");
-            results[at].2 = Outcome::failed(replication_error_code(&e), Some(e.to_string()));
-        }
+/// Makes the appends `append_all` could not make on the request's task. Blocking.
+fn append_deferred(
+    results: &mut [(usize, i32, Outcome)],
+    pending: &mut Pending,
+    acks: i16,
+    timeout_ms: i64,
+) {
+    for (at, target) in std::mem::take(&mut pending.deferred) {
+        let outcome = append_target(&target, acks, timeout_ms, AppendMode::MayBlock, at, pending)
+            .expect("an append that may block is always made");
+        results[at].2 = outcome;
     }
+}
+
+/// One target's append: its answer, with what it waits for recorded in `pending`;
+/// `None` when it must be made on the blocking pool.
+fn append_target(
+    target: &Target,
+    acks: i16,
+    timeout_ms: i64,
+    mode: AppendMode,
+    at: usize,
+    pending: &mut Pending,
+) -> Option<Outcome> {
+    let partition = match &target.partition {
+        Err(code) => return Some(Outcome::failed(*code, None)),
+        Ok(_) if !matches!(acks, -1..=1) => {
+            return Some(Outcome::failed(ErrorCode::InvalidRequiredAcks, None))
+        }
+        Ok(partition) => partition,
+    };
+    let appended = append(partition, target.records.as_ref(), acks, timeout_ms, mode)?;
+    if let Some(synced) = appended.synced {
+        pending.syncs.push((at, synced));
+    }
+    if let Some(rx) = appended.acks {
+        pending.acks.push((at, Arc::clone(partition), rx));
+    }
+    Some(appended.outcome)
 }
 
 /// Requests carrying this many record bytes or fewer are appended on the request's
 /// own task: a page-cache write of a few KiB takes microseconds, less than the hop to
 /// a blocking thread and back, which at thousands of small produce requests a second
 /// on two cores was most of the broker's CPU (bench/README.md, scenario 4). Larger
-/// appends, and every fsync, go to the blocking pool as DESIGN.md has it.
+/// appends, appends that roll a segment, and every fsync go to the blocking pool as
+/// DESIGN.md has it.
 const INLINE_APPEND_BYTES: usize = 64 * 1024;
 
-/// Waits for the ISR to acknowledge the acks=all appends still pending; a failed
-/// acknowledgement turns its partition's answer into the error.
-async fn await_acks(
-    results: &mut [(usize, i32, Outcome)],
-    waiting: Vec<(usize, SharedPartition, AckReceiver)>,
-    timeout_ms: i64,
-) {
-    for (at, partition, rx) in waiting {
+/// Waits for the group commits and then for the ISR; a failed one turns its
+/// partition's answer into the error.
+async fn await_pending(results: &mut [(usize, i32, Outcome)], pending: Pending, timeout_ms: i64) {
+    for (at, synced) in pending.syncs {
+        if let Err(e) = wait_synced(synced).await {
+            tracing::debug!(error = %e, "produce failed: its records were not synced");
+            results[at].2 = Outcome::failed(sync_error_code(&e), Some(e.to_string()));
+        }
+    }
+    for (at, partition, rx) in pending.acks {
+        if results[at].2.error != ErrorCode::None {
+            continue;
+        }
         if let Err(e) = partition.wait_for_acks(rx, timeout_ms).await {
             tracing::debug!(partition = %partition.topic_partition(), error = %e, "acks=all produce failed after append");
             results[at].2 = Outcome::failed(ack_error_code(&e), Some(e.to_string()));
@@ -237,19 +277,6 @@ fn is_compressed(records: &[u8]) -> bool {
     records
         .get(ATTRIBUTES_AT..ATTRIBUTES_AT + 2)
         .is_some_and(|a| i16::from_be_bytes([a[0], a[1]]) & 0x07 != 0)
-}
-
-fn flush_rolled_in_background(rolled: Vec<(SharedPartition, i64)>) {
-    if rolled.is_empty() {
-        return;
-    }
-    tokio::task::spawn_blocking(move || {
-        for (partition, up_to) in rolled {
-            if let Err(e) = partition.flush(up_to) {
-                tracing::warn!(partition = %partition.topic_partition(), error = %e, "flushing a rolled segment failed");
-            }
-        }
-    });
 }
 
 pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
@@ -308,30 +335,22 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
         .iter()
         .filter_map(|t| t.records.as_ref())
         .any(|r| is_compressed(r));
-    let (mut results, waiting) = if bytes <= INLINE_APPEND_BYTES && !compressed {
-        let (mut results, mut flushes) = append_all(targets, acks, timeout_ms);
-        if !flushes.now.is_empty() {
-            let now = std::mem::take(&mut flushes.now);
-            results = blocking(move || {
-                flush_now(&mut results, now);
-                results
+    let (mut results, pending) = if bytes <= INLINE_APPEND_BYTES && !compressed {
+        let (results, pending) = append_all(targets, acks, timeout_ms, AppendMode::PageCacheOnly);
+        if pending.deferred.is_empty() {
+            (results, pending)
+        } else {
+            let (mut results, mut pending) = (results, pending);
+            blocking(move || {
+                append_deferred(&mut results, &mut pending, acks, timeout_ms);
+                (results, pending)
             })
-            .await;
+            .await
         }
-        flush_rolled_in_background(std::mem::take(&mut flushes.rolled));
-        (results, flushes.acks)
     } else {
-        blocking(move || {
-            let (mut results, mut flushes) = append_all(targets, acks, timeout_ms);
-            flush_now(&mut results, std::mem::take(&mut flushes.now));
-            flush_rolled_in_background(std::mem::take(&mut flushes.rolled));
-            (results, flushes.acks)
-        })
-        .await
+        blocking(move || append_all(targets, acks, timeout_ms, AppendMode::MayBlock)).await
     };
-    if !waiting.is_empty() {
-        await_acks(&mut results, waiting, timeout_ms).await;
-    }
+    await_pending(&mut results, pending, timeout_ms).await;
     let every = broker.config.testing_drop_produce_response_every;
     if acks != 0 && every > 0 {
         let n = broker

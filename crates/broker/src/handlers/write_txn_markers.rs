@@ -24,8 +24,9 @@ use storage::Origin;
 
 use super::{ApiSpec, Reply, RequestContext};
 use crate::broker::Broker;
-use crate::errors::{ack_error_code, replication_error_code};
-use crate::partition::{AckReceiver, Acks, SharedPartition};
+use crate::errors::{ack_error_code, replication_error_code, sync_error_code};
+use crate::group_commit::SyncReceiver;
+use crate::partition::{wait_synced, Acks, SharedPartition};
 use crate::runtime::blocking;
 
 /// Kafka 4 removed v0; v1 is the baseline (flexible).
@@ -36,14 +37,14 @@ pub const API: ApiSpec = ApiSpec::new(ApiKey::WriteTxnMarkers, 1, 1).with_legacy
 /// broker's `request.timeout.ms`, 30 s by default).
 const MARKER_TIMEOUT_MS: i64 = 30_000;
 
-/// One marker's append: answered, or waiting for the ISR.
+/// One marker's append: answered, or waiting for its fsync (`flush.messages`)
+/// and the ISR.
 enum Written {
     Done(ErrorCode),
-    Waiting(SharedPartition, AckReceiver),
+    Waiting(SharedPartition, Option<SyncReceiver>, Acks),
 }
 
-/// Appends one marker to one partition; fsyncs it when the topic's flush
-/// settings ask for it.
+/// Appends one marker to one partition (on the blocking pool: it may roll).
 fn write_marker(
     broker: &Broker,
     tp: &TopicPartition,
@@ -62,11 +63,6 @@ fn write_marker(
                 return Written::Done(replication_error_code(&e));
             }
         };
-    if outcome.flush_now {
-        if let Err(e) = partition.flush(outcome.info.last_offset.0 + 1) {
-            return Written::Done(replication_error_code(&e));
-        }
-    }
     if &*tp.topic == OFFSETS_TOPIC {
         broker
             .groups
@@ -74,22 +70,26 @@ fn write_marker(
             .complete_transaction(tp.partition, producer_id, commit);
     }
     tracing::info!(partition = %tp, producer_id, commit, offset = outcome.info.first_offset.0, "transaction marker written by request");
-    match outcome.acks {
-        Acks::Done(Ok(())) => Written::Done(ErrorCode::None),
-        Acks::Done(Err(e)) => Written::Done(ack_error_code(&e)),
-        Acks::Waiting(rx) => Written::Waiting(partition, rx),
-    }
+    Written::Waiting(partition, outcome.synced, outcome.acks)
 }
 
 async fn settle(written: Written) -> ErrorCode {
-    match written {
-        Written::Done(error) => error,
-        Written::Waiting(partition, rx) => {
-            match partition.wait_for_acks(rx, MARKER_TIMEOUT_MS).await {
-                Ok(()) => ErrorCode::None,
-                Err(e) => ack_error_code(&e),
-            }
+    let (partition, synced, acks) = match written {
+        Written::Done(error) => return error,
+        Written::Waiting(partition, synced, acks) => (partition, synced, acks),
+    };
+    if let Some(synced) = synced {
+        if let Err(e) = wait_synced(synced).await {
+            return sync_error_code(&e);
         }
+    }
+    let acked = match acks {
+        Acks::Done(answer) => answer,
+        Acks::Waiting(rx) => partition.wait_for_acks(rx, MARKER_TIMEOUT_MS).await,
+    };
+    match acked {
+        Ok(()) => ErrorCode::None,
+        Err(e) => ack_error_code(&e),
     }
 }
 

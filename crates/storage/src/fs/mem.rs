@@ -19,12 +19,17 @@
 //!   writing what fits.
 //! - [`MemFs::halt_after`]: after that many more changes, every call fails, as if
 //!   the process died at that point; then `crash` and reopen.
+//! - [`MemFs::hold_syncs`]: fsyncs wait until [`MemFs::release_syncs`], a disk
+//!   that is slow to sync, to see what waits on it.
+//!
+//! [`MemFs::syncs_of`] counts the fsyncs issued (of files and of directories), to
+//! see what a flush syncs and how many appends share one.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 
 use super::{DirEntry, File, FileRef, Fs, LockGuard, OpenMode};
 
@@ -35,6 +40,35 @@ const ENOSPC: i32 = 28;
 #[derive(Clone, Default)]
 pub struct MemFs {
     state: Arc<Mutex<State>>,
+    gate: Arc<SyncGate>,
+}
+
+/// Holds fsyncs while closed ([`MemFs::hold_syncs`]).
+#[derive(Debug, Default)]
+struct SyncGate {
+    /// `(closed, fsyncs waiting)`
+    state: Mutex<(bool, usize)>,
+    changed: Condvar,
+}
+
+impl SyncGate {
+    fn lock(&self) -> MutexGuard<'_, (bool, usize)> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn pass(&self) {
+        let mut state = self.lock();
+        if !state.0 {
+            return;
+        }
+        state.1 += 1;
+        self.changed.notify_all();
+        while state.0 {
+            state = self.changed.wait(state).unwrap_or_else(|p| p.into_inner());
+        }
+        state.1 -= 1;
+        self.changed.notify_all();
+    }
 }
 
 impl fmt::Debug for MemFs {
@@ -84,6 +118,8 @@ struct State {
     time_ms: i64,
     /// Handles open now: what a descriptor count is on a real filesystem.
     open_handles: usize,
+    /// fsyncs issued per path (files and directories), failed ones included.
+    syncs: BTreeMap<PathBuf, u64>,
 }
 
 fn lock_node(node: &NodeRef) -> MutexGuard<'_, Node> {
@@ -137,6 +173,10 @@ impl State {
             }
             None => Ok(()),
         }
+    }
+
+    fn count_sync(&mut self, path: &Path) {
+        *self.syncs.entry(path.to_path_buf()).or_default() += 1;
     }
 
     fn alive(&self) -> io::Result<()> {
@@ -299,6 +339,44 @@ impl MemFs {
         self.lock().changes_left == Some(0)
     }
 
+    /// From now on every fsync waits (before it does anything) until
+    /// [`MemFs::release_syncs`].
+    pub fn hold_syncs(&self) {
+        self.gate.lock().0 = true;
+    }
+
+    /// Lets held fsyncs go on, and later ones pass.
+    pub fn release_syncs(&self) {
+        self.gate.lock().0 = false;
+        self.gate.changed.notify_all();
+    }
+
+    /// Waits until `count` fsyncs are held, or `timeout` passes; whether they are.
+    pub fn wait_for_held_syncs(&self, count: usize, timeout: std::time::Duration) -> bool {
+        let (state, _) = self
+            .gate
+            .changed
+            .wait_timeout_while(self.gate.lock(), timeout, |state| state.1 < count)
+            .unwrap_or_else(|p| p.into_inner());
+        state.1 >= count
+    }
+
+    /// fsyncs issued so far (failed ones included; not those refused because the
+    /// process is halted) of files and directories whose path contains `pattern`.
+    pub fn syncs_of(&self, pattern: &str) -> u64 {
+        self.lock()
+            .syncs
+            .iter()
+            .filter(|(path, _)| path.to_string_lossy().contains(pattern))
+            .map(|(_, count)| count)
+            .sum()
+    }
+
+    /// fsyncs issued so far of exactly `path` (a file or a directory).
+    pub fn syncs_at(&self, path: &Path) -> u64 {
+        self.lock().syncs.get(path).copied().unwrap_or(0)
+    }
+
     /// The modification time given to files written from now on.
     pub fn set_time_ms(&self, now_ms: i64) {
         self.lock().time_ms = now_ms;
@@ -346,6 +424,7 @@ impl MemFs {
 /// An open file of a [`MemFs`].
 struct MemFile {
     fs: Weak<Mutex<State>>,
+    gate: Arc<SyncGate>,
     node: NodeRef,
     path: PathBuf,
     generation: u64,
@@ -389,8 +468,10 @@ impl MemFile {
     }
 
     fn sync(&self) -> io::Result<()> {
+        self.gate.pass();
         self.with_state(|state, node| {
             state.change()?;
+            state.count_sync(&self.path);
             if fire(&mut state.sync_failures, &self.path) {
                 // Linux marks the failed pages clean: those writes are lost for good.
                 node.pending.clear();
@@ -555,6 +636,7 @@ impl Fs for MemFs {
         state.open_handles += 1;
         Ok(Arc::new(MemFile {
             fs: Arc::downgrade(&self.state),
+            gate: Arc::clone(&self.gate),
             node,
             path: path.to_path_buf(),
             generation: state.generation,
@@ -668,12 +750,14 @@ impl Fs for MemFs {
     }
 
     fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        self.gate.pass();
         let mut state = self.lock();
         state.alive()?;
         if !state.dirs.contains(path) {
             return Err(not_found(path));
         }
         state.change()?;
+        state.count_sync(path);
         if fire(&mut state.sync_failures, path) {
             return Err(io::Error::from_raw_os_error(EIO));
         }

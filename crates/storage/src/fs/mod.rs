@@ -169,6 +169,19 @@ pub fn write_atomically(fs: &dyn Fs, path: &Path, contents: &[u8]) -> io::Result
     Ok(())
 }
 
+/// Writes `contents` to `path` through a temporary file renamed over it, without
+/// fsyncing: a process crash leaves the old file or the new one, whole; after a
+/// power loss the new file may be empty or torn until its owner fsyncs it and the
+/// directory (Kafka's unsynced producer snapshot at a roll, flushed later).
+pub fn write_replacing(fs: &dyn Fs, path: &Path, contents: &[u8]) -> io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    {
+        let file = fs.open(&tmp, OpenMode::Truncate)?;
+        file.write_all_at(contents, 0)?;
+    }
+    fs.rename(&tmp, path)
+}
+
 /// The parent directory of `path`, for an fsync of the names in it.
 pub fn parent(path: &Path) -> PathBuf {
     path.parent().map(Path::to_path_buf).unwrap_or_default()

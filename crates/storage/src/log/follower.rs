@@ -142,7 +142,7 @@ impl Log {
             }
         }
         self.producer_state.set_map_end_offset(last_offset + 1);
-        self.unflushed_messages += record_count;
+        self.appended_messages += record_count;
         Ok(LogAppendInfo {
             first_offset: Offset(first_offset),
             last_offset: Offset(last_offset),

@@ -174,9 +174,15 @@ impl Log {
             log_start_offset: 0,
             recovery_point: 0,
             leader_epochs: LeaderEpochCache::load(Arc::clone(fs), dir),
-            unflushed_messages: 0,
+            appended_messages: 0,
+            flushed_messages: 0,
             last_flush_ms: now,
             producer_state: ProducerStateManager::new(0),
+            unsynced_snapshots: Vec::new(),
+            snapshots_written: 0,
+            dir_changes: 0,
+            dir_changes_synced: 0,
+            deleted: false,
         };
         let first_base = *log.segments.keys().next().expect("at least one segment");
         let leo = log.log_end_offset().0;

@@ -26,17 +26,19 @@ use protocol::{Offset, TopicPartition};
 use crate::config::{LogConfig, MessageTimestampType};
 use crate::env::LogEnv;
 use crate::error::{AppendError, StorageError};
-use crate::fs::{FileRef, Fs};
+use crate::fs::Fs;
 use crate::leader_epoch::LeaderEpochCache;
-use crate::producer_state::{self, ProducerStateManager, SequenceCheck};
+use crate::producer_state::{self, ProducerStateManager, SequenceCheck, SnapshotSync};
 pub use crate::read::{ReadOutcome, ReadSlice};
 use crate::segment::{BatchInfo, Segment};
 use crate::validate::{validate_records, Origin};
 
+mod flush;
 mod follower;
 mod load;
 mod start_at;
 mod timestamp;
+pub use flush::FlushPlan;
 pub use load::LoadState;
 pub use timestamp::TimestampLookup;
 
@@ -74,9 +76,34 @@ pub struct Log {
     log_start_offset: i64,
     recovery_point: i64,
     leader_epochs: LeaderEpochCache,
-    unflushed_messages: i64,
+    /// Records appended since the log was opened, and how many of them the last
+    /// completed flush covered: `flush.messages` counts the difference.
+    appended_messages: i64,
+    flushed_messages: i64,
     last_flush_ms: i64,
     producer_state: ProducerStateManager,
+    /// Producer snapshots written at rolls without an fsync, `(sequence, offset,
+    /// path)`: the next flush that reaches the offset fsyncs them.
+    unsynced_snapshots: Vec<(u64, i64, PathBuf)>,
+    snapshots_written: u64,
+    /// Names created in the log's directory (segments, snapshots) and how many of
+    /// those changes a flush has made durable with an fsync of the directory.
+    dir_changes: u64,
+    dir_changes_synced: u64,
+    /// The log's directory was deleted (the topic was): nothing is flushed any more.
+    deleted: bool,
+}
+
+/// Whether an append may do disk work that can wait on the device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppendMode {
+    /// Anything an append needs: a roll (files created, a producer snapshot
+    /// written), a new leader epoch entry (an fsynced checkpoint). Blocking threads.
+    MayBlock,
+    /// Page-cache writes only: an append that would roll or record a new leader
+    /// epoch is not made (`Ok(None)`) and nothing changes, so the caller can make it
+    /// again with [`AppendMode::MayBlock`] off the async workers.
+    PageCacheOnly,
 }
 
 pub(crate) fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> StorageError {
@@ -200,13 +227,27 @@ impl Log {
 
     /// Validates `records` (a client's produce data for this partition), assigns
     /// offsets from the LEO, stamps `leader_epoch` (and the append time when the
-    /// topic uses LogAppendTime) and appends them. All or nothing.
+    /// topic uses LogAppendTime) and appends them. All or nothing. May roll.
     pub fn append_as_leader(
         &mut self,
         records: &[u8],
         leader_epoch: i32,
         origin: Origin,
     ) -> Result<LogAppendInfo, AppendError> {
+        let appended =
+            self.append_as_leader_with(records, leader_epoch, origin, AppendMode::MayBlock)?;
+        Ok(appended.expect("an append that may block is always made"))
+    }
+
+    /// [`Log::append_as_leader`], or with [`AppendMode::PageCacheOnly`] `None` when
+    /// the append needs more than a page-cache write (nothing is changed then).
+    pub fn append_as_leader_with(
+        &mut self,
+        records: &[u8],
+        leader_epoch: i32,
+        origin: Origin,
+        mode: AppendMode,
+    ) -> Result<Option<LogAppendInfo>, AppendError> {
         assert_ne!(
             origin,
             Origin::Replication,
@@ -227,7 +268,7 @@ impl Log {
                 last_offset,
             } = self.producer_state.check(&batch.header, control)?
             {
-                return Ok(LogAppendInfo {
+                return Ok(Some(LogAppendInfo {
                     first_offset: Offset(first_offset),
                     last_offset: Offset(last_offset),
                     log_append_time: -1,
@@ -237,7 +278,7 @@ impl Log {
                     bytes: 0,
                     rolled_segment: None,
                     duplicate: true,
-                });
+                }));
             }
         }
         let log_append_time =
@@ -260,46 +301,23 @@ impl Log {
             _ => (records, validated),
         };
         let mut bytes = records.to_vec();
-        let mut infos = Vec::with_capacity(validated.len());
-        let mut next = self.log_end_offset().0;
-        let first_offset = next;
-        let mut max_timestamp = -1i64;
-        let mut record_count = 0i64;
-        for batch in &validated {
-            let piece = &mut bytes[batch.range.clone()];
-            let (head, body) = piece.split_at_mut(HEADER_LEN);
-            batch::patch_offset_and_epoch(head, next, leader_epoch);
-            let batch_max = if log_append_time {
-                batch::patch_log_append_time(head, body, now);
-                now
-            } else {
-                if batch.header.max_timestamp != batch.max_timestamp
-                    || batch.header.timestamp_type() != TimestampType::CreateTime
-                {
-                    // Kafka corrects a CreateTime batch's max timestamp to what its
-                    // records hold.
-                    head[batch::MAX_TIMESTAMP_AT..batch::MAX_TIMESTAMP_AT + 8]
-                        .copy_from_slice(&batch.max_timestamp.to_be_bytes());
-                    let attributes = batch.header.attributes & !(1 << 3);
-                    head[batch::ATTRIBUTES_AT..batch::ATTRIBUTES_AT + 2]
-                        .copy_from_slice(&attributes.to_be_bytes());
-                    let crc = crc_of(head, body);
-                    batch::set_crc(head, crc);
-                }
-                batch.max_timestamp
-            };
-            max_timestamp = max_timestamp.max(batch_max);
-            let count = i64::from(batch.header.records_count);
-            infos.push(BatchInfo {
-                base_offset: next,
-                last_offset: next + count - 1,
-                max_timestamp: batch_max,
-                size: batch.range.len() as u32,
-            });
-            next += count;
-            record_count += count;
-        }
+        let first_offset = self.log_end_offset().0;
+        let append_time = log_append_time.then_some(now);
+        let (infos, max_timestamp, record_count) = stamp_batches(
+            &mut bytes,
+            &validated,
+            first_offset,
+            leader_epoch,
+            append_time,
+        );
+        let next = first_offset + record_count;
         let last_offset = next - 1;
+        if mode == AppendMode::PageCacheOnly
+            && (self.should_roll(bytes.len(), infos[0].max_timestamp, last_offset)
+                || self.leader_epochs.would_assign(leader_epoch, first_offset))
+        {
+            return Ok(None);
+        }
         let rolled_segment = self.maybe_roll(
             bytes.len(),
             infos[0].max_timestamp,
@@ -342,8 +360,8 @@ impl Log {
                 self.active_mut().append_aborted(aborted);
             }
         }
-        self.unflushed_messages += record_count;
-        Ok(LogAppendInfo {
+        self.appended_messages += record_count;
+        Ok(Some(LogAppendInfo {
             first_offset: Offset(first_offset),
             last_offset: Offset(last_offset),
             log_append_time: if log_append_time { now } else { -1 },
@@ -353,19 +371,10 @@ impl Log {
             bytes: bytes.len(),
             rolled_segment,
             duplicate: false,
-        })
+        }))
     }
 
-    /// True when `flush.messages` or `flush.ms` asks for an fsync now.
-    pub fn flush_due(&self) -> bool {
-        let now = self.env.clock.now_ms();
-        self.unflushed_messages >= self.config.flush_messages
-            || (self.unflushed_messages > 0
-                && now.saturating_sub(self.last_flush_ms) >= self.config.flush_ms)
-    }
-
-    /// Rolls when the active segment is full by size, age or index, or when the
-    /// new offsets would not fit a relative offset. The new segment starts at
+    /// Rolls when [`Log::should_roll`] says so. The new segment starts at
     /// `first_offset`, the append's first offset: the LEO on a leader, and on a
     /// follower possibly past it (a compacted leader's log has gaps). Returns the
     /// closed segment.
@@ -376,6 +385,22 @@ impl Log {
         first_offset: i64,
         max_offset: i64,
     ) -> Result<Option<i64>, StorageError> {
+        if !self.should_roll(messages_size, first_batch_max_timestamp, max_offset) {
+            return Ok(None);
+        }
+        tracing::debug!(partition = %self.topic_partition, "rolling segment");
+        self.roll_at(first_offset).map(Some)
+    }
+
+    /// Whether an append of `messages_size` bytes ending at `max_offset` needs a new
+    /// segment: the active one is full by size, age or index, or the new offsets
+    /// would not fit a relative offset. An empty segment is never rolled.
+    fn should_roll(
+        &self,
+        messages_size: usize,
+        first_batch_max_timestamp: i64,
+        max_offset: i64,
+    ) -> bool {
         let now = self.env.clock.now_ms();
         let config = Arc::clone(&self.config);
         let segment = self.active();
@@ -393,15 +418,8 @@ impl Log {
         let by_time = size > 0 && waited > config.segment_ms - jitter;
         let by_index = segment.index_is_full();
         let by_offset = max_offset - segment.base_offset() > i64::from(i32::MAX);
-        if !(by_size || by_time || by_index || by_offset) {
-            return Ok(None);
-        }
-        if size == 0 {
-            // An empty segment is already as fresh as a new one would be.
-            return Ok(None);
-        }
-        tracing::debug!(partition = %self.topic_partition, by_size, by_time, by_index, by_offset, "rolling segment");
-        self.roll_at(first_offset).map(Some)
+        // An empty segment is already as fresh as a new one would be.
+        size > 0 && (by_size || by_time || by_index || by_offset)
     }
 
     /// Starts a new active segment at the LEO; returns the base of the old one.
@@ -439,10 +457,25 @@ impl Log {
         })?;
         self.active_mut().release_file();
         self.segments.insert(new_base, segment);
-        // A producer snapshot at every roll bounds the replay after a crash.
+        self.dir_changes += 1;
+        // A producer snapshot at every roll bounds the replay after a crash. It is
+        // written without an fsync under the lock; the flush that the roll calls
+        // for syncs it before the recovery point passes it (Kafka, KAFKA-15046).
         self.producer_state.set_map_end_offset(new_base);
-        producer_state::write_snapshot(&*self.env.fs, &self.dir, &self.producer_state, 3)
-            .map_err(|e| dir.io_failure("writing a producer snapshot", e, true))?;
+        let path = producer_state::write_snapshot(
+            &*self.env.fs,
+            &self.dir,
+            &self.producer_state,
+            SNAPSHOTS_KEPT,
+            SnapshotSync::Later,
+        )
+        .map_err(|e| dir.io_failure("writing a producer snapshot", e, true))?;
+        self.snapshots_written += 1;
+        self.unsynced_snapshots
+            .push((self.snapshots_written, new_base, path));
+        // Older ones than the snapshots kept were deleted with their files.
+        let excess = self.unsynced_snapshots.len().saturating_sub(SNAPSHOTS_KEPT);
+        self.unsynced_snapshots.drain(..excess);
         Ok(old_base)
     }
 
@@ -594,67 +627,6 @@ impl Log {
         Ok(())
     }
 
-    /// fsyncs every segment below `up_to` (exclusive offset) and the active one when
-    /// `up_to` reaches into it; advances the recovery point.
-    pub fn flush(&mut self, up_to: i64) -> Result<(), StorageError> {
-        self.env.dir.check()?;
-        let plan = self.flush_plan(up_to).map_err(io_err("preparing flush"))?;
-        plan.sync()
-            .map_err(io_err(format!("flushing {}", self.topic_partition)))?;
-        self.complete_flush(&plan);
-        self.env.dir.check()
-    }
-
-    /// The files to fsync to make everything below `up_to` durable, so the fsync can
-    /// run without holding the log.
-    /// The indexes are written out here, under the lock; the files come back open
-    /// for the fsync and are closed when the plan is dropped.
-    /// A write that fails here (other than on a full disk) takes the log dir
-    /// offline, as does an fsync of the plan that fails.
-    pub fn flush_plan(&mut self, up_to: i64) -> io::Result<FlushPlan> {
-        if let Err(offline) = self.env.dir.check() {
-            return Err(io::Error::other(offline.to_string()));
-        }
-        let up_to = up_to.min(self.log_end_offset().0);
-        let mut files = Vec::new();
-        if up_to > self.recovery_point {
-            let recovery_point = self.recovery_point;
-            for segment in self.segments.values_mut() {
-                if segment.next_offset() > recovery_point && segment.base_offset() < up_to {
-                    let handles = segment.sync_handles().inspect_err(|e| {
-                        if !crate::fs::is_out_of_space(e) {
-                            self.env
-                                .dir
-                                .mark_offline(format!("writing out indexes for a flush: {e}"));
-                        }
-                    })?;
-                    files.extend(handles);
-                }
-            }
-        }
-        Ok(FlushPlan {
-            files,
-            up_to,
-            unflushed_messages: self.unflushed_messages,
-            dir: Arc::clone(&self.env.dir),
-        })
-    }
-
-    /// Moves the recovery point once `plan` is synced; never past a flush that
-    /// failed (the log dir went offline).
-    pub fn complete_flush(&mut self, plan: &FlushPlan) {
-        if self.env.dir.is_offline() {
-            return;
-        }
-        if plan.up_to > self.recovery_point {
-            self.recovery_point = plan.up_to;
-        }
-        if plan.up_to >= self.log_end_offset().0 {
-            self.unflushed_messages = (self.unflushed_messages - plan.unflushed_messages).max(0);
-        }
-        self.last_flush_ms = self.env.clock.now_ms();
-    }
-
     /// Flushes everything and records the active segment's final time index entry.
     pub fn close(&mut self) -> Result<(), StorageError> {
         self.env.dir.check()?;
@@ -675,10 +647,23 @@ impl Log {
             }
         }
         self.recovery_point = leo;
-        self.unflushed_messages = 0;
+        self.flushed_messages = self.appended_messages;
         self.producer_state.set_map_end_offset(leo);
-        producer_state::write_snapshot(&*self.env.fs, &self.dir, &self.producer_state, 3)
-            .map_err(|e| dir.io_failure("writing a producer snapshot", e, true))?;
+        producer_state::write_snapshot(
+            &*self.env.fs,
+            &self.dir,
+            &self.producer_state,
+            SNAPSHOTS_KEPT,
+            SnapshotSync::Now,
+        )
+        .map_err(|e| dir.io_failure("writing a producer snapshot", e, true))?;
+        // The newest snapshot is durable: older unsynced ones are only fallbacks.
+        self.unsynced_snapshots.clear();
+        self.env
+            .fs
+            .sync_dir(&self.dir)
+            .map_err(|e| dir.io_failure("syncing the log directory", e, false))?;
+        self.dir_changes_synced = self.dir_changes;
         Ok(())
     }
 
@@ -690,12 +675,31 @@ impl Log {
         offset: i64,
         high_watermark: i64,
     ) -> Result<i64, StorageError> {
-        self.env.dir.check()?;
-        let start = crate::retention::delete_records_before(self, offset, high_watermark)?;
+        let start = self.delete_records_before_unpersisted(offset, high_watermark)?;
         // Kafka's log-start-offset-checkpoint, written before the answer: a crash
         // cannot bring the deleted records back.
-        self.env.dir.write_log_starts(&*self.env.fs)?;
+        self.log_start_checkpoint().write()?;
         Ok(start)
+    }
+
+    /// [`Log::delete_records_before`] without writing the checkpoint, which the
+    /// caller writes with [`Log::log_start_checkpoint`] once it has let go of the
+    /// log's lock (an fsync), before it answers.
+    pub fn delete_records_before_unpersisted(
+        &mut self,
+        offset: i64,
+        high_watermark: i64,
+    ) -> Result<i64, StorageError> {
+        self.env.dir.check()?;
+        crate::retention::delete_records_before(self, offset, high_watermark)
+    }
+
+    /// The log dir's `log-start-offset-checkpoint`, to write without the log.
+    pub fn log_start_checkpoint(&self) -> LogStartCheckpoint {
+        LogStartCheckpoint {
+            dir: Arc::clone(&self.env.dir),
+            fs: Arc::clone(&self.env.fs),
+        }
     }
 
     /// One retention pass (`retention.ms`, `retention.bytes`, segments below the
@@ -844,6 +848,16 @@ impl Log {
         Ok(())
     }
 
+    /// Records that the log's directory is being deleted: flushes stop (they would
+    /// find its files gone, which is no failure of the log dir).
+    pub fn mark_deleted(&mut self) {
+        self.deleted = true;
+    }
+
+    pub fn is_deleted(&self) -> bool {
+        self.deleted
+    }
+
     /// Deletes the whole log directory.
     pub fn delete(self) -> Result<(), StorageError> {
         self.env
@@ -858,32 +872,73 @@ fn crc_of(head: &[u8], body: &[u8]) -> u32 {
     crc32c::crc32c_append(crc, body)
 }
 
-/// Files to fsync for a flush, taken under the log's lock and synced without it.
+/// Stamps the broker-owned fields of each validated batch in `bytes` (offsets from
+/// `first_offset`, the leader epoch, the append time or the corrected max
+/// timestamp). Returns the batches as indexed, the largest max timestamp and the
+/// record count.
+fn stamp_batches(
+    bytes: &mut [u8],
+    validated: &[crate::validate::ValidatedBatch],
+    first_offset: i64,
+    leader_epoch: i32,
+    append_time: Option<i64>,
+) -> (Vec<BatchInfo>, i64, i64) {
+    let mut infos = Vec::with_capacity(validated.len());
+    let mut next = first_offset;
+    let mut max_timestamp = -1i64;
+    let mut record_count = 0i64;
+    for batch in validated {
+        let piece = &mut bytes[batch.range.clone()];
+        let (head, body) = piece.split_at_mut(HEADER_LEN);
+        batch::patch_offset_and_epoch(head, next, leader_epoch);
+        let batch_max = if let Some(now) = append_time {
+            batch::patch_log_append_time(head, body, now);
+            now
+        } else {
+            if batch.header.max_timestamp != batch.max_timestamp
+                || batch.header.timestamp_type() != TimestampType::CreateTime
+            {
+                // Kafka corrects a CreateTime batch's max timestamp to what its
+                // records hold.
+                head[batch::MAX_TIMESTAMP_AT..batch::MAX_TIMESTAMP_AT + 8]
+                    .copy_from_slice(&batch.max_timestamp.to_be_bytes());
+                let attributes = batch.header.attributes & !(1 << 3);
+                head[batch::ATTRIBUTES_AT..batch::ATTRIBUTES_AT + 2]
+                    .copy_from_slice(&attributes.to_be_bytes());
+                let crc = crc_of(head, body);
+                batch::set_crc(head, crc);
+            }
+            batch.max_timestamp
+        };
+        max_timestamp = max_timestamp.max(batch_max);
+        let count = i64::from(batch.header.records_count);
+        infos.push(BatchInfo {
+            base_offset: next,
+            last_offset: next + count - 1,
+            max_timestamp: batch_max,
+            size: batch.range.len() as u32,
+        });
+        next += count;
+        record_count += count;
+    }
+    (infos, max_timestamp, record_count)
+}
+
+/// The log dir's log start offsets, written (fsynced) outside a log's lock.
 #[derive(Debug)]
-pub struct FlushPlan {
-    files: Vec<FileRef>,
-    up_to: i64,
-    unflushed_messages: i64,
+pub struct LogStartCheckpoint {
     dir: Arc<crate::log_dir::LogDirState>,
+    fs: Arc<dyn Fs>,
 }
 
-impl FlushPlan {
-    /// fsyncs the files. A failure takes the log dir offline: the pages that
-    /// could not be written may already be gone, and no later fsync brings them
-    /// back.
-    pub fn sync(&self) -> io::Result<()> {
-        for file in &self.files {
-            file.sync_data().inspect_err(|e| {
-                self.dir.mark_offline(format!("fsync failed: {e}"));
-            })?;
-        }
-        Ok(())
-    }
-
-    pub fn up_to(&self) -> i64 {
-        self.up_to
+impl LogStartCheckpoint {
+    pub fn write(&self) -> Result<(), StorageError> {
+        self.dir.write_log_starts(&*self.fs)
     }
 }
+
+/// How many producer snapshots a log keeps.
+const SNAPSHOTS_KEPT: usize = 3;
 
 /// Scans every batch header in the log, in order (tests and tools).
 pub fn for_each_batch(log: &Log, mut visit: impl FnMut(&BatchHeader)) -> io::Result<()> {

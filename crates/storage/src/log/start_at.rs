@@ -58,7 +58,10 @@ impl Log {
             .map_err(fatal("syncing the log directory"))?;
         self.log_start_offset = offset;
         self.recovery_point = offset;
-        self.unflushed_messages = 0;
+        // Nothing left to flush: the old files are gone, the directory is synced.
+        self.flushed_messages = self.appended_messages;
+        self.unsynced_snapshots.clear();
+        self.dir_changes_synced = self.dir_changes;
         self.producer_state = ProducerStateManager::new(offset);
         self.env.dir.set_log_start(&self.topic_partition, offset);
         Ok(())
