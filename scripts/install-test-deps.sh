@@ -4,6 +4,7 @@
 #   * Python venv with pinned clients + pytest    -> <repo>/.venv
 #   * kafkajs (+ codecs) from package-lock.json   -> tests/interop/js/node_modules
 #   * the oldest kafka-python that runs here        -> <repo>/.venv-old-clients
+#   * the oldest kafkajs releases (0.8.1, 1.3.0)    -> tests/interop/js-old/node_modules
 #   * Go and Debian's Go Kafka clients (sarama, kafka-go, confluent-kafka-go over
 #     librdkafka-dev), for tests/interop/go (built by scripts/build-go-clients.sh)
 # Fast when everything is already installed (hash stamps, no network).
@@ -136,9 +137,31 @@ console.error('[install-test-deps] kafkajs codecs available: ' + JSON.stringify(
     echo "$want" >"$stamp"
 }
 
+# The oldest kafkajs releases (tests/interop/js-old/package.json), in a node directory of
+# their own so tests/interop/js keeps the current kafkajs. Pure JavaScript, no codecs.
+install_node_old() {
+    local dir="$ROOT/tests/interop/js-old"
+    local stamp="$dir/node_modules/.rivulet-lock.sha256"
+    local want
+    want="$(sha "$dir/package.json" "$dir/package-lock.json")"
+    if [ -d "$dir/node_modules/kafkajs-0.8.1" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+        return 0
+    fi
+    command -v npm >/dev/null 2>&1 || { log "npm not found (Node 20 + npm required)"; exit 1; }
+    log "npm ci in tests/interop/js-old"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+    (cd "$dir" && node -e "
+for (const v of ['0.8.1', '1.3.0']) {
+  const got = require('kafkajs-' + v + '/package.json').version;
+  if (got !== v) throw new Error('kafkajs-' + v + ' is ' + got);
+}")
+    echo "$want" >"$stamp"
+}
+
 install_kcat
 install_go
 install_venv
 install_old_venv
 install_node
+install_node_old
 log "ok (kcat $(kcat -V 2>&1 | sed -n 's/^Version \([^ ]*\).*/\1/p'), $("$ROOT/.venv/bin/python" --version), node $(node --version), $(go version | cut -d' ' -f3))"

@@ -5,6 +5,8 @@ where its format has them) with a codec, consumes them in a group of two, commit
 and makes admin calls; the outcomes are checked exactly. Each test records what it
 ran in the compatibility table (conftest.py `compat`, scripts/compat-table.py).
 
+kafkajs 0.8.1 and 1.3.0 (npm) run from tests/interop/js-old.
+
 The Go programs are in tests/interop/go, built by scripts/build-go-clients.sh (the
 test script runs it) into target/go/bin.
 """
@@ -199,3 +201,33 @@ def test_oldest_kafka_python(broker, topic, compat, api_version, admin_version):
            level=f"Kafka {api_version}, gzip",
            calls=f"produce (keys), group of two, commit, committed, CreateTopics v{admin_version}, "
                  "DescribeConfigs v0, DeleteTopics v0")
+
+
+OLD_KAFKAJS = REPO_ROOT / "tests" / "interop" / "js-old"
+
+
+def test_oldest_kafkajs(broker, topic, compat):
+    """kafkajs 0.8.1 (2018), the oldest release on npm with a consumer (0.1.0-0.3.1 only
+    produce), from tests/interop/js-old. It picks Produce v2 (message format 1, no
+    headers) and Fetch v3 (down-converted to format 1), JoinGroup v0 and OffsetCommit v2,
+    and gzip. It has no admin client (that came in 1.1.0, and 1.1.0 and 1.2.0 are not on
+    npm; 1.0.0 and 1.0.1 have none), so the admin calls are made with 1.3.0, the oldest
+    release on npm that has one."""
+    script = OLD_KAFKAJS / "oldcheck.mjs"
+    assert (OLD_KAFKAJS / "node_modules" / "kafkajs-0.8.1").is_dir(), \
+        "run scripts/install-test-deps.sh (tests/interop/js-old)"
+    out = json.loads(run_tool(["node", str(script), broker.bootstrap, topic, "0.8.1"], timeout=150).stdout)
+    assert out == {
+        "client": "0.8.1",
+        "admin": "1.3.0",
+        "created": True,
+        "produced": produced_positions(),
+        "consumed": expected_records(None),
+        "member_partitions": [[0], [1]],
+        "committed": {"0": 10, "1": 10},
+        "set_offsets": {"0": 3, "1": 7},
+    }
+    compat(client="kafkajs (oldest with a consumer on npm)", version=f"{out['client']}, admin client {out['admin']}",
+           level="Produce v2, Fetch v3 (message format 1), JoinGroup v0, OffsetCommit v2, gzip",
+           calls="produce (keys), group of two, commit; with 1.3.0: CreateTopics, fetchOffsets (OffsetFetch), "
+                 "setOffsets")
