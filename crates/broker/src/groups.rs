@@ -175,7 +175,9 @@ pub(crate) async fn append_internal(
         append_failed(&e)
     })?;
     if let Some(synced) = outcome.synced {
-        wait_synced(synced).await.map_err(|e| WriteError::Log(sync_error_code(&e)))?;
+        wait_synced(synced)
+            .await
+            .map_err(|e| WriteError::Log(sync_error_code(&e)))?;
     }
     let acked = match outcome.acks {
         Acks::Done(answer) => answer,
