@@ -22,11 +22,24 @@ pub struct LogEnv {
     pub files: Arc<FileCache>,
     /// The log dir's state: online or not, and its log start offsets.
     pub dir: Arc<LogDirState>,
+    /// Where the files of retired segments are unlinked.
+    pub deletes: SegmentDeletes,
+}
+
+/// Where a retired segment's `.deleted` files are unlinked and the segment
+/// dropped. A thread of its own keeps a large unlink off the caller, which may hold
+/// the partition's lock; tests and a simulation unlink on the caller, so that the
+/// filesystem sees every operation in one order (MemFs's step-counted faults).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SegmentDeletes {
+    Background,
+    Inline,
 }
 
 impl LogEnv {
-    /// With a file cache of the default size and a seeded source of randomness
-    /// (seed 0; [`LogEnv::with_random`] gives another).
+    /// With a file cache of the default size, a seeded source of randomness
+    /// (seed 0; [`LogEnv::with_random`] gives another) and retired segments
+    /// deleted on the caller's thread.
     pub fn new(fs: Arc<dyn Fs>, clock: Arc<dyn Clock>) -> LogEnv {
         LogEnv {
             fs,
@@ -34,6 +47,7 @@ impl LogEnv {
             random: Arc::new(SeededRandom::new(0)),
             files: Arc::new(FileCache::default()),
             dir: LogDirState::detached(),
+            deletes: SegmentDeletes::Inline,
         }
     }
 
@@ -57,8 +71,17 @@ impl LogEnv {
         self
     }
 
-    /// The real filesystem with `clock`, and the operating system's randomness.
+    /// The same, unlinking retired segments as `deletes` says.
+    pub fn with_deletes(mut self, deletes: SegmentDeletes) -> LogEnv {
+        self.deletes = deletes;
+        self
+    }
+
+    /// The real filesystem with `clock`, the operating system's randomness, and
+    /// retired segments deleted in the background.
     pub fn real(clock: Arc<dyn Clock>) -> LogEnv {
-        LogEnv::new(RealFs::shared(), clock).with_random(Arc::new(OsRandom))
+        LogEnv::new(RealFs::shared(), clock)
+            .with_random(Arc::new(OsRandom))
+            .with_deletes(SegmentDeletes::Background)
     }
 }

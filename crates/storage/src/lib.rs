@@ -32,7 +32,7 @@ pub mod txn_index;
 pub mod validate;
 
 pub use config::LogConfig;
-pub use env::LogEnv;
+pub use env::{LogEnv, SegmentDeletes};
 pub use error::{AppendError, StorageError};
 pub use log::{AppendMode, LoadState, Log, LogAppendInfo, ReadOutcome, ReadSlice};
 pub use log_manager::{LogManager, SharedLog};

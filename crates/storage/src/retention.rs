@@ -17,10 +17,11 @@ use std::io;
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::env::SegmentDeletes;
 use crate::error::StorageError;
-use crate::fs::Fs;
 use crate::log::Log;
 use crate::segment::{file_name, Segment, SUFFIXES};
+use crate::LogEnv;
 
 /// What a retention pass removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -118,9 +119,11 @@ where
 /// Takes segments out of the log directory at once and frees them in the
 /// background: their files are renamed to `.deleted` now (cheap, and a crash
 /// leaves only names the next start removes); a thread then unlinks them and drops
-/// the segments, closing the files, which is when the kernel frees their pages.
+/// the segments, closing the files, which is when the kernel frees their pages
+/// (or the caller does, where `env.deletes` says so).
 /// Readers that still hold a file keep it until they are done.
-pub(crate) fn retire(fs: &Arc<dyn Fs>, dir: &Path, segments: Vec<Segment>) -> io::Result<()> {
+pub(crate) fn retire(env: &LogEnv, dir: &Path, segments: Vec<Segment>) -> io::Result<()> {
+    let fs = &env.fs;
     let mut paths = Vec::new();
     for segment in &segments {
         for suffix in SUFFIXES {
@@ -137,7 +140,7 @@ pub(crate) fn retire(fs: &Arc<dyn Fs>, dir: &Path, segments: Vec<Segment>) -> io
         }
     }
     let fs = Arc::clone(fs);
-    let spawned = std::thread::Builder::new().name("segment-delete".into()).spawn(move || {
+    let unlink = move || {
         for path in &paths {
             if let Err(e) = fs.remove_file(path) {
                 if e.kind() != io::ErrorKind::NotFound {
@@ -146,7 +149,14 @@ pub(crate) fn retire(fs: &Arc<dyn Fs>, dir: &Path, segments: Vec<Segment>) -> io
             }
         }
         drop(segments);
-    });
+    };
+    if env.deletes == SegmentDeletes::Inline {
+        unlink();
+        return Ok(());
+    }
+    let spawned = std::thread::Builder::new()
+        .name("segment-delete".into())
+        .spawn(unlink);
     if let Err(e) = spawned {
         // The segments are out of the log already; their `.deleted` files stay until
         // the next start.

@@ -789,7 +789,7 @@ impl Log {
             bytes += u64::from(segment.size());
             gone.push(segment);
         }
-        crate::retention::retire(&self.env.fs, &self.dir, gone).map_err(|e| {
+        crate::retention::retire(&self.env, &self.dir, gone).map_err(|e| {
             let context = format!("deleting segments of {}", self.topic_partition);
             self.env.dir.io_failure(&context, e, false)
         })?;
@@ -831,7 +831,7 @@ impl Log {
             .collect();
         // A swap cut short leaves the directory for the next start to complete.
         let dir = Arc::clone(&self.env.dir);
-        crate::retention::retire(&self.env.fs, &self.dir, gone)
+        crate::retention::retire(&self.env, &self.dir, gone)
             .map_err(|e| dir.io_failure("deleting a cleaned-over segment", e, false))?;
         install().map_err(|e| dir.io_failure("renaming a .swap segment", e, false))?;
         let (segment, _) = Segment::open(
