@@ -56,7 +56,7 @@ fn host_with(
     clock: &Arc<ManualClock>,
 ) -> SharedPartition {
     let tp = TopicPartition::new("t", 0);
-    let log = manager.create_log(&tp, Uuid::new_v4(), config).unwrap();
+    let log = manager.create_log(&tp, Uuid::from_u128(1), config).unwrap();
     let offsets = {
         let log = log.lock().unwrap();
         LogOffsets {
@@ -75,7 +75,7 @@ fn host_with(
     };
     let clock = Arc::clone(clock) as Arc<dyn Clock>;
     Arc::new(HostedPartition::new(
-        Uuid::new_v4(),
+        Uuid::from_u128(1),
         log,
         clock,
         machine,
