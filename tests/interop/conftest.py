@@ -102,12 +102,15 @@ COMPAT_FILE = Path(__file__).resolve().parents[2] / "target" / "interop-compat.m
 @pytest.fixture
 def compat(request):
     """compat(client=..., version=..., level=..., calls=...): one row of the table,
-    marked passed only if the test passes."""
+    marked passed only if the test passes. Call it before the client runs, so that a
+    test that fails still leaves its row, marked FAIL; it returns the row, for a
+    version only the run learns."""
     rows = []
 
     def record(**row):
         row["test"] = request.node.nodeid.split("::")[-1]
         rows.append(row)
+        return row
 
     yield record
     report = getattr(request.node, "rep_call", None)

@@ -55,8 +55,12 @@ def produced_positions() -> list[list[int]]:
     ("2.1.0", "gzip"),        # the issue's case: ListTopics sends DescribeConfigs v0
 ])
 def test_sarama(broker, topic, compat, version, codec):
-    out = go("saramacheck", broker.bootstrap, topic, version, codec)
     headers = version != "0.10.2.0"
+    compat(client="sarama (Go, Debian golang-github-shopify-sarama-dev)", version="1.22.1",
+           level=f"Kafka {version}, {codec}",
+           calls="produce (keys" + (", headers" if headers else "") + "), group of two, commit, "
+                 "ListConsumerGroupOffsets, CreateTopic, ListTopics, DescribeConfig, AlterConfig, DeleteTopic")
+    out = go("saramacheck", broker.bootstrap, topic, version, codec)
     assert out == {
         "admin_version": "0.11.0.0" if version == "0.10.2.0" else version,
         "topics": [topic, f"{topic}-doomed"],
@@ -70,13 +74,13 @@ def test_sarama(broker, topic, compat, version, codec):
         "deleted": True,
         "errors": [],
     }
-    compat(client="sarama (Go, Debian golang-github-shopify-sarama-dev)", version="1.22.1",
-           level=f"Kafka {version}, {codec}",
-           calls="produce (keys" + (", headers" if headers else "") + "), group of two, commit, "
-                 "ListConsumerGroupOffsets, CreateTopic, ListTopics, DescribeConfig, AlterConfig, DeleteTopic")
 
 
 def test_kafka_go(broker, topic, compat):
+    compat(client="kafka-go (Go, Debian golang-github-segmentio-kafka-go-dev)", version="0.2.1",
+           level="its own (message format 1), snappy",
+           calls="produce (keys), group of two with sync commits, resume at committed offsets, "
+                 "CreateTopics, ReadPartitions, DeleteTopics")
     out = go("kafkagocheck", broker.bootstrap, topic, "snappy")
     assert out == {
         "partitions": 2,
@@ -87,15 +91,16 @@ def test_kafka_go(broker, topic, compat):
                     {"partition": 1, "offset": 10, "key": "k21", "value": "v21"}],
         "deleted": True,
     }
-    compat(client="kafka-go (Go, Debian golang-github-segmentio-kafka-go-dev)", version="0.2.1",
-           level="its own (message format 1), snappy",
-           calls="produce (keys), group of two with sync commits, resume at committed offsets, "
-                 "CreateTopics, ReadPartitions, DeleteTopics")
 
 
 def test_confluent_kafka_go(broker, topic, compat):
+    row = compat(client="confluent-kafka-go (Go, Debian golang-github-confluentinc-confluent-kafka-go-dev)",
+                 version="0.11.6", level="negotiated (ApiVersions), zstd",
+                 calls="produce (keys, headers), group of two, commit, Committed, CreateTopics, "
+                       "DescribeConfigs, AlterConfigs, DeleteTopics")
     out = go("ckgcheck", broker.bootstrap, topic, "zstd")
     librdkafka = out.pop("librdkafka")
+    row["version"] = f"0.11.6 on librdkafka {librdkafka}"
     assert out == {
         "retention_ms": "604800000",
         "altered_retention_ms": "86400000",
@@ -105,16 +110,17 @@ def test_confluent_kafka_go(broker, topic, compat):
         "committed": {"0": 10, "1": 10},
         "deleted": True,
     }
-    compat(client="confluent-kafka-go (Go, Debian golang-github-confluentinc-confluent-kafka-go-dev)",
-           version=f"0.11.6 on librdkafka {librdkafka}", level="negotiated (ApiVersions), zstd",
-           calls="produce (keys, headers), group of two, commit, Committed, CreateTopics, "
-                 "DescribeConfigs, AlterConfigs, DeleteTopics")
 
 
 @pytest.mark.parametrize("api_version,codec", [((0, 10), "gzip"), ((0, 9), "snappy")])
 def test_kafka_python_speaking_old_protocols(broker, topic, compat, api_version, codec):
     """kafka-python pinned to a pre-0.11 broker: Produce v1/v2 with message formats 0/1,
     Fetch v1/v2 answered with down-converted message sets, ListOffsets v0, groups v0."""
+    level = ".".join(map(str, api_version))
+    compat(client="kafka-python", version=kafka_python.__version__,
+           level=f"Kafka {level} (message format {0 if api_version == (0, 9) else 1}), {codec}; admin at 0.11",
+           calls="produce (keys), group of two, commit, committed, CreateTopics, AlterConfigs, "
+                 "DescribeConfigs, DeleteTopics")
     producer = KafkaProducer(bootstrap_servers=broker.bootstrap, api_version=api_version,
                              compression_type=codec, acks="all")
     admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap, api_version=(0, 11))
@@ -168,11 +174,6 @@ def test_kafka_python_speaking_old_protocols(broker, topic, compat, api_version,
     admin.delete_topics([f"{topic}-doomed"])
     wait_until(lambda: f"{topic}-doomed" not in admin.list_topics(), timeout=30, what="topic deleted")
     admin.close()
-    level = ".".join(map(str, api_version))
-    compat(client="kafka-python", version=kafka_python.__version__,
-           level=f"Kafka {level} (message format {0 if api_version == (0, 9) else 1}), {codec}; admin at 0.11",
-           calls="produce (keys), group of two, commit, committed, CreateTopics, AlterConfigs, "
-                 "DescribeConfigs, DeleteTopics")
 
 
 OLD_VENV_PYTHON = REPO_ROOT / ".venv-old-clients" / "bin" / "python"
@@ -184,6 +185,10 @@ def test_oldest_kafka_python(broker, topic, compat, api_version, admin_version):
     """kafka-python 1.4.3 (2018), the oldest release that runs on this Python, from its
     own venv, at the protocol of Kafka 0.9 (message format 0), 0.10.1 (format 1) and
     1.0 (format 2); admin calls through its protocol classes (it has no admin client)."""
+    compat(client="kafka-python (oldest that runs on Python 3.11)", version="1.4.3",
+           level=f"Kafka {api_version}, gzip",
+           calls=f"produce (keys), group of two, commit, committed, CreateTopics v{admin_version}, "
+                 "DescribeConfigs v0, DeleteTopics v0")
     assert OLD_VENV_PYTHON.is_file(), "run scripts/install-test-deps.sh (.venv-old-clients)"
     out = json.loads(run_tool([str(OLD_VENV_PYTHON), str(OLD_KAFKA_PYTHON), broker.bootstrap, topic,
                                api_version, "gzip", str(admin_version)], timeout=150).stdout)
@@ -197,10 +202,6 @@ def test_oldest_kafka_python(broker, topic, compat, api_version, admin_version):
         "retention_ms": [["retention.ms", "604800000"]],
         "deleted": [[f"{topic}-doomed", 0]],
     }
-    compat(client="kafka-python (oldest that runs on Python 3.11)", version=out["version"],
-           level=f"Kafka {api_version}, gzip",
-           calls=f"produce (keys), group of two, commit, committed, CreateTopics v{admin_version}, "
-                 "DescribeConfigs v0, DeleteTopics v0")
 
 
 OLD_KAFKAJS = REPO_ROOT / "tests" / "interop" / "js-old"
@@ -213,6 +214,10 @@ def test_oldest_kafkajs(broker, topic, compat):
     and gzip. It has no admin client (that came in 1.1.0, and 1.1.0 and 1.2.0 are not on
     npm; 1.0.0 and 1.0.1 have none), so the admin calls are made with 1.3.0, the oldest
     release on npm that has one."""
+    compat(client="kafkajs (oldest with a consumer on npm)", version="0.8.1, admin client 1.3.0",
+           level="Produce v2, Fetch v3 (message format 1), JoinGroup v0, OffsetCommit v2, gzip",
+           calls="produce (keys), group of two, commit; with 1.3.0: CreateTopics, fetchOffsets (OffsetFetch), "
+                 "setOffsets")
     script = OLD_KAFKAJS / "oldcheck.mjs"
     assert (OLD_KAFKAJS / "node_modules" / "kafkajs-0.8.1").is_dir(), \
         "run scripts/install-test-deps.sh (tests/interop/js-old)"
@@ -227,7 +232,3 @@ def test_oldest_kafkajs(broker, topic, compat):
         "committed": {"0": 10, "1": 10},
         "set_offsets": {"0": 3, "1": 7},
     }
-    compat(client="kafkajs (oldest with a consumer on npm)", version=f"{out['client']}, admin client {out['admin']}",
-           level="Produce v2, Fetch v3 (message format 1), JoinGroup v0, OffsetCommit v2, gzip",
-           calls="produce (keys), group of two, commit; with 1.3.0: CreateTopics, fetchOffsets (OffsetFetch), "
-                 "setOffsets")

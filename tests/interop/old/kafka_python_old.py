@@ -74,9 +74,6 @@ def main():
             with lock:
                 assigned[i] = {tp.partition for tp in c.assignment()}
             c.commit()
-        if i == 0:
-            for p in (0, 1):
-                committed[str(p)] = c.committed(TopicPartition(topic, p))
         c.close()
 
     threads = [threading.Thread(target=member, args=(i,)) for i in (0, 1)]
@@ -89,13 +86,20 @@ def main():
         if done or time.time() > deadline:
             break
         time.sleep(0.05)
-    # Both members commit what they read on their next loop before stopping.
-    time.sleep(0)
+    # Each member's loop ends with a commit of what it read, so once both have
+    # stopped, the group's offsets are read back by a consumer of their own.
     stop.set()
     for t in threads:
         t.join(30)
     if not done:
         raise SystemExit("timed out: %d records, assignments %r" % (len(seen), assigned))
+    if any(t.is_alive() for t in threads):
+        raise SystemExit("a member did not stop within 30 s")
+    reader = KafkaConsumer(bootstrap_servers=bootstrap, api_version=api_version,
+                           group_id=topic + "-group", enable_auto_commit=False)
+    for p in (0, 1):
+        committed[str(p)] = reader.committed(TopicPartition(topic, p))
+    reader.close()
     out["members"] = sorted(len(a) for a in assigned)
     out["committed"] = committed
     out["consumed"] = [{"partition": p, "offset": o, "key": k, "value": v}
