@@ -81,13 +81,8 @@ impl LeaderEpochCache {
     /// may have recorded an epoch it never wrote a batch in, and then replicates
     /// batches of a lower epoch from the leader that won instead.
     pub fn assign(&mut self, epoch: i32, start_offset: i64) -> io::Result<()> {
-        if epoch < 0 || start_offset < 0 {
+        if !self.would_assign(epoch, start_offset) {
             return Ok(());
-        }
-        if let Some(latest) = self.latest() {
-            if epoch == latest.epoch && start_offset >= latest.start_offset {
-                return Ok(());
-            }
         }
         let before = self.entries.clone();
         self.entries
