@@ -478,23 +478,26 @@ impl HostedPartition {
         };
         plan.sync()
             .map_err(|e| SyncError::Storage(format!("flushing {}: {e}", self.topic_partition)))?;
-        let executed = {
+        let (executed, synced_end) = {
             let mut shell = lock(&self.shell);
             let synced_end = {
                 let mut log = lock(&self.log);
                 log.complete_flush(&plan);
                 plan.up_to().min(log.log_end_offset().0)
             };
-            self.step(
+            let executed = self.step(
                 &mut shell,
                 Input::Appended {
                     log_end_offset: synced_end,
                 },
                 None,
-            )
+            );
+            (executed, synced_end)
         };
         self.after(executed);
-        Ok(plan.up_to())
+        // Not the plan's end: a truncation while the fsync ran lowered the log end,
+        // and offsets past it were never synced as what they now hold.
+        Ok(synced_end)
     }
 
     /// Syncs the log in the background if `flush.ms` (or `flush.messages` with

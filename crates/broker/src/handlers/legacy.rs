@@ -33,6 +33,7 @@ use protocol::records::message_set::{self, MessageSetError};
 use protocol::ErrorCode;
 
 use super::{route, Reply, RequestContext};
+use crate::runtime::blocking;
 
 /// The most bytes one partition's compressed messages may decompress to, on
 /// produce and on fetch (64 MiB, as `validate::max_decompressed_bytes` allows at
@@ -53,8 +54,22 @@ struct Carried {
 /// Serves `ctx.api_version`, below `bridge` (the handler's lowest version).
 pub async fn handle(ctx: &RequestContext, bridge: i16, body: Bytes) -> Reply {
     let version = ctx.api_version;
-    let mut carried = Carried::default();
-    let bridged = match bridge_request(ctx.api_key, version, bridge, body, &mut carried) {
+    // Produce and Fetch convert message sets, decompressing up to
+    // MAX_DECOMPRESSED_BYTES a partition: off the runtime workers, as produce.rs
+    // keeps compressed batches off them.
+    let off_workers = matches!(ctx.api_key, ApiKey::Produce | ApiKey::Fetch);
+    let api_key = ctx.api_key;
+    let convert_request = move || {
+        let mut carried = Carried::default();
+        let bridged = bridge_request(api_key, version, bridge, body, &mut carried);
+        (bridged, carried)
+    };
+    let (bridged, carried) = if off_workers {
+        blocking(convert_request).await
+    } else {
+        convert_request()
+    };
+    let bridged = match bridged {
         Ok(bridged) => bridged,
         Err(reason) => {
             tracing::debug!(api = ?ctx.api_key, version, peer = %ctx.peer, %reason, "malformed legacy request");
@@ -79,7 +94,14 @@ pub async fn handle(ctx: &RequestContext, bridge: i16, body: Bytes) -> Reply {
         }
         other => return other,
     };
-    match bridge_response(ctx, bridge, frame.slice(frame::SIZE_PREFIX_LEN..), carried) {
+    let answer = frame.slice(frame::SIZE_PREFIX_LEN..);
+    let answered = if off_workers {
+        let ctx = ctx.clone();
+        blocking(move || bridge_response(&ctx, bridge, answer, carried)).await
+    } else {
+        bridge_response(ctx, bridge, answer, carried)
+    };
+    match answered {
         Ok(reply) => reply,
         Err(reason) => {
             tracing::error!(api = ?ctx.api_key, version, %reason, "cannot answer a legacy request");

@@ -184,7 +184,14 @@ fn append_all(
     let mut pending = Pending::default();
     let mut results = Vec::with_capacity(targets.len());
     for (at, target) in targets.into_iter().enumerate() {
-        let outcome = match append_target(&target, acks, timeout_ms, mode, at, &mut pending) {
+        // A partition named twice keeps the request's order: once one of its
+        // appends is deferred, so are the ones after it.
+        let attempted = if behind_a_deferred_append(&pending, &target) {
+            None
+        } else {
+            append_target(&target, acks, timeout_ms, mode, at, &mut pending)
+        };
+        let outcome = match attempted {
             Some(outcome) => outcome,
             None => {
                 // Filled in by `append_deferred`.
@@ -200,6 +207,16 @@ fn append_all(
         results.push((target.topic_index, target.index, outcome));
     }
     (results, pending)
+}
+
+fn behind_a_deferred_append(pending: &Pending, target: &Target) -> bool {
+    let Ok(partition) = &target.partition else {
+        return false;
+    };
+    pending
+        .deferred
+        .iter()
+        .any(|(_, d)| matches!(&d.partition, Ok(p) if Arc::ptr_eq(p, partition)))
 }
 
 /// Makes the appends `append_all` could not make on the request's task. Blocking.
