@@ -107,6 +107,9 @@ pub async fn serve<C: Connection>(
             continue;
         }
         tokio::select! {
+            // In this order: an answer ready goes out before the next request is
+            // taken.
+            biased;
             // Shutting down: what is owed is answered (as a request being handled
             // is finished), nothing more is read.
             _ = shutdown.changed(), if !closing => {
