@@ -131,6 +131,23 @@ async fn floors(client: &mut Client) -> Vec<(i16, i16)> {
         .collect()
 }
 
+/// Creates `topic` with CreateTopics of `version`.
+async fn create_topic(c: &mut Client, version: i16, topic: &str, partitions: i32) {
+    let created: old::CreateTopicsResponse = c
+        .call(
+            ApiKey::CreateTopics,
+            version,
+            &old::CreateTopicsRequest::default()
+                .with_timeout_ms(5000)
+                .with_topics(vec![old::create_topics_request::CreatableTopic::default()
+                    .with_name(name(topic))
+                    .with_num_partitions(partitions)
+                    .with_replication_factor(1)]),
+        )
+        .await;
+    assert_eq!(created.topics[0].error_code, 0);
+}
+
 fn produce(topic: &str, set: Bytes) -> old::ProduceRequest {
     use old::produce_request::{PartitionProduceData, TopicProduceData};
     old::ProduceRequest::default()
@@ -182,19 +199,7 @@ async fn old_clients_produce_and_fetch_message_sets() {
         ]
     );
     let topic = "legacy";
-    let created: old::CreateTopicsResponse = c
-        .call(
-            ApiKey::CreateTopics,
-            0,
-            &old::CreateTopicsRequest::default()
-                .with_timeout_ms(5000)
-                .with_topics(vec![old::create_topics_request::CreatableTopic::default()
-                    .with_name(name(topic))
-                    .with_num_partitions(1)
-                    .with_replication_factor(1)]),
-        )
-        .await;
-    assert_eq!(created.topics[0].error_code, 0);
+    create_topic(&mut c, 0, topic, 1).await;
 
     // Produce v0 (magic 0), v2 (magic 1, gzip): four records at offsets 0-3.
     let r: old::ProduceResponse = c
@@ -316,19 +321,7 @@ async fn one_decompression_budget_covers_a_whole_legacy_request() {
     let (broker, _dir) = start(None).await;
     let mut c = Client::connect(broker.addresses[0]).await;
     let topic = "bounded";
-    let created: old::CreateTopicsResponse = c
-        .call(
-            ApiKey::CreateTopics,
-            0,
-            &old::CreateTopicsRequest::default()
-                .with_timeout_ms(5000)
-                .with_topics(vec![old::create_topics_request::CreatableTopic::default()
-                    .with_name(name(topic))
-                    .with_num_partitions(1)
-                    .with_replication_factor(1)]),
-        )
-        .await;
-    assert_eq!(created.topics[0].error_code, 0);
+    create_topic(&mut c, 0, topic, 1).await;
     // 80 partitions' worth (one partition named 80 times) of 1 MiB each once
     // decompressed, in a request of under 400 KiB: each alone is far under the
     // 64 MiB bound, together they are 80 MiB.
@@ -380,19 +373,7 @@ async fn old_admin_and_offset_versions_are_answered() {
     let (broker, _dir) = start(Some(true)).await;
     let mut c = Client::connect(broker.addresses[0]).await;
     let topic = "admin";
-    let created: old::CreateTopicsResponse = c
-        .call(
-            ApiKey::CreateTopics,
-            1,
-            &old::CreateTopicsRequest::default()
-                .with_timeout_ms(5000)
-                .with_topics(vec![old::create_topics_request::CreatableTopic::default()
-                    .with_name(name(topic))
-                    .with_num_partitions(2)
-                    .with_replication_factor(1)]),
-        )
-        .await;
-    assert_eq!(created.topics[0].error_code, 0);
+    create_topic(&mut c, 1, topic, 2).await;
 
     // DescribeConfigs v0: is_default marks Kafka's defaults.
     use old::describe_configs_request::DescribeConfigsResource;
