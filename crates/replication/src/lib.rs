@@ -12,6 +12,9 @@
 pub mod epochs;
 pub mod error;
 pub mod events;
+mod fetch_types;
+pub mod fetcher;
+pub mod fetcher_manager;
 pub mod hosting;
 pub mod partition;
 pub mod replica;
@@ -22,6 +25,8 @@ pub use events::{
     AckId, AliveBroker, Command, EpochEndOffset, Input, IsrChangeError, IsrMember, LogOffsets,
     PartitionMetadata, ReplicationConfig,
 };
+pub use fetcher::{Fetcher, FetcherCommand, FetcherConfig};
+pub use fetcher_manager::{fetcher_id, FetcherKey, FetcherManager};
 pub use hosting::HostingCommand;
 pub use partition::{Partition, PartitionState};
 pub use replica::FollowerState;
