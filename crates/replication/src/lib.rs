@@ -19,6 +19,10 @@ pub mod hosting;
 pub mod partition;
 pub mod replica;
 
+#[cfg(test)]
+#[path = "replicas_tests.rs"]
+mod replicas_tests;
+
 pub use epochs::{FetchStart, LogEpochs, UNDEFINED_EPOCH_END};
 pub use error::{AckError, IsolationLevel, ReplicationError};
 pub use events::{
