@@ -18,6 +18,7 @@ pub mod fetcher_manager;
 pub mod hosting;
 pub mod partition;
 pub mod replica;
+pub mod roles;
 
 #[cfg(test)]
 #[path = "replicas_tests.rs"]
@@ -34,3 +35,4 @@ pub use fetcher_manager::{fetcher_id, FetcherKey, FetcherManager};
 pub use hosting::HostingCommand;
 pub use partition::{Partition, PartitionState};
 pub use replica::FollowerState;
+pub use roles::{apply_delta, RoleChange, RoleCommand};
