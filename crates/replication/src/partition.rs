@@ -286,6 +286,13 @@ impl Partition {
         Ok(())
     }
 
+    /// The earliest deadline of a waiting acks=all produce: the shell feeds
+    /// [`Input::Tick`] then (Kafka's purgatory timer), as well as every
+    /// `replica.lag.time.max.ms / 2` for ISR shrinks.
+    pub fn next_ack_deadline_ms(&self) -> Option<i64> {
+        self.pending_acks.values().map(|ack| ack.deadline_ms).min()
+    }
+
     /// The smallest log start offset over the replicas that have reported one
     /// (the "low watermark" DeleteRecords waits for), while leading.
     pub fn low_watermark(&self) -> Option<i64> {
@@ -882,3 +889,7 @@ mod tests;
 #[cfg(test)]
 #[path = "isr_tests.rs"]
 mod isr_tests;
+
+#[cfg(test)]
+#[path = "acks_tests.rs"]
+mod acks_tests;

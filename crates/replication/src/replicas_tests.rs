@@ -92,6 +92,8 @@ struct Cluster {
     answers: BTreeMap<AckId, Result<(), AckError>>,
     next_ack: AckId,
     inputs: VecDeque<(i32, Input)>,
+    /// Kafka's isr-expiration task: every `replica.lag.time.max.ms / 2`.
+    next_isr_expiration_ms: i64,
 }
 
 fn log_config() -> Arc<LogConfig> {
@@ -158,6 +160,7 @@ impl Cluster {
             answers: BTreeMap::new(),
             next_ack: 0,
             inputs: VecDeque::new(),
+            next_isr_expiration_ms: T0 + config.isr_expiration_interval_ms(),
         };
         let alive: BTreeMap<i32, AliveBroker> = ids
             .iter()
@@ -458,9 +461,20 @@ impl Cluster {
             }
         }
         self.clock.advance(STEP_MS);
+        // The shell ticks a partition at the isr-expiration interval and at its
+        // earliest acks=all deadline.
+        let now = self.now();
+        let isr_expiration = now >= self.next_isr_expiration_ms;
+        if isr_expiration {
+            self.next_isr_expiration_ms += LAG_MS / 2;
+        }
         let ids: Vec<i32> = self.nodes.keys().copied().collect();
         for id in ids {
-            self.feed(id, Input::Tick);
+            let partition = &self.node(id).replica.partition;
+            let deadline = partition.next_ack_deadline_ms().is_some_and(|at| at <= now);
+            if isr_expiration || deadline {
+                self.feed(id, Input::Tick);
+            }
         }
     }
 
@@ -789,6 +803,30 @@ fn acks_all_is_answered_only_once_the_follower_has_the_records() {
         "answered once the follower had offset 14"
     );
     assert_eq!(c.hw(1), 15);
+}
+
+/// Leadership moves while an acks=all produce waits: it is answered
+/// NOT_LEADER_OR_FOLLOWER, and the records it wrote (never acknowledged, never
+/// replicated) are dropped when the old leader follows the new one.
+#[test]
+fn a_waiting_produce_fails_when_leadership_moves_and_its_records_are_dropped() {
+    let mut c = Cluster::new(&[1, 2], 1, fetcher_config());
+    c.produce(1, 10).unwrap();
+    c.run_until(100, "replicated", |c| c.hw(1) == 10 && c.leo(2) == 10);
+    c.cut_link(1, 2);
+    let (_, ack) = c.produce(-1, 5).unwrap();
+    let ack = ack.unwrap();
+    c.step();
+    assert_eq!(c.answers.get(&ack), None);
+    c.elect(2, &[2]);
+    assert_eq!(c.answers[&ack], Err(AckError::NotLeaderOrFollower));
+    c.produce(1, 3).unwrap();
+    c.heal();
+    c.run_until(500, "the old leader follows", |c| {
+        c.leo(1) == 13 && c.hw(1) == 13
+    });
+    assert!(c.bytes_below(1, 13) == c.bytes_below(2, 13));
+    assert_eq!(c.epochs(1), vec![(0, 0), (1, 10)]);
 }
 
 /// The follower stays away past replica.lag.time.max.ms: the ISR shrinks to
