@@ -864,3 +864,40 @@ fn a_lagging_follower_leaves_the_isr_and_acks_all_fails_as_kafka_does() {
     });
     assert_eq!(c.answers[&ack.unwrap()], Ok(()));
 }
+
+/// A follower away while its leader deleted the records it would fetch next
+/// (DeleteRecords past its log end) gets OFFSET_OUT_OF_RANGE, asks the leader
+/// for its offsets, restarts its log at the leader's log start and copies the
+/// rest byte for byte.
+#[test]
+fn a_follower_behind_the_leaders_log_start_restarts_there() {
+    let mut c = Cluster::new(&[1, 2], 1, fetcher_config());
+    c.produce(1, 100).unwrap();
+    c.run_until(100, "replicated", |c| c.leo(2) == 100 && c.hw(1) == 100);
+    c.cut_link(1, 2);
+    for _ in 0..90 {
+        c.produce(1, 10).unwrap();
+    }
+    c.run_until(1_000, "the follower left the ISR", |c| c.hw(1) == 1_000);
+    let start = {
+        let node = c.nodes.get_mut(&1).unwrap();
+        let hw = node.replica.partition.high_watermark();
+        node.replica.log.delete_records_before(800, hw).unwrap()
+    };
+    assert_eq!(start, 800);
+    c.feed(
+        1,
+        Input::LogStartMoved {
+            log_start_offset: 800,
+        },
+    );
+    c.heal();
+    c.run_until(500, "the follower caught up", |c| {
+        c.leo(2) == 1_000 && c.hw(2) == 1_000
+    });
+    let follower = &c.node(2).replica.log;
+    assert_eq!(follower.log_start_offset().0, 800);
+    assert!(c.bytes_below(2, 1_000) == c.bytes_below(1, 1_000));
+    assert_eq!(c.epochs(2), c.epochs(1));
+    c.run_until(1_000, "back in the ISR", |c| c.metadata.isr == vec![1, 2]);
+}
