@@ -149,7 +149,9 @@ pub enum LocalWriteError {
     /// The fetched records are corrupt or invalid: skip them and fetch again after
     /// the back-off (they may be a transient state of the leader's log).
     InvalidRecords,
-    /// The log is gone or its directory failed: stop fetching this partition.
+    /// The log is gone, its directory failed, or the fetch offset is not its log
+    /// end (a write raced the fetcher): stop fetching this partition until
+    /// metadata adds it again (Kafka's `markPartitionFailed`).
     Storage,
 }
 

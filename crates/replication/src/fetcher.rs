@@ -14,7 +14,11 @@
 //! A partition that waits for the shell (a local append or truncation, or a
 //! ListOffsets answer after OFFSET_OUT_OF_RANGE) is neither fetched nor
 //! truncated until the answer comes. One request (Fetch or OffsetForLeaderEpoch)
-//! is in flight at a time, as Kafka's fetcher thread sends one at a time.
+//! is in flight at a time, as Kafka's fetcher thread sends one at a time. The
+//! shell runs a fetcher's commands to completion (the local writes included)
+//! before it feeds that fetcher anything else, partitions added or removed
+//! included: Kafka's thread does all of it under its partition lock, and the
+//! fetch offset of a partition added is read from its log.
 //!
 //! Answers per partition (Kafka's `processFetchRequest`), only when the partition
 //! is still here, ready, and was fetched at its current offset:
