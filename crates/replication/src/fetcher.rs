@@ -623,11 +623,13 @@ impl Fetcher {
     }
 
     /// Consumes a ListOffsets answer after OFFSET_OUT_OF_RANGE (Kafka's
-    /// `fetchOffsetAndTruncate`).
+    /// `fetchOffsetAndTruncate`), asked at `requested_epoch` (the command's
+    /// `current_leader_epoch`): an answer to an earlier question is dropped.
     pub fn on_leader_offset(
         &mut self,
         now_ms: i64,
         tp: &TopicPartition,
+        requested_epoch: i32,
         answer: Result<i64, ErrorCode>,
         logs: &dyn FollowerLogs,
     ) -> Vec<FetcherCommand> {
@@ -643,6 +645,9 @@ impl Fetcher {
         else {
             return commands;
         };
+        if current_leader_epoch != requested_epoch {
+            return commands;
+        }
         state.waiting = None;
         let offset = match answer {
             Ok(offset) => offset,

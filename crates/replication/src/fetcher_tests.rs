@@ -528,7 +528,7 @@ fn list_offsets(which: LeaderOffset) -> FetcherCommand {
 fn a_leader_with_a_shorter_log_is_followed_down() {
     let (mut f, mut logs) = out_of_range_fetcher(30);
     assert_eq!(
-        f.on_leader_offset(T0, &tp(0), Ok(25), &logs),
+        f.on_leader_offset(T0, &tp(0), 5, Ok(25), &logs),
         vec![truncate(0, 25)]
     );
     logs.truncate(&tp(0), 25);
@@ -543,11 +543,11 @@ fn a_leader_with_a_shorter_log_is_followed_down() {
 fn a_log_below_the_leaders_log_start_restarts_there() {
     let (mut f, mut logs) = out_of_range_fetcher(30);
     assert_eq!(
-        f.on_leader_offset(T0, &tp(0), Ok(500), &logs),
+        f.on_leader_offset(T0, &tp(0), 5, Ok(500), &logs),
         vec![list_offsets(LeaderOffset::Earliest)]
     );
     assert_eq!(
-        f.on_leader_offset(T0, &tp(0), Ok(100), &logs),
+        f.on_leader_offset(T0, &tp(0), 5, Ok(100), &logs),
         vec![FetcherCommand::TruncateFullyAndStartAt {
             topic_partition: tp(0),
             offset: 100
@@ -565,8 +565,8 @@ fn a_log_below_the_leaders_log_start_restarts_there() {
 #[test]
 fn a_log_within_the_leaders_fetches_again_from_its_end() {
     let (mut f, logs) = out_of_range_fetcher(30);
-    f.on_leader_offset(T0, &tp(0), Ok(500), &logs);
-    assert_eq!(f.on_leader_offset(T0, &tp(0), Ok(10), &logs), vec![]);
+    f.on_leader_offset(T0, &tp(0), 5, Ok(500), &logs);
+    assert_eq!(f.on_leader_offset(T0, &tp(0), 5, Ok(10), &logs), vec![]);
     assert_eq!(
         f.poll(T0, &logs),
         vec![fetch(vec![fetch_partition(0, 30, 5, 3)])]
@@ -574,10 +574,30 @@ fn a_log_within_the_leaders_fetches_again_from_its_end() {
 }
 
 #[test]
+fn a_list_offsets_answer_to_an_older_epoch_is_dropped() {
+    let (mut f, logs) = out_of_range_fetcher(30);
+    // Metadata moves the partition to epoch 6, whose fetch is out of range too.
+    f.add_partitions(vec![(tp(0), initial(6))], &logs);
+    assert_eq!(
+        f.poll(T0, &logs),
+        vec![fetch(vec![fetch_partition(0, 30, 6, 3)])]
+    );
+    let out_of_range = Ok(vec![answer(0, ErrorCode::OffsetOutOfRange)]);
+    f.on_fetch_response(T0, out_of_range, &logs);
+    // The answer to epoch 5's question arrives late: dropped, epoch 6's still owed.
+    assert_eq!(f.on_leader_offset(T0, &tp(0), 5, Ok(25), &logs), vec![]);
+    assert!(f.partition(&tp(0)).unwrap().is_waiting());
+    assert_eq!(
+        f.on_leader_offset(T0, &tp(0), 6, Ok(25), &logs),
+        vec![truncate(0, 25)]
+    );
+}
+
+#[test]
 fn list_offsets_errors_back_off_or_fence() {
     let (mut f, logs) = out_of_range_fetcher(30);
     let not_leader = Err(ErrorCode::NotLeaderOrFollower);
-    assert_eq!(f.on_leader_offset(T0, &tp(0), not_leader, &logs), vec![]);
+    assert_eq!(f.on_leader_offset(T0, &tp(0), 5, not_leader, &logs), vec![]);
     assert_eq!(
         f.partition(&tp(0)).unwrap().delayed_until_ms,
         Some(T0 + 1000)
@@ -585,7 +605,7 @@ fn list_offsets_errors_back_off_or_fence() {
     let (mut f, logs) = out_of_range_fetcher(30);
     let fenced = Err(ErrorCode::FencedLeaderEpoch);
     assert_eq!(
-        f.on_leader_offset(T0, &tp(0), fenced, &logs),
+        f.on_leader_offset(T0, &tp(0), 5, fenced, &logs),
         vec![FetcherCommand::PartitionFailed {
             topic_partition: tp(0)
         }]

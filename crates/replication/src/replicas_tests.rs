@@ -505,7 +505,13 @@ impl Cluster {
                     };
                     let node = self.nodes.get_mut(&id).unwrap();
                     let fetcher = node.fetchers.fetcher_mut(key).unwrap();
-                    fetcher.on_leader_offset(now, &topic_partition, answer, &node.replica)
+                    fetcher.on_leader_offset(
+                        now,
+                        &topic_partition,
+                        current_leader_epoch,
+                        answer,
+                        &node.replica,
+                    )
                 }
                 FetcherCommand::SendOffsetsForLeaderEpoch(_) => {
                     panic!("the leader truncates on fetch")
