@@ -165,6 +165,14 @@ impl ClusterImage {
         records
     }
 
+    /// Whether `broker` is registered, unfenced and not in controlled shutdown:
+    /// what Kafka calls active, the brokers that may join an ISR or lead.
+    pub fn is_active(&self, broker: i32) -> bool {
+        self.brokers
+            .get(&broker)
+            .is_some_and(|b| !b.fenced && !b.in_controlled_shutdown)
+    }
+
     pub fn topic(&self, name: &str) -> Option<&TopicImage> {
         self.topics.get(name)
     }

@@ -10,6 +10,7 @@ pub mod controller;
 pub mod error;
 pub mod image;
 pub mod legacy;
+pub mod placement;
 pub mod records;
 pub mod replay;
 pub mod topic_name;
