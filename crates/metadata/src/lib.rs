@@ -10,6 +10,7 @@ pub mod controller;
 pub mod error;
 pub mod image;
 pub mod legacy;
+pub mod partition_change;
 pub mod placement;
 pub mod records;
 pub mod replay;
