@@ -6,6 +6,8 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod broker_heartbeats;
+pub mod cluster_control;
 pub mod controller;
 pub mod error;
 pub mod image;
@@ -21,7 +23,7 @@ pub use controller::{
     Controller, ControllerConfig, CreateTopicOutcome, CreatedTopic, DeleteTarget,
     DeleteTopicOutcome, PartitionIncrease, TopicSpec,
 };
-pub use error::ControllerError;
+pub use error::{BrokerRequestError, ControllerError};
 pub use image::{BrokerInfo, ClusterImage, PartitionImage, TopicImage};
 pub use records::{BrokerFeature, ConfigResource, Endpoint, FencingChange, MetadataRecord};
 pub use replay::{MetadataReplay, ReplayError};
