@@ -6,6 +6,7 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod alter_partition;
 pub mod broker_heartbeats;
 pub mod cluster_control;
 pub mod controller;
@@ -14,6 +15,7 @@ pub mod image;
 pub mod legacy;
 pub mod partition_change;
 pub mod placement;
+pub mod producer_ids;
 pub mod records;
 pub mod replay;
 pub mod topic_name;
