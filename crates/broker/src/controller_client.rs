@@ -256,7 +256,10 @@ impl ControllerClient {
     /// The effective log config of a topic: its overrides over the broker defaults.
     pub fn log_config_for(&self, topic: &TopicImage) -> Arc<LogConfig> {
         let image = self.metadata.image();
-        resolve_log_config(&crate::configs::topic_defaults(&self.config, &image), topic)
+        crate::configs::resolve_log_config(
+            &crate::configs::topic_defaults(&self.config, &image),
+            topic,
+        )
     }
 
     /// CreateTopics: decide, and unless validating only, commit.
@@ -408,19 +411,4 @@ impl ControllerClient {
 /// The offset the next entry appended to the quorum's log gets.
 fn next_offset(quorum: &Quorum) -> u64 {
     quorum.status().last_log_index.map_or(0, |i| i + 1)
-}
-
-pub fn resolve_log_config(
-    defaults: &BTreeMap<String, String>,
-    topic: &TopicImage,
-) -> Arc<LogConfig> {
-    match LogConfig::resolve(&topic.configs, defaults) {
-        Ok(resolved) => Arc::new(resolved),
-        Err(e) => {
-            // Configs are validated before they are committed; a value that no
-            // longer validates (a newer rule) falls back to the broker defaults.
-            tracing::error!(topic = %topic.name, error = %e, "topic config is invalid; using broker defaults");
-            Arc::new(LogConfig::resolve(&Default::default(), defaults).unwrap_or_default())
-        }
-    }
 }

@@ -19,7 +19,7 @@ use quorum::AppliedImage;
 use tokio::sync::watch;
 
 use crate::config::BrokerConfig;
-use crate::controller_client::resolve_log_config;
+use crate::configs::resolve_log_config;
 use crate::replica_manager::ReplicaManager;
 use crate::runtime::blocking;
 
