@@ -122,10 +122,23 @@ impl PublishedMetadata {
     }
 }
 
-/// Acts on every image the quorum applies, then publishes it, until shutdown.
+/// Whether the publisher acts on an image at `offset`: one it has not acted on
+/// yet, and not older than the metadata had caught up to at start-up.
+fn acts_on(offset: i64, caught_up: i64, last: Option<i64>) -> bool {
+    offset >= caught_up && last.is_none_or(|l| offset > l)
+}
+
+/// Acts on every image the quorum applies from `caught_up` on, then publishes
+/// it, until shutdown.
+///
+/// `caught_up` is the offset the metadata had caught up to at start-up. An
+/// older image (the snapshot's, before openraft re-applies the log after it)
+/// is never acted on: the replica manager deletes the logs of partitions an
+/// image does not show, and that image does not show what was created since.
 pub async fn run_publisher(
     metadata: Arc<PublishedMetadata>,
     mut images: watch::Receiver<AppliedImage>,
+    caught_up: i64,
     replicas: Arc<ReplicaManager>,
     config: Arc<BrokerConfig>,
     mut shutdown: watch::Receiver<bool>,
@@ -133,7 +146,7 @@ pub async fn run_publisher(
     let mut last: Option<i64> = None;
     loop {
         let applied = images.borrow_and_update().clone();
-        if last.is_none_or(|l| applied.offset > l) {
+        if acts_on(applied.offset, caught_up, last) {
             last = Some(applied.offset);
             let replicas = Arc::clone(&replicas);
             let config = Arc::clone(&config);
@@ -164,6 +177,19 @@ pub async fn run_publisher(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nothing_older_than_the_start_up_catch_up_is_acted_on() {
+        // The snapshot's image before the log after it is re-applied.
+        assert!(!acts_on(3, 9, None));
+        assert!(acts_on(9, 9, None));
+        assert!(
+            acts_on(-1, -1, None),
+            "a new node has nothing to catch up with"
+        );
+        assert!(!acts_on(9, 9, Some(9)), "acted on already");
+        assert!(acts_on(10, 9, Some(9)));
+    }
 
     #[tokio::test]
     async fn a_waiter_sees_the_publication_that_covers_its_offset() {

@@ -130,7 +130,8 @@ pub fn bootstrap_features(
 }
 
 /// Imports a pre-quorum log if there is one, starts the node, and waits until
-/// a single voter leads.
+/// a single voter leads and has applied its whole log (the broker's metadata
+/// has caught up: only then may it act on the image).
 pub async fn start(
     config: &BrokerConfig,
     cluster_id: &str,
@@ -156,6 +157,16 @@ pub async fn start(
         quorum
             .wait_until(LEAD_TIMEOUT, "the single voter to lead", |s| {
                 s.role == Role::Leader && s.leader == Some(quorum_config.node_id)
+            })
+            .await?;
+        // openraft re-applies the log after the newest snapshot once it runs;
+        // until then the image is the snapshot's, older than what the broker's
+        // logs were made under. Nothing may act on it: the replica manager
+        // would delete the logs of topics it does not show yet. A leader has
+        // committed its whole log, so "caught up" is "all of it applied".
+        quorum
+            .wait_until(LEAD_TIMEOUT, "the metadata log to be applied", |s| {
+                s.last_applied_index == s.last_log_index
             })
             .await?;
     }

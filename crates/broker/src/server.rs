@@ -166,9 +166,12 @@ fn build(opened: Opened, tasks: &mut Vec<tokio::task::JoinHandle<()>>) -> Arc<Br
         settings.replica_lag_time_max_ms,
     ));
     // Act on every image the quorum applies, then publish it.
+    // The quorum has applied its whole log by now (`metadata_quorum::start`).
+    let caught_up = quorum.status().last_applied_index.map_or(-1, |i| i as i64);
     tasks.push(tokio::spawn(crate::metadata_publisher::run_publisher(
         Arc::clone(&metadata),
         quorum.images(),
+        caught_up,
         Arc::clone(&replicas),
         Arc::new(config.clone()),
         shutdown.signal(),

@@ -99,6 +99,10 @@ fn a_restarted_embedded_node_leads_at_once_without_an_election() {
         assert_eq!((status.role, status.leader), (Role::Leader, Some(1)));
         assert_eq!(quorum.voter_count(), 1);
         create(running, vec![spec("t", 2, &[])]).await;
+        // More to replay at the restart, one decision each.
+        for i in 0..10 {
+            create(running, vec![spec(&format!("r{i}"), 1, &[])]).await;
+        }
         status.term
     });
     // A long election timeout: were the node to need an election, it would
@@ -119,10 +123,23 @@ fn a_restarted_embedded_node_leads_at_once_without_an_election() {
             status.term, first,
             "the committed vote restored the leader: no election, no new term"
         );
-        assert_eq!(topic_names(running), vec!["t"]);
+        let mut expected: Vec<String> = (0..10).map(|i| format!("r{i}")).collect();
+        expected.push("t".into());
+        assert_eq!(topic_names(running), expected);
+        // Nothing acted on the image before the log was re-applied: every
+        // partition's log is still hosted (an older image would have had
+        // them deleted as logs no topic owns).
+        for tp in (0..10)
+            .map(|i| TopicPartition::new(format!("r{i}"), 0))
+            .chain((0..2).map(|p| TopicPartition::new("t", p)))
+        {
+            assert!(running.broker.replicas.get(&tp).is_some(), "{tp}");
+            assert!(logs.join(tp.to_string()).is_dir(), "{tp}");
+        }
         // And it decides at once.
         create(running, vec![spec("u", 1, &[])]).await;
-        assert_eq!(topic_names(running), vec!["t", "u"]);
+        expected.push("u".into());
+        assert_eq!(topic_names(running), expected);
     });
 }
 
