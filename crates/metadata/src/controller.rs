@@ -6,11 +6,13 @@
 //! `validate_only` the outcomes are answered and the records dropped.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use uuid::Uuid;
 
 use crate::error::ControllerError;
 use crate::image::ClusterImage;
+use crate::placement::{self, split_mix, PlacementRandom, UsableBroker, GOLDEN_GAMMA};
 use crate::records::{ConfigResource, MetadataRecord};
 use crate::topic_name;
 
@@ -131,23 +133,87 @@ impl<E> DeleteTopicOutcome<E> {
 /// Validates one topic config key and value; the error message goes to the client.
 pub type ConfigValidator<'a> = &'a dyn Fn(&str, &str) -> Result<(), String>;
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct Controller {
     pub config: ControllerConfig,
+    /// The state of the placement draws of [`Controller::create_topics`] and
+    /// [`Controller::create_partitions`] (SplitMix64, from a seed).
+    placement_draws: AtomicU64,
+}
+
+impl Clone for Controller {
+    fn clone(&self) -> Controller {
+        Controller {
+            config: self.config.clone(),
+            placement_draws: AtomicU64::new(self.placement_draws.load(Ordering::Relaxed)),
+        }
+    }
+}
+
+/// Placement draws from a controller's shared SplitMix64 state.
+struct SharedDraws<'a>(&'a AtomicU64);
+
+impl PlacementRandom for SharedDraws<'_> {
+    fn next_int(&mut self, bound: usize) -> usize {
+        let state = self
+            .0
+            .fetch_add(GOLDEN_GAMMA, Ordering::Relaxed)
+            .wrapping_add(GOLDEN_GAMMA);
+        (split_mix(state) % bound.max(1) as u64) as usize
+    }
+}
+
+/// Where new partitions may go: the usable brokers, and the draws that place
+/// them (Kafka's StripedReplicaPlacer, [`crate::placement`]).
+pub struct Placement<'a> {
+    pub usable: Vec<UsableBroker>,
+    pub random: &'a mut dyn PlacementRandom,
 }
 
 impl Controller {
     pub fn new(config: ControllerConfig) -> Controller {
-        Controller { config }
+        Controller {
+            config,
+            placement_draws: AtomicU64::new(0),
+        }
     }
 
-    /// Decides a CreateTopics request.
+    /// A controller whose placements draw from `seed` (a running broker seeds
+    /// it randomly; tests pick one).
+    pub fn with_placement_seed(config: ControllerConfig, seed: u64) -> Controller {
+        Controller {
+            config,
+            placement_draws: AtomicU64::new(seed),
+        }
+    }
+
+    /// Decides a CreateTopics request, placing on the brokers the image shows as
+    /// usable with the controller's own draws.
     pub fn create_topics(
         &self,
         image: &ClusterImage,
         specs: &[TopicSpec],
         validate_config: ConfigValidator<'_>,
         new_id: &mut dyn FnMut() -> Uuid,
+    ) -> (Vec<CreateTopicOutcome>, Vec<MetadataRecord>) {
+        let mut draws = SharedDraws(&self.placement_draws);
+        let mut placement = Placement {
+            usable: placement::usable_brokers(image),
+            random: &mut draws,
+        };
+        self.create_topics_placed(image, specs, validate_config, new_id, &mut placement)
+    }
+
+    /// Decides a CreateTopics request; automatic assignments come from
+    /// `placement`. A partition's ISR is its active replicas (unfenced, not in
+    /// controlled shutdown), led by the first of them.
+    pub fn create_topics_placed(
+        &self,
+        image: &ClusterImage,
+        specs: &[TopicSpec],
+        validate_config: ConfigValidator<'_>,
+        new_id: &mut dyn FnMut() -> Uuid,
+        placement: &mut Placement<'_>,
     ) -> (Vec<CreateTopicOutcome>, Vec<MetadataRecord>) {
         let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
         for spec in specs {
@@ -170,12 +236,12 @@ impl Controller {
             let result = if seen[spec.name.as_str()] > 1 {
                 Err(ControllerError::DuplicateTopicName)
             } else {
-                self.create_one(image, spec, validate_config, &created_keys)
+                self.create_one(image, spec, validate_config, &created_keys, placement)
             };
             let result = result.and_then(|(topic, partitions)| {
                 self.claim_broker_capacity(
                     &mut hosted,
-                    partitions.iter().map(|(_, r)| r.as_slice()),
+                    partitions.iter().map(|(_, r, _)| r.as_slice()),
                 )?;
                 Ok((topic, partitions))
             });
@@ -186,8 +252,8 @@ impl Controller {
                     name: spec.name.clone(),
                     topic_id: topic.topic_id,
                 });
-                for (partition, replicas) in partitions {
-                    records.push(partition_record(topic.topic_id, partition, replicas));
+                for (partition, replicas, isr) in partitions {
+                    records.push(partition_record(topic.topic_id, partition, replicas, isr));
                 }
                 for (name, value) in &topic.configs {
                     records.push(MetadataRecord::Config {
@@ -274,7 +340,8 @@ impl Controller {
         spec: &TopicSpec,
         validate_config: ConfigValidator<'_>,
         created_in_request: &BTreeSet<String>,
-    ) -> Result<(CreatedTopic, Vec<(i32, Vec<i32>)>), ControllerError> {
+        placement: &mut Placement<'_>,
+    ) -> Result<(CreatedTopic, Vec<NewPartition>), ControllerError> {
         if spec.name == "__cluster_metadata" {
             return Err(ControllerError::ClusterMetadataTopic);
         }
@@ -304,15 +371,11 @@ impl Controller {
             validate_config(name, value).map_err(ControllerError::InvalidConfig)?;
             configs.insert(name.clone(), value.clone());
         }
-        let brokers: Vec<i32> = image.brokers.keys().copied().collect();
         let partitions = if !spec.assignments.is_empty() {
             if spec.num_partitions != -1 || spec.replication_factor != -1 {
                 return Err(ControllerError::CountsWithAssignments);
             }
-            self.check_assignments(&spec.assignments, &brokers)?;
-            let mut partitions = spec.assignments.clone();
-            partitions.sort_by_key(|(p, _)| *p);
-            partitions
+            check_assignments(image, &spec.assignments)?
         } else {
             let replication_factor = if spec.replication_factor == -1 {
                 self.config.default_replication_factor
@@ -331,17 +394,35 @@ impl Controller {
                     "Number of partitions was set to an invalid non-positive value.".into(),
                 ));
             }
-            if replication_factor as usize > brokers.len() {
-                return Err(ControllerError::InvalidReplicationFactor(format!("Unable to replicate the partition {replication_factor} time(s): The target replication factor of {replication_factor} cannot be reached because only {} broker(s) are registered.", brokers.len())));
-            }
-            place_replicas(
-                &spec.name,
-                0..num_partitions,
-                replication_factor as usize,
-                &brokers,
+            let cannot = |why: String| {
+                ControllerError::InvalidReplicationFactor(format!(
+                    "Unable to replicate the partition {replication_factor} time(s): {why}"
+                ))
+            };
+            // The request's partition count was bounded before anything is placed.
+            let placed = placement::place(
+                &mut *placement.random,
+                &placement.usable,
+                num_partitions as usize,
+                i32::from(replication_factor),
             )
+            .map_err(|e| cannot(e.to_string()))?;
+            let mut partitions = Vec::with_capacity(placed.len());
+            for (partition, replicas) in (0..num_partitions).zip(placed) {
+                let isr = active_replicas(image, &replicas);
+                if isr.is_empty() {
+                    return Err(cannot(
+                        "All brokers are currently fenced or in controlled shutdown.".into(),
+                    ));
+                }
+                partitions.push((partition, replicas, isr));
+            }
+            partitions
         };
-        let replication_factor = partitions.first().map(|(_, r)| r.len() as i16).unwrap_or(0);
+        let replication_factor = partitions
+            .first()
+            .map(|(_, r, _)| r.len() as i16)
+            .unwrap_or(0);
         Ok((
             CreatedTopic {
                 topic_id: Uuid::nil(),
@@ -351,43 +432,6 @@ impl Controller {
             },
             partitions,
         ))
-    }
-
-    fn check_assignments(
-        &self,
-        assignments: &[(i32, Vec<i32>)],
-        brokers: &[i32],
-    ) -> Result<(), ControllerError> {
-        let mut indexes: Vec<i32> = assignments.iter().map(|(p, _)| *p).collect();
-        indexes.sort_unstable();
-        if indexes.iter().enumerate().any(|(i, p)| *p != i as i32) {
-            return Err(ControllerError::InvalidReplicaAssignment(
-                "Partitions should be a consecutive 0-based integer sequence".into(),
-            ));
-        }
-        let rf = assignments[0].1.len();
-        for (partition, replicas) in assignments {
-            if replicas.is_empty() {
-                return Err(ControllerError::InvalidReplicaAssignment(format!(
-                    "Partition {partition} has no replicas"
-                )));
-            }
-            if replicas.len() != rf {
-                return Err(ControllerError::InvalidReplicaAssignment(
-                    "All partitions should have the same number of replicas".into(),
-                ));
-            }
-            let unique: BTreeSet<i32> = replicas.iter().copied().collect();
-            if unique.len() != replicas.len() {
-                return Err(ControllerError::InvalidReplicaAssignment(format!(
-                    "Duplicate brokers in the assignment of partition {partition}"
-                )));
-            }
-            if let Some(missing) = replicas.iter().find(|b| !brokers.contains(b)) {
-                return Err(ControllerError::InvalidReplicaAssignment(format!("The manual partition assignment includes broker {missing}, but no such broker is registered.")));
-            }
-        }
-        Ok(())
     }
 
     /// Specs for the topics a Metadata request would auto-create, with Kafka's
@@ -523,11 +567,29 @@ pub struct PartitionIncrease {
 }
 
 impl Controller {
-    /// Decides a CreatePartitions request: per-topic errors and the new partitions.
+    /// Decides a CreatePartitions request, placing on the brokers the image shows
+    /// as usable with the controller's own draws.
     pub fn create_partitions(
         &self,
         image: &ClusterImage,
         increases: &[PartitionIncrease],
+    ) -> (PartitionOutcomes, Vec<MetadataRecord>) {
+        let mut draws = SharedDraws(&self.placement_draws);
+        let mut placement = Placement {
+            usable: placement::usable_brokers(image),
+            random: &mut draws,
+        };
+        self.create_partitions_placed(image, increases, &mut placement)
+    }
+
+    /// Decides a CreatePartitions request: per-topic errors and the new
+    /// partitions, placed by `placement` unless assigned; each one's ISR is its
+    /// active replicas.
+    pub fn create_partitions_placed(
+        &self,
+        image: &ClusterImage,
+        increases: &[PartitionIncrease],
+        placement: &mut Placement<'_>,
     ) -> (PartitionOutcomes, Vec<MetadataRecord>) {
         let mut outcomes = Vec::with_capacity(increases.len());
         let mut records = Vec::new();
@@ -536,14 +598,18 @@ impl Controller {
         let mut added_in_request = 0u64;
         for increase in increases {
             let result = if seen.insert(increase.topic.as_str()) {
-                self.add_partitions(image, increase, &mut added_in_request, &mut hosted)
+                let mut request = AddRequest {
+                    added: &mut added_in_request,
+                    hosted: &mut hosted,
+                    placement: &mut *placement,
+                };
+                self.add_partitions(image, increase, &mut request)
             } else {
                 Err(ControllerError::DuplicateTopicInRequest)
             };
-            let result = result.map(|(topic_id, first, placed)| {
-                for (i, replicas) in placed.into_iter().enumerate() {
-                    let partition = first + i as i32;
-                    records.push(partition_record(topic_id, partition, replicas));
+            let result = result.map(|(topic_id, placed)| {
+                for (partition, replicas, isr) in placed {
+                    records.push(partition_record(topic_id, partition, replicas, isr));
                 }
             });
             outcomes.push((increase.topic.clone(), result));
@@ -551,18 +617,15 @@ impl Controller {
         (outcomes, records)
     }
 
-    /// Checks one topic's increase and places its new partitions: the topic id, the
-    /// first new partition's index and each new partition's replicas. Every count
-    /// is checked before anything is allocated for it.
-    #[allow(clippy::type_complexity)]
+    /// Checks one topic's increase and places its new partitions: the topic id
+    /// and each new partition. Every count is checked before anything is
+    /// allocated for it.
     fn add_partitions(
         &self,
         image: &ClusterImage,
         increase: &PartitionIncrease,
-        added_in_request: &mut u64,
-        hosted: &mut BTreeMap<i32, u64>,
-    ) -> Result<(Uuid, i32, Vec<Vec<i32>>), ControllerError> {
-        let brokers: Vec<i32> = image.brokers.keys().copied().collect();
+        request: &mut AddRequest<'_, '_>,
+    ) -> Result<(Uuid, Vec<NewPartition>), ControllerError> {
         let Some(topic) = image.topic(&increase.topic) else {
             return Err(ControllerError::NoSuchTopic(increase.topic.clone()));
         };
@@ -581,9 +644,8 @@ impl Controller {
         }
         // count > current >= 0: no overflow.
         let new_count = (increase.count - current) as u64;
-        if added_in_request.saturating_add(new_count) > self.config.max_partitions_per_request
-            || added_in_request.saturating_add(new_count)
-                > self.config.max_records_per_user_op as u64
+        if request.added.saturating_add(new_count) > self.config.max_partitions_per_request
+            || request.added.saturating_add(new_count) > self.config.max_records_per_user_op as u64
         {
             return Err(ControllerError::TooManyPartitions);
         }
@@ -593,29 +655,38 @@ impl Controller {
             .next()
             .map(|p| p.replicas.len())
             .unwrap_or(1);
-        let placed: Vec<Vec<i32>> = match &increase.assignments {
+        let replica_sets: Vec<Vec<i32>> = match &increase.assignments {
             Some(assignments) => {
                 if assignments.len() as u64 != new_count {
                     return Err(ControllerError::InvalidReplicaAssignment(format!("Attempted to add {new_count} additional partition(s), but only {} assignment(s) were specified.", assignments.len())));
                 }
-                for replicas in assignments {
-                    check_new_replicas(replicas, rf, &brokers)?;
+                for (i, replicas) in assignments.iter().enumerate() {
+                    check_manual_assignment(image, replicas, Some(rf))?;
+                    if active_replicas(image, replicas).is_empty() {
+                        return Err(ControllerError::InvalidReplicaAssignment(format!("All brokers specified in the manual partition assignment for partition {} are fenced or in controlled shutdown.", current as usize + i)));
+                    }
                 }
                 assignments.clone()
             }
-            None => {
-                if rf > brokers.len() {
-                    return Err(ControllerError::InvalidReplicationFactor(format!("Unable to replicate the partition {rf} time(s): only {} broker(s) are registered.", brokers.len())));
-                }
-                place_replicas(&increase.topic, current..increase.count, rf, &brokers)
-                    .into_iter()
-                    .map(|(_, r)| r)
-                    .collect()
-            }
+            None => placement::place(
+                &mut *request.placement.random,
+                &request.placement.usable,
+                new_count as usize,
+                i32::try_from(rf).unwrap_or(i32::MAX),
+            )
+            .map_err(|e| ControllerError::InvalidReplicationFactor(e.to_string()))?,
         };
-        self.claim_broker_capacity(hosted, placed.iter().map(Vec::as_slice))?;
-        *added_in_request += new_count;
-        Ok((topic.topic_id, current, placed))
+        let mut placed = Vec::with_capacity(replica_sets.len());
+        for (partition, replicas) in (current..increase.count).zip(replica_sets) {
+            let isr = active_replicas(image, &replicas);
+            if isr.is_empty() {
+                return Err(ControllerError::InvalidReplicationFactor(format!("Unable to replicate the partition {rf} time(s): All brokers are currently fenced or in controlled shutdown.")));
+            }
+            placed.push((partition, replicas, isr));
+        }
+        self.claim_broker_capacity(request.hosted, placed.iter().map(|(_, r, _)| r.as_slice()))?;
+        *request.added += new_count;
+        Ok((topic.topic_id, placed))
     }
 
     /// The records that turn `resource`'s current config overrides into `wanted`.
@@ -667,26 +738,93 @@ fn refuse_all(specs: &[TopicSpec], error: ControllerError) -> Vec<CreateTopicOut
         .collect()
 }
 
-/// Kafka's validateManualPartitionAssignment for one new partition.
-fn check_new_replicas(replicas: &[i32], rf: usize, brokers: &[i32]) -> Result<(), ControllerError> {
-    if replicas.is_empty() {
+/// What one CreatePartitions request has claimed so far, and where it places.
+struct AddRequest<'r, 'p> {
+    added: &'r mut u64,
+    hosted: &'r mut BTreeMap<i32, u64>,
+    placement: &'r mut Placement<'p>,
+}
+
+/// A new partition: its index, replicas and ISR.
+type NewPartition = (i32, Vec<i32>, Vec<i32>);
+
+/// CreateTopics' manual assignments, checked as Kafka's `createTopic` does:
+/// per entry a repeated index, the replicas, an all-inactive ISR; then the
+/// indexes must run from 0 without a gap. The partitions in index order.
+fn check_assignments(
+    image: &ClusterImage,
+    assignments: &[(i32, Vec<i32>)],
+) -> Result<Vec<NewPartition>, ControllerError> {
+    let mut partitions: BTreeMap<i32, (Vec<i32>, Vec<i32>)> = BTreeMap::new();
+    let mut rf = None;
+    for (partition, replicas) in assignments {
+        if partitions.contains_key(partition) {
+            return Err(ControllerError::InvalidReplicaAssignment(format!(
+                "Found multiple manual partition assignments for partition {partition}"
+            )));
+        }
+        check_manual_assignment(image, replicas, rf)?;
+        rf = Some(replicas.len());
+        let isr = active_replicas(image, replicas);
+        if isr.is_empty() {
+            return Err(ControllerError::InvalidReplicaAssignment(format!("All brokers specified in the manual partition assignment for partition {partition} are fenced or in controlled shutdown.")));
+        }
+        partitions.insert(*partition, (replicas.clone(), isr));
+    }
+    if partitions
+        .keys()
+        .enumerate()
+        .any(|(i, p)| *p as i64 != i as i64)
+    {
         return Err(ControllerError::InvalidReplicaAssignment(
-            "The manual partition assignment includes an empty replica list.".into(),
+            "partitions should be a consecutive 0-based integer sequence".into(),
         ));
     }
-    if replicas.len() != rf {
-        return Err(ControllerError::InvalidReplicaAssignment(format!("Inconsistent replication factor between partitions, partition 0 has {rf} while the new assignment has {}.", replicas.len())));
+    Ok(partitions
+        .into_iter()
+        .map(|(p, (replicas, isr))| (p, replicas, isr))
+        .collect())
+}
+
+/// Kafka's `validateManualPartitionAssignment`: not empty, every broker
+/// registered and named once, and as many replicas as the other partitions.
+fn check_manual_assignment(
+    image: &ClusterImage,
+    replicas: &[i32],
+    replication_factor: Option<usize>,
+) -> Result<(), ControllerError> {
+    let refuse = |why: String| Err(ControllerError::InvalidReplicaAssignment(why));
+    if replicas.is_empty() {
+        return refuse("The manual partition assignment includes an empty replica list.".into());
     }
-    let unique: BTreeSet<i32> = replicas.iter().copied().collect();
-    if unique.len() != replicas.len() {
-        return Err(ControllerError::InvalidReplicaAssignment(format!(
-            "The manual partition assignment includes the broker(s) {replicas:?} more than once."
-        )));
+    let mut sorted = replicas.to_vec();
+    sorted.sort_unstable();
+    let mut previous = None;
+    for broker in sorted {
+        if !image.brokers.contains_key(&broker) {
+            return refuse(format!("The manual partition assignment includes broker {broker}, but no such broker is registered."));
+        }
+        if previous == Some(broker) {
+            return refuse(format!(
+                "The manual partition assignment includes the broker {broker} more than once."
+            ));
+        }
+        previous = Some(broker);
     }
-    if let Some(missing) = replicas.iter().find(|b| !brokers.contains(b)) {
-        return Err(ControllerError::InvalidReplicaAssignment(format!("The manual partition assignment includes broker {missing}, but no such broker is registered.")));
+    match replication_factor {
+        Some(rf) if rf != replicas.len() => refuse(format!("The manual partition assignment includes a partition with {} replica(s), but this is not consistent with previous partitions, which have {rf} replica(s).", replicas.len())),
+        _ => Ok(()),
     }
-    Ok(())
+}
+
+/// The replicas that may be in a new partition's ISR: the active ones
+/// (registered, unfenced, not in controlled shutdown), in replica order.
+pub fn active_replicas(image: &ClusterImage, replicas: &[i32]) -> Vec<i32> {
+    replicas
+        .iter()
+        .copied()
+        .filter(|b| image.is_active(*b))
+        .collect()
 }
 
 /// How many partition replicas each broker hosts now.
@@ -702,406 +840,24 @@ fn replicas_per_broker(image: &ClusterImage) -> BTreeMap<i32, u64> {
     hosted
 }
 
-/// A new partition's record: led by its first replica, every replica in sync.
-fn partition_record(topic_id: Uuid, partition: i32, replicas: Vec<i32>) -> MetadataRecord {
+/// A new partition's record: led by the first replica of its ISR, epochs 0.
+fn partition_record(
+    topic_id: Uuid,
+    partition: i32,
+    replicas: Vec<i32>,
+    isr: Vec<i32>,
+) -> MetadataRecord {
     MetadataRecord::Partition {
         topic_id,
         partition,
-        isr: replicas.clone(),
-        leader: replicas[0],
+        leader: isr[0],
+        isr,
         replicas,
         leader_epoch: 0,
         partition_epoch: 0,
     }
 }
 
-/// Kafka-style placement: partition `p`'s replicas start at broker `(start + p)`,
-/// where `start` depends on the topic name, so leaders spread over the brokers.
-/// Only the partitions in `partitions` are placed; the caller has bounded its length.
-fn place_replicas(
-    topic: &str,
-    partitions: std::ops::Range<i32>,
-    replication_factor: usize,
-    brokers: &[i32],
-) -> Vec<(i32, Vec<i32>)> {
-    let start = topic
-        .bytes()
-        .fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize));
-    partitions
-        .map(|p| {
-            let first = start.wrapping_add(p as usize);
-            let replicas = (0..replication_factor)
-                .map(|i| brokers[first.wrapping_add(i) % brokers.len()])
-                .collect();
-            (p, replicas)
-        })
-        .collect()
-}
-
 #[cfg(test)]
-mod tests {
-    use std::sync::atomic::{AtomicU64, Ordering};
-
-    use super::*;
-    use crate::records::Endpoint;
-
-    /// Topic ids for these tests: distinct, and drawn from no randomness.
-    fn next_id() -> Uuid {
-        static NEXT: AtomicU64 = AtomicU64::new(1);
-        Uuid::from_u128(u128::from(NEXT.fetch_add(1, Ordering::Relaxed)))
-    }
-
-    fn image_with_brokers(ids: &[i32]) -> ClusterImage {
-        let mut image = ClusterImage::default();
-        for (offset, &node_id) in ids.iter().enumerate() {
-            image
-                .apply(
-                    offset as i64,
-                    &MetadataRecord::RegisterBroker {
-                        node_id,
-                        incarnation_id: Uuid::from_u128(node_id as u128),
-                        broker_epoch: offset as i64,
-                        endpoints: vec![Endpoint {
-                            name: "PLAINTEXT".into(),
-                            host: "127.0.0.1".into(),
-                            port: 9092,
-                            security_protocol: "PLAINTEXT".into(),
-                        }],
-                        features: Vec::new(),
-                        rack: None,
-                        fenced: false,
-                        in_controlled_shutdown: false,
-                    },
-                )
-                .unwrap();
-        }
-        image
-    }
-
-    fn any_config(name: &str, value: &str) -> Result<(), String> {
-        if name == "bad" {
-            Err(format!("Unknown topic config name: {name}"))
-        } else if value == "x" {
-            Err(format!("Invalid value {value} for configuration {name}"))
-        } else {
-            Ok(())
-        }
-    }
-
-    fn spec(name: &str, partitions: i32, rf: i16) -> TopicSpec {
-        TopicSpec {
-            name: name.into(),
-            num_partitions: partitions,
-            replication_factor: rf,
-            ..TopicSpec::default()
-        }
-    }
-
-    fn create(image: &mut ClusterImage, specs: &[TopicSpec]) -> Vec<CreateTopicOutcome> {
-        let controller = Controller::default();
-        let mut n = 0u128;
-        let (outcomes, records) = controller.create_topics(image, specs, &any_config, &mut || {
-            n += 1;
-            Uuid::from_u128(n)
-        });
-        for record in &records {
-            let offset = image.last_offset + 1;
-            image.apply(offset, record).unwrap();
-        }
-        outcomes
-    }
-
-    fn error_of(outcome: &CreateTopicOutcome) -> Option<ControllerError> {
-        outcome.result.clone().err()
-    }
-
-    #[test]
-    fn a_created_topic_has_its_partitions_led_by_the_single_broker() {
-        let mut image = image_with_brokers(&[1]);
-        let outcomes = create(&mut image, &[spec("orders", 3, 1)]);
-        assert_eq!(error_of(&outcomes[0]), None);
-        let topic = image.topic("orders").unwrap();
-        assert_eq!(topic.partitions.len(), 3);
-        assert!(topic
-            .partitions
-            .values()
-            .all(|p| p.leader == 1 && p.isr == vec![1] && p.leader_epoch == 0));
-        assert_eq!(
-            image.topic_by_id(&topic.topic_id).unwrap().name.as_ref(),
-            "orders"
-        );
-    }
-
-    #[test]
-    fn defaults_apply_for_minus_one() {
-        let mut image = image_with_brokers(&[1]);
-        let outcomes = create(&mut image, &[spec("t", -1, -1)]);
-        let created = outcomes[0].result.clone().unwrap();
-        assert_eq!((created.num_partitions, created.replication_factor), (1, 1));
-    }
-
-    #[test]
-    fn bad_requests_are_refused_with_kafkas_reasons() {
-        let mut image = image_with_brokers(&[1]);
-        create(&mut image, &[spec("exists", 1, 1)]);
-        let mut with_bad_config = spec("c", 1, 1);
-        with_bad_config.configs = vec![("bad".into(), Some("1".into()))];
-        let mut with_null_config = spec("d", 1, 1);
-        with_null_config.configs = vec![("retention.ms".into(), None)];
-        let outcomes = create(
-            &mut image,
-            &[
-                spec("exists", 1, 1),
-                spec("bad name", 1, 1),
-                spec("zero", 0, 1),
-                spec("rf3", 1, 3),
-                spec("rf0", 1, 0),
-                with_bad_config,
-                with_null_config,
-                spec("dup", 1, 1),
-                spec("dup", 1, 1),
-                spec("exists_", 1, 1),
-            ],
-        );
-        let errors: Vec<Option<ControllerError>> = outcomes.iter().map(error_of).collect();
-        assert_eq!(
-            errors,
-            vec![
-                Some(ControllerError::TopicAlreadyExists("exists".into())),
-                Some(ControllerError::InvalidTopicName("Topic name \"bad name\" is illegal, it contains a character other than ASCII alphanumerics, '.', '_' and '-'".into())),
-                Some(ControllerError::InvalidPartitions("Number of partitions was set to an invalid non-positive value.".into())),
-                Some(ControllerError::InvalidReplicationFactor("Unable to replicate the partition 3 time(s): The target replication factor of 3 cannot be reached because only 1 broker(s) are registered.".into())),
-                Some(ControllerError::InvalidReplicationFactor("Replication factor must be larger than 0, or -1 to use the default value.".into())),
-                Some(ControllerError::InvalidConfig("Unknown topic config name: bad".into())),
-                Some(ControllerError::NullConfigValue("retention.ms".into())),
-                Some(ControllerError::DuplicateTopicName),
-                Some(ControllerError::DuplicateTopicName),
-                None,
-            ]
-        );
-        let outcomes = create(&mut image, &[spec("exists.", 1, 1)]);
-        assert_eq!(
-            error_of(&outcomes[0]),
-            Some(ControllerError::CollidesWithExisting {
-                topic: "exists.".into(),
-                existing: "exists_".into()
-            }),
-            "collides after '.'/'_' normalisation"
-        );
-    }
-
-    #[test]
-    fn deletion_by_name_and_by_id() {
-        let mut image = image_with_brokers(&[1]);
-        create(&mut image, &[spec("a", 1, 1), spec("b", 1, 1)]);
-        let b_id = image.topic("b").unwrap().topic_id;
-        let controller = Controller::default();
-        let (outcomes, records) = controller.delete_topics(
-            &image,
-            &[
-                DeleteTarget::Name("a".into()),
-                DeleteTarget::Id(b_id),
-                DeleteTarget::Name("nope".into()),
-                DeleteTarget::Id(Uuid::from_u128(999)),
-            ],
-        );
-        let results: Vec<Result<(), ControllerError>> =
-            outcomes.iter().map(|o| o.result.clone()).collect();
-        assert_eq!(
-            results,
-            vec![
-                Ok(()),
-                Ok(()),
-                Err(ControllerError::UnknownTopic),
-                Err(ControllerError::UnknownTopicId)
-            ]
-        );
-        for record in &records {
-            image.apply(image.last_offset + 1, record).unwrap();
-        }
-        assert!(image.topics.is_empty());
-    }
-
-    fn errors(outcomes: &[CreateTopicOutcome]) -> Vec<Option<ControllerError>> {
-        outcomes.iter().map(error_of).collect()
-    }
-
-    const TOO_MANY_PARTITIONS: Option<ControllerError> = Some(ControllerError::TooManyPartitions);
-
-    #[test]
-    fn partition_counts_at_the_ends_of_i32_are_refused_before_anything_is_placed() {
-        let image = image_with_brokers(&[1]);
-        let controller = Controller::default();
-        let (outcomes, records) = controller.create_topics(
-            &image,
-            &[spec("min", i32::MIN, 1), spec("max", i32::MAX, 1)],
-            &any_config,
-            &mut next_id,
-        );
-        assert_eq!(
-            errors(&outcomes),
-            vec![TOO_MANY_PARTITIONS, TOO_MANY_PARTITIONS]
-        );
-        assert_eq!(
-            outcomes[0].result.clone().unwrap_err().to_string(),
-            "Excessively large number of partitions per request."
-        );
-        assert!(records.is_empty());
-        // A negative count alone is Kafka's INVALID_PARTITIONS, not a wrapped sum.
-        let (outcomes, _) = controller.create_topics(
-            &image,
-            &[spec("min", i32::MIN, 1), spec("ok", 2, 1)],
-            &any_config,
-            &mut next_id,
-        );
-        assert_eq!(
-            errors(&outcomes),
-            vec![
-                Some(ControllerError::InvalidPartitions(
-                    "Number of partitions was set to an invalid non-positive value.".into()
-                )),
-                None
-            ]
-        );
-    }
-
-    #[test]
-    fn a_request_over_ten_thousand_partitions_or_records_is_refused_whole() {
-        let image = image_with_brokers(&[1]);
-        let controller = Controller::default();
-        let specs = vec![spec("a", 5_000, 1), spec("b", 5_001, 1)];
-        let (outcomes, records) =
-            controller.create_topics(&image, &specs, &any_config, &mut next_id);
-        assert_eq!(
-            errors(&outcomes),
-            vec![TOO_MANY_PARTITIONS, TOO_MANY_PARTITIONS]
-        );
-        assert!(records.is_empty());
-        // 10,000 partitions are allowed, but with their topic records they make
-        // 10,100 records: over Kafka's MAX_RECORDS_PER_USER_OP.
-        let specs: Vec<TopicSpec> = (0..100).map(|i| spec(&format!("t{i}"), 100, 1)).collect();
-        let (outcomes, records) =
-            controller.create_topics(&image, &specs, &any_config, &mut next_id);
-        assert!(outcomes
-            .iter()
-            .all(|o| o.result == Err(ControllerError::TooManyRecords)));
-        assert_eq!(
-            ControllerError::TooManyRecords.to_string(),
-            "Unable to perform excessively large batch operation."
-        );
-        assert!(records.is_empty());
-        let specs: Vec<TopicSpec> = (0..50).map(|i| spec(&format!("t{i}"), 100, 1)).collect();
-        let (outcomes, records) =
-            controller.create_topics(&image, &specs, &any_config, &mut next_id);
-        assert!(outcomes.iter().all(|o| o.result.is_ok()));
-        assert_eq!(records.len(), 50 * 101);
-    }
-
-    #[test]
-    fn the_broker_wide_partition_limit_holds_across_requests() {
-        let mut image = image_with_brokers(&[1]);
-        let controller = Controller::new(ControllerConfig {
-            max_broker_partitions: 5,
-            ..ControllerConfig::default()
-        });
-        let apply = |image: &mut ClusterImage, records: Vec<MetadataRecord>| {
-            for record in &records {
-                image.apply(image.last_offset + 1, record).unwrap();
-            }
-        };
-        let (outcomes, records) = controller.create_topics(
-            &image,
-            &[spec("a", 3, 1), spec("b", 3, 1), spec("c", 2, 1)],
-            &any_config,
-            &mut next_id,
-        );
-        assert_eq!(
-            errors(&outcomes),
-            vec![
-                None,
-                Some(ControllerError::BrokerPartitionLimit {
-                    broker: 1,
-                    hosted: 3,
-                    adding: 3,
-                    limit: 5
-                }),
-                None
-            ]
-        );
-        apply(&mut image, records);
-        let grow = |count| PartitionIncrease {
-            topic: "a".into(),
-            count,
-            assignments: None,
-        };
-        let (outcomes, records) = controller.create_partitions(&image, &[grow(4)]);
-        assert_eq!(
-            outcomes[0].1,
-            Err(ControllerError::BrokerPartitionLimit {
-                broker: 1,
-                hosted: 5,
-                adding: 1,
-                limit: 5
-            })
-        );
-        assert!(records.is_empty());
-    }
-
-    #[test]
-    fn create_partitions_to_i32_max_is_refused_without_placing_anything() {
-        let mut image = image_with_brokers(&[1]);
-        create(&mut image, &[spec("t", 1, 1), spec("u", 1, 1)]);
-        let controller = Controller::default();
-        let increase = |topic: &str, count, assignments| PartitionIncrease {
-            topic: topic.into(),
-            count,
-            assignments,
-        };
-        let (outcomes, records) =
-            controller.create_partitions(&image, &[increase("t", i32::MAX, None)]);
-        assert_eq!(outcomes[0].1, Err(ControllerError::TooManyPartitions));
-        assert!(records.is_empty());
-        // The per-request bound is over the whole request.
-        let (outcomes, records) = controller.create_partitions(
-            &image,
-            &[increase("t", 6_001, None), increase("u", 6_001, None)],
-        );
-        assert!(outcomes[0].1.is_ok());
-        assert_eq!(outcomes[1].1, Err(ControllerError::TooManyPartitions));
-        assert_eq!(records.len(), 6_000);
-        // Manual assignments: Kafka's checks, duplicates included.
-        let (outcomes, _) = controller.create_partitions(
-            &image,
-            &[
-                increase("t", 2, Some(vec![vec![1, 1]])),
-                increase("u", 2, Some(vec![vec![]])),
-            ],
-        );
-        assert_eq!(
-            outcomes[0].1,
-            Err(ControllerError::InvalidReplicaAssignment(
-                "Inconsistent replication factor between partitions, partition 0 has 1 while the new assignment has 2."
-                    .into()
-            ))
-        );
-        assert_eq!(
-            outcomes[1].1,
-            Err(ControllerError::InvalidReplicaAssignment(
-                "The manual partition assignment includes an empty replica list.".into()
-            ))
-        );
-    }
-
-    #[test]
-    fn auto_creation_takes_as_many_topics_as_one_request_may_create() {
-        let controller = Controller::default();
-        let names: Vec<String> = (0..20_000).map(|i| format!("t{i}")).collect();
-        let specs = controller.auto_create_specs(&names);
-        assert_eq!(specs.len(), 5_000);
-        let image = image_with_brokers(&[1]);
-        let (outcomes, records) =
-            controller.create_topics(&image, &specs, &any_config, &mut next_id);
-        assert!(outcomes.iter().all(|o| o.result.is_ok()));
-        assert_eq!(records.len(), 10_000);
-    }
-}
+#[path = "controller_tests.rs"]
+mod tests;

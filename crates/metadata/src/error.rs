@@ -119,3 +119,26 @@ pub enum ControllerError {
     #[error("Unexpected broker id, expected {expected} or empty string, but received {received}")]
     NotThisBroker { expected: i32, received: String },
 }
+
+/// Why the controller refused a broker's own request as a whole
+/// (BrokerRegistration, BrokerHeartbeat, AlterPartition, AllocateProducerIds);
+/// Kafka's messages. The Kafka code is chosen in the broker's `errors.rs`, as
+/// for [`ControllerError`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BrokerRequestError {
+    /// INCONSISTENT_CLUSTER_ID.
+    #[error("Expected cluster ID {expected}, but got cluster ID {received}")]
+    InconsistentClusterId { expected: String, received: String },
+    /// DUPLICATE_BROKER_REGISTRATION: another incarnation's session is valid.
+    #[error("Another broker is registered with that broker id.")]
+    DuplicateBrokerRegistration,
+    /// UNSUPPORTED_VERSION: a finalized feature level the broker does not support.
+    #[error("{0}")]
+    UnsupportedVersion(String),
+    /// STALE_BROKER_EPOCH: not registered, or registered with another epoch.
+    #[error("{0}")]
+    StaleBrokerEpoch(String),
+    /// UNKNOWN_SERVER_ERROR: no block of producer ids fits below `i64::MAX`.
+    #[error("Exhausted all producerIds as the next block's end producerId has exceeded the int64 type limit")]
+    ProducerIdsExhausted,
+}

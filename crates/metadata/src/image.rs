@@ -36,6 +36,33 @@ pub struct PartitionImage {
     pub partition_epoch: i32,
 }
 
+impl PartitionImage {
+    /// This partition after a PartitionChangeRecord with these fields (`None`:
+    /// unchanged), as Kafka's `PartitionRegistration.merge`: any leader given
+    /// (the same one, or none: -1) starts a new leader epoch; every change is a
+    /// new partition epoch.
+    pub fn merge(
+        &self,
+        leader: Option<i32>,
+        isr: Option<&[i32]>,
+        replicas: Option<&[i32]>,
+    ) -> PartitionImage {
+        let mut next = self.clone();
+        if let Some(leader) = leader {
+            next.leader = leader;
+            next.leader_epoch += 1;
+        }
+        if let Some(isr) = isr {
+            next.isr = isr.to_vec();
+        }
+        if let Some(replicas) = replicas {
+            next.replicas = replicas.to_vec();
+        }
+        next.partition_epoch += 1;
+        next
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicImage {
     pub name: Arc<str>,
@@ -163,6 +190,14 @@ impl ClusterImage {
             });
         }
         records
+    }
+
+    /// Whether `broker` is registered, unfenced and not in controlled shutdown:
+    /// what Kafka calls active, the brokers that may join an ISR or lead.
+    pub fn is_active(&self, broker: i32) -> bool {
+        self.brokers
+            .get(&broker)
+            .is_some_and(|b| !b.fenced && !b.in_controlled_shutdown)
     }
 
     pub fn topic(&self, name: &str) -> Option<&TopicImage> {
@@ -304,20 +339,7 @@ impl ClusterImage {
                 let topic = self.topic_mut(topic_id)?;
                 let p = topic.partitions.get_mut(partition).ok_or(not_found)?;
                 let previous = p.clone();
-                // Kafka's PartitionRegistration.merge: any leader given (the same
-                // one, or none: -1) starts a new leader epoch; every change is a
-                // new partition epoch.
-                if let Some(leader) = leader {
-                    p.leader = *leader;
-                    p.leader_epoch += 1;
-                }
-                if let Some(isr) = isr {
-                    p.isr = isr.clone();
-                }
-                if let Some(replicas) = replicas {
-                    p.replicas = replicas.clone();
-                }
-                p.partition_epoch += 1;
+                *p = previous.merge(*leader, isr.as_deref(), replicas.as_deref());
                 let next = p.clone();
                 self.index_partition(*topic_id, &previous, false);
                 self.index_partition(*topic_id, &next, true);

@@ -6,10 +6,16 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod alter_partition;
+pub mod broker_heartbeats;
+pub mod cluster_control;
 pub mod controller;
 pub mod error;
 pub mod image;
 pub mod legacy;
+pub mod partition_change;
+pub mod placement;
+pub mod producer_ids;
 pub mod records;
 pub mod replay;
 pub mod topic_name;
@@ -19,7 +25,7 @@ pub use controller::{
     Controller, ControllerConfig, CreateTopicOutcome, CreatedTopic, DeleteTarget,
     DeleteTopicOutcome, PartitionIncrease, TopicSpec,
 };
-pub use error::ControllerError;
+pub use error::{BrokerRequestError, ControllerError};
 pub use image::{BrokerInfo, ClusterImage, PartitionImage, TopicImage};
 pub use records::{BrokerFeature, ConfigResource, Endpoint, FencingChange, MetadataRecord};
 pub use replay::{MetadataReplay, ReplayError};

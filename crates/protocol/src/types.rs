@@ -23,6 +23,23 @@ impl fmt::Display for Offset {
     }
 }
 
+/// Java's `String.hashCode` over UTF-16 code units: Kafka places group
+/// coordinators and replica fetchers with it.
+pub fn java_string_hash(text: &str) -> i32 {
+    text.encode_utf16().fold(0i32, |h, unit| {
+        h.wrapping_mul(31).wrapping_add(i32::from(unit))
+    })
+}
+
+/// Kafka's `Utils.abs`: the absolute value, with `i32::MIN` mapped to 0.
+pub fn java_abs(value: i32) -> i32 {
+    if value == i32::MIN {
+        0
+    } else {
+        value.abs()
+    }
+}
+
 /// A topic's name and a partition index, as Kafka names a partition.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TopicPartition {

@@ -143,11 +143,12 @@ pub enum Input {
         high_watermark: i64,
         log_start_offset: i64,
     },
-    /// Follower: the leader says our log diverges from `leader`'s epoch;
-    /// `local` is our own end offset for the largest epoch <= that epoch.
-    DivergingEpoch {
-        leader: EpochEndOffset,
-        local: Option<EpochEndOffset>,
+    /// Follower: the local log was truncated (by the fetcher's order: a diverging
+    /// epoch, the leader's shorter log, or a restart at the leader's log start);
+    /// these are its offsets now.
+    Truncated {
+        log_start_offset: i64,
+        log_end_offset: i64,
     },
     /// The partition is no longer hosted here (deleted or reassigned away).
     Deleted,
@@ -172,7 +173,9 @@ pub enum Command {
         partition_epoch: i32,
         isr: Vec<IsrMember>,
     },
-    /// Truncate the local log to `offset` (exclusive end).
+    /// Truncate the local log to `offset` (exclusive end). No longer emitted:
+    /// truncation is the fetcher's decision (`FetcherCommand::Truncate`); kept
+    /// until the broker's shell stops matching it.
     TruncateTo { offset: i64 },
     /// Move the local log's start up to `offset` (a follower following its leader).
     AdvanceLogStartOffset { offset: i64 },

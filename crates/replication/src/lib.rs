@@ -12,9 +12,17 @@
 pub mod epochs;
 pub mod error;
 pub mod events;
+mod fetch_types;
+pub mod fetcher;
+pub mod fetcher_manager;
 pub mod hosting;
 pub mod partition;
 pub mod replica;
+pub mod roles;
+
+#[cfg(test)]
+#[path = "replicas_tests.rs"]
+mod replicas_tests;
 
 pub use epochs::{FetchStart, LogEpochs, UNDEFINED_EPOCH_END};
 pub use error::{AckError, IsolationLevel, ReplicationError};
@@ -22,6 +30,9 @@ pub use events::{
     AckId, AliveBroker, Command, EpochEndOffset, Input, IsrChangeError, IsrMember, LogOffsets,
     PartitionMetadata, ReplicationConfig,
 };
+pub use fetcher::{Fetcher, FetcherCommand, FetcherConfig};
+pub use fetcher_manager::{fetcher_id, FetcherKey, FetcherManager};
 pub use hosting::HostingCommand;
 pub use partition::{Partition, PartitionState};
 pub use replica::FollowerState;
+pub use roles::{apply_delta, RoleChange, RoleCommand};

@@ -286,6 +286,13 @@ impl Partition {
         Ok(())
     }
 
+    /// The earliest deadline of a waiting acks=all produce: the shell feeds
+    /// [`Input::Tick`] then (Kafka's purgatory timer), as well as every
+    /// `replica.lag.time.max.ms / 2` for ISR shrinks.
+    pub fn next_ack_deadline_ms(&self) -> Option<i64> {
+        self.pending_acks.values().map(|ack| ack.deadline_ms).min()
+    }
+
     /// The smallest log start offset over the replicas that have reported one
     /// (the "low watermark" DeleteRecords waits for), while leading.
     pub fn low_watermark(&self) -> Option<i64> {
@@ -367,7 +374,10 @@ impl Partition {
                 high_watermark,
                 log_start_offset,
             } => self.on_leader_fetched(high_watermark, log_start_offset, &mut out),
-            Input::DivergingEpoch { leader, local } => self.on_diverging(leader, local, &mut out),
+            Input::Truncated {
+                log_start_offset,
+                log_end_offset,
+            } => self.on_truncated(log_start_offset, log_end_offset, &mut out),
             Input::Deleted => {
                 self.fail_acks(AckError::UnknownTopicOrPartition, &mut out);
                 out.wake = true;
@@ -849,41 +859,24 @@ impl Partition {
         }
     }
 
-    /// Follower: where to truncate to after a diverging epoch (Kafka's
-    /// `getOffsetTruncationState`).
-    fn on_diverging(
-        &mut self,
-        leader: EpochEndOffset,
-        local: Option<EpochEndOffset>,
-        out: &mut Out,
-    ) {
-        if self.is_leader() {
-            return;
-        }
-        let end = self.log_end_offset;
-        let offset = if leader.end_offset < 0 {
-            // The leader does not know the epoch: back to what is known committed.
-            self.high_watermark
-        } else {
-            match local {
-                // We do not know the leader's epoch: go back to the end of our
-                // largest smaller one; the next fetch narrows it down further.
-                Some(local) if local.leader_epoch != leader.leader_epoch => {
-                    local.end_offset.min(end)
-                }
-                Some(local) => local.end_offset.min(leader.end_offset).min(end),
-                None => leader.end_offset.min(end),
-            }
-        };
-        let offset = offset.max(self.log_start_offset);
-        if offset >= end {
-            return;
-        }
-        tracing::info!(partition = %self.topic_partition, from = end, to = offset, leader_epoch = leader.leader_epoch, "truncating a diverging log");
-        out.push(Command::TruncateTo { offset });
-        self.log_end_offset = offset;
-        if self.high_watermark > offset {
-            self.set_high_watermark(offset, out);
+    /// Follower: the fetcher truncated the log (Kafka's `Partition.truncateTo`
+    /// and `truncateFullyAndStartAt`): the HW stays within the new bounds.
+    fn on_truncated(&mut self, log_start_offset: i64, log_end_offset: i64, out: &mut Out) {
+        assert!(
+            !self.is_leader(),
+            "{}: a leader's log was truncated",
+            self.topic_partition
+        );
+        assert!(
+            log_start_offset <= log_end_offset,
+            "{}: truncated to log start {log_start_offset} after log end {log_end_offset}",
+            self.topic_partition
+        );
+        self.log_start_offset = log_start_offset;
+        self.log_end_offset = log_end_offset;
+        let high_watermark = self.high_watermark.clamp(log_start_offset, log_end_offset);
+        if high_watermark != self.high_watermark {
+            self.set_high_watermark(high_watermark, out);
         }
         out.wake = true;
     }
@@ -896,3 +889,7 @@ mod tests;
 #[cfg(test)]
 #[path = "isr_tests.rs"]
 mod isr_tests;
+
+#[cfg(test)]
+#[path = "acks_tests.rs"]
+mod acks_tests;

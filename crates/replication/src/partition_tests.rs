@@ -628,69 +628,45 @@ fn a_follower_hw_is_the_leaders_capped_by_its_own_leo() {
 }
 
 #[test]
-fn a_diverging_epoch_truncates_to_where_both_logs_agree() {
+fn a_truncation_above_the_hw_keeps_it() {
     let mut p = follower(20, 10);
-    let commands = p.handle(
-        T0,
-        Input::DivergingEpoch {
-            leader: EpochEndOffset {
-                leader_epoch: 3,
-                end_offset: 15,
-            },
-            local: Some(EpochEndOffset {
-                leader_epoch: 3,
-                end_offset: 18,
-            }),
-        },
-    );
-    assert_eq!(
-        commands,
-        vec![Command::TruncateTo { offset: 15 }, Command::WakeFetches]
-    );
+    let truncated = Input::Truncated {
+        log_start_offset: 0,
+        log_end_offset: 15,
+    };
+    assert_eq!(p.handle(T0, truncated), vec![Command::WakeFetches]);
     assert_eq!(p.log_end_offset(), 15);
     assert_eq!(p.high_watermark(), 10);
 }
 
 #[test]
-fn an_epoch_unknown_locally_truncates_to_the_end_of_the_previous_one() {
+fn a_truncation_below_the_hw_lowers_it() {
     let mut p = follower(20, 10);
-    let commands = p.handle(
-        T0,
-        Input::DivergingEpoch {
-            leader: EpochEndOffset {
-                leader_epoch: 4,
-                end_offset: 15,
-            },
-            local: Some(EpochEndOffset {
-                leader_epoch: 2,
-                end_offset: 8,
-            }),
-        },
-    );
-    assert_eq!(
-        commands,
-        vec![
-            Command::TruncateTo { offset: 8 },
-            hw(8),
-            Command::WakeFetches
-        ]
-    );
+    let truncated = Input::Truncated {
+        log_start_offset: 0,
+        log_end_offset: 8,
+    };
+    assert_eq!(p.handle(T0, truncated), vec![hw(8), Command::WakeFetches]);
+    assert_eq!(p.log_end_offset(), 8);
 }
 
 #[test]
-fn a_log_already_within_the_leaders_is_not_truncated() {
-    let mut p = follower(12, 10);
-    let commands = p.handle(
-        T0,
-        Input::DivergingEpoch {
-            leader: EpochEndOffset {
-                leader_epoch: 3,
-                end_offset: 15,
-            },
-            local: None,
-        },
+fn a_log_restarted_at_the_leaders_start_moves_every_offset_there() {
+    let mut p = follower(20, 10);
+    let restarted = Input::Truncated {
+        log_start_offset: 50,
+        log_end_offset: 50,
+    };
+    assert_eq!(p.handle(T0, restarted), vec![hw(50), Command::WakeFetches]);
+    let state = p.state();
+    assert_eq!(
+        (
+            state.log_start_offset,
+            state.high_watermark,
+            state.log_end_offset
+        ),
+        (50, 50, 50)
     );
-    assert_eq!(commands, vec![]);
 }
 
 #[test]

@@ -38,18 +38,12 @@ pub fn string_length(value: &str) -> i16 {
     })
 }
 
-/// Java's `String.hashCode` over UTF-16 code units.
-pub fn java_string_hash(text: &str) -> i32 {
-    text.encode_utf16().fold(0i32, |h, unit| {
-        h.wrapping_mul(31).wrapping_add(i32::from(unit))
-    })
-}
+pub use protocol::types::java_string_hash;
 
 /// Kafka's `Utils.abs(hash) % partitions`.
 pub fn partition_for(group_id: &str, partitions: i32) -> i32 {
     let hash = java_string_hash(group_id);
-    let abs = if hash == i32::MIN { 0 } else { hash.abs() };
-    abs % partitions.max(1)
+    protocol::types::java_abs(hash) % partitions.max(1)
 }
 
 /// A key of `__consumer_offsets`.

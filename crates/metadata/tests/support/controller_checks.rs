@@ -15,7 +15,7 @@ use metadata::controller::{
     Controller, ControllerConfig, PartitionIncrease, TopicSpec, MAX_PARTITIONS_PER_REQUEST,
     MAX_RECORDS_PER_USER_OP,
 };
-use metadata::records::{Endpoint, MetadataRecord};
+use metadata::records::{Endpoint, FencingChange, MetadataRecord};
 use metadata::{ClusterImage, ControllerError};
 use uuid::Uuid;
 
@@ -100,10 +100,12 @@ impl<'a> Input<'a> {
     }
 }
 
-/// A cluster of 1-3 brokers with a topic "existing" of 1-8 partitions.
+/// A cluster of 1-3 brokers with a topic "existing" of 1-8 partitions; the
+/// last broker is sometimes fenced or in controlled shutdown.
 pub fn image(input: &mut Input<'_>) -> ClusterImage {
     let mut image = ClusterImage::default();
-    let brokers = 1 + i32::from(input.u8() % 3);
+    let shape = input.u8();
+    let brokers = 1 + i32::from(shape % 3);
     let apply = |image: &mut ClusterImage, record: MetadataRecord| {
         let offset = image.last_offset + 1;
         image.apply(offset, &record).expect("setup records apply");
@@ -152,7 +154,50 @@ pub fn image(input: &mut Input<'_>) -> ClusterImage {
             },
         );
     }
+    // The same byte as the broker count, so inputs keep their meaning.
+    let (fence, shut_down) = match (shape / 3) % 4 {
+        1 => (true, false),
+        2 => (false, true),
+        _ => (false, false),
+    };
+    if fence || shut_down {
+        let broker_epoch = image.brokers[&brokers].broker_epoch;
+        apply(
+            &mut image,
+            MetadataRecord::BrokerRegistrationChange {
+                broker_id: brokers,
+                broker_epoch,
+                fenced: if fence {
+                    FencingChange::Fence
+                } else {
+                    FencingChange::None
+                },
+                in_controlled_shutdown: shut_down,
+            },
+        );
+    }
     image
+}
+
+/// Every new partition's ISR is its active replicas, led by the first of them.
+fn check_new_partitions(image: &ClusterImage, records: &[MetadataRecord]) {
+    for record in records {
+        if let MetadataRecord::Partition {
+            replicas,
+            isr,
+            leader,
+            ..
+        } = record
+        {
+            let active: Vec<i32> = replicas
+                .iter()
+                .copied()
+                .filter(|b| image.is_active(*b))
+                .collect();
+            assert_eq!(isr, &active, "ISR of {replicas:?}");
+            assert_eq!(Some(leader), isr.first(), "leader of {replicas:?}");
+        }
+    }
 }
 
 pub fn controller(input: &mut Input<'_>) -> Controller {
@@ -324,6 +369,7 @@ pub fn check_create_topics(data: &[u8]) -> Vec<Option<&'static str>> {
         }
     }
     assert_eq!(created, placed);
+    check_new_partitions(&image, &records);
     let before = image.clone();
     apply_all(&mut image, &records);
     check_broker_limit(&controller, &before, &image);
@@ -385,7 +431,7 @@ pub fn check_create_partitions(data: &[u8]) -> Vec<Option<&'static str>> {
                 ..
             } => {
                 assert!(!replicas.is_empty());
-                assert_eq!(*leader, replicas[0]);
+                assert!(replicas.contains(leader));
                 added.entry(*topic_id).or_default().push(*partition);
             }
             other => panic!("CreatePartitions emitted {other:?}"),
@@ -419,6 +465,7 @@ pub fn check_create_partitions(data: &[u8]) -> Vec<Option<&'static str>> {
             );
         }
     }
+    check_new_partitions(&image, &records);
     let before = image.clone();
     apply_all(&mut image, &records);
     check_broker_limit(&controller, &before, &image);
