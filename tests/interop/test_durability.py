@@ -132,6 +132,40 @@ def test_deleted_topic_stays_deleted_after_restart(broker_factory):
 
 # ------------------------------------------------------------------------------ kill -9
 
+def test_kill9_keeps_every_answered_metadata_change(broker_factory):
+    """Every metadata change the controller answered is in the metadata log (committed through
+    the quorum) before the answer: topic creation with configs, new partitions, a topic config
+    change, a broker config change and a deletion all survive kill -9. confluent-kafka makes the
+    changes; kafka-python and confluent-kafka read them back after the restart."""
+    from confluent_kafka.admin import ConfigResource, NewPartitions
+    b = broker_factory()
+    assert cf_create_topics(b.bootstrap, [NewTopic("m-compact", 2, 1, config={"cleanup.policy": "compact"}),
+                                          NewTopic("m-grow", 1, 1), NewTopic("m-gone", 1, 1)]) == \
+        {"m-compact": 0, "m-grow": 0, "m-gone": 0}
+    admin = cf_admin(b.bootstrap)
+    for fut in admin.create_partitions([NewPartitions("m-grow", 3)], request_timeout=20).values():
+        assert fut.result(timeout=30) is None
+    topic_cfg = ConfigResource(ConfigResource.Type.TOPIC, "m-compact",
+                               set_config={"cleanup.policy": "compact", "retention.ms": "3600000"})
+    broker_cfg = ConfigResource(ConfigResource.Type.BROKER, "1", set_config={"log.retention.ms": "7200000"})
+    for fut in admin.alter_configs([topic_cfg, broker_cfg]).values():
+        fut.result(timeout=30)
+    assert cf_delete_topics(b.bootstrap, ["m-gone"]) == {"m-gone": 0}
+
+    b.kill9()
+    b.start()
+    md = cf_admin(b.bootstrap).list_topics(timeout=15)
+    assert {t: sorted(md.topics[t].partitions) for t in md.topics if t.startswith("m-")} == \
+        {"m-compact": [0, 1], "m-grow": [0, 1, 2]}
+    from test_log_management_support import kp_describe
+    topic = kp_describe(b.bootstrap, "m-compact")
+    assert (topic["cleanup.policy"]["value"], topic["retention.ms"]["value"]) == ("compact", "3600000")
+    assert kp_describe(b.bootstrap, "1", kind="broker")["log.retention.ms"]["value"] == "7200000"
+    # The grown partitions take records at once.
+    res = cf_produce(b.bootstrap, "m-grow", [rec(b"after", partition=p) for p in range(3)])
+    assert [(r["partition"], r["offset"]) for r in res] == [(0, 0), (1, 0), (2, 0)]
+
+
 def test_kill9_loses_no_acknowledged_record(broker_factory):
     b = broker_factory()
     topic, parts = "crashy", 3

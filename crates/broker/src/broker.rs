@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use crate::config::BrokerConfig;
 use crate::controller_client::ControllerClient;
 use crate::groups::Groups;
-use crate::metadata_store::MetadataStore;
+use crate::metadata_publisher::PublishedMetadata;
 use crate::replica_manager::ReplicaManager;
 use crate::runtime::Shutdown;
 use crate::settings::Settings;
@@ -28,7 +28,8 @@ pub struct Broker {
     pub random: Arc<dyn Random>,
     /// Typed settings of the services, read once from `config`.
     pub settings: Arc<Settings>,
-    pub metadata: Arc<MetadataStore>,
+    /// The cluster image this broker has acted on (what handlers read).
+    pub metadata: Arc<PublishedMetadata>,
     /// Every metadata change goes through it.
     pub controller: Arc<ControllerClient>,
     pub replicas: Arc<ReplicaManager>,

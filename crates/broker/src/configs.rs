@@ -8,6 +8,7 @@
 //! broker keys that are topic-config defaults can change at run time.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use metadata::{ClusterImage, ConfigResource, ControllerError, TopicImage};
 use storage::config::{topic_config_def, validate_value, ConfigDef, ConfigType, TOPIC_CONFIGS};
@@ -299,5 +300,21 @@ pub fn def_for(resource: &ConfigResource, name: &str) -> Option<&'static ConfigD
     match resource {
         ConfigResource::Topic(_) => topic_config_def(name),
         _ => broker_config_def(name),
+    }
+}
+
+/// A topic's effective log config: its overrides over the broker defaults.
+pub fn resolve_log_config(
+    defaults: &BTreeMap<String, String>,
+    topic: &TopicImage,
+) -> Arc<LogConfig> {
+    match LogConfig::resolve(&topic.configs, defaults) {
+        Ok(resolved) => Arc::new(resolved),
+        Err(e) => {
+            // Configs are validated before they are committed; a value that no
+            // longer validates (a newer rule) falls back to the broker defaults.
+            tracing::error!(topic = %topic.name, error = %e, "topic config is invalid; using broker defaults");
+            Arc::new(LogConfig::resolve(&Default::default(), defaults).unwrap_or_default())
+        }
     }
 }

@@ -1,10 +1,21 @@
 //! The broker's way to the controller: every metadata change (topics,
 //! partitions, configs, producer ids, this broker's registration) is decided by
-//! `metadata::Controller` one at a time, committed to the metadata log, acted on
-//! (the replica manager hosts the partitions), and only then published.
+//! `metadata::Controller` one at a time, committed through the controller quorum
+//! (`quorum::Quorum`, openraft over `__cluster_metadata-0`), acted on (the
+//! replica manager hosts the partitions, [`crate::metadata_publisher`]), and
+//! only then published and answered (`cluster-design.md` §1.9).
+//!
+//! This node proposes only while it leads the quorum. The first decision in a
+//! new term activates it: it waits until everything in the log is applied,
+//! then writes what activation needs (`controller_state::activation_records`).
+//! Decisions are taken one at a time on the applied image (each is answered
+//! once published), as KRaft's single controller thread; a leader that lost
+//! its quorum, or whose records did not land at the offsets it counted,
+//! resigns and answers NOT_CONTROLLER.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use metadata::controller::DeleteTarget;
 use metadata::controller::PartitionOutcomes;
@@ -13,36 +24,62 @@ use metadata::{
     DeleteTopicOutcome, MetadataRecord, PartitionIncrease, TopicImage, TopicSpec,
 };
 use protocol::random::Random;
-use protocol::time::Clock;
+use quorum::{Quorum, QuorumError, Role};
 use storage::LogConfig;
 use tokio::sync::Mutex as AsyncMutex;
 
 use crate::config::BrokerConfig;
-use crate::metadata_store::{MetadataError, MetadataStore};
+use crate::controller_state::{activation_records, entries_of, should_resign};
+use crate::metadata_publisher::{PublishError, PublishedMetadata};
 use crate::replica_manager::ReplicaManager;
-use crate::runtime::blocking;
 use crate::settings::Settings;
+
+/// How long a decision may take to commit and be acted on. The old single-node
+/// store had no bound (a blocking fsync); this one keeps a stuck quorum from
+/// holding a request forever.
+const COMMIT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Why a metadata change could not be committed and acted on.
 #[derive(Debug, thiserror::Error)]
 pub enum CommitError {
     #[error(transparent)]
-    Metadata(#[from] MetadataError),
+    Quorum(#[from] QuorumError),
     #[error(transparent)]
-    Replication(#[from] replication::ReplicationError),
+    Publish(#[from] PublishError),
+    #[error("this node is not the active controller")]
+    NotController,
+}
+
+impl CommitError {
+    fn to_controller_error(&self) -> ControllerError {
+        match self {
+            CommitError::NotController | CommitError::Quorum(QuorumError::NotLeader { .. }) => {
+                ControllerError::NotController
+            }
+            other => ControllerError::CommitFailed(other.to_string()),
+        }
+    }
+}
+
+/// What the shell knows of its activation: the term it activated in.
+#[derive(Debug, Default)]
+struct Activation {
+    term: Option<u64>,
 }
 
 pub struct ControllerClient {
     node_id: i32,
     config: Arc<BrokerConfig>,
     settings: Arc<Settings>,
-    clock: Arc<dyn Clock>,
     random: Arc<dyn Random>,
-    metadata: Arc<MetadataStore>,
+    quorum: Arc<Quorum>,
+    metadata: Arc<PublishedMetadata>,
     replicas: Arc<ReplicaManager>,
     controller: Controller,
+    /// The feature levels a new cluster starts with (`bootstrap.checkpoint`).
+    bootstrap: BTreeMap<String, i16>,
     /// One controller decision at a time, as KRaft's single controller thread.
-    lock: AsyncMutex<()>,
+    lock: AsyncMutex<Activation>,
 }
 
 impl std::fmt::Debug for ControllerClient {
@@ -53,89 +90,176 @@ impl std::fmt::Debug for ControllerClient {
     }
 }
 
+/// What a [`ControllerClient`] is built from.
+pub struct ControllerParts {
+    pub config: BrokerConfig,
+    pub settings: Arc<Settings>,
+    pub random: Arc<dyn Random>,
+    pub quorum: Arc<Quorum>,
+    pub metadata: Arc<PublishedMetadata>,
+    pub replicas: Arc<ReplicaManager>,
+    pub controller: Controller,
+    pub bootstrap: BTreeMap<String, i16>,
+}
+
 impl ControllerClient {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        config: BrokerConfig,
-        settings: Arc<Settings>,
-        clock: Arc<dyn Clock>,
-        random: Arc<dyn Random>,
-        metadata: Arc<MetadataStore>,
-        replicas: Arc<ReplicaManager>,
-        controller: Controller,
-    ) -> ControllerClient {
+    pub fn new(parts: ControllerParts) -> ControllerClient {
         ControllerClient {
-            node_id: config.node_id,
-            config: Arc::new(config),
-            settings,
-            clock,
-            random,
-            metadata,
-            replicas,
-            controller,
-            lock: AsyncMutex::new(()),
+            node_id: parts.config.node_id,
+            config: Arc::new(parts.config),
+            settings: parts.settings,
+            random: parts.random,
+            quorum: parts.quorum,
+            metadata: parts.metadata,
+            replicas: parts.replicas,
+            controller: parts.controller,
+            bootstrap: parts.bootstrap,
+            lock: AsyncMutex::new(Activation::default()),
         }
+    }
+
+    /// The quorum this node takes part in.
+    pub fn quorum(&self) -> &Arc<Quorum> {
+        &self.quorum
+    }
+
+    /// The image decisions start from: everything the quorum has applied.
+    fn applied_image(&self) -> Arc<ClusterImage> {
+        Arc::clone(&self.quorum.images().borrow().image)
+    }
+
+    /// Makes sure this node may decide: it leads the quorum and has activated
+    /// in this term. Returns the offset the next record will get.
+    async fn activate(&self, activation: &mut Activation) -> Result<u64, CommitError> {
+        let status = self.quorum.status();
+        let own_id = u64::try_from(self.node_id).ok();
+        if status.role != Role::Leader || status.leader != own_id {
+            activation.term = None;
+            return Err(CommitError::NotController);
+        }
+        let fetch_timeout = u64::from(self.config.cluster.quorum_timeouts.fetch_timeout_ms);
+        if should_resign(
+            self.quorum.voter_count(),
+            status.millis_since_quorum_ack,
+            fetch_timeout,
+        ) {
+            tracing::warn!(
+                millis_since_quorum_ack = ?status.millis_since_quorum_ack,
+                "no quorum acknowledgement within controller.quorum.fetch.timeout.ms: resigning as active controller"
+            );
+            activation.term = None;
+            return Err(CommitError::NotController);
+        }
+        if activation.term != Some(status.term) {
+            let term = status.term;
+            // Everything in the log applied (the term's first entry included),
+            // so the image is the whole committed state.
+            self.quorum
+                .wait_until(COMMIT_TIMEOUT, "the metadata log to be applied", |s| {
+                    s.term == term && s.last_applied_index == s.last_log_index
+                })
+                .await?;
+            let image = self.applied_image();
+            let open = self.quorum.progress().open_transaction();
+            for decision in activation_records(&image, open, &self.bootstrap) {
+                let next = next_offset(&self.quorum);
+                self.commit_at(activation, next, decision).await?;
+            }
+            activation.term = Some(term);
+            tracing::info!(term, node_id = self.node_id, "active controller");
+        }
+        Ok(next_offset(&self.quorum))
+    }
+
+    /// Proposes `records` (their first expected at `next`), and waits until they
+    /// are committed, acted on and published; the image then.
+    async fn commit_at(
+        &self,
+        activation: &mut Activation,
+        next: u64,
+        records: Vec<MetadataRecord>,
+    ) -> Result<Arc<ClusterImage>, CommitError> {
+        let entries = entries_of(records);
+        let count = entries.len() as u64;
+        let offsets = match self.quorum.propose_all(entries).await {
+            Ok(offsets) => offsets,
+            Err(e) => {
+                activation.term = None;
+                return Err(e.into());
+            }
+        };
+        let expected: Vec<u64> = (next..next + count).collect();
+        if offsets != expected {
+            // Someone else wrote in between: this node is not the only proposer
+            // it believed it was.
+            tracing::error!(
+                ?offsets,
+                ?expected,
+                "metadata records landed at unexpected offsets: resigning"
+            );
+            activation.term = None;
+            return Err(CommitError::NotController);
+        }
+        let last = offsets.last().map_or(next as i64 - 1, |o| *o as i64);
+        Ok(self.metadata.wait_published(last, COMMIT_TIMEOUT).await?)
+    }
+
+    /// Persists `records` through the quorum, acts on them, then publishes.
+    async fn commit(
+        &self,
+        activation: &mut Activation,
+        records: Vec<MetadataRecord>,
+    ) -> Result<Arc<ClusterImage>, CommitError> {
+        let next = self.activate(activation).await?;
+        self.commit_at(activation, next, records).await
+    }
+
+    /// Registers this broker (its endpoints may have changed since the last
+    /// start); its broker epoch is the offset of its record, as Kafka's.
+    pub async fn register(&self, mut record: MetadataRecord) -> Result<i64, CommitError> {
+        let mut activation = self.lock.lock().await;
+        let next = self.activate(&mut activation).await?;
+        if let MetadataRecord::RegisterBroker { broker_epoch, .. } = &mut record {
+            *broker_epoch = next as i64;
+        }
+        self.commit_at(&mut activation, next, vec![record]).await?;
+        Ok(next as i64)
+    }
+
+    /// Takes `count` producer ids from the metadata log: the first of them.
+    pub async fn allocate_producer_ids(&self, count: i64) -> Result<i64, String> {
+        let mut activation = self.lock.lock().await;
+        let next = self
+            .activate(&mut activation)
+            .await
+            .map_err(|e| e.to_string())?;
+        let start = self.applied_image().next_producer_id;
+        let record = MetadataRecord::ProducerIds {
+            broker_id: self.node_id,
+            next_producer_id: start + count,
+        };
+        self.commit_at(&mut activation, next, vec![record])
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(start)
+    }
+
+    /// The metadata image the next decision starts from.
+    pub fn image(&self) -> Arc<ClusterImage> {
+        self.applied_image()
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
     }
 
     /// The effective log config of a topic: its overrides over the broker defaults.
     pub fn log_config_for(&self, topic: &TopicImage) -> Arc<LogConfig> {
         let image = self.metadata.image();
-        resolve_log_config(&crate::configs::topic_defaults(&self.config, &image), topic)
-    }
-
-    /// Persists `records`, applies them, and brings the hosted partitions in line.
-    async fn commit(&self, records: Vec<MetadataRecord>) -> Result<Arc<ClusterImage>, CommitError> {
-        let metadata = Arc::clone(&self.metadata);
-        let replicas = Arc::clone(&self.replicas);
-        let config = Arc::clone(&self.config);
-        let now = self.clock.now_ms();
-        blocking(move || {
-            let image = metadata.commit(&records, now)?;
-            let defaults = crate::configs::topic_defaults(&config, &image);
-            // Host the partitions first, then let clients see the change: a topic
-            // in the image always has its logs.
-            let applied =
-                replicas.apply_image(&image, &move |topic| resolve_log_config(&defaults, topic));
-            metadata.publish(Arc::clone(&image));
-            applied?;
-            Ok(image)
-        })
-        .await
-    }
-
-    /// Registers this broker (its endpoints may have changed since the last
-    /// start); this also opens every hosted log through the replica manager.
-    pub async fn register(&self, record: MetadataRecord) -> Result<(), CommitError> {
-        let _decision = self.lock.lock().await;
-        self.commit(vec![record]).await.map(|_| ())
-    }
-
-    /// Takes `count` producer ids from the metadata log: the first of them.
-    pub async fn allocate_producer_ids(&self, count: i64) -> Result<i64, String> {
-        let _decision = self.lock.lock().await;
-        let metadata = Arc::clone(&self.metadata);
-        let broker_id = self.node_id;
-        let now = self.clock.now_ms();
-        blocking(move || {
-            let start = metadata.image().next_producer_id;
-            let record = MetadataRecord::ProducerIds {
-                broker_id,
-                next_producer_id: start + count,
-            };
-            let next = metadata.commit(&[record], now).map_err(|e| e.to_string())?;
-            metadata.publish(next);
-            Ok(start)
-        })
-        .await
-    }
-
-    /// The metadata image the next decision starts from.
-    pub fn image(&self) -> Arc<ClusterImage> {
-        self.metadata.image()
-    }
-
-    pub fn settings(&self) -> &Settings {
-        &self.settings
+        crate::configs::resolve_log_config(
+            &crate::configs::topic_defaults(&self.config, &image),
+            topic,
+        )
     }
 
     /// CreateTopics: decide, and unless validating only, commit.
@@ -144,8 +268,8 @@ impl ControllerClient {
         specs: Vec<TopicSpec>,
         validate_only: bool,
     ) -> Vec<CreateTopicOutcome> {
-        let _decision = self.lock.lock().await;
-        let image = self.metadata.image();
+        let mut activation = self.lock.lock().await;
+        let image = self.applied_image();
         let validate = |name: &str, value: &str| -> Result<(), String> {
             storage::config::validate_topic_configs([(name, value)]).map_err(|e| e.to_string())
         };
@@ -167,11 +291,11 @@ impl ControllerClient {
         if validate_only || records.is_empty() {
             return outcomes;
         }
-        if let Err(e) = self.commit(records).await {
+        if let Err(e) = self.commit(&mut activation, records).await {
             tracing::error!(error = %e, "committing topic creation failed");
             for outcome in &mut outcomes {
                 if outcome.result.is_ok() {
-                    outcome.result = Err(ControllerError::CommitFailed(e.to_string()));
+                    outcome.result = Err(e.to_controller_error());
                 }
             }
         }
@@ -180,17 +304,17 @@ impl ControllerClient {
 
     /// DeleteTopics: decide and commit.
     pub async fn delete_topics(&self, targets: Vec<DeleteTarget>) -> Vec<DeleteTopicOutcome> {
-        let _decision = self.lock.lock().await;
-        let image = self.metadata.image();
+        let mut activation = self.lock.lock().await;
+        let image = self.applied_image();
         let (mut outcomes, records) = self.controller.delete_topics(&image, &targets);
         if records.is_empty() {
             return outcomes;
         }
-        if let Err(e) = self.commit(records).await {
+        if let Err(e) = self.commit(&mut activation, records).await {
             tracing::error!(error = %e, "committing topic deletion failed");
             for outcome in &mut outcomes {
                 if outcome.result.is_ok() {
-                    outcome.result = Err(ControllerError::CommitFailed(e.to_string()));
+                    outcome.result = Err(e.to_controller_error());
                 }
             }
         }
@@ -203,8 +327,8 @@ impl ControllerClient {
         increases: Vec<PartitionIncrease>,
         validate_only: bool,
     ) -> PartitionOutcomes {
-        let _decision = self.lock.lock().await;
-        let image = self.metadata.image();
+        let mut activation = self.lock.lock().await;
+        let image = self.applied_image();
         let (mut outcomes, records) = self.controller.create_partitions(&image, &increases);
         let new_partitions = increases
             .iter()
@@ -223,11 +347,11 @@ impl ControllerClient {
         if validate_only || records.is_empty() {
             return outcomes;
         }
-        if let Err(e) = self.commit(records).await {
+        if let Err(e) = self.commit(&mut activation, records).await {
             tracing::error!(error = %e, "committing new partitions failed");
             for (_, result) in &mut outcomes {
                 if result.is_ok() {
-                    *result = Err(ControllerError::CommitFailed(e.to_string()));
+                    *result = Err(e.to_controller_error());
                 }
             }
         }
@@ -241,8 +365,8 @@ impl ControllerClient {
         wanted: BTreeMap<String, String>,
         validate_only: bool,
     ) -> Result<(), ControllerError> {
-        let _decision = self.lock.lock().await;
-        let image = self.metadata.image();
+        let mut activation = self.lock.lock().await;
+        let image = self.applied_image();
         match &resource {
             ConfigResource::Topic(topic) => {
                 if image.topic(topic).is_none() {
@@ -258,10 +382,10 @@ impl ControllerClient {
         if validate_only || records.is_empty() {
             return Ok(());
         }
-        self.commit(records)
+        self.commit(&mut activation, records)
             .await
             .map(|_| ())
-            .map_err(|e| ControllerError::CommitFailed(e.to_string()))
+            .map_err(|e| e.to_controller_error())
     }
 
     /// Creates topics that a Metadata request asked for (auto-creation), with the
@@ -284,17 +408,7 @@ impl ControllerClient {
     }
 }
 
-pub fn resolve_log_config(
-    defaults: &BTreeMap<String, String>,
-    topic: &TopicImage,
-) -> Arc<LogConfig> {
-    match LogConfig::resolve(&topic.configs, defaults) {
-        Ok(resolved) => Arc::new(resolved),
-        Err(e) => {
-            // Configs are validated before they are committed; a value that no
-            // longer validates (a newer rule) falls back to the broker defaults.
-            tracing::error!(topic = %topic.name, error = %e, "topic config is invalid; using broker defaults");
-            Arc::new(LogConfig::resolve(&Default::default(), defaults).unwrap_or_default())
-        }
-    }
+/// The offset the next entry appended to the quorum's log gets.
+fn next_offset(quorum: &Quorum) -> u64 {
+    quorum.status().last_log_index.map_or(0, |i| i + 1)
 }

@@ -114,6 +114,7 @@ pub fn controller_error_code(error: &ControllerError) -> ErrorCode {
         ControllerError::NotDynamic(_) => ErrorCode::InvalidRequest,
         ControllerError::LogLimit(_) => ErrorCode::PolicyViolation,
         ControllerError::CommitFailed(_) => ErrorCode::UnknownServerError,
+        ControllerError::NotController => ErrorCode::NotController,
         ControllerError::InternalTopic { .. } => ErrorCode::PolicyViolation,
         ControllerError::UnknownConfigName(_) => ErrorCode::InvalidConfig,
         ControllerError::NotAListConfig(_) => ErrorCode::InvalidConfig,

@@ -2,9 +2,11 @@
 //! shutdown. The top of the crate: it builds the services and the shared
 //! [`Broker`] state, then starts the listeners.
 //!
-//! Start-up: open the log dirs (locks, `meta.properties`, checkpoints), replay the
-//! metadata log, bind the listeners, register this broker (a metadata record), open
-//! every hosted log (recovering after an unclean stop), then serve.
+//! Start-up: open the log dirs (locks, `meta.properties`, checkpoints), start the
+//! controller quorum on the metadata log (importing a pre-quorum log once), bind
+//! the listeners, start the metadata publisher (which opens every hosted log,
+//! recovering after an unclean stop), register this broker (a metadata record),
+//! then serve.
 //! Shutdown (SIGTERM, Ctrl-C or [`RunningBroker::shutdown`]): stop accepting, let
 //! connections finish their current request, flush and close every log, write the
 //! checkpoints and the clean-shutdown mark.
@@ -21,9 +23,10 @@ use tokio::net::TcpListener;
 
 use crate::broker::Broker;
 use crate::config::BrokerConfig;
-use crate::controller_client::{CommitError, ControllerClient};
+use crate::controller_client::{CommitError, ControllerClient, ControllerParts};
 use crate::groups::Groups;
-use crate::metadata_store::{MetadataError, MetadataStore};
+use crate::metadata_publisher::PublishedMetadata;
+use crate::metadata_quorum::QuorumStartError;
 use crate::random::OsRandom;
 use crate::replica_manager::ReplicaManager;
 use crate::runtime::{blocking, Shutdown};
@@ -38,7 +41,7 @@ pub enum BrokerError {
     #[error(transparent)]
     Storage(#[from] storage::StorageError),
     #[error(transparent)]
-    Metadata(#[from] MetadataError),
+    Quorum(#[from] QuorumStartError),
     #[error(transparent)]
     Format(#[from] crate::storage_format::FormatError),
     #[error(transparent)]
@@ -132,7 +135,8 @@ struct Opened {
     clock: Arc<dyn Clock>,
     random: Arc<dyn Random>,
     log_manager: Arc<LogManager>,
-    metadata: Arc<MetadataStore>,
+    quorum: Arc<quorum::Quorum>,
+    bootstrap: std::collections::BTreeMap<String, i16>,
     cluster_id: String,
     endpoints: Vec<Endpoint>,
     discovered: Vec<storage::log_manager::DiscoveredLog>,
@@ -145,11 +149,13 @@ fn build(opened: Opened, tasks: &mut Vec<tokio::task::JoinHandle<()>>) -> Arc<Br
         clock,
         random,
         log_manager,
-        metadata,
+        quorum,
+        bootstrap,
         cluster_id,
         endpoints,
         discovered,
     } = opened;
+    let metadata = Arc::new(PublishedMetadata::new());
     let settings = Arc::new(Settings::from_config(&config));
     let shutdown = Shutdown::new();
     let replicas = Arc::new(ReplicaManager::new(
@@ -159,21 +165,33 @@ fn build(opened: Opened, tasks: &mut Vec<tokio::task::JoinHandle<()>>) -> Arc<Br
         discovered,
         settings.replica_lag_time_max_ms,
     ));
-    let controller = Arc::new(ControllerClient::new(
-        config.clone(),
-        Arc::clone(&settings),
-        Arc::clone(&clock),
-        Arc::clone(&random),
+    // Act on every image the quorum applies, then publish it.
+    // The quorum has applied its whole log by now (`metadata_quorum::start`).
+    let caught_up = quorum.status().last_applied_index.map_or(-1, |i| i as i64);
+    tasks.push(tokio::spawn(crate::metadata_publisher::run_publisher(
         Arc::clone(&metadata),
+        quorum.images(),
+        caught_up,
         Arc::clone(&replicas),
-        Controller::new(ControllerConfig {
+        Arc::new(config.clone()),
+        shutdown.signal(),
+    )));
+    let controller = Arc::new(ControllerClient::new(ControllerParts {
+        config: config.clone(),
+        settings: Arc::clone(&settings),
+        random: Arc::clone(&random),
+        quorum,
+        metadata: Arc::clone(&metadata),
+        replicas: Arc::clone(&replicas),
+        controller: Controller::new(ControllerConfig {
             num_partitions: config.num_partitions,
             default_replication_factor: config.default_replication_factor,
             delete_topic_enable: config.delete_topic_enable,
             max_broker_partitions: config.max_broker_partitions,
             ..ControllerConfig::default()
         }),
-    ));
+        bootstrap,
+    }));
     let (groups, group_writes) = Groups::new(
         settings.groups.clone(),
         Arc::clone(&clock),
@@ -227,6 +245,12 @@ fn build(opened: Opened, tasks: &mut Vec<tokio::task::JoinHandle<()>>) -> Arc<Br
 /// The tasks that run until shutdown besides the listeners.
 fn spawn_background(broker: &Arc<Broker>, tasks: &mut Vec<tokio::task::JoinHandle<()>>) {
     tasks.push(tokio::spawn(background_tasks(Arc::clone(broker))));
+    tasks.push(tokio::spawn(crate::metadata_quorum::run_upkeep(
+        Arc::clone(broker.controller.quorum()),
+        broker.config.cluster.metadata_log,
+        Arc::clone(&broker.clock),
+        broker.shutdown_signal(),
+    )));
     tasks.push(tokio::spawn(crate::groups::run_timer(
         Arc::clone(&broker.groups),
         broker.shutdown_signal(),
@@ -333,11 +357,9 @@ impl RunningBroker {
                 .await?
         };
         refuse_multi_node_quorum(&config)?;
-        let metadata = {
-            let dir = config.metadata_log_dir.clone();
-            let clock = Arc::clone(&clock);
-            Arc::new(blocking(move || MetadataStore::open(&dir, clock)).await?)
-        };
+        let env = storage::LogEnv::real(Arc::clone(&clock)).with_random(Arc::clone(&random));
+        let bootstrap = crate::metadata_quorum::bootstrap_features(&env, &config.metadata_log_dir)?;
+        let quorum = crate::metadata_quorum::start(&config, &cluster_id, &env).await?;
         let discovered = log_manager.discover()?;
         let Bound {
             listeners,
@@ -350,18 +372,19 @@ impl RunningBroker {
             clock,
             random,
             log_manager: Arc::clone(&log_manager),
-            metadata,
+            quorum,
+            bootstrap,
             cluster_id,
             endpoints: endpoints.clone(),
             discovered,
         };
         let broker = build(opened, &mut tasks);
-        // The single node is its own controller: it registers unfenced, at the
-        // next offset of the log (its broker epoch, as Kafka's).
+        // The single node is its own controller: it registers unfenced; its
+        // broker epoch is the offset of the record (the controller fills it in).
         let registration = MetadataRecord::RegisterBroker {
             node_id: broker.node_id(),
             incarnation_id: broker.random.uuid(),
-            broker_epoch: broker.metadata.image().last_offset + 1,
+            broker_epoch: -1,
             endpoints,
             features: vec![metadata::BrokerFeature {
                 name: "metadata.version".into(),
@@ -402,11 +425,11 @@ impl RunningBroker {
         for task in self.tasks {
             let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
         }
+        self.broker.controller.quorum().shutdown().await;
         let broker = Arc::clone(&self.broker);
         blocking(move || -> Result<(), BrokerError> {
             broker.replicas.checkpoint_high_watermarks()?;
             broker.log_manager.shutdown()?;
-            broker.metadata.close()?;
             Ok(())
         })
         .await?;

@@ -4,6 +4,10 @@
 //! Format writes `meta.properties` (cluster id, node id, a fresh directory id)
 //! into every `log.dirs` entry and `metadata.log.dir`; already formatted
 //! directories are an error unless `--ignore-formatted` (Kafka's `Formatter`).
+//! The metadata directory also gets the quorum's bootstrap files, as Kafka's:
+//! `bootstrap.checkpoint` (the `metadata.version` the first active controller
+//! writes) and, with `--standalone` / `--initial-controllers`, the voter set as
+//! the `0-0` snapshot of `__cluster_metadata-0`.
 //!
 //! Start-up (Kafka's `KafkaRaftServer.initializeLogDirs`): every directory must be
 //! formatted for this node and agree on the cluster id, or the node refuses to
@@ -205,6 +209,7 @@ pub fn format(
         return Ok(());
     }
     let mut used = ensemble.directory_ids();
+    let initial_voters = voters.as_deref().map(voter_set);
     for dir in &ensemble.empty {
         let own_voter = voters
             .as_ref()
@@ -231,6 +236,50 @@ pub fn format(
         )
         .ok();
         MetaProperties::v1(&options.cluster_id, node_id, directory_id).write(dir)?;
+        if *dir == config.metadata_log_dir {
+            write_bootstrap_files(dir, initial_voters.clone())?;
+        }
+    }
+    Ok(())
+}
+
+/// The quorum's voter set from `--standalone` / `--initial-controllers`.
+fn voter_set(voters: &[InitialController]) -> quorum::VoterSet {
+    let nodes: std::collections::BTreeMap<u64, quorum::Voter> = voters
+        .iter()
+        .filter_map(|v| {
+            Some((
+                u64::try_from(v.id).ok()?,
+                quorum::Voter::new(&v.host, v.port),
+            ))
+        })
+        .collect();
+    let ids = nodes.keys().copied().collect();
+    quorum::VoterSet::new(vec![ids], nodes)
+}
+
+/// Writes the quorum's bootstrap files into the metadata directory `dir`:
+/// `bootstrap.checkpoint` with `metadata.version`, and the initial voter set.
+fn write_bootstrap_files(
+    dir: &std::path::Path,
+    voters: Option<quorum::VoterSet>,
+) -> Result<(), FormatError> {
+    let fs = storage::fs::RealFs::shared();
+    let now_ms = protocol::time::Clock::now_ms(&crate::clock::SystemClock);
+    let features = [(
+        crate::controller_state::METADATA_VERSION.to_string(),
+        METADATA_VERSION_LEVEL,
+    )]
+    .into();
+    let failed = |what: &str, e: std::io::Error| {
+        refused(format!("Cannot write {what} in {}: {e}", dir.display()))
+    };
+    quorum::bootstrap::write_bootstrap(&*fs, dir, &features, now_ms)
+        .map_err(|e| failed(quorum::bootstrap::BOOTSTRAP_CHECKPOINT, e))?;
+    if let Some(voters) = voters {
+        let log_dir = dir.join(format!("{METADATA_LOG_PREFIX}-0"));
+        quorum::bootstrap::write_initial_voters(&fs, &log_dir, voters, now_ms)
+            .map_err(|e| failed("the initial voter set", e))?;
     }
     Ok(())
 }
@@ -312,6 +361,9 @@ pub fn check_at_start(
         used.insert(id);
         tracing::info!(dir = %dir.display(), cluster_id = %cluster_id, "formatting log directory");
         MetaProperties::v1(&cluster_id, config.node_id, id).write(dir)?;
+        if dir == metadata_dir {
+            write_bootstrap_files(dir, None)?;
+        }
     }
     Ok(cluster_id)
 }

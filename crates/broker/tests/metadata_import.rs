@@ -1,7 +1,10 @@
-//! A log directory written by the Rivulet before the binary metadata format
-//! (JSON records; `fixtures/json_metadata_log/README.md` says how it was made)
-//! keeps working: the first start imports the metadata log into Kafka's binary
-//! records, keeping every offset, and every topic, config and record is there.
+//! A log directory written by the Rivulet before the controller quorum keeps
+//! working: here one from before the binary metadata format too (JSON records;
+//! `fixtures/json_metadata_log/README.md` says how it was made). The first
+//! start imports the old metadata log once, as a KIP-630 snapshot ending at the
+//! old log end offset (so every old offset stays used), moves the old log aside
+//! to `__cluster_metadata-0.pre-quorum/`, and the quorum's log goes on after it;
+//! every topic, config and record is there.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -11,7 +14,7 @@ use std::sync::Arc;
 use broker::clock::SystemClock;
 use broker::{BrokerConfig, RunningBroker};
 use metadata::{ClusterImage, ConfigResource, MetadataRecord};
-use protocol::records::decode_records;
+use protocol::records::{decode_records, BatchHeader};
 use protocol::TopicPartition;
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -64,12 +67,19 @@ fn with_broker<T>(logs: &Path, check: impl FnOnce(&RunningBroker) -> T) -> T {
     result
 }
 
-/// Every record value of the metadata log, decoded as binary (a JSON value fails).
+/// Every record value of the metadata log's data batches (the quorum's control
+/// batches left out), decoded as binary (a JSON value fails).
 fn binary_records(log_dir: &Path) -> Vec<MetadataRecord> {
-    let bytes = std::fs::read(log_dir.join("00000000000000000000.log")).unwrap();
+    // The quorum's log starts right after the imported snapshot (offset 24).
+    let bytes = std::fs::read(log_dir.join("00000000000000000024.log")).unwrap();
     let mut rest = &bytes[..];
     let mut records = Vec::new();
     while !rest.is_empty() {
+        let header = BatchHeader::parse(rest).unwrap();
+        if header.is_control() {
+            rest = &rest[header.size()..];
+            continue;
+        }
         let (header, batch) = decode_records(rest, 1 << 20).unwrap();
         rest = &rest[header.size()..];
         for record in batch {
@@ -108,14 +118,18 @@ fn check_image(image: &ClusterImage) {
 fn a_json_metadata_log_is_imported_once_and_everything_stays() {
     let (_dir, logs) = fixture();
     let metadata_log = logs.join("__cluster_metadata-0");
-    let legacy = logs.join("__cluster_metadata-0.legacy");
+    let pre_quorum = logs.join("__cluster_metadata-0.pre-quorum");
+    let old_log = std::fs::read(metadata_log.join("00000000000000000000.log")).unwrap();
 
     with_broker(&logs, |running| {
         let image = running.broker.metadata.image();
         check_image(&image);
-        // 24 JSON records kept their offsets 0..=23; this start registered at 24.
-        assert_eq!(image.last_offset, 24);
-        assert_eq!(image.brokers[&1].broker_epoch, 24);
+        // 24 JSON records kept their offsets 0..=23; this start elected the
+        // node (its leader-change entry at 24), wrote metadata.version at 25
+        // and registered at 26.
+        assert_eq!(image.last_offset, 26);
+        assert_eq!(image.brokers[&1].broker_epoch, 26);
+        assert_eq!(image.features["metadata.version"], 27);
         let records_in_partitions = |topic: &str, count: i32| -> i64 {
             (0..count)
                 .map(|p| {
@@ -133,31 +147,40 @@ fn a_json_metadata_log_is_imported_once_and_everything_stays() {
     });
 
     let records = binary_records(&metadata_log);
-    assert_eq!(
-        records.len(),
-        25,
-        "the imported 24 and the new registration"
-    );
+    assert_eq!(records.len(), 2, "metadata.version and the registration");
     assert!(matches!(
         records[0],
-        MetadataRecord::RegisterBroker {
-            broker_epoch: 0,
+        MetadataRecord::FeatureLevel {
+            feature_level: 27,
             ..
         }
     ));
-    assert!(legacy.join("00000000000000000000.log").exists());
-    let legacy_bytes = std::fs::read(legacy.join("00000000000000000000.log")).unwrap();
+    assert!(matches!(
+        records[1],
+        MetadataRecord::RegisterBroker {
+            broker_epoch: 26,
+            ..
+        }
+    ));
+    assert!(metadata_log
+        .join("00000000000000000024-0000000000.checkpoint")
+        .exists());
+    assert_eq!(
+        std::fs::read(pre_quorum.join("00000000000000000000.log")).unwrap(),
+        old_log,
+        "the old log is kept aside as it was"
+    );
 
-    // The second start replays binary records only; the old log is left alone.
+    // The second start is on the quorum's log; the old one is left alone.
     with_broker(&logs, |running| {
         let image = running.broker.metadata.image();
         check_image(&image);
-        assert_eq!(image.last_offset, 25);
+        assert_eq!(image.last_offset, 27, "only the registration is new");
     });
-    assert_eq!(binary_records(&metadata_log).len(), 26);
+    assert_eq!(binary_records(&metadata_log).len(), 3);
     assert_eq!(
-        std::fs::read(legacy.join("00000000000000000000.log")).unwrap(),
-        legacy_bytes
+        std::fs::read(pre_quorum.join("00000000000000000000.log")).unwrap(),
+        old_log
     );
 }
 
@@ -166,7 +189,7 @@ fn an_import_interrupted_between_its_renames_is_finished() {
     let (_dir, logs) = fixture();
     let metadata_log = logs.join("__cluster_metadata-0");
     // Import once, then put the directories as a crash after the first rename
-    // leaves them: the JSON log aside, the imported copy not yet in place.
+    // leaves them: the old log aside, the imported one not yet in place.
     with_broker(&logs, |_| {});
     let import = logs.join("__cluster_metadata-0.import");
     std::fs::rename(&metadata_log, &import).unwrap();
@@ -175,5 +198,5 @@ fn an_import_interrupted_between_its_renames_is_finished() {
         check_image(&running.broker.metadata.image());
     });
     assert!(!import.exists());
-    assert_eq!(binary_records(&metadata_log).len(), 26);
+    assert_eq!(binary_records(&metadata_log).len(), 3);
 }

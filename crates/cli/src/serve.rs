@@ -53,7 +53,10 @@ pub fn run(args: ServeArgs, connect: &ConnectArgs) -> ExitCode {
     }
     tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+            // openraft logs every vote and state change at info (and its whole
+            // state at start-up): the quorum's own messages say what matters.
+            EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| EnvFilter::new("info,openraft=warn")),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

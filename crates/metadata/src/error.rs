@@ -90,6 +90,9 @@ pub enum ControllerError {
     /// The decision's records could not be written to the metadata log.
     #[error("metadata commit failed: {0}")]
     CommitFailed(String),
+    /// This node does not lead the controller quorum (any more).
+    #[error("This is not the correct controller for this cluster.")]
+    NotController,
     /// A client's change to an internal topic, refused unless
     /// `internal.topics.modification.enable=true` (the broker's `guards.rs`).
     #[error("{action} internal topic {topic} is not allowed: it changes only through the broker (set internal.topics.modification.enable=true to allow it).")]

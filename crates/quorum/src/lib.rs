@@ -37,7 +37,9 @@ pub use log_store::{MetadataLogReader, MetadataLogStore};
 pub use network::{QuorumServer, QuorumTransport, TransportError};
 pub use node::{Quorum, QuorumConfig, QuorumError, QuorumStatus, Role};
 pub use snapshot::{SnapshotContents, SnapshotId};
-pub use state_machine::{AppliedImage, MetadataSnapshotBuilder, MetadataStateMachine, Retention};
+pub use state_machine::{
+    AppliedImage, ApplyProgress, MetadataSnapshotBuilder, MetadataStateMachine, Retention,
+};
 pub use types::{EntryId, MetadataEntry, NodeId, Payload, TypeConfig, Voter, VoterSet};
 
 #[cfg(test)]

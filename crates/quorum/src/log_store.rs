@@ -306,6 +306,11 @@ impl MetadataLogStore {
         lock(&self.inner).dir.clone()
     }
 
+    /// The log's size on disk in bytes.
+    pub fn size_in_bytes(&self) -> u64 {
+        lock(&self.inner).log.size_in_bytes()
+    }
+
     /// The log's start and end offsets.
     pub fn offsets(&self) -> (i64, i64) {
         let inner = lock(&self.inner);

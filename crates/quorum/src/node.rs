@@ -29,7 +29,8 @@ use tokio::sync::watch;
 
 use crate::error::StoreError;
 use crate::network::{QuorumNetwork, QuorumServer, QuorumTransport};
-use crate::state_machine::AppliedImage;
+use crate::snapshot::{SnapshotDir, SnapshotId};
+use crate::state_machine::{AppliedImage, ApplyProgress, Retention};
 use crate::types::{NodeId, TypeConfig, Voter};
 use crate::{MetadataLogStore, MetadataStateMachine};
 
@@ -137,10 +138,14 @@ pub enum QuorumError {
 /// One controller's quorum node.
 pub struct Quorum {
     node_id: NodeId,
+    /// How many voters the configuration names.
+    voters: usize,
     raft: Raft<TypeConfig>,
     server: QuorumServer,
     images: watch::Receiver<AppliedImage>,
     log: MetadataLogStore,
+    progress: Arc<ApplyProgress>,
+    snapshots: SnapshotDir,
 }
 
 fn stopped(e: impl std::fmt::Display) -> QuorumError {
@@ -166,6 +171,8 @@ impl Quorum {
         let mut log = MetadataLogStore::open(dir, env)?;
         let mut sm = MetadataStateMachine::open(dir, Arc::clone(&env.fs))?;
         let images = sm.subscribe();
+        let progress = sm.progress();
+        let snapshots = sm.snapshot_dir();
         let fresh = log
             .get_log_state()
             .await
@@ -188,14 +195,33 @@ impl Quorum {
                 Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
                 Err(e) => return Err(stopped(e)),
             }
+        } else if config.voters.len() == 1 {
+            // The only voter needs nobody's vote: a committed vote for itself
+            // already made it leader at start-up (openraft ignores this then);
+            // without one (a log just imported), it elects itself now rather
+            // than after an election timeout.
+            raft.trigger().elect().await.map_err(stopped)?;
         }
         Ok(Quorum {
             node_id: config.node_id,
+            voters: config.voters.len(),
             server: QuorumServer::new(&config.cluster_id, raft.clone()),
             raft,
             images,
             log,
+            progress,
+            snapshots,
         })
+    }
+
+    /// How many voters the quorum has.
+    pub fn voter_count(&self) -> usize {
+        self.voters
+    }
+
+    /// What the state machine has applied (bytes, an open transaction).
+    pub fn progress(&self) -> &ApplyProgress {
+        &self.progress
     }
 
     pub fn node_id(&self) -> NodeId {
@@ -257,6 +283,76 @@ impl Quorum {
             }
             Err(e) => Err(stopped(e)),
         }
+    }
+
+    /// Appends `records` in order, each its own entry, and waits until all
+    /// are committed and applied here; their offsets. Only the leader can. A
+    /// failure part way leaves the earlier entries in the log: a decision of
+    /// more than one record is therefore wrapped in a metadata transaction,
+    /// which the next active controller aborts if it was left open.
+    pub async fn propose_all(&self, records: Vec<MetadataRecord>) -> Result<Vec<u64>, QuorumError> {
+        let mut pending = Vec::with_capacity(records.len());
+        for record in records {
+            pending.push(self.raft.client_write_ff(record).await.map_err(stopped)?);
+        }
+        let mut offsets = Vec::with_capacity(pending.len());
+        for reply in pending {
+            match reply.await.map_err(stopped)? {
+                Ok(resp) => offsets.push(resp.log_id.index),
+                Err(ClientWriteError::ForwardToLeader(f)) => {
+                    return Err(QuorumError::NotLeader {
+                        leader: f.leader_id,
+                    })
+                }
+                Err(e) => return Err(stopped(e)),
+            }
+        }
+        Ok(offsets)
+    }
+
+    /// The metadata log's size on disk in bytes.
+    pub fn log_bytes(&self) -> u64 {
+        self.log.size_in_bytes()
+    }
+
+    /// Applies `metadata.max.retention.*`: purges the log up to the oldest
+    /// snapshot the limits keep, then removes the snapshots before it (Kafka's
+    /// rule: the log starts where the oldest snapshot ends). The snapshot now
+    /// oldest, if anything was retired.
+    pub async fn apply_retention(
+        &self,
+        limits: Retention,
+        now_ms: i64,
+        timeout: Duration,
+    ) -> Result<Option<SnapshotId>, QuorumError> {
+        let dir = self.snapshots.clone();
+        let log_bytes = self.log_bytes();
+        let keep = tokio::task::spawn_blocking(move || {
+            crate::state_machine::retention_point(&dir, limits, log_bytes, now_ms)
+        })
+        .await
+        .map_err(stopped)?
+        .map_err(|e| QuorumError::Store(StoreError::ReadSnapshot(e.to_string())))?;
+        let Some(keep) = keep else {
+            return Ok(None);
+        };
+        let Some(last) = keep.last_log_id() else {
+            return Ok(None);
+        };
+        self.purge_log(last.index).await?;
+        self.wait_until(timeout, "the metadata log purge", |s| {
+            s.purged_index.is_some_and(|p| p >= last.index)
+        })
+        .await?;
+        let dir = self.snapshots.clone();
+        tokio::task::spawn_blocking(move || {
+            crate::state_machine::remove_snapshots_before(&dir, keep)
+        })
+        .await
+        .map_err(stopped)?
+        .map_err(|e| QuorumError::Store(StoreError::WriteSnapshot(e.to_string())))?;
+        tracing::info!(oldest_snapshot = %keep.file_name(), "retired old metadata snapshots and log");
+        Ok(Some(keep))
     }
 
     /// Takes a snapshot of the applied image now.

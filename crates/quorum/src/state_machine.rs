@@ -20,6 +20,7 @@
 
 use std::io::Cursor;
 use std::path::Path;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use metadata::{ClusterImage, MetadataReplay};
@@ -155,12 +156,53 @@ pub struct Retention {
     pub max_ms: i64,
 }
 
+/// What the state machine has applied, shared with the node's owner: the
+/// controller's snapshot trigger counts the bytes, and its activation aborts a
+/// metadata transaction left open.
+#[derive(Debug)]
+pub struct ApplyProgress {
+    /// Bytes of the batches applied since start (Kafka's trigger counts record
+    /// bytes appended since the last snapshot).
+    bytes: AtomicU64,
+    /// The offset of the open metadata transaction's Begin; -1: none.
+    open_transaction: AtomicI64,
+}
+
+impl Default for ApplyProgress {
+    fn default() -> ApplyProgress {
+        ApplyProgress {
+            bytes: AtomicU64::new(0),
+            open_transaction: AtomicI64::new(-1),
+        }
+    }
+}
+
+impl ApplyProgress {
+    /// Bytes of the batches applied since start.
+    pub fn applied_bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Acquire)
+    }
+
+    /// The offset where the open metadata transaction began, if one is open.
+    pub fn open_transaction(&self) -> Option<i64> {
+        let since = self.open_transaction.load(Ordering::Acquire);
+        (since >= 0).then_some(since)
+    }
+
+    fn record(&self, bytes: u64, open: Option<i64>) {
+        self.bytes.fetch_add(bytes, Ordering::AcqRel);
+        self.open_transaction
+            .store(open.unwrap_or(-1), Ordering::Release);
+    }
+}
+
 /// openraft's state machine over the cluster image.
 #[derive(Debug)]
 pub struct MetadataStateMachine {
     applied: Applied,
     snapshots: Arc<Snapshots>,
     published: watch::Sender<AppliedImage>,
+    progress: Arc<ApplyProgress>,
 }
 
 /// Builds a snapshot of the state as it was when the builder was made.
@@ -198,6 +240,8 @@ impl MetadataStateMachine {
             }
         };
         let (published, _) = watch::channel(applied.published());
+        let progress = Arc::new(ApplyProgress::default());
+        progress.record(0, applied.replay.in_transaction_since());
         Ok(MetadataStateMachine {
             applied,
             snapshots: Arc::new(Snapshots {
@@ -205,7 +249,18 @@ impl MetadataStateMachine {
                 current: Mutex::new(current),
             }),
             published,
+            progress,
         })
+    }
+
+    /// What has been applied (shared; it follows the state machine).
+    pub fn progress(&self) -> Arc<ApplyProgress> {
+        Arc::clone(&self.progress)
+    }
+
+    /// The snapshot files of this state machine.
+    pub fn snapshot_dir(&self) -> SnapshotDir {
+        self.snapshots.dir.clone()
     }
 
     /// The image as applied, now and as it changes.
@@ -224,50 +279,20 @@ impl MetadataStateMachine {
         }
     }
 
-    /// The oldest snapshot to keep under `limits`, given the log's size in
-    /// bytes and the time now: older snapshots may go, after the log is purged
-    /// up to the returned snapshot's last entry. `None`: nothing to retire. The
-    /// newest snapshot is always kept; a snapshot's age is its file's.
+    /// The oldest snapshot to keep under `limits` ([`retention_point`]).
     pub fn retention(
         &self,
         limits: Retention,
         log_bytes: u64,
         now_ms: i64,
     ) -> std::io::Result<Option<SnapshotId>> {
-        let dir = &self.snapshots.dir;
-        let ids = dir.list()?;
-        let mut sized = Vec::with_capacity(ids.len());
-        for id in &ids {
-            let file = dir
-                .fs
-                .open(&dir.path(*id), storage::fs::OpenMode::Existing)?;
-            sized.push((*id, file.size()?, file.modified_ms()?));
-        }
-        let mut total: u64 = log_bytes + sized.iter().map(|(_, size, _)| size).sum::<u64>();
-        let mut keep_from = 0;
-        while keep_from + 1 < sized.len() {
-            let (_, size, modified) = sized[keep_from];
-            let too_big = limits.max_bytes >= 0 && total > limits.max_bytes as u64;
-            let too_old = limits.max_ms >= 0 && now_ms.saturating_sub(modified) > limits.max_ms;
-            if !(too_big || too_old) {
-                break;
-            }
-            total -= size;
-            keep_from += 1;
-        }
-        Ok((keep_from > 0).then(|| sized[keep_from].0))
+        retention_point(&self.snapshots.dir, limits, log_bytes, now_ms)
     }
 
     /// Removes the snapshot files older than `keep` (once the log is purged
     /// to it).
     pub fn remove_snapshots_before(&self, keep: SnapshotId) -> std::io::Result<()> {
-        let dir = &self.snapshots.dir;
-        for id in dir.list()? {
-            if id < keep {
-                dir.remove(id)?;
-            }
-        }
-        Ok(())
+        remove_snapshots_before(&self.snapshots.dir, keep)
     }
 
     fn apply_entry(&mut self, entry: &MetadataEntry) -> Result<()> {
@@ -297,6 +322,49 @@ impl MetadataStateMachine {
         self.applied.last_applied = Some(id);
         Ok(())
     }
+}
+
+/// The oldest snapshot to keep under `limits`, given the log's size in bytes
+/// and the time now: older snapshots may go, after the log is purged up to the
+/// returned snapshot's last entry. `None`: nothing to retire. The newest
+/// snapshot is always kept; a snapshot's age is its file's.
+pub fn retention_point(
+    dir: &SnapshotDir,
+    limits: Retention,
+    log_bytes: u64,
+    now_ms: i64,
+) -> std::io::Result<Option<SnapshotId>> {
+    let ids = dir.list()?;
+    let mut sized = Vec::with_capacity(ids.len());
+    for id in &ids {
+        let file = dir
+            .fs
+            .open(&dir.path(*id), storage::fs::OpenMode::Existing)?;
+        sized.push((*id, file.size()?, file.modified_ms()?));
+    }
+    let mut total: u64 = log_bytes + sized.iter().map(|(_, size, _)| size).sum::<u64>();
+    let mut keep_from = 0;
+    while keep_from + 1 < sized.len() {
+        let (_, size, modified) = sized[keep_from];
+        let too_big = limits.max_bytes >= 0 && total > limits.max_bytes as u64;
+        let too_old = limits.max_ms >= 0 && now_ms.saturating_sub(modified) > limits.max_ms;
+        if !(too_big || too_old) {
+            break;
+        }
+        total -= size;
+        keep_from += 1;
+    }
+    Ok((keep_from > 0).then(|| sized[keep_from].0))
+}
+
+/// Removes the snapshot files in `dir` older than `keep`.
+pub fn remove_snapshots_before(dir: &SnapshotDir, keep: SnapshotId) -> std::io::Result<()> {
+    for id in dir.list()? {
+        if id < keep {
+            dir.remove(id)?;
+        }
+    }
+    Ok(())
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for MetadataSnapshotBuilder {
@@ -335,10 +403,14 @@ impl RaftStateMachine<TypeConfig> for MetadataStateMachine {
         I::IntoIter: OptionalSend,
     {
         let mut replies = Vec::new();
+        let mut bytes = 0;
         for entry in entries {
             self.apply_entry(&entry)?;
+            bytes += entry.batch.as_ref().map_or(0, |b| b.len() as u64);
             replies.push(());
         }
+        self.progress
+            .record(bytes, self.applied.replay.in_transaction_since());
         self.publish();
         Ok(replies)
     }
@@ -390,6 +462,8 @@ impl RaftStateMachine<TypeConfig> for MetadataStateMachine {
             .map_err(|e| snapshot_err(ErrorVerb::Write, e))?;
         self.applied = Applied::from_snapshot(contents);
         self.snapshots.set_current(meta.clone());
+        self.progress
+            .record(0, self.applied.replay.in_transaction_since());
         self.publish();
         tracing::info!(snapshot = %id.file_name(), "installed a metadata snapshot from the leader");
         Ok(())

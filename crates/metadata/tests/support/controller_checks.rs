@@ -504,6 +504,7 @@ pub fn kind(error: &ControllerError) -> &'static str {
         ControllerError::NotDynamic(_) => "NotDynamic",
         ControllerError::LogLimit(_) => "LogLimit",
         ControllerError::CommitFailed(_) => "CommitFailed",
+        ControllerError::NotController => "NotController",
         ControllerError::InternalTopic { .. } => "InternalTopic",
         ControllerError::UnknownConfigName(_) => "UnknownConfigName",
         ControllerError::NotAListConfig(_) => "NotAListConfig",
