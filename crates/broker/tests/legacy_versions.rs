@@ -19,6 +19,7 @@ use protocol::kafka::messages::{
 };
 use protocol::kafka::protocol::{Decodable, Encodable, StrBytes};
 use protocol::records::message_set;
+use protocol::records::{Compression, DecompressionBudget};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -130,6 +131,23 @@ async fn floors(client: &mut Client) -> Vec<(i16, i16)> {
         .collect()
 }
 
+/// Creates `topic` with CreateTopics of `version`.
+async fn create_topic(c: &mut Client, version: i16, topic: &str, partitions: i32) {
+    let created: old::CreateTopicsResponse = c
+        .call(
+            ApiKey::CreateTopics,
+            version,
+            &old::CreateTopicsRequest::default()
+                .with_timeout_ms(5000)
+                .with_topics(vec![old::create_topics_request::CreatableTopic::default()
+                    .with_name(name(topic))
+                    .with_num_partitions(partitions)
+                    .with_replication_factor(1)]),
+        )
+        .await;
+    assert_eq!(created.topics[0].error_code, 0);
+}
+
 fn produce(topic: &str, set: Bytes) -> old::ProduceRequest {
     use old::produce_request::{PartitionProduceData, TopicProduceData};
     old::ProduceRequest::default()
@@ -181,19 +199,7 @@ async fn old_clients_produce_and_fetch_message_sets() {
         ]
     );
     let topic = "legacy";
-    let created: old::CreateTopicsResponse = c
-        .call(
-            ApiKey::CreateTopics,
-            0,
-            &old::CreateTopicsRequest::default()
-                .with_timeout_ms(5000)
-                .with_topics(vec![old::create_topics_request::CreatableTopic::default()
-                    .with_name(name(topic))
-                    .with_num_partitions(1)
-                    .with_replication_factor(1)]),
-        )
-        .await;
-    assert_eq!(created.topics[0].error_code, 0);
+    create_topic(&mut c, 0, topic, 1).await;
 
     // Produce v0 (magic 0), v2 (magic 1, gzip): four records at offsets 0-3.
     let r: old::ProduceResponse = c
@@ -219,7 +225,8 @@ async fn old_clients_produce_and_fetch_message_sets() {
         let p = &r.responses[0].partitions[0];
         assert_eq!((p.error_code, p.high_watermark), (0, 4), "Fetch v{version}");
         let set = p.records.clone().unwrap();
-        let (messages, _) = message_set::messages(&set, 1 << 20).unwrap();
+        let (messages, _) =
+            message_set::messages(&set, &mut DecompressionBudget::new(1 << 20)).unwrap();
         let got: Vec<_> = messages
             .iter()
             .map(|m| {
@@ -236,7 +243,8 @@ async fn old_clients_produce_and_fetch_message_sets() {
     // A partition max of one byte still gets one whole message.
     let r: old::FetchResponse = c.call(ApiKey::Fetch, 2, &fetch(topic, 1, 1)).await;
     let set = r.responses[0].partitions[0].records.clone().unwrap();
-    let (messages, _) = message_set::messages(&set, 1 << 20).unwrap();
+    let (messages, _) =
+        message_set::messages(&set, &mut DecompressionBudget::new(1 << 20)).unwrap();
     assert_eq!(
         messages.iter().map(|m| m.offset).collect::<Vec<_>>(),
         vec![1]
@@ -279,24 +287,93 @@ async fn old_clients_produce_and_fetch_message_sets() {
     broker.shutdown().await.unwrap();
 }
 
+/// A message set of one lz4 wrapper (magic 1) around one message whose value is
+/// `value_len` zero bytes: a few KiB that decompress to `value_len` + 34.
+fn lz4_wrapper(value_len: usize) -> Bytes {
+    let mut inner = Vec::new();
+    message_set::write_message(
+        &mut inner,
+        1,
+        0,
+        0,
+        false,
+        None,
+        Some(&vec![0u8; value_len]),
+    );
+    let compressed = protocol::records::compression::compress(Compression::Lz4, &inner).unwrap();
+    let mut body = vec![1u8, 3];
+    body.extend_from_slice(&0i64.to_be_bytes());
+    body.extend_from_slice(&(-1i32).to_be_bytes());
+    body.extend_from_slice(&(compressed.len() as i32).to_be_bytes());
+    body.extend_from_slice(&compressed);
+    let mut crc = flate2::Crc::new();
+    crc.update(&body);
+    let mut set = Vec::new();
+    set.extend_from_slice(&0i64.to_be_bytes());
+    set.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
+    set.extend_from_slice(&crc.sum().to_be_bytes());
+    set.extend_from_slice(&body);
+    set.into()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_decompression_budget_covers_a_whole_legacy_request() {
+    let (broker, _dir) = start(None).await;
+    let mut c = Client::connect(broker.addresses[0]).await;
+    let topic = "bounded";
+    create_topic(&mut c, 0, topic, 1).await;
+    // 80 partitions' worth (one partition named 80 times) of 1 MiB each once
+    // decompressed, in a request of under 400 KiB: each alone is far under the
+    // 64 MiB bound, together they are 80 MiB.
+    use old::produce_request::{PartitionProduceData, TopicProduceData};
+    let set = lz4_wrapper(1 << 20);
+    assert!(set.len() < 5000, "{}", set.len());
+    let request = old::ProduceRequest::default()
+        .with_acks(1)
+        .with_timeout_ms(5000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(name(topic))
+            .with_partition_data(
+                (0..80)
+                    .map(|_| {
+                        PartitionProduceData::default()
+                            .with_index(0)
+                            .with_records(Some(set.clone()))
+                    })
+                    .collect(),
+            )]);
+    let r: old::ProduceResponse = c.call(ApiKey::Produce, 2, &request).await;
+    let codes: Vec<i16> = r.responses[0]
+        .partition_responses
+        .iter()
+        .map(|p| p.error_code)
+        .collect();
+    // 63 x (1 MiB + 34) fit in 64 MiB; the 64th goes past it and is
+    // MESSAGE_TOO_LARGE (10), as is every one after it.
+    let mut want = vec![0i16; 63];
+    want.extend([10i16; 17]);
+    assert_eq!(codes, want);
+    // A fetch v2 of all 63 records: down-conversion shares one 64 MiB budget for
+    // the response too (each record costs its decompressed batch and its
+    // message, 2 MiB), so the answer stops at 31 messages rather than 63 MiB.
+    let r: old::FetchResponse = c.call(ApiKey::Fetch, 2, &fetch(topic, 0, i32::MAX)).await;
+    let p = &r.responses[0].partitions[0];
+    assert_eq!((p.error_code, p.high_watermark), (0, 63));
+    let fetched = p.records.clone().unwrap();
+    let (messages, _) = message_set::messages(&fetched, &mut DecompressionBudget::new(0)).unwrap();
+    assert_eq!(
+        messages.iter().map(|m| m.offset).collect::<Vec<_>>(),
+        (0..31).collect::<Vec<i64>>()
+    );
+    broker.shutdown().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn old_admin_and_offset_versions_are_answered() {
     let (broker, _dir) = start(Some(true)).await;
     let mut c = Client::connect(broker.addresses[0]).await;
     let topic = "admin";
-    let created: old::CreateTopicsResponse = c
-        .call(
-            ApiKey::CreateTopics,
-            1,
-            &old::CreateTopicsRequest::default()
-                .with_timeout_ms(5000)
-                .with_topics(vec![old::create_topics_request::CreatableTopic::default()
-                    .with_name(name(topic))
-                    .with_num_partitions(2)
-                    .with_replication_factor(1)]),
-        )
-        .await;
-    assert_eq!(created.topics[0].error_code, 0);
+    create_topic(&mut c, 1, topic, 2).await;
 
     // DescribeConfigs v0: is_default marks Kafka's defaults.
     use old::describe_configs_request::DescribeConfigsResource;

@@ -793,6 +793,7 @@ fn legacy_requests_mutated_never_allocate_or_panic() {
 #[test]
 fn message_sets_mutated_never_allocate_beyond_the_limit_or_panic() {
     use protocol::records::message_set::{down_convert, to_batch, write_message};
+    use protocol::records::DecompressionBudget;
     const LIMIT: usize = 1 << 20;
 
     fn crc_fixed(mut set: Vec<u8>) -> Vec<u8> {
@@ -814,7 +815,8 @@ fn message_sets_mutated_never_allocate_beyond_the_limit_or_panic() {
 
     fn convert(set: Vec<u8>) {
         let set = Bytes::from(crc_fixed(set));
-        let (result, largest) = largest_allocation_of(|| to_batch(&set, LIMIT));
+        let (result, largest) =
+            largest_allocation_of(|| to_batch(&set, &mut DecompressionBudget::new(LIMIT)));
         if result.is_ok() {
             CONVERTED.with(|c| c.set(c.get() + 1));
         }
@@ -825,7 +827,14 @@ fn message_sets_mutated_never_allocate_beyond_the_limit_or_panic() {
         if let Ok(batch) = result {
             let batch = Bytes::from(batch);
             for magic in [0, 1] {
-                down_convert(&batch, magic, 0, usize::MAX, LIMIT).unwrap();
+                down_convert(
+                    &batch,
+                    magic,
+                    0,
+                    usize::MAX,
+                    &mut DecompressionBudget::new(LIMIT),
+                )
+                .unwrap();
             }
         }
     }

@@ -29,7 +29,7 @@ use metadata::records::RecordError as MetadataRecordError;
 use metadata::wire::{Reader, WireError, Writer};
 use metadata::MetadataRecord;
 use openraft::Membership;
-use protocol::records::batch::{self, BatchError, BatchHeader};
+use protocol::records::batch::{self, BatchError, BatchHeader, Batches};
 use protocol::records::{decode_records_shared, BatchBuilder, Compression, NewRecord, RecordError};
 use uuid::Uuid;
 
@@ -85,6 +85,8 @@ pub enum CodecError {
     NodeId { what: &'static str, value: i64 },
     #[error("the batch does not match its entry: {0}")]
     Mismatch(String),
+    #[error("more than {max} entries in one run of batches")]
+    TooManyEntries { max: usize },
 }
 
 fn control_key(kind: i16) -> [u8; 4] {
@@ -211,35 +213,36 @@ pub fn decode_entry(bytes: Bytes) -> Result<MetadataEntry, CodecError> {
     };
     let term = u64::try_from(header.partition_leader_epoch).expect("checked non-negative");
     let index = u64::try_from(header.base_offset).expect("checked non-negative");
-    Ok(MetadataEntry {
-        log_id: entry_id(term, index),
+    Ok(MetadataEntry::decoded(
+        entry_id(term, index),
         payload,
-        batch: Some(bytes),
-    })
+        bytes,
+    ))
 }
 
-/// Splits `bytes` (whole batches, as read from the log) into entries.
-pub fn decode_entries(bytes: &Bytes) -> Result<Vec<MetadataEntry>, CodecError> {
-    let mut entries = Vec::new();
-    let mut at = 0usize;
-    while at < bytes.len() {
-        let (size, _) = BatchHeader::peek_size_and_magic(&bytes[at..])?;
-        if at + size > bytes.len() {
-            return Err(BatchError::Truncated {
-                needed: size,
-                available: bytes.len() - at,
-            }
-            .into());
-        }
-        entries.push(decode_entry(bytes.slice(at..at + size))?);
-        at += size;
+/// Splits `bytes` (whole batches, as read from the log or sent by a leader)
+/// into entries. More than `max` batches is refused before any is decoded or
+/// anything allocated for them: the count is taken from the batch headers.
+pub fn decode_entries(bytes: &Bytes, max: usize) -> Result<Vec<MetadataEntry>, CodecError> {
+    let count = Batches::new(bytes).take(max.saturating_add(1)).count();
+    if count > max {
+        return Err(CodecError::TooManyEntries { max });
+    }
+    let mut entries = Vec::with_capacity(count);
+    for item in Batches::new(bytes) {
+        let (_, batch) = item?;
+        entries.push(decode_entry(bytes.slice_ref(batch))?);
     }
     Ok(entries)
 }
 
 /// Checks that `bytes` is the batch of `entry` (a follower about to write the
-/// leader's batch verbatim): it decodes, to the same id and payload.
+/// leader's batch verbatim): it decodes, to the same id and payload. An entry
+/// decoded from these very bytes ([`decode_entry`]) is not decoded again.
 pub fn check_batch(entry: &MetadataEntry, bytes: &Bytes) -> Result<(), CodecError> {
+    if entry.was_decoded_from(bytes) {
+        return Ok(());
+    }
     let decoded = decode_entry(bytes.clone())?;
     if decoded != *entry {
         return Err(CodecError::Mismatch(format!(

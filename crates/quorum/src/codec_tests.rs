@@ -182,7 +182,52 @@ fn several_entries_split_back_into_their_batches() {
     for e in &entries {
         all.extend_from_slice(&encode_entry(e, NOW, 1));
     }
-    assert_eq!(decode_entries(&Bytes::from(all)).unwrap(), entries);
+    assert_eq!(decode_entries(&Bytes::from(all), 3).unwrap(), entries);
+}
+
+#[test]
+fn too_many_entries_are_refused_before_any_is_decoded() {
+    let mut all = Vec::new();
+    for index in 0..3 {
+        let entry = MetadataEntry::new(entry_id(1, index), Payload::Blank);
+        all.extend_from_slice(&encode_entry(&entry, NOW, 1));
+    }
+    // The first batch's CRC is broken: decoding it would fail, but the count
+    // (from the headers alone) is refused first.
+    all[30] ^= 0xff;
+    let all = Bytes::from(all);
+    assert_eq!(
+        decode_entries(&all, 2),
+        Err(CodecError::TooManyEntries { max: 2 })
+    );
+    assert!(matches!(
+        decode_entries(&all, 3),
+        Err(CodecError::Batch(BatchError::CrcMismatch { .. }))
+    ));
+}
+
+#[test]
+fn a_decoded_entry_is_not_decoded_again_unless_its_batch_was_replaced() {
+    let a = MetadataEntry::new(entry_id(2, 5), Payload::Normal(MetadataRecord::NoOp));
+    let b = MetadataEntry::new(
+        entry_id(2, 5),
+        Payload::Membership(voters(&[(1, "host", 9093)])),
+    );
+    let mut entry = decode_entry(encode_entry(&a, NOW, 1)).unwrap();
+    let own = entry.batch.clone().unwrap();
+    assert!(entry.was_decoded_from(&own));
+    assert!(check_batch(&entry, &own).is_ok());
+    // Equal bytes elsewhere are decoded and compared.
+    let copy = Bytes::copy_from_slice(&own);
+    assert!(!entry.was_decoded_from(&copy));
+    assert!(check_batch(&entry, &copy).is_ok());
+    // A batch put in its place by hand is checked, and refused.
+    entry.batch = Some(encode_entry(&b, NOW, 1));
+    let replaced = entry.batch.clone().unwrap();
+    assert!(matches!(
+        check_batch(&entry, &replaced),
+        Err(CodecError::Mismatch(_))
+    ));
 }
 
 #[test]

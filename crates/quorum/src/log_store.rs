@@ -156,7 +156,7 @@ impl Inner {
             if bytes.is_empty() {
                 return Err(read_err(format!("no entry at {at} below {end}")));
             }
-            for entry in codec::decode_entries(&bytes).map_err(read_err)? {
+            for entry in codec::decode_entries(&bytes, usize::MAX).map_err(read_err)? {
                 if entry.log_id.index != at {
                     return Err(read_err(format!(
                         "the metadata log has entry {} where {at} was expected",

@@ -28,8 +28,11 @@ use bytes::Bytes;
 use metadata::wire::{Reader, WireError, Writer};
 use metadata::{ClusterImage, MetadataRecord, MetadataReplay, ReplayError};
 use openraft::StoredMembership;
-use protocol::records::{decode_records_shared, BatchBuilder, BatchHeader, Compression, NewRecord};
-use storage::fs::{Fs, OpenMode};
+use protocol::records::batch::{self, BatchError};
+use protocol::records::{
+    BatchBuilder, Compression, DecompressionBudget, NewRecord, RecordError, RecordViews,
+};
+use storage::fs::Fs;
 
 use crate::codec::{self, CodecError};
 use crate::types::{entry_id, kafka_epoch, EntryId, NodeId, Voter, VoterSet};
@@ -43,8 +46,9 @@ pub const RIVULET_SNAPSHOT_TAG: u32 = 10_000;
 /// Data batches of a snapshot hold about this many bytes of records.
 const BATCH_TARGET_BYTES: usize = 512 << 10;
 
-/// The most records a snapshot may hold: a corrupt count cannot make the
-/// reader allocate past what the bytes hold anyway, this bounds the work.
+/// The most bytes a snapshot file may take, and the most its compressed batches
+/// may decompress to, all of them together: a corrupt or hostile file costs at
+/// most this much work and memory however its batches are cut.
 const MAX_SNAPSHOT_BYTES: usize = 1 << 30;
 
 /// Why a snapshot cannot be read.
@@ -364,33 +368,46 @@ impl Scanned {
     }
 }
 
-/// Walks the batches of a snapshot file: header first, footer last.
-fn scan(bytes: &Bytes) -> Result<Scanned, SnapshotError> {
-    if bytes.len() > MAX_SNAPSHOT_BYTES {
+/// Walks the batches of a snapshot file: header first, footer last. The file
+/// may take at most `max_bytes`, and its compressed batches decompress to at
+/// most that, all together.
+fn scan(bytes: &Bytes, max_bytes: usize) -> Result<Scanned, SnapshotError> {
+    if bytes.len() > max_bytes {
         return Err(invalid(format!("{} bytes is too large", bytes.len())));
     }
     let mut scanned = Scanned::default();
-    let mut at = 0usize;
-    while at < bytes.len() {
+    let mut budget = DecompressionBudget::new(max_bytes);
+    for item in batch::Batches::new(bytes) {
         if scanned.footer {
             return Err(invalid("batches after the footer"));
         }
-        let (size, _) = BatchHeader::peek_size_and_magic(&bytes[at..]).map_err(CodecError::from)?;
-        if at + size > bytes.len() {
-            return Err(invalid("the last batch is truncated"));
-        }
-        let batch = bytes.slice(at..at + size);
-        at += size;
-        protocol::records::batch::verify_crc(&batch).map_err(CodecError::from)?;
-        let (batch_header, records) =
-            decode_records_shared(&batch, MAX_SNAPSHOT_BYTES).map_err(CodecError::from)?;
-        for record in records {
-            let value = record.value.unwrap_or_default();
-            if batch_header.is_control() {
-                scanned.control(record.key.as_deref(), &value)?;
-            } else {
-                scanned.data(&value)?;
+        let (header, batch) = match item {
+            Err(BatchError::Truncated { .. }) => {
+                return Err(invalid("the last batch is truncated"))
             }
+            other => other.map_err(CodecError::from)?,
+        };
+        batch::verify_crc(batch).map_err(CodecError::from)?;
+        let section = budget
+            .records_section(&header, batch)
+            .map_err(CodecError::from)?;
+        let mut count = 0usize;
+        for record in RecordViews::new(&section) {
+            let record = record.map_err(CodecError::from)?;
+            count += 1;
+            let value = record.value.unwrap_or_default();
+            if header.is_control() {
+                scanned.control(record.key, value)?;
+            } else {
+                scanned.data(value)?;
+            }
+        }
+        if count != header.records_count.max(0) as usize {
+            return Err(CodecError::from(RecordError::CountMismatch {
+                declared: header.records_count,
+                actual: count,
+            })
+            .into());
         }
     }
     if !scanned.footer {
@@ -399,9 +416,13 @@ fn scan(bytes: &Bytes) -> Result<Scanned, SnapshotError> {
     Ok(scanned)
 }
 
+#[cfg(test)]
+#[path = "snapshot_scan_tests.rs"]
+mod scan_tests;
+
 /// A snapshot file's contents; `id` is from its name.
 pub fn decode(id: SnapshotId, bytes: Bytes) -> Result<SnapshotContents, SnapshotError> {
-    let scanned = scan(&bytes)?;
+    let scanned = scan(&bytes, MAX_SNAPSHOT_BYTES)?;
     let (timestamp, rivulet) = scanned
         .header
         .ok_or_else(|| invalid("no SnapshotHeaderRecord"))?;
@@ -482,13 +503,7 @@ impl SnapshotDir {
     /// directory fsynced.
     pub fn write(&self, id: SnapshotId, bytes: &[u8]) -> io::Result<()> {
         let part = self.dir.join(format!("{}{PART_SUFFIX}", id.stem()));
-        {
-            let file = self.fs.open(&part, OpenMode::Truncate)?;
-            file.write_all_at(bytes, 0)?;
-            file.sync_all()?;
-        }
-        self.fs.rename(&part, &self.path(id))?;
-        self.fs.sync_dir(&self.dir)
+        storage::fs::write_atomically_via(&*self.fs, &part, &self.path(id), bytes)
     }
 
     pub fn read(&self, id: SnapshotId) -> io::Result<Vec<u8>> {

@@ -77,6 +77,12 @@ pub struct MetadataEntry {
     /// then sent and written verbatim by every voter, so their logs are
     /// byte-identical. `None` until the leader's log store encodes it.
     pub batch: Option<Bytes>,
+    /// The bytes `log_id` and `payload` were decoded from, when they were
+    /// (`codec::decode_entry`; a shared handle, not a copy): a log store writing
+    /// those very bytes need not decode them again to know they are this entry.
+    /// Held here so that their memory cannot be reused while the entry lives: a
+    /// `batch` set by hand is other memory, and is checked.
+    decoded_from: Option<Bytes>,
 }
 
 impl MetadataEntry {
@@ -85,7 +91,26 @@ impl MetadataEntry {
             log_id,
             payload,
             batch: None,
+            decoded_from: None,
         }
+    }
+
+    /// The entry `codec::decode_entry` decoded from `batch`.
+    pub(crate) fn decoded(log_id: EntryId, payload: Payload, batch: Bytes) -> MetadataEntry {
+        MetadataEntry {
+            log_id,
+            payload,
+            decoded_from: Some(batch.clone()),
+            batch: Some(batch),
+        }
+    }
+
+    /// Whether this entry's id and payload were decoded from `bytes` itself
+    /// (the same memory, not merely equal bytes).
+    pub(crate) fn was_decoded_from(&self, bytes: &Bytes) -> bool {
+        self.decoded_from
+            .as_ref()
+            .is_some_and(|from| from.as_ptr() == bytes.as_ptr() && from.len() == bytes.len())
     }
 }
 
@@ -130,6 +155,7 @@ impl RaftLogId<NodeId> for MetadataEntry {
         // A new id makes the old encoding (offset and epoch) wrong.
         if self.log_id != *log_id {
             self.batch = None;
+            self.decoded_from = None;
         }
         self.log_id = *log_id;
     }

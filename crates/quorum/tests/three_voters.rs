@@ -345,7 +345,10 @@ async fn a_request_from_another_cluster_is_refused() {
     // The vote did not move this node to the other cluster's term.
     assert!(cluster.nodes[&1].status().term < 1_000);
     // Garbage is an error, never a panic.
-    assert!(server.handle(rpc::RAFT_VOTE, &[0xff; 3]).await.is_err());
+    assert!(server
+        .handle(rpc::RAFT_VOTE, &bytes::Bytes::from_static(&[0xff; 3]))
+        .await
+        .is_err());
     assert!(server
         .handle(rpc::RAFT_APPEND_ENTRIES, &body)
         .await

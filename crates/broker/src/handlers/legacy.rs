@@ -30,14 +30,18 @@ use protocol::kafka::legacy_messages as old;
 use protocol::kafka::messages::ApiKey;
 use protocol::kafka::protocol::{Decodable, Encodable, StrBytes};
 use protocol::records::message_set::{self, MessageSetError};
+use protocol::records::DecompressionBudget;
 use protocol::ErrorCode;
 
 use super::{route, Reply, RequestContext};
 use crate::runtime::blocking;
 
-/// The most bytes one partition's compressed messages may decompress to, on
-/// produce and on fetch (64 MiB, as `validate::max_decompressed_bytes` allows at
-/// the default `max.message.bytes`).
+/// The most bytes one request's conversion may decompress to, all its partitions
+/// together (64 MiB, what `validate::max_decompressed_bytes` allows one batch at
+/// the default `max.message.bytes`): on produce, what the wrappers of every
+/// partition's message set decompress to; on fetch, what the batches decompress
+/// to plus the messages written. Per request, not per partition: a request of
+/// many partitions, each just under a per-partition bound, would cost their sum.
 const MAX_DECOMPRESSED_BYTES: usize = 64 << 20;
 
 /// What the request's conversion leaves for the response's.
@@ -55,7 +59,7 @@ struct Carried {
 pub async fn handle(ctx: &RequestContext, bridge: i16, body: Bytes) -> Reply {
     let version = ctx.api_version;
     // Produce and Fetch convert message sets, decompressing up to
-    // MAX_DECOMPRESSED_BYTES a partition: off the runtime workers, as produce.rs
+    // MAX_DECOMPRESSED_BYTES a request: off the runtime workers, as produce.rs
     // keeps compressed batches off them.
     let off_workers = matches!(ctx.api_key, ApiKey::Produce | ApiKey::Fetch);
     let api_key = ctx.api_key;
@@ -193,8 +197,12 @@ fn bridge_request(
 }
 
 /// Replaces each partition's message set with a v2 batch; a partition whose set
-/// does not convert leaves the request and fails with CORRUPT_MESSAGE.
+/// does not convert leaves the request and fails with CORRUPT_MESSAGE, or with
+/// MESSAGE_TOO_LARGE once the request's wrappers decompress to more than
+/// [`MAX_DECOMPRESSED_BYTES`] together (that partition and every later one with
+/// compressed messages: Kafka's answer to a batch too large after conversion).
 fn convert_produce(request: &mut old::ProduceRequest, carried: &mut Carried) {
+    let mut budget = DecompressionBudget::new(MAX_DECOMPRESSED_BYTES);
     for topic in &mut request.topic_data {
         let name = topic.name.to_string();
         topic.partition_data.retain_mut(|p| {
@@ -204,7 +212,7 @@ fn convert_produce(request: &mut old::ProduceRequest, carried: &mut Carried) {
             if !message_set::is_message_set(records) {
                 return true; // a v2 batch: the handler validates it
             }
-            match message_set::to_batch(records, MAX_DECOMPRESSED_BYTES) {
+            match message_set::to_batch(records, &mut budget) {
                 Ok(batch) => {
                     p.records = Some(Bytes::from(batch));
                     true
@@ -329,9 +337,12 @@ fn add_failed_partitions(
     }
 }
 
-/// Rewrites each partition's v2 batches as messages of the client's format.
+/// Rewrites each partition's v2 batches as messages of the client's format,
+/// within one budget for the whole response: once it is spent, the partitions
+/// after are answered without records, as when a fetch reaches its max bytes.
 fn down_convert_fetch(response: &mut old::FetchResponse, version: i16, carried: &Carried) {
     let magic = if version >= 2 { 1 } else { 0 };
+    let mut budget = DecompressionBudget::new(MAX_DECOMPRESSED_BYTES);
     for topic in &mut response.responses {
         let name = topic.topic.to_string();
         for p in &mut topic.partitions {
@@ -344,13 +355,8 @@ fn down_convert_fetch(response: &mut old::FetchResponse, version: i16, carried: 
                 .map_or((usize::MAX, 0), |&(max, offset)| {
                     (usize::try_from(max).unwrap_or(0), offset)
                 });
-            let converted = message_set::down_convert(
-                records,
-                magic,
-                first_offset,
-                max_bytes,
-                MAX_DECOMPRESSED_BYTES,
-            );
+            let converted =
+                message_set::down_convert(records, magic, first_offset, max_bytes, &mut budget);
             match converted {
                 Ok(set) => p.records = Some(Bytes::from(set)),
                 Err(e) => {

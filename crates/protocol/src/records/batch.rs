@@ -266,19 +266,59 @@ pub fn set_crc(header: &mut [u8], crc: u32) {
 }
 
 /// Splits a byte run into whole batches: each item is one batch's bytes. Stops
-/// with an error at the first malformed or incomplete batch.
+/// with an error at the first malformed or incomplete batch (but see
+/// [`Batches::ending_at_a_partial_batch`]).
 pub struct Batches<'a> {
     rest: &'a [u8],
+    partial_tail_ends: bool,
 }
 
 impl<'a> Batches<'a> {
     pub fn new(bytes: &'a [u8]) -> Self {
-        Batches { rest: bytes }
+        Batches {
+            rest: bytes,
+            partial_tail_ends: false,
+        }
+    }
+
+    /// Walks bytes as a fetch answer holds them: the last batch may be cut short
+    /// at the partition's max bytes (Kafka sends it so), and that, or a tail too
+    /// short to say its size, ends the walk instead of being an error.
+    pub fn ending_at_a_partial_batch(mut self) -> Self {
+        self.partial_tail_ends = true;
+        self
     }
 
     /// Bytes not yet returned.
     pub fn remaining(&self) -> &'a [u8] {
         self.rest
+    }
+
+    fn split_next(&mut self) -> Option<Result<(BatchHeader, &'a [u8]), BatchError>> {
+        let (size, magic) = match BatchHeader::peek_size_and_magic(self.rest) {
+            Err(BatchError::TooShort(_)) if self.partial_tail_ends => return None,
+            Err(e) => return Some(Err(e)),
+            Ok(peeked) => peeked,
+        };
+        if size > self.rest.len() && self.partial_tail_ends {
+            return None;
+        }
+        if magic != MAGIC_V2 {
+            return Some(Err(BatchError::UnsupportedMagic(magic)));
+        }
+        if size > self.rest.len() {
+            return Some(Err(BatchError::Truncated {
+                needed: size,
+                available: self.rest.len(),
+            }));
+        }
+        let header = match BatchHeader::parse(self.rest) {
+            Ok(header) => header,
+            Err(e) => return Some(Err(e)),
+        };
+        let (batch, rest) = self.rest.split_at(size);
+        self.rest = rest;
+        Some(Ok((header, batch)))
     }
 }
 
@@ -289,25 +329,10 @@ impl<'a> Iterator for Batches<'a> {
         if self.rest.is_empty() {
             return None;
         }
-        let result = (|| {
-            let (size, magic) = BatchHeader::peek_size_and_magic(self.rest)?;
-            if magic != MAGIC_V2 {
-                return Err(BatchError::UnsupportedMagic(magic));
-            }
-            if size > self.rest.len() {
-                return Err(BatchError::Truncated {
-                    needed: size,
-                    available: self.rest.len(),
-                });
-            }
-            let header = BatchHeader::parse(self.rest)?;
-            let (batch, rest) = self.rest.split_at(size);
-            self.rest = rest;
-            Ok((header, batch))
-        })();
-        if result.is_err() {
+        let result = self.split_next();
+        if !matches!(result, Some(Ok(_))) {
             self.rest = &[];
         }
-        Some(result)
+        result
     }
 }

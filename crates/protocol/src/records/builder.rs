@@ -76,6 +76,13 @@ impl BatchBuilder {
         }
     }
 
+    /// The codec `build` compresses the records with (records are kept
+    /// uncompressed until then, so it may be set after they are appended).
+    pub fn compression(mut self, compression: Compression) -> Self {
+        self.compression = compression;
+        self
+    }
+
     /// Fixes the base timestamp (rewriting a batch keeps its original one, so the
     /// records' timestamp deltas stay valid).
     pub fn base_timestamp(mut self, base_timestamp: i64) -> Self {

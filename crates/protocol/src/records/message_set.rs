@@ -22,14 +22,18 @@
 //! Kafka's down-conversion). Neither runs for current clients.
 //!
 //! Both are bounded: every length is checked against the bytes that follow before
-//! anything is allocated, decompression stops at a caller's limit, and the output
-//! of a conversion is at most a caller's limit (plus one message).
+//! anything is allocated, decompression is charged to one [`DecompressionBudget`]
+//! for the whole request and stops when it is spent, messages and records are
+//! converted one at a time (never held as a list), and the output of a
+//! down-conversion is at most a caller's limit (plus one message).
 
 use bytes::{BufMut, Bytes};
 
-use crate::records::batch::{BatchHeader, TimestampType, MAGIC_AT, MAGIC_V2};
-use crate::records::compression::{decompress_to_vec, Compression};
-use crate::records::record::{decode_records_shared, RecordError};
+use crate::records::batch::{BatchError, Batches, TimestampType, MAGIC_AT, MAGIC_V2};
+use crate::records::budget::DecompressionBudget;
+use crate::records::compression::Compression;
+use crate::records::record::RecordError;
+use crate::records::view::RecordViews;
 use crate::records::{BatchBuilder, NewRecord};
 
 /// offset (8) + message_size (4).
@@ -54,7 +58,9 @@ pub enum MessageSetError {
     },
     #[error("message set holds no messages")]
     Empty,
-    #[error("compressed messages exceed {limit} bytes once decompressed")]
+    /// The request's compressed data, all of it together, decompresses to more
+    /// than its budget allows.
+    #[error("the request's compressed data exceeds {limit} bytes once decompressed")]
     DecompressedTooLarge { limit: usize },
     /// zstd (KIP-110) exists for v2 batches only: a client that needs message
     /// format 0 or 1 cannot be sent it (Kafka: UNSUPPORTED_COMPRESSION_TYPE).
@@ -115,10 +121,13 @@ fn nullable_bytes(message: &Bytes, at: &mut usize) -> Result<Option<Bytes>, Mess
     Ok(Some(value))
 }
 
-/// Parses the entries of `set` (one level: wrappers are returned as they are).
-/// Every entry must be whole: a producer sends no partial message.
-fn entries(set: &Bytes) -> Result<Vec<(Message, Compression)>, MessageSetError> {
-    let mut out = Vec::new();
+/// Calls `visit` with each entry of `set`, in order (one level: wrappers are
+/// given as they are). Every entry must be whole: a producer sends no partial
+/// message.
+fn for_each_entry(
+    set: &Bytes,
+    mut visit: impl FnMut(Message, Compression) -> Result<(), MessageSetError>,
+) -> Result<(), MessageSetError> {
     let mut at = 0;
     while at < set.len() {
         if set.len() - at < ENTRY_OVERHEAD {
@@ -137,10 +146,11 @@ fn entries(set: &Bytes) -> Result<Vec<(Message, Compression)>, MessageSetError> 
             )));
         }
         let message = set.slice(start..start + size);
-        out.push(parse_message(offset, &message)?);
+        let (message, compression) = parse_message(offset, &message)?;
+        visit(message, compression)?;
         at = start + size;
     }
-    Ok(out)
+    Ok(())
 }
 
 fn parse_message(offset: i64, message: &Bytes) -> Result<(Message, Compression), MessageSetError> {
@@ -196,19 +206,34 @@ fn parse_message(offset: i64, message: &Bytes) -> Result<(Message, Compression),
     Ok((message, compression))
 }
 
-/// Every message of `set`, wrappers opened (their data limited to
-/// `max_decompressed` bytes in all), and the codec of the first wrapper.
-pub fn messages(
+/// The error for a decompression the budget refused, or that failed.
+fn decompression_error(error: RecordError) -> MessageSetError {
+    match error {
+        RecordError::DecompressedTooLarge { limit } => MessageSetError::DecompressedTooLarge {
+            limit: usize::try_from(limit).unwrap_or(usize::MAX),
+        },
+        other => MessageSetError::Corrupt(format!("does not decompress: {other}")),
+    }
+}
+
+/// Calls `visit` with every message of `set`, wrappers opened (what they
+/// decompress to charged to `budget`), one at a time; returns the codec of the
+/// first wrapper.
+fn for_each_message(
     set: &Bytes,
-    max_decompressed: usize,
-) -> Result<(Vec<Message>, Compression), MessageSetError> {
-    let mut out = Vec::new();
+    budget: &mut DecompressionBudget,
+    mut visit: impl FnMut(Message),
+) -> Result<Compression, MessageSetError> {
     let mut codec = Compression::None;
-    let mut budget = max_decompressed;
-    for (message, compression) in entries(set)? {
+    let mut count = 0usize;
+    let mut visit = |message| {
+        count += 1;
+        visit(message);
+    };
+    for_each_entry(set, |message, compression| {
         if compression == Compression::None {
-            out.push(message);
-            continue;
+            visit(message);
+            return Ok(());
         }
         if codec == Compression::None {
             codec = compression;
@@ -225,30 +250,35 @@ pub fn messages(
         } else {
             &value[..]
         };
-        let inner: Bytes = decompress_to_vec(compression, value, budget)
-            .map_err(|e| match e.kind() {
-                std::io::ErrorKind::InvalidData if e.to_string().contains("exceeds") => {
-                    MessageSetError::DecompressedTooLarge {
-                        limit: max_decompressed,
-                    }
-                }
-                _ => MessageSetError::Corrupt(format!("does not decompress: {e}")),
-            })?
+        let inner: Bytes = budget
+            .decompress(compression, value)
+            .map_err(decompression_error)?
             .into();
-        budget -= inner.len();
-        for (mut inner_message, inner_compression) in entries(&inner)? {
+        for_each_entry(&inner, |mut inner_message, inner_compression| {
             if inner_compression != Compression::None {
                 return Err(MessageSetError::Corrupt("nested compression".into()));
             }
             if message.log_append_time {
                 inner_message.timestamp = message.timestamp;
             }
-            out.push(inner_message);
-        }
-    }
-    if out.is_empty() {
+            visit(inner_message);
+            Ok(())
+        })
+    })?;
+    if count == 0 {
         return Err(MessageSetError::Empty);
     }
+    Ok(codec)
+}
+
+/// Every message of `set`, wrappers opened (what they decompress to charged to
+/// `budget`), and the codec of the first wrapper.
+pub fn messages(
+    set: &Bytes,
+    budget: &mut DecompressionBudget,
+) -> Result<(Vec<Message>, Compression), MessageSetError> {
+    let mut out = Vec::new();
+    let codec = for_each_message(set, budget, |message| out.push(message))?;
     Ok((out, codec))
 }
 
@@ -302,19 +332,20 @@ fn fix_lz4_header_checksum(frame: &[u8]) -> Vec<u8> {
 }
 
 /// Converts a produced message set to one v2 batch (base offset 0, CreateTime),
-/// compressed with the codec of its first wrapper.
-pub fn to_batch(set: &Bytes, max_decompressed: usize) -> Result<Vec<u8>, MessageSetError> {
-    let (messages, codec) = messages(set, max_decompressed)?;
-    let mut builder = BatchBuilder::new(codec);
-    for message in &messages {
+/// compressed with the codec of its first wrapper. What wrappers decompress to
+/// is charged to `budget`, which the caller shares across the whole request.
+pub fn to_batch(set: &Bytes, budget: &mut DecompressionBudget) -> Result<Vec<u8>, MessageSetError> {
+    let mut builder = BatchBuilder::new(Compression::None);
+    let codec = for_each_message(set, budget, |message| {
         builder.append(&NewRecord {
             timestamp: message.timestamp,
             key: message.key.as_deref(),
             value: message.value.as_deref(),
             headers: &[],
         });
-    }
+    })?;
     builder
+        .compression(codec)
         .build()
         .map_err(|e| MessageSetError::Corrupt(format!("cannot build a batch: {e}")))
 }
@@ -370,66 +401,74 @@ pub fn write_message(
 /// the output past `max_bytes` (the first message always goes). Control batches
 /// are skipped; a batch cut short at the end (as a fetch may return it) ends the
 /// conversion.
+///
+/// `budget` is the whole response's: it is charged with what batches decompress
+/// to and with the messages written. Once it is spent the conversion stops
+/// there, as at `max_bytes` (the client fetches the rest next time), except that
+/// a partition's first message still goes while anything remains; a batch that
+/// alone decompresses past a budget nothing was charged to yet is
+/// [`MessageSetError::DecompressedTooLarge`].
 pub fn down_convert(
     batches: &Bytes,
     magic: i8,
     first_offset: i64,
     max_bytes: usize,
-    max_decompressed: usize,
+    budget: &mut DecompressionBudget,
 ) -> Result<Vec<u8>, MessageSetError> {
+    let corrupt = |e: &dyn std::fmt::Display| MessageSetError::Corrupt(e.to_string());
     let mut out = Vec::new();
-    let mut at = 0;
-    while at < batches.len() {
-        let rest = batches.slice(at..);
-        let Ok((size, batch_magic)) = BatchHeader::peek_size_and_magic(&rest) else {
-            break;
-        };
-        if size > rest.len() {
-            break;
-        }
-        at += size;
-        if batch_magic != MAGIC_V2 {
-            return Err(MessageSetError::Corrupt(format!(
-                "stored magic {batch_magic}"
-            )));
-        }
-        let batch = rest.slice(..size);
-        let header =
-            BatchHeader::parse(&batch).map_err(|e| MessageSetError::Corrupt(e.to_string()))?;
+    for item in Batches::new(batches).ending_at_a_partial_batch() {
+        let (header, batch) = item.map_err(|e| match e {
+            BatchError::UnsupportedMagic(stored) => {
+                MessageSetError::Corrupt(format!("stored magic {stored}"))
+            }
+            other => corrupt(&other),
+        })?;
         if header.is_control() {
             continue;
         }
-        let compression = header
-            .compression()
-            .map_err(|e| MessageSetError::Corrupt(e.to_string()))?;
-        if compression == Compression::Zstd {
+        if header.compression().map_err(|e| corrupt(&e))? == Compression::Zstd {
             return Err(MessageSetError::UnsupportedCompression("zstd"));
         }
-        let (_, records) =
-            decode_records_shared(&batch, max_decompressed).map_err(|e| match e {
-                RecordError::DecompressedTooLarge { limit } => {
-                    MessageSetError::DecompressedTooLarge {
-                        limit: usize::try_from(limit).unwrap_or(usize::MAX),
-                    }
-                }
-                other => MessageSetError::Corrupt(other.to_string()),
-            })?;
+        let untouched = budget.used() == 0;
+        let section = match budget.records_section(&header, batch) {
+            Ok(section) => section,
+            Err(RecordError::DecompressedTooLarge { .. }) if !untouched => return Ok(out),
+            Err(e) => return Err(decompression_error(e)),
+        };
         let log_append_time = header.timestamp_type() == TimestampType::LogAppendTime;
-        for record in records.into_iter().filter(|r| r.offset >= first_offset) {
+        let mut count = 0usize;
+        for record in RecordViews::new(&section) {
+            let record = record.map_err(|e| corrupt(&e))?;
+            count += 1;
+            let offset = record.offset(&header);
+            if offset < first_offset {
+                continue;
+            }
             let before = out.len();
             write_message(
                 &mut out,
                 magic,
-                record.offset,
-                record.timestamp,
+                offset,
+                record.timestamp(&header),
                 log_append_time,
-                record.key.as_deref(),
-                record.value.as_deref(),
+                record.key,
+                record.value,
             );
-            if out.len() > max_bytes && before > 0 {
+            let spent = budget.remaining() == 0;
+            let over_budget = budget.charge(out.len() - before).is_err();
+            let first = before == 0;
+            if ((out.len() > max_bytes || over_budget) && !first) || (over_budget && spent) {
                 out.truncate(before);
                 return Ok(out);
             }
+        }
+        let declared = header.records_count.max(0) as usize;
+        if count != declared {
+            return Err(corrupt(&RecordError::CountMismatch {
+                declared: header.records_count,
+                actual: count,
+            }));
         }
     }
     Ok(out)

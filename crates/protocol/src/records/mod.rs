@@ -3,6 +3,7 @@
 
 pub mod batch;
 pub mod bomb;
+pub mod budget;
 pub mod builder;
 pub mod compression;
 pub mod control;
@@ -11,6 +12,7 @@ pub mod record;
 pub mod view;
 
 pub use batch::{BatchError, BatchHeader, Batches, TimestampType};
+pub use budget::DecompressionBudget;
 pub use builder::{BatchBuilder, NewRecord};
 pub use compression::Compression;
 pub use control::{control_record, ControlRecord};

@@ -9,8 +9,8 @@
 
 use std::borrow::Cow;
 
-use crate::records::batch::{BatchError, BatchHeader, TimestampType, HEADER_LEN};
-use crate::records::compression::{decompress_to_vec, Compression};
+use crate::records::batch::{BatchHeader, TimestampType};
+use crate::records::budget::DecompressionBudget;
 use crate::records::record::RecordError;
 use crate::varint::{read_varint, read_varlong};
 
@@ -51,25 +51,14 @@ impl RecordView<'_> {
 }
 
 /// The records section of `batch` (a whole batch with `header`): borrowed when
-/// uncompressed, else decompressed, refusing more than `max_decompressed` bytes.
+/// uncompressed, else decompressed, refusing more than `max_decompressed` bytes
+/// ([`DecompressionBudget::records_section`] with a budget of its own).
 pub fn records_section<'a>(
     header: &BatchHeader,
     batch: &'a [u8],
     max_decompressed: usize,
 ) -> Result<Cow<'a, [u8]>, RecordError> {
-    let compression = header.compression()?;
-    let body = batch
-        .get(HEADER_LEN..header.size())
-        .ok_or(BatchError::Truncated {
-            needed: header.size(),
-            available: batch.len(),
-        })?;
-    if compression == Compression::None {
-        return Ok(Cow::Borrowed(body));
-    }
-    decompress_to_vec(compression, body, max_decompressed)
-        .map(Cow::Owned)
-        .map_err(|e| RecordError::Decompression(e.to_string()))
+    DecompressionBudget::new(max_decompressed).records_section(header, batch)
 }
 
 /// Walks the records of a records section (see [`records_section`]) in order. The

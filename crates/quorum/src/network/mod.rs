@@ -264,7 +264,8 @@ impl QuorumServer {
 
     /// The answer's body to a request's body; `Err` for a request that does
     /// not decode (the caller closes the connection).
-    pub async fn handle(&self, api_key: i16, body: &[u8]) -> Result<Bytes, RpcError> {
+    /// The entries of an AppendEntries share `body`'s memory.
+    pub async fn handle(&self, api_key: i16, body: &Bytes) -> Result<Bytes, RpcError> {
         match api_key {
             rpc::RAFT_VOTE => {
                 let (cluster_id, req) = rpc::decode_vote_request(body)?;

@@ -68,8 +68,6 @@ pub enum RpcError {
     Wire(#[from] WireError),
     #[error(transparent)]
     Codec(#[from] CodecError),
-    #[error("{0} entries in one AppendEntries (at most {MAX_ENTRIES})")]
-    TooManyEntries(usize),
     #[error("{0} bytes after the body")]
     Trailing(usize),
     #[error("unknown Raft RPC key {0}")]
@@ -228,21 +226,19 @@ pub fn encode_append_request(cluster_id: &str, req: &AppendEntriesRequest<TypeCo
     w.buf.into()
 }
 
+/// The entries share `bytes` (the request's body) rather than copying it.
 pub fn decode_append_request(
-    bytes: &[u8],
+    bytes: &Bytes,
 ) -> Result<(String, AppendEntriesRequest<TypeConfig>), RpcError> {
     let mut r = Reader::new(bytes);
     let cluster_id = r.compact_string("cluster_id")?;
     let vote = read_vote(&mut r)?;
     let prev_log_id = read_log_id(&mut r)?;
     let leader_commit = read_log_id(&mut r)?;
-    let batches = Bytes::copy_from_slice(r.compact_bytes("entries")?);
+    let batches = bytes.slice_ref(r.compact_bytes("entries")?);
     skip_tags(&mut r)?;
     finish(&r)?;
-    let entries = codec::decode_entries(&batches)?;
-    if entries.len() > MAX_ENTRIES {
-        return Err(RpcError::TooManyEntries(entries.len()));
-    }
+    let entries = codec::decode_entries(&batches, MAX_ENTRIES)?;
     Ok((
         cluster_id,
         AppendEntriesRequest {
@@ -458,7 +454,9 @@ mod tests {
         let sent: Vec<_> = req.entries.iter().map(|e| e.batch.clone()).collect();
         let got: Vec<_> = back.entries.iter().map(|e| e.batch.clone()).collect();
         assert_eq!(sent, got, "the batches travel byte for byte");
-        prefixes_fail(&bytes, |b| decode_append_request(b).map(|_| ()));
+        prefixes_fail(&bytes, |b| {
+            decode_append_request(&Bytes::copy_from_slice(b)).map(|_| ())
+        });
         for resp in [
             AppendEntriesResponse::Success,
             AppendEntriesResponse::PartialSuccess(Some(entry_id(2, 9))),
@@ -470,6 +468,39 @@ mod tests {
             assert_eq!(decode_append_response(&bytes).unwrap(), (NONE, resp));
             prefixes_fail(&bytes, decode_append_response);
         }
+    }
+
+    #[test]
+    fn an_append_of_more_than_max_entries_is_refused() {
+        let entries: Vec<MetadataEntry> = (0..=MAX_ENTRIES as u64)
+            .map(|index| {
+                let entry = MetadataEntry::new(entry_id(1, index), Payload::Blank);
+                codec::decode_entry(codec::encode_entry(&entry, 1, 1)).unwrap()
+            })
+            .collect();
+        let mut req = AppendEntriesRequest::<TypeConfig> {
+            vote: Vote::new_committed(1, 1),
+            prev_log_id: None,
+            entries,
+            leader_commit: None,
+        };
+        let bytes = encode_append_request("c", &req);
+        assert_eq!(
+            decode_append_request(&bytes).map(|_| ()),
+            Err(RpcError::Codec(CodecError::TooManyEntries {
+                max: MAX_ENTRIES
+            }))
+        );
+        req.entries.pop();
+        let bytes = encode_append_request("c", &req);
+        let (_, back) = decode_append_request(&bytes).unwrap();
+        assert_eq!(back.entries.len(), MAX_ENTRIES);
+        // The entries share the request's memory.
+        let body = bytes.as_ptr_range();
+        assert!(back.entries.iter().all(|e| {
+            let batch = e.batch.as_ref().unwrap().as_ptr_range();
+            body.start <= batch.start && batch.end <= body.end
+        }));
     }
 
     #[test]

@@ -156,13 +156,24 @@ pub fn remove_if_exists(fs: &dyn Fs, path: &Path) -> io::Result<()> {
 /// Writes `contents` to `path` so that a crash leaves either the old or the new
 /// file: a temporary file, fsynced, renamed over `path`, then the directory fsynced.
 pub fn write_atomically(fs: &dyn Fs, path: &Path, contents: &[u8]) -> io::Result<()> {
-    let tmp = path.with_extension("tmp");
+    write_atomically_via(fs, &path.with_extension("tmp"), path, contents)
+}
+
+/// [`write_atomically`] through the temporary file `tmp`, for a directory whose
+/// owner recognises its own leftovers by name (a KIP-630 snapshot is written as
+/// `.checkpoint.part`, which Kafka deletes at start-up).
+pub fn write_atomically_via(
+    fs: &dyn Fs,
+    tmp: &Path,
+    path: &Path,
+    contents: &[u8],
+) -> io::Result<()> {
     {
-        let file = fs.open(&tmp, OpenMode::Truncate)?;
+        let file = fs.open(tmp, OpenMode::Truncate)?;
         file.write_all_at(contents, 0)?;
         file.sync_all()?;
     }
-    fs.rename(&tmp, path)?;
+    fs.rename(tmp, path)?;
     if let Some(dir) = path.parent() {
         fs.sync_dir(dir)?;
     }
