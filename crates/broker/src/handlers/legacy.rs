@@ -87,7 +87,12 @@ pub async fn handle(ctx: &RequestContext, bridge: i16, body: Bytes) -> Reply {
         api_version: bridge,
         ..ctx.clone()
     };
-    let frame = match route(&bridged_ctx, bridged).await {
+    let mut reply = route(&bridged_ctx, bridged).await;
+    // The conversion needs the answer: old clients' produces do not overlap.
+    while let Reply::Later(later) = reply {
+        reply = later.resolve().await;
+    }
+    let frame = match reply {
         Reply::Frame(frame) => frame.freeze(),
         Reply::Chunks(chunks) => {
             let mut frame = BytesMut::with_capacity(chunks.iter().map(Bytes::len).sum());

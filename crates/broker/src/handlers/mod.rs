@@ -18,6 +18,7 @@ use protocol::kafka::messages::ApiKey;
 use protocol::kafka::protocol::{Decodable, Encodable};
 
 use crate::broker::Broker;
+pub use crate::network::answers::Later;
 
 pub mod add_offsets_to_txn;
 pub mod add_partitions_to_txn;
@@ -181,6 +182,10 @@ pub enum Reply {
     Nothing,
     /// Close the connection (after the responses already queued).
     Close(String),
+    /// The reply once this has waited (Produce: for the group commit and the ISR);
+    /// the connection may handle later Produce requests meanwhile
+    /// (`network::answers`).
+    Later(Later),
 }
 
 /// Per-request context.

@@ -16,13 +16,14 @@ use bytes::Bytes;
 use protocol::kafka::messages::produce_response::{
     BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
 };
-use protocol::kafka::messages::{ApiKey, ProduceRequest, ProduceResponse};
+use protocol::kafka::messages::{ApiKey, ProduceRequest, ProduceResponse, TopicName};
 use protocol::kafka::protocol::StrBytes;
 use protocol::ErrorCode;
 use replication::ReplicationError;
 use storage::{AppendError, AppendMode, Origin};
+use uuid::Uuid;
 
-use super::{ApiSpec, Reply, RequestContext};
+use super::{ApiSpec, Later, Reply, RequestContext};
 use crate::errors::{ack_error_code, replication_error_code, sync_error_code};
 use crate::group_commit::SyncReceiver;
 use crate::partition::{wait_synced, AckReceiver, Acks, SharedPartition};
@@ -352,7 +353,7 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
         .iter()
         .filter_map(|t| t.records.as_ref())
         .any(|r| is_compressed(r));
-    let (mut results, pending) = if bytes <= INLINE_APPEND_BYTES && !compressed {
+    let (results, pending) = if bytes <= INLINE_APPEND_BYTES && !compressed {
         let (results, pending) = append_all(targets, acks, timeout_ms, AppendMode::PageCacheOnly);
         if pending.deferred.is_empty() {
             (results, pending)
@@ -367,69 +368,138 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
     } else {
         blocking(move || append_all(targets, acks, timeout_ms, AppendMode::MayBlock)).await
     };
-    await_pending(&mut results, pending, timeout_ms).await;
-    let every = broker.config.testing_drop_produce_response_every;
-    if acks != 0 && every > 0 {
-        let n = broker
-            .produce_requests
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
-            + 1;
-        if n.is_multiple_of(every) {
-            // A lost response, as a client can see one from Kafka: responses on a
-            // connection are answered in order, so the connection goes silent (the
-            // client times out) until it is closed. Skipping just this response
-            // would let later ones overtake it, which no Kafka broker does.
-            tracing::warn!(
-                n,
-                "test hook: dropping this produce response after the append"
-            );
-            let stall =
-                std::time::Duration::from_millis(request.timeout_ms.clamp(0, 30_000) as u64);
-            let mut shutdown = broker.shutdown_signal();
-            tokio::select! {
-                _ = tokio::time::sleep(stall) => {}
-                _ = shutdown.changed() => {}
-            }
-            return Reply::Close("test hook: produce response dropped".into());
-        }
-    }
-    if acks == 0 {
-        return match results.iter().find(|(_, _, o)| o.error != ErrorCode::None) {
-            Some((_, _, failed)) => {
-                Reply::Close(format!("acks=0 produce failed with {}", failed.error))
-            }
-            None => Reply::Nothing,
-        };
-    }
-    let mut responses: Vec<TopicProduceResponse> = request
+    // The answer keeps the topics' names, not the request: its frame (with the
+    // records) goes back to the pool once the appends are made.
+    let topics = request
         .topic_data
         .iter()
         .map(|t| {
-            TopicProduceResponse::default()
-                .with_name(t.name.clone())
-                .with_topic_id(t.topic_id)
+            let name = TopicName(StrBytes::from_string(t.name.as_str().to_owned()));
+            (name, t.topic_id)
         })
         .collect();
-    for (topic_index, index, outcome) in results {
-        let errors = outcome
-            .record_errors
+    let answer = Answer {
+        ctx: ctx.clone(),
+        acks,
+        topics,
+        results,
+    };
+    if drops_this_response(ctx, acks) {
+        let stall = std::time::Duration::from_millis(request.timeout_ms.clamp(0, 30_000) as u64);
+        return Reply::Later(Later::exclusive(async move {
+            answer.dropped(pending, timeout_ms, stall).await
+        }));
+    }
+    if pending.syncs.is_empty() && pending.acks.is_empty() {
+        return answer.reply();
+    }
+    // Later Produce requests on this connection are appended while this waits, so
+    // that they join the same group commit (`network::answers`).
+    Reply::Later(Later::overlapping(async move {
+        answer.after(pending, timeout_ms).await
+    }))
+}
+
+/// The test hook `testing.drop.produce.response.every`: whether this response is
+/// the one to drop.
+fn drops_this_response(ctx: &RequestContext, acks: i16) -> bool {
+    let every = ctx.broker.config.testing_drop_produce_response_every;
+    if acks == 0 || every == 0 {
+        return false;
+    }
+    let n = ctx
+        .broker
+        .produce_requests
+        .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+        + 1;
+    n.is_multiple_of(every)
+}
+
+/// A produce's answer, once the appends are made.
+struct Answer {
+    ctx: RequestContext,
+    acks: i16,
+    /// The request's topics (name, id), in request order.
+    topics: Vec<(TopicName, Uuid)>,
+    results: Vec<(usize, i32, Outcome)>,
+}
+
+impl Answer {
+    /// Waits for the group commits and the ISR, then answers.
+    async fn after(mut self, pending: Pending, timeout_ms: i64) -> Reply {
+        await_pending(&mut self.results, pending, timeout_ms).await;
+        self.reply()
+    }
+
+    /// The test hook: the appends stand, the response is lost, as a client can see
+    /// one lost from Kafka: responses on a connection are answered in order, so the
+    /// connection goes silent (the client times out) until it is closed. Skipping
+    /// just this response would let later ones overtake it, which no Kafka broker
+    /// does; nothing after it is handled.
+    async fn dropped(
+        mut self,
+        pending: Pending,
+        timeout_ms: i64,
+        stall: std::time::Duration,
+    ) -> Reply {
+        await_pending(&mut self.results, pending, timeout_ms).await;
+        tracing::warn!("test hook: dropping this produce response after the append");
+        let mut shutdown = self.ctx.broker.shutdown_signal();
+        tokio::select! {
+            _ = tokio::time::sleep(stall) => {}
+            _ = shutdown.changed() => {}
+        }
+        Reply::Close("test hook: produce response dropped".into())
+    }
+
+    fn reply(self) -> Reply {
+        if self.acks == 0 {
+            return match self
+                .results
+                .iter()
+                .find(|(_, _, o)| o.error != ErrorCode::None)
+            {
+                Some((_, _, failed)) => {
+                    Reply::Close(format!("acks=0 produce failed with {}", failed.error))
+                }
+                None => Reply::Nothing,
+            };
+        }
+        let mut responses: Vec<TopicProduceResponse> = self
+            .topics
             .into_iter()
-            .map(|(batch_index, message)| {
-                BatchIndexAndErrorMessage::default()
-                    .with_batch_index(batch_index)
-                    .with_batch_index_error_message(Some(StrBytes::from_string(message)))
+            .map(|(name, topic_id)| {
+                TopicProduceResponse::default()
+                    .with_name(name)
+                    .with_topic_id(topic_id)
             })
             .collect();
-        responses[topic_index].partition_responses.push(
-            PartitionProduceResponse::default()
-                .with_index(index)
-                .with_error_code(outcome.error.code())
-                .with_base_offset(outcome.base_offset)
-                .with_log_append_time_ms(outcome.log_append_time)
-                .with_log_start_offset(outcome.log_start_offset)
-                .with_record_errors(errors)
-                .with_error_message(outcome.message.map(StrBytes::from_string)),
-        );
+        for (topic_index, index, outcome) in self.results {
+            responses[topic_index]
+                .partition_responses
+                .push(partition_response(index, outcome));
+        }
+        self.ctx
+            .respond(&ProduceResponse::default().with_responses(responses))
     }
-    ctx.respond(&ProduceResponse::default().with_responses(responses))
+}
+
+fn partition_response(index: i32, outcome: Outcome) -> PartitionProduceResponse {
+    let errors = outcome
+        .record_errors
+        .into_iter()
+        .map(|(batch_index, message)| {
+            BatchIndexAndErrorMessage::default()
+                .with_batch_index(batch_index)
+                .with_batch_index_error_message(Some(StrBytes::from_string(message)))
+        })
+        .collect();
+    PartitionProduceResponse::default()
+        .with_index(index)
+        .with_error_code(outcome.error.code())
+        .with_base_offset(outcome.base_offset)
+        .with_log_append_time_ms(outcome.log_append_time)
+        .with_log_start_offset(outcome.log_start_offset)
+        .with_record_errors(errors)
+        .with_error_message(outcome.message.map(StrBytes::from_string))
 }

@@ -13,6 +13,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use super::answers::Answers;
 use super::inflight::{Held, Inflight, RequestSlot, Side, MAX_INFLIGHT_REQUESTS};
 use super::pool::{Memory, ReadAheadSlot, RequestPool};
 use super::transport::Connection;
@@ -77,55 +78,95 @@ pub async fn serve<C: Connection>(
     ));
     let writer = tokio::spawn(write_responses(write_half, response_rx, idle, peer));
     let mut shutdown = broker.shutdown_signal();
+    // Answers owed, in request order, each holding its request's slot.
+    let mut answers: Answers<RequestSlot> = Answers::default();
+    // A request read that must wait for the answers ahead of it.
+    let mut next: Option<Incoming> = None;
+    // A Close is owed: nothing more is handled.
+    let mut closing = false;
     loop {
-        let incoming = tokio::select! {
-            _ = shutdown.changed() => break,
-            // The writer gave up (the client closed, or reads no responses).
-            () = response_tx.closed() => break,
-            // A client that reads no responses stops its own processing here.
-            () = inflight.wait_until(|c| c.may_process()) => tokio::select! {
-                _ = shutdown.changed() => break,
-                incoming = request_rx.recv() => match incoming {
-                    Some(incoming) => incoming,
-                    None => break,
-                },
-            },
-        };
-        let Incoming {
-            frame,
-            slot,
-            memory,
-            read_ahead,
-        } = incoming;
-        drop(read_ahead);
-        let Some(reply) = process(&broker, frame, peer).await else {
-            break;
-        };
-        // Kafka releases a request's buffer once it is handled.
-        drop(memory);
-        let payload = match reply {
-            Reply::Frame(bytes) => Payload::Frame(bytes.freeze()),
-            Reply::Chunks(chunks) => Payload::Chunks(chunks),
-            Reply::Nothing => continue,
-            Reply::Close(reason) => {
-                tracing::debug!(%peer, %reason, "closing connection");
-                break;
-            }
-        };
-        let size = payload.len();
-        let outgoing = Outgoing {
-            payload,
-            _memory: inflight.hold(pool.charge(size), Side::Response),
-            _slot: slot,
-        };
-        if response_tx.send(outgoing).await.is_err() {
+        if closing && next.is_none() && answers.is_empty() {
             break;
         }
+        if let Some(incoming) = next.take_if(|i| answers.may_handle(&i.frame)) {
+            let Incoming {
+                frame,
+                slot,
+                memory,
+                read_ahead,
+            } = incoming;
+            drop(read_ahead);
+            let reply = process(&broker, frame, peer)
+                .await
+                .unwrap_or_else(|| Reply::Close("bad request header".into()));
+            // Kafka releases a request's buffer once it is handled (a Produce's
+            // waits keep none of it).
+            drop(memory);
+            closing |= matches!(reply, Reply::Close(_));
+            answers.push(reply, slot);
+            continue;
+        }
+        tokio::select! {
+            // In this order: an answer ready goes out before the next request is
+            // taken.
+            biased;
+            // Shutting down: what is owed is answered (as a request being handled
+            // is finished), nothing more is read.
+            _ = shutdown.changed(), if !closing => {
+                closing = true;
+                next = None;
+            }
+            // The writer gave up (the client closed, or reads no responses).
+            () = response_tx.closed() => break,
+            (reply, slot) = answers.next(), if !answers.is_empty() => {
+                let payload = match reply {
+                    Reply::Frame(bytes) => Payload::Frame(bytes.freeze()),
+                    Reply::Chunks(chunks) => Payload::Chunks(chunks),
+                    Reply::Nothing => continue,
+                    Reply::Later(_) => {
+                        tracing::error!(%peer, "a waiting answer gave no reply; closing connection");
+                        break;
+                    }
+                    Reply::Close(reason) => {
+                        tracing::debug!(%peer, %reason, "closing connection");
+                        break;
+                    }
+                };
+                let size = payload.len();
+                let outgoing = Outgoing {
+                    payload,
+                    _memory: inflight.hold(pool.charge(size), Side::Response),
+                    _slot: slot,
+                };
+                if response_tx.send(outgoing).await.is_err() {
+                    break;
+                }
+            }
+            // A client that reads no responses stops its own processing here.
+            incoming = next_request(&inflight, &mut request_rx), if next.is_none() && !closing => {
+                match incoming {
+                    Some(incoming) => next = Some(incoming),
+                    // The reader stopped: answer what is owed, then close.
+                    None => closing = true,
+                }
+            }
+        }
     }
+    drop(answers);
     reader.abort();
     drop(response_tx);
     // The writer finishes what is queued, then closes the socket.
     let _ = writer.await;
+}
+
+/// The next request read, once the connection's unwritten responses allow one to be
+/// handled; `None` when the reader has stopped. Cancel-safe.
+async fn next_request(
+    inflight: &Inflight,
+    requests: &mut mpsc::Receiver<Incoming>,
+) -> Option<Incoming> {
+    inflight.wait_until(|c| c.may_process()).await;
+    requests.recv().await
 }
 
 /// Parses and handles one frame; `None` closes the connection.

@@ -7,7 +7,9 @@
 //! Each connection is three tasks ([`connection`]): reader (frames off the socket)
 //! -> processor (one request at a time, in order) -> writer (responses back,
 //! coalesced into few writes). Requests are answered in the order they arrive, as
-//! Kafka does, while the reader reads the next pipelined ones.
+//! Kafka does, while the reader reads the next pipelined ones. A Produce waiting
+//! for its fsync or its ISR does not hold up the next Produce's append
+//! ([`answers`]), so a producer's pipelined requests share group commits.
 //!
 //! Memory: the 4-byte size prefix is checked against `socket.request.max.bytes`;
 //! then the frame's size is reserved from the broker-wide pool
@@ -21,6 +23,7 @@
 //! response not accepted by the socket) is closed. A malformed frame closes its
 //! connection and nothing else.
 
+pub mod answers;
 pub mod connection;
 pub mod inflight;
 pub mod pool;
