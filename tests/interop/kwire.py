@@ -30,6 +30,7 @@ API_METADATA = 3
 API_VERSIONS = 18
 API_CREATE_TOPICS = 19
 API_DELETE_TOPICS = 20
+API_OFFSET_FOR_LEADER_EPOCH = 23
 
 ERR_NONE = 0
 ERR_UNKNOWN_TOPIC_OR_PARTITION = 3
@@ -350,3 +351,128 @@ def produce_v3(conn: Conn, topic: str, partition: int, batch: bytes, acks: int =
     parts = topics[0][1]
     assert len(parts) == 1 and parts[0]["index"] == partition, f"unexpected produce response {parts}"
     return parts[0]
+
+
+# ---------------------------------------------------------------------------- OffsetForLeaderEpoch
+
+def offset_for_leader_epoch(conn: Conn, version: int, topics: list, replica_id: int = -1) -> dict:
+    """OffsetForLeaderEpoch v2-4. `topics` = [(topic, [(partition, current_leader_epoch,
+    leader_epoch)])]. Returns {(topic, partition): (error, leader_epoch, end_offset)}."""
+    flexible = version >= 4
+    arr = (lambda n: uvarint(n + 1)) if flexible else (lambda n: struct.pack(">i", n))
+    name = compact_string if flexible else string
+    tags = uvarint(0) if flexible else b""
+    body = struct.pack(">i", replica_id) if version >= 3 else b""
+    body += arr(len(topics))
+    for topic, parts in topics:
+        body += name(topic) + arr(len(parts))
+        for partition, current, epoch in parts:
+            body += struct.pack(">iii", partition, current, epoch) + tags
+        body += tags
+    body += tags
+    r = conn.request(API_OFFSET_FOR_LEADER_EPOCH, version, body, flexible=flexible)
+    if flexible:
+        r.tagged_fields()  # response header v1
+    r.i32()  # throttle
+    out = {}
+    read_array = r.compact_array if flexible else r.array
+    read_name = (lambda: r.compact_string()) if flexible else (lambda: r.string())
+
+    def topic(_):
+        t = read_name()
+
+        def partition(x: Reader):
+            err, index, epoch, end = x.i16(), x.i32(), x.i32(), x.i64()
+            if flexible:
+                x.tagged_fields()
+            out[(t, index)] = (err, epoch, end)
+
+        (r.compact_array if flexible else r.array)(partition)
+        if flexible:
+            r.tagged_fields()
+
+    read_array(topic)
+    if flexible:
+        r.tagged_fields()
+    if r.remaining():
+        raise ValueError(f"{r.remaining()} trailing bytes in OffsetForLeaderEpoch v{version} response")
+    return out
+
+
+# ---------------------------------------------------------------------------- Fetch v4 / v12 (replica id)
+
+def fetch(conn: Conn, version: int, topic: str, partition: int, fetch_offset: int, replica_id: int = -1,
+          current_leader_epoch: int = -1, last_fetched_epoch: int = -1, max_wait_ms: int = 0,
+          max_bytes: int = 1 << 20) -> dict:
+    """One partition's Fetch, v4 (non-flexible) or v12 (flexible, topic names, replica id in
+    the body). Returns {"error", "high_watermark", "last_stable_offset", "log_start_offset",
+    "records", "diverging_epoch": (epoch, end_offset) or None, "top_error"}."""
+    assert version in (4, 12), version
+    flexible = version >= 12
+    if not flexible:
+        body = (struct.pack(">iiiib", replica_id, max_wait_ms, 1, max_bytes, 0) + struct.pack(">i", 1)
+                + string(topic) + struct.pack(">i", 1) + struct.pack(">iqi", partition, fetch_offset, max_bytes))
+    else:
+        body = (struct.pack(">iiiibii", replica_id, max_wait_ms, 1, max_bytes, 0, 0, -1)
+                + uvarint(2) + compact_string(topic) + uvarint(2)
+                + struct.pack(">iiqiqi", partition, current_leader_epoch, fetch_offset, last_fetched_epoch, -1,
+                              max_bytes) + uvarint(0)
+                + uvarint(0)  # topic tags
+                + uvarint(1)  # no forgotten topics
+                + compact_string("") + uvarint(0))
+    r = conn.request(API_FETCH, version, body, flexible=flexible)
+    if flexible:
+        r.tagged_fields()
+    r.i32()  # throttle
+    top_error = 0
+    if flexible:
+        top_error = r.i16()
+        r.i32()  # session id
+    parts = []
+
+    def partition_data(x: Reader):
+        p = {"index": x.i32(), "error": x.i16(), "high_watermark": x.i64(), "last_stable_offset": x.i64(),
+             "diverging_epoch": None, "top_error": top_error}
+        if flexible:
+            p["log_start_offset"] = x.i64()
+            x.compact_array(lambda y: (y.i64(), y.i64(), y.tagged_fields()))
+            x.i32()  # preferred read replica
+            n = x.uvarint()
+            p["records"] = b"" if n == 0 else x.take(n - 1)
+            tags = x.tagged_fields()
+            if 0 in tags:
+                d = Reader(tags[0])
+                p["diverging_epoch"] = (d.i32(), d.i64())
+        else:
+            x.array(lambda y: (y.i64(), y.i64()))
+            n = x.i32()
+            p["records"] = b"" if n < 0 else x.take(n)
+        parts.append(p)
+
+    def topic_data(x: Reader):
+        name = x.compact_string() if flexible else x.string()
+        assert name == topic, name
+        (x.compact_array if flexible else x.array)(partition_data)
+        if flexible:
+            x.tagged_fields()
+
+    (r.compact_array if flexible else r.array)(topic_data)
+    if flexible:
+        r.tagged_fields()
+    assert [p["index"] for p in parts] == [partition], parts
+    return parts[0]
+
+
+def batch_offsets(records: bytes) -> list:
+    """(base offset, last offset delta + 1, partition leader epoch) of each batch in `records`."""
+    out = []
+    pos = 0
+    while pos + 12 <= len(records):
+        base, length = struct.unpack(">qi", records[pos:pos + 12])
+        if pos + 12 + length > len(records):
+            break
+        epoch, = struct.unpack(">i", records[pos + 12:pos + 16])
+        last_delta, = struct.unpack(">i", records[pos + 23:pos + 27])
+        out.append((base, last_delta + 1, epoch))
+        pos += 12 + length
+    return out

@@ -28,8 +28,8 @@ use bytes::Bytes;
 use protocol::time::Clock;
 use protocol::TopicPartition;
 use replication::{
-    AckError, AckId, Command, Input, IsolationLevel, PartitionMetadata, ReplicationConfig,
-    ReplicationError,
+    AckError, AckId, Command, EpochEndOffset, FetchStart, Input, IsolationLevel, LogEpochs,
+    PartitionMetadata, ReplicationConfig, ReplicationError,
 };
 use storage::cleaner::{CleanOutcome, CleanerConfig, Dirtiness};
 use storage::log::LogAppendInfo;
@@ -52,6 +52,28 @@ pub struct PartitionRead {
     /// For read_committed: aborted transactions `(producer id, first offset)` that
     /// overlap what may be read.
     pub aborted_transactions: Vec<(i64, i64)>,
+}
+
+/// What a follower's fetch asks of one partition (Fetch with a replica id).
+#[derive(Debug, Clone, Copy)]
+pub struct FollowerFetch {
+    pub replica_id: i32,
+    /// KIP-903's `ReplicaState.ReplicaEpoch` (v15+), else -1.
+    pub broker_epoch: i64,
+    pub current_leader_epoch: Option<i32>,
+    pub fetch_offset: i64,
+    /// The epoch of the follower's last batch (v12+; -1: none).
+    pub last_fetched_epoch: i32,
+    /// The follower's log start offset.
+    pub log_start_offset: i64,
+}
+
+/// What a follower's fetch found: records up to the log end, or the epoch
+/// where the follower's log diverges from this one.
+#[derive(Debug, Clone)]
+pub struct FollowerRead {
+    pub read: PartitionRead,
+    pub diverging_epoch: Option<EpochEndOffset>,
 }
 
 /// The answer an acks=all produce is waiting for.
@@ -546,6 +568,92 @@ impl HostedPartition {
         })
     }
 
+    /// A follower's fetch, as leader (Kafka's `Partition.fetchRecords` for a
+    /// follower): the follower must be a replica at the request's leader epoch
+    /// and broker epoch; a fetch whose last fetched epoch diverges from this log
+    /// is answered with the epoch and where it ends, and no records; otherwise
+    /// the read goes up to the log end, not the HW. The offsets reported are
+    /// those before the read. With `update`, the machine is told the follower's
+    /// position (this may raise the HW and answer acks=all produces); Kafka
+    /// updates it on the first read only, not when a delayed fetch reads again.
+    pub fn read_for_follower(
+        &self,
+        fetch: &FollowerFetch,
+        update: bool,
+    ) -> Result<FollowerRead, ReplicationError> {
+        let mut shell = lock(&self.shell);
+        shell.machine.check_follower_fetch(
+            fetch.replica_id,
+            fetch.broker_epoch,
+            fetch.current_leader_epoch,
+        )?;
+        let high_watermark = shell.machine.high_watermark();
+        let read = {
+            let log = lock(&self.log);
+            let log_start_offset = log.log_start_offset().0;
+            let log_end_offset = log.log_end_offset().0;
+            let epochs = LogEpochs {
+                epochs: log.leader_epochs(),
+                log_start_offset,
+                log_end_offset,
+            };
+            let start = shell.machine.follower_fetch_start(
+                fetch.last_fetched_epoch,
+                fetch.fetch_offset,
+                epochs,
+            )?;
+            let (outcome, diverging_epoch) = match start {
+                FetchStart::Diverging(end) => (ReadOutcome::Empty, Some(end)),
+                FetchStart::Read => (log.read(fetch.fetch_offset, log_end_offset)?, None),
+            };
+            let last_stable_offset = log
+                .first_unstable_offset()
+                .map_or(high_watermark, |first| first.min(high_watermark));
+            FollowerRead {
+                read: PartitionRead {
+                    outcome,
+                    high_watermark,
+                    last_stable_offset,
+                    log_start_offset,
+                    aborted_transactions: Vec::new(),
+                },
+                diverging_epoch,
+            }
+        };
+        if !update || read.diverging_epoch.is_some() {
+            return Ok(read);
+        }
+        let fetched = Input::FollowerFetched {
+            replica_id: fetch.replica_id,
+            broker_epoch: fetch.broker_epoch,
+            fetch_offset: fetch.fetch_offset,
+            log_start_offset: fetch.log_start_offset,
+        };
+        let executed = self.step(&mut shell, fetched, None);
+        drop(shell);
+        self.after(executed);
+        Ok(read)
+    }
+
+    /// OffsetForLeaderEpoch: where `leader_epoch` ends in this log, as leader
+    /// (see `replication::Partition::last_offset_for_leader_epoch`).
+    pub fn last_offset_for_leader_epoch(
+        &self,
+        current_leader_epoch: Option<i32>,
+        leader_epoch: i32,
+    ) -> Result<EpochEndOffset, ReplicationError> {
+        let shell = lock(&self.shell);
+        let log = lock(&self.log);
+        let epochs = LogEpochs {
+            epochs: log.leader_epochs(),
+            log_start_offset: log.log_start_offset().0,
+            log_end_offset: log.log_end_offset().0,
+        };
+        shell
+            .machine
+            .last_offset_for_leader_epoch(current_leader_epoch, leader_epoch, epochs)
+    }
+
     /// The last stable offset: the high watermark, held back by the oldest open
     /// transaction.
     pub fn last_stable_offset(&self) -> i64 {
@@ -761,3 +869,7 @@ impl Drop for HostedPartition {
 #[cfg(test)]
 #[path = "partition_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "partition_follower_tests.rs"]
+mod follower_tests;

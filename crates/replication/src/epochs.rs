@@ -54,17 +54,31 @@ impl LogEpochs<'_> {
 }
 
 impl Partition {
-    /// OffsetForLeaderEpoch for one partition: leading, at the request's leader
-    /// epoch when it names one (FENCED_LEADER_EPOCH / UNKNOWN_LEADER_EPOCH
-    /// otherwise), then where `leader_epoch` ends here, or UNDEFINED (-1, -1)
-    /// when this log has no such epoch.
+    /// OffsetForLeaderEpoch for one partition (Kafka's
+    /// `Partition.lastOffsetForLeaderEpoch` with `fetchOnlyFromLeader`): the
+    /// request's leader epoch, when it names one, is checked first
+    /// (FENCED_LEADER_EPOCH / UNKNOWN_LEADER_EPOCH, on a follower too, as
+    /// `getLocalLog` does), then this replica must lead (NOT_LEADER_OR_FOLLOWER);
+    /// the answer is where `leader_epoch` ends here, or UNDEFINED (-1, -1) when
+    /// this log has no such epoch. Only -1 means "no epoch" here (the request
+    /// handler maps it to `None`); any other negative epoch is older than ours.
     pub fn last_offset_for_leader_epoch(
         &self,
         current_leader_epoch: Option<i32>,
         leader_epoch: i32,
         log: LogEpochs<'_>,
     ) -> Result<EpochEndOffset, ReplicationError> {
-        self.check_read(current_leader_epoch)?;
+        match current_leader_epoch {
+            Some(requested) if requested < 0 => {
+                return Err(ReplicationError::FencedLeaderEpoch {
+                    tp: self.topic_partition().clone(),
+                    requested,
+                    current: self.leader_epoch(),
+                })
+            }
+            _ => self.check_leader_epoch(current_leader_epoch)?,
+        }
+        self.check_read(None)?;
         Ok(log.end_offset_for(leader_epoch))
     }
 

@@ -198,4 +198,27 @@ fn offset_for_leader_epoch_answers_from_the_cache_and_fences_as_kafka_does() {
         follower.last_offset_for_leader_epoch(None, 1, log),
         Err(ReplicationError::NotLeaderOrFollower(_))
     ));
+    // Kafka's `getLocalLog` checks the epoch before the role: a follower fences
+    // an older epoch, and knows nothing of a newer one.
+    assert!(matches!(
+        follower.last_offset_for_leader_epoch(Some(3), 1, log),
+        Err(ReplicationError::FencedLeaderEpoch {
+            requested: 3,
+            current: 4,
+            ..
+        })
+    ));
+    assert!(matches!(
+        follower.last_offset_for_leader_epoch(Some(5), 1, log),
+        Err(ReplicationError::UnknownLeaderEpoch { .. })
+    ));
+    assert!(matches!(
+        follower.last_offset_for_leader_epoch(Some(4), 1, log),
+        Err(ReplicationError::NotLeaderOrFollower(_))
+    ));
+    // Only -1 (None here) is "no epoch"; another negative one is older than ours.
+    assert!(matches!(
+        p.last_offset_for_leader_epoch(Some(-2), 1, log),
+        Err(ReplicationError::FencedLeaderEpoch { requested: -2, .. })
+    ));
 }

@@ -231,7 +231,7 @@ impl Partition {
 
     /// Kafka's `checkCurrentLeaderEpoch`: a request's epoch (when it gives one)
     /// older than ours is fenced, a newer one is not known here yet.
-    fn check_leader_epoch(
+    pub(crate) fn check_leader_epoch(
         &self,
         current_leader_epoch: Option<i32>,
     ) -> Result<(), ReplicationError> {

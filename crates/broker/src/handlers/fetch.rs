@@ -12,6 +12,17 @@
 //!   session id 0, which every client handles by sending full requests; an
 //!   incremental request for a session we never opened gets
 //!   FETCH_SESSION_ID_NOT_FOUND.
+//! - A follower's fetch (replica id ≥ 0: `ReplicaId` up to v14,
+//!   `ReplicaState` from v15 with its broker epoch) is Kafka's
+//!   `Partition.fetchRecords` for a follower (`HostedPartition::read_for_follower`):
+//!   the sender must be one of the partition's replicas at the request's leader
+//!   epoch (else NOT_LEADER_OR_FOLLOWER, or UNKNOWN_LEADER_EPOCH when the request
+//!   names the current epoch, as a reassignment may not have reached us yet); a
+//!   last fetched epoch that diverges from this log is answered with
+//!   `DivergingEpoch` and no records; otherwise records up to the log end (not
+//!   the HW, and regardless of the isolation level), with the HW as it was
+//!   before the read. The first read tells the partition the follower's
+//!   position, which may move the HW; a delayed fetch's later reads do not.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -21,21 +32,29 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use protocol::kafka::messages::fetch_response::{
-    AbortedTransaction, FetchableTopicResponse, PartitionData,
+    AbortedTransaction, EpochEndOffset as FetchEpochEndOffset, FetchableTopicResponse,
+    PartitionData,
 };
 use protocol::kafka::messages::{ApiKey, BrokerId, FetchRequest, FetchResponse, ProducerId};
 use protocol::{ErrorCode, TopicPartition};
-use replication::{IsolationLevel, ReplicationError};
+use replication::{EpochEndOffset, IsolationLevel, ReplicationError};
 use storage::{ReadOutcome, StorageError};
 
 use super::{ApiSpec, Reply, RequestContext};
 use crate::errors::{replication_error_code, storage_error_code};
-use crate::partition::SharedPartition;
+use crate::partition::{FollowerFetch, PartitionRead, SharedPartition};
 use crate::runtime::blocking;
 use crate::signal::Listener;
 
 /// Kafka 3.9 served from v0: lower versions go through [`super::legacy`].
 pub const API: ApiSpec = ApiSpec::new(ApiKey::Fetch, 4, 18).with_legacy_min(0);
+
+/// Who fetches: a consumer, or a follower with its broker epoch.
+#[derive(Clone, Copy)]
+enum Fetcher {
+    Consumer(IsolationLevel),
+    Follower { replica_id: i32, broker_epoch: i64 },
+}
 
 #[derive(Clone)]
 struct Item {
@@ -45,6 +64,40 @@ struct Item {
     fetch_offset: i64,
     current_leader_epoch: Option<i32>,
     partition_max_bytes: usize,
+    /// A follower's: the epoch of its last batch, and its log start.
+    last_fetched_epoch: i32,
+    log_start_offset: i64,
+}
+
+/// One partition's read, for a consumer or a follower (with `update`: tell the
+/// partition where the follower is).
+fn read_item(
+    partition: &SharedPartition,
+    item: &Item,
+    fetcher: Fetcher,
+    update: bool,
+) -> Result<(PartitionRead, Option<EpochEndOffset>), ReplicationError> {
+    match fetcher {
+        Fetcher::Consumer(isolation) => {
+            let read = partition.read(item.fetch_offset, isolation, item.current_leader_epoch)?;
+            Ok((read, None))
+        }
+        Fetcher::Follower {
+            replica_id,
+            broker_epoch,
+        } => {
+            let fetch = FollowerFetch {
+                replica_id,
+                broker_epoch,
+                current_leader_epoch: item.current_leader_epoch,
+                fetch_offset: item.fetch_offset,
+                last_fetched_epoch: item.last_fetched_epoch,
+                log_start_offset: item.log_start_offset,
+            };
+            let read = partition.read_for_follower(&fetch, update)?;
+            Ok((read.read, read.diverging_epoch))
+        }
+    }
 }
 
 fn empty_partition(index: i32, error: ErrorCode) -> PartitionData {
@@ -58,30 +111,33 @@ fn empty_partition(index: i32, error: ErrorCode) -> PartitionData {
         .with_records(Some(Bytes::new()))
 }
 
-/// Reads every item once, in order, within the byte limits.
+/// Reads every item once, in order, within the byte limits: the answers, the
+/// bytes read, and whether to answer without waiting for more (an error or a
+/// diverging epoch).
 fn read_items(
     items: &[Item],
     max_bytes: usize,
-    isolation: IsolationLevel,
+    fetcher: Fetcher,
+    first: bool,
 ) -> (Vec<PartitionData>, usize, bool) {
     let mut remaining = max_bytes;
     let mut min_one_batch = true;
     let mut total = 0usize;
-    let mut any_error = false;
+    let mut answer_now = false;
     let mut out = Vec::with_capacity(items.len());
     for item in items {
         let partition = match &item.partition {
             Ok(partition) => partition,
             Err(code) => {
-                any_error = true;
+                answer_now = true;
                 out.push(empty_partition(item.partition_index, *code));
                 continue;
             }
         };
-        let read = match partition.read(item.fetch_offset, isolation, item.current_leader_epoch) {
+        let (read, diverging_epoch) = match read_item(partition, item, fetcher, first) {
             Ok(read) => read,
             Err(error) => {
-                any_error = true;
+                answer_now = true;
                 if !matches!(
                     error,
                     ReplicationError::Storage(StorageError::OffsetOutOfRange { .. })
@@ -104,7 +160,7 @@ fn read_items(
             Ok(records) => records,
             Err(e) => {
                 tracing::error!(partition = %partition.topic_partition(), error = %e, "reading the log failed");
-                any_error = true;
+                answer_now = true;
                 out.push(empty_partition(
                     item.partition_index,
                     storage_error_code(&e),
@@ -117,8 +173,8 @@ fn read_items(
             remaining = remaining.saturating_sub(records.len());
             total += records.len();
         }
-        let aborted = match isolation {
-            IsolationLevel::ReadCommitted => Some(
+        let aborted = match fetcher {
+            Fetcher::Consumer(IsolationLevel::ReadCommitted) => Some(
                 read.aborted_transactions
                     .iter()
                     .map(|(producer_id, first_offset)| {
@@ -128,10 +184,18 @@ fn read_items(
                     })
                     .collect(),
             ),
-            IsolationLevel::ReadUncommitted => None,
+            _ => None,
         };
+        // Kafka answers a diverging epoch at once, as it does an error.
+        answer_now |= diverging_epoch.is_some();
+        let diverging_epoch = diverging_epoch.map_or_else(Default::default, |end| {
+            FetchEpochEndOffset::default()
+                .with_epoch(end.leader_epoch)
+                .with_end_offset(end.end_offset)
+        });
         out.push(
             PartitionData::default()
+                .with_diverging_epoch(diverging_epoch)
                 .with_partition_index(item.partition_index)
                 .with_error_code(ErrorCode::None.code())
                 .with_high_watermark(read.high_watermark)
@@ -142,7 +206,7 @@ fn read_items(
                 .with_records(Some(records)),
         );
     }
-    (out, total, any_error)
+    (out, total, answer_now)
 }
 
 /// A read this small at the tail of every partition runs on the request's own task.
@@ -198,10 +262,22 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
             .with_session_id(0);
         return ctx.respond(&response);
     }
-    let replica_id = if version >= 15 {
-        request.replica_state.replica_id.0
+    let (replica_id, broker_epoch) = if version >= 15 {
+        (
+            request.replica_state.replica_id.0,
+            request.replica_state.replica_epoch,
+        )
     } else {
-        request.replica_id.0
+        (request.replica_id.0, -1)
+    };
+    // Kafka's `FetchRequest.isValidBrokerId`: every negative id is a consumer.
+    let fetcher = if replica_id >= 0 {
+        Fetcher::Follower {
+            replica_id,
+            broker_epoch,
+        }
+    } else {
+        Fetcher::Consumer(IsolationLevel::from_i8(request.isolation_level))
     };
     let broker = &ctx.broker;
     let image = broker.metadata.image();
@@ -218,7 +294,6 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
         for p in &topic.partitions {
             let partition = match &name {
                 None => Err(ErrorCode::UnknownTopicId),
-                Some(_) if replica_id >= 0 => Err(ErrorCode::NotLeaderOrFollower),
                 Some(name) => broker
                     .replicas
                     .get(&TopicPartition::new(Arc::clone(name), p.partition))
@@ -232,16 +307,22 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
                 current_leader_epoch: (version >= 9 && p.current_leader_epoch >= 0)
                     .then_some(p.current_leader_epoch),
                 partition_max_bytes: p.partition_max_bytes.max(0) as usize,
+                last_fetched_epoch: if version >= 12 {
+                    p.last_fetched_epoch
+                } else {
+                    -1
+                },
+                log_start_offset: p.log_start_offset,
             });
         }
     }
     let max_bytes = (request.max_bytes.max(0) as usize).min(broker.config.fetch_max_bytes);
     let min_bytes = (request.min_bytes.max(0) as usize).min(max_bytes);
-    let isolation = IsolationLevel::from_i8(request.isolation_level);
     let wait = Duration::from_millis(request.max_wait_ms.max(0) as u64);
     let deadline = tokio::time::Instant::now() + wait;
     let mut shutdown = broker.shutdown_signal();
     let items = Arc::new(items);
+    let mut first = true;
     let partitions = loop {
         // Listen before reading, so an append between the read and the wait wakes us.
         let listeners = AnyOf(
@@ -251,16 +332,17 @@ pub async fn handle(ctx: &RequestContext, body: Bytes) -> Reply {
                 .map(|p| p.listen_for_fetches())
                 .collect(),
         );
-        let (partitions, total, any_error) = if reads_inline(&items, max_bytes) {
-            read_items(&items, max_bytes, isolation)
+        let (partitions, total, answer_now) = if reads_inline(&items, max_bytes) {
+            read_items(&items, max_bytes, fetcher, first)
         } else {
             let batch = Arc::clone(&items);
-            blocking(move || read_items(&batch, max_bytes, isolation)).await
+            blocking(move || read_items(&batch, max_bytes, fetcher, first)).await
         };
+        first = false;
         let done = total >= min_bytes
             || total > 0 && min_bytes == 0
             || wait.is_zero()
-            || any_error
+            || answer_now
             || items.is_empty()
             || tokio::time::Instant::now() >= deadline
             || broker.is_shutting_down();

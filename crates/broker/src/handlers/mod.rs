@@ -53,6 +53,7 @@ pub mod metadata;
 pub mod offset_commit;
 pub mod offset_delete;
 pub mod offset_fetch;
+pub mod offset_for_leader_epoch;
 pub mod produce;
 pub mod sync_group;
 pub mod txn_offset_commit;
@@ -145,6 +146,7 @@ registry! {
     delete_topics,
     delete_records,
     init_producer_id,
+    offset_for_leader_epoch,
     add_partitions_to_txn,
     add_offsets_to_txn,
     end_txn,
