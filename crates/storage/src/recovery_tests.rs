@@ -20,16 +20,13 @@ fn dir() -> PathBuf {
 }
 
 fn open(fs: &MemFs, state: LoadState) -> Log {
+    open_with(fs, state, config(&[]))
+}
+
+fn open_with(fs: &MemFs, state: LoadState, config: Arc<crate::LogConfig>) -> Log {
     let clock = Arc::new(ManualClock::new(NOW)) as Arc<dyn Clock>;
     let env = LogEnv::new(fs.shared(), clock);
-    Log::open(
-        &dir(),
-        TopicPartition::new("t", 0),
-        config(&[]),
-        &env,
-        state,
-    )
-    .unwrap()
+    Log::open(&dir(), TopicPartition::new("t", 0), config, &env, state).unwrap()
 }
 
 fn append(log: &mut Log, value: u8) {
@@ -136,4 +133,52 @@ fn a_failed_fsync_leaves_the_recovery_point_and_recovery_keeps_what_was_synced()
         values(&log),
         (0..5).flat_map(|v| [v, v]).collect::<Vec<_>>()
     );
+}
+
+/// Records below the log start offset need no flush: a reopen after a crash puts
+/// the recovery point at the log start, and a flush then syncs only the segments
+/// from there. A power loss tears the older segment's unsynced bytes, its index
+/// among them; loading rebuilds that segment (below the recovery point) and cuts
+/// its torn tail, and must cut it alone: the flushed segment after it stays whole.
+/// (The shrunk proptest case `1db887d2`: the cut dropped every later segment, the
+/// flushed records with them, and the log started afresh at its start offset.)
+#[test]
+fn a_torn_segment_below_the_recovery_point_does_not_take_the_flushed_ones_after_it() {
+    let fs = MemFs::new();
+    let open = |state| open_with(&fs, state, config(&[("index.interval.bytes", "100")]));
+    let mut log = open(LoadState::default());
+    for value in 0..3 {
+        append(&mut log, value);
+    }
+    let leo = log.log_end_offset().0;
+    assert_eq!(log.delete_records_before(leo, leo).unwrap(), 6);
+    assert_eq!(log.roll().unwrap(), 0);
+    append(&mut log, 7);
+    // kill -9: the page cache keeps every write; nothing was ever flushed.
+    let state = unclean(&log);
+    assert_eq!(state.recovery_point, 0);
+    drop(log);
+    let mut log = open(state);
+    assert_eq!(
+        log.recovery_point().0,
+        6,
+        "the recovery point starts at the log start"
+    );
+    log.flush(8).unwrap();
+    assert_eq!(log.recovery_point().0, 8);
+    let state = unclean(&log);
+    drop(log);
+    // The power loss: segment 0 keeps all but the end of its last batch, and a
+    // torn entry of its index.
+    let index_path = dir().join(file_name(0, "index"));
+    let index = fs.contents(&index_path).unwrap();
+    assert!(index.len() >= 16, "segment 0 has index entries");
+    let torn_size = segment_file(&fs, 0).size().unwrap() - 10;
+    fs.crash_keeping(&dir().join(file_name(0, "log")), torn_size);
+    fs.set_contents(&index_path, &index[..11]);
+    let log = open(state);
+    assert_eq!(log.segment_base_offsets(), vec![0, 6]);
+    assert_eq!(log.log_start_offset().0, 6);
+    assert_eq!(log.log_end_offset().0, 8, "the flushed records survive");
+    assert_eq!(read_all(&log, 6), vec![(6, vec![7; 30]), (7, vec![7; 20])]);
 }

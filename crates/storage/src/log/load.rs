@@ -113,7 +113,15 @@ impl Log {
             if let Some(outcome) = outcome {
                 if outcome.truncated_bytes > 0 {
                     tracing::warn!(partition = %topic_partition, segment = base, truncated_bytes = outcome.truncated_bytes, valid_bytes = outcome.valid_bytes, "recovery cut an invalid tail");
-                    truncated_at = Some(base);
+                    // Only a cut in the unflushed part drops the segments after it
+                    // (they were written after the lost bytes, and no flush covered
+                    // them), as Kafka's LogLoader does. A segment below the
+                    // recovery point that needed rebuilding (a torn index, or bytes
+                    // below the log start offset that no flush had to cover) is
+                    // cut alone: the segments after it hold flushed records.
+                    if recover {
+                        truncated_at = Some(base);
+                    }
                 }
             }
             if let Some((_, previous)) = segments.iter().next_back() {
