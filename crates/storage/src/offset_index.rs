@@ -171,6 +171,42 @@ mod tests {
     use super::*;
     use crate::fs::RealFs;
 
+    /// A rebuild empties an index file: the next flush syncs it, also when a
+    /// process killed before it had emptied it already (its page cache shows an
+    /// empty file, the disk the entries), so that a power loss cannot bring the
+    /// entries back.
+    #[test]
+    fn emptying_an_index_for_a_rebuild_is_synced_by_the_next_flush() {
+        let fs = crate::fs::MemFs::new();
+        fs.create_dir_all(Path::new("/data")).unwrap();
+        let path = Path::new("/data/00000000000000000100.index");
+        let mut index = OffsetIndex::create_empty(&fs, path, 100, 10).unwrap();
+        assert!(
+            index.prepare_sync(&fs).unwrap().is_none(),
+            "a new empty file"
+        );
+        index.append(110, 4100);
+        index.append(130, 8300);
+        index
+            .prepare_sync(&fs)
+            .unwrap()
+            .unwrap()
+            .sync_data()
+            .unwrap();
+        // A rebuild, then kill -9 before any flush, then a rebuild again.
+        OffsetIndex::create_empty(&fs, path, 100, 10).unwrap();
+        assert_eq!(fs.contents(path).unwrap(), b"");
+        let mut index = OffsetIndex::create_empty(&fs, path, 100, 10).unwrap();
+        index
+            .prepare_sync(&fs)
+            .unwrap()
+            .expect("the emptied file is synced")
+            .sync_data()
+            .unwrap();
+        fs.crash();
+        assert_eq!(fs.contents(path).unwrap(), b"");
+    }
+
     #[test]
     fn lookup_finds_the_greatest_entry_at_or_below_the_target() {
         let dir = tempfile::tempdir().unwrap();

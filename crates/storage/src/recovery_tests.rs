@@ -182,3 +182,47 @@ fn a_torn_segment_below_the_recovery_point_does_not_take_the_flushed_ones_after_
     assert_eq!(log.log_end_offset().0, 8, "the flushed records survive");
     assert_eq!(read_all(&log, 6), vec![(6, vec![7; 30]), (7, vec![7; 20])]);
 }
+
+/// A segment the load trusts (below the recovery point) whose index names a
+/// batch at the very end of its log (an entry a power loss brought back past a
+/// cut): the log is rebuilt from, not the offsets the entry makes up.
+#[test]
+fn an_index_entry_at_the_end_of_a_trusted_segment_is_not_believed() {
+    let fs = MemFs::new();
+    let open = |state| open_with(&fs, state, config(&[("index.interval.bytes", "100")]));
+    let mut log = open(LoadState::default());
+    for value in 0..3 {
+        append(&mut log, value);
+    }
+    log.roll().unwrap();
+    append(&mut log, 7);
+    log.close().unwrap();
+    drop(log);
+    let index_path = dir().join(file_name(0, "index"));
+    let log_path = dir().join(file_name(0, "log"));
+    let index = fs.contents(&index_path).unwrap();
+    let bytes = fs.contents(&log_path).unwrap();
+    let last_position = u32::from_be_bytes(index[index.len() - 4..].try_into().unwrap());
+    assert!(last_position > 0, "the last batch is indexed");
+    // The log without its last batch, the index still naming it.
+    fs.set_contents(&log_path, &bytes[..last_position as usize]);
+    let log = open(LoadState {
+        recovery_point: 8,
+        log_start_offset: 0,
+        clean_shutdown: false,
+    });
+    assert_eq!(log.segment_base_offsets(), vec![0, 6]);
+    assert_eq!(log.log_end_offset().0, 8);
+    assert_eq!(
+        read_all(&log, 0)
+            .into_iter()
+            .map(|(o, v)| (o, v[0]))
+            .collect::<Vec<_>>(),
+        vec![(0, 0), (1, 0), (2, 1), (3, 1), (6, 7), (7, 7)]
+    );
+    // Segment 0 ends where its log does: a truncation in the gap lands at 4, not
+    // at the end the stale entry made up.
+    let mut log = log;
+    log.truncate_to(5).unwrap();
+    assert_eq!(log.log_end_offset().0, 4);
+}

@@ -298,7 +298,8 @@ impl Segment {
             self.max_timestamp = entry.timestamp;
             self.offset_of_max_timestamp = entry.offset;
         }
-        let start = self.index.last_entry().position;
+        let last_entry = self.index.last_entry();
+        let start = last_entry.position;
         let mut tail = Vec::new();
         let scanned = self.scan_headers(start, |position, header| {
             tail.push((position, *header));
@@ -308,7 +309,14 @@ impl Segment {
             .last()
             .map(|(p, h)| u64::from(*p) + h.size() as u64)
             .unwrap_or(u64::from(start));
-        if scanned.is_err() || end != file_len {
+        // The last entry names a batch that holds its offset: an entry at the end
+        // of the file (one a power loss brought back past a log cut at recovery)
+        // would make up offsets the log does not hold.
+        let entry_in_log = self.index.is_empty()
+            || tail
+                .first()
+                .is_some_and(|(_, h)| h.last_offset() >= last_entry.offset);
+        if scanned.is_err() || end != file_len || !entry_in_log {
             tracing::warn!(segment = %self.log_path.display(), end, file_len, "segment tail does not match its indexes; recovering");
             self.recover(file_len)?;
             return Ok(());
@@ -478,6 +486,14 @@ impl Segment {
         let mut head = [0u8; HEADER_LEN];
         if position + HEADER_LEN as u64 > end && position == end {
             return Ok(());
+        }
+        if position > end {
+            // An index entry a power loss brought back past the end of a log that
+            // recovery cut: the index is not what the log holds.
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("position {position} is past the end {end}"),
+            ));
         }
         let log = self.file()?;
         while position + HEADER_LEN as u64 <= end {

@@ -185,20 +185,29 @@ impl<E: IndexEntry> SparseIndex<E> {
         })
     }
 
-    /// Replaces the file with an empty index, for a rebuild.
+    /// Replaces the file with an empty index, for a rebuild. The next flush of
+    /// the segment syncs the file when it existed: cutting its entries is a change
+    /// to make durable like any other, and so are changes a process that died
+    /// left in the page cache (a rebuild after `kill -9` finds the file as that
+    /// process left it, not as the disk holds it). Entries a power loss brought
+    /// back past a log cut at recovery would point past the end of the log.
     pub fn create_empty(
         fs: &dyn Fs,
         path: &Path,
         base_offset: i64,
         max_entries: usize,
     ) -> io::Result<SparseIndex<E>> {
+        let existed = fs.exists(path)?;
         fs.open(path, OpenMode::Truncate)?;
         Ok(SparseIndex {
             path: path.to_path_buf(),
             base_offset,
             entries: Vec::new(),
             max_entries: max_entries.max(1),
-            file: EntryFile::loaded(0),
+            file: EntryFile {
+                unsynced: existed,
+                ..EntryFile::loaded(0)
+            },
         })
     }
 
