@@ -40,6 +40,17 @@ impl EntryFile {
         }
     }
 
+    /// A file just truncated to nothing: the truncation is a change no fsync has
+    /// made durable yet, so the next flush syncs the file even when no entry is
+    /// written to it. Without that, a power loss after the flush could bring back
+    /// the entries of an older file and a stale index would point past the log.
+    pub(crate) fn emptied() -> EntryFile {
+        EntryFile {
+            unsynced: true,
+            ..EntryFile::default()
+        }
+    }
+
     /// The entries in memory were truncated to `keep`.
     pub(crate) fn truncated(&mut self, keep: usize) {
         if keep < self.on_disk {
@@ -198,7 +209,7 @@ impl<E: IndexEntry> SparseIndex<E> {
             base_offset,
             entries: Vec::new(),
             max_entries: max_entries.max(1),
-            file: EntryFile::loaded(0),
+            file: EntryFile::emptied(),
         })
     }
 

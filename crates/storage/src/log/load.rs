@@ -111,9 +111,15 @@ impl Log {
                 "opening segment {base} of {topic_partition}"
             )))?;
             if let Some(outcome) = outcome {
-                if outcome.truncated_bytes > 0 {
+                // A segment that now ends at or below the log start offset lost only
+                // records DeleteRecords had already removed: the recovery point moves
+                // up with the log start (as Kafka's does), so their unflushed tail can
+                // be torn by a power loss. The segments after it are still whole.
+                if outcome.truncated_bytes > 0 && segment.next_offset() > state.log_start_offset {
                     tracing::warn!(partition = %topic_partition, segment = base, truncated_bytes = outcome.truncated_bytes, valid_bytes = outcome.valid_bytes, "recovery cut an invalid tail");
                     truncated_at = Some(base);
+                } else if outcome.truncated_bytes > 0 {
+                    tracing::warn!(partition = %topic_partition, segment = base, truncated_bytes = outcome.truncated_bytes, log_start_offset = state.log_start_offset, "recovery cut an invalid tail below the log start offset; the segments after it stay");
                 }
             }
             if let Some((_, previous)) = segments.iter().next_back() {
