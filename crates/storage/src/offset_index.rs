@@ -181,10 +181,6 @@ mod tests {
         fs.create_dir_all(Path::new("/data")).unwrap();
         let path = Path::new("/data/00000000000000000100.index");
         let mut index = OffsetIndex::create_empty(&fs, path, 100, 10).unwrap();
-        assert!(
-            index.prepare_sync(&fs).unwrap().is_none(),
-            "a new empty file"
-        );
         index.append(110, 4100);
         index.append(130, 8300);
         index

@@ -511,6 +511,13 @@ impl Segment {
             }
             position += header.size() as u64;
         }
+        if position > end {
+            // An index entry past the end of the log (a stale index after a crash).
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("position {position} is past the end {end}"),
+            ));
+        }
         if position != end {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,

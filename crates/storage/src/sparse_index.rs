@@ -40,6 +40,17 @@ impl EntryFile {
         }
     }
 
+    /// A file just truncated to nothing: the truncation is a change no fsync has
+    /// made durable yet, so the next flush syncs the file even when no entry is
+    /// written to it. Without that, a power loss after the flush could bring back
+    /// the entries of an older file and a stale index would point past the log.
+    pub(crate) fn emptied() -> EntryFile {
+        EntryFile {
+            unsynced: true,
+            ..EntryFile::default()
+        }
+    }
+
     /// The entries in memory were truncated to `keep`.
     pub(crate) fn truncated(&mut self, keep: usize) {
         if keep < self.on_disk {
@@ -185,29 +196,20 @@ impl<E: IndexEntry> SparseIndex<E> {
         })
     }
 
-    /// Replaces the file with an empty index, for a rebuild. The next flush of
-    /// the segment syncs the file when it existed: cutting its entries is a change
-    /// to make durable like any other, and so are changes a process that died
-    /// left in the page cache (a rebuild after `kill -9` finds the file as that
-    /// process left it, not as the disk holds it). Entries a power loss brought
-    /// back past a log cut at recovery would point past the end of the log.
+    /// Replaces the file with an empty index, for a rebuild.
     pub fn create_empty(
         fs: &dyn Fs,
         path: &Path,
         base_offset: i64,
         max_entries: usize,
     ) -> io::Result<SparseIndex<E>> {
-        let existed = fs.exists(path)?;
         fs.open(path, OpenMode::Truncate)?;
         Ok(SparseIndex {
             path: path.to_path_buf(),
             base_offset,
             entries: Vec::new(),
             max_entries: max_entries.max(1),
-            file: EntryFile {
-                unsynced: existed,
-                ..EntryFile::loaded(0)
-            },
+            file: EntryFile::emptied(),
         })
     }
 

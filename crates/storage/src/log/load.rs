@@ -111,17 +111,22 @@ impl Log {
                 "opening segment {base} of {topic_partition}"
             )))?;
             if let Some(outcome) = outcome {
-                if outcome.truncated_bytes > 0 {
+                // Only a cut in the unflushed part drops the segments after it (they
+                // were written after the lost bytes, and no flush covered them), as
+                // Kafka's LogLoader does. A segment below the recovery point that
+                // needed rebuilding (a torn index), or one that now ends at or below
+                // the log start offset (records DeleteRecords had removed: the
+                // recovery point moves up with the log start, as Kafka's does, so
+                // their tail can be torn by a power loss), is cut alone: the
+                // segments after it hold flushed records.
+                if outcome.truncated_bytes > 0
+                    && recover
+                    && segment.next_offset() > state.log_start_offset
+                {
                     tracing::warn!(partition = %topic_partition, segment = base, truncated_bytes = outcome.truncated_bytes, valid_bytes = outcome.valid_bytes, "recovery cut an invalid tail");
-                    // Only a cut in the unflushed part drops the segments after it
-                    // (they were written after the lost bytes, and no flush covered
-                    // them), as Kafka's LogLoader does. A segment below the
-                    // recovery point that needed rebuilding (a torn index, or bytes
-                    // below the log start offset that no flush had to cover) is
-                    // cut alone: the segments after it hold flushed records.
-                    if recover {
-                        truncated_at = Some(base);
-                    }
+                    truncated_at = Some(base);
+                } else if outcome.truncated_bytes > 0 {
+                    tracing::warn!(partition = %topic_partition, segment = base, truncated_bytes = outcome.truncated_bytes, log_start_offset = state.log_start_offset, "recovery cut an invalid tail below the recovery point or the log start offset; the segments after it stay");
                 }
             }
             if let Some((_, previous)) = segments.iter().next_back() {
